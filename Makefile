@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+# Each target sets up what is missing (virtual environment, dependencies,
+# generated gRPC stubs) and nothing more.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PROTOS := $(wildcard protos/switchboard/v1/*.proto)
+STUBS  := switchboard/v1/.generated-stamp
+
+.PHONY: run test protos bench lint clean setup
+
+setup: $(STAMP) $(STUBS)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Stubs are generated on setup and never committed (switchboard/v1 is in
+# .gitignore), so they can never drift from protos/.
+$(STUBS): $(STAMP) $(PROTOS)
+	mkdir -p switchboard/v1
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \
+		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. \
+		$(PROTOS)
+	touch switchboard/v1/__init__.py $@
+
+protos:
+	rm -f $(STUBS)
+	$(MAKE) $(STUBS)
+
+run: setup
+	$(BIN)/switchboard up
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m tests.bench.ingest_bench
+	$(BIN)/python -m tests.bench.end_to_end_bench
+
+clean:
+	rm -rf $(VENV) switchboard/v1 .pytest_cache

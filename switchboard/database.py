@@ -1,0 +1,131 @@
+"""PostgreSQL: the async connection pool and per-schema SQL migrations.
+
+Each service owns one schema and keeps its migrations as numbered plain SQL
+files (``services/<name>/migrations/0001_init.sql``); reading them tells the
+data model. :func:`apply_migrations` applies the missing ones in order, each in
+its own transaction, under an advisory lock so that several processes starting
+at once apply each file exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from switchboard.errors import Unavailable
+
+__all__ = [
+    "DatabaseUnavailable",
+    "Migration",
+    "apply_migrations",
+    "describe_dsn",
+    "load_migrations",
+    "open_pool",
+]
+
+logger = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class DatabaseUnavailable(Unavailable):
+    """PostgreSQL cannot be reached; the message names the server, never a password."""
+
+    code = "database_unavailable"
+
+
+def describe_dsn(dsn: str) -> str:
+    """``host:port/dbname`` of a connection string, without user or password."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparseable database URL>"
+    host = parts.get("host") or parts.get("hostaddr") or "localhost"
+    port = parts.get("port") or "5432"
+    return f"{host}:{port}/{parts.get('dbname') or ''}"
+
+
+async def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0) -> AsyncConnectionPool:
+    """Open a pool, failing fast with a clear message when the server is down."""
+    try:
+        # One direct attempt first: the pool would otherwise retry quietly
+        # until its timeout and then report nothing useful.
+        conn = await psycopg.AsyncConnection.connect(dsn, connect_timeout=max(1, int(timeout)))
+        await conn.close()
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {reason}") from None
+    pool = AsyncConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        timeout=timeout,
+    )
+    await pool.open(wait=True, timeout=timeout)
+    return pool
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(directory: Path) -> list[Migration]:
+    """The migrations in ``directory``, ordered; a misnamed or repeated file is an error."""
+    migrations: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_NAME.match(path.name)
+        if not match:
+            raise ValueError(f"migration file {path.name!r} is not named NNNN_name.sql")
+        version = int(match.group(1))
+        if version in migrations:
+            raise ValueError(f"two migrations share version {version} in {directory}")
+        migrations[version] = Migration(version, match.group(2), path.read_text())
+    return [migrations[v] for v in sorted(migrations)]
+
+
+async def apply_migrations(pool: AsyncConnectionPool, schema: str, directory: Path) -> list[int]:
+    """Apply the missing migrations of ``schema``; returns the versions applied now."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+        raise ValueError(f"bad schema name {schema!r}")
+    migrations = load_migrations(directory)
+    applied_now: list[int] = []
+    async with pool.connection() as conn:
+        # Session-level lock: held across the per-file transactions below.
+        await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"switchboard.migrations.{schema}",))
+        try:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            await conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+                        version integer PRIMARY KEY,
+                        name text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            cur = await conn.execute(f"SELECT version FROM {schema}.schema_migrations")
+            done = {row["version"] for row in await cur.fetchall()}
+            for migration in migrations:
+                if migration.version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(f"SET LOCAL search_path TO {schema}")
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        f"INSERT INTO {schema}.schema_migrations (version, name) VALUES (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+                logger.info("migration applied", extra={"schema": schema, "version": migration.version})
+                applied_now.append(migration.version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"switchboard.migrations.{schema}",))
+    return applied_now

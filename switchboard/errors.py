@@ -1,0 +1,133 @@
+"""The platform's one exception hierarchy, and its two mapping tables.
+
+Domain code raises these; the HTTP edge maps them to statuses with
+``HTTP_STATUS`` and gRPC servicers to status codes with ``GRPC_STATUS``. A gRPC
+error coming back from another service is turned into the same exception by
+:func:`from_grpc_code`, so the edge answers with the status the owning service
+meant.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+__all__ = [
+    "SwitchboardError",
+    "InvalidRequest",
+    "Unauthenticated",
+    "PermissionDenied",
+    "NotFound",
+    "Conflict",
+    "PayloadTooLarge",
+    "Unavailable",
+    "HTTP_STATUS",
+    "GRPC_STATUS",
+    "from_grpc_code",
+]
+
+
+class SwitchboardError(Exception):
+    """Base of every error the platform reports to a caller.
+
+    ``code`` is a stable machine-readable string; the message is for humans and
+    must never carry a secret.
+    """
+
+    code = "internal"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(SwitchboardError):
+    """The request is malformed or violates a rule (400)."""
+
+    code = "invalid_request"
+
+
+class Unauthenticated(SwitchboardError):
+    """Missing, malformed, unknown, revoked or expired credentials (401)."""
+
+    code = "unauthenticated"
+
+
+class PermissionDenied(SwitchboardError):
+    """Authenticated, but not allowed to do this (403)."""
+
+    code = "permission_denied"
+
+
+class NotFound(SwitchboardError):
+    """No such resource for this tenant (404); also for other tenants' resources."""
+
+    code = "not_found"
+
+
+class Conflict(SwitchboardError):
+    """The resource already exists or is in a conflicting state (409)."""
+
+    code = "conflict"
+
+
+class PayloadTooLarge(SwitchboardError):
+    """The request body is over the configured limit (413)."""
+
+    code = "payload_too_large"
+
+
+class Unavailable(SwitchboardError):
+    """A dependency (NATS, PostgreSQL, another service) is down (503).
+
+    The caller may retry; nothing was accepted.
+    """
+
+    code = "unavailable"
+
+
+HTTP_STATUS: dict[type[SwitchboardError], int] = {
+    InvalidRequest: 400,
+    Unauthenticated: 401,
+    PermissionDenied: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    Unavailable: 503,
+    SwitchboardError: 500,
+}
+
+GRPC_STATUS: dict[type[SwitchboardError], grpc.StatusCode] = {
+    InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Conflict: grpc.StatusCode.ALREADY_EXISTS,
+    PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+    SwitchboardError: grpc.StatusCode.INTERNAL,
+}
+
+_FROM_GRPC = {code: cls for cls, code in GRPC_STATUS.items()}
+# A deadline passing on a call to another service means it is not answering.
+_FROM_GRPC[grpc.StatusCode.DEADLINE_EXCEEDED] = Unavailable
+
+
+def http_status(error: SwitchboardError) -> int:
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def grpc_status(error: SwitchboardError) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in GRPC_STATUS:
+            return GRPC_STATUS[cls]  # type: ignore[index]
+    return grpc.StatusCode.INTERNAL
+
+
+def from_grpc_code(code: grpc.StatusCode, details: str | None) -> SwitchboardError:
+    cls = _FROM_GRPC.get(code, SwitchboardError)
+    return cls(details or code.name.lower())

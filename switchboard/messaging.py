@@ -1,0 +1,200 @@
+"""NATS JetStream: the connection, the streams and consumers, and message encoding.
+
+All streams and durable consumers are declared here, idempotently and with
+explicit limits, so the whole message topology reads in one place.
+
+| stream       | subjects           | written by | read by   | retention |
+| ------------ | ------------------ | ---------- | --------- | --------- |
+| EVENTS       | events.<t>.<src>   | ingest     | router    | work queue (router stores events in PostgreSQL) |
+| DELIVERIES   | deliveries.<t>.<e> | router     | delivery  | work queue |
+| DEAD_LETTERS | dead.<t>.<e>       | delivery   | operators | limits (age/bytes) |
+| ATTEMPTS     | attempts.<t>       | delivery   | analytics | limits (age/bytes) |
+
+Work-queue streams discard *new* messages when full: a publisher then gets
+an error (the edge answers 503) instead of an acknowledged event being
+silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js import api
+from nats.js.errors import NotFoundError
+
+from switchboard.errors import Unavailable
+from switchboard.settings import Settings
+
+__all__ = [
+    "StreamSpec",
+    "ConsumerSpec",
+    "stream_specs",
+    "CONSUMERS",
+    "connect_nats",
+    "ensure_streams",
+    "ensure_consumer",
+    "encode",
+    "decode",
+    "event_subject",
+    "delivery_subject",
+    "dead_letter_subject",
+    "attempt_subject",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def event_subject(tenant_id: str, source_id: str) -> str:
+    return f"events.{tenant_id}.{source_id}"
+
+
+def delivery_subject(tenant_id: str, endpoint_id: str) -> str:
+    return f"deliveries.{tenant_id}.{endpoint_id}"
+
+
+def dead_letter_subject(tenant_id: str, endpoint_id: str) -> str:
+    return f"dead.{tenant_id}.{endpoint_id}"
+
+
+def attempt_subject(tenant_id: str) -> str:
+    return f"attempts.{tenant_id}"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    retention: api.RetentionPolicy
+    discard: api.DiscardPolicy
+    max_bytes: int
+    max_age_s: int
+    duplicate_window_s: int
+    max_msg_size: int
+
+    def config(self) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=self.name,
+            subjects=list(self.subjects),
+            retention=self.retention,
+            discard=self.discard,
+            max_bytes=self.max_bytes,
+            max_age=float(self.max_age_s),
+            duplicate_window=float(self.duplicate_window_s),
+            max_msg_size=self.max_msg_size,
+            storage=api.StorageType.FILE,
+            num_replicas=1,
+        )
+
+
+def stream_specs(settings: Settings) -> list[StreamSpec]:
+    # A message carries the body plus its envelope; leave room for both.
+    max_msg = settings.max_body_bytes * 2 + 64 * 1024
+    common = dict(
+        max_bytes=settings.stream_max_bytes,
+        max_age_s=settings.stream_max_age_s,
+        duplicate_window_s=min(settings.stream_duplicate_window_s, settings.stream_max_age_s),
+        max_msg_size=max_msg,
+    )
+    return [
+        StreamSpec("EVENTS", ("events.>",), api.RetentionPolicy.WORK_QUEUE, api.DiscardPolicy.NEW, **common),
+        StreamSpec("DELIVERIES", ("deliveries.>",), api.RetentionPolicy.WORK_QUEUE, api.DiscardPolicy.NEW, **common),
+        StreamSpec("DEAD_LETTERS", ("dead.>",), api.RetentionPolicy.LIMITS, api.DiscardPolicy.OLD, **common),
+        StreamSpec("ATTEMPTS", ("attempts.>",), api.RetentionPolicy.LIMITS, api.DiscardPolicy.OLD, **common),
+    ]
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    stream: str
+    durable: str
+    # Redelivered when not acked within this (a crashed worker's messages).
+    ack_wait_s: float = 60.0
+    max_ack_pending: int = 1000
+
+    def config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_s,
+            # Never give up on a message at the broker: the worker decides when
+            # a delivery is dead, from attempts recorded in PostgreSQL.
+            max_deliver=-1,
+            max_ack_pending=self.max_ack_pending,
+        )
+
+
+CONSUMERS = {
+    "router": ConsumerSpec("EVENTS", "router"),
+    "delivery": ConsumerSpec("DELIVERIES", "delivery"),
+    "analytics": ConsumerSpec("ATTEMPTS", "analytics"),
+}
+
+
+async def connect_nats(url: str, name: str) -> NATS:
+    """Connect, failing fast at start-up, reconnecting for ever afterwards."""
+
+    async def on_error(exc: Exception) -> None:
+        logger.warning("nats error", extra={"error": str(exc)})
+
+    async def on_disconnect() -> None:
+        logger.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        logger.info("nats reconnected")
+
+    try:
+        return await nats.connect(
+            servers=[url],
+            name=name,
+            connect_timeout=3,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+        )
+    except Exception as exc:  # nats raises several unrelated types here
+        raise Unavailable(f"cannot connect to NATS at {_redact_url(url)}: {exc or type(exc).__name__}") from None
+
+
+def _redact_url(url: str) -> str:
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
+
+
+async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
+    """Create or update every stream to its declared configuration."""
+    for spec in stream_specs(settings):
+        config = spec.config()
+        try:
+            await js.stream_info(spec.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            logger.info("stream created", extra={"stream": spec.name})
+        else:
+            await js.update_stream(config)
+
+
+async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
+    await js.add_consumer(spec.stream, spec.config())
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    value = json.loads(data)
+    if not isinstance(value, dict):
+        raise ValueError("message is not a JSON object")
+    return value

@@ -1,0 +1,128 @@
+"""The life of one service process: start, serve, stop gracefully.
+
+``python -m services.<name>`` builds the service's :class:`ServiceApp` and hands
+it to :func:`run`, which reads settings, connects to PostgreSQL (applying the
+service's migrations) and NATS (declaring the streams), serves gRPC with health
+and reflection, starts the app's background work, and on SIGTERM/SIGINT stops
+taking work, lets in-flight work finish, drains NATS and closes the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import grpc
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from psycopg_pool import AsyncConnectionPool
+
+from switchboard.database import apply_migrations, open_pool
+from switchboard.errors import Unavailable
+from switchboard.logs import configure_logging
+from switchboard.messaging import connect_nats, ensure_streams
+from switchboard.rpc import GrpcServer, PortUnavailable, ServiceClients
+from switchboard.settings import Settings, SettingsError
+from switchboard.telemetry import setup_tracing
+
+__all__ = ["Runtime", "ServiceApp", "run", "EXIT_CONFIG", "EXIT_UNAVAILABLE"]
+
+logger = logging.getLogger(__name__)
+
+# Exit codes the supervisor reads: a configuration problem (a taken port, a bad
+# setting) is not fixed by restarting, an unreachable dependency may be.
+EXIT_CONFIG = 78  # EX_CONFIG
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE
+
+
+@dataclass
+class Runtime:
+    """What a running service is given: settings and open connections."""
+
+    settings: Settings
+    pool: AsyncConnectionPool
+    nc: NATS
+    js: JetStreamContext
+    clients: ServiceClients
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ServiceApp:
+    """One service: its schema, its gRPC servicers and its background work."""
+
+    name: ClassVar[str]
+    # Schema owned by this service; migrations live beside the app module.
+    schema: ClassVar[str]
+    migrations: ClassVar[Path]
+    grpc_services: ClassVar[list[str]]
+
+    def register(self, server: grpc.aio.Server, runtime: Runtime) -> None:
+        """Add this service's servicers to the server."""
+        raise NotImplementedError
+
+    async def start(self, runtime: Runtime) -> None:
+        """Start background work (consumers, the HTTP edge). Called after gRPC is up."""
+
+    async def stop(self) -> None:
+        """Stop taking work and finish what is in flight."""
+
+
+async def serve(app: ServiceApp, settings: Settings) -> None:
+    nats_url, database_url = settings.require_infrastructure()
+    pool = await open_pool(database_url, max_size=20)
+    nc: NATS | None = None
+    server: GrpcServer | None = None
+    clients = ServiceClients(settings)
+    try:
+        await apply_migrations(pool, app.schema, app.migrations)
+        nc = await connect_nats(nats_url, f"switchboard-{app.name}")
+        js = nc.jetstream()
+        await ensure_streams(js, settings)
+        runtime = Runtime(settings, pool, nc, js, clients)
+        server = GrpcServer(app.name, app.grpc_services)
+        app.register(server.server, runtime)
+        await server.start(settings.grpc_host, settings.grpc_ports[app.name])
+        await app.start(runtime)
+        logger.info("service started", extra={"port": server.port})
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runtime.stopping.set)
+        await runtime.stopping.wait()
+        logger.info("service stopping")
+        await app.stop()
+    finally:
+        if server is not None:
+            await server.stop(grace=5.0)
+        if nc is not None and nc.is_connected:
+            await nc.drain()
+        await clients.close()
+        await pool.close()
+
+
+def run(app: ServiceApp) -> None:
+    """Entry point of ``python -m services.<name>``; exits non-zero with a clear message on failure."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"switchboard-{app.name}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    configure_logging(app.name, settings.log_level, settings.log_format)
+    setup_tracing(app.name, settings.otel_console)
+    try:
+        asyncio.run(serve(app, settings))
+    except (SettingsError, PortUnavailable) as exc:
+        logger.error(str(exc))
+        print(f"switchboard-{app.name}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    except Unavailable as exc:
+        logger.error(str(exc))
+        print(f"switchboard-{app.name}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_UNAVAILABLE)
+    except KeyboardInterrupt:
+        pass

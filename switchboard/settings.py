@@ -1,0 +1,211 @@
+"""One typed settings object, read from the environment once at start-up.
+
+Every ``SWITCHBOARD_*`` variable is read here and nowhere else; the object is
+passed down to whatever needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+__all__ = ["Settings", "SettingsError", "SERVICE_NAMES", "DEFAULT_GRPC_PORTS"]
+
+SERVICE_NAMES = ("auth", "ingest", "router", "ai", "delivery", "analytics")
+
+DEFAULT_GRPC_PORTS = {
+    "ingest": 50051,
+    "router": 50052,
+    "ai": 50053,
+    "delivery": 50054,
+    "auth": 50055,
+    "analytics": 50056,
+}
+
+
+class SettingsError(ValueError):
+    """A SWITCHBOARD_* variable has a value that cannot be used."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults a fresh machine needs."""
+
+    # Where embedded NATS/PostgreSQL data, the master key and the bootstrap
+    # admin key live.
+    state_dir: Path = Path(".switchboard")
+    # Unset means "start an embedded server" (switchboard up only).
+    nats_url: str | None = None
+    database_url: str | None = None
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_host: str = "127.0.0.1"
+    grpc_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_GRPC_PORTS))
+    # host:port per service for clients; defaults to grpc_host:grpc_port.
+    grpc_targets: Mapping[str, str] = field(default_factory=dict)
+
+    max_body_bytes: int = 1024 * 1024
+    # Sender gets 503 when JetStream has not acknowledged within this.
+    publish_timeout_s: float = 5.0
+    # Every gRPC call between services carries this deadline.
+    rpc_timeout_s: float = 5.0
+    # Outbound requests to private/loopback/link-local addresses are refused
+    # unless the operator allows them (tests and local walkthroughs do).
+    allow_private_destinations: bool = False
+    delivery_timeout_s: float = 10.0
+    delivery_max_attempts: int = 8
+    delivery_concurrency: int = 64
+    router_concurrency: int = 64
+
+    # Stream limits, explicit so a runaway sender cannot fill the disk.
+    stream_max_bytes: int = 1024**3
+    stream_max_age_s: int = 7 * 24 * 3600
+    stream_duplicate_window_s: int = 2 * 3600
+
+    master_key: str | None = None
+    log_level: str = "INFO"
+    log_format: str = "json"
+    otel_console: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        p = "SWITCHBOARD_"
+        ports = {
+            name: _int(env, f"{p}{name.upper()}_GRPC_PORT", default, minimum=0)
+            for name, default in DEFAULT_GRPC_PORTS.items()
+        }
+        targets = {
+            name: env[f"{p}{name.upper()}_GRPC_TARGET"]
+            for name in SERVICE_NAMES
+            if env.get(f"{p}{name.upper()}_GRPC_TARGET")
+        }
+        log_format = env.get(f"{p}LOG_FORMAT", "json")
+        if log_format not in ("json", "text"):
+            raise SettingsError(f"{p}LOG_FORMAT must be json or text, got {log_format!r}")
+        return cls(
+            state_dir=Path(env.get(f"{p}STATE_DIR") or ".switchboard").absolute(),
+            nats_url=env.get(f"{p}NATS_URL") or None,
+            database_url=env.get(f"{p}DATABASE_URL") or None,
+            http_host=env.get(f"{p}HTTP_HOST") or "127.0.0.1",
+            http_port=_int(env, f"{p}HTTP_PORT", 8080),
+            grpc_host=env.get(f"{p}GRPC_HOST") or "127.0.0.1",
+            grpc_ports=ports,
+            grpc_targets=targets,
+            max_body_bytes=_int(env, f"{p}MAX_BODY_BYTES", 1024 * 1024, minimum=1),
+            publish_timeout_s=_float(env, f"{p}PUBLISH_TIMEOUT", 5.0),
+            rpc_timeout_s=_float(env, f"{p}RPC_TIMEOUT", 5.0),
+            allow_private_destinations=_bool(env, f"{p}ALLOW_PRIVATE_DESTINATIONS", False),
+            delivery_timeout_s=_float(env, f"{p}DELIVERY_TIMEOUT", 10.0),
+            delivery_max_attempts=_int(env, f"{p}DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
+            delivery_concurrency=_int(env, f"{p}DELIVERY_CONCURRENCY", 64, minimum=1),
+            router_concurrency=_int(env, f"{p}ROUTER_CONCURRENCY", 64, minimum=1),
+            stream_max_bytes=_int(env, f"{p}STREAM_MAX_BYTES", 1024**3, minimum=1024 * 1024),
+            stream_max_age_s=_int(env, f"{p}STREAM_MAX_AGE", 7 * 24 * 3600, minimum=60),
+            stream_duplicate_window_s=_int(env, f"{p}STREAM_DUPLICATE_WINDOW", 2 * 3600, minimum=1),
+            master_key=env.get(f"{p}MASTER_KEY") or None,
+            log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
+            log_format=log_format,
+            otel_console=_bool(env, f"{p}OTEL_CONSOLE", False),
+        )
+
+    def grpc_target(self, service: str) -> str:
+        """The address clients dial for ``service``."""
+        return self.grpc_targets.get(service) or f"{self.grpc_host}:{self.grpc_ports[service]}"
+
+    def with_infrastructure(self, nats_url: str, database_url: str) -> "Settings":
+        return replace(self, nats_url=nats_url, database_url=database_url)
+
+    def require_infrastructure(self) -> tuple[str, str]:
+        """The NATS and PostgreSQL URLs a single service needs to run."""
+        missing = [
+            name
+            for name, value in (
+                ("SWITCHBOARD_NATS_URL", self.nats_url),
+                ("SWITCHBOARD_DATABASE_URL", self.database_url),
+            )
+            if not value
+        ]
+        if missing:
+            raise SettingsError(
+                f"{' and '.join(missing)} must be set to run one service alone "
+                "(`switchboard up` starts embedded servers when they are unset)"
+            )
+        assert self.nats_url and self.database_url
+        return self.nats_url, self.database_url
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        p = "SWITCHBOARD_"
+        env = {
+            f"{p}STATE_DIR": str(self.state_dir),
+            f"{p}HTTP_HOST": self.http_host,
+            f"{p}HTTP_PORT": str(self.http_port),
+            f"{p}GRPC_HOST": self.grpc_host,
+            f"{p}MAX_BODY_BYTES": str(self.max_body_bytes),
+            f"{p}PUBLISH_TIMEOUT": str(self.publish_timeout_s),
+            f"{p}RPC_TIMEOUT": str(self.rpc_timeout_s),
+            f"{p}ALLOW_PRIVATE_DESTINATIONS": "true" if self.allow_private_destinations else "false",
+            f"{p}DELIVERY_TIMEOUT": str(self.delivery_timeout_s),
+            f"{p}DELIVERY_MAX_ATTEMPTS": str(self.delivery_max_attempts),
+            f"{p}DELIVERY_CONCURRENCY": str(self.delivery_concurrency),
+            f"{p}ROUTER_CONCURRENCY": str(self.router_concurrency),
+            f"{p}STREAM_MAX_BYTES": str(self.stream_max_bytes),
+            f"{p}STREAM_MAX_AGE": str(self.stream_max_age_s),
+            f"{p}STREAM_DUPLICATE_WINDOW": str(self.stream_duplicate_window_s),
+            f"{p}LOG_LEVEL": self.log_level,
+            f"{p}LOG_FORMAT": self.log_format,
+            f"{p}OTEL_CONSOLE": "true" if self.otel_console else "false",
+        }
+        for name, port in self.grpc_ports.items():
+            env[f"{p}{name.upper()}_GRPC_PORT"] = str(port)
+        for name, target in self.grpc_targets.items():
+            env[f"{p}{name.upper()}_GRPC_TARGET"] = target
+        if self.nats_url:
+            env[f"{p}NATS_URL"] = self.nats_url
+        if self.database_url:
+            env[f"{p}DATABASE_URL"] = self.database_url
+        if self.master_key:
+            env[f"{p}MASTER_KEY"] = self.master_key
+        return env
