@@ -17,13 +17,15 @@ silently dropped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api
 from nats.js.errors import NotFoundError
@@ -45,6 +47,11 @@ __all__ = [
     "delivery_subject",
     "dead_letter_subject",
     "attempt_subject",
+    "Decision",
+    "ACK",
+    "TERM",
+    "retry_in",
+    "consume",
 ]
 
 logger = logging.getLogger(__name__)
@@ -198,3 +205,90 @@ def decode(data: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("message is not a JSON object")
     return value
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a consumer handler decided for one message; tested without NATS."""
+
+    action: str  # "ack" | "nak" | "term"
+    delay_s: float | None = None
+
+
+ACK = Decision("ack")
+TERM = Decision("term")
+
+
+def retry_in(delay_s: float) -> Decision:
+    return Decision("nak", delay_s)
+
+
+Handler = Callable[[Msg], Awaitable[Decision]]
+
+
+async def _settle(msg: Msg, decision: Decision) -> None:
+    if decision.action == "ack":
+        await msg.ack()
+    elif decision.action == "nak":
+        await msg.nak(delay=decision.delay_s)
+    else:
+        await msg.term()
+
+
+async def consume(
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    handler: Handler,
+    *,
+    concurrency: int,
+    stopping: asyncio.Event,
+    batch: int = 64,
+) -> None:
+    """Pull messages from a durable consumer and handle up to ``concurrency`` at once.
+
+    Returns once ``stopping`` is set and every message in flight is settled. A
+    handler that raises gets its message redelivered after a short delay.
+    """
+    await ensure_consumer(js, spec)
+    sub = await js.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    slots = asyncio.Semaphore(concurrency)
+    in_flight: set[asyncio.Task] = set()
+
+    async def handle(msg: Msg) -> None:
+        try:
+            try:
+                decision = await handler(msg)
+            except Exception:
+                logger.exception("handler failed; message will be redelivered", extra={"stream": spec.stream})
+                decision = retry_in(2.0)
+            await _settle(msg, decision)
+        except Exception:
+            # Settling failed (NATS down): the message is redelivered after ack_wait.
+            logger.warning("could not settle message", extra={"stream": spec.stream}, exc_info=True)
+        finally:
+            slots.release()
+
+    try:
+        while not stopping.is_set():
+            # Ask only for what can start now, so nothing waits out its ack_wait here.
+            wanted = max(1, min(batch, concurrency - len(in_flight)))
+            try:
+                msgs = await sub.fetch(wanted, timeout=0.5)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                continue
+            except Exception as exc:
+                logger.warning("fetch failed", extra={"stream": spec.stream, "error": str(exc)})
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await slots.acquire()
+                task = asyncio.create_task(handle(msg))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+    finally:
+        if in_flight:
+            await asyncio.gather(*in_flight, return_exceptions=True)
+        try:
+            await sub.unsubscribe()
+        except Exception:
+            pass

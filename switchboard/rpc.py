@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from datetime import datetime
 from typing import Any, Awaitable, Callable, TypeVar
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -22,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from switchboard.errors import SwitchboardError, from_grpc_code, grpc_status
 from switchboard.settings import Settings
 
-__all__ = ["PortUnavailable", "GrpcServer", "servicer", "ServiceClients", "call"]
+__all__ = ["PortUnavailable", "GrpcServer", "servicer", "ServiceClients", "call", "timestamp"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,3 +132,12 @@ class ServiceClients:
             await channel.close()
         self._channels.clear()
 
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    """A protobuf Timestamp for a datetime (None stays unset)."""
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts

@@ -15,7 +15,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Coroutine
 
 import grpc
 from nats.aio.client import Client as NATS
@@ -50,6 +50,26 @@ class Runtime:
     js: JetStreamContext
     clients: ServiceClients
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    failure: BaseException | None = None
+
+    def background(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task:
+        """Run long-lived work; if it dies, the whole process stops (and is restarted)."""
+        task = asyncio.create_task(coro, name=name)
+
+        def done(t: asyncio.Task) -> None:
+            if not t.cancelled() and t.exception() is not None and not self.stopping.is_set():
+                logger.error("%s failed; stopping the service", name, exc_info=t.exception())
+                self.failure = t.exception()
+                self.stopping.set()
+
+        task.add_done_callback(done)
+        self.tasks.append(task)
+        return task
+
+    async def join(self) -> None:
+        """Wait for all background work to finish (after ``stopping`` is set)."""
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 class ServiceApp:
@@ -69,7 +89,10 @@ class ServiceApp:
         """Start background work (consumers, the HTTP edge). Called after gRPC is up."""
 
     async def stop(self) -> None:
-        """Stop taking work and finish what is in flight."""
+        """Stop taking new work (background consumers stop on ``runtime.stopping``)."""
+
+    async def close(self) -> None:
+        """Release what start() opened; called once in-flight work has finished."""
 
 
 async def serve(app: ServiceApp, settings: Settings) -> None:
@@ -96,6 +119,10 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
         await runtime.stopping.wait()
         logger.info("service stopping")
         await app.stop()
+        await runtime.join()
+        await app.close()
+        if runtime.failure is not None:
+            raise RuntimeError(f"{app.name} background work failed: {runtime.failure}")
     finally:
         if server is not None:
             await server.stop(grace=5.0)

@@ -95,6 +95,8 @@ class Settings:
     allow_private_destinations: bool = False
     delivery_timeout_s: float = 10.0
     delivery_max_attempts: int = 8
+    # First retry delay; each next one doubles (services/delivery/retry.py).
+    delivery_retry_base_s: float = 5.0
     delivery_concurrency: int = 64
     router_concurrency: int = 64
 
@@ -103,6 +105,8 @@ class Settings:
     stream_max_age_s: int = 7 * 24 * 3600
     stream_duplicate_window_s: int = 2 * 3600
 
+    # The AI provider plugin classifications go to first ("offline" needs no key).
+    ai_provider: str = "offline"
     master_key: str | None = None
     log_level: str = "INFO"
     log_format: str = "json"
@@ -139,11 +143,13 @@ class Settings:
             allow_private_destinations=_bool(env, f"{p}ALLOW_PRIVATE_DESTINATIONS", False),
             delivery_timeout_s=_float(env, f"{p}DELIVERY_TIMEOUT", 10.0),
             delivery_max_attempts=_int(env, f"{p}DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
+            delivery_retry_base_s=_float(env, f"{p}DELIVERY_RETRY_BASE", 5.0),
             delivery_concurrency=_int(env, f"{p}DELIVERY_CONCURRENCY", 64, minimum=1),
             router_concurrency=_int(env, f"{p}ROUTER_CONCURRENCY", 64, minimum=1),
             stream_max_bytes=_int(env, f"{p}STREAM_MAX_BYTES", 1024**3, minimum=1024 * 1024),
             stream_max_age_s=_int(env, f"{p}STREAM_MAX_AGE", 7 * 24 * 3600, minimum=60),
             stream_duplicate_window_s=_int(env, f"{p}STREAM_DUPLICATE_WINDOW", 2 * 3600, minimum=1),
+            ai_provider=env.get(f"{p}AI_PROVIDER") or "offline",
             master_key=env.get(f"{p}MASTER_KEY") or None,
             log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
             log_format=log_format,
@@ -189,11 +195,13 @@ class Settings:
             f"{p}ALLOW_PRIVATE_DESTINATIONS": "true" if self.allow_private_destinations else "false",
             f"{p}DELIVERY_TIMEOUT": str(self.delivery_timeout_s),
             f"{p}DELIVERY_MAX_ATTEMPTS": str(self.delivery_max_attempts),
+            f"{p}DELIVERY_RETRY_BASE": str(self.delivery_retry_base_s),
             f"{p}DELIVERY_CONCURRENCY": str(self.delivery_concurrency),
             f"{p}ROUTER_CONCURRENCY": str(self.router_concurrency),
             f"{p}STREAM_MAX_BYTES": str(self.stream_max_bytes),
             f"{p}STREAM_MAX_AGE": str(self.stream_max_age_s),
             f"{p}STREAM_DUPLICATE_WINDOW": str(self.stream_duplicate_window_s),
+            f"{p}AI_PROVIDER": self.ai_provider,
             f"{p}LOG_LEVEL": self.log_level,
             f"{p}LOG_FORMAT": self.log_format,
             f"{p}OTEL_CONSOLE": "true" if self.otel_console else "false",

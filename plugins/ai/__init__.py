@@ -1,0 +1,1 @@
+"""AI provider plugins: classify events (and later extract and draft replies)."""

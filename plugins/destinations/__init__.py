@@ -1,0 +1,1 @@
+"""Destination plugins: send one delivery somewhere."""

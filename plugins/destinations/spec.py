@@ -1,0 +1,94 @@
+"""The hook specification and types for destination plugins.
+
+A destination sends one delivery and reports what happened. The host records
+the :class:`SendResult` as an attempt and decides, from ``retryable`` and
+``retry_after_s``, whether to try again, and when. ``send`` must not raise for
+a failed send (return a result with ``ok=False``); an exception is recorded as
+a retryable error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+import httpx
+
+from plugins.markers import hookspec
+from switchboard.errors import InvalidRequest
+
+__all__ = [
+    "OutboundMessage",
+    "EndpointTarget",
+    "DestinationContext",
+    "SendResult",
+    "Destination",
+    "InvalidEndpointConfig",
+    "register_destinations",
+]
+
+
+class InvalidEndpointConfig(InvalidRequest):
+    """An endpoint's URL or config is not valid for its destination."""
+
+    code = "invalid_endpoint_config"
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One delivery of one event to one endpoint."""
+
+    # Stable across retries: receivers de-duplicate on it.
+    delivery_id: str
+    event_id: str
+    tenant_id: str
+    event_type: str
+    payload: Any
+    attempt: int
+
+
+@dataclass(frozen=True)
+class EndpointTarget:
+    url: str
+    secret: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DestinationContext:
+    """What the host lends a destination for one send."""
+
+    http: httpx.AsyncClient
+    timeout_s: float
+    allow_private_networks: bool
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    status_code: int | None = None
+    response_excerpt: str = ""
+    error: str | None = None
+    retryable: bool = True
+    # The receiver asked for this delay (Retry-After); None means "use the policy".
+    retry_after_s: float | None = None
+
+
+class Destination(Protocol):
+    #: The ``destination`` of an endpoint, e.g. "webhook".
+    name: str
+
+    def validate(self, target: EndpointTarget) -> None:
+        """Raise InvalidEndpointConfig unless this endpoint can be sent to."""
+
+    async def send(self, message: OutboundMessage, target: EndpointTarget, context: DestinationContext) -> SendResult:
+        """Send once; return the outcome."""
+
+
+@hookspec
+def register_destinations(register: Callable[[Destination], None]) -> None:
+    """Register destinations by calling ``register(destination)`` once for each.
+
+    Called once at start-up on every plugin; all registrations are kept. Two
+    destinations with the same ``name`` are an error at start-up.
+    """

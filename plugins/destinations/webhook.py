@@ -1,0 +1,94 @@
+"""The ``webhook`` destination: an HTTP POST signed per Standard Webhooks.
+
+Headers: ``webhook-id`` (the delivery id, stable across retries so receivers
+can de-duplicate), ``webhook-timestamp`` (Unix seconds) and
+``webhook-signature: v1,<base64 HMAC-SHA256>`` keyed by the endpoint's
+``whsec_`` secret. Any 2xx is success; 408, 425, 429 and 5xx are retried
+(honouring ``Retry-After``); other 4xx are final.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from plugins.destinations.spec import (
+    DestinationContext,
+    EndpointTarget,
+    InvalidEndpointConfig,
+    OutboundMessage,
+    SendResult,
+)
+from plugins.markers import hookimpl
+from switchboard.netguard import DestinationRefused, check_url_shape, ensure_public_destination
+from switchboard.signatures import decode_webhook_secret, sign_standard_webhook
+
+_RETRYABLE_STATUSES = {408, 425, 429}
+_EXCERPT_BYTES = 512
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, min(float(value), 3600.0))
+    except ValueError:
+        return None  # an HTTP date: rare for webhooks; the policy decides
+
+
+class WebhookDestination:
+    name = "webhook"
+
+    def validate(self, target: EndpointTarget) -> None:
+        try:
+            check_url_shape(target.url)
+            decode_webhook_secret(target.secret)
+        except (DestinationRefused, ValueError) as exc:
+            raise InvalidEndpointConfig(str(exc)) from None
+
+    async def send(self, message: OutboundMessage, target: EndpointTarget, context: DestinationContext) -> SendResult:
+        try:
+            await ensure_public_destination(target.url, context.allow_private_networks)
+        except DestinationRefused as exc:
+            return SendResult(ok=False, error=str(exc), retryable=False)
+        body = json.dumps(message.payload, separators=(",", ":"), ensure_ascii=False).encode()
+        timestamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "Switchboard-Webhooks/0.1",
+            "webhook-id": message.delivery_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign_standard_webhook(target.secret, message.delivery_id, timestamp, body),
+            "x-switchboard-event-id": message.event_id,
+            "x-switchboard-event-type": message.event_type,
+            "x-switchboard-attempt": str(message.attempt),
+        }
+        try:
+            response = await context.http.post(
+                target.url, content=body, headers=headers, timeout=context.timeout_s, follow_redirects=False
+            )
+        except httpx.TimeoutException:
+            return SendResult(ok=False, error=f"timed out after {context.timeout_s:g}s", retryable=True)
+        except httpx.HTTPError as exc:
+            return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
+        excerpt = response.content[:_EXCERPT_BYTES].decode("utf-8", errors="replace")
+        status = response.status_code
+        if 200 <= status < 300:
+            return SendResult(ok=True, status_code=status, response_excerpt=excerpt)
+        retryable = status >= 500 or status in _RETRYABLE_STATUSES
+        return SendResult(
+            ok=False,
+            status_code=status,
+            response_excerpt=excerpt,
+            error=f"receiver answered {status}",
+            retryable=retryable,
+            retry_after_s=_retry_after(response) if retryable else None,
+        )
+
+
+@hookimpl
+def register_destinations(register):
+    register(WebhookDestination())

@@ -1,0 +1,1 @@
+"""Source plugins: verify an inbound webhook and normalize it into an event."""

@@ -1,0 +1,98 @@
+"""The hook specification and types for source plugins.
+
+A source type verifies one provider's webhooks and normalizes them. The host
+calls, for every request to ``POST /in/{source_id}``:
+
+1. ``verify(request, secret, config)`` - raise :class:`SignatureInvalid` when
+   the request is not authentic (the sender gets 401, nothing is stored);
+2. ``normalize(request, config)`` - return a :class:`NormalizedEvent`, or raise
+   :class:`MalformedRequest` (the sender gets 400).
+
+Both are plain synchronous functions: they run on the event loop for every
+webhook, so they must be fast and must not do I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+from plugins.markers import hookspec
+from switchboard.errors import InvalidRequest, Unauthenticated
+
+__all__ = [
+    "InboundRequest",
+    "NormalizedEvent",
+    "SourceType",
+    "SignatureInvalid",
+    "MalformedRequest",
+    "InvalidSourceConfig",
+    "register_sources",
+]
+
+
+class SignatureInvalid(Unauthenticated):
+    """The request's signature is missing, malformed or wrong, or its timestamp is too old."""
+
+    code = "invalid_signature"
+
+
+class MalformedRequest(InvalidRequest):
+    """The request is authentic but its body cannot be understood."""
+
+    code = "malformed_request"
+
+
+class InvalidSourceConfig(InvalidRequest):
+    """The configuration given when creating a source is not valid for its type."""
+
+    code = "invalid_source_config"
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """One webhook as received. Header names are lower-case."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)
+    # Unix seconds when the edge received it; use it for timestamp tolerance.
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class NormalizedEvent:
+    """What a source makes of a request."""
+
+    type: str
+    payload: Any
+    # The provider's own id for this delivery; two requests with the same one
+    # collapse into one event.
+    provider_event_id: str | None = None
+
+
+class SourceType(Protocol):
+    """What ``register_sources`` registers."""
+
+    #: The ``type`` of a source, e.g. "stripe".
+    name: str
+
+    def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the config with defaults filled in; raise InvalidSourceConfig."""
+
+    def verify(self, request: InboundRequest, secret: str, config: Mapping[str, Any]) -> None:
+        """Raise SignatureInvalid unless the request is authentic."""
+
+    def normalize(self, request: InboundRequest, config: Mapping[str, Any]) -> NormalizedEvent:
+        """Return the event; raise MalformedRequest."""
+
+
+@hookspec
+def register_sources(register: Callable[[SourceType], None]) -> None:
+    """Register source types by calling ``register(source_type)`` once for each.
+
+    Called once at start-up on every plugin; all registrations are kept. Two
+    source types with the same ``name`` are an error at start-up.
+    """

@@ -1,0 +1,1 @@
+"""The six Switchboard services, one folder each; none imports another."""

@@ -1,0 +1,1 @@
+"""AIService: classification (later extraction and replies) through provider plugins."""

@@ -1,0 +1,1 @@
+"""AnalyticsService: delivery attempts aggregated per tenant."""

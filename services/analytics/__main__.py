@@ -1,0 +1,4 @@
+from services.analytics.app import AnalyticsApp
+from switchboard.service import run
+
+run(AnalyticsApp())

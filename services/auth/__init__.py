@@ -1,0 +1,1 @@
+"""AuthService: tenants, hashed API keys, scopes."""

@@ -1,0 +1,4 @@
+from services.auth.app import AuthApp
+from switchboard.service import run
+
+run(AuthApp())

@@ -1,0 +1,1 @@
+"""DeliveryService: endpoints, deliveries, attempts, retries and dead letters."""

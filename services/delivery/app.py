@@ -1,0 +1,54 @@
+"""The delivery service process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from plugins.destinations.spec import DestinationContext
+from plugins.manager import load_registry
+from services.delivery.retry import RetryPolicy
+from services.delivery.servicer import DeliveryServicer
+from services.delivery.store import DeliveryStore
+from services.delivery.worker import DeliveryWorker
+from switchboard.messaging import CONSUMERS, consume
+from switchboard.service import Runtime, ServiceApp
+from switchboard.v1 import delivery_pb2 as pb, delivery_pb2_grpc as rpc
+
+
+class DeliveryApp(ServiceApp):
+    name = "delivery"
+    schema = "delivery"
+    migrations = Path(__file__).parent / "migrations"
+    grpc_services = [pb.DESCRIPTOR.services_by_name["DeliveryService"].full_name]
+
+    def register(self, server, runtime: Runtime) -> None:
+        self.registry = load_registry()
+        self.store = DeliveryStore(runtime.pool)
+        rpc.add_DeliveryServiceServicer_to_server(DeliveryServicer(self.store, self.registry), server)
+
+    async def start(self, runtime: Runtime) -> None:
+        s = runtime.settings
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(s.delivery_timeout_s),
+            limits=httpx.Limits(max_connections=s.delivery_concurrency * 2, max_keepalive_connections=s.delivery_concurrency),
+            # Never follow a receiver's proxy settings from the environment.
+            trust_env=False,
+        )
+        worker = DeliveryWorker(
+            runtime.js,
+            self.store,
+            self.registry,
+            DestinationContext(http=self.http, timeout_s=s.delivery_timeout_s,
+                               allow_private_networks=s.allow_private_destinations),
+            RetryPolicy(max_attempts=s.delivery_max_attempts, base_delay_s=s.delivery_retry_base_s),
+            s.publish_timeout_s,
+        )
+        runtime.background(consume(
+            runtime.js, CONSUMERS["delivery"], worker.handle,
+            concurrency=s.delivery_concurrency, stopping=runtime.stopping,
+        ), "deliveries consumer")
+
+    async def close(self) -> None:
+        await self.http.aclose()

@@ -1,0 +1,147 @@
+"""Endpoints, deliveries and attempts in PostgreSQL: the domain storage of DeliveryService."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from switchboard.errors import InvalidRequest, NotFound
+from switchboard.events import DeliveryMessage
+from switchboard.ids import new_id
+
+__all__ = ["Endpoint", "Attempt", "Delivery", "DeliveryStore"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    tenant_id: str
+    url: str
+    description: str
+    destination: str
+    secret: str
+    config: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+    started_at: datetime
+    outcome: str
+    status_code: int | None
+    latency_ms: float
+    response_excerpt: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    tenant_id: str
+    event_id: str
+    endpoint_id: str
+    status: str
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    history: list[Attempt] = field(default_factory=list)
+
+
+def _endpoint(row: dict[str, Any]) -> Endpoint:
+    return Endpoint(**{k: row[k] for k in Endpoint.__dataclass_fields__})
+
+
+class DeliveryStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def create_endpoint(
+        self, tenant_id: str, url: str, description: str, destination: str, secret: str
+    ) -> Endpoint:
+        if len(url) > 2000 or len(description) > 500:
+            raise InvalidRequest("url is at most 2000 and description at most 500 characters")
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """INSERT INTO delivery.endpoints (id, tenant_id, url, description, destination, secret, config)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+                (new_id("ep"), tenant_id, url, description, destination, secret, Jsonb({})),
+            )
+            return _endpoint(await cur.fetchone())
+
+    async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT * FROM delivery.endpoints WHERE tenant_id = %s AND id = %s", (tenant_id, endpoint_id)
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"endpoint {endpoint_id} not found")
+        return _endpoint(row)
+
+    async def list_endpoints(self, tenant_id: str) -> list[Endpoint]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT * FROM delivery.endpoints WHERE tenant_id = %s ORDER BY id", (tenant_id,))
+            return [_endpoint(row) for row in await cur.fetchall()]
+
+    async def begin(self, message: DeliveryMessage) -> tuple[str, int]:
+        """Record the delivery if new; ``(status, attempts so far)``."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                """INSERT INTO delivery.deliveries (id, tenant_id, event_id, endpoint_id, route_id, event_type)
+                   VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
+                (message.delivery_id, message.tenant_id, message.event_id, message.endpoint_id,
+                 message.route_id, message.event_type),
+            )
+            cur = await conn.execute(
+                "SELECT status, attempts FROM delivery.deliveries WHERE id = %s", (message.delivery_id,)
+            )
+            row = await cur.fetchone()
+        return row["status"], row["attempts"]
+
+    async def record_attempt(self, delivery_id: str, attempt: Attempt) -> None:
+        """Keep the attempt and move the delivery to its new status, atomically."""
+        status = {"succeeded": "succeeded", "failed": "failed"}.get(attempt.outcome, "pending")
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO delivery.attempts
+                       (delivery_id, number, started_at, outcome, status_code, latency_ms, response_excerpt, error)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                (delivery_id, attempt.number, attempt.started_at, attempt.outcome, attempt.status_code,
+                 attempt.latency_ms, attempt.response_excerpt, attempt.error),
+            )
+            await conn.execute(
+                """UPDATE delivery.deliveries SET status = %s, attempts = GREATEST(attempts, %s), updated_at = now()
+                   WHERE id = %s""",
+                (status, attempt.number, delivery_id),
+            )
+
+    async def mark_failed(self, delivery_id: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE delivery.deliveries SET status = 'failed', updated_at = now() WHERE id = %s", (delivery_id,)
+            )
+
+    async def list_for_event(self, tenant_id: str, event_id: str) -> list[Delivery]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT id, tenant_id, event_id, endpoint_id, status, attempts, created_at, updated_at
+                   FROM delivery.deliveries WHERE tenant_id = %s AND event_id = %s ORDER BY id""",
+                (tenant_id, event_id),
+            )
+            deliveries = [Delivery(**row) for row in await cur.fetchall()]
+            if not deliveries:
+                return []
+            cur = await conn.execute(
+                """SELECT delivery_id, number, started_at, outcome, status_code, latency_ms, response_excerpt, error
+                   FROM delivery.attempts WHERE delivery_id = ANY(%s) ORDER BY delivery_id, number""",
+                ([d.id for d in deliveries],),
+            )
+            for row in await cur.fetchall():
+                owner = next(d for d in deliveries if d.id == row.pop("delivery_id"))
+                owner.history.append(Attempt(**row))
+        return deliveries

@@ -1,0 +1,148 @@
+"""The DELIVERIES consumer: send through the destination, record the attempt, then
+ack, retry later, or dead-letter.
+
+Exactly-once *in effect*: a delivery already succeeded (or failed for good) is
+acknowledged without sending again, and a crash between sending and recording
+re-sends with the same ``webhook-id`` so the receiver can de-duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from plugins.destinations.spec import DestinationContext, EndpointTarget, OutboundMessage, SendResult
+from plugins.manager import PluginRegistry, UnknownPlugin
+from services.delivery.retry import RetryPolicy
+from services.delivery.store import Attempt, DeliveryStore
+from switchboard.errors import NotFound
+from switchboard.events import AttemptRecord, DeliveryMessage
+from switchboard.messaging import (
+    ACK,
+    TERM,
+    Decision,
+    attempt_subject,
+    dead_letter_subject,
+    decode,
+    encode,
+    retry_in,
+)
+from switchboard.telemetry import extract_trace_context, tracer
+
+logger = logging.getLogger(__name__)
+_tracer = tracer(__name__)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        store: DeliveryStore,
+        registry: PluginRegistry,
+        context: DestinationContext,
+        policy: RetryPolicy,
+        publish_timeout_s: float,
+    ) -> None:
+        self.js = js
+        self.store = store
+        self.registry = registry
+        self.context = context
+        self.policy = policy
+        self.publish_timeout_s = publish_timeout_s
+
+    async def handle(self, msg: Msg) -> Decision:
+        try:
+            message = DeliveryMessage.from_message(decode(msg.data))
+        except ValueError as exc:
+            logger.error("unreadable delivery message dropped", extra={"error": str(exc)})
+            return TERM
+        with _tracer.start_as_current_span("delivery.send", context=extract_trace_context(msg.headers)) as span:
+            span.set_attribute("switchboard.delivery_id", message.delivery_id)
+            try:
+                return await self.deliver(message)
+            except Exception as exc:  # PostgreSQL or NATS trouble: try the whole step again
+                logger.warning("delivery step failed; will retry",
+                               extra={"delivery_id": message.delivery_id, "error": str(exc)})
+                return retry_in(2.0)
+
+    async def deliver(self, message: DeliveryMessage) -> Decision:
+        try:
+            endpoint = await self.store.get_endpoint(message.tenant_id, message.endpoint_id)
+        except NotFound:
+            logger.error("delivery for a missing endpoint dropped", extra={"delivery_id": message.delivery_id})
+            return TERM
+        status, attempts_so_far = await self.store.begin(message)
+        if status != "pending":
+            return ACK  # a redelivery of something already settled
+        number = attempts_so_far + 1
+        started = datetime.now(timezone.utc)
+        clock = time.perf_counter()
+        try:
+            destination = self.registry.destination(endpoint.destination)
+            result = await destination.send(
+                OutboundMessage(
+                    delivery_id=message.delivery_id,
+                    event_id=message.event_id,
+                    tenant_id=message.tenant_id,
+                    event_type=message.event_type,
+                    payload=message.payload,
+                    attempt=number,
+                ),
+                EndpointTarget(url=endpoint.url, secret=endpoint.secret, config=endpoint.config),
+                self.context,
+            )
+        except UnknownPlugin as exc:
+            result = SendResult(ok=False, error=str(exc), retryable=False)
+        except Exception as exc:  # a plugin bug must not lose the delivery
+            logger.exception("destination raised", extra={"delivery_id": message.delivery_id})
+            result = SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
+        latency_ms = (time.perf_counter() - clock) * 1000
+
+        if result.ok:
+            outcome = "succeeded"
+        elif self.policy.should_retry(number, result.retryable):
+            outcome = "retrying"
+        else:
+            outcome = "failed"
+        if outcome == "failed":
+            # Dead-letter first: if this publish fails, the whole step is retried
+            # and the attempt is not yet recorded as final.
+            await self.js.publish(
+                dead_letter_subject(message.tenant_id, message.endpoint_id),
+                encode({**message.to_message(), "last_error": result.error, "attempts": number}),
+                timeout=self.publish_timeout_s,
+                headers={"Nats-Msg-Id": f"dead:{message.delivery_id}"},
+            )
+        await self.store.record_attempt(
+            message.delivery_id,
+            Attempt(number=number, started_at=started, outcome=outcome, status_code=result.status_code,
+                    latency_ms=latency_ms, response_excerpt=result.response_excerpt, error=result.error),
+        )
+        await self._report(message, number, outcome, result.status_code, latency_ms)
+        logger.info("delivery attempt", extra={
+            "delivery_id": message.delivery_id, "tenant_id": message.tenant_id, "attempt": number,
+            "outcome": outcome, "status_code": result.status_code,
+        })
+        if outcome == "retrying":
+            return retry_in(self.policy.next_delay(number, result.retry_after_s))
+        return ACK
+
+    async def _report(self, message: DeliveryMessage, number: int, outcome: str,
+                      status_code: int | None, latency_ms: float) -> None:
+        """Tell analytics; a lost report never fails a delivery."""
+        record = AttemptRecord(
+            delivery_id=message.delivery_id, number=number, tenant_id=message.tenant_id,
+            endpoint_id=message.endpoint_id, event_type=message.event_type, outcome=outcome,
+            status_code=status_code, latency_ms=latency_ms, at=time.time(),
+        )
+        try:
+            await self.js.publish(
+                attempt_subject(message.tenant_id), encode(record.to_message()), timeout=self.publish_timeout_s,
+                headers={"Nats-Msg-Id": f"{message.delivery_id}#{number}"},
+            )
+        except Exception as exc:
+            logger.warning("attempt report not published", extra={"error": str(exc)})

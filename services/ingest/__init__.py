@@ -1,0 +1,1 @@
+"""Ingest: the HTTP edge (webhooks in, the /v1 REST API) and IngestService (sources)."""

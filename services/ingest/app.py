@@ -1,0 +1,57 @@
+"""The ingest service process: the HTTP edge and IngestService."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from plugins.manager import load_registry
+from services.ingest.edge.app import EdgeServer, bind_http, build_edge
+from services.ingest.edge.auth import Authenticator
+from services.ingest.edge.context import EdgeContext
+from services.ingest.intake import WebhookIntake
+from services.ingest.publisher import JetStreamPublisher
+from services.ingest.servicer import IngestServicer
+from services.ingest.sources import SourceStore
+from switchboard.service import Runtime, ServiceApp
+from switchboard.v1 import ingest_pb2 as pb, ingest_pb2_grpc as rpc
+
+logger = logging.getLogger(__name__)
+
+
+class IngestApp(ServiceApp):
+    name = "ingest"
+    schema = "ingest"
+    migrations = Path(__file__).parent / "migrations"
+    grpc_services = [pb.DESCRIPTOR.services_by_name["IngestService"].full_name]
+
+    def register(self, server, runtime: Runtime) -> None:
+        self.registry = load_registry()
+        self.sources = SourceStore(runtime.pool, self.registry)
+        rpc.add_IngestServiceServicer_to_server(IngestServicer(self.sources), server)
+
+    async def start(self, runtime: Runtime) -> None:
+        s = runtime.settings
+        sock = bind_http(s.http_host, s.http_port)
+        edge = EdgeContext(
+            settings=s,
+            intake=WebhookIntake(self.sources, self.registry, JetStreamPublisher(runtime.nc, runtime.js, s.publish_timeout_s)),
+            sources=self.sources,
+            authenticator=Authenticator(runtime.clients),
+            clients=runtime.clients,
+            nc=runtime.nc,
+        )
+        config = uvicorn.Config(
+            build_edge(edge), log_config=None, access_log=False, lifespan="off",
+            timeout_graceful_shutdown=10, proxy_headers=False, server_header=False,
+        )
+        self.server = EdgeServer(config)
+        runtime.background(self.server.serve(sockets=[sock]), "http edge")
+        logger.info("http edge listening", extra={"url": f"http://{s.http_host}:{sock.getsockname()[1]}"})
+
+    async def stop(self) -> None:
+        # Stop accepting requests and finish those in flight (each awaits its
+        # JetStream ack) before NATS is drained.
+        self.server.should_exit = True

@@ -1,0 +1,25 @@
+"""What every edge handler can reach, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NATS
+
+from services.ingest.edge.auth import Authenticator
+from services.ingest.intake import WebhookIntake
+from services.ingest.sources import SourceStore
+from switchboard.rpc import ServiceClients
+from switchboard.settings import Settings
+
+__all__ = ["EdgeContext"]
+
+
+@dataclass(frozen=True)
+class EdgeContext:
+    settings: Settings
+    intake: WebhookIntake
+    sources: SourceStore
+    authenticator: Authenticator
+    clients: ServiceClients
+    nc: NATS

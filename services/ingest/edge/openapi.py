@@ -1,0 +1,188 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json``, built from the route table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.ingest.edge.routing import API_ROUTES
+
+__all__ = ["openapi_document"]
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+_TIMESTAMP = {"type": "string", "format": "date-time"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list_of(name: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {"data": {"type": "array", "items": _ref(name)}}}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _ERROR,
+    "SourceCreate": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "maxLength": 200},
+            "type": {"type": "string", "default": "generic"},
+            "config": {"type": "object", "description": "Source plugin configuration"},
+            "secret": {"type": "string", "minLength": 16, "description": "Generated when omitted"},
+        },
+    },
+    "Source": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"}, "type": {"type": "string"},
+            "config": {"type": "object"}, "created_at": _TIMESTAMP,
+            "ingest_url": {"type": "string", "format": "uri"},
+        },
+    },
+    "SourceCreated": {"allOf": [_ref("Source"), {"type": "object", "properties": {"secret": {"type": "string"}}}]},
+    "SourceList": _list_of("Source"),
+    "EndpointCreate": {
+        "type": "object",
+        "required": ["url"],
+        "properties": {
+            "url": {"type": "string", "format": "uri"},
+            "description": {"type": "string"},
+            "destination": {"type": "string", "default": "webhook"},
+            "secret": {"type": "string", "description": "whsec_..., generated when omitted"},
+        },
+    },
+    "Endpoint": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"}, "tenant_id": {"type": "string"}, "url": {"type": "string"},
+            "description": {"type": "string"}, "destination": {"type": "string"}, "created_at": _TIMESTAMP,
+        },
+    },
+    "EndpointCreated": {"allOf": [_ref("Endpoint"), {"type": "object", "properties": {"secret": {"type": "string"}}}]},
+    "EndpointList": _list_of("Endpoint"),
+    "RouteCreate": {
+        "type": "object",
+        "required": ["endpoint_ids"],
+        "properties": {
+            "name": {"type": "string"},
+            "source_id": {"type": "string", "description": "Only events of this source; all when omitted"},
+            "event_types": {"type": "array", "items": {"type": "string"}, "description": "Glob patterns"},
+            "endpoint_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        },
+    },
+    "Route": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"}, "tenant_id": {"type": "string"}, "name": {"type": "string"},
+            "source_id": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}},
+            "endpoint_ids": {"type": "array", "items": {"type": "string"}}, "enabled": {"type": "boolean"},
+            "created_at": _TIMESTAMP,
+        },
+    },
+    "RouteList": _list_of("Route"),
+    "Attempt": {
+        "type": "object",
+        "properties": {
+            "number": {"type": "integer"}, "started_at": _TIMESTAMP,
+            "outcome": {"type": "string", "enum": ["succeeded", "retrying", "failed"]},
+            "status_code": {"type": "integer"}, "latency_ms": {"type": "number"},
+            "response_excerpt": {"type": "string"}, "error": {"type": "string"},
+        },
+    },
+    "Delivery": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"}, "event_id": {"type": "string"}, "endpoint_id": {"type": "string"},
+            "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+            "attempts": {"type": "array", "items": _ref("Attempt")},
+            "created_at": _TIMESTAMP, "updated_at": _TIMESTAMP,
+        },
+    },
+    "EventWithDeliveries": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"}, "tenant_id": {"type": "string"}, "source_id": {"type": "string"},
+            "type": {"type": "string"}, "provider_event_id": {"type": "string"}, "received_at": _TIMESTAMP,
+            "headers": {"type": "object"}, "payload": {},
+            "deliveries": {"type": "array", "items": _ref("Delivery")},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "properties": {"event_id": {"type": "string"}, "duplicate": {"type": "boolean"}},
+    },
+}
+
+
+def _error_responses(*statuses: int) -> dict[str, Any]:
+    text = {400: "Malformed request", 401: "Missing or invalid credentials", 403: "Missing scope",
+            404: "Not found (also for other tenants' resources)", 413: "Body over the size limit",
+            503: "A dependency is unavailable; retry"}
+    return {
+        str(s): {"description": text[s], "content": {"application/json": {"schema": _ref("Error")}}}
+        for s in statuses
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/in/{source_id}": {
+            "post": {
+                "summary": "Receive a webhook from a third-party sender",
+                "description": "Verified by the source's plugin; 202 only after the event is durably stored.",
+                "parameters": [{"name": "source_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": {"content": {"*/*": {}}},
+                "responses": {
+                    "202": {"description": "Accepted and durable",
+                            "content": {"application/json": {"schema": _ref("Accepted")}}},
+                    **_error_responses(400, 401, 404, 413, 503),
+                },
+            }
+        }
+    }
+    for route in API_ROUTES:
+        operation: dict[str, Any] = {
+            "summary": route.summary,
+            "operationId": route.handler.__name__,
+            "security": [{"bearer": []}],
+            "x-required-scope": route.scope,
+            "responses": {
+                str(route.status): {
+                    "description": route.summary,
+                    "content": {"application/json": {"schema": _ref(route.response)}} if route.response else {},
+                },
+                **_error_responses(400, 401, 403, 404, 503),
+            },
+        }
+        params = [seg[1:-1] for seg in route.path.split("/") if seg.startswith("{")]
+        if params:
+            operation["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
+            ]
+        if route.request:
+            operation["requestBody"] = {
+                "required": True, "content": {"application/json": {"schema": _ref(route.request)}}
+            }
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Switchboard", "version": "0.1.0",
+                 "description": "The webhook gateway's HTTP API. Errors are {\"error\": {\"code\", \"message\"}}."},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,53 @@
+"""Every error the edge returns is ``{"error": {"code": ..., "message": ...}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from switchboard.errors import SwitchboardError, http_status
+
+__all__ = ["error_body", "error_response", "EXCEPTION_HANDLERS"]
+
+logger = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "invalid_request"}
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+async def _switchboard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SwitchboardError)
+    status = http_status(exc)
+    if status >= 500 and status != 503:
+        logger.error("internal error", extra={"path": request.url.path, "error": exc.message})
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return error_response(status, exc.code, exc.message, headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail),
+                          exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error", extra={"path": request.url.path})
+    return error_response(500, "internal", "internal error")
+
+
+EXCEPTION_HANDLERS = {
+    SwitchboardError: _switchboard_error,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}

@@ -1,0 +1,166 @@
+"""The ``/v1`` REST API: thin handlers over the sources domain and the other services' gRPC APIs.
+
+Every handler receives the request, the verified :class:`Principal` and the
+:class:`EdgeContext`; every query is scoped to the principal's tenant.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from services.ingest.edge.auth import Principal
+from services.ingest.edge.context import EdgeContext
+from services.ingest.edge.requests import read_json_object
+from services.ingest.sources import Source
+from switchboard.errors import InvalidRequest
+from switchboard.rpc import call
+from switchboard.v1 import delivery_pb2, delivery_pb2_grpc, router_pb2, router_pb2_grpc
+
+__all__ = [
+    "create_source", "list_sources", "get_source",
+    "create_endpoint", "list_endpoints", "get_endpoint",
+    "create_route", "list_routes", "get_event",
+]
+
+
+def _message(message: Any) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _string(body: dict[str, Any], name: str, default: str = "", required: bool = False) -> str:
+    value = body.get(name, default)
+    if value is None:
+        value = default
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string")
+    if required and not value:
+        raise InvalidRequest(f"{name} is required")
+    return value
+
+
+def _strings(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequest(f"{name} must be a list of strings")
+    return value
+
+
+def _source(source: Source, request: Request) -> dict[str, Any]:
+    return {
+        "id": source.id,
+        "name": source.name,
+        "type": source.type,
+        "config": source.config,
+        "created_at": source.created_at.isoformat(),
+        "ingest_url": str(request.url_for("receive_webhook", source_id=source.id)),
+    }
+
+
+# -- sources (this service's own domain) -----------------------------------------
+
+async def create_source(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    config = body.get("config") or {}
+    if not isinstance(config, dict):
+        raise InvalidRequest("config must be a JSON object")
+    source = await edge.sources.create(
+        principal.tenant_id,
+        _string(body, "name", required=True),
+        _string(body, "type", "generic"),
+        config,
+        _string(body, "secret"),
+    )
+    # The secret is shown this once, so it can be configured at the sender.
+    return JSONResponse({**_source(source, request), "secret": source.secret}, status_code=201)
+
+
+async def list_sources(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    return JSONResponse({"data": [_source(s, request) for s in await edge.sources.list(principal.tenant_id)]})
+
+
+async def get_source(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    source = await edge.sources.get(principal.tenant_id, request.path_params["source_id"])
+    return JSONResponse(_source(source, request))
+
+
+# -- endpoints (DeliveryService) ---------------------------------------------------
+
+def _delivery_stub(edge: EdgeContext) -> delivery_pb2_grpc.DeliveryServiceStub:
+    return edge.clients.stub("delivery", delivery_pb2_grpc.DeliveryServiceStub)
+
+
+async def create_endpoint(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    reply = await call(_delivery_stub(edge).CreateEndpoint(
+        delivery_pb2.CreateEndpointRequest(
+            tenant_id=principal.tenant_id,
+            url=_string(body, "url", required=True),
+            description=_string(body, "description"),
+            destination=_string(body, "destination", "webhook"),
+            secret=_string(body, "secret"),
+        ),
+        timeout=edge.clients.timeout,
+    ))
+    return JSONResponse({**_message(reply.endpoint), "secret": reply.secret}, status_code=201)
+
+
+async def list_endpoints(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_delivery_stub(edge).ListEndpoints(
+        delivery_pb2.ListEndpointsRequest(tenant_id=principal.tenant_id), timeout=edge.clients.timeout))
+    return JSONResponse({"data": [_message(e) for e in reply.endpoints]})
+
+
+async def get_endpoint(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_delivery_stub(edge).GetEndpoint(
+        delivery_pb2.GetEndpointRequest(tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"]),
+        timeout=edge.clients.timeout))
+    return JSONResponse(_message(reply))
+
+
+# -- routes and events (RouterService) -----------------------------------------------
+
+def _router_stub(edge: EdgeContext) -> router_pb2_grpc.RouterServiceStub:
+    return edge.clients.stub("router", router_pb2_grpc.RouterServiceStub)
+
+
+async def create_route(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    source_id = _string(body, "source_id")
+    if source_id:
+        await edge.sources.get(principal.tenant_id, source_id)  # 404 for another tenant's source
+    reply = await call(_router_stub(edge).CreateRoute(
+        router_pb2.CreateRouteRequest(
+            tenant_id=principal.tenant_id,
+            name=_string(body, "name"),
+            source_id=source_id,
+            event_types=_strings(body, "event_types"),
+            endpoint_ids=_strings(body, "endpoint_ids"),
+        ),
+        timeout=edge.clients.timeout,
+    ))
+    return JSONResponse(_message(reply), status_code=201)
+
+
+async def list_routes(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_router_stub(edge).ListRoutes(
+        router_pb2.ListRoutesRequest(tenant_id=principal.tenant_id), timeout=edge.clients.timeout))
+    return JSONResponse({"data": [_message(r) for r in reply.routes]})
+
+
+async def get_event(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    event_id = request.path_params["event_id"]
+    event = await call(_router_stub(edge).GetEvent(
+        router_pb2.GetEventRequest(tenant_id=principal.tenant_id, id=event_id), timeout=edge.clients.timeout))
+    deliveries = await call(_delivery_stub(edge).ListDeliveries(
+        delivery_pb2.ListDeliveriesRequest(tenant_id=principal.tenant_id, event_id=event_id),
+        timeout=edge.clients.timeout))
+    data = _message(event)
+    data["headers"] = json.loads(data.pop("headers_json", "{}"))
+    data["payload"] = json.loads(data.pop("payload_json", "null"))
+    data["deliveries"] = [_message(d) for d in deliveries.deliveries]
+    return JSONResponse(data)

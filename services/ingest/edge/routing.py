@@ -1,0 +1,96 @@
+"""Every route of the edge in one table, each naming the scope it needs.
+
+``None`` as the scope means the route is not guarded by an API key:
+``/in/...`` is verified by the source's own signature scheme instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.ingest.edge import rest
+from services.ingest.edge.auth import Principal
+from services.ingest.edge.context import EdgeContext
+from services.ingest.edge.webhooks import receive_webhook
+
+__all__ = ["ApiRoute", "API_ROUTES", "starlette_routes"]
+
+ApiHandler = Callable[[Request, Principal, EdgeContext], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    method: str
+    path: str
+    handler: ApiHandler
+    scope: str
+    summary: str
+    # OpenAPI component names (see openapi.py).
+    request: str | None = None
+    response: str | None = None
+    status: int = 200
+
+
+API_ROUTES: tuple[ApiRoute, ...] = (
+    ApiRoute("POST", "/v1/sources", rest.create_source, "admin", "Create a source", "SourceCreate", "SourceCreated", 201),
+    ApiRoute("GET", "/v1/sources", rest.list_sources, "read", "List sources", None, "SourceList"),
+    ApiRoute("GET", "/v1/sources/{source_id}", rest.get_source, "read", "Get a source", None, "Source"),
+    ApiRoute("POST", "/v1/endpoints", rest.create_endpoint, "admin", "Create an endpoint", "EndpointCreate",
+             "EndpointCreated", 201),
+    ApiRoute("GET", "/v1/endpoints", rest.list_endpoints, "read", "List endpoints", None, "EndpointList"),
+    ApiRoute("GET", "/v1/endpoints/{endpoint_id}", rest.get_endpoint, "read", "Get an endpoint", None, "Endpoint"),
+    ApiRoute("POST", "/v1/routes", rest.create_route, "admin", "Create a route", "RouteCreate", "Route", 201),
+    ApiRoute("GET", "/v1/routes", rest.list_routes, "read", "List routes", None, "RouteList"),
+    ApiRoute("GET", "/v1/events/{event_id}", rest.get_event, "read", "Get an event with its deliveries", None,
+             "EventWithDeliveries"),
+)
+
+
+def _guarded(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        edge: EdgeContext = request.app.state.edge
+        principal = await edge.authenticator.authenticate(request)
+        principal.require(route.scope)
+        return await route.handler(request, principal, edge)
+
+    endpoint.__name__ = route.handler.__name__
+    return endpoint
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: webhooks can be accepted (NATS is connected)."""
+    edge: EdgeContext = request.app.state.edge
+    if not edge.nc.is_connected:
+        return JSONResponse({"status": "unavailable", "nats": "disconnected"}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+def starlette_routes(openapi: Callable[[Request], Awaitable[Response]]) -> list[Route]:
+    routes = [
+        Route("/in/{source_id}", receive_webhook, methods=["POST"], name="receive_webhook"),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    # Routes sharing a path share one Starlette route, so a wrong method is 405, not 404.
+    by_path: dict[str, dict[str, ApiRoute]] = {}
+    for api_route in API_ROUTES:
+        by_path.setdefault(api_route.path, {})[api_route.method] = api_route
+    for path, methods in by_path.items():
+        handlers = {method: _guarded(r) for method, r in methods.items()}
+
+        async def dispatch(request: Request, handlers=handlers) -> Response:
+            return await handlers[request.method](request)
+
+        routes.append(Route(path, dispatch, methods=list(handlers)))
+    return routes

@@ -1,0 +1,1 @@
+"""RouterService: stores events, matches each tenant's routes, emits deliveries."""

@@ -1,0 +1,4 @@
+from services.router.app import RouterApp
+from switchboard.service import run
+
+run(RouterApp())

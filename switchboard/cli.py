@@ -1,0 +1,51 @@
+"""The ``switchboard`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+
+from switchboard.logs import configure_logging
+from switchboard.settings import SERVICE_NAMES, Settings, SettingsError
+
+__all__ = ["main"]
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from switchboard.supervisor import Supervisor
+
+    configure_logging("supervisor", settings.log_level, settings.log_format)
+    return Supervisor(settings).run()
+
+
+def _service(args: argparse.Namespace, settings: Settings) -> int:
+    # The same as `python -m services.<name>`: one service, configured URLs.
+    sys.argv = [f"services.{args.name}"]
+    runpy.run_module(f"services.{args.name}", run_name="__main__", alter_sys=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description="Switchboard, the AI webhook gateway.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the infrastructure (embedded when no URLs are set) and every service")
+    up.set_defaults(func=_up)
+    service = commands.add_parser("service", help="run one service against SWITCHBOARD_NATS_URL/DATABASE_URL")
+    service.add_argument("name", choices=SERVICE_NAMES)
+    service.set_defaults(func=_service)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    return args.func(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The messages on the bus: one Event per accepted webhook, one DeliveryMessage
+per (event, endpoint). Producers and consumers in different services share
+these shapes through here, never through each other's modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Event", "DeliveryMessage", "AttemptRecord"]
+
+
+def _require(data: dict[str, Any], *names: str) -> None:
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ValueError(f"message lacks {', '.join(missing)}")
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    tenant_id: str
+    source_id: str
+    type: str
+    received_at: float  # Unix seconds
+    payload: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    provider_event_id: str | None = None
+
+    def to_message(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_message(cls, data: dict[str, Any]) -> "Event":
+        _require(data, "id", "tenant_id", "source_id", "type", "received_at", "payload")
+        return cls(
+            id=data["id"],
+            tenant_id=data["tenant_id"],
+            source_id=data["source_id"],
+            type=data["type"],
+            received_at=float(data["received_at"]),
+            payload=data["payload"],
+            headers=dict(data.get("headers") or {}),
+            provider_event_id=data.get("provider_event_id"),
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryMessage:
+    event_id: str
+    tenant_id: str
+    endpoint_id: str
+    route_id: str
+    event_type: str
+    source_id: str
+    received_at: float
+    payload: Any
+
+    @property
+    def delivery_id(self) -> str:
+        """Stable for the pair: the JetStream message id and the ``webhook-id``."""
+        return f"{self.event_id}:{self.endpoint_id}"
+
+    def to_message(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_message(cls, data: dict[str, Any]) -> "DeliveryMessage":
+        _require(data, "event_id", "tenant_id", "endpoint_id", "route_id", "event_type", "source_id",
+                 "received_at", "payload")
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One delivery attempt, as analytics receives it."""
+
+    delivery_id: str
+    number: int
+    tenant_id: str
+    endpoint_id: str
+    event_type: str
+    outcome: str  # "succeeded" | "retrying" | "failed"
+    status_code: int | None
+    latency_ms: float
+    at: float
+
+    def to_message(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_message(cls, data: dict[str, Any]) -> "AttemptRecord":
+        _require(data, *cls.__dataclass_fields__)
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})

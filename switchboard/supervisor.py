@@ -1,0 +1,292 @@
+"""``switchboard up``: the infrastructure and all six services under one supervisor.
+
+Each service runs as its own process (``python -m services.<name>``), exactly as
+in production. A service that crashes is restarted with backoff and the reason
+(exit code or signal) is logged; one that exits with EXIT_CONFIG (a taken port,
+a bad setting) is not restarted: everything stops with a clear message instead.
+Ctrl-C or SIGTERM stops the services first, then the embedded servers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from switchboard.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedError, die_with_parent, free_port
+from switchboard.masterkey import load_or_create_master_key
+from switchboard.service import EXIT_CONFIG
+from switchboard.settings import SERVICE_NAMES, Settings
+from switchboard.v1 import auth_pb2, auth_pb2_grpc
+
+__all__ = ["Supervisor", "StartupError"]
+
+logger = logging.getLogger("switchboard.supervisor")
+
+ADMIN_KEY_FILE = "admin.key"
+
+
+class StartupError(RuntimeError):
+    """The platform cannot start; the message says why and what to change."""
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    next_start: float = 0.0
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, services: tuple[str, ...] = SERVICE_NAMES) -> None:
+        self.settings = settings
+        self.services = services
+        self.nats: EmbeddedNats | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        self.children = {name: Child(name) for name in services}
+        self._stop = False
+        self.run_dir = settings.state_dir / "run"
+
+    # -- start-up ------------------------------------------------------------
+
+    def _assign_ports(self) -> None:
+        """Check every configured port is free; choose free ones where 0 is configured."""
+        s = self.settings
+        wanted = {"HTTP edge": ("SWITCHBOARD_HTTP_PORT", s.http_host, s.http_port)}
+        for name in self.services:
+            wanted[f"{name} gRPC"] = (f"SWITCHBOARD_{name.upper()}_GRPC_PORT", s.grpc_host, s.grpc_ports[name])
+        for label, (variable, host, port) in wanted.items():
+            if port and not _port_free(host, port):
+                raise StartupError(f"port {port} on {host} ({label}) is already in use; "
+                                   f"stop what holds it or set {variable}")
+        grpc_ports = {name: port or free_port(s.grpc_host) for name, port in s.grpc_ports.items()}
+        self.settings = replace(s, http_port=s.http_port or free_port(s.http_host), grpc_ports=grpc_ports)
+
+    def _start_infrastructure(self) -> None:
+        s = self.settings
+        nats_url, database_url = s.nats_url, s.database_url
+        try:
+            if not nats_url:
+                self.nats = EmbeddedNats(s.state_dir / "nats")
+                nats_url = self.nats.start()
+                logger.info("embedded NATS started", extra={"url": nats_url})
+            if not database_url:
+                self.postgres = EmbeddedPostgres(s.state_dir / "postgres")
+                database_url = self.postgres.start()
+                logger.info("embedded PostgreSQL started", extra={"port": self.postgres.port})
+        except EmbeddedError as exc:
+            raise StartupError(str(exc)) from None
+        self.settings = s.with_infrastructure(nats_url, database_url)
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.settings.as_env())
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _spawn(self, child: Child) -> None:
+        child.process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{child.name}"],
+            env=self._child_env(),
+            stdin=subprocess.DEVNULL,
+            # Own process group: Ctrl-C reaches only the supervisor, which then
+            # stops services before the databases they are using.
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        child.started_at = time.monotonic()
+        (self.run_dir / f"{child.name}.pid").write_text(f"{child.process.pid}\n")
+        logger.info("service started", extra={"service": child.name, "pid": child.process.pid})
+
+    def _wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(self.services)
+        while pending and time.monotonic() < deadline and not self._stop:
+            for name in sorted(pending):
+                child = self.children[name]
+                assert child.process is not None
+                code = child.process.poll()
+                if code is not None:
+                    raise StartupError(f"service {name} {_describe_exit(code)} during start-up (see its log above)")
+                if self._serving(name):
+                    pending.discard(name)
+            if pending:
+                time.sleep(0.2)
+        if pending and not self._stop:
+            raise StartupError(f"services not healthy after {timeout:.0f}s: {', '.join(sorted(pending))}")
+
+    def _serving(self, name: str) -> bool:
+        target = self.settings.grpc_target(name)
+        try:
+            with grpc.insecure_channel(target) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+        except grpc.RpcError:
+            return False
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            return False
+        if name == "ingest":
+            try:
+                return httpx.get(f"{self.edge_url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        return True
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+
+    def _bootstrap_admin_key(self) -> str | None:
+        """On first start, a tenant and an admin key; returns the key only then."""
+        path = self.settings.state_dir / ADMIN_KEY_FILE
+        if path.exists():
+            return None
+        with grpc.insecure_channel(self.settings.grpc_target("auth")) as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="default"), timeout=10)
+            issued = stub.CreateApiKey(
+                auth_pb2.CreateApiKeyRequest(tenant_id=tenant.id, name="bootstrap admin", scopes=["admin"]),
+                timeout=10,
+            )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(issued.secret + "\n")
+        return issued.secret
+
+    # -- running -------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stop = True
+
+    def _supervise(self) -> None:
+        while not self._stop:
+            now = time.monotonic()
+            for child in self.children.values():
+                if child.process is None:
+                    if now >= child.next_start:
+                        self._spawn(child)
+                    continue
+                code = child.process.poll()
+                if code is None:
+                    continue
+                if code == EXIT_CONFIG:
+                    raise StartupError(f"service {child.name} {_describe_exit(code)} (a configuration problem; "
+                                       "see its log above); not restarting")
+                ran_for = now - child.started_at
+                # Back off while it keeps crashing; a service that ran a while starts fresh.
+                child.restarts = 0 if ran_for > 30 else child.restarts + 1
+                delay = min(0.5 * 2 ** child.restarts, 15.0)
+                logger.error("service died; restarting", extra={
+                    "service": child.name, "reason": _describe_exit(code), "ran_for_s": round(ran_for, 1),
+                    "restart_in_s": delay,
+                })
+                child.process = None
+                child.next_start = now + delay
+            time.sleep(0.2)
+
+    def _stop_services(self, timeout: float = 20.0) -> None:
+        alive = [c.process for c in self.children.values() if c.process is not None and c.process.poll() is None]
+        for process in alive:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in alive:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for child in self.children.values():
+            child.process = None
+            (self.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
+
+    def _stop_infrastructure(self) -> None:
+        if self.postgres is not None:
+            self.postgres.stop()
+        if self.nats is not None:
+            self.nats.stop()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(exist_ok=True)
+        try:
+            self._assign_ports()
+            if not self.settings.master_key:
+                self.settings = replace(self.settings, master_key=load_or_create_master_key(self.settings.state_dir))
+            self._start_infrastructure()
+            for child in self.children.values():
+                self._spawn(child)
+            self._wait_healthy()
+            if self._stop:
+                return 0
+            key = self._bootstrap_admin_key()
+            self._announce(key)
+            self._supervise()
+            return 0
+        except StartupError as exc:
+            logger.error(str(exc))
+            print(f"switchboard: {exc}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            self._stop_services()
+            self._stop_infrastructure()
+            logger.info("stopped")
+
+    def _announce(self, key: str | None) -> None:
+        key_file = self.settings.state_dir / ADMIN_KEY_FILE
+        lines = [
+            "",
+            "Switchboard is up.",
+            f"  edge:       {self.edge_url}   (webhooks: POST {self.edge_url}/in/<source_id>)",
+            f"  api docs:   {self.edge_url}/openapi.json",
+            f"  state:      {self.settings.state_dir}",
+        ]
+        if key:
+            lines.append(f"  admin key:  {key}")
+            lines.append(f"              (shown once; also saved to {key_file})")
+        else:
+            lines.append(f"  admin key:  in {key_file}")
+        lines.append("Press Ctrl-C to stop.")
+        print("\n".join(lines), flush=True)
+
+
+def pid_files(state_dir: Path) -> dict[str, int]:
+    """The running services' pids, as the supervisor recorded them."""
+    pids = {}
+    for path in (state_dir / "run").glob("*.pid"):
+        try:
+            pids[path.stem] = int(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return pids
