@@ -9,6 +9,7 @@ Ctrl-C or SIGTERM stops the services first, then the embedded servers.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -92,6 +93,8 @@ class Supervisor:
                                    f"stop what holds it or set {variable}")
         grpc_ports = {name: port or free_port(s.grpc_host) for name, port in s.grpc_ports.items()}
         self.settings = replace(s, http_port=s.http_port or free_port(s.http_host), grpc_ports=grpc_ports)
+        # Where everything listens, for operators and tools (ports may have been chosen here).
+        (self.run_dir / "ports.json").write_text(json.dumps({"http": self.settings.http_port, **grpc_ports}))
 
     def _start_infrastructure(self) -> None:
         s = self.settings
@@ -279,6 +282,11 @@ class Supervisor:
             lines.append(f"  admin key:  in {key_file}")
         lines.append("Press Ctrl-C to stop.")
         print("\n".join(lines), flush=True)
+
+
+def listening_ports(state_dir: Path) -> dict[str, int]:
+    """``{"http": port, "<service>": grpc port}`` of the running platform."""
+    return json.loads((state_dir / "run" / "ports.json").read_text())
 
 
 def pid_files(state_dir: Path) -> dict[str, int]:

@@ -1,0 +1,78 @@
+"""Shared fixtures: real PostgreSQL and real NATS JetStream.
+
+With SWITCHBOARD_DATABASE_URL / SWITCHBOARD_NATS_URL unset (as in CI), the
+suite starts its own servers through the same embedded code `switchboard up`
+uses. Each test gets a database of its own; tests that need a private
+JetStream get a NATS server of their own (it starts in well under a second).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from switchboard.database import open_pool
+from switchboard.embedded import EmbeddedNats, EmbeddedPostgres
+from switchboard.messaging import connect_nats
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A DSN of a PostgreSQL server tests may create databases on."""
+    configured = os.environ.get("SWITCHBOARD_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    server.start()
+    try:
+        yield server.dsn("postgres")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    name = f"sbtest_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield make_conninfo(postgres_server, dbname=name)
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator:
+    pool = await open_pool(database_url, max_size=5)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A NATS server with JetStream of this test's own."""
+    server = EmbeddedNats(tmp_path / "nats")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def js(nats_server: EmbeddedNats) -> AsyncIterator:
+    nc = await connect_nats(nats_server.url, "tests")
+    try:
+        yield nc.jetstream()
+    finally:
+        await nc.close()
+

@@ -1,0 +1,169 @@
+"""The thin slice end to end through real processes: a signed webhook in,
+a Standard Webhooks-signed POST out, every attempt recorded."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from switchboard.v1 import auth_pb2, auth_pb2_grpc
+from tests.e2e.slice import create_slice, sign_raw, signed
+from tests.platform_runner import Platform
+from tests.receivers import Receiver
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for_delivery(api: httpx.Client, event_id: str, status: str = "succeeded", timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reply = api.get(f"/v1/events/{event_id}")
+        if reply.status_code == 200 and reply.json()["deliveries"] and \
+                all(d["status"] == status for d in reply.json()["deliveries"]):
+            return reply.json()
+        time.sleep(0.1)
+    raise AssertionError(f"event {event_id} not {status}: {api.get(f'/v1/events/{event_id}').text}")
+
+
+def test_signed_event_is_delivered_with_a_standard_webhooks_signature(platform: Platform) -> None:
+    with Receiver() as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        payload = {"type": "order.created", "order": {"id": 42, "total": "19.99"}}
+        body, headers = signed(s.source_secret, payload)
+
+        accepted = httpx.post(f"{platform.edge_url}/in/{s.source_id}", content=body, headers=headers)
+
+        assert accepted.status_code == 202, accepted.text
+        event_id = accepted.json()["event_id"]
+        [request] = receiver.wait_for(lambda r: len(r) == 1)
+        # The receiver's own reference library accepts our signature...
+        verified = Webhook(s.endpoint_secret).verify(request.body, request.headers)
+        assert verified == payload
+        assert request.headers["webhook-id"] == f"{event_id}:{s.endpoint_id}"
+        # ...and rejects it under any other secret.
+        with pytest.raises(Exception):
+            Webhook("whsec_" + "A" * 43 + "=").verify(request.body, request.headers)
+
+        event = wait_for_delivery(api, event_id)
+        assert event["type"] == "order.created"
+        assert event["payload"] == payload
+        [delivery] = event["deliveries"]
+        [attempt] = delivery["attempts"]
+        assert attempt["outcome"] == "succeeded" and attempt["status_code"] == 200
+        assert attempt["latency_ms"] > 0
+
+
+def test_failed_attempts_are_recorded_and_retried_until_success(platform: Platform) -> None:
+    with Receiver(status=503) as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        body, headers = signed(s.source_secret, {"type": "invoice.paid"})
+        event_id = httpx.post(f"{platform.edge_url}/in/{s.source_id}", content=body, headers=headers).json()["event_id"]
+        receiver.wait_for(lambda r: len(r) >= 2)
+        receiver.status = 200
+        event = wait_for_delivery(api, event_id)
+        attempts = event["deliveries"][0]["attempts"]
+        assert [a["outcome"] for a in attempts[:-1]] == ["retrying"] * (len(attempts) - 1)
+        assert attempts[0]["status_code"] == 503
+        assert attempts[-1]["outcome"] == "succeeded"
+        assert [a["number"] for a in attempts] == list(range(1, len(attempts) + 1))
+        # Every retry carried the same webhook-id, so the receiver can de-duplicate.
+        assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1
+
+
+def test_provider_retries_of_one_delivery_collapse_into_one_event(platform: Platform) -> None:
+    with Receiver() as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url, config={"id_header": "x-delivery-id"})
+        body, headers = signed(s.source_secret, {"n": 1})
+        headers["x-delivery-id"] = "provider-delivery-7"
+        first = httpx.post(f"{platform.edge_url}/in/{s.source_id}", content=body, headers=headers)
+        second = httpx.post(f"{platform.edge_url}/in/{s.source_id}", content=body, headers=headers)
+        assert first.status_code == second.status_code == 202
+        assert first.json()["event_id"] == second.json()["event_id"]
+        assert second.json()["duplicate"] is True
+        wait_for_delivery(api, first.json()["event_id"])
+        time.sleep(1.0)
+        assert len(receiver.requests) == 1
+
+
+def test_bad_input_is_rejected_with_json_errors_and_nothing_is_published(platform: Platform) -> None:
+    with Receiver() as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        url = f"{platform.edge_url}/in/{s.source_id}"
+        body, headers = signed(s.source_secret, {"type": "x"})
+
+        wrong = httpx.post(url, content=body, headers={**headers, "x-signature": "0" * 64})
+        missing = httpx.post(url, content=body, headers={"content-type": "application/json"})
+        tampered = httpx.post(url, content=body + b" ", headers=headers)
+        oversized_body = b"{" + b" " * (1024 * 1024) + b"}"
+        oversized = httpx.post(url, content=oversized_body, headers=signed(s.source_secret, {})[1])
+        not_json = httpx.post(url, content=b"{not json", headers={"x-signature": sign_raw(s.source_secret, b"{not json")})
+        unknown_source = httpx.post(f"{platform.edge_url}/in/src_doesnotexist", content=body, headers=headers)
+
+        for reply, status, code in [
+            (wrong, 401, "invalid_signature"), (missing, 401, "invalid_signature"),
+            (tampered, 401, "invalid_signature"), (oversized, 413, "payload_too_large"),
+            (not_json, 400, "malformed_request"), (unknown_source, 404, "not_found"),
+        ]:
+            assert reply.status_code == status, reply.text
+            assert reply.json()["error"]["code"] == code
+            assert reply.json()["error"]["message"]
+
+        # A good request afterwards is the only thing that ever reaches the receiver.
+        good = httpx.post(url, content=body, headers=headers)
+        assert good.status_code == 202
+        receiver.wait_for(lambda r: len(r) >= 1)
+        time.sleep(1.0)
+        assert len(receiver.requests) == 1
+
+
+def test_rest_api_requires_a_key_and_scopes_every_query_to_its_tenant(platform: Platform) -> None:
+    with Receiver() as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        body, headers = signed(s.source_secret, {"type": "a"})
+        event_id = httpx.post(f"{platform.edge_url}/in/{s.source_id}", content=body, headers=headers).json()["event_id"]
+        wait_for_delivery(api, event_id)
+
+        assert httpx.get(f"{platform.edge_url}/v1/sources").status_code == 401
+        assert httpx.get(f"{platform.edge_url}/v1/sources", headers={"Authorization": "Bearer nope"}).json() == {
+            "error": {"code": "unauthenticated", "message": "malformed API key"}}
+
+        # A second tenant, made over AuthService's gRPC API, sees none of the first's resources.
+        with grpc.insecure_channel(platform.grpc_target("auth")) as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="other"), timeout=5)
+            other_key = stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(
+                tenant_id=tenant.id, name="other", scopes=["admin"]), timeout=5).secret
+            reader_key = stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(
+                tenant_id=tenant.id, name="reader", scopes=["read"]), timeout=5).secret
+        with platform.client(other_key) as other:
+            for path in (f"/v1/sources/{s.source_id}", f"/v1/endpoints/{s.endpoint_id}", f"/v1/events/{event_id}"):
+                reply = other.get(path)
+                assert reply.status_code == 404, (path, reply.text)
+                assert reply.json()["error"]["code"] == "not_found"
+            assert other.get("/v1/sources").json() == {"data": []}
+            assert other.get("/v1/routes").json() == {"data": []}
+            # Routing another tenant's endpoint or source is refused as not found too.
+            assert other.post("/v1/routes", json={"endpoint_ids": [s.endpoint_id]}).status_code == 404
+            ep = other.post("/v1/endpoints", json={"url": receiver.url}).json()["id"]
+            assert other.post("/v1/routes", json={"endpoint_ids": [ep], "source_id": s.source_id}).status_code == 404
+        with platform.client(reader_key) as reader:
+            denied = reader.post("/v1/sources", json={"name": "x"})
+            assert denied.status_code == 403 and denied.json()["error"]["code"] == "permission_denied"
+            assert reader.get("/v1/sources").status_code == 200
+
+
+def test_openapi_document_describes_the_api(platform: Platform) -> None:
+    document = httpx.get(f"{platform.edge_url}/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    assert {"/in/{source_id}", "/v1/sources", "/v1/endpoints", "/v1/routes", "/v1/events/{event_id}"} <= set(
+        document["paths"])
+    assert document["paths"]["/v1/sources"]["post"]["x-required-scope"] == "admin"
+    missing = httpx.get(f"{platform.edge_url}/v1/nothing-here")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong_method = httpx.delete(f"{platform.edge_url}/v1/sources")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
+
