@@ -1,0 +1,55 @@
+import pytest
+
+from plugins import hookimpl
+from plugins.manager import UnknownPlugin, get_plugin_manager, load_registry
+
+
+def test_built_in_plugins_register_through_the_hooks() -> None:
+    registry = load_registry()
+    assert registry.source("generic").name == "generic"
+    assert registry.destination("webhook").name == "webhook"
+    assert registry.ai_provider("offline").name == "offline"
+    with pytest.raises(UnknownPlugin, match="known: generic"):
+        registry.source("nope")
+
+
+def test_a_plugin_can_add_a_source_type() -> None:
+    class Echo:
+        name = "echo"
+
+    class EchoPlugin:
+        @hookimpl
+        def register_sources(self, register):
+            register(Echo())
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    plugin = EchoPlugin()
+    pm.register(plugin)
+    try:
+        assert set(load_registry(pm).sources) == {"generic", "echo"}
+    finally:
+        pm.unregister(plugin)
+
+
+def test_two_plugins_claiming_one_name_is_an_error() -> None:
+    class Clash:
+        @hookimpl
+        def register_destinations(self, register):
+            register(type("Webhook", (), {"name": "webhook"})())
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(Clash())
+    with pytest.raises(ValueError, match="two plugins register a destination named 'webhook'"):
+        load_registry(pm)
+
+
+def test_a_misspelled_hook_fails_at_start_up() -> None:
+    class Typo:
+        @hookimpl
+        def register_source(self, register):  # missing "s"
+            pass
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(Typo())
+    with pytest.raises(Exception, match="unknown hook 'register_source'"):
+        pm.check_pending()

@@ -1,0 +1,73 @@
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from services.auth.keys import KeyStore, parse_key
+from switchboard.database import apply_migrations
+from switchboard.embedded import postgres_bin_dir
+from switchboard.errors import InvalidRequest, NotFound, Unauthenticated
+
+MIGRATIONS = Path(__file__).parents[3] / "services/auth/migrations"
+
+
+@pytest.fixture
+async def keys(pool) -> KeyStore:
+    await apply_migrations(pool, "auth", MIGRATIONS)
+    return KeyStore(pool, pepper=b"p" * 32)
+
+
+async def test_a_created_key_verifies_to_its_tenant_and_scopes(keys: KeyStore) -> None:
+    tenant = await keys.create_tenant("acme")
+    issued = await keys.create_key(tenant.id, "ci", ["read", "events:publish"])
+    assert issued.secret.startswith(f"sb_live_{issued.key.id}_")
+    assert issued.key.prefix == f"sb_live_{issued.key.id}"
+    principal = await keys.verify(issued.secret)
+    assert principal.tenant_id == tenant.id and principal.scopes == ("events:publish", "read")
+
+
+@pytest.mark.parametrize("presented", ["", "sb_live_x", "Bearer abc", "sb_live_" + "a" * 12 + "_" + "b" * 39])
+async def test_malformed_keys_are_unauthenticated(keys: KeyStore, presented: str) -> None:
+    with pytest.raises(Unauthenticated, match="malformed"):
+        await keys.verify(presented)
+
+
+async def test_unknown_tampered_revoked_and_expired_keys_are_refused(keys: KeyStore, pool) -> None:
+    tenant = await keys.create_tenant("acme")
+    issued = await keys.create_key(tenant.id, "k", ["admin"])
+    key_id = parse_key(issued.secret)
+    tampered = issued.secret[:-1] + ("a" if issued.secret[-1] != "a" else "b")
+    with pytest.raises(Unauthenticated, match="unknown"):
+        await keys.verify(tampered)
+    with pytest.raises(Unauthenticated, match="unknown"):
+        await keys.verify(f"sb_live_{'0' * 12}_{'0' * 40}")
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE auth.api_keys SET expires_at = %s WHERE id = %s",
+                           (datetime.now(timezone.utc) - timedelta(seconds=1), key_id))
+    with pytest.raises(Unauthenticated, match="expired"):
+        await keys.verify(issued.secret)
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE auth.api_keys SET revoked_at = now() WHERE id = %s", (key_id,))
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await keys.verify(issued.secret)
+
+
+async def test_scopes_and_tenants_are_checked(keys: KeyStore) -> None:
+    tenant = await keys.create_tenant("acme")
+    with pytest.raises(InvalidRequest, match="unknown scopes: root"):
+        await keys.create_key(tenant.id, "k", ["root"])
+    with pytest.raises(InvalidRequest):
+        await keys.create_key(tenant.id, "k", [])
+    with pytest.raises(NotFound):
+        await keys.create_key("ten_missing", "k", ["read"])
+
+
+async def test_a_database_dump_holds_no_key_in_plaintext(keys: KeyStore, database_url: str) -> None:
+    tenant = await keys.create_tenant("acme")
+    issued = await keys.create_key(tenant.id, "k", ["admin"])
+    dump = subprocess.run([str(postgres_bin_dir() / "pg_dump"), "--dbname", database_url],
+                          capture_output=True, text=True, check=True).stdout
+    assert "CREATE TABLE auth.api_keys" in dump and issued.key.id in dump
+    secret_part = issued.secret.rsplit("_", 1)[1]
+    assert issued.secret not in dump and secret_part not in dump

@@ -1,0 +1,78 @@
+"""The delivery worker against real PostgreSQL, real JetStream and a loopback receiver."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from plugins.destinations.spec import DestinationContext
+from plugins.manager import load_registry
+from services.delivery.retry import RetryPolicy
+from services.delivery.store import DeliveryStore
+from services.delivery.worker import DeliveryWorker
+from switchboard.database import apply_migrations
+from switchboard.events import DeliveryMessage
+from switchboard.messaging import ensure_streams
+from switchboard.settings import Settings
+from switchboard.signatures import generate_webhook_secret
+from tests.receivers import Receiver
+
+MIGRATIONS = Path(__file__).parents[3] / "services/delivery/migrations"
+
+
+@pytest.fixture
+async def setup(pool, js):
+    await apply_migrations(pool, "delivery", MIGRATIONS)
+    await ensure_streams(js, Settings.from_env({}))
+    store = DeliveryStore(pool)
+    async with httpx.AsyncClient() as http:
+        worker = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
+                                RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0), 5.0)
+        yield store, worker, js
+
+
+def message(endpoint_id: str, event_id: str = "evt_1") -> DeliveryMessage:
+    return DeliveryMessage(event_id=event_id, tenant_id="t1", endpoint_id=endpoint_id, route_id="rt_1",
+                           event_type="a.b", source_id="s1", received_at=0.0, payload={"n": 1})
+
+
+async def test_success_is_recorded_and_a_redelivery_sends_nothing_more(setup) -> None:
+    store, worker, _ = setup
+    with Receiver() as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        assert (await worker.deliver(message(endpoint.id))).action == "ack"
+        assert (await worker.deliver(message(endpoint.id))).action == "ack"
+    assert len(receiver.requests) == 1
+    [delivery] = await store.list_for_event("t1", "evt_1")
+    assert delivery.status == "succeeded" and [a.outcome for a in delivery.history] == ["succeeded"]
+
+
+async def test_retryable_failures_back_off_then_dead_letter(setup) -> None:
+    store, worker, js = setup
+    with Receiver(status=500) as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        decisions = [await worker.deliver(message(endpoint.id)) for _ in range(3)]
+    assert [d.action for d in decisions] == ["nak", "nak", "ack"]
+    assert decisions[0].delay_s == 1 and decisions[1].delay_s == 2
+    [delivery] = await store.list_for_event("t1", "evt_1")
+    assert delivery.status == "failed"
+    assert [a.outcome for a in delivery.history] == ["retrying", "retrying", "failed"]
+    assert all(a.status_code == 500 and a.response_excerpt == "not now" for a in delivery.history)
+    dead = await js.get_last_msg("DEAD_LETTERS", f"dead.t1.{endpoint.id}")
+    assert b'"attempts":3' in dead.data
+
+
+async def test_a_final_failure_is_not_retried(setup) -> None:
+    store, worker, _ = setup
+    with Receiver(status=410) as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        assert (await worker.deliver(message(endpoint.id))).action == "ack"
+    [delivery] = await store.list_for_event("t1", "evt_1")
+    assert delivery.status == "failed" and len(delivery.history) == 1
+
+
+async def test_a_message_for_another_tenants_endpoint_is_dropped(setup) -> None:
+    store, worker, _ = setup
+    endpoint = await store.create_endpoint("t2", "http://127.0.0.1:9/x", "", "webhook", generate_webhook_secret())
+    assert (await worker.deliver(message(endpoint.id))).action == "term"
+    assert await store.list_for_event("t1", "evt_1") == []

@@ -1,0 +1,60 @@
+from datetime import datetime, timezone
+
+from services.router.routing import EventStore, Route, RouteStore, plan_deliveries
+from switchboard.events import Event
+
+NOW = datetime.now(timezone.utc)
+
+
+def route(id_: str, endpoints: tuple[str, ...], source: str | None = None, types: tuple[str, ...] = (),
+          tenant: str = "t1", enabled: bool = True) -> Route:
+    return Route(id_, tenant, id_, source, types, endpoints, enabled, NOW)
+
+
+def event(type_: str = "invoice.paid", source: str = "s1", tenant: str = "t1") -> Event:
+    return Event(id="e1", tenant_id=tenant, source_id=source, type=type_, received_at=0.0, payload={})
+
+
+def test_match_all_route_takes_every_event() -> None:
+    assert [e for _, e in plan_deliveries(event(), [route("r", ("ep1",))])] == ["ep1"]
+
+
+def test_source_and_type_globs_filter() -> None:
+    routes = [
+        route("by-source", ("ep1",), source="s2"),
+        route("by-type", ("ep2",), types=("invoice.*",)),
+        route("other-type", ("ep3",), types=("customer.*", "charge.failed")),
+        route("disabled", ("ep4",), enabled=False),
+        route("other-tenant", ("ep5",), tenant="t2"),
+    ]
+    assert [e for _, e in plan_deliveries(event(), routes)] == ["ep2"]
+    assert [e for _, e in plan_deliveries(event("charge.failed", source="s2"), routes)] == ["ep1", "ep3"]
+
+
+def test_an_endpoint_named_by_two_routes_gets_one_delivery() -> None:
+    planned = plan_deliveries(event(), [route("r1", ("ep1", "ep2")), route("r2", ("ep2", "ep3"))])
+    assert [(r.id, e) for r, e in planned] == [("r1", "ep1"), ("r1", "ep2"), ("r2", "ep3")]
+
+
+async def test_events_are_stored_once_and_only_read_by_their_tenant(pool) -> None:
+    from pathlib import Path
+
+    import pytest
+
+    from switchboard.database import apply_migrations
+    from switchboard.errors import NotFound
+
+    await apply_migrations(pool, "router", Path(__file__).parents[3] / "services/router/migrations")
+    store = EventStore(pool)
+    e = Event(id="evt_1", tenant_id="t1", source_id="s1", type="a", received_at=1.5e9, payload={"k": [1]},
+              headers={"h": "v"}, provider_event_id="p1")
+    assert await store.store(e) is True
+    assert await store.store(e) is False
+    assert (await store.get("t1", "evt_1")).event == e
+    with pytest.raises(NotFound):
+        await store.get("t2", "evt_1")
+
+    routes = RouteStore(pool)
+    created = await routes.create("t1", "r", None, ["a.*"], ["ep1", "ep1", "ep2"])
+    assert created.endpoint_ids == ("ep1", "ep2")
+    assert await routes.list("t2") == []

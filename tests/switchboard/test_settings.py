@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from switchboard.settings import DEFAULT_GRPC_PORTS, Settings, SettingsError
+
+
+def test_defaults_need_no_environment() -> None:
+    s = Settings.from_env({})
+    assert s.nats_url is None and s.database_url is None
+    assert s.http_port == 8080 and s.grpc_ports == DEFAULT_GRPC_PORTS
+    assert s.max_body_bytes == 1024 * 1024
+    assert s.allow_private_destinations is False
+    assert s.state_dir == Path(".switchboard").absolute()
+    assert s.grpc_target("router") == "127.0.0.1:50052"
+
+
+def test_environment_overrides_every_kind_of_value() -> None:
+    s = Settings.from_env({
+        "SWITCHBOARD_NATS_URL": "nats://n:4222",
+        "SWITCHBOARD_DATABASE_URL": "postgresql://db/x",
+        "SWITCHBOARD_HTTP_PORT": "9000",
+        "SWITCHBOARD_ROUTER_GRPC_PORT": "6000",
+        "SWITCHBOARD_DELIVERY_GRPC_TARGET": "delivery.internal:443",
+        "SWITCHBOARD_ALLOW_PRIVATE_DESTINATIONS": "yes",
+        "SWITCHBOARD_PUBLISH_TIMEOUT": "0.5",
+        "SWITCHBOARD_LOG_LEVEL": "debug",
+    })
+    assert s.require_infrastructure() == ("nats://n:4222", "postgresql://db/x")
+    assert s.http_port == 9000 and s.grpc_ports["router"] == 6000
+    assert s.grpc_target("delivery") == "delivery.internal:443"
+    assert s.allow_private_destinations is True
+    assert s.publish_timeout_s == 0.5 and s.log_level == "DEBUG"
+
+
+def test_as_env_round_trips() -> None:
+    s = Settings.from_env({"SWITCHBOARD_MAX_BODY_BYTES": "1234", "SWITCHBOARD_AI_GRPC_TARGET": "ai:1",
+                           "SWITCHBOARD_NATS_URL": "nats://x:1", "SWITCHBOARD_MASTER_KEY": "k" * 40})
+    assert Settings.from_env(s.as_env()) == s
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("SWITCHBOARD_HTTP_PORT", "eighty", "must be an integer"),
+    ("SWITCHBOARD_MAX_BODY_BYTES", "0", "at least 1"),
+    ("SWITCHBOARD_PUBLISH_TIMEOUT", "-1", "must be positive"),
+    ("SWITCHBOARD_ALLOW_PRIVATE_DESTINATIONS", "maybe", "true or false"),
+    ("SWITCHBOARD_LOG_FORMAT", "xml", "json or text"),
+])
+def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as caught:
+        Settings.from_env({name: value})
+    assert name in str(caught.value)
+
+
+def test_a_single_service_needs_both_urls() -> None:
+    with pytest.raises(SettingsError, match="SWITCHBOARD_NATS_URL and SWITCHBOARD_DATABASE_URL must be set"):
+        Settings.from_env({}).require_infrastructure()
