@@ -29,7 +29,17 @@ class Event:
     provider_event_id: str | None = None
 
     def to_message(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: that deep-copies the payload, on the hot path.
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "source_id": self.source_id,
+            "type": self.type,
+            "received_at": self.received_at,
+            "payload": self.payload,
+            "headers": self.headers,
+            "provider_event_id": self.provider_event_id,
+        }
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> "Event":
@@ -63,7 +73,7 @@ class DeliveryMessage:
         return f"{self.event_id}:{self.endpoint_id}"
 
     def to_message(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> "DeliveryMessage":

@@ -18,12 +18,12 @@ silently dropped.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import nats
+import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -197,11 +197,14 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(message)
 
 
 def decode(data: bytes) -> dict[str, Any]:
-    value = json.loads(data)
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"message is not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ValueError("message is not a JSON object")
     return value

@@ -53,7 +53,8 @@ def sign_standard_webhook(secret: str, msg_id: str, timestamp: int, body: bytes)
 
 
 def hmac_sha256_hex(secret: str, body: bytes) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    # hmac.digest is the one-shot C path: no HMAC object per webhook.
+    return hmac.digest(secret.encode(), body, "sha256").hex()
 
 
 def constant_time_equals(a: str, b: str) -> bool:

@@ -12,8 +12,9 @@ Config (all optional):
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
+
+import orjson
 
 from plugins.markers import hookimpl
 from plugins.sources.spec import (
@@ -62,8 +63,8 @@ class GenericHmacSource:
 
     def normalize(self, request: InboundRequest, config: Mapping[str, Any]) -> NormalizedEvent:
         try:
-            payload = json.loads(request.body)
-        except (UnicodeDecodeError, ValueError) as exc:
+            payload = orjson.loads(request.body)
+        except orjson.JSONDecodeError as exc:
             raise MalformedRequest(f"body is not valid JSON: {exc}") from None
         event_type = "webhook"
         if config.get("event_type_header"):

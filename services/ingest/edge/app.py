@@ -32,7 +32,10 @@ def build_edge(edge: EdgeContext) -> Starlette:
 
 def bind_http(host: str, port: int) -> socket.socket:
     """Bind the listening socket ourselves so a taken port fails loudly at start."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets
+    # only when the listener says TCP explicitly; without it every response
+    # waits out a delayed ACK (~40 ms).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -6,33 +6,40 @@ import json
 from typing import Any
 
 from starlette.requests import Request
+from starlette.types import Receive, Scope
 
 from switchboard.errors import InvalidRequest, PayloadTooLarge
 
-__all__ = ["read_body", "read_json_object"]
+__all__ = ["read_asgi_body", "read_json_object"]
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole body, or PayloadTooLarge as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                raise InvalidRequest("invalid Content-Length") from None
+            if declared > limit:
                 raise PayloadTooLarge(f"body is over the {limit}-byte limit")
-        except ValueError:
-            raise InvalidRequest("invalid Content-Length") from None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            raise InvalidRequest("request body incomplete")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"body is over the {limit}-byte limit")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
-    body = await read_body(request, limit)
+    body = await read_asgi_body(request.scope, request.receive, limit)
     try:
         value = json.loads(body or b"{}")
     except (UnicodeDecodeError, ValueError) as exc:

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from switchboard.errors import SwitchboardError, http_status
 
-__all__ = ["error_body", "error_response", "EXCEPTION_HANDLERS"]
+__all__ = ["error_body", "error_parts", "error_response", "EXCEPTION_HANDLERS"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +26,20 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
-async def _switchboard_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, SwitchboardError)
+def error_parts(exc: SwitchboardError) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """Status, JSON body and headers for a platform error: the one place they are decided."""
     status = http_status(exc)
     if status >= 500 and status != 503:
-        logger.error("internal error", extra={"path": request.url.path, "error": exc.message})
+        logger.error("internal error", extra={"error": exc.message})
+    # 503 always means "nothing was accepted; try again shortly".
     headers = {"Retry-After": "5"} if status == 503 else None
-    return error_response(status, exc.code, exc.message, headers)
+    return status, error_body(exc.code, exc.message), headers
+
+
+async def _switchboard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SwitchboardError)
+    status, body, headers = error_parts(exc)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from services.ingest.edge import rest
 from services.ingest.edge.auth import Principal
 from services.ingest.edge.context import EdgeContext
-from services.ingest.edge.webhooks import receive_webhook
+from services.ingest.edge.webhooks import WebhookReceiver
 
 __all__ = ["ApiRoute", "API_ROUTES", "starlette_routes"]
 
@@ -77,7 +77,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 def starlette_routes(openapi: Callable[[Request], Awaitable[Response]]) -> list[Route]:
     routes = [
-        Route("/in/{source_id}", receive_webhook, methods=["POST"], name="receive_webhook"),
+        Route("/in/{source_id}", WebhookReceiver(), methods=["POST"], name="receive_webhook"),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),

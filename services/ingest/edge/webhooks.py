@@ -1,31 +1,59 @@
-"""``POST /in/{source_id}``: where third-party services send webhooks."""
+"""``POST /in/{source_id}``: where third-party services send webhooks.
+
+This is the platform's hottest path, so it is a plain ASGI endpoint: it reads
+the body straight from ``receive`` (stopping at the size limit) and answers
+with pre-encoded JSON, skipping Starlette's per-request Request/Response
+objects. Errors take the same shape as everywhere else (``responses.py``).
+"""
 
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qsl
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+import orjson
+from starlette.types import Receive, Scope, Send
 
 from plugins.sources.spec import InboundRequest
 from services.ingest.edge.context import EdgeContext
-from services.ingest.edge.requests import read_body
+from services.ingest.edge.requests import read_asgi_body
+from services.ingest.edge.responses import error_parts
+from switchboard.errors import SwitchboardError
 
-__all__ = ["receive_webhook"]
+__all__ = ["WebhookReceiver"]
 
 
-async def receive_webhook(request: Request) -> JSONResponse:
-    """202 with the event id once JetStream has stored it; 401/400/404/413/503 otherwise."""
-    edge: EdgeContext = request.app.state.edge
+async def _respond(send: Send, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class WebhookReceiver:
+    """The ASGI app behind ``POST /in/{source_id}``."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """202 with the event id once JetStream has stored it; 400/401/404/413/503 otherwise."""
+        await receive_webhook(scope, receive, send)
+
+
+async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
+    edge: EdgeContext = scope["app"].state.edge
     received_at = time.time()
-    body = await read_body(request, edge.settings.max_body_bytes)
-    inbound = InboundRequest(
-        method=request.method,
-        path=request.url.path,
-        headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]},
-        body=body,
-        query=dict(request.query_params),
-        received_at=received_at,
-    )
-    accepted = await edge.intake.accept(request.path_params["source_id"], inbound)
-    return JSONResponse({"event_id": accepted.event_id, "duplicate": accepted.duplicate}, status_code=202)
+    try:
+        body = await read_asgi_body(scope, receive, edge.settings.max_body_bytes)
+        inbound = InboundRequest(
+            method=scope["method"],
+            path=scope["path"],
+            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+            body=body,
+            query=dict(parse_qsl(scope["query_string"].decode("latin-1"))) if scope.get("query_string") else {},
+            received_at=received_at,
+        )
+        accepted = await edge.intake.accept(scope["path_params"]["source_id"], inbound)
+    except SwitchboardError as exc:
+        status, payload, headers = error_parts(exc)
+        await _respond(send, status, orjson.dumps(payload), headers)
+        return
+    await _respond(send, 202, orjson.dumps({"event_id": accepted.event_id, "duplicate": accepted.duplicate}))

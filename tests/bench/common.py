@@ -1,0 +1,112 @@
+"""Shared set-up for the benchmarks: embedded infrastructure, processes, wrk."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+from switchboard.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+
+
+@contextmanager
+def infrastructure() -> Iterator[tuple[str, str, Path]]:
+    """(nats_url, database_url, scratch dir) on throwaway embedded servers."""
+    scratch = Path(tempfile.mkdtemp(prefix="sb-bench-"))
+    nats = EmbeddedNats(scratch / "nats")
+    postgres = EmbeddedPostgres(scratch / "pg")
+    try:
+        yield nats.start(), postgres.start(), scratch
+    finally:
+        postgres.stop()
+        nats.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def bench_env(nats_url: str, database_url: str, state_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update({
+        "SWITCHBOARD_NATS_URL": nats_url,
+        "SWITCHBOARD_DATABASE_URL": database_url,
+        "SWITCHBOARD_STATE_DIR": str(state_dir),
+        "SWITCHBOARD_ALLOW_PRIVATE_DESTINATIONS": "true",
+        "SWITCHBOARD_LOG_LEVEL": "WARNING",
+        "SWITCHBOARD_MASTER_KEY": "bench-master-key-" + "x" * 32,
+        "PYTHONUNBUFFERED": "1",
+    })
+    for name in ("INGEST", "ROUTER", "AI", "DELIVERY", "AUTH", "ANALYTICS"):
+        env[f"SWITCHBOARD_{name}_GRPC_PORT"] = str(free_port())
+    env.update(extra)
+    return env
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {timeout}s")
+
+
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], env=env, stdin=subprocess.DEVNULL)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def require_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if not wrk:
+        sys.exit("wrk not found: install it (Debian: apt-get install wrk)")
+    return wrk
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    assert match, text
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(url: str, body: bytes, headers: dict[str, str], seconds: int, connections: int) -> dict[str, float]:
+    """Requests/s and latency percentiles of POSTing ``body`` to ``url``."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    lua_body = body.decode().replace("\\", "\\\\").replace('"', '\\"')
+    lines = ['wrk.method = "POST"', f'wrk.body = "{lua_body}"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    lines += [
+        "done = function(summary, latency, requests)",
+        '  io.write(string.format("non2xx %d\\n", summary.errors.status))',
+        "end",
+    ]
+    script.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(
+        [require_wrk(), "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    script.unlink()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    non2xx = int(re.search(r"non2xx (\d+)", out).group(1))
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non2xx": non2xx}
