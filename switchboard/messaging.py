@@ -83,6 +83,7 @@ class StreamSpec:
     max_age_s: int
     duplicate_window_s: int
     max_msg_size: int
+    replicas: int
 
     def config(self) -> api.StreamConfig:
         return api.StreamConfig(
@@ -95,18 +96,17 @@ class StreamSpec:
             duplicate_window=float(self.duplicate_window_s),
             max_msg_size=self.max_msg_size,
             storage=api.StorageType.FILE,
-            num_replicas=1,
+            num_replicas=self.replicas,
         )
 
 
 def stream_specs(settings: Settings) -> list[StreamSpec]:
-    # A message carries the body plus its envelope; leave room for both.
-    max_msg = settings.max_body_bytes * 2 + 64 * 1024
     common = dict(
         max_bytes=settings.stream_max_bytes,
         max_age_s=settings.stream_max_age_s,
         duplicate_window_s=min(settings.stream_duplicate_window_s, settings.stream_max_age_s),
-        max_msg_size=max_msg,
+        max_msg_size=settings.max_message_bytes,
+        replicas=settings.stream_replicas,
     )
     return [
         StreamSpec("EVENTS", ("events.>",), api.RetentionPolicy.WORK_QUEUE, api.DiscardPolicy.NEW, **common),

@@ -104,6 +104,8 @@ class Settings:
     stream_max_bytes: int = 1024**3
     stream_max_age_s: int = 7 * 24 * 3600
     stream_duplicate_window_s: int = 2 * 3600
+    # 3 on a production NATS cluster; 1 for a single server.
+    stream_replicas: int = 1
 
     # The AI provider plugin classifications go to first ("offline" needs no key).
     ai_provider: str = "offline"
@@ -149,12 +151,22 @@ class Settings:
             stream_max_bytes=_int(env, f"{p}STREAM_MAX_BYTES", 1024**3, minimum=1024 * 1024),
             stream_max_age_s=_int(env, f"{p}STREAM_MAX_AGE", 7 * 24 * 3600, minimum=60),
             stream_duplicate_window_s=_int(env, f"{p}STREAM_DUPLICATE_WINDOW", 2 * 3600, minimum=1),
+            stream_replicas=_int(env, f"{p}STREAM_REPLICAS", 1, minimum=1),
             ai_provider=env.get(f"{p}AI_PROVIDER") or "offline",
             master_key=env.get(f"{p}MASTER_KEY") or None,
             log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
             log_format=log_format,
             otel_console=_bool(env, f"{p}OTEL_CONSOLE", False),
         )
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest bus message: a body at the limit, plus its envelope.
+
+        NATS must accept it: the embedded server is configured for it, and an
+        external one needs ``max_payload`` at least this large.
+        """
+        return self.max_body_bytes * 2 + 64 * 1024
 
     def grpc_target(self, service: str) -> str:
         """The address clients dial for ``service``."""
@@ -201,6 +213,7 @@ class Settings:
             f"{p}STREAM_MAX_BYTES": str(self.stream_max_bytes),
             f"{p}STREAM_MAX_AGE": str(self.stream_max_age_s),
             f"{p}STREAM_DUPLICATE_WINDOW": str(self.stream_duplicate_window_s),
+            f"{p}STREAM_REPLICAS": str(self.stream_replicas),
             f"{p}AI_PROVIDER": self.ai_provider,
             f"{p}LOG_LEVEL": self.log_level,
             f"{p}LOG_FORMAT": self.log_format,

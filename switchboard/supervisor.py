@@ -101,7 +101,7 @@ class Supervisor:
         nats_url, database_url = s.nats_url, s.database_url
         try:
             if not nats_url:
-                self.nats = EmbeddedNats(s.state_dir / "nats")
+                self.nats = EmbeddedNats(s.state_dir / "nats", max_payload=max(8 * 1024 * 1024, s.max_message_bytes))
                 nats_url = self.nats.start()
                 logger.info("embedded NATS started", extra={"url": nats_url})
             if not database_url:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,8 +58,11 @@ def _endpoint(row: dict[str, Any]) -> Endpoint:
 
 
 class DeliveryStore:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, endpoint_ttl_s: float = 5.0) -> None:
         self.pool = pool
+        # Endpoints are read for every delivery and change rarely: a short cache.
+        self.endpoint_ttl_s = endpoint_ttl_s
+        self._endpoints: dict[tuple[str, str], tuple[float, Endpoint]] = {}
 
     async def create_endpoint(
         self, tenant_id: str, url: str, description: str, destination: str, secret: str
@@ -72,6 +76,19 @@ class DeliveryStore:
                 (new_id("ep"), tenant_id, url, description, destination, secret, Jsonb({})),
             )
             return _endpoint(await cur.fetchone())
+
+    async def cached_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
+        """Like get_endpoint, from a cache at most ``endpoint_ttl_s`` old."""
+        key = (tenant_id, endpoint_id)
+        now = time.monotonic()
+        cached = self._endpoints.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        endpoint = await self.get_endpoint(tenant_id, endpoint_id)
+        if len(self._endpoints) > 10_000:
+            self._endpoints.clear()
+        self._endpoints[key] = (now + self.endpoint_ttl_s, endpoint)
+        return endpoint
 
     async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
         async with self.pool.connection() as conn:
@@ -89,41 +106,37 @@ class DeliveryStore:
             return [_endpoint(row) for row in await cur.fetchall()]
 
     async def begin(self, message: DeliveryMessage) -> tuple[str, int]:
-        """Record the delivery if new; ``(status, attempts so far)``."""
+        """Record the delivery if new; ``(status, attempts so far)``. One round trip."""
         async with self.pool.connection() as conn:
-            await conn.execute(
-                """INSERT INTO delivery.deliveries (id, tenant_id, event_id, endpoint_id, route_id, event_type)
-                   VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
-                (message.delivery_id, message.tenant_id, message.event_id, message.endpoint_id,
-                 message.route_id, message.event_type),
-            )
             cur = await conn.execute(
-                "SELECT status, attempts FROM delivery.deliveries WHERE id = %s", (message.delivery_id,)
+                """WITH inserted AS (
+                       INSERT INTO delivery.deliveries (id, tenant_id, event_id, endpoint_id, route_id, event_type)
+                       VALUES (%(id)s, %(tenant)s, %(event)s, %(endpoint)s, %(route)s, %(type)s)
+                       ON CONFLICT (id) DO NOTHING
+                       RETURNING status, attempts)
+                   SELECT status, attempts FROM inserted
+                   UNION ALL
+                   SELECT status, attempts FROM delivery.deliveries WHERE id = %(id)s""",
+                {"id": message.delivery_id, "tenant": message.tenant_id, "event": message.event_id,
+                 "endpoint": message.endpoint_id, "route": message.route_id, "type": message.event_type},
             )
+            # A new row is invisible to the second SELECT (same snapshot): one row either way.
             row = await cur.fetchone()
         return row["status"], row["attempts"]
 
     async def record_attempt(self, delivery_id: str, attempt: Attempt) -> None:
-        """Keep the attempt and move the delivery to its new status, atomically."""
+        """Keep the attempt and move the delivery to its new status: one statement, so atomic."""
         status = {"succeeded": "succeeded", "failed": "failed"}.get(attempt.outcome, "pending")
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                """INSERT INTO delivery.attempts
-                       (delivery_id, number, started_at, outcome, status_code, latency_ms, response_excerpt, error)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-                (delivery_id, attempt.number, attempt.started_at, attempt.outcome, attempt.status_code,
-                 attempt.latency_ms, attempt.response_excerpt, attempt.error),
-            )
-            await conn.execute(
-                """UPDATE delivery.deliveries SET status = %s, attempts = GREATEST(attempts, %s), updated_at = now()
-                   WHERE id = %s""",
-                (status, attempt.number, delivery_id),
-            )
-
-    async def mark_failed(self, delivery_id: str) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(
-                "UPDATE delivery.deliveries SET status = 'failed', updated_at = now() WHERE id = %s", (delivery_id,)
+                """WITH recorded AS (
+                       INSERT INTO delivery.attempts (delivery_id, number, started_at, outcome, status_code,
+                                                      latency_ms, response_excerpt, error)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING)
+                   UPDATE delivery.deliveries SET status = %s, attempts = GREATEST(attempts, %s), updated_at = now()
+                   WHERE id = %s""",
+                (delivery_id, attempt.number, attempt.started_at, attempt.outcome, attempt.status_code,
+                 attempt.latency_ms, attempt.response_excerpt, attempt.error, status, attempt.number, delivery_id),
             )
 
     async def list_for_event(self, tenant_id: str, event_id: str) -> list[Delivery]:

@@ -71,7 +71,7 @@ class DeliveryWorker:
 
     async def deliver(self, message: DeliveryMessage) -> Decision:
         try:
-            endpoint = await self.store.get_endpoint(message.tenant_id, message.endpoint_id)
+            endpoint = await self.store.cached_endpoint(message.tenant_id, message.endpoint_id)
         except NotFound:
             logger.error("delivery for a missing endpoint dropped", extra={"delivery_id": message.delivery_id})
             return TERM

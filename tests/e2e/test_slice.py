@@ -167,3 +167,15 @@ def test_openapi_document_describes_the_api(platform: Platform) -> None:
     wrong_method = httpx.delete(f"{platform.edge_url}/v1/sources")
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
 
+
+
+def test_a_body_just_under_the_size_limit_is_accepted_and_delivered(platform: Platform) -> None:
+    with Receiver() as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        payload = {"type": "big", "blob": "x" * (1024 * 1024 - 100)}
+        body, headers = signed(s.source_secret, payload)
+        assert 1024 * 1024 - 100 < len(body) <= 1024 * 1024
+        accepted = httpx.post(f"{platform.edge_url}/in/{s.source_id}", content=body, headers=headers, timeout=30)
+        assert accepted.status_code == 202, accepted.text
+        [request] = receiver.wait_for(lambda r: len(r) == 1)
+        assert len(request.body) >= len(payload["blob"])
