@@ -26,6 +26,13 @@ def _service(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _receive(args: argparse.Namespace, settings: Settings) -> int:
+    from switchboard.receiver import serve_receiver
+
+    serve_receiver(args.host, args.port, args.secret, args.status)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description="Switchboard, the AI webhook gateway.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     service = commands.add_parser("service", help="run one service against SWITCHBOARD_NATS_URL/DATABASE_URL")
     service.add_argument("name", choices=SERVICE_NAMES)
     service.set_defaults(func=_service)
+    receive = commands.add_parser("receive", help="a loopback endpoint that prints deliveries and checks signatures")
+    receive.add_argument("--host", default="127.0.0.1")
+    receive.add_argument("--port", type=int, default=9000)
+    receive.add_argument("--secret", help="the endpoint's whsec_ secret, to verify signatures")
+    receive.add_argument("--status", type=int, default=200, help="the status to answer with (try 503)")
+    receive.set_defaults(func=_receive)
     return parser
 
 

@@ -15,11 +15,13 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 
 __all__ = [
     "generate_webhook_secret",
     "decode_webhook_secret",
     "sign_standard_webhook",
+    "verify_standard_webhook",
     "hmac_sha256_hex",
     "constant_time_equals",
 ]
@@ -50,6 +52,25 @@ def sign_standard_webhook(secret: str, msg_id: str, timestamp: int, body: bytes)
     signed = f"{msg_id}.{timestamp}.".encode() + body
     digest = hmac.new(key, signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_standard_webhook(
+    secret: str, headers: dict[str, str], body: bytes, tolerance_s: int = 300, now: float | None = None
+) -> bool:
+    """True when one of the ``v1,`` signatures matches and the timestamp is within tolerance.
+
+    ``headers`` must have lower-case names.
+    """
+    msg_id = headers.get("webhook-id", "")
+    try:
+        timestamp = int(headers.get("webhook-timestamp", ""))
+    except ValueError:
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance_s:
+        return False
+    expected = sign_standard_webhook(secret, msg_id, timestamp, body)
+    # Several space-separated signatures are sent while a secret is rotated.
+    return any(constant_time_equals(candidate, expected) for candidate in headers.get("webhook-signature", "").split())
 
 
 def hmac_sha256_hex(secret: str, body: bytes) -> str:

@@ -179,3 +179,21 @@ def test_a_body_just_under_the_size_limit_is_accepted_and_delivered(platform: Pl
         assert accepted.status_code == 202, accepted.text
         [request] = receiver.wait_for(lambda r: len(r) == 1)
         assert len(request.body) >= len(payload["blob"])
+
+
+def test_every_service_serves_health_and_reflection_and_nothing_embedded_started(platform: Platform) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    expected = {"ingest": "IngestService", "router": "RouterService", "ai": "AIService",
+                "delivery": "DeliveryService", "auth": "AuthService", "analytics": "AnalyticsService"}
+    for service, grpc_name in expected.items():
+        with grpc.insecure_channel(platform.grpc_target(service)) as channel:
+            names = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+            assert {f"switchboard.v1.{grpc_name}", "grpc.health.v1.Health"} <= names, service
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=f"switchboard.v1.{grpc_name}"), timeout=5)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+    # SWITCHBOARD_NATS_URL and _DATABASE_URL were set: no embedded server, no data of its own.
+    assert not (platform.state_dir / "nats").exists()
+    assert not (platform.state_dir / "postgres").exists()

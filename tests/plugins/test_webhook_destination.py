@@ -74,3 +74,23 @@ def test_generated_secrets_are_distinct_and_well_formed() -> None:
     assert a != b and a.startswith("whsec_")
     Webhook(a)  # the reference library accepts it
     assert json.loads(json.dumps(a)) == a
+
+
+def test_our_verifier_agrees_with_the_reference_library() -> None:
+    import time
+
+    from standardwebhooks.webhooks import Webhook as Reference
+
+    from switchboard.signatures import verify_standard_webhook
+
+    secret = generate_webhook_secret()
+    body = b'{"a":1}'
+    now = int(time.time())
+    headers = {"webhook-id": "m1", "webhook-timestamp": str(now),
+               "webhook-signature": "v1,AAAAAAAA " + sign_standard_webhook(secret, "m1", now, body)}
+    assert Reference(secret).verify(body, headers) == {"a": 1}
+    assert verify_standard_webhook(secret, headers, body)
+    assert not verify_standard_webhook(secret, headers, body + b" ")
+    assert not verify_standard_webhook(generate_webhook_secret(), headers, body)
+    assert not verify_standard_webhook(secret, headers, body, now=now + 301)
+    assert not verify_standard_webhook(secret, {**headers, "webhook-timestamp": "soon"}, body)
