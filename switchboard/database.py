@@ -13,19 +13,23 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from switchboard.errors import Unavailable
+from switchboard.errors import InvalidRequest, SwitchboardError, Unavailable
 
 __all__ = [
     "DatabaseUnavailable",
     "Migration",
     "apply_migrations",
+    "as_platform_error",
+    "contains_nul",
     "describe_dsn",
+    "describe_error",
     "load_migrations",
     "open_pool",
 ]
@@ -39,6 +43,35 @@ class DatabaseUnavailable(Unavailable):
     """PostgreSQL cannot be reached; the message names the server, never a password."""
 
     code = "database_unavailable"
+
+
+def describe_error(exc: BaseException) -> str:
+    """A log-safe description: PostgreSQL's messages can quote the data (payloads,
+    secrets) in their detail and context, so only the primary message is kept."""
+    if isinstance(exc, psycopg.Error):
+        primary = exc.diag.message_primary if exc.diag else None
+        return f"{type(exc).__name__}: {primary or 'database error'}"
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def contains_nul(value: Any) -> bool:
+    """True when a JSON value holds a NUL character, which PostgreSQL text and jsonb cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
+def as_platform_error(exc: BaseException) -> SwitchboardError | None:
+    """The platform error a database failure means for the caller, if it has one."""
+    if isinstance(exc, psycopg.DataError):
+        return InvalidRequest("the request holds characters or values that cannot be stored")
+    if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
+        return DatabaseUnavailable("the database is unavailable; retry later")
+    return None
 
 
 def describe_dsn(dsn: str) -> str:

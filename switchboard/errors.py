@@ -130,4 +130,9 @@ def grpc_status(error: SwitchboardError) -> grpc.StatusCode:
 
 def from_grpc_code(code: grpc.StatusCode, details: str | None) -> SwitchboardError:
     cls = _FROM_GRPC.get(code, SwitchboardError)
+    if cls is Unavailable:
+        # The channel's own text names internal addresses: say only what it means.
+        return Unavailable("a service is unavailable; retry later")
+    if cls is SwitchboardError:
+        return SwitchboardError("internal error")
     return cls(details or code.name.lower())

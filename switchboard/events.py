@@ -27,10 +27,13 @@ class Event:
     payload: Any
     headers: dict[str, str] = field(default_factory=dict)
     provider_event_id: str | None = None
+    # The body as received (UTF-8 JSON text), delivered as is when no transform applies.
+    body: str | None = None
 
     def to_message(self) -> dict[str, Any]:
         # Not dataclasses.asdict: that deep-copies the payload, on the hot path.
         return {
+            "body": self.body,
             "id": self.id,
             "tenant_id": self.tenant_id,
             "source_id": self.source_id,
@@ -53,6 +56,7 @@ class Event:
             payload=data["payload"],
             headers=dict(data.get("headers") or {}),
             provider_event_id=data.get("provider_event_id"),
+            body=data.get("body"),
         )
 
 
@@ -66,6 +70,7 @@ class DeliveryMessage:
     source_id: str
     received_at: float
     payload: Any
+    body: str | None = None
 
     @property
     def delivery_id(self) -> str:
@@ -79,7 +84,7 @@ class DeliveryMessage:
     def from_message(cls, data: dict[str, Any]) -> "DeliveryMessage":
         _require(data, "event_id", "tenant_id", "endpoint_id", "route_id", "event_type", "source_id",
                  "received_at", "payload")
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

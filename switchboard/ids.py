@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import os
 import time
 
-__all__ = ["new_id", "derived_id"]
+__all__ = ["new_id", "derived_id", "is_id"]
+
+_ID = re.compile(r"[a-z]{2,4}_[0-9a-f]{32}")
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """Whether ``value`` has the shape of an id we issue: look-ups of anything
+    else are "not found" without a query (and without a NUL reaching the database)."""
+    return value.startswith(prefix + "_") and _ID.fullmatch(value) is not None
 
 
 def new_id(prefix: str) -> str:

@@ -254,7 +254,6 @@ async def consume(
     """
     await ensure_consumer(js, spec)
     sub = await js.pull_subscribe_bind(spec.durable, stream=spec.stream)
-    slots = asyncio.Semaphore(concurrency)
     in_flight: set[asyncio.Task] = set()
 
     async def handle(msg: Msg) -> None:
@@ -268,15 +267,17 @@ async def consume(
         except Exception:
             # Settling failed (NATS down): the message is redelivered after ack_wait.
             logger.warning("could not settle message", extra={"stream": spec.stream}, exc_info=True)
-        finally:
-            slots.release()
 
     try:
         while not stopping.is_set():
-            # Ask only for what can start now, so nothing waits out its ack_wait here.
-            wanted = max(1, min(batch, concurrency - len(in_flight)))
+            free = concurrency - len(in_flight)
+            if free <= 0:
+                # Fetch only what can start at once: a fetched message that waits
+                # here would run down its ack_wait and be redelivered elsewhere.
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                continue
             try:
-                msgs = await sub.fetch(wanted, timeout=0.5)
+                msgs = await sub.fetch(min(batch, free), timeout=0.5)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 continue
             except Exception as exc:
@@ -284,7 +285,6 @@ async def consume(
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
-                await slots.acquire()
                 task = asyncio.create_task(handle(msg))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)

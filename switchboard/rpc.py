@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from switchboard.database import as_platform_error
 from switchboard.errors import SwitchboardError, from_grpc_code, grpc_status
 from switchboard.settings import Settings
 
@@ -58,6 +59,13 @@ def _translating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
             return await method(self, request, context)
         except SwitchboardError as exc:
             await context.abort(grpc_status(exc), exc.message)
+        except Exception as exc:
+            mapped = as_platform_error(exc)
+            if mapped is not None:
+                await context.abort(grpc_status(mapped), mapped.message)
+            # Never send internals (exception text can quote data) to the caller.
+            logger.exception("rpc failed", extra={"rpc": method.__name__})
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
     return wrapper
 

@@ -32,7 +32,9 @@ def tracer(name: str) -> trace.Tracer:
 
 def inject_trace_headers(headers: dict[str, str]) -> dict[str, str]:
     """Add ``traceparent`` (and baggage) of the current span to message headers."""
-    propagate.inject(headers)
+    # Outside any span there is nothing to carry; skip the propagators (hot path).
+    if trace.get_current_span().get_span_context().is_valid:
+        propagate.inject(headers)
     return headers
 
 

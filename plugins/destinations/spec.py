@@ -45,6 +45,8 @@ class OutboundMessage:
     event_type: str
     payload: Any
     attempt: int
+    # The exact bytes to send, when the source kept them; else encode ``payload``.
+    body: bytes | None = None
 
 
 @dataclass(frozen=True)

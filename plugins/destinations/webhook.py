@@ -9,10 +9,12 @@ can de-duplicate), ``webhook-timestamp`` (Unix seconds) and
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
+from urllib.parse import quote
 
 import httpx
+import orjson
 
 from plugins.destinations.spec import (
     DestinationContext,
@@ -27,6 +29,23 @@ from switchboard.signatures import decode_webhook_secret, sign_standard_webhook
 
 _RETRYABLE_STATUSES = {408, 425, 429}
 _EXCERPT_BYTES = 512
+
+
+async def _excerpt(response: httpx.Response) -> str:
+    """The start of the response body; the rest is never read into memory."""
+    received = b""
+    async for chunk in response.aiter_bytes():
+        received += chunk
+        if len(received) >= _EXCERPT_BYTES:
+            break
+    return received[:_EXCERPT_BYTES].decode("utf-8", errors="replace")
+
+
+def _header_value(text: str) -> str:
+    """Header-safe text: printable ASCII as is, anything else percent-encoded."""
+    if text.isascii() and text.isprintable():
+        return text
+    return quote(text, safe="")
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -54,7 +73,7 @@ class WebhookDestination:
             await ensure_public_destination(target.url, context.allow_private_networks)
         except DestinationRefused as exc:
             return SendResult(ok=False, error=str(exc), retryable=False)
-        body = json.dumps(message.payload, separators=(",", ":"), ensure_ascii=False).encode()
+        body = message.body if message.body is not None else orjson.dumps(message.payload)
         timestamp = int(time.time())
         headers = {
             "content-type": "application/json",
@@ -63,19 +82,25 @@ class WebhookDestination:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign_standard_webhook(target.secret, message.delivery_id, timestamp, body),
             "x-switchboard-event-id": message.event_id,
-            "x-switchboard-event-type": message.event_type,
+            "x-switchboard-event-type": _header_value(message.event_type),
             "x-switchboard-attempt": str(message.attempt),
         }
         try:
-            response = await context.http.post(
-                target.url, content=body, headers=headers, timeout=context.timeout_s, follow_redirects=False
-            )
-        except httpx.TimeoutException:
+            # One deadline for the whole exchange: httpx's timeouts are per read,
+            # so a receiver dripping bytes could otherwise hold a slot for ever.
+            async with asyncio.timeout(context.timeout_s):
+                async with context.http.stream(
+                    "POST", target.url, content=body, headers=headers, timeout=context.timeout_s,
+                    follow_redirects=False,
+                ) as response:
+                    status = response.status_code
+                    excerpt = await _excerpt(response)
+        except (TimeoutError, httpx.TimeoutException):
             return SendResult(ok=False, error=f"timed out after {context.timeout_s:g}s", retryable=True)
+        except httpx.LocalProtocolError as exc:  # our request cannot be sent as it is: retrying won't help
+            return SendResult(ok=False, error=f"request not sendable: {exc}"[:500], retryable=False)
         except httpx.HTTPError as exc:
             return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
-        excerpt = response.content[:_EXCERPT_BYTES].decode("utf-8", errors="replace")
-        status = response.status_code
         if 200 <= status < 300:
             return SendResult(ok=True, status_code=status, response_excerpt=excerpt)
         retryable = status >= 500 or status in _RETRYABLE_STATUSES

@@ -74,7 +74,8 @@ class GenericHmacSource:
             if isinstance(value, str) and value:
                 event_type = value
         provider_id = request.headers.get(config["id_header"]) if config.get("id_header") else None
-        return NormalizedEvent(type=event_type[:200], payload=payload, provider_event_id=provider_id or None)
+        return NormalizedEvent(type=event_type[:200], payload=payload, provider_event_id=provider_id or None,
+                               body=request.body)
 
 
 @hookimpl

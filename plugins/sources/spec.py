@@ -71,6 +71,11 @@ class NormalizedEvent:
     # The provider's own id for this delivery; two requests with the same one
     # collapse into one event.
     provider_event_id: str | None = None
+    # The exact bytes to deliver onwards (UTF-8 JSON text), when they are the
+    # payload as received: receivers then get the sender's bytes, not a
+    # re-encoding (big integers and number formats survive). None: deliver
+    # the payload re-encoded.
+    body: bytes | None = None
 
 
 class SourceType(Protocol):

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from plugins.manager import load_registry
 from services.ai.classify import Classifier
 from services.ai.servicer import AIServicer
 from switchboard.service import Runtime, ServiceApp
-from switchboard.v1 import ai_pb2 as pb, ai_pb2_grpc as rpc
+from switchboard.v1 import ai_pb2_grpc as rpc
 
 
 class AIApp(ServiceApp):
     name = "ai"
-    schema = "ai"
-    migrations = Path(__file__).parent / "migrations"
-    grpc_services = [pb.DESCRIPTOR.services_by_name["AIService"].full_name]
+    grpc_services = ["switchboard.v1.AIService"]
 
     def register(self, server, runtime: Runtime) -> None:
         classifier = Classifier(load_registry(), runtime.settings.ai_provider)

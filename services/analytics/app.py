@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from services.analytics.servicer import AnalyticsServicer
 from services.analytics.stats import AttemptLedger
 from switchboard.messaging import CONSUMERS, consume
 from switchboard.service import Runtime, ServiceApp
-from switchboard.v1 import analytics_pb2 as pb, analytics_pb2_grpc as rpc
+from switchboard.v1 import analytics_pb2_grpc as rpc
 
 
 class AnalyticsApp(ServiceApp):
     name = "analytics"
-    schema = "analytics"
-    migrations = Path(__file__).parent / "migrations"
-    grpc_services = [pb.DESCRIPTOR.services_by_name["AnalyticsService"].full_name]
+    grpc_services = ["switchboard.v1.AnalyticsService"]
 
     def register(self, server, runtime: Runtime) -> None:
         self.ledger = AttemptLedger(runtime.pool)

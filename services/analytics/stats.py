@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from nats.aio.msg import Msg
 from psycopg_pool import AsyncConnectionPool
 
+from switchboard.database import describe_error
 from switchboard.events import AttemptRecord
 from switchboard.messaging import ACK, TERM, Decision, decode, retry_in
 
@@ -56,7 +57,7 @@ class AttemptLedger:
         try:
             await self.record(attempt)
         except Exception as exc:
-            logger.warning("attempt not recorded; will retry", extra={"error": str(exc)})
+            logger.warning("attempt not recorded; will retry", extra={"error": describe_error(exc)})
             return retry_in(2.0)
         return ACK
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 
 from plugins.destinations.spec import DestinationContext
@@ -14,14 +12,12 @@ from services.delivery.store import DeliveryStore
 from services.delivery.worker import DeliveryWorker
 from switchboard.messaging import CONSUMERS, consume
 from switchboard.service import Runtime, ServiceApp
-from switchboard.v1 import delivery_pb2 as pb, delivery_pb2_grpc as rpc
+from switchboard.v1 import delivery_pb2_grpc as rpc
 
 
 class DeliveryApp(ServiceApp):
     name = "delivery"
-    schema = "delivery"
-    migrations = Path(__file__).parent / "migrations"
-    grpc_services = [pb.DESCRIPTOR.services_by_name["DeliveryService"].full_name]
+    grpc_services = ["switchboard.v1.DeliveryService"]
 
     def register(self, server, runtime: Runtime) -> None:
         self.registry = load_registry()

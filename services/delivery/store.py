@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.events import DeliveryMessage
-from switchboard.ids import new_id
+from switchboard.ids import is_id, new_id
 
 __all__ = ["Endpoint", "Attempt", "Delivery", "DeliveryStore"]
 
@@ -91,6 +91,8 @@ class DeliveryStore:
         return endpoint
 
     async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
+        if not is_id(endpoint_id, "ep"):
+            raise NotFound(f"endpoint {endpoint_id} not found")
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT * FROM delivery.endpoints WHERE tenant_id = %s AND id = %s", (tenant_id, endpoint_id)
@@ -120,24 +122,36 @@ class DeliveryStore:
                 {"id": message.delivery_id, "tenant": message.tenant_id, "event": message.event_id,
                  "endpoint": message.endpoint_id, "route": message.route_id, "type": message.event_type},
             )
-            # A new row is invisible to the second SELECT (same snapshot): one row either way.
+            # A new row is invisible to the second SELECT (same snapshot): one row either way,
+            # except when a concurrent insert won the race; then read it again.
             row = await cur.fetchone()
+            if row is None:
+                cur = await conn.execute(
+                    "SELECT status, attempts FROM delivery.deliveries WHERE id = %s", (message.delivery_id,))
+                row = await cur.fetchone()
         return row["status"], row["attempts"]
 
-    async def record_attempt(self, delivery_id: str, attempt: Attempt) -> None:
-        """Keep the attempt and move the delivery to its new status: one statement, so atomic."""
+    async def record_attempt(self, delivery_id: str, attempt: Attempt) -> bool:
+        """Keep the attempt and move the delivery to its new status: one statement, so atomic.
+
+        Only a pending delivery moves, and only when this attempt number was not
+        recorded before: a late duplicate worker can never turn a success back
+        into pending. Returns False when nothing changed.
+        """
         status = {"succeeded": "succeeded", "failed": "failed"}.get(attempt.outcome, "pending")
         async with self.pool.connection() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 """WITH recorded AS (
                        INSERT INTO delivery.attempts (delivery_id, number, started_at, outcome, status_code,
                                                       latency_ms, response_excerpt, error)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+                       RETURNING 1)
                    UPDATE delivery.deliveries SET status = %s, attempts = GREATEST(attempts, %s), updated_at = now()
-                   WHERE id = %s""",
+                   WHERE id = %s AND status = 'pending' AND EXISTS (SELECT 1 FROM recorded)""",
                 (delivery_id, attempt.number, attempt.started_at, attempt.outcome, attempt.status_code,
                  attempt.latency_ms, attempt.response_excerpt, attempt.error, status, attempt.number, delivery_id),
             )
+            return cur.rowcount == 1
 
     async def list_for_event(self, tenant_id: str, event_id: str) -> list[Delivery]:
         async with self.pool.connection() as conn:

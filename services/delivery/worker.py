@@ -19,6 +19,7 @@ from plugins.destinations.spec import DestinationContext, EndpointTarget, Outbou
 from plugins.manager import PluginRegistry, UnknownPlugin
 from services.delivery.retry import RetryPolicy
 from services.delivery.store import Attempt, DeliveryStore
+from switchboard.database import describe_error
 from switchboard.errors import NotFound
 from switchboard.events import AttemptRecord, DeliveryMessage
 from switchboard.messaging import (
@@ -66,7 +67,7 @@ class DeliveryWorker:
                 return await self.deliver(message)
             except Exception as exc:  # PostgreSQL or NATS trouble: try the whole step again
                 logger.warning("delivery step failed; will retry",
-                               extra={"delivery_id": message.delivery_id, "error": str(exc)})
+                               extra={"delivery_id": message.delivery_id, "error": describe_error(exc)})
                 return retry_in(2.0)
 
     async def deliver(self, message: DeliveryMessage) -> Decision:
@@ -91,6 +92,7 @@ class DeliveryWorker:
                     event_type=message.event_type,
                     payload=message.payload,
                     attempt=number,
+                    body=message.body.encode() if message.body is not None else None,
                 ),
                 EndpointTarget(url=endpoint.url, secret=endpoint.secret, config=endpoint.config),
                 self.context,
@@ -117,11 +119,16 @@ class DeliveryWorker:
                 timeout=self.publish_timeout_s,
                 headers={"Nats-Msg-Id": f"dead:{message.delivery_id}"},
             )
-        await self.store.record_attempt(
+        recorded = await self.store.record_attempt(
             message.delivery_id,
             Attempt(number=number, started_at=started, outcome=outcome, status_code=result.status_code,
                     latency_ms=latency_ms, response_excerpt=result.response_excerpt, error=result.error),
         )
+        if not recorded:
+            # A redelivered copy of this message raced us and recorded this attempt
+            # first. Let the message come back and act on the state it left.
+            logger.warning("attempt already recorded by another worker", extra={"delivery_id": message.delivery_id})
+            return retry_in(self.policy.base_delay_s)
         await self._report(message, number, outcome, result.status_code, latency_ms)
         logger.info("delivery attempt", extra={
             "delivery_id": message.delivery_id, "tenant_id": message.tenant_id, "attempt": number,

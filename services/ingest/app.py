@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-
 import uvicorn
 
 from plugins.manager import load_registry
@@ -16,16 +14,14 @@ from services.ingest.publisher import JetStreamPublisher
 from services.ingest.servicer import IngestServicer
 from services.ingest.sources import SourceStore
 from switchboard.service import Runtime, ServiceApp
-from switchboard.v1 import ingest_pb2 as pb, ingest_pb2_grpc as rpc
+from switchboard.v1 import ingest_pb2_grpc as rpc
 
 logger = logging.getLogger(__name__)
 
 
 class IngestApp(ServiceApp):
     name = "ingest"
-    schema = "ingest"
-    migrations = Path(__file__).parent / "migrations"
-    grpc_services = [pb.DESCRIPTOR.services_by_name["IngestService"].full_name]
+    grpc_services = ["switchboard.v1.IngestService"]
 
     def register(self, server, runtime: Runtime) -> None:
         self.registry = load_registry()
@@ -37,7 +33,7 @@ class IngestApp(ServiceApp):
         sock = bind_http(s.http_host, s.http_port)
         edge = EdgeContext(
             settings=s,
-            intake=WebhookIntake(self.sources, self.registry, JetStreamPublisher(runtime.nc, runtime.js, s.publish_timeout_s)),
+            intake=WebhookIntake(self.sources, self.registry, JetStreamPublisher(runtime.nc, runtime.js, s.publish_timeout_s, s.max_message_bytes)),
             sources=self.sources,
             authenticator=Authenticator(runtime.clients),
             clients=runtime.clients,

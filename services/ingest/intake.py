@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from plugins.manager import PluginRegistry
-from plugins.sources.spec import InboundRequest
+from plugins.sources.spec import InboundRequest, MalformedRequest, NormalizedEvent
 from services.ingest.sources import SourceStore
+from switchboard.database import contains_nul
 from switchboard.errors import NotFound
 from switchboard.events import Event
 from switchboard.ids import derived_id, new_id
@@ -21,6 +22,23 @@ __all__ = ["Publisher", "Accepted", "WebhookIntake", "KEPT_HEADERS_EXCLUDED"]
 
 # Credentials a sender may have attached; an event must not carry them onwards.
 KEPT_HEADERS_EXCLUDED = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+
+
+def _ensure_storable(event: NormalizedEvent, raw: bytes) -> None:
+    """PostgreSQL's text and jsonb cannot hold NUL: refuse now, not after a 202."""
+    # The raw check keeps the walk off the hot path: NUL can only come from an escape or a raw byte.
+    suspicious = b"\\u0000" in raw or b"\x00" in raw
+    if "\x00" in event.type or (suspicious and (contains_nul(event.payload) or b"\x00" in (event.body or b""))):
+        raise MalformedRequest("the payload contains NUL characters, which cannot be stored")
+
+
+def _text(body: bytes | None) -> str | None:
+    if body is None:
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # deliver the payload re-encoded instead
 
 
 class Publisher(Protocol):
@@ -50,6 +68,7 @@ class WebhookIntake:
         plugin = self.registry.source(source.type)
         plugin.verify(request, source.secret, source.config)
         normalized = plugin.normalize(request, source.config)
+        _ensure_storable(normalized, request.body)
         event_id = (
             derived_id("evt", source.id, normalized.provider_event_id)
             if normalized.provider_event_id
@@ -64,6 +83,7 @@ class WebhookIntake:
             payload=normalized.payload,
             headers={k: v for k, v in request.headers.items() if k not in KEPT_HEADERS_EXCLUDED},
             provider_event_id=normalized.provider_event_id,
+            body=_text(normalized.body),
         )
         duplicate = await self.publish(event)
         return Accepted(event_id=event.id, duplicate=duplicate)

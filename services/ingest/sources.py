@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from plugins.manager import PluginRegistry, UnknownPlugin
 from switchboard.errors import InvalidRequest, NotFound
-from switchboard.ids import new_id
+from switchboard.ids import is_id, new_id
 
 __all__ = ["Source", "SourceStore"]
 
@@ -77,6 +77,8 @@ class SourceStore:
 
     async def find(self, source_id: str) -> Source | None:
         """The source with this id, whichever tenant owns it (for POST /in/{id})."""
+        if not is_id(source_id, "src"):
+            return None
         now = time.monotonic()
         cached = self._cache.get(source_id)
         if cached is not None and cached[0] > now:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from services.router.consumer import EventRouter
 from services.router.routing import EventStore, RouteStore
 from services.router.servicer import RouterServicer
 from switchboard.messaging import CONSUMERS, consume
 from switchboard.service import Runtime, ServiceApp
-from switchboard.v1 import router_pb2 as pb, router_pb2_grpc as rpc
+from switchboard.v1 import router_pb2_grpc as rpc
 
 
 class RouterApp(ServiceApp):
     name = "router"
-    schema = "router"
-    migrations = Path(__file__).parent / "migrations"
-    grpc_services = [pb.DESCRIPTOR.services_by_name["RouterService"].full_name]
+    grpc_services = ["switchboard.v1.RouterService"]
 
     def register(self, server, runtime: Runtime) -> None:
         self.routes = RouteStore(runtime.pool)

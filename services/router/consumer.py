@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from services.router.routing import EventStore, RouteStore, plan_deliveries
 from switchboard.events import DeliveryMessage, Event
-from switchboard.messaging import ACK, TERM, Decision, decode, delivery_subject, encode, retry_in
+from switchboard.database import describe_error
+from switchboard.messaging import (
+    ACK,
+    TERM,
+    Decision,
+    dead_letter_subject,
+    decode,
+    delivery_subject,
+    encode,
+    retry_in,
+)
 from switchboard.telemetry import extract_trace_context, inject_trace_headers, tracer
 
 logger = logging.getLogger(__name__)
@@ -49,6 +60,7 @@ class EventRouter:
                     source_id=event.source_id,
                     received_at=event.received_at,
                     payload=event.payload,
+                    body=event.body,
                 )
                 # A redelivered event re-publishes; the message id makes that a no-op.
                 await self.js.publish(
@@ -57,7 +69,23 @@ class EventRouter:
                     timeout=self.publish_timeout_s,
                     headers=inject_trace_headers({"Nats-Msg-Id": delivery.delivery_id}),
                 )
+        except psycopg.DataError as exc:
+            # This event can never be stored; keep it in DEAD_LETTERS rather than retry for ever.
+            logger.error("event cannot be stored; dead-lettered",
+                         extra={"event_id": event.id, "error": describe_error(exc)})
+            return await self._dead_letter(event)
         except Exception as exc:
-            logger.warning("routing failed; will retry", extra={"event_id": event.id, "error": str(exc)})
+            logger.warning("routing failed; will retry", extra={"event_id": event.id, "error": describe_error(exc)})
             return retry_in(2.0)
+        return ACK
+
+    async def _dead_letter(self, event: Event) -> Decision:
+        try:
+            await self.js.publish(
+                dead_letter_subject(event.tenant_id, "router"), encode(event.to_message()),
+                timeout=self.publish_timeout_s, headers={"Nats-Msg-Id": f"dead:{event.id}"},
+            )
+        except Exception as exc:
+            logger.warning("dead-letter publish failed; will retry", extra={"error": describe_error(exc)})
+            return retry_in(5.0)
         return ACK

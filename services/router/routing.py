@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.events import Event
-from switchboard.ids import new_id
+from switchboard.ids import is_id, new_id
 
 __all__ = ["Route", "RouteStore", "EventStore", "StoredEvent", "plan_deliveries"]
 
@@ -123,16 +123,18 @@ class EventStore:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """INSERT INTO router.events
-                       (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                       (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (id) DO NOTHING""",
                 (event.id, event.tenant_id, event.source_id, event.type, event.provider_event_id,
                  datetime.fromtimestamp(event.received_at, timezone.utc), Jsonb(event.headers),
-                 Jsonb(event.payload)),
+                 Jsonb(event.payload), event.body),
             )
             return cur.rowcount == 1
 
     async def get(self, tenant_id: str, event_id: str) -> StoredEvent:
+        if not is_id(event_id, "evt"):
+            raise NotFound(f"event {event_id} not found")
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT * FROM router.events WHERE tenant_id = %s AND id = %s", (tenant_id, event_id)
@@ -143,6 +145,6 @@ class EventStore:
         event = Event(
             id=row["id"], tenant_id=row["tenant_id"], source_id=row["source_id"], type=row["type"],
             received_at=row["received_at"].timestamp(), payload=row["payload"], headers=row["headers"],
-            provider_event_id=row["provider_event_id"],
+            provider_event_id=row["provider_event_id"], body=row["body"],
         )
         return StoredEvent(event=event, stored_at=row["stored_at"])

@@ -197,3 +197,45 @@ def test_every_service_serves_health_and_reflection_and_nothing_embedded_started
     # SWITCHBOARD_NATS_URL and _DATABASE_URL were set: no embedded server, no data of its own.
     assert not (platform.state_dir / "nats").exists()
     assert not (platform.state_dir / "postgres").exists()
+
+
+def test_unstorable_or_strange_input_gets_a_json_4xx_never_a_500(platform: Platform) -> None:
+    with Receiver() as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        nul_body = b'{"type": "x", "a": "\\u0000"}'
+        nul = httpx.post(f"{platform.edge_url}/in/{s.source_id}", content=nul_body,
+                         headers={"x-signature": sign_raw(s.source_secret, nul_body)})
+        assert nul.status_code == 400 and nul.json()["error"]["code"] == "malformed_request"
+
+        for method, path, body, status in [
+            ("POST", "/in/%00", b"{}", 404),
+            ("GET", "/v1/sources/%00", None, 404),
+            ("GET", "/v1/endpoints/%00", None, 404),
+            ("GET", "/v1/events/%00", None, 404),
+            ("POST", "/v1/sources", b'{"name": "a\\u0000"}', 400),
+            ("POST", "/v1/sources", b'{"name": "\\ud800"}', 400),
+            ("POST", "/v1/sources", b"[" * 100_000, 400),
+            ("POST", "/v1/sources", b'{"name": 5}', 400),
+            ("POST", "/v1/sources", b'{"name": "x", "config": []}', 400),
+            ("POST", "/v1/sources", b'{"name": "x", "type": "nope"}', 400),
+            ("POST", "/v1/endpoints", b'{"url": "ftp://x"}', 400),
+            ("POST", "/v1/endpoints", b'{}', 400),
+            ("POST", "/v1/routes", b'{"endpoint_ids": ["ep_\\u0000"]}', 400),
+            ("POST", "/v1/routes", b'{"endpoint_ids": "ep_1"}', 400),
+            ("POST", "/v1/routes", b'{"endpoint_ids": ["ep_00000000000000000000000000000000"]}', 404),
+        ]:
+            reply = api.request(method, path, content=body)
+            assert reply.status_code == status, (path, body[:40] if body else None, reply.text)
+            assert reply.json()["error"]["code"] and reply.json()["error"]["message"]
+
+
+def test_receivers_get_the_exact_bytes_the_sender_sent(platform: Platform) -> None:
+    with Receiver() as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        raw = b'{"type": "n", "big": 123456789012345678901234567890, "f": 1e9,  "s": "\\u00e9"}'
+        reply = httpx.post(f"{platform.edge_url}/in/{s.source_id}", content=raw,
+                           headers={"x-signature": sign_raw(s.source_secret, raw)})
+        assert reply.status_code == 202
+        [request] = receiver.wait_for(lambda r: len(r) == 1)
+        assert request.body == raw
+        Webhook(s.endpoint_secret).verify(request.body, request.headers)

@@ -94,3 +94,37 @@ def test_our_verifier_agrees_with_the_reference_library() -> None:
     assert not verify_standard_webhook(generate_webhook_secret(), headers, body)
     assert not verify_standard_webhook(secret, headers, body, now=now + 301)
     assert not verify_standard_webhook(secret, {**headers, "webhook-timestamp": "soon"}, body)
+
+
+async def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_deadline() -> None:
+    import asyncio
+    import time
+
+    async def drip(reader, writer):
+        await reader.read(65536)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n")
+        for _ in range(20):  # a byte every 0.3 s: no single read ever times out
+            await asyncio.sleep(0.3)
+            writer.write(b"x")
+            await writer.drain()
+
+    server = await asyncio.start_server(drip, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    started = time.monotonic()
+    async with httpx.AsyncClient() as http:
+        result = await destination.send(MESSAGE, EndpointTarget(f"http://127.0.0.1:{port}/", generate_webhook_secret()),
+                                        DestinationContext(http, 1.0, True))
+    server.close()
+    assert time.monotonic() - started < 2.5
+    assert not result.ok and result.retryable and "timed out" in result.error
+
+
+async def test_non_ascii_event_types_are_sent_percent_encoded() -> None:
+    message = OutboundMessage(delivery_id="d", event_id="e", tenant_id="t", event_type="commande.créée",
+                              payload={}, attempt=1)
+    with Receiver() as receiver:
+        async with httpx.AsyncClient() as http:
+            result = await destination.send(message, EndpointTarget(receiver.url, generate_webhook_secret()),
+                                            DestinationContext(http, 5.0, True))
+    assert result.ok
+    assert receiver.requests[0].headers["x-switchboard-event-type"] == "commande.cr%C3%A9%C3%A9e"

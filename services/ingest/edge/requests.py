@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from starlette.requests import Request
 from starlette.types import Receive, Scope
 
+from switchboard.database import contains_nul
 from switchboard.errors import InvalidRequest, PayloadTooLarge
 
 __all__ = ["read_asgi_body", "read_json_object"]
@@ -41,9 +43,12 @@ async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     body = await read_asgi_body(request.scope, request.receive, limit)
     try:
-        value = json.loads(body or b"{}")
-    except (UnicodeDecodeError, ValueError) as exc:
+        # orjson also refuses lone surrogates and absurd nesting.
+        value = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidRequest("body must be a JSON object")
+    if contains_nul(value):
+        raise InvalidRequest("body holds NUL characters")
     return value

@@ -44,7 +44,8 @@ def _string(body: dict[str, Any], name: str, default: str = "", required: bool =
 
 
 def _strings(body: dict[str, Any], name: str) -> list[str]:
-    value = body.get(name) or []
+    value = body.get(name)
+    value = [] if value is None else value
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidRequest(f"{name} must be a list of strings")
     return value
@@ -65,7 +66,8 @@ def _source(source: Source, request: Request) -> dict[str, Any]:
 
 async def create_source(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     body = await read_json_object(request, edge.settings.max_body_bytes)
-    config = body.get("config") or {}
+    config = body.get("config")
+    config = {} if config is None else config
     if not isinstance(config, dict):
         raise InvalidRequest("config must be a JSON object")
     source = await edge.sources.create(

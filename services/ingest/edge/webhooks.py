@@ -46,7 +46,8 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         inbound = InboundRequest(
             method=scope["method"],
             path=scope["path"],
-            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+            # ASGI servers give header names in lower case already.
+            headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
             body=body,
             query=dict(parse_qsl(scope["query_string"].decode("latin-1"))) if scope.get("query_string") else {},
             received_at=received_at,

@@ -10,6 +10,7 @@ CREATE TABLE events (
     received_at        timestamptz NOT NULL,
     headers            jsonb NOT NULL,
     payload            jsonb NOT NULL,
+    body               text,                -- as received, delivered as is (NULL: encode payload)
     stored_at          timestamptz NOT NULL DEFAULT now()
 );
 

@@ -76,3 +76,33 @@ async def test_a_message_for_another_tenants_endpoint_is_dropped(setup) -> None:
     endpoint = await store.create_endpoint("t2", "http://127.0.0.1:9/x", "", "webhook", generate_webhook_secret())
     assert (await worker.deliver(message(endpoint.id))).action == "term"
     assert await store.list_for_event("t1", "evt_1") == []
+
+
+async def test_a_late_duplicate_attempt_never_turns_a_success_back_into_pending(setup) -> None:
+    from datetime import datetime, timezone
+
+    from services.delivery.store import Attempt
+
+    store, _, _ = setup
+    endpoint = await store.create_endpoint("t1", "http://127.0.0.1:9/x", "", "webhook", generate_webhook_secret())
+    msg = message(endpoint.id)
+    assert await store.begin(msg) == ("pending", 0)
+
+    def attempt(outcome: str) -> Attempt:
+        return Attempt(1, datetime.now(timezone.utc), outcome, 200, 1.0, "", None)
+
+    assert await store.record_attempt(msg.delivery_id, attempt("succeeded")) is True
+    assert await store.record_attempt(msg.delivery_id, attempt("retrying")) is False
+    [delivery] = await store.list_for_event("t1", "evt_1")
+    assert delivery.status == "succeeded" and [a.outcome for a in delivery.history] == ["succeeded"]
+
+
+async def test_the_exact_bytes_received_are_delivered(setup) -> None:
+    store, worker, _ = setup
+    raw = '{"big": 123456789012345678901234567890, "n": 1e9}'
+    with Receiver() as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        exact = DeliveryMessage(event_id="evt_2", tenant_id="t1", endpoint_id=endpoint.id, route_id="rt_1",
+                                event_type="a", source_id="s1", received_at=0.0, payload={"lossy": True}, body=raw)
+        assert (await worker.deliver(exact)).action == "ack"
+    assert receiver.requests[0].body == raw.encode()

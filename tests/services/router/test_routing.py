@@ -2,6 +2,7 @@ from datetime import datetime, timezone
 
 from services.router.routing import EventStore, Route, RouteStore, plan_deliveries
 from switchboard.events import Event
+from switchboard.ids import new_id
 
 NOW = datetime.now(timezone.utc)
 
@@ -46,13 +47,15 @@ async def test_events_are_stored_once_and_only_read_by_their_tenant(pool) -> Non
 
     await apply_migrations(pool, "router", Path(__file__).parents[3] / "services/router/migrations")
     store = EventStore(pool)
-    e = Event(id="evt_1", tenant_id="t1", source_id="s1", type="a", received_at=1.5e9, payload={"k": [1]},
-              headers={"h": "v"}, provider_event_id="p1")
+    e = Event(id=new_id("evt"), tenant_id="t1", source_id="s1", type="a", received_at=1.5e9, payload={"k": [1]},
+              headers={"h": "v"}, provider_event_id="p1", body='{"k": [1]}')
     assert await store.store(e) is True
     assert await store.store(e) is False
-    assert (await store.get("t1", "evt_1")).event == e
+    assert (await store.get("t1", e.id)).event == e
     with pytest.raises(NotFound):
-        await store.get("t2", "evt_1")
+        await store.get("t2", e.id)
+    with pytest.raises(NotFound):
+        await store.get("t1", "evt_\x00")
 
     routes = RouteStore(pool)
     created = await routes.create("t1", "r", None, ["a.*"], ["ep1", "ep1", "ep2"])
