@@ -46,7 +46,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def die_with_parent() -> None:
-    """preexec_fn: have the kernel send SIGTERM to this child when its parent dies."""
+    """Have the kernel send SIGTERM to this process when its parent dies (call in the child)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -230,7 +230,9 @@ class EmbeddedPostgres:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return  # not running: postgres removes a stale pid file itself
-        if b"postgres" not in cmdline:
+        # Only a postgres serving *this* data folder: a reused pid must never
+        # lead us to stop somebody else's server.
+        if b"postgres" not in cmdline or f"\0{self.data_dir}\0".encode() not in cmdline:
             return
         logger.warning("stopping a stale embedded postgres", extra={"pid": pid})
         os.kill(pid, signal.SIGINT)

@@ -23,10 +23,9 @@ def _is_forbidden(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    return (
-        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-        or ip.is_reserved or ip.is_unspecified
-    )
+    # Not is_private alone: shared address space (100.64.0.0/10, where some clouds
+    # keep their metadata service) is neither private nor global.
+    return not ip.is_global or ip.is_multicast
 
 
 def check_url_shape(url: str) -> tuple[str, int]:

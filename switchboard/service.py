@@ -13,6 +13,7 @@ import asyncio
 import gc
 import inspect
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from switchboard.database import apply_migrations, open_pool
+from switchboard.embedded import die_with_parent
 from switchboard.errors import Unavailable
 from switchboard.logs import configure_logging
 from switchboard.messaging import connect_nats, ensure_streams
@@ -154,6 +156,12 @@ def run(app: ServiceApp) -> None:
     except SettingsError as exc:
         print(f"switchboard-{app.name}: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    if settings.supervisor_pid is not None:
+        # Die with the supervisor; set here, not in a preexec_fn, which is unsafe
+        # once the supervisor has threads. Check it did not die already.
+        die_with_parent()
+        if os.getppid() != settings.supervisor_pid:
+            sys.exit(EXIT_UNAVAILABLE)
     configure_logging(app.name, settings.log_level, settings.log_format)
     setup_tracing(app.name, settings.otel_console)
     try:

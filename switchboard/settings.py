@@ -110,6 +110,8 @@ class Settings:
     # The AI provider plugin classifications go to first ("offline" needs no key).
     ai_provider: str = "offline"
     master_key: str | None = None
+    # Set by `switchboard up` for its children (internal): they die with it.
+    supervisor_pid: int | None = None
     log_level: str = "INFO"
     log_format: str = "json"
     otel_console: bool = False
@@ -154,6 +156,7 @@ class Settings:
             stream_replicas=_int(env, f"{p}STREAM_REPLICAS", 1, minimum=1),
             ai_provider=env.get(f"{p}AI_PROVIDER") or "offline",
             master_key=env.get(f"{p}MASTER_KEY") or None,
+            supervisor_pid=_int(env, f"{p}SUPERVISOR_PID", 0) or None,
             log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
             log_format=log_format,
             otel_console=_bool(env, f"{p}OTEL_CONSOLE", False),
@@ -229,4 +232,6 @@ class Settings:
             env[f"{p}DATABASE_URL"] = self.database_url
         if self.master_key:
             env[f"{p}MASTER_KEY"] = self.master_key
+        if self.supervisor_pid:
+            env[f"{p}SUPERVISOR_PID"] = str(self.supervisor_pid)
         return env

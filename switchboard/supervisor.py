@@ -24,7 +24,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from switchboard.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedError, die_with_parent, free_port
+from switchboard.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, free_port
 from switchboard.masterkey import load_or_create_master_key
 from switchboard.service import EXIT_CONFIG
 from switchboard.settings import SERVICE_NAMES, Settings
@@ -114,7 +114,7 @@ class Supervisor:
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(self.settings.as_env())
+        env.update(replace(self.settings, supervisor_pid=os.getpid()).as_env())
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
@@ -126,7 +126,6 @@ class Supervisor:
             # Own process group: Ctrl-C reaches only the supervisor, which then
             # stops services before the databases they are using.
             start_new_session=True,
-            preexec_fn=die_with_parent,
         )
         child.started_at = time.monotonic()
         (self.run_dir / f"{child.name}.pid").write_text(f"{child.process.pid}\n")
@@ -174,13 +173,16 @@ class Supervisor:
         path = self.settings.state_dir / ADMIN_KEY_FILE
         if path.exists():
             return None
-        with grpc.insecure_channel(self.settings.grpc_target("auth")) as channel:
-            stub = auth_pb2_grpc.AuthServiceStub(channel)
-            tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="default"), timeout=10)
-            issued = stub.CreateApiKey(
-                auth_pb2.CreateApiKeyRequest(tenant_id=tenant.id, name="bootstrap admin", scopes=["admin"]),
-                timeout=10,
-            )
+        try:
+            with grpc.insecure_channel(self.settings.grpc_target("auth")) as channel:
+                stub = auth_pb2_grpc.AuthServiceStub(channel)
+                tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="default"), timeout=10)
+                issued = stub.CreateApiKey(
+                    auth_pb2.CreateApiKeyRequest(tenant_id=tenant.id, name="bootstrap admin", scopes=["admin"]),
+                    timeout=10,
+                )
+        except grpc.RpcError as exc:
+            raise StartupError(f"could not create the bootstrap admin key: {exc.code().name}") from None
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(issued.secret + "\n")

@@ -56,7 +56,8 @@ async def test_connection_errors_are_retryable() -> None:
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/x", "http://169.254.169.254/latest", "http://10.1.2.3/",
-                                 "http://[::1]/x", "http://localhost/x"])
+                                 "http://[::1]/x", "http://localhost/x",
+                                 "http://100.100.100.200/latest", "http://[::ffff:127.0.0.1]/x"])
 async def test_private_addresses_are_refused_unless_allowed(url: str) -> None:
     result = await send(EndpointTarget(url, generate_webhook_secret()), allow_private=False)
     assert not result.ok and not result.retryable and "private" in result.error
