@@ -176,9 +176,10 @@ class Supervisor:
         try:
             with grpc.insecure_channel(self.settings.grpc_target("auth")) as channel:
                 stub = auth_pb2_grpc.AuthServiceStub(channel)
-                tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="default"), timeout=10)
+                tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="default", actor="system"), timeout=10)
                 issued = stub.CreateApiKey(
-                    auth_pb2.CreateApiKeyRequest(tenant_id=tenant.id, name="bootstrap admin", scopes=["admin"]),
+                    auth_pb2.CreateApiKeyRequest(tenant_id=tenant.id, name="bootstrap admin", scopes=["admin"],
+                                                 actor="system"),
                     timeout=10,
                 )
         except grpc.RpcError as exc:

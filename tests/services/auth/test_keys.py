@@ -71,3 +71,55 @@ async def test_a_database_dump_holds_no_key_in_plaintext(keys: KeyStore, databas
     assert "CREATE TABLE auth.api_keys" in dump and issued.key.id in dump
     secret_part = issued.secret.rsplit("_", 1)[1]
     assert issued.secret not in dump and secret_part not in dump
+
+
+async def test_listing_shows_no_secret_and_tracks_use(keys: KeyStore) -> None:
+    tenant = await keys.create_tenant("acme")
+    issued = await keys.create_key(tenant.id, "ci", ["read"], expires_in=timedelta(days=1))
+    [listed] = await keys.list_keys(tenant.id)
+    assert listed.id == issued.key.id and listed.last_used_at is None
+    assert listed.expires_at is not None and issued.secret not in repr(listed)
+    await keys.verify(issued.secret)
+    [used] = await keys.list_keys(tenant.id)
+    assert used.last_used_at is not None
+    assert await keys.list_keys((await keys.create_tenant("other")).id) == []
+
+
+async def test_revocation_is_immediate_and_tenant_scoped(keys: KeyStore) -> None:
+    tenant, other = await keys.create_tenant("acme"), await keys.create_tenant("other")
+    issued = await keys.create_key(tenant.id, "k", ["admin"])
+    with pytest.raises(NotFound):
+        await keys.revoke_key(other.id, issued.key.id)
+    await keys.verify(issued.secret)
+    revoked = await keys.revoke_key(tenant.id, issued.key.id)
+    assert revoked.revoked_at is not None
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await keys.verify(issued.secret)
+
+
+async def test_rotation_keeps_the_old_key_for_the_grace_period_only(keys: KeyStore, pool) -> None:
+    tenant = await keys.create_tenant("acme")
+    old = await keys.create_key(tenant.id, "deploy", ["events:publish", "read"])
+    new = await keys.rotate_key(tenant.id, old.key.id, grace=timedelta(hours=1))
+    assert new.key.scopes == old.key.scopes and new.key.name == "deploy" and new.secret != old.secret
+    assert (await keys.verify(old.secret)).key_id == old.key.id  # still inside the grace period
+    assert (await keys.verify(new.secret)).key_id == new.key.id
+    async with pool.connection() as conn:  # the grace period passes
+        await conn.execute("UPDATE auth.api_keys SET expires_at = now() - interval '1 s' WHERE id = %s",
+                           (old.key.id,))
+    with pytest.raises(Unauthenticated, match="expired"):
+        await keys.verify(old.secret)
+    with pytest.raises(InvalidRequest, match="expired key cannot be rotated"):
+        await keys.rotate_key(tenant.id, old.key.id)
+
+
+async def test_expiry_bounds_and_audit_log(keys: KeyStore) -> None:
+    tenant = await keys.create_tenant("acme")
+    with pytest.raises(InvalidRequest):
+        await keys.create_key(tenant.id, "k", ["read"], expires_in=timedelta(seconds=-5))
+    first = await keys.record_audit(tenant.id, "key1", "source.create", "src_1")
+    second = await keys.record_audit(tenant.id, "key1", "route.create", "rt_1")
+    await keys.record_audit("ten_other", "key2", "source.create", "src_2")
+    entries = await keys.list_audit(tenant.id)
+    assert [e.id for e in entries] == [second.id, first.id]
+    assert [e.action for e in await keys.list_audit(tenant.id, before_id=second.id)] == ["source.create"]
