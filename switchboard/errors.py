@@ -19,6 +19,7 @@ __all__ = [
     "NotFound",
     "Conflict",
     "PayloadTooLarge",
+    "RateLimited",
     "Unavailable",
     "HTTP_STATUS",
     "GRPC_STATUS",
@@ -78,6 +79,17 @@ class PayloadTooLarge(SwitchboardError):
     code = "payload_too_large"
 
 
+class RateLimited(SwitchboardError):
+    """Over a rate limit (429); ``retry_after_s`` says when to try again."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.headers = headers or {}
+
+
 class Unavailable(SwitchboardError):
     """A dependency (NATS, PostgreSQL, another service) is down (503).
 
@@ -94,6 +106,7 @@ HTTP_STATUS: dict[type[SwitchboardError], int] = {
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
+    RateLimited: 429,
     Unavailable: 503,
     SwitchboardError: 500,
 }
@@ -105,11 +118,12 @@ GRPC_STATUS: dict[type[SwitchboardError], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     Conflict: grpc.StatusCode.ALREADY_EXISTS,
     PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     SwitchboardError: grpc.StatusCode.INTERNAL,
 }
 
-_FROM_GRPC = {code: cls for cls, code in GRPC_STATUS.items()}
+_FROM_GRPC = {code: cls for cls, code in GRPC_STATUS.items() if cls is not RateLimited}
 # A deadline passing on a call to another service means it is not answering.
 _FROM_GRPC[grpc.StatusCode.DEADLINE_EXCEEDED] = Unavailable
 

@@ -6,6 +6,7 @@ passed down to whatever needs it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -67,6 +68,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name) or ""
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise SettingsError(f"{name} must be comma-separated CIDRs, got {item!r}") from None
+    return tuple(networks)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the defaults a fresh machine needs."""
@@ -86,6 +100,16 @@ class Settings:
     grpc_targets: Mapping[str, str] = field(default_factory=dict)
 
     max_body_bytes: int = 1024 * 1024
+    # Per API key on /v1 and per source on /in (a source may set its own).
+    key_rate_per_s: float = 50.0
+    key_burst: int = 100
+    source_rate_per_s: float = 500.0
+    source_burst: int = 1000
+    # How long the edge trusts a verified key without asking AuthService again:
+    # the bound on how long a revoked key keeps working.
+    auth_cache_ttl_s: float = 30.0
+    # Proxies (CIDRs) whose X-Forwarded-For the edge believes.
+    trusted_proxies: tuple[str, ...] = ()
     # Sender gets 503 when JetStream has not acknowledged within this.
     publish_timeout_s: float = 5.0
     # Every gRPC call between services carries this deadline.
@@ -142,6 +166,12 @@ class Settings:
             grpc_ports=ports,
             grpc_targets=targets,
             max_body_bytes=_int(env, f"{p}MAX_BODY_BYTES", 1024 * 1024, minimum=1),
+            key_rate_per_s=_float(env, f"{p}KEY_RATE", 50.0),
+            key_burst=_int(env, f"{p}KEY_BURST", 100, minimum=1),
+            source_rate_per_s=_float(env, f"{p}SOURCE_RATE", 500.0),
+            source_burst=_int(env, f"{p}SOURCE_BURST", 1000, minimum=1),
+            auth_cache_ttl_s=_float(env, f"{p}AUTH_CACHE_TTL", 30.0),
+            trusted_proxies=_networks(env, f"{p}TRUSTED_PROXIES"),
             publish_timeout_s=_float(env, f"{p}PUBLISH_TIMEOUT", 5.0),
             rpc_timeout_s=_float(env, f"{p}RPC_TIMEOUT", 5.0),
             allow_private_destinations=_bool(env, f"{p}ALLOW_PRIVATE_DESTINATIONS", False),
@@ -205,6 +235,12 @@ class Settings:
             f"{p}HTTP_PORT": str(self.http_port),
             f"{p}GRPC_HOST": self.grpc_host,
             f"{p}MAX_BODY_BYTES": str(self.max_body_bytes),
+            f"{p}KEY_RATE": str(self.key_rate_per_s),
+            f"{p}KEY_BURST": str(self.key_burst),
+            f"{p}SOURCE_RATE": str(self.source_rate_per_s),
+            f"{p}SOURCE_BURST": str(self.source_burst),
+            f"{p}AUTH_CACHE_TTL": str(self.auth_cache_ttl_s),
+            f"{p}TRUSTED_PROXIES": ",".join(self.trusted_proxies),
             f"{p}PUBLISH_TIMEOUT": str(self.publish_timeout_s),
             f"{p}RPC_TIMEOUT": str(self.rpc_timeout_s),
             f"{p}ALLOW_PRIVATE_DESTINATIONS": "true" if self.allow_private_destinations else "false",

@@ -60,6 +60,8 @@ class InboundRequest:
     query: Mapping[str, str] = field(default_factory=dict)
     # Unix seconds when the edge received it; use it for timestamp tolerance.
     received_at: float = 0.0
+    # The sender's address (after trusted proxies), when known.
+    client_ip: str | None = None
 
 
 @dataclass(frozen=True)

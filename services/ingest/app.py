@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uvicorn
 
@@ -11,6 +12,7 @@ from services.ingest.edge.auth import Authenticator
 from services.ingest.edge.context import EdgeContext
 from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher
+from services.ingest.ratelimit import RateLimit, TokenBuckets
 from services.ingest.servicer import IngestServicer
 from services.ingest.sources import SourceStore
 from switchboard.service import Runtime, ServiceApp
@@ -31,13 +33,17 @@ class IngestApp(ServiceApp):
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings
         sock = bind_http(s.http_host, s.http_port)
+        publisher = JetStreamPublisher(runtime.nc, runtime.js, s.publish_timeout_s, s.max_message_bytes)
         edge = EdgeContext(
             settings=s,
-            intake=WebhookIntake(self.sources, self.registry, JetStreamPublisher(runtime.nc, runtime.js, s.publish_timeout_s, s.max_message_bytes)),
+            intake=WebhookIntake(self.sources, self.registry, publisher, RateLimit(s.source_rate_per_s, s.source_burst)),
             sources=self.sources,
-            authenticator=Authenticator(runtime.clients),
+            authenticator=Authenticator(runtime.clients, ttl_s=s.auth_cache_ttl_s),
             clients=runtime.clients,
             nc=runtime.nc,
+            key_buckets=TokenBuckets(),
+            key_rate=RateLimit(s.key_rate_per_s, s.key_burst),
+            trusted_proxies=tuple(ipaddress.ip_network(n) for n in s.trusted_proxies),
         )
         config = uvicorn.Config(
             build_edge(edge), log_config=None, access_log=False, lifespan="off",

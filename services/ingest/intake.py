@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from plugins.manager import PluginRegistry
 from plugins.sources.spec import InboundRequest, MalformedRequest, NormalizedEvent
+from services.ingest.ratelimit import RateLimit, TokenBuckets
 from services.ingest.sources import SourceStore
 from switchboard.database import contains_nul
-from switchboard.errors import NotFound
+from switchboard.errors import InvalidRequest, NotFound, PermissionDenied, RateLimited
 from switchboard.events import Event
 from switchboard.ids import derived_id, new_id
 
-__all__ = ["Publisher", "Accepted", "WebhookIntake", "KEPT_HEADERS_EXCLUDED"]
+__all__ = ["Publisher", "Accepted", "WebhookIntake", "KEPT_HEADERS_EXCLUDED", "API_SOURCE"]
+
+# The source id of events published through the API rather than a webhook.
+API_SOURCE = "api"
 
 # Credentials a sender may have attached; an event must not carry them onwards.
 KEPT_HEADERS_EXCLUDED = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
@@ -56,15 +60,31 @@ class Accepted:
 
 
 class WebhookIntake:
-    def __init__(self, sources: SourceStore, registry: PluginRegistry, publish: Publisher) -> None:
+    def __init__(
+        self,
+        sources: SourceStore,
+        registry: PluginRegistry,
+        publish: Publisher,
+        default_rate: RateLimit,
+        buckets: TokenBuckets | None = None,
+    ) -> None:
         self.sources = sources
         self.registry = registry
         self.publish = publish
+        self.default_rate = default_rate
+        self.buckets = buckets or TokenBuckets()
 
     async def accept(self, source_id: str, request: InboundRequest) -> Accepted:
         source = await self.sources.find(source_id)
         if source is None:
             raise NotFound(f"source {source_id} not found")
+        # Policy before cryptography: refused senders cost no HMAC.
+        if not source.admits(request.client_ip):
+            raise PermissionDenied(f"{request.client_ip} may not send to this source", code="ip_not_allowed")
+        verdict = self.buckets.take(source.id, source.rate_limit or self.default_rate)
+        if not verdict.allowed:
+            raise RateLimited("this source is over its rate limit", retry_after_s=verdict.retry_after_s,
+                              headers=verdict.headers())
         plugin = self.registry.source(source.type)
         plugin.verify(request, source.secret, source.config)
         normalized = plugin.normalize(request, source.config)
@@ -87,3 +107,30 @@ class WebhookIntake:
         )
         duplicate = await self.publish(event)
         return Accepted(event_id=event.id, duplicate=duplicate)
+
+    async def publish_api_event(
+        self, tenant_id: str, key_id: str, event_type: str, payload: Any, idempotency_key: str | None
+    ) -> Accepted:
+        """An event published by an API-key holder (``POST /v1/events``), from the source ``api``.
+
+        The same idempotency key within the stream's duplicate window gives the
+        same event id, and JetStream stores nothing new.
+        """
+        if not event_type or len(event_type) > 200:
+            raise InvalidRequest("type must be 1 to 200 characters")
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+            raise InvalidRequest("idempotency_key must be 1 to 200 characters")
+        if "\x00" in event_type or contains_nul(payload) or (idempotency_key and "\x00" in idempotency_key):
+            raise InvalidRequest("the event holds NUL characters, which cannot be stored")
+        event_id = derived_id("evt", tenant_id, API_SOURCE, idempotency_key) if idempotency_key else new_id("evt")
+        event = Event(
+            id=event_id,
+            tenant_id=tenant_id,
+            source_id=API_SOURCE,
+            type=event_type,
+            received_at=time.time(),
+            payload=payload,
+            headers={"x-switchboard-key-id": key_id},
+            provider_event_id=idempotency_key,
+        )
+        return Accepted(event_id=event.id, duplicate=await self.publish(event))

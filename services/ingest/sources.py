@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import time
 from dataclasses import dataclass
@@ -12,10 +13,11 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from plugins.manager import PluginRegistry, UnknownPlugin
+from services.ingest.ratelimit import RateLimit
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.ids import is_id, new_id
 
-__all__ = ["Source", "SourceStore"]
+__all__ = ["Source", "SourceStore", "rate_limit"]
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,45 @@ class Source:
     config: dict[str, Any]
     secret: str
     created_at: datetime
+    # Who may send (CIDRs; empty: anyone) and how fast (None: the default).
+    allowed_ips: tuple[str, ...] = ()
+    rate_limit: RateLimit | None = None
+
+    def admits(self, client_ip: str | None) -> bool:
+        if not self.allowed_ips:
+            return True
+        if client_ip is None:
+            return False
+        address = ipaddress.ip_address(client_ip)
+        return any(address in ipaddress.ip_network(cidr) for cidr in self.allowed_ips)
 
 
 def _source(row: dict[str, Any]) -> Source:
-    return Source(**{k: row[k] for k in Source.__dataclass_fields__})
+    rate = RateLimit(row["rate_per_s"], row["rate_burst"]) if row["rate_per_s"] else None
+    return Source(
+        id=row["id"], tenant_id=row["tenant_id"], name=row["name"], type=row["type"], config=row["config"],
+        secret=row["secret"], created_at=row["created_at"], allowed_ips=tuple(row["allowed_ips"]),
+        rate_limit=rate,
+    )
+
+
+def rate_limit(per_second: float | None, burst: int | None) -> RateLimit | None:
+    """A source's own limit from API input; None (the default) when not given."""
+    if not per_second and not burst:
+        return None
+    try:
+        return RateLimit(float(per_second or 0), int(burst or max(1, int(per_second or 0))))
+    except (ValueError, TypeError):
+        raise InvalidRequest("rate_limit needs a positive per_second and burst") from None
+
+
+def _networks(values: list[str]) -> list[str]:
+    if len(values) > 100:
+        raise InvalidRequest("at most 100 allowed_ips")
+    try:
+        return [str(ipaddress.ip_network(v, strict=False)) for v in values]
+    except (ValueError, TypeError):
+        raise InvalidRequest("allowed_ips must be IP addresses or CIDRs, like 203.0.113.0/24") from None
 
 
 class SourceStore:
@@ -46,7 +83,16 @@ class SourceStore:
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, Source | None]] = {}
 
-    async def create(self, tenant_id: str, name: str, type_: str, config: dict[str, Any], secret: str) -> Source:
+    async def create(
+        self,
+        tenant_id: str,
+        name: str,
+        type_: str,
+        config: dict[str, Any],
+        secret: str,
+        allowed_ips: list[str] | None = None,
+        rate_limit: RateLimit | None = None,
+    ) -> Source:
         if not isinstance(config, dict):
             raise InvalidRequest("config must be a JSON object")
         if not name or len(name) > 200:
@@ -59,11 +105,14 @@ class SourceStore:
         secret = secret or secrets.token_urlsafe(32)
         if len(secret) < 16:
             raise InvalidRequest("a source secret has at least 16 characters")
+        networks = _networks(allowed_ips or [])
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                """INSERT INTO ingest.sources (id, tenant_id, name, type, config, secret)
-                   VALUES (%s, %s, %s, %s, %s, %s) RETURNING *""",
-                (new_id("src"), tenant_id, name, plugin.name, Jsonb(clean), secret),
+                """INSERT INTO ingest.sources (id, tenant_id, name, type, config, secret, allowed_ips,
+                                              rate_per_s, rate_burst)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+                (new_id("src"), tenant_id, name, plugin.name, Jsonb(clean), secret, networks,
+                 rate_limit.rate_per_s if rate_limit else None, rate_limit.burst if rate_limit else None),
             )
             source = _source(await cur.fetchone())
         self._cache.pop(source.id, None)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 
 from nats.aio.client import Client as NATS
 
 from services.ingest.edge.auth import Authenticator
 from services.ingest.intake import WebhookIntake
+from services.ingest.ratelimit import RateLimit, TokenBuckets
 from services.ingest.sources import SourceStore
 from switchboard.rpc import ServiceClients
 from switchboard.settings import Settings
@@ -23,3 +25,6 @@ class EdgeContext:
     authenticator: Authenticator
     clients: ServiceClients
     nc: NATS
+    key_buckets: TokenBuckets
+    key_rate: RateLimit
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...]

@@ -41,6 +41,9 @@ SCHEMAS: dict[str, Any] = {
             "type": {"type": "string", "default": "generic"},
             "config": {"type": "object", "description": "Source plugin configuration"},
             "secret": {"type": "string", "minLength": 16, "description": "Generated when omitted"},
+            "allowed_ips": {"type": "array", "items": {"type": "string"}, "description": "CIDRs; empty: any"},
+            "rate_limit": {"type": "object", "properties": {"per_second": {"type": "number"},
+                                                            "burst": {"type": "integer"}}},
         },
     },
     "Source": {
@@ -119,6 +122,24 @@ SCHEMAS: dict[str, Any] = {
             "deliveries": {"type": "array", "items": _ref("Delivery")},
         },
     },
+    "EventPublish": {
+        "type": "object",
+        "required": ["type", "payload"],
+        "properties": {
+            "type": {"type": "string", "maxLength": 200},
+            "payload": {},
+            "idempotency_key": {"type": "string", "maxLength": 200,
+                                "description": "The same key within the duplicate window returns the same event"},
+        },
+    },
+    "AuditEntry": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"}, "actor": {"type": "string", "description": "API key id, cli or system"},
+            "action": {"type": "string"}, "resource": {"type": "string"}, "at": _TIMESTAMP,
+        },
+    },
+    "AuditList": _list_of("AuditEntry"),
     "Accepted": {
         "type": "object",
         "properties": {"event_id": {"type": "string"}, "duplicate": {"type": "boolean"}},
@@ -129,7 +150,7 @@ SCHEMAS: dict[str, Any] = {
 def _error_responses(*statuses: int) -> dict[str, Any]:
     text = {400: "Malformed request", 401: "Missing or invalid credentials", 403: "Missing scope",
             404: "Not found (also for other tenants' resources)", 413: "Body over the size limit",
-            503: "A dependency is unavailable; retry"}
+            429: "Over the rate limit; see Retry-After", 503: "A dependency is unavailable; retry"}
     return {
         str(s): {"description": text[s], "content": {"application/json": {"schema": _ref("Error")}}}
         for s in statuses
@@ -147,7 +168,7 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "202": {"description": "Accepted and durable",
                             "content": {"application/json": {"schema": _ref("Accepted")}}},
-                    **_error_responses(400, 401, 404, 413, 503),
+                    **_error_responses(400, 401, 403, 404, 413, 429, 503),
                 },
             }
         }
@@ -163,7 +184,7 @@ def openapi_document() -> dict[str, Any]:
                     "description": route.summary,
                     "content": {"application/json": {"schema": _ref(route.response)}} if route.response else {},
                 },
-                **_error_responses(400, 401, 403, 404, 503),
+                **_error_responses(400, 401, 403, 404, 429, 503),
             },
         }
         params = [seg[1:-1] for seg in route.path.split("/") if seg.startswith("{")]

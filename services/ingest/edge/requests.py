@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 import orjson
@@ -12,7 +13,30 @@ from starlette.types import Receive, Scope
 from switchboard.database import contains_nul
 from switchboard.errors import InvalidRequest, PayloadTooLarge
 
-__all__ = ["read_asgi_body", "read_json_object"]
+__all__ = ["read_asgi_body", "read_json_object", "client_ip"]
+
+
+def client_ip(scope: Scope, trusted: tuple[IPv4Network | IPv6Network, ...]) -> str | None:
+    """The sender's address: the peer, or, when the peer is a trusted proxy, the
+    right-most X-Forwarded-For address that is not itself a trusted proxy."""
+    peer = (scope.get("client") or (None,))[0]
+    if peer is None or not trusted:
+        return peer
+    try:
+        if not any(ip_address(peer) in net for net in trusted):
+            return peer
+    except ValueError:
+        return peer
+    forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
+    hops = [h.strip() for h in ",".join(forwarded).split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            address = ip_address(hop)
+        except ValueError:
+            return peer  # a garbled header: trust only what we saw
+        if not any(address in net for net in trusted):
+            return str(address)
+    return peer
 
 
 async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from switchboard.errors import SwitchboardError, http_status
+from switchboard.errors import RateLimited, SwitchboardError, http_status
 
 __all__ = ["error_body", "error_parts", "error_response", "EXCEPTION_HANDLERS"]
 
@@ -31,8 +32,12 @@ def error_parts(exc: SwitchboardError) -> tuple[int, dict[str, Any], dict[str, s
     status = http_status(exc)
     if status >= 500 and status != 503:
         logger.error("internal error", extra={"error": exc.message})
-    # 503 always means "nothing was accepted; try again shortly".
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers: dict[str, str] | None = None
+    if isinstance(exc, RateLimited):
+        headers = {**exc.headers, "Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    elif status == 503:
+        # 503 always means "not acknowledged; try again shortly".
+        headers = {"Retry-After": "5"}
     return status, error_body(exc.code, exc.message), headers
 
 

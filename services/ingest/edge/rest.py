@@ -16,12 +16,13 @@ from starlette.responses import JSONResponse
 from services.ingest.edge.auth import Principal
 from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.requests import read_json_object
-from services.ingest.sources import Source
+from services.ingest.sources import Source, rate_limit
 from switchboard.errors import InvalidRequest
 from switchboard.rpc import call
-from switchboard.v1 import delivery_pb2, delivery_pb2_grpc, router_pb2, router_pb2_grpc
+from switchboard.v1 import auth_pb2, auth_pb2_grpc, delivery_pb2, delivery_pb2_grpc, router_pb2, router_pb2_grpc
 
 __all__ = [
+    "publish_event", "list_audit",
     "create_source", "list_sources", "get_source",
     "create_endpoint", "list_endpoints", "get_endpoint",
     "create_route", "list_routes", "get_event",
@@ -52,14 +53,51 @@ def _strings(body: dict[str, Any], name: str) -> list[str]:
 
 
 def _source(source: Source, request: Request) -> dict[str, Any]:
+    limit = source.rate_limit
     return {
         "id": source.id,
         "name": source.name,
         "type": source.type,
         "config": source.config,
+        "allowed_ips": list(source.allowed_ips),
+        "rate_limit": {"per_second": limit.rate_per_s, "burst": limit.burst} if limit else None,
         "created_at": source.created_at.isoformat(),
         "ingest_url": str(request.url_for("receive_webhook", source_id=source.id)),
     }
+
+
+async def audit(edge: EdgeContext, principal: Principal, action: str, resource: str) -> None:
+    """Record a mutation in the audit log (AuthService) before answering it."""
+    stub = edge.clients.stub("auth", auth_pb2_grpc.AuthServiceStub)
+    await call(stub.RecordAudit(auth_pb2.RecordAuditRequest(
+        tenant_id=principal.tenant_id, actor=principal.key_id, action=action, resource=resource),
+        timeout=edge.clients.timeout))
+
+
+# -- events published through the API -----------------------------------------------
+
+async def publish_event(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    if "payload" not in body:
+        raise InvalidRequest("payload is required")
+    key = body.get("idempotency_key")
+    if key is not None and not isinstance(key, str):
+        raise InvalidRequest("idempotency_key must be a string")
+    accepted = await edge.intake.publish_api_event(
+        principal.tenant_id, principal.key_id, _string(body, "type", required=True), body["payload"], key)
+    return JSONResponse({"event_id": accepted.event_id, "duplicate": accepted.duplicate}, status_code=202)
+
+
+async def list_audit(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    try:
+        limit = int(request.query_params.get("limit", "100"))
+        before = int(request.query_params.get("before_id", "0"))
+    except ValueError:
+        raise InvalidRequest("limit and before_id must be integers") from None
+    stub = edge.clients.stub("auth", auth_pb2_grpc.AuthServiceStub)
+    reply = await call(stub.ListAudit(auth_pb2.ListAuditRequest(
+        tenant_id=principal.tenant_id, limit=limit, before_id=before), timeout=edge.clients.timeout))
+    return JSONResponse({"data": [_message(e) for e in reply.entries]})
 
 
 # -- sources (this service's own domain) -----------------------------------------
@@ -70,13 +108,19 @@ async def create_source(request: Request, principal: Principal, edge: EdgeContex
     config = {} if config is None else config
     if not isinstance(config, dict):
         raise InvalidRequest("config must be a JSON object")
+    limit = body.get("rate_limit") or {}
+    if not isinstance(limit, dict):
+        raise InvalidRequest("rate_limit must be an object like {\"per_second\": 10, \"burst\": 20}")
     source = await edge.sources.create(
         principal.tenant_id,
         _string(body, "name", required=True),
         _string(body, "type", "generic"),
         config,
         _string(body, "secret"),
+        _strings(body, "allowed_ips"),
+        rate_limit(limit.get("per_second"), limit.get("burst")),
     )
+    await audit(edge, principal, "source.create", source.id)
     # The secret is shown this once, so it can be configured at the sender.
     return JSONResponse({**_source(source, request), "secret": source.secret}, status_code=201)
 
@@ -108,6 +152,7 @@ async def create_endpoint(request: Request, principal: Principal, edge: EdgeCont
         ),
         timeout=edge.clients.timeout,
     ))
+    await audit(edge, principal, "endpoint.create", reply.endpoint.id)
     return JSONResponse({**_message(reply.endpoint), "secret": reply.secret}, status_code=201)
 
 
@@ -145,6 +190,7 @@ async def create_route(request: Request, principal: Principal, edge: EdgeContext
         ),
         timeout=edge.clients.timeout,
     ))
+    await audit(edge, principal, "route.create", reply.id)
     return JSONResponse(_message(reply), status_code=201)
 
 

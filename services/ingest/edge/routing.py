@@ -17,6 +17,7 @@ from services.ingest.edge import rest
 from services.ingest.edge.auth import Principal
 from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.webhooks import WebhookReceiver
+from switchboard.errors import RateLimited
 
 __all__ = ["ApiRoute", "API_ROUTES", "starlette_routes"]
 
@@ -37,6 +38,8 @@ class ApiRoute:
 
 
 API_ROUTES: tuple[ApiRoute, ...] = (
+    ApiRoute("POST", "/v1/events", rest.publish_event, "events:publish", "Publish an event", "EventPublish",
+             "Accepted", 202),
     ApiRoute("POST", "/v1/sources", rest.create_source, "admin", "Create a source", "SourceCreate", "SourceCreated", 201),
     ApiRoute("GET", "/v1/sources", rest.list_sources, "read", "List sources", None, "SourceList"),
     ApiRoute("GET", "/v1/sources/{source_id}", rest.get_source, "read", "Get a source", None, "Source"),
@@ -48,6 +51,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("GET", "/v1/routes", rest.list_routes, "read", "List routes", None, "RouteList"),
     ApiRoute("GET", "/v1/events/{event_id}", rest.get_event, "read", "Get an event with its deliveries", None,
              "EventWithDeliveries"),
+    ApiRoute("GET", "/v1/audit", rest.list_audit, "admin", "The audit log, newest first", None, "AuditList"),
 )
 
 
@@ -55,8 +59,14 @@ def _guarded(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         edge: EdgeContext = request.app.state.edge
         principal = await edge.authenticator.authenticate(request)
+        verdict = edge.key_buckets.take(principal.key_id, edge.key_rate)
+        if not verdict.allowed:
+            raise RateLimited("this API key is over its rate limit", retry_after_s=verdict.retry_after_s,
+                              headers=verdict.headers())
         principal.require(route.scope)
-        return await route.handler(request, principal, edge)
+        response = await route.handler(request, principal, edge)
+        response.headers.update(verdict.headers())
+        return response
 
     endpoint.__name__ = route.handler.__name__
     return endpoint

@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from plugins.sources.spec import InboundRequest
 from services.ingest.edge.context import EdgeContext
-from services.ingest.edge.requests import read_asgi_body
+from services.ingest.edge.requests import client_ip, read_asgi_body
 from services.ingest.edge.responses import error_parts
 from switchboard.errors import SwitchboardError
 
@@ -51,6 +51,7 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             body=body,
             query=dict(parse_qsl(scope["query_string"].decode("latin-1"))) if scope.get("query_string") else {},
             received_at=received_at,
+            client_ip=client_ip(scope, edge.trusted_proxies),
         )
         accepted = await edge.intake.accept(scope["path_params"]["source_id"], inbound)
     except SwitchboardError as exc:

@@ -1,0 +1,70 @@
+"""Token buckets: a steady rate with room for a burst.
+
+Each bucket holds up to ``burst`` tokens and refills at ``rate`` per second; a
+request takes one. Buckets live in the edge process, so with N edge replicas
+a client can reach N times the limit (the limits are per process; documented).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+__all__ = ["RateLimit", "Verdict", "TokenBuckets"]
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    rate_per_s: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if self.rate_per_s <= 0 or self.burst < 1:
+            raise ValueError("a rate limit needs a positive rate and a burst of at least 1")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    remaining: int
+    # Seconds until the bucket is full again (RateLimit-Reset).
+    reset_s: float
+    # Seconds until one token is available (Retry-After when refused).
+    retry_after_s: float
+
+    def headers(self) -> dict[str, str]:
+        """The ``RateLimit-*`` fields (IETF draft) and their ``X-RateLimit-*`` forebears."""
+        values = {"Limit": str(self.limit), "Remaining": str(self.remaining),
+                  "Reset": str(math.ceil(self.reset_s))}
+        return {**{f"RateLimit-{k}": v for k, v in values.items()},
+                **{f"X-RateLimit-{k}": v for k, v in values.items()}}
+
+
+class TokenBuckets:
+    """One bucket per key (an API key id, a source id)."""
+
+    def __init__(self, max_keys: int = 100_000, clock=time.monotonic) -> None:
+        self.max_keys = max_keys
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, updated)
+
+    def take(self, key: str, limit: RateLimit) -> Verdict:
+        now = self.clock()
+        tokens, updated = self._buckets.get(key, (float(limit.burst), now))
+        tokens = min(float(limit.burst), tokens + (now - updated) * limit.rate_per_s)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        if len(self._buckets) >= self.max_keys and key not in self._buckets:
+            # Full buckets are the default state: forgetting them loses nothing.
+            self._buckets = {k: v for k, v in self._buckets.items() if v[0] < limit.burst}
+        self._buckets[key] = (tokens, now)
+        return Verdict(
+            allowed=allowed,
+            limit=limit.burst,
+            remaining=int(tokens),
+            reset_s=(limit.burst - tokens) / limit.rate_per_s,
+            retry_after_s=0.0 if allowed else (1.0 - tokens) / limit.rate_per_s,
+        )

@@ -1,0 +1,123 @@
+"""``switchboard tenants ...`` and ``switchboard keys ...``: AuthService over gRPC."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import timedelta
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from switchboard.settings import Settings
+from switchboard.supervisor import listening_ports
+from switchboard.v1 import auth_pb2 as pb, auth_pb2_grpc as rpc
+
+__all__ = ["add_commands"]
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``24h``, ``30d``."""
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 24h or 30d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _auth_target(settings: Settings) -> str:
+    # A running `switchboard up` may have chosen its ports: it records them.
+    if "auth" not in settings.grpc_targets:
+        try:
+            return f"{settings.grpc_host}:{listening_ports(settings.state_dir)['auth']}"
+        except (OSError, KeyError, ValueError):
+            pass
+    return settings.grpc_target("auth")
+
+
+def _show(message, as_json: bool, fields: tuple[str, ...]) -> None:
+    data = MessageToDict(message, preserving_proto_field_name=True)
+    if as_json:
+        print(json.dumps(data))
+    else:
+        print("  ".join(f"{f}={','.join(data[f]) if isinstance(data.get(f), list) else data.get(f, '-')}"
+                        for f in fields))
+
+
+_KEY_FIELDS = ("id", "prefix", "name", "scopes", "created_at", "last_used_at", "expires_at", "revoked_at")
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    with grpc.insecure_channel(_auth_target(settings)) as channel:
+        stub = rpc.AuthServiceStub(channel)
+        timeout = settings.rpc_timeout_s
+        try:
+            if args.command == "tenants" and args.action == "create":
+                _show(stub.CreateTenant(pb.CreateTenantRequest(name=args.name, actor="cli"), timeout=timeout),
+                      args.json, ("id", "name"))
+            elif args.command == "tenants":
+                for tenant in stub.ListTenants(pb.ListTenantsRequest(), timeout=timeout).tenants:
+                    _show(tenant, args.json, ("id", "name", "created_at"))
+            elif args.action == "create":
+                expires = int(args.expires_in.total_seconds()) if args.expires_in else 0
+                issued = stub.CreateApiKey(pb.CreateApiKeyRequest(
+                    tenant_id=args.tenant, name=args.name, scopes=args.scope, expires_in_seconds=expires,
+                    actor="cli"), timeout=timeout)
+                _print_issued(issued, args.json)
+            elif args.action == "list":
+                for key in stub.ListApiKeys(pb.ListApiKeysRequest(tenant_id=args.tenant), timeout=timeout).keys:
+                    _show(key, args.json, _KEY_FIELDS)
+            elif args.action == "revoke":
+                _show(stub.RevokeApiKey(pb.RevokeApiKeyRequest(tenant_id=args.tenant, key_id=args.key_id,
+                                                               actor="cli"), timeout=timeout),
+                      args.json, _KEY_FIELDS)
+            else:
+                grace = int(args.grace.total_seconds()) if args.grace else 0
+                issued = stub.RotateApiKey(pb.RotateApiKeyRequest(tenant_id=args.tenant, key_id=args.key_id,
+                                                                  grace_seconds=grace, actor="cli"),
+                                           timeout=timeout)
+                _print_issued(issued, args.json)
+        except grpc.RpcError as exc:
+            print(f"switchboard: {exc.code().name.lower()}: {exc.details()}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _print_issued(issued: pb.CreateApiKeyResponse, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({**MessageToDict(issued.key, preserving_proto_field_name=True), "secret": issued.secret}))
+        return
+    _show(issued.key, False, _KEY_FIELDS)
+    print(f"key: {issued.secret}")
+    print("(shown once: store it now)", file=sys.stderr)
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    tenants = commands.add_parser("tenants", help="create and list tenants")
+    tenant_actions = tenants.add_subparsers(dest="action", required=True)
+    create = tenant_actions.add_parser("create")
+    create.add_argument("name")
+    tenant_actions.add_parser("list")
+
+    keys = commands.add_parser("keys", help="create, list, revoke and rotate API keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create")
+    create.add_argument("--name", default="key")
+    create.add_argument("--scope", action="append", required=True, help="admin, events:publish or read; repeatable")
+    create.add_argument("--expires-in", type=duration, help="e.g. 90d; default: never")
+    key_actions.add_parser("list")
+    revoke = key_actions.add_parser("revoke")
+    revoke.add_argument("key_id")
+    rotate = key_actions.add_parser("rotate")
+    rotate.add_argument("key_id")
+    rotate.add_argument("--grace", type=duration, help="how long the old key keeps working (default 24h)")
+    for parser in (*tenant_actions.choices.values(), *key_actions.choices.values()):
+        parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    for parser in key_actions.choices.values():
+        parser.add_argument("--tenant", required=True)
+    tenants.set_defaults(func=_run)
+    keys.set_defaults(func=_run)
