@@ -40,6 +40,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m tests.bench.ingest_bench
+	$(BIN)/python -m tests.bench.auth_bench
 	$(BIN)/python -m tests.bench.end_to_end_bench
 
 clean:
