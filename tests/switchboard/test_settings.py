@@ -55,3 +55,10 @@ def test_bad_values_name_the_variable(name: str, value: str, message: str) -> No
 def test_a_single_service_needs_both_urls() -> None:
     with pytest.raises(SettingsError, match="SWITCHBOARD_NATS_URL and SWITCHBOARD_DATABASE_URL must be set"):
         Settings.from_env({}).require_infrastructure()
+
+
+def test_trusted_proxies_are_parsed_as_networks() -> None:
+    s = Settings.from_env({"SWITCHBOARD_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16,::1"})
+    assert s.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16", "::1/128")
+    with pytest.raises(SettingsError, match="comma-separated CIDRs"):
+        Settings.from_env({"SWITCHBOARD_TRUSTED_PROXIES": "proxy.internal"})
