@@ -20,6 +20,12 @@ __all__ = ["BUILTIN_PLUGINS", "PluginRegistry", "get_plugin_manager", "load_regi
 
 BUILTIN_PLUGINS = (
     "plugins.sources.generic",
+    "plugins.sources.stripe",
+    "plugins.sources.github",
+    "plugins.sources.slack",
+    "plugins.sources.intercom",
+    "plugins.sources.twilio",
+    "plugins.sources.standard_webhooks",
     "plugins.destinations.webhook",
     "plugins.ai.offline",
 )

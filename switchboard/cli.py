@@ -7,6 +7,7 @@ import runpy
 import sys
 
 from switchboard.cli_keys import add_commands as add_key_commands
+from switchboard.cli_plugins import add_commands as add_plugin_commands
 from switchboard.logs import configure_logging
 from switchboard.settings import SERVICE_NAMES, Settings, SettingsError
 
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--status", type=int, default=200, help="the status to answer with (try 503)")
     receive.set_defaults(func=_receive)
     add_key_commands(commands)
+    add_plugin_commands(commands)
     return parser
 
 

@@ -18,7 +18,9 @@ __all__ = [
     "PermissionDenied",
     "NotFound",
     "Conflict",
+    "Gone",
     "PayloadTooLarge",
+    "UnsupportedMediaType",
     "RateLimited",
     "Unavailable",
     "HTTP_STATUS",
@@ -67,10 +69,22 @@ class NotFound(SwitchboardError):
     code = "not_found"
 
 
+class Gone(SwitchboardError):
+    """The resource existed and has been turned off for good (410)."""
+
+    code = "gone"
+
+
 class Conflict(SwitchboardError):
     """The resource already exists or is in a conflicting state (409)."""
 
     code = "conflict"
+
+
+class UnsupportedMediaType(SwitchboardError):
+    """The request's content type is not one this endpoint reads (415)."""
+
+    code = "unsupported_media_type"
 
 
 class PayloadTooLarge(SwitchboardError):
@@ -105,7 +119,9 @@ HTTP_STATUS: dict[type[SwitchboardError], int] = {
     PermissionDenied: 403,
     NotFound: 404,
     Conflict: 409,
+    Gone: 410,
     PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
     RateLimited: 429,
     Unavailable: 503,
     SwitchboardError: 500,
@@ -117,13 +133,15 @@ GRPC_STATUS: dict[type[SwitchboardError], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     NotFound: grpc.StatusCode.NOT_FOUND,
     Conflict: grpc.StatusCode.ALREADY_EXISTS,
+    Gone: grpc.StatusCode.FAILED_PRECONDITION,
     PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     SwitchboardError: grpc.StatusCode.INTERNAL,
 }
 
-_FROM_GRPC = {code: cls for cls, code in GRPC_STATUS.items() if cls is not RateLimited}
+_FROM_GRPC = {code: cls for cls, code in GRPC_STATUS.items() if cls not in (RateLimited, UnsupportedMediaType)}
 # A deadline passing on a call to another service means it is not answering.
 _FROM_GRPC[grpc.StatusCode.DEADLINE_EXCEEDED] = Unavailable
 

@@ -29,11 +29,15 @@ class Event:
     provider_event_id: str | None = None
     # The body as received (UTF-8 JSON text), delivered as is when no transform applies.
     body: str | None = None
+    occurred_at: float | None = None
+    conversation_key: str | None = None
 
     def to_message(self) -> dict[str, Any]:
         # Not dataclasses.asdict: that deep-copies the payload, on the hot path.
         return {
             "body": self.body,
+            "occurred_at": self.occurred_at,
+            "conversation_key": self.conversation_key,
             "id": self.id,
             "tenant_id": self.tenant_id,
             "source_id": self.source_id,
@@ -57,6 +61,8 @@ class Event:
             headers=dict(data.get("headers") or {}),
             provider_event_id=data.get("provider_event_id"),
             body=data.get("body"),
+            occurred_at=data.get("occurred_at"),
+            conversation_key=data.get("conversation_key"),
         )
 
 

@@ -5,10 +5,20 @@ calls, for every request to ``POST /in/{source_id}``:
 
 1. ``verify(request, secret, config)`` - raise :class:`SignatureInvalid` when
    the request is not authentic (the sender gets 401, nothing is stored);
-2. ``normalize(request, config)`` - return a :class:`NormalizedEvent`, or raise
-   :class:`MalformedRequest` (the sender gets 400).
+   with a secret being rotated it is called once per secret still accepted;
+2. ``handshake(request, config)`` (optional) - return a :class:`Reply` to
+   answer a provider's handshake (Slack's ``url_verification``, GitHub's
+   ``ping``) instead of accepting an event; None otherwise;
+3. ``normalize(request, config)`` - return a :class:`NormalizedEvent`, or raise
+   :class:`MalformedRequest` (400) or :class:`UnsupportedContentType` (415);
+4. ``acknowledgement(config)`` (optional) - the :class:`Reply` an accepted
+   event gets when the provider expects a particular body (Twilio: TwiML);
+   None means the default ``202 {"event_id", "duplicate"}``.
 
-Both are plain synchronous functions: they run on the event loop for every
+``sign(body, secret, config, url)`` (optional) makes the headers a genuine
+sender would send: ``switchboard send-sample`` and the benchmarks use it.
+
+All are plain synchronous functions: they run on the event loop for every
 webhook, so they must be fast and must not do I/O.
 """
 
@@ -18,9 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
 from plugins.markers import hookspec
-from switchboard.errors import InvalidRequest, Unauthenticated
+from switchboard.errors import InvalidRequest, Unauthenticated, UnsupportedMediaType
 
 __all__ = [
+    "Reply",
+    "UnsupportedContentType",
     "InboundRequest",
     "NormalizedEvent",
     "SourceType",
@@ -43,6 +55,10 @@ class MalformedRequest(InvalidRequest):
     code = "malformed_request"
 
 
+class UnsupportedContentType(UnsupportedMediaType):
+    """The request's content type is not one this source reads (415)."""
+
+
 class InvalidSourceConfig(InvalidRequest):
     """The configuration given when creating a source is not valid for its type."""
 
@@ -62,6 +78,15 @@ class InboundRequest:
     received_at: float = 0.0
     # The sender's address (after trusted proxies), when known.
     client_ip: str | None = None
+    # The URL as the edge saw it (scheme://host/path?query); behind a proxy a
+    # source that signs URLs (Twilio) is configured with its public base URL.
+    url: str = ""
+    query_string: str = ""
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lower-case, without parameters ("" when absent)."""
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 @dataclass(frozen=True)
@@ -78,6 +103,20 @@ class NormalizedEvent:
     # re-encoding (big integers and number formats survive). None: deliver
     # the payload re-encoded.
     body: bytes | None = None
+    # When the provider says it happened (Unix seconds), if it says.
+    occurred_at: float | None = None
+    # Conversational sources: what identifies the conversation (an Intercom
+    # conversation, a Slack channel/thread, a Twilio From/To pair).
+    conversation_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer for the sender other than the default 202."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
 
 
 class SourceType(Protocol):

@@ -7,15 +7,16 @@ so this module has no NATS in it; the edge hands it a JetStream publisher.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from plugins.manager import PluginRegistry
-from plugins.sources.spec import InboundRequest, MalformedRequest, NormalizedEvent
+from plugins.sources.spec import InboundRequest, MalformedRequest, NormalizedEvent, Reply, SignatureInvalid
 from services.ingest.ratelimit import RateLimit, TokenBuckets
 from services.ingest.sources import SourceStore
 from switchboard.database import contains_nul
-from switchboard.errors import InvalidRequest, NotFound, PermissionDenied, RateLimited
+from switchboard.errors import Gone, InvalidRequest, NotFound, PermissionDenied, RateLimited
 from switchboard.events import Event
 from switchboard.ids import derived_id, new_id
 
@@ -34,6 +35,17 @@ def _ensure_storable(event: NormalizedEvent, raw: bytes) -> None:
     suspicious = b"\\u0000" in raw or b"\x00" in raw
     if "\x00" in event.type or (suspicious and (contains_nul(event.payload) or b"\x00" in (event.body or b""))):
         raise MalformedRequest("the payload contains NUL characters, which cannot be stored")
+
+
+def _verify_with_any(plugin: Any, request: InboundRequest, secrets: list[str], config: dict) -> None:
+    """Verified by the current secret, or the previous one during its grace period."""
+    for secret in secrets[:-1]:
+        try:
+            plugin.verify(request, secret, config)
+            return
+        except SignatureInvalid:
+            continue
+    plugin.verify(request, secrets[-1], config)
 
 
 def _text(body: bytes | None) -> str | None:
@@ -55,8 +67,12 @@ class Publisher(Protocol):
 
 @dataclass(frozen=True)
 class Accepted:
-    event_id: str
+    """What the sender is told: the event (None for a handshake) and, when the
+    source wants one, a particular reply instead of the default 202."""
+
+    event_id: str | None
     duplicate: bool
+    reply: Reply | None = None
 
 
 class WebhookIntake:
@@ -78,6 +94,8 @@ class WebhookIntake:
         source = await self.sources.find(source_id)
         if source is None:
             raise NotFound(f"source {source_id} not found")
+        if source.disabled_at is not None:
+            raise Gone(f"source {source_id} is disabled", code="source_disabled")
         # Policy before cryptography: refused senders cost no HMAC.
         if not source.admits(request.client_ip):
             raise PermissionDenied(f"{request.client_ip} may not send to this source", code="ip_not_allowed")
@@ -86,7 +104,11 @@ class WebhookIntake:
             raise RateLimited("this source is over its rate limit", retry_after_s=verdict.retry_after_s,
                               headers=verdict.headers())
         plugin = self.registry.source(source.type)
-        plugin.verify(request, source.secret, source.config)
+        _verify_with_any(plugin, request, source.accepted_secrets(datetime.now(timezone.utc)), source.config)
+        handshake = getattr(plugin, "handshake", None)
+        reply = handshake(request, source.config) if handshake else None
+        if reply is not None:
+            return Accepted(event_id=None, duplicate=False, reply=reply)
         normalized = plugin.normalize(request, source.config)
         _ensure_storable(normalized, request.body)
         event_id = (
@@ -104,9 +126,13 @@ class WebhookIntake:
             headers={k: v for k, v in request.headers.items() if k not in KEPT_HEADERS_EXCLUDED},
             provider_event_id=normalized.provider_event_id,
             body=_text(normalized.body),
+            occurred_at=normalized.occurred_at,
+            conversation_key=normalized.conversation_key,
         )
         duplicate = await self.publish(event)
-        return Accepted(event_id=event.id, duplicate=duplicate)
+        acknowledgement = getattr(plugin, "acknowledgement", None)
+        return Accepted(event_id=event.id, duplicate=duplicate,
+                        reply=acknowledgement(source.config) if acknowledgement else None)
 
     async def publish_api_event(
         self, tenant_id: str, key_id: str, event_type: str, payload: Any, idempotency_key: str | None

@@ -6,7 +6,7 @@ import ipaddress
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -32,6 +32,15 @@ class Source:
     # Who may send (CIDRs; empty: anyone) and how fast (None: the default).
     allowed_ips: tuple[str, ...] = ()
     rate_limit: RateLimit | None = None
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
+    disabled_at: datetime | None = None
+
+    def accepted_secrets(self, now: datetime) -> list[str]:
+        """The current secret, and the previous one while its grace period lasts."""
+        if self.previous_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
     def admits(self, client_ip: str | None) -> bool:
         if not self.allowed_ips:
@@ -47,7 +56,8 @@ def _source(row: dict[str, Any]) -> Source:
     return Source(
         id=row["id"], tenant_id=row["tenant_id"], name=row["name"], type=row["type"], config=row["config"],
         secret=row["secret"], created_at=row["created_at"], allowed_ips=tuple(row["allowed_ips"]),
-        rate_limit=rate,
+        rate_limit=rate, previous_secret=row["previous_secret"],
+        previous_secret_expires_at=row["previous_secret_expires_at"], disabled_at=row["disabled_at"],
     )
 
 
@@ -102,9 +112,7 @@ class SourceStore:
         except UnknownPlugin as exc:
             raise InvalidRequest(str(exc)) from None
         clean = plugin.validate_config(config)
-        secret = secret or secrets.token_urlsafe(32)
-        if len(secret) < 16:
-            raise InvalidRequest("a source secret has at least 16 characters")
+        secret = self._checked_secret(plugin, secret)
         networks = _networks(allowed_ips or [])
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -117,6 +125,47 @@ class SourceStore:
             source = _source(await cur.fetchone())
         self._cache.pop(source.id, None)
         return source
+
+    @staticmethod
+    def _checked_secret(plugin: Any, secret: str) -> str:
+        if not secret:
+            generate = getattr(plugin, "generate_secret", None)
+            return generate() if generate else secrets.token_urlsafe(32)
+        if len(secret) < 16 or len(secret) > 500:
+            raise InvalidRequest("a source secret has 16 to 500 characters")
+        validate = getattr(plugin, "validate_secret", None)
+        if validate:
+            validate(secret)
+        return secret
+
+    async def rotate_secret(self, tenant_id: str, source_id: str, grace: timedelta, secret: str = "") -> Source:
+        """A new secret; the current one keeps verifying for ``grace``."""
+        if not timedelta(0) <= grace <= timedelta(days=30):
+            raise InvalidRequest("the grace period is between 0 and 30 days")
+        source = await self.get(tenant_id, source_id)
+        new_secret = self._checked_secret(self.registry.source(source.type), secret)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """UPDATE ingest.sources SET previous_secret = secret, previous_secret_expires_at = now() + %s,
+                          secret = %s
+                   WHERE tenant_id = %s AND id = %s RETURNING *""",
+                (grace, new_secret, tenant_id, source_id),
+            )
+            updated = _source(await cur.fetchone())
+        self._cache.pop(source_id, None)
+        return updated
+
+    async def disable(self, tenant_id: str, source_id: str) -> Source:
+        await self.get(tenant_id, source_id)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """UPDATE ingest.sources SET disabled_at = coalesce(disabled_at, now())
+                   WHERE tenant_id = %s AND id = %s RETURNING *""",
+                (tenant_id, source_id),
+            )
+            updated = _source(await cur.fetchone())
+        self._cache.pop(source_id, None)
+        return updated
 
     async def get(self, tenant_id: str, source_id: str) -> Source:
         source = await self.find(source_id)

@@ -123,12 +123,15 @@ class EventStore:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """INSERT INTO router.events
-                       (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                       (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body,
+                        occurred_at, conversation_key)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (id) DO NOTHING""",
                 (event.id, event.tenant_id, event.source_id, event.type, event.provider_event_id,
                  datetime.fromtimestamp(event.received_at, timezone.utc), Jsonb(event.headers),
-                 Jsonb(event.payload), event.body),
+                 Jsonb(event.payload), event.body,
+                 datetime.fromtimestamp(event.occurred_at, timezone.utc) if event.occurred_at else None,
+                 event.conversation_key),
             )
             return cur.rowcount == 1
 
@@ -146,5 +149,7 @@ class EventStore:
             id=row["id"], tenant_id=row["tenant_id"], source_id=row["source_id"], type=row["type"],
             received_at=row["received_at"].timestamp(), payload=row["payload"], headers=row["headers"],
             provider_event_id=row["provider_event_id"], body=row["body"],
+            occurred_at=row["occurred_at"].timestamp() if row["occurred_at"] else None,
+            conversation_key=row["conversation_key"],
         )
         return StoredEvent(event=event, stored_at=row["stored_at"])

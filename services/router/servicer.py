@@ -52,4 +52,6 @@ class RouterServicer(rpc.RouterServiceServicer):
             provider_event_id=e.provider_event_id or "",
             received_at=timestamp(datetime.fromtimestamp(e.received_at, timezone.utc)),
             headers_json=json.dumps(e.headers), payload_json=json.dumps(e.payload),
+            occurred_at=timestamp(datetime.fromtimestamp(e.occurred_at, timezone.utc)) if e.occurred_at else None,
+            conversation_key=e.conversation_key or "",
         )

@@ -9,7 +9,7 @@ def test_built_in_plugins_register_through_the_hooks() -> None:
     assert registry.source("generic").name == "generic"
     assert registry.destination("webhook").name == "webhook"
     assert registry.ai_provider("offline").name == "offline"
-    with pytest.raises(UnknownPlugin, match="known: generic"):
+    with pytest.raises(UnknownPlugin, match="known: generic, github"):
         registry.source("nope")
 
 
@@ -26,7 +26,8 @@ def test_a_plugin_can_add_a_source_type() -> None:
     plugin = EchoPlugin()
     pm.register(plugin)
     try:
-        assert set(load_registry(pm).sources) == {"generic", "echo"}
+        assert set(load_registry(pm).sources) == {"generic", "stripe", "github", "slack", "intercom", "twilio",
+                                                  "standard-webhooks", "echo"}
     finally:
         pm.unregister(plugin)
 

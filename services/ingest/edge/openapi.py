@@ -51,7 +51,18 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "string"}, "name": {"type": "string"}, "type": {"type": "string"},
             "config": {"type": "object"}, "created_at": _TIMESTAMP,
+            "allowed_ips": {"type": "array", "items": {"type": "string"}},
+            "rate_limit": {"type": ["object", "null"]},
+            "disabled_at": {"type": ["string", "null"], "format": "date-time"},
+            "previous_secret_expires_at": {"type": ["string", "null"], "format": "date-time"},
             "ingest_url": {"type": "string", "format": "uri"},
+        },
+    },
+    "SecretRotation": {
+        "type": "object",
+        "properties": {
+            "grace_seconds": {"type": "integer", "default": 86400, "maximum": 2592000},
+            "secret": {"type": "string", "description": "The new secret; generated when omitted"},
         },
     },
     "SourceCreated": {"allOf": [_ref("Source"), {"type": "object", "properties": {"secret": {"type": "string"}}}]},
@@ -150,6 +161,7 @@ SCHEMAS: dict[str, Any] = {
 def _error_responses(*statuses: int) -> dict[str, Any]:
     text = {400: "Malformed request", 401: "Missing or invalid credentials", 403: "Missing scope",
             404: "Not found (also for other tenants' resources)", 413: "Body over the size limit",
+            410: "The source is disabled", 415: "Content type not accepted by this source",
             429: "Over the rate limit; see Retry-After", 503: "A dependency is unavailable; retry"}
     return {
         str(s): {"description": text[s], "content": {"application/json": {"schema": _ref("Error")}}}
@@ -168,7 +180,7 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "202": {"description": "Accepted and durable",
                             "content": {"application/json": {"schema": _ref("Accepted")}}},
-                    **_error_responses(400, 401, 403, 404, 413, 429, 503),
+                    **_error_responses(400, 401, 403, 404, 410, 413, 415, 429, 503),
                 },
             }
         }

@@ -7,6 +7,7 @@ Every handler receives the request, the verified :class:`Principal` and the
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -23,7 +24,7 @@ from switchboard.v1 import auth_pb2, auth_pb2_grpc, delivery_pb2, delivery_pb2_g
 
 __all__ = [
     "publish_event", "list_audit",
-    "create_source", "list_sources", "get_source",
+    "create_source", "list_sources", "get_source", "rotate_source_secret", "disable_source",
     "create_endpoint", "list_endpoints", "get_endpoint",
     "create_route", "list_routes", "get_event",
 ]
@@ -60,6 +61,9 @@ def _source(source: Source, request: Request) -> dict[str, Any]:
         "type": source.type,
         "config": source.config,
         "allowed_ips": list(source.allowed_ips),
+        "disabled_at": source.disabled_at.isoformat() if source.disabled_at else None,
+        "previous_secret_expires_at": (
+            source.previous_secret_expires_at.isoformat() if source.previous_secret_expires_at else None),
         "rate_limit": {"per_second": limit.rate_per_s, "burst": limit.burst} if limit else None,
         "created_at": source.created_at.isoformat(),
         "ingest_url": str(request.url_for("receive_webhook", source_id=source.id)),
@@ -123,6 +127,23 @@ async def create_source(request: Request, principal: Principal, edge: EdgeContex
     await audit(edge, principal, "source.create", source.id)
     # The secret is shown this once, so it can be configured at the sender.
     return JSONResponse({**_source(source, request), "secret": source.secret}, status_code=201)
+
+
+async def rotate_source_secret(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    grace = body.get("grace_seconds", 24 * 3600)
+    if isinstance(grace, bool) or not isinstance(grace, int):
+        raise InvalidRequest("grace_seconds must be an integer")
+    source = await edge.sources.rotate_secret(principal.tenant_id, request.path_params["source_id"],
+                                              timedelta(seconds=grace), _string(body, "secret"))
+    await audit(edge, principal, "source.rotate_secret", source.id)
+    return JSONResponse({**_source(source, request), "secret": source.secret})
+
+
+async def disable_source(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    source = await edge.sources.disable(principal.tenant_id, request.path_params["source_id"])
+    await audit(edge, principal, "source.disable", source.id)
+    return JSONResponse(_source(source, request))
 
 
 async def list_sources(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:

@@ -23,8 +23,9 @@ from switchboard.errors import SwitchboardError
 __all__ = ["WebhookReceiver"]
 
 
-async def _respond(send: Send, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def _respond(send: Send, status: int, body: bytes, headers: dict[str, str] | None = None,
+                   content_type: str = "application/json") -> None:
+    raw_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
@@ -52,10 +53,25 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             query=dict(parse_qsl(scope["query_string"].decode("latin-1"))) if scope.get("query_string") else {},
             received_at=received_at,
             client_ip=client_ip(scope, edge.trusted_proxies),
+            url=_url_as_seen(scope),
+            query_string=scope["query_string"].decode("latin-1"),
         )
         accepted = await edge.intake.accept(scope["path_params"]["source_id"], inbound)
     except SwitchboardError as exc:
         status, payload, headers = error_parts(exc)
         await _respond(send, status, orjson.dumps(payload), headers)
         return
+    if accepted.reply is not None:
+        reply = accepted.reply
+        await _respond(send, reply.status, reply.body, content_type=reply.content_type)
+        return
     await _respond(send, 202, orjson.dumps({"event_id": accepted.event_id, "duplicate": accepted.duplicate}))
+
+
+def _url_as_seen(scope: Scope) -> str:
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+    if host is None:
+        server = scope.get("server") or ("localhost", None)
+        host = f"{server[0]}:{server[1]}" if server[1] else server[0]
+    query = scope["query_string"].decode("latin-1")
+    return f"{scope.get('scheme', 'http')}://{host}{scope['path']}" + (f"?{query}" if query else "")

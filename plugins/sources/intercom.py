@@ -1,0 +1,57 @@
+"""The ``intercom`` source: ``X-Hub-Signature: sha1=<hex HMAC-SHA1 of the body>``.
+
+Keyed by the app's client secret. The notification's ``topic``
+(``conversation.user.replied``) is the event type, its ``id`` the provider
+id, and the conversation (``data.item`` of type ``conversation``) the
+conversation key.
+Docs: https://developers.intercom.com/docs/references/webhooks/webhook-models#signed-notifications
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from plugins.markers import hookimpl
+from plugins.sources.spec import InboundRequest, InvalidSourceConfig, NormalizedEvent, SignatureInvalid
+from plugins.sources.verification import JSON_TYPES, hmac_digest, json_object, matches_any, require_content_type
+
+
+class IntercomSource:
+    name = "intercom"
+
+    def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        if config:
+            raise InvalidSourceConfig("the intercom source takes no config")
+        return {}
+
+    def verify(self, request: InboundRequest, secret: str, config: Mapping[str, Any]) -> None:
+        header = request.headers.get("x-hub-signature", "")
+        if not header.startswith("sha1="):
+            raise SignatureInvalid("missing or malformed X-Hub-Signature header")
+        expected = "sha1=" + hmac_digest(secret.encode(), request.body, "sha1").hex()
+        if not matches_any(expected, [header]):
+            raise SignatureInvalid("X-Hub-Signature does not match the body")
+
+    def normalize(self, request: InboundRequest, config: Mapping[str, Any]) -> NormalizedEvent:
+        require_content_type(request, *JSON_TYPES)
+        payload = json_object(request)
+        data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+        item = data.get("item") if isinstance(data.get("item"), dict) else {}
+        created = payload.get("created_at")
+        return NormalizedEvent(
+            type=str(payload.get("topic") or "intercom")[:200],
+            payload=payload,
+            provider_event_id=payload.get("id") if isinstance(payload.get("id"), str) else None,
+            body=request.body,
+            occurred_at=float(created) if isinstance(created, (int, float)) else None,
+            conversation_key=str(item["id"]) if item.get("type") == "conversation" and item.get("id") else None,
+        )
+
+    def sign(self, body: bytes, secret: str, config: Mapping[str, Any], url: str) -> dict[str, str]:
+        return {"x-hub-signature": "sha1=" + hmac_digest(secret.encode(), body, "sha1").hex(),
+                "content-type": "application/json"}
+
+
+@hookimpl
+def register_sources(register):
+    register(IntercomSource())

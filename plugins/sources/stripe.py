@@ -1,0 +1,80 @@
+"""The ``stripe`` source: ``Stripe-Signature: t=<ts>,v1=<sig>[,v1=<sig>...]``.
+
+Stripe signs ``"{t}.{body}"`` with HMAC-SHA256 keyed by the endpoint's signing
+secret (``whsec_...``, used as is). During a secret roll it sends one ``v1``
+per active secret: any match passes. Timestamps older or newer than the
+tolerance (default 300 s) are refused as replays.
+Docs: https://docs.stripe.com/webhooks#verify-manually
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+from plugins.markers import hookimpl
+from plugins.sources.spec import InboundRequest, InvalidSourceConfig, NormalizedEvent, SignatureInvalid
+from plugins.sources.verification import (
+    JSON_TYPES,
+    check_timestamp,
+    hmac_digest,
+    json_object,
+    matches_any,
+    require_content_type,
+)
+
+
+def tolerance(config: Mapping[str, Any], default: int = 300) -> dict[str, Any]:
+    value = config.get("tolerance_seconds", default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3600:
+        raise InvalidSourceConfig("tolerance_seconds must be an integer from 1 to 3600")
+    unknown = set(config) - {"tolerance_seconds"}
+    if unknown:
+        raise InvalidSourceConfig(f"unknown config keys: {', '.join(sorted(unknown))}")
+    return {"tolerance_seconds": value}
+
+
+class StripeSource:
+    name = "stripe"
+
+    def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return tolerance(config)
+
+    def verify(self, request: InboundRequest, secret: str, config: Mapping[str, Any]) -> None:
+        header = request.headers.get("stripe-signature")
+        if not header:
+            raise SignatureInvalid("missing Stripe-Signature header")
+        parts: dict[str, list[str]] = {}
+        for item in header.split(","):
+            key, sep, value = item.strip().partition("=")
+            if sep:
+                parts.setdefault(key, []).append(value)
+        if not parts.get("v1"):
+            raise SignatureInvalid("Stripe-Signature has no v1 signature")
+        timestamp = check_timestamp((parts.get("t") or [None])[0], request.received_at or time.time(),
+                                    config.get("tolerance_seconds", 300), "Stripe-Signature t")
+        expected = hmac_digest(secret.encode(), f"{timestamp}.".encode() + request.body).hex()
+        if not matches_any(expected, parts["v1"]):
+            raise SignatureInvalid("no Stripe-Signature v1 signature matches")
+
+    def normalize(self, request: InboundRequest, config: Mapping[str, Any]) -> NormalizedEvent:
+        require_content_type(request, *JSON_TYPES)
+        event = json_object(request)
+        created = event.get("created")
+        return NormalizedEvent(
+            type=str(event.get("type") or "stripe.event")[:200],
+            payload=event,
+            provider_event_id=event.get("id") if isinstance(event.get("id"), str) else None,
+            body=request.body,
+            occurred_at=float(created) if isinstance(created, (int, float)) else None,
+        )
+
+    def sign(self, body: bytes, secret: str, config: Mapping[str, Any], url: str) -> dict[str, str]:
+        timestamp = int(time.time())
+        signature = hmac_digest(secret.encode(), f"{timestamp}.".encode() + body).hex()
+        return {"stripe-signature": f"t={timestamp},v1={signature}", "content-type": "application/json"}
+
+
+@hookimpl
+def register_sources(register):
+    register(StripeSource())

@@ -1,0 +1,91 @@
+"""What several source plugins share: parsing bodies, checking timestamps and
+signatures. Plugins only; nothing here knows a service."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from plugins.sources.spec import InboundRequest, MalformedRequest, SignatureInvalid, UnsupportedContentType
+
+__all__ = [
+    "check_timestamp",
+    "hmac_digest",
+    "matches_any",
+    "json_body",
+    "json_object",
+    "form_body",
+    "require_content_type",
+    "JSON_TYPES",
+    "FORM_TYPE",
+]
+
+JSON_TYPES = ("application/json",)
+FORM_TYPE = "application/x-www-form-urlencoded"
+_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+
+def hmac_digest(key: bytes, message: bytes, algorithm: str = "sha256") -> bytes:
+    return hmac.digest(key, message, _ALGORITHMS[algorithm])
+
+
+def matches_any(expected: str, presented: list[str]) -> bool:
+    """Constant-time comparison against each presented signature."""
+    found = False
+    for candidate in presented:
+        found |= hmac.compare_digest(expected.encode(), candidate.strip().encode())
+    return found
+
+
+def check_timestamp(raw: str | None, now: float, tolerance_s: float, header: str) -> int:
+    """The timestamp as an int; SignatureInvalid when missing, garbled or too old/new."""
+    if not raw:
+        raise SignatureInvalid(f"missing {header}")
+    try:
+        timestamp = int(raw.strip())
+    except ValueError:
+        raise SignatureInvalid(f"{header} is not a Unix timestamp") from None
+    if abs(now - timestamp) > tolerance_s:
+        raise SignatureInvalid(f"{header} is outside the {tolerance_s:g}s tolerance (replayed or clock skew)")
+    return timestamp
+
+
+def require_content_type(request: InboundRequest, *accepted: str) -> str:
+    """The request's media type if accepted (a missing one counts as the first); else 415."""
+    media = request.content_type or accepted[0]
+    if media not in accepted and not (media.endswith("+json") and "application/json" in accepted):
+        raise UnsupportedContentType(f"content type {media!r} is not accepted; send {' or '.join(accepted)}")
+    return media
+
+
+def json_body(request: InboundRequest) -> Any:
+    try:
+        return orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"body is not valid JSON: {exc}") from None
+
+
+def json_object(request: InboundRequest) -> dict[str, Any]:
+    value = json_body(request)
+    if not isinstance(value, dict):
+        raise MalformedRequest("body must be a JSON object")
+    return value
+
+
+def form_body(request: InboundRequest) -> dict[str, Any]:
+    """Form fields; a field sent more than once becomes a list."""
+    try:
+        pairs = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(request.body))
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedRequest("body is not valid form data") from None
+    fields: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in fields:
+            fields[key] = [*fields[key], value] if isinstance(fields[key], list) else [fields[key], value]
+        else:
+            fields[key] = value
+    return fields
