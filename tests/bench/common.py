@@ -88,12 +88,16 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def _lua_string(raw: bytes) -> str:
+    """Bytes as the inside of a Lua string literal, byte for byte."""
+    return "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}" for b in raw)
+
+
 def run_wrk(url: str, body: bytes, headers: dict[str, str], seconds: int, connections: int) -> dict[str, float]:
     """Requests/s and latency percentiles of POSTing ``body`` to ``url``."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    lua_body = body.decode().replace("\\", "\\\\").replace('"', '\\"')
-    lines = ['wrk.method = "POST"', f'wrk.body = "{lua_body}"']
-    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    lines = ['wrk.method = "POST"', f'wrk.body = "{_lua_string(body)}"']
+    lines += [f'wrk.headers["{k}"] = "{_lua_string(v.encode())}"' for k, v in headers.items()]
     lines += [
         "done = function(summary, latency, requests)",
         '  io.write(string.format("non2xx %d\\n", summary.errors.status))',
