@@ -17,6 +17,8 @@ calls, for every request to ``POST /in/{source_id}``:
 
 ``sign(body, secret, config, url)`` (optional) makes the headers a genuine
 sender would send: ``switchboard send-sample`` and the benchmarks use it.
+``generate_secret()`` and ``validate_secret(secret)`` (optional) are for
+providers whose secrets have a format (Standard Webhooks' ``whsec_``).
 
 All are plain synchronous functions: they run on the event loop for every
 webhook, so they must be fast and must not do I/O.
