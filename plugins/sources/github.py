@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import orjson
-
 from plugins.markers import hookimpl
-from plugins.sources.spec import (
-    InboundRequest,
-    InvalidSourceConfig,
-    MalformedRequest,
-    NormalizedEvent,
-    Reply,
-    SignatureInvalid,
+from plugins.sources.spec import InboundRequest, MalformedRequest, NormalizedEvent, Reply, SignatureInvalid
+from plugins.sources.verification import (
+    FORM_TYPE,
+    form_body,
+    hmac_digest,
+    json_object,
+    matches_any,
+    no_config,
+    parse_json_object,
+    require_content_type,
 )
-from plugins.sources.verification import FORM_TYPE, form_body, hmac_digest, json_object, matches_any, require_content_type
 
 
 def _payload(request: InboundRequest) -> dict[str, Any]:
@@ -31,13 +31,7 @@ def _payload(request: InboundRequest) -> dict[str, Any]:
         raw = form_body(request).get("payload")
         if not isinstance(raw, str):
             raise MalformedRequest("a form-encoded GitHub delivery carries a payload field")
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedRequest(f"payload is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise MalformedRequest("payload must be a JSON object")
-        return value
+        return parse_json_object(raw, "payload")
     return json_object(request)
 
 
@@ -45,9 +39,7 @@ class GitHubSource:
     name = "github"
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        if config:
-            raise InvalidSourceConfig("the github source takes no config")
-        return {}
+        return no_config(self.name, config)
 
     def verify(self, request: InboundRequest, secret: str, config: Mapping[str, Any]) -> None:
         header = request.headers.get("x-hub-signature-256", "")

@@ -12,17 +12,23 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from plugins.markers import hookimpl
-from plugins.sources.spec import InboundRequest, InvalidSourceConfig, NormalizedEvent, SignatureInvalid
-from plugins.sources.verification import JSON_TYPES, hmac_digest, json_object, matches_any, require_content_type
+from plugins.sources.spec import InboundRequest, NormalizedEvent, SignatureInvalid
+from plugins.sources.verification import (
+    JSON_TYPES,
+    hmac_digest,
+    json_object,
+    matches_any,
+    no_config,
+    require_content_type,
+    unix_time,
+)
 
 
 class IntercomSource:
     name = "intercom"
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        if config:
-            raise InvalidSourceConfig("the intercom source takes no config")
-        return {}
+        return no_config(self.name, config)
 
     def verify(self, request: InboundRequest, secret: str, config: Mapping[str, Any]) -> None:
         header = request.headers.get("x-hub-signature", "")
@@ -37,13 +43,12 @@ class IntercomSource:
         payload = json_object(request)
         data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
         item = data.get("item") if isinstance(data.get("item"), dict) else {}
-        created = payload.get("created_at")
         return NormalizedEvent(
             type=str(payload.get("topic") or "intercom")[:200],
             payload=payload,
             provider_event_id=payload.get("id") if isinstance(payload.get("id"), str) else None,
             body=request.body,
-            occurred_at=float(created) if isinstance(created, (int, float)) else None,
+            occurred_at=unix_time(payload.get("created_at")),
             conversation_key=str(item["id"]) if item.get("type") == "conversation" and item.get("id") else None,
         )
 

@@ -19,7 +19,15 @@ import orjson
 from plugins.markers import hookimpl
 from plugins.sources.spec import InboundRequest, NormalizedEvent, Reply, SignatureInvalid
 from plugins.sources.stripe import tolerance
-from plugins.sources.verification import JSON_TYPES, check_timestamp, hmac_digest, json_object, matches_any, require_content_type
+from plugins.sources.verification import (
+    JSON_TYPES,
+    check_timestamp,
+    hmac_digest,
+    json_object,
+    matches_any,
+    require_content_type,
+    unix_time,
+)
 
 
 class SlackSource:
@@ -56,13 +64,12 @@ class SlackSource:
             event_type += f".{inner['subtype']}"
         channel = inner.get("channel")
         thread = inner.get("thread_ts") or inner.get("ts")
-        event_time = payload.get("event_time")
         return NormalizedEvent(
             type=event_type[:200],
             payload=payload,
             provider_event_id=payload.get("event_id") if isinstance(payload.get("event_id"), str) else None,
             body=request.body,
-            occurred_at=float(event_time) if isinstance(event_time, (int, float)) else None,
+            occurred_at=unix_time(payload.get("event_time")),
             conversation_key=f"{channel}:{thread}" if channel and thread else channel,
         )
 

@@ -21,6 +21,7 @@ from plugins.sources.verification import (
     json_object,
     matches_any,
     require_content_type,
+    unix_time,
 )
 
 
@@ -60,13 +61,12 @@ class StripeSource:
     def normalize(self, request: InboundRequest, config: Mapping[str, Any]) -> NormalizedEvent:
         require_content_type(request, *JSON_TYPES)
         event = json_object(request)
-        created = event.get("created")
         return NormalizedEvent(
             type=str(event.get("type") or "stripe.event")[:200],
             payload=event,
             provider_event_id=event.get("id") if isinstance(event.get("id"), str) else None,
             body=request.body,
-            occurred_at=float(created) if isinstance(created, (int, float)) else None,
+            occurred_at=unix_time(event.get("created")),
         )
 
     def sign(self, body: bytes, secret: str, config: Mapping[str, Any], url: str) -> dict[str, str]:

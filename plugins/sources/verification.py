@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import parse_qsl
 
 import orjson
 
-from plugins.sources.spec import InboundRequest, MalformedRequest, SignatureInvalid, UnsupportedContentType
+from plugins.sources.spec import (
+    InboundRequest,
+    InvalidSourceConfig,
+    MalformedRequest,
+    SignatureInvalid,
+    UnsupportedContentType,
+)
 
 __all__ = [
     "check_timestamp",
@@ -18,6 +24,9 @@ __all__ = [
     "matches_any",
     "json_body",
     "json_object",
+    "parse_json_object",
+    "unix_time",
+    "no_config",
     "form_body",
     "require_content_type",
     "JSON_TYPES",
@@ -70,10 +79,28 @@ def json_body(request: InboundRequest) -> Any:
 
 
 def json_object(request: InboundRequest) -> dict[str, Any]:
-    value = json_body(request)
+    return parse_json_object(request.body, "body")
+
+
+def parse_json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise MalformedRequest("body must be a JSON object")
+        raise MalformedRequest(f"{what} must be a JSON object")
     return value
+
+
+def unix_time(value: Any) -> float | None:
+    """A provider's numeric timestamp field, if it is one."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def no_config(source: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    if config:
+        raise InvalidSourceConfig(f"the {source} source takes no config")
+    return {}
 
 
 def form_body(request: InboundRequest) -> dict[str, Any]:
