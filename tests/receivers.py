@@ -19,8 +19,10 @@ class Received:
 class Receiver:
     """Records every POST; answers with ``status`` (settable while running)."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self.status = status
+        # Extra response headers (settable while running).
+        self.headers = dict(headers or {})
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         receiver = self
@@ -33,8 +35,11 @@ class Receiver:
                 with receiver._lock:
                     receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                     status = receiver.status
+                    extra = dict(receiver.headers)
                 payload = b"ok" if status < 300 else b"not now"
                 self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

@@ -74,6 +74,9 @@ class SendResult:
     retryable: bool = True
     # The receiver asked for this delay (Retry-After); None means "use the policy".
     retry_after_s: float | None = None
+    # The receiver said it never wants this endpoint used again (HTTP 410):
+    # the host disables the endpoint, with this reason.
+    disable_endpoint: str | None = None
 
 
 class Destination(Protocol):

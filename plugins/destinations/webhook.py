@@ -4,7 +4,9 @@ Headers: ``webhook-id`` (the delivery id, stable across retries so receivers
 can de-duplicate), ``webhook-timestamp`` (Unix seconds) and
 ``webhook-signature: v1,<base64 HMAC-SHA256>`` keyed by the endpoint's
 ``whsec_`` secret. Any 2xx is success; 408, 425, 429 and 5xx are retried
-(honouring ``Retry-After``); other 4xx are final.
+(honouring ``Retry-After``); other 4xx are final. Receivers steer retries:
+a ``webhook-delivery: abort-message`` response header stops them for this
+delivery (as Svix does), and 410 Gone disables the endpoint.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class WebhookDestination:
                     follow_redirects=False,
                 ) as response:
                     status = response.status_code
+                    abort = response.headers.get("webhook-delivery", "").strip().lower() == "abort-message"
                     excerpt = await _excerpt(response)
         except (TimeoutError, httpx.TimeoutException):
             return SendResult(ok=False, error=f"timed out after {context.timeout_s:g}s", retryable=True)
@@ -103,6 +106,12 @@ class WebhookDestination:
             return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
         if 200 <= status < 300:
             return SendResult(ok=True, status_code=status, response_excerpt=excerpt)
+        if abort:
+            return SendResult(ok=False, status_code=status, response_excerpt=excerpt, retryable=False,
+                              error=f"receiver answered {status} with webhook-delivery: abort-message")
+        if status == 410:
+            return SendResult(ok=False, status_code=status, response_excerpt=excerpt, retryable=False,
+                              error="receiver answered 410 Gone", disable_endpoint="receiver answered 410 Gone")
         retryable = status >= 500 or status in _RETRYABLE_STATUSES
         return SendResult(
             ok=False,

@@ -22,7 +22,8 @@ class DeliveryApp(ServiceApp):
     def register(self, server, runtime: Runtime) -> None:
         self.registry = load_registry()
         self.store = DeliveryStore(runtime.pool)
-        rpc.add_DeliveryServiceServicer_to_server(DeliveryServicer(self.store, self.registry), server)
+        rpc.add_DeliveryServiceServicer_to_server(
+            DeliveryServicer(self.store, self.registry, runtime.js, runtime.settings.publish_timeout_s), server)
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+from nats.js import JetStreamContext
+
 from plugins.destinations.spec import EndpointTarget
 from plugins.manager import PluginRegistry, UnknownPlugin
-from services.delivery.store import Delivery, DeliveryStore, Endpoint
-from switchboard.errors import InvalidRequest
+from services.delivery.store import Delivery, DeliveryFilter, DeliveryStore, Endpoint
+from switchboard.errors import InvalidRequest, Unavailable
+from switchboard.ids import new_id
+from switchboard.messaging import delivery_subject, encode
 from switchboard.rpc import servicer, timestamp
 from switchboard.signatures import generate_webhook_secret
 from switchboard.v1 import delivery_pb2 as pb, delivery_pb2_grpc as rpc
@@ -14,8 +20,13 @@ from switchboard.v1 import delivery_pb2 as pb, delivery_pb2_grpc as rpc
 def _endpoint(e: Endpoint) -> pb.Endpoint:
     return pb.Endpoint(
         id=e.id, tenant_id=e.tenant_id, url=e.url, description=e.description, destination=e.destination,
-        created_at=timestamp(e.created_at),
+        created_at=timestamp(e.created_at), disabled_at=timestamp(e.disabled_at),
+        disabled_reason=e.disabled_reason or "",
     )
+
+
+def _time(value) -> datetime | None:
+    return value.ToDatetime(tzinfo=timezone.utc) if value.seconds or value.nanos else None
 
 
 def _delivery(d: Delivery) -> pb.Delivery:
@@ -33,9 +44,12 @@ def _delivery(d: Delivery) -> pb.Delivery:
 
 @servicer
 class DeliveryServicer(rpc.DeliveryServiceServicer):
-    def __init__(self, store: DeliveryStore, registry: PluginRegistry) -> None:
+    def __init__(self, store: DeliveryStore, registry: PluginRegistry, js: JetStreamContext,
+                 publish_timeout_s: float) -> None:
         self.store = store
         self.registry = registry
+        self.js = js
+        self.publish_timeout_s = publish_timeout_s
 
     async def CreateEndpoint(self, request, context):
         destination_name = request.destination or "webhook"
@@ -57,5 +71,38 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         return pb.ListEndpointsResponse(endpoints=[_endpoint(e) for e in await self.store.list_endpoints(request.tenant_id)])
 
     async def ListDeliveries(self, request, context):
-        deliveries = await self.store.list_for_event(request.tenant_id, request.event_id)
-        return pb.ListDeliveriesResponse(deliveries=[_delivery(d) for d in deliveries])
+        deliveries, cursor = await self.store.list_deliveries(request.tenant_id, DeliveryFilter(
+            event_id=request.event_id or None, endpoint_id=request.endpoint_id or None,
+            status=request.status or None, since=_time(request.since), until=_time(request.until),
+            cursor=request.cursor or None, limit=request.limit or 50,
+        ))
+        return pb.ListDeliveriesResponse(deliveries=[_delivery(d) for d in deliveries], next_cursor=cursor)
+
+    async def GetDelivery(self, request, context):
+        return _delivery(await self.store.get_delivery(request.tenant_id, request.id))
+
+    async def RetryDelivery(self, request, context):
+        await self._resend(request.tenant_id, request.id)
+        return _delivery(await self.store.get_delivery(request.tenant_id, request.id))
+
+    async def RetryFailedDeliveries(self, request, context):
+        ids = await self.store.failed_ids(request.tenant_id, request.endpoint_id)
+        for delivery_id in ids:
+            await self._resend(request.tenant_id, delivery_id)
+        return pb.RetryFailedDeliveriesResponse(retried=len(ids))
+
+    async def SetEndpointEnabled(self, request, context):
+        reason = None if request.enabled else (request.reason or "disabled by an operator")
+        return _endpoint(await self.store.set_endpoint_disabled(request.tenant_id, request.id, reason))
+
+    async def _resend(self, tenant_id: str, delivery_id: str) -> None:
+        """Pending again first, then queued: a worker never sees the message while it is still failed."""
+        message = await self.store.restart(tenant_id, delivery_id)
+        try:
+            await self.js.publish(
+                delivery_subject(tenant_id, message.endpoint_id), encode(message.to_message()),
+                timeout=self.publish_timeout_s, headers={"Nats-Msg-Id": new_id("rty")},
+            )
+        except Exception:
+            await self.store.mark_failed(tenant_id, delivery_id)
+            raise Unavailable("could not queue the retry; it is still failed, try again") from None

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from switchboard.errors import InvalidRequest, NotFound
+from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import DeliveryMessage
 from switchboard.ids import is_id, new_id
 
-__all__ = ["Endpoint", "Attempt", "Delivery", "DeliveryStore"]
+__all__ = ["Endpoint", "Attempt", "Delivery", "DeliveryFilter", "DeliveryStore"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class Endpoint:
     secret: str
     config: dict[str, Any]
     created_at: datetime
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,29 @@ class Delivery:
 
 def _endpoint(row: dict[str, Any]) -> Endpoint:
     return Endpoint(**{k: row[k] for k in Endpoint.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    event_id: str | None = None
+    endpoint_id: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+def _encode_cursor(last: Delivery) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([last.created_at.isoformat(), last.id])).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, last_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created), str(last_id)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise InvalidRequest("invalid cursor") from None
 
 
 class DeliveryStore:
@@ -107,29 +134,48 @@ class DeliveryStore:
             cur = await conn.execute("SELECT * FROM delivery.endpoints WHERE tenant_id = %s ORDER BY id", (tenant_id,))
             return [_endpoint(row) for row in await cur.fetchall()]
 
-    async def begin(self, message: DeliveryMessage) -> tuple[str, int]:
-        """Record the delivery if new; ``(status, attempts so far)``. One round trip."""
+    async def begin(self, message: DeliveryMessage) -> tuple[str, int, int]:
+        """Record the delivery if new; ``(status, attempts so far, cycle start)``. One round trip."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """WITH inserted AS (
-                       INSERT INTO delivery.deliveries (id, tenant_id, event_id, endpoint_id, route_id, event_type)
-                       VALUES (%(id)s, %(tenant)s, %(event)s, %(endpoint)s, %(route)s, %(type)s)
+                       INSERT INTO delivery.deliveries
+                           (id, tenant_id, event_id, endpoint_id, route_id, event_type, message)
+                       VALUES (%(id)s, %(tenant)s, %(event)s, %(endpoint)s, %(route)s, %(type)s, %(message)s)
                        ON CONFLICT (id) DO NOTHING
-                       RETURNING status, attempts)
-                   SELECT status, attempts FROM inserted
+                       RETURNING status, attempts, cycle_start)
+                   SELECT status, attempts, cycle_start FROM inserted
                    UNION ALL
-                   SELECT status, attempts FROM delivery.deliveries WHERE id = %(id)s""",
+                   SELECT status, attempts, cycle_start FROM delivery.deliveries WHERE id = %(id)s""",
                 {"id": message.delivery_id, "tenant": message.tenant_id, "event": message.event_id,
-                 "endpoint": message.endpoint_id, "route": message.route_id, "type": message.event_type},
+                 "endpoint": message.endpoint_id, "route": message.route_id, "type": message.event_type,
+                 "message": Jsonb(message.to_message())},
             )
             # A new row is invisible to the second SELECT (same snapshot): one row either way,
             # except when a concurrent insert won the race; then read it again.
             row = await cur.fetchone()
             if row is None:
                 cur = await conn.execute(
-                    "SELECT status, attempts FROM delivery.deliveries WHERE id = %s", (message.delivery_id,))
+                    "SELECT status, attempts, cycle_start FROM delivery.deliveries WHERE id = %s",
+                    (message.delivery_id,))
                 row = await cur.fetchone()
-        return row["status"], row["attempts"]
+        return row["status"], row["attempts"], row["cycle_start"]
+
+    async def set_endpoint_disabled(self, tenant_id: str, endpoint_id: str, reason: str | None) -> Endpoint:
+        """Disable (with a reason) or, with None, re-enable an endpoint."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """UPDATE delivery.endpoints
+                   SET disabled_at = CASE WHEN %(reason)s::text IS NULL THEN NULL ELSE coalesce(disabled_at, now()) END,
+                       disabled_reason = %(reason)s
+                   WHERE tenant_id = %(tenant)s AND id = %(id)s RETURNING *""",
+                {"reason": reason, "tenant": tenant_id, "id": endpoint_id},
+            )
+            row = await cur.fetchone()
+        self._endpoints.pop((tenant_id, endpoint_id), None)
+        if row is None:
+            raise NotFound(f"endpoint {endpoint_id} not found")
+        return _endpoint(row)
 
     async def record_attempt(self, delivery_id: str, attempt: Attempt) -> bool:
         """Keep the attempt and move the delivery to its new status: one statement, so atomic.
@@ -154,21 +200,98 @@ class DeliveryStore:
             return cur.rowcount == 1
 
     async def list_for_event(self, tenant_id: str, event_id: str) -> list[Delivery]:
+        page, _ = await self.list_deliveries(tenant_id, DeliveryFilter(event_id=event_id, limit=1000))
+        return sorted(page, key=lambda d: d.id)
+
+    async def list_deliveries(self, tenant_id: str, filters: DeliveryFilter) -> tuple[list[Delivery], str]:
+        """A page of deliveries, newest first, and the cursor of the next page ("" on the last)."""
+        if filters.status and filters.status not in ("pending", "succeeded", "failed"):
+            raise InvalidRequest("status is pending, succeeded or failed")
+        limit = max(1, min(filters.limit or 50, 1000))
+        clauses, params = ["tenant_id = %s"], [tenant_id]
+        for column in ("event_id", "endpoint_id", "status"):
+            value = getattr(filters, column)
+            if value:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        if filters.since:
+            clauses.append("created_at >= %s")
+            params.append(filters.since)
+        if filters.until:
+            clauses.append("created_at < %s")
+            params.append(filters.until)
+        if filters.cursor:
+            created, last_id = _decode_cursor(filters.cursor)
+            clauses.append("(created_at, id) < (%s, %s)")
+            params += [created, last_id]
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"""SELECT id, tenant_id, event_id, endpoint_id, status, attempts, created_at, updated_at
+                    FROM delivery.deliveries WHERE {" AND ".join(clauses)}
+                    ORDER BY created_at DESC, id DESC LIMIT %s""",
+                (*params, limit + 1),
+            )
+            rows = await cur.fetchall()
+        deliveries = [Delivery(**row) for row in rows[:limit]]
+        await self._attach_attempts(deliveries)
+        more = len(rows) > limit
+        return deliveries, _encode_cursor(deliveries[-1]) if more else ""
+
+    async def get_delivery(self, tenant_id: str, delivery_id: str) -> Delivery:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """SELECT id, tenant_id, event_id, endpoint_id, status, attempts, created_at, updated_at
-                   FROM delivery.deliveries WHERE tenant_id = %s AND event_id = %s ORDER BY id""",
-                (tenant_id, event_id),
+                   FROM delivery.deliveries WHERE tenant_id = %s AND id = %s""",
+                (tenant_id, delivery_id),
             )
-            deliveries = [Delivery(**row) for row in await cur.fetchall()]
-            if not deliveries:
-                return []
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"delivery {delivery_id} not found")
+        delivery = Delivery(**row)
+        await self._attach_attempts([delivery])
+        return delivery
+
+    async def restart(self, tenant_id: str, delivery_id: str) -> DeliveryMessage:
+        """Make a failed delivery pending again, for a new cycle of attempts; its message."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """UPDATE delivery.deliveries SET status = 'pending', cycle_start = attempts, updated_at = now()
+                   WHERE tenant_id = %s AND id = %s AND status = 'failed' AND message IS NOT NULL
+                   RETURNING message""",
+                (tenant_id, delivery_id),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            current = await self.get_delivery(tenant_id, delivery_id)  # 404 for others' and unknown ids
+            raise Conflict(f"delivery {delivery_id} is {current.status}; only failed deliveries are retried")
+        return DeliveryMessage.from_message(row["message"])
+
+    async def mark_failed(self, tenant_id: str, delivery_id: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE delivery.deliveries SET status = 'failed', updated_at = now() WHERE tenant_id = %s AND id = %s",
+                (tenant_id, delivery_id),
+            )
+
+    async def failed_ids(self, tenant_id: str, endpoint_id: str) -> list[str]:
+        await self.get_endpoint(tenant_id, endpoint_id)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT id FROM delivery.deliveries
+                   WHERE tenant_id = %s AND endpoint_id = %s AND status = 'failed' ORDER BY created_at""",
+                (tenant_id, endpoint_id),
+            )
+            return [row["id"] for row in await cur.fetchall()]
+
+    async def _attach_attempts(self, deliveries: list[Delivery]) -> None:
+        if not deliveries:
+            return
+        by_id = {d.id: d for d in deliveries}
+        async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """SELECT delivery_id, number, started_at, outcome, status_code, latency_ms, response_excerpt, error
                    FROM delivery.attempts WHERE delivery_id = ANY(%s) ORDER BY delivery_id, number""",
                 ([d.id for d in deliveries],),
             )
             for row in await cur.fetchall():
-                owner = next(d for d in deliveries if d.id == row.pop("delivery_id"))
-                owner.history.append(Attempt(**row))
-        return deliveries
+                by_id[row.pop("delivery_id")].history.append(Attempt(**row))

@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
 
+class EndpointDisabled(Exception):
+    """The endpoint is turned off; nothing is sent to it."""
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -76,13 +80,16 @@ class DeliveryWorker:
         except NotFound:
             logger.error("delivery for a missing endpoint dropped", extra={"delivery_id": message.delivery_id})
             return TERM
-        status, attempts_so_far = await self.store.begin(message)
+        status, attempts_so_far, cycle_start = await self.store.begin(message)
         if status != "pending":
             return ACK  # a redelivery of something already settled
         number = attempts_so_far + 1
         started = datetime.now(timezone.utc)
         clock = time.perf_counter()
         try:
+            if endpoint.disabled_at is not None:
+                # Kept as a failed delivery (and dead letter): retried by hand once re-enabled.
+                raise EndpointDisabled(f"endpoint disabled: {endpoint.disabled_reason or 'by an operator'}")
             destination = self.registry.destination(endpoint.destination)
             result = await destination.send(
                 OutboundMessage(
@@ -97,16 +104,19 @@ class DeliveryWorker:
                 EndpointTarget(url=endpoint.url, secret=endpoint.secret, config=endpoint.config),
                 self.context,
             )
-        except UnknownPlugin as exc:
+        except (UnknownPlugin, EndpointDisabled) as exc:
             result = SendResult(ok=False, error=str(exc), retryable=False)
         except Exception as exc:  # a plugin bug must not lose the delivery
             logger.exception("destination raised", extra={"delivery_id": message.delivery_id})
             result = SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
         latency_ms = (time.perf_counter() - clock) * 1000
 
+        if result.disable_endpoint:
+            await self.store.set_endpoint_disabled(message.tenant_id, message.endpoint_id, result.disable_endpoint)
+            logger.warning("endpoint disabled by its receiver", extra={"endpoint_id": message.endpoint_id})
         if result.ok:
             outcome = "succeeded"
-        elif self.policy.should_retry(number, result.retryable):
+        elif self.policy.should_retry(number - cycle_start, result.retryable):
             outcome = "retrying"
         else:
             outcome = "failed"
@@ -135,7 +145,7 @@ class DeliveryWorker:
             "outcome": outcome, "status_code": result.status_code,
         })
         if outcome == "retrying":
-            return retry_in(self.policy.next_delay(number, result.retry_after_s))
+            return retry_in(self.policy.next_delay(number - cycle_start, result.retry_after_s))
         return ACK
 
     async def _report(self, message: DeliveryMessage, number: int, outcome: str,

@@ -82,7 +82,15 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "string"}, "tenant_id": {"type": "string"}, "url": {"type": "string"},
             "description": {"type": "string"}, "destination": {"type": "string"}, "created_at": _TIMESTAMP,
+            "disabled_at": _TIMESTAMP, "disabled_reason": {"type": "string"},
         },
+    },
+    "EndpointState": {"type": "object", "properties": {"reason": {"type": "string"}}},
+    "Retried": {"type": "object", "properties": {"retried": {"type": "integer"}}},
+    "DeliveryList": {
+        "type": "object",
+        "properties": {"data": {"type": "array", "items": _ref("Delivery")},
+                       "next_cursor": {"type": ["string", "null"]}},
     },
     "EndpointCreated": {"allOf": [_ref("Endpoint"), {"type": "object", "properties": {"secret": {"type": "string"}}}]},
     "EndpointList": _list_of("Endpoint"),

@@ -7,10 +7,11 @@ Every handler receives the request, the verified :class:`Principal` and the
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -19,13 +20,14 @@ from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.requests import read_json_object
 from services.ingest.sources import Source, rate_limit
 from switchboard.errors import InvalidRequest
-from switchboard.rpc import call
+from switchboard.rpc import call, timestamp
 from switchboard.v1 import auth_pb2, auth_pb2_grpc, delivery_pb2, delivery_pb2_grpc, router_pb2, router_pb2_grpc
 
 __all__ = [
     "publish_event", "list_audit",
     "create_source", "list_sources", "get_source", "rotate_source_secret", "disable_source",
-    "create_endpoint", "list_endpoints", "get_endpoint",
+    "create_endpoint", "list_endpoints", "get_endpoint", "set_endpoint_enabled", "retry_failed",
+    "list_deliveries", "get_delivery", "retry_delivery",
     "create_route", "list_routes", "get_event",
 ]
 
@@ -188,6 +190,66 @@ async def get_endpoint(request: Request, principal: Principal, edge: EdgeContext
         delivery_pb2.GetEndpointRequest(tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"]),
         timeout=edge.clients.timeout))
     return JSONResponse(_message(reply))
+
+
+async def set_endpoint_enabled(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    enabled = request.url.path.endswith("/enable")
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    reply = await call(_delivery_stub(edge).SetEndpointEnabled(
+        delivery_pb2.SetEndpointEnabledRequest(tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"],
+                                               enabled=enabled, reason=_string(body, "reason")),
+        timeout=edge.clients.timeout))
+    await audit(edge, principal, "endpoint.enable" if enabled else "endpoint.disable", reply.id)
+    return JSONResponse(_message(reply))
+
+
+async def retry_failed(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    endpoint_id = request.path_params["endpoint_id"]
+    reply = await call(_delivery_stub(edge).RetryFailedDeliveries(
+        delivery_pb2.RetryFailedDeliveriesRequest(tenant_id=principal.tenant_id, endpoint_id=endpoint_id),
+        timeout=edge.clients.timeout * 6))
+    await audit(edge, principal, "endpoint.retry_failed", endpoint_id)
+    return JSONResponse({"retried": reply.retried}, status_code=202)
+
+
+# -- deliveries and dead letters (DeliveryService) ------------------------------------
+
+def _timestamp_param(request: Request, name: str) -> Timestamp | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an ISO 8601 time, like 2026-01-31T12:00:00Z") from None
+    return timestamp(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+
+
+async def list_deliveries(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "50"))
+    except ValueError:
+        raise InvalidRequest("limit must be an integer") from None
+    reply = await call(_delivery_stub(edge).ListDeliveries(delivery_pb2.ListDeliveriesRequest(
+        tenant_id=principal.tenant_id, event_id=q.get("event_id", ""), endpoint_id=q.get("endpoint_id", ""),
+        status=q.get("status", ""), since=_timestamp_param(request, "since"),
+        until=_timestamp_param(request, "until"), cursor=q.get("cursor", ""), limit=limit,
+    ), timeout=edge.clients.timeout))
+    return JSONResponse({"data": [_message(d) for d in reply.deliveries], "next_cursor": reply.next_cursor or None})
+
+
+async def get_delivery(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_delivery_stub(edge).GetDelivery(delivery_pb2.GetDeliveryRequest(
+        tenant_id=principal.tenant_id, id=request.path_params["delivery_id"]), timeout=edge.clients.timeout))
+    return JSONResponse(_message(reply))
+
+
+async def retry_delivery(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_delivery_stub(edge).RetryDelivery(delivery_pb2.GetDeliveryRequest(
+        tenant_id=principal.tenant_id, id=request.path_params["delivery_id"]), timeout=edge.clients.timeout))
+    await audit(edge, principal, "delivery.retry", reply.id)
+    return JSONResponse(_message(reply), status_code=202)
 
 
 # -- routes and events (RouterService) -----------------------------------------------

@@ -86,7 +86,7 @@ async def test_a_late_duplicate_attempt_never_turns_a_success_back_into_pending(
     store, _, _ = setup
     endpoint = await store.create_endpoint("t1", "http://127.0.0.1:9/x", "", "webhook", generate_webhook_secret())
     msg = message(endpoint.id)
-    assert await store.begin(msg) == ("pending", 0)
+    assert await store.begin(msg) == ("pending", 0, 0)
 
     def attempt(outcome: str) -> Attempt:
         return Attempt(1, datetime.now(timezone.utc), outcome, 200, 1.0, "", None)

@@ -1,0 +1,101 @@
+"""Receiver control, disabled endpoints, the delivery log and dead-letter retries, end to end."""
+
+from __future__ import annotations
+
+import grpc
+import httpx
+import pytest
+
+from switchboard.v1 import auth_pb2, auth_pb2_grpc
+from tests.e2e.slice import create_slice, signed
+from tests.e2e.test_slice import wait_for_delivery
+from tests.platform_runner import Platform
+from tests.receivers import Receiver
+
+pytestmark = pytest.mark.e2e
+
+
+def send(platform: Platform, source_id: str, secret: str, payload: dict) -> str:
+    body, headers = signed(secret, payload)
+    reply = httpx.post(f"{platform.edge_url}/in/{source_id}", content=body, headers=headers)
+    assert reply.status_code == 202, reply.text
+    return reply.json()["event_id"]
+
+
+def test_a_receiver_can_abort_retries_and_disable_its_endpoint_then_dead_letters_are_retried(platform) -> None:
+    with Receiver(status=500, headers={"webhook-delivery": "abort-message"}) as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        aborted = send(platform, s.source_id, s.source_secret, {"type": "a", "n": 1})
+        event = wait_for_delivery(api, aborted, status="failed")
+        [attempt] = event["deliveries"][0]["attempts"]  # no retry after abort-message
+        assert attempt["outcome"] == "failed" and "abort-message" in attempt["error"]
+
+        receiver.headers.clear()
+        receiver.status = 410
+        gone = send(platform, s.source_id, s.source_secret, {"type": "a", "n": 2})
+        wait_for_delivery(api, gone, status="failed")
+        endpoint = api.get(f"/v1/endpoints/{s.endpoint_id}").json()
+        assert endpoint["disabled_reason"] == "receiver answered 410 Gone" and endpoint["disabled_at"]
+
+        # While disabled nothing is sent; the delivery fails at once and waits as a dead letter.
+        received = len(receiver.requests)
+        held = send(platform, s.source_id, s.source_secret, {"type": "a", "n": 3})
+        held_event = wait_for_delivery(api, held, status="failed")
+        assert "endpoint disabled" in held_event["deliveries"][0]["attempts"][0]["error"]
+        assert len(receiver.requests) == received
+
+        failed = api.get("/v1/deliveries", params={"status": "failed", "endpoint_id": s.endpoint_id}).json()
+        assert {d["event_id"] for d in failed["data"]} == {aborted, gone, held}
+
+        receiver.status = 200
+        assert api.post(f"/v1/endpoints/{s.endpoint_id}/enable").json().get("disabled_at") is None
+        one = api.post(f"/v1/deliveries/{aborted}:{s.endpoint_id}/retry")
+        assert one.status_code == 202 and one.json()["status"] == "pending"
+        wait_for_delivery(api, aborted)
+        again = api.post(f"/v1/deliveries/{aborted}:{s.endpoint_id}/retry")
+        assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+        assert api.post(f"/v1/endpoints/{s.endpoint_id}/retry-failed").json() == {"retried": 2}
+        for event_id in (gone, held):
+            wait_for_delivery(api, event_id)
+        # A retry is the same delivery: the receiver sees the same webhook-id again.
+        ids = [r.headers["webhook-id"] for r in receiver.requests]
+        assert ids.count(f"{aborted}:{s.endpoint_id}") == 2
+        actions = {e["action"] for e in api.get("/v1/audit").json()["data"]}
+        assert {"delivery.retry", "endpoint.retry_failed", "endpoint.enable"} <= actions
+
+
+def test_the_delivery_log_filters_and_pages_within_the_tenant(platform) -> None:
+    with Receiver() as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        events = [send(platform, s.source_id, s.source_secret, {"type": "t", "n": n}) for n in range(5)]
+        for event_id in events:
+            wait_for_delivery(api, event_id)
+        seen, cursor = [], None
+        while True:
+            page = api.get("/v1/deliveries", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+            seen += [d["event_id"] for d in page["data"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert sorted(seen) == sorted(events) and len(seen) == 5
+        assert seen == sorted(seen, reverse=True)  # newest first
+        one = api.get(f"/v1/deliveries/{events[0]}:{s.endpoint_id}").json()
+        assert one["status"] == "succeeded" and one["attempts"][0]["status_code"] == 200
+        assert api.get("/v1/deliveries", params={"event_id": events[1]}).json()["data"][0]["event_id"] == events[1]
+        future = api.get("/v1/deliveries", params={"since": "2999-01-01T00:00:00Z"}).json()
+        assert future == {"data": [], "next_cursor": None}
+        for params in ({"status": "lost"}, {"cursor": "garbage"}, {"since": "yesterday"}, {"limit": "x"}):
+            reply = api.get("/v1/deliveries", params=params)
+            assert reply.status_code == 400 and reply.json()["error"]["code"] == "invalid_request", params
+
+        with grpc.insecure_channel(platform.grpc_target("auth")) as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="other"), timeout=5)
+            other_key = stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(
+                tenant_id=tenant.id, scopes=["admin"]), timeout=5).secret
+        with platform.client(other_key) as other:
+            assert other.get(f"/v1/deliveries/{events[0]}:{s.endpoint_id}").status_code == 404
+            assert other.post(f"/v1/deliveries/{events[0]}:{s.endpoint_id}/retry").status_code == 404
+            assert other.post(f"/v1/endpoints/{s.endpoint_id}/disable").status_code == 404
+            assert other.post(f"/v1/endpoints/{s.endpoint_id}/retry-failed").status_code == 404
+            assert other.get("/v1/deliveries").json()["data"] == []
