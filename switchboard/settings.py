@@ -122,6 +122,8 @@ class Settings:
     # First retry delay; each next one doubles (services/delivery/retry.py).
     delivery_retry_base_s: float = 5.0
     delivery_concurrency: int = 64
+    # Per endpoint and delivery process, unless the endpoint sets its own.
+    endpoint_max_in_flight: int = 16
     router_concurrency: int = 64
 
     # Stream limits, explicit so a runaway sender cannot fill the disk.
@@ -179,6 +181,7 @@ class Settings:
             delivery_max_attempts=_int(env, f"{p}DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
             delivery_retry_base_s=_float(env, f"{p}DELIVERY_RETRY_BASE", 5.0),
             delivery_concurrency=_int(env, f"{p}DELIVERY_CONCURRENCY", 64, minimum=1),
+            endpoint_max_in_flight=_int(env, f"{p}ENDPOINT_MAX_IN_FLIGHT", 16, minimum=1),
             router_concurrency=_int(env, f"{p}ROUTER_CONCURRENCY", 64, minimum=1),
             stream_max_bytes=_int(env, f"{p}STREAM_MAX_BYTES", 1024**3, minimum=1024 * 1024),
             stream_max_age_s=_int(env, f"{p}STREAM_MAX_AGE", 7 * 24 * 3600, minimum=60),
@@ -248,6 +251,7 @@ class Settings:
             f"{p}DELIVERY_MAX_ATTEMPTS": str(self.delivery_max_attempts),
             f"{p}DELIVERY_RETRY_BASE": str(self.delivery_retry_base_s),
             f"{p}DELIVERY_CONCURRENCY": str(self.delivery_concurrency),
+            f"{p}ENDPOINT_MAX_IN_FLIGHT": str(self.endpoint_max_in_flight),
             f"{p}ROUTER_CONCURRENCY": str(self.router_concurrency),
             f"{p}STREAM_MAX_BYTES": str(self.stream_max_bytes),
             f"{p}STREAM_MAX_AGE": str(self.stream_max_age_s),

@@ -19,8 +19,10 @@ class Received:
 class Receiver:
     """Records every POST; answers with ``status`` (settable while running)."""
 
-    def __init__(self, status: int = 200, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int = 200, headers: dict[str, str] | None = None, delay_s: float = 0.0) -> None:
         self.status = status
+        # Seconds to wait before answering (a slow receiver).
+        self.delay_s = delay_s
         # Extra response headers (settable while running).
         self.headers = dict(headers or {})
         self.requests: list[Received] = []
@@ -32,6 +34,8 @@ class Receiver:
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if receiver.delay_s:
+                    time.sleep(receiver.delay_s)
                 with receiver._lock:
                     receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                     status = receiver.status

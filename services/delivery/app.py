@@ -6,6 +6,7 @@ import httpx
 
 from plugins.destinations.spec import DestinationContext
 from plugins.manager import load_registry
+from services.delivery.options import EndpointOptions
 from services.delivery.retry import RetryPolicy
 from services.delivery.servicer import DeliveryServicer
 from services.delivery.store import DeliveryStore
@@ -39,7 +40,12 @@ class DeliveryApp(ServiceApp):
             self.registry,
             DestinationContext(http=self.http, timeout_s=s.delivery_timeout_s,
                                allow_private_networks=s.allow_private_destinations),
-            RetryPolicy(max_attempts=s.delivery_max_attempts, base_delay_s=s.delivery_retry_base_s),
+            EndpointOptions(
+                max_in_flight=s.endpoint_max_in_flight,
+                rate_limit=None,
+                timeout_s=s.delivery_timeout_s,
+                retry=RetryPolicy(max_attempts=s.delivery_max_attempts, base_delay_s=s.delivery_retry_base_s),
+            ),
             s.publish_timeout_s,
         )
         runtime.background(consume(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 from nats.js import JetStreamContext
 
 from plugins.destinations.spec import EndpointTarget
 from plugins.manager import PluginRegistry, UnknownPlugin
+from services.delivery.options import validate_options
 from services.delivery.store import Delivery, DeliveryFilter, DeliveryStore, Endpoint
 from switchboard.errors import InvalidRequest, Unavailable
 from switchboard.ids import new_id
@@ -21,7 +23,7 @@ def _endpoint(e: Endpoint) -> pb.Endpoint:
     return pb.Endpoint(
         id=e.id, tenant_id=e.tenant_id, url=e.url, description=e.description, destination=e.destination,
         created_at=timestamp(e.created_at), disabled_at=timestamp(e.disabled_at),
-        disabled_reason=e.disabled_reason or "",
+        disabled_reason=e.disabled_reason or "", options_json=json.dumps(e.config),
     )
 
 
@@ -58,9 +60,13 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         except UnknownPlugin as exc:
             raise InvalidRequest(str(exc)) from None
         secret = request.secret or generate_webhook_secret()
-        destination.validate(EndpointTarget(url=request.url, secret=secret))
+        try:
+            options = validate_options(json.loads(request.options_json or "{}"))
+        except ValueError:
+            raise InvalidRequest("options_json is not valid JSON") from None
+        destination.validate(EndpointTarget(url=request.url, secret=secret, config=options))
         endpoint = await self.store.create_endpoint(
-            request.tenant_id, request.url, request.description, destination_name, secret
+            request.tenant_id, request.url, request.description, destination_name, secret, options
         )
         return pb.CreateEndpointResponse(endpoint=_endpoint(endpoint), secret=secret)
 

@@ -92,7 +92,8 @@ class DeliveryStore:
         self._endpoints: dict[tuple[str, str], tuple[float, Endpoint]] = {}
 
     async def create_endpoint(
-        self, tenant_id: str, url: str, description: str, destination: str, secret: str
+        self, tenant_id: str, url: str, description: str, destination: str, secret: str,
+        options: dict[str, Any] | None = None,
     ) -> Endpoint:
         if len(url) > 2000 or len(description) > 500:
             raise InvalidRequest("url is at most 2000 and description at most 500 characters")
@@ -100,7 +101,7 @@ class DeliveryStore:
             cur = await conn.execute(
                 """INSERT INTO delivery.endpoints (id, tenant_id, url, description, destination, secret, config)
                    VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-                (new_id("ep"), tenant_id, url, description, destination, secret, Jsonb({})),
+                (new_id("ep"), tenant_id, url, description, destination, secret, Jsonb(options or {})),
             )
             return _endpoint(await cur.fetchone())
 

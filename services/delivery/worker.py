@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from nats.aio.msg import Msg
@@ -17,11 +19,12 @@ from nats.js import JetStreamContext
 
 from plugins.destinations.spec import DestinationContext, EndpointTarget, OutboundMessage, SendResult
 from plugins.manager import PluginRegistry, UnknownPlugin
-from services.delivery.retry import RetryPolicy
-from services.delivery.store import Attempt, DeliveryStore
+from services.delivery.options import EndpointOptions, parse_options
+from services.delivery.store import Attempt, DeliveryStore, Endpoint
 from switchboard.database import describe_error
 from switchboard.errors import NotFound
 from switchboard.events import AttemptRecord, DeliveryMessage
+from switchboard.ratelimit import TokenBuckets
 from switchboard.messaging import (
     ACK,
     TERM,
@@ -49,14 +52,16 @@ class DeliveryWorker:
         store: DeliveryStore,
         registry: PluginRegistry,
         context: DestinationContext,
-        policy: RetryPolicy,
+        defaults: EndpointOptions,
         publish_timeout_s: float,
     ) -> None:
         self.js = js
         self.store = store
         self.registry = registry
         self.context = context
-        self.policy = policy
+        self.defaults = defaults
+        self.buckets = TokenBuckets()
+        self.in_flight: Counter[str] = Counter()
         self.publish_timeout_s = publish_timeout_s
 
     async def handle(self, msg: Msg) -> Decision:
@@ -80,6 +85,25 @@ class DeliveryWorker:
         except NotFound:
             logger.error("delivery for a missing endpoint dropped", extra={"delivery_id": message.delivery_id})
             return TERM
+        options = parse_options(endpoint.config, self.defaults)
+        # Isolation: an endpoint over its share waits (no attempt is spent) and
+        # leaves this process's other slots to other endpoints.
+        if self.in_flight[endpoint.id] >= options.max_in_flight:
+            return retry_in(0.2)
+        if options.rate_limit is not None:
+            verdict = self.buckets.take(endpoint.id, options.rate_limit)
+            if not verdict.allowed:
+                return retry_in(max(0.05, verdict.retry_after_s))
+        self.in_flight[endpoint.id] += 1
+        try:
+            return await self._attempt(message, endpoint, options)
+        finally:
+            self.in_flight[endpoint.id] -= 1
+            if not self.in_flight[endpoint.id]:
+                del self.in_flight[endpoint.id]
+
+    async def _attempt(self, message: DeliveryMessage, endpoint: Endpoint, options: EndpointOptions) -> Decision:
+        policy = options.retry
         status, attempts_so_far, cycle_start = await self.store.begin(message)
         if status != "pending":
             return ACK  # a redelivery of something already settled
@@ -102,7 +126,7 @@ class DeliveryWorker:
                     body=message.body.encode() if message.body is not None else None,
                 ),
                 EndpointTarget(url=endpoint.url, secret=endpoint.secret, config=endpoint.config),
-                self.context,
+                replace(self.context, timeout_s=options.timeout_s),
             )
         except (UnknownPlugin, EndpointDisabled) as exc:
             result = SendResult(ok=False, error=str(exc), retryable=False)
@@ -116,7 +140,7 @@ class DeliveryWorker:
             logger.warning("endpoint disabled by its receiver", extra={"endpoint_id": message.endpoint_id})
         if result.ok:
             outcome = "succeeded"
-        elif self.policy.should_retry(number - cycle_start, result.retryable):
+        elif policy.should_retry(number - cycle_start, result.retryable):
             outcome = "retrying"
         else:
             outcome = "failed"
@@ -138,14 +162,14 @@ class DeliveryWorker:
             # A redelivered copy of this message raced us and recorded this attempt
             # first. Let the message come back and act on the state it left.
             logger.warning("attempt already recorded by another worker", extra={"delivery_id": message.delivery_id})
-            return retry_in(self.policy.base_delay_s)
+            return retry_in(policy.base_delay_s)
         await self._report(message, number, outcome, result.status_code, latency_ms)
         logger.info("delivery attempt", extra={
             "delivery_id": message.delivery_id, "tenant_id": message.tenant_id, "attempt": number,
             "outcome": outcome, "status_code": result.status_code,
         })
         if outcome == "retrying":
-            return retry_in(self.policy.next_delay(number - cycle_start, result.retry_after_s))
+            return retry_in(policy.next_delay(number - cycle_start, result.retry_after_s))
         return ACK
 
     async def _report(self, message: DeliveryMessage, number: int, outcome: str,

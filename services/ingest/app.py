@@ -12,7 +12,7 @@ from services.ingest.edge.auth import Authenticator
 from services.ingest.edge.context import EdgeContext
 from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher
-from services.ingest.ratelimit import RateLimit, TokenBuckets
+from switchboard.ratelimit import RateLimit, TokenBuckets
 from services.ingest.servicer import IngestServicer
 from services.ingest.sources import SourceStore
 from switchboard.service import Runtime, ServiceApp

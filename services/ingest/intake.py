@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from plugins.manager import PluginRegistry
 from plugins.sources.spec import InboundRequest, MalformedRequest, NormalizedEvent, Reply, SignatureInvalid
-from services.ingest.ratelimit import RateLimit, TokenBuckets
+from switchboard.ratelimit import RateLimit, TokenBuckets
 from services.ingest.sources import SourceStore
 from switchboard.database import contains_nul
 from switchboard.errors import Gone, InvalidRequest, NotFound, PermissionDenied, RateLimited

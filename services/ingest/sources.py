@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from plugins.manager import PluginRegistry, UnknownPlugin
-from services.ingest.ratelimit import RateLimit
+from switchboard.ratelimit import RateLimit
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.ids import is_id, new_id
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import httpx
 import pytest
@@ -99,3 +101,24 @@ def test_the_delivery_log_filters_and_pages_within_the_tenant(platform) -> None:
             assert other.post(f"/v1/endpoints/{s.endpoint_id}/disable").status_code == 404
             assert other.post(f"/v1/endpoints/{s.endpoint_id}/retry-failed").status_code == 404
             assert other.get("/v1/deliveries").json()["data"] == []
+
+
+def test_a_slow_endpoint_never_delays_deliveries_to_others(platform_factory) -> None:
+    platform = platform_factory(SWITCHBOARD_DELIVERY_CONCURRENCY="8", SWITCHBOARD_ENDPOINT_MAX_IN_FLIGHT="2",
+                                SWITCHBOARD_DELIVERY_TIMEOUT="30")
+    with Receiver(delay_s=10) as slow, Receiver() as fast, platform.client() as api:
+        source = api.post("/v1/sources", json={"name": "s"}).json()
+        slow_ep = api.post("/v1/endpoints", json={"url": slow.url}).json()["id"]
+        fast_ep = api.post("/v1/endpoints", json={"url": fast.url, "options": {"max_in_flight": 8}}).json()["id"]
+        api.post("/v1/routes", json={"endpoint_ids": [slow_ep, fast_ep]}).raise_for_status()
+        started = time.monotonic()
+        for n in range(12):
+            send(platform, source["id"], source["secret"], {"type": "t", "n": n})
+        fast.wait_for(lambda r: len(r) == 12, timeout=30)
+        elapsed = time.monotonic() - started
+        # The slow receiver holds two slots for 10 s at a time; the fast one never waits for it.
+        # (Without the per-endpoint cap the slow deliveries fill all 8 slots and this takes > 10 s.)
+        assert elapsed < 6, elapsed
+        assert len(slow.requests) <= 2
+        bad = api.post("/v1/endpoints", json={"url": fast.url, "options": {"max_in_flight": 0}})
+        assert bad.status_code == 400 and "max_in_flight" in bad.json()["error"]["message"]

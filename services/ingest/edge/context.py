@@ -9,7 +9,7 @@ from nats.aio.client import Client as NATS
 
 from services.ingest.edge.auth import Authenticator
 from services.ingest.intake import WebhookIntake
-from services.ingest.ratelimit import RateLimit, TokenBuckets
+from switchboard.ratelimit import RateLimit, TokenBuckets
 from services.ingest.sources import SourceStore
 from switchboard.rpc import ServiceClients
 from switchboard.settings import Settings

@@ -47,6 +47,14 @@ def _string(body: dict[str, Any], name: str, default: str = "", required: bool =
     return value
 
 
+def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
+    value = body.get(name)
+    value = {} if value is None else value
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{name} must be a JSON object")
+    return value
+
+
 def _strings(body: dict[str, Any], name: str) -> list[str]:
     value = body.get(name)
     value = [] if value is None else value
@@ -172,6 +180,7 @@ async def create_endpoint(request: Request, principal: Principal, edge: EdgeCont
             description=_string(body, "description"),
             destination=_string(body, "destination", "webhook"),
             secret=_string(body, "secret"),
+            options_json=json.dumps(_object(body, "options")),
         ),
         timeout=edge.clients.timeout,
     ))

@@ -21,3 +21,22 @@ def test_a_receivers_retry_after_wins_when_longer_but_never_past_the_cap() -> No
                                                         (1, False, False)])
 def test_retries_stop_at_the_last_attempt_or_a_final_failure(attempt, retryable, expected) -> None:
     assert RetryPolicy(max_attempts=3).should_retry(attempt, retryable) is expected
+
+
+def test_endpoint_options_are_checked_and_fall_back_to_defaults() -> None:
+    from services.delivery.options import EndpointOptions, parse_options, validate_options
+    from switchboard.errors import InvalidRequest
+
+    defaults = EndpointOptions(16, None, 10.0, RetryPolicy(max_attempts=8, base_delay_s=5))
+    given = validate_options({"max_in_flight": 2, "rate_limit": {"per_second": 5}, "timeout_seconds": 3,
+                              "retry": {"max_attempts": 3, "initial_delay_seconds": 0.5}})
+    options = parse_options(given, defaults)
+    assert (options.max_in_flight, options.timeout_s) == (2, 3)
+    assert (options.rate_limit.rate_per_s, options.rate_limit.burst) == (5, 5)
+    assert (options.retry.max_attempts, options.retry.base_delay_s, options.retry.max_delay_s) == (3, 0.5, 3600.0)
+    assert parse_options({}, defaults) == defaults
+    for bad in ({"max_in_flight": 0}, {"max_in_flight": 1.5}, {"timeout_seconds": 600}, {"rate_limit": 5},
+                {"rate_limit": {"burst": 3}}, {"retry": {"max_attempts": 0}}, {"retry": {"forever": True}},
+                {"colour": "blue"}):
+        with pytest.raises(InvalidRequest):
+            validate_options(bad)

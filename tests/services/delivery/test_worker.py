@@ -7,6 +7,7 @@ import pytest
 
 from plugins.destinations.spec import DestinationContext
 from plugins.manager import load_registry
+from services.delivery.options import EndpointOptions
 from services.delivery.retry import RetryPolicy
 from services.delivery.store import DeliveryStore
 from services.delivery.worker import DeliveryWorker
@@ -27,7 +28,7 @@ async def setup(pool, js):
     store = DeliveryStore(pool)
     async with httpx.AsyncClient() as http:
         worker = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
-                                RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0), 5.0)
+                                EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)), 5.0)
         yield store, worker, js
 
 

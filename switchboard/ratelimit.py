@@ -1,8 +1,9 @@
 """Token buckets: a steady rate with room for a burst.
 
 Each bucket holds up to ``burst`` tokens and refills at ``rate`` per second; a
-request takes one. Buckets live in the edge process, so with N edge replicas
-a client can reach N times the limit (the limits are per process; documented).
+request (or a delivery) takes one. Buckets live in the process that applies
+them, so with N replicas the effective limit is N times the configured one
+(documented in the README).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 import pytest
 
-from services.ingest.ratelimit import RateLimit, TokenBuckets
+from switchboard.ratelimit import RateLimit, TokenBuckets
 
 
 class Clock:

@@ -1,0 +1,84 @@
+"""Per-endpoint delivery options: how hard, how fast and how often to try.
+
+Stored in the endpoint's ``config``; anything not set falls back to the
+deployment's defaults (settings). Validated at creation with clear 400s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from services.delivery.retry import RetryPolicy
+from switchboard.errors import InvalidRequest
+from switchboard.ratelimit import RateLimit
+
+__all__ = ["EndpointOptions", "parse_options", "validate_options"]
+
+_KEYS = {"max_in_flight", "rate_limit", "timeout_seconds", "retry"}
+_RETRY_KEYS = {"max_attempts", "initial_delay_seconds", "max_delay_seconds"}
+
+
+@dataclass(frozen=True)
+class EndpointOptions:
+    # Deliveries to this endpoint in flight at once, per delivery process: a
+    # slow receiver can hold no more than this many of the process's slots.
+    max_in_flight: int
+    rate_limit: RateLimit | None
+    timeout_s: float
+    retry: RetryPolicy
+
+
+def _number(config: Mapping[str, Any], key: str, low: float, high: float, integer: bool = False) -> float | None:
+    value = config.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise InvalidRequest(f"{key} must be {'an integer' if integer else 'a number'}")
+    if not low <= value <= high:
+        raise InvalidRequest(f"{key} must be between {low:g} and {high:g}")
+    return value
+
+
+def validate_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The endpoint options as given, checked; InvalidRequest otherwise."""
+    if not isinstance(config, Mapping):
+        raise InvalidRequest("options must be an object")
+    unknown = set(config) - _KEYS
+    if unknown:
+        raise InvalidRequest(f"unknown endpoint options: {', '.join(sorted(unknown))}")
+    _number(config, "max_in_flight", 1, 1000, integer=True)
+    _number(config, "timeout_seconds", 1, 60)
+    rate = config.get("rate_limit")
+    if rate is not None:
+        if not isinstance(rate, Mapping) or set(rate) - {"per_second", "burst"}:
+            raise InvalidRequest('rate_limit is {"per_second": n, "burst": n}')
+        _number(rate, "per_second", 0.001, 100_000)
+        _number(rate, "burst", 1, 100_000, integer=True)
+        if "per_second" not in rate:
+            raise InvalidRequest("rate_limit needs per_second")
+    retry = config.get("retry")
+    if retry is not None:
+        if not isinstance(retry, Mapping) or set(retry) - _RETRY_KEYS:
+            raise InvalidRequest(f"retry takes {', '.join(sorted(_RETRY_KEYS))}")
+        _number(retry, "max_attempts", 1, 50, integer=True)
+        _number(retry, "initial_delay_seconds", 0.01, 86_400)
+        _number(retry, "max_delay_seconds", 0.01, 7 * 86_400)
+    return dict(config)
+
+
+def parse_options(config: Mapping[str, Any], defaults: EndpointOptions) -> EndpointOptions:
+    rate = config.get("rate_limit")
+    retry = config.get("retry") or {}
+    return EndpointOptions(
+        max_in_flight=config.get("max_in_flight", defaults.max_in_flight),
+        rate_limit=RateLimit(rate["per_second"], rate.get("burst") or max(1, int(rate["per_second"])))
+        if rate else defaults.rate_limit,
+        timeout_s=config.get("timeout_seconds", defaults.timeout_s),
+        retry=RetryPolicy(
+            max_attempts=retry.get("max_attempts", defaults.retry.max_attempts),
+            base_delay_s=retry.get("initial_delay_seconds", defaults.retry.base_delay_s),
+            max_delay_s=retry.get("max_delay_seconds", defaults.retry.max_delay_s),
+            jitter=defaults.retry.jitter,
+        ),
+    )
