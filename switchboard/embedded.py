@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -39,8 +40,31 @@ class EmbeddedError(RuntimeError):
     """An embedded server could not be started; the message says why and where its log is."""
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A port free now, chosen *below* the kernel's ephemeral range.
+
+    A port from bind(0) comes from the range outgoing connections use too, so
+    between choosing it and a child process binding it, any connection could
+    take it; below the range only another deliberate bind can.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(200):
+        port = random.randint(10_000, max(10_001, low - 1))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded machine: any free port
         sock.bind((host, 0))
         return sock.getsockname()[1]
 

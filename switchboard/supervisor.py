@@ -91,8 +91,17 @@ class Supervisor:
             if port and not _port_free(host, port):
                 raise StartupError(f"port {port} on {host} ({label}) is already in use; "
                                    f"stop what holds it or set {variable}")
-        grpc_ports = {name: port or free_port(s.grpc_host) for name, port in s.grpc_ports.items()}
-        self.settings = replace(s, http_port=s.http_port or free_port(s.http_host), grpc_ports=grpc_ports)
+        taken = {s.http_port, *s.grpc_ports.values()}
+
+        def choose(host: str) -> int:
+            # Free now and distinct from every other port chosen or configured here.
+            while (port := free_port(host)) in taken:
+                pass
+            taken.add(port)
+            return port
+
+        grpc_ports = {name: port or choose(s.grpc_host) for name, port in s.grpc_ports.items()}
+        self.settings = replace(s, http_port=s.http_port or choose(s.http_host), grpc_ports=grpc_ports)
         # Where everything listens, for operators and tools (ports may have been chosen here).
         (self.run_dir / "ports.json").write_text(json.dumps({"http": self.settings.http_port, **grpc_ports}))
 
