@@ -24,7 +24,8 @@ class DeliveryApp(ServiceApp):
         self.registry = load_registry()
         self.store = DeliveryStore(runtime.pool)
         rpc.add_DeliveryServiceServicer_to_server(
-            DeliveryServicer(self.store, self.registry, runtime.js, runtime.settings.publish_timeout_s), server)
+            DeliveryServicer(self.store, self.registry, runtime.js, runtime.settings.publish_timeout_s,
+                             runtime.settings.allow_private_destinations), server)
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings

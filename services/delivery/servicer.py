@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 from nats.js import JetStreamContext
@@ -12,7 +13,9 @@ from plugins.manager import PluginRegistry, UnknownPlugin
 from services.delivery.options import validate_options
 from services.delivery.store import Delivery, DeliveryFilter, DeliveryStore, Endpoint
 from switchboard.errors import InvalidRequest, Unavailable
+from switchboard.events import DeliveryMessage
 from switchboard.ids import new_id
+from switchboard.netguard import DestinationRefused, ensure_public_destination
 from switchboard.messaging import delivery_subject, encode
 from switchboard.rpc import servicer, timestamp
 from switchboard.signatures import generate_webhook_secret
@@ -47,11 +50,12 @@ def _delivery(d: Delivery) -> pb.Delivery:
 @servicer
 class DeliveryServicer(rpc.DeliveryServiceServicer):
     def __init__(self, store: DeliveryStore, registry: PluginRegistry, js: JetStreamContext,
-                 publish_timeout_s: float) -> None:
+                 publish_timeout_s: float, allow_private_destinations: bool) -> None:
         self.store = store
         self.registry = registry
         self.js = js
         self.publish_timeout_s = publish_timeout_s
+        self.allow_private_destinations = allow_private_destinations
 
     async def CreateEndpoint(self, request, context):
         destination_name = request.destination or "webhook"
@@ -65,6 +69,12 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         except ValueError:
             raise InvalidRequest("options_json is not valid JSON") from None
         destination.validate(EndpointTarget(url=request.url, secret=secret, config=options))
+        if destination_name == "webhook":
+            # Refused now, and again at every send (DNS can change in between).
+            try:
+                await ensure_public_destination(request.url, self.allow_private_destinations)
+            except DestinationRefused as exc:
+                raise InvalidRequest(f"url refused: {exc}") from None
         endpoint = await self.store.create_endpoint(
             request.tenant_id, request.url, request.description, destination_name, secret, options
         )
@@ -96,6 +106,22 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         for delivery_id in ids:
             await self._resend(request.tenant_id, delivery_id)
         return pb.RetryFailedDeliveriesResponse(retried=len(ids))
+
+    async def TestEndpoint(self, request, context):
+        endpoint = await self.store.get_endpoint(request.tenant_id, request.id)
+        message = DeliveryMessage(
+            event_id=new_id("evt"), tenant_id=endpoint.tenant_id, endpoint_id=endpoint.id, route_id="test",
+            event_type="switchboard.test", source_id="test", received_at=time.time(),
+            payload={"type": "switchboard.test", "message": "A test event from Switchboard."},
+        )
+        try:
+            await self.js.publish(
+                delivery_subject(endpoint.tenant_id, endpoint.id), encode(message.to_message()),
+                timeout=self.publish_timeout_s, headers={"Nats-Msg-Id": message.delivery_id},
+            )
+        except Exception:
+            raise Unavailable("could not queue the test event; try again") from None
+        return pb.TestEndpointResponse(event_id=message.event_id, delivery_id=message.delivery_id)
 
     async def SetEndpointEnabled(self, request, context):
         reason = None if request.enabled else (request.reason or "disabled by an operator")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import grpc
 import httpx
@@ -72,15 +73,16 @@ def test_the_delivery_log_filters_and_pages_within_the_tenant(platform) -> None:
         events = [send(platform, s.source_id, s.source_secret, {"type": "t", "n": n}) for n in range(5)]
         for event_id in events:
             wait_for_delivery(api, event_id)
-        seen, cursor = [], None
+        seen, created, cursor = [], [], None
         while True:
             page = api.get("/v1/deliveries", params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
             seen += [d["event_id"] for d in page["data"]]
+            created += [datetime.fromisoformat(d["created_at"]) for d in page["data"]]
             cursor = page["next_cursor"]
             if not cursor:
                 break
         assert sorted(seen) == sorted(events) and len(seen) == 5
-        assert seen == sorted(seen, reverse=True)  # newest first
+        assert created == sorted(created, reverse=True)  # newest first
         one = api.get(f"/v1/deliveries/{events[0]}:{s.endpoint_id}").json()
         assert one["status"] == "succeeded" and one["attempts"][0]["status_code"] == 200
         assert api.get("/v1/deliveries", params={"event_id": events[1]}).json()["data"][0]["event_id"] == events[1]
@@ -122,3 +124,27 @@ def test_a_slow_endpoint_never_delays_deliveries_to_others(platform_factory) -> 
         assert len(slow.requests) <= 2
         bad = api.post("/v1/endpoints", json={"url": fast.url, "options": {"max_in_flight": 0}})
         assert bad.status_code == 400 and "max_in_flight" in bad.json()["error"]["message"]
+
+
+def test_private_destinations_are_refused_at_creation_unless_allowed(platform_factory) -> None:
+    platform = platform_factory(SWITCHBOARD_ALLOW_PRIVATE_DESTINATIONS="false")
+    with platform.client() as api:
+        for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/",
+                    "http://localhost/x", "http://[::1]/x"):
+            reply = api.post("/v1/endpoints", json={"url": url})
+            assert reply.status_code == 400 and "refused" in reply.json()["error"]["message"], url
+
+
+def test_an_endpoint_test_event_takes_the_normal_path(platform) -> None:
+    with Receiver() as receiver, platform.client() as api:
+        endpoint = api.post("/v1/endpoints", json={"url": receiver.url}).json()
+        sent = api.post(f"/v1/endpoints/{endpoint['id']}/test")
+        assert sent.status_code == 202
+        [request] = receiver.wait_for(lambda r: len(r) == 1)
+        assert request.headers["x-switchboard-event-type"] == "switchboard.test"
+        assert request.headers["webhook-id"] == sent.json()["delivery_id"]
+        deadline = time.monotonic() + 10
+        while api.get(f"/v1/deliveries/{sent.json()['delivery_id']}").json().get("status") != "succeeded":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert api.post("/v1/endpoints/ep_00000000000000000000000000000000/test").status_code == 404

@@ -86,6 +86,8 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "EndpointState": {"type": "object", "properties": {"reason": {"type": "string"}}},
+    "TestSent": {"type": "object", "properties": {"event_id": {"type": "string"},
+                                                  "delivery_id": {"type": "string"}}},
     "Retried": {"type": "object", "properties": {"retried": {"type": "integer"}}},
     "DeliveryList": {
         "type": "object",

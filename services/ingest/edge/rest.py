@@ -26,7 +26,7 @@ from switchboard.v1 import auth_pb2, auth_pb2_grpc, delivery_pb2, delivery_pb2_g
 __all__ = [
     "publish_event", "list_audit",
     "create_source", "list_sources", "get_source", "rotate_source_secret", "disable_source",
-    "create_endpoint", "list_endpoints", "get_endpoint", "set_endpoint_enabled", "retry_failed",
+    "create_endpoint", "list_endpoints", "get_endpoint", "set_endpoint_enabled", "retry_failed", "test_endpoint",
     "list_deliveries", "get_delivery", "retry_delivery",
     "create_route", "list_routes", "get_event",
 ]
@@ -210,6 +210,14 @@ async def set_endpoint_enabled(request: Request, principal: Principal, edge: Edg
         timeout=edge.clients.timeout))
     await audit(edge, principal, "endpoint.enable" if enabled else "endpoint.disable", reply.id)
     return JSONResponse(_message(reply))
+
+
+async def test_endpoint(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_delivery_stub(edge).TestEndpoint(
+        delivery_pb2.GetEndpointRequest(tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"]),
+        timeout=edge.clients.timeout))
+    await audit(edge, principal, "endpoint.test", request.path_params["endpoint_id"])
+    return JSONResponse(_message(reply), status_code=202)
 
 
 async def retry_failed(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:

@@ -56,6 +56,8 @@ API_ROUTES: tuple[ApiRoute, ...] = (
              "Disable an endpoint: deliveries to it fail at once, kept for retry", "EndpointState", "Endpoint"),
     ApiRoute("POST", "/v1/endpoints/{endpoint_id}/enable", rest.set_endpoint_enabled, "admin",
              "Enable an endpoint again", None, "Endpoint"),
+    ApiRoute("POST", "/v1/endpoints/{endpoint_id}/test", rest.test_endpoint, "admin",
+             "Send a test event to the endpoint; follow it at /v1/deliveries/{delivery_id}", None, "TestSent", 202),
     ApiRoute("POST", "/v1/endpoints/{endpoint_id}/retry-failed", rest.retry_failed, "admin",
              "Retry all of an endpoint's failed (dead-lettered) deliveries", None, "Retried", 202),
     ApiRoute("GET", "/v1/deliveries", rest.list_deliveries, "read",
