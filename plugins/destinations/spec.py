@@ -74,6 +74,8 @@ class SendResult:
     retryable: bool = True
     # The receiver asked for this delay (Retry-After); None means "use the policy".
     retry_after_s: float | None = None
+    # The receiver's response headers (the host keeps a bounded copy).
+    response_headers: Mapping[str, str] = field(default_factory=dict)
     # The receiver said it never wants this endpoint used again (HTTP 410):
     # the host disables the endpoint, with this reason.
     disable_endpoint: str | None = None

@@ -96,6 +96,7 @@ class WebhookDestination:
                     follow_redirects=False,
                 ) as response:
                     status = response.status_code
+                    received_headers = dict(response.headers)
                     abort = response.headers.get("webhook-delivery", "").strip().lower() == "abort-message"
                     excerpt = await _excerpt(response)
         except (TimeoutError, httpx.TimeoutException):
@@ -104,19 +105,19 @@ class WebhookDestination:
             return SendResult(ok=False, error=f"request not sendable: {exc}"[:500], retryable=False)
         except httpx.HTTPError as exc:
             return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
+        answered = {"status_code": status, "response_excerpt": excerpt, "response_headers": received_headers}
         if 200 <= status < 300:
-            return SendResult(ok=True, status_code=status, response_excerpt=excerpt)
+            return SendResult(ok=True, **answered)
         if abort:
-            return SendResult(ok=False, status_code=status, response_excerpt=excerpt, retryable=False,
-                              error=f"receiver answered {status} with webhook-delivery: abort-message")
+            return SendResult(ok=False, retryable=False,
+                              error=f"receiver answered {status} with webhook-delivery: abort-message", **answered)
         if status == 410:
-            return SendResult(ok=False, status_code=status, response_excerpt=excerpt, retryable=False,
-                              error="receiver answered 410 Gone", disable_endpoint="receiver answered 410 Gone")
+            return SendResult(ok=False, retryable=False, error="receiver answered 410 Gone",
+                              disable_endpoint="receiver answered 410 Gone", **answered)
         retryable = status >= 500 or status in _RETRYABLE_STATUSES
         return SendResult(
             ok=False,
-            status_code=status,
-            response_excerpt=excerpt,
+            **answered,
             error=f"receiver answered {status}",
             retryable=retryable,
             retry_after_s=_retry_after(response) if retryable else None,

@@ -41,7 +41,8 @@ def _delivery(d: Delivery) -> pb.Delivery:
         attempts=[
             pb.Attempt(number=a.number, started_at=timestamp(a.started_at), outcome=a.outcome,
                        status_code=a.status_code or 0, latency_ms=a.latency_ms,
-                       response_excerpt=a.response_excerpt, error=a.error or "")
+                       response_excerpt=a.response_excerpt, error=a.error or "",
+                       response_headers=a.response_headers)
             for a in d.history
         ],
     )

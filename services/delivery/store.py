@@ -42,6 +42,7 @@ class Attempt:
     latency_ms: float
     response_excerpt: str
     error: str | None
+    response_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -190,13 +191,14 @@ class DeliveryStore:
             cur = await conn.execute(
                 """WITH recorded AS (
                        INSERT INTO delivery.attempts (delivery_id, number, started_at, outcome, status_code,
-                                                      latency_ms, response_excerpt, error)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+                                                      latency_ms, response_excerpt, error, response_headers)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
                        RETURNING 1)
                    UPDATE delivery.deliveries SET status = %s, attempts = GREATEST(attempts, %s), updated_at = now()
                    WHERE id = %s AND status = 'pending' AND EXISTS (SELECT 1 FROM recorded)""",
                 (delivery_id, attempt.number, attempt.started_at, attempt.outcome, attempt.status_code,
-                 attempt.latency_ms, attempt.response_excerpt, attempt.error, status, attempt.number, delivery_id),
+                 attempt.latency_ms, attempt.response_excerpt, attempt.error, Jsonb(attempt.response_headers),
+                 status, attempt.number, delivery_id),
             )
             return cur.rowcount == 1
 
@@ -290,7 +292,8 @@ class DeliveryStore:
         by_id = {d.id: d for d in deliveries}
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                """SELECT delivery_id, number, started_at, outcome, status_code, latency_ms, response_excerpt, error
+                """SELECT delivery_id, number, started_at, outcome, status_code, latency_ms, response_excerpt, error,
+                          response_headers
                    FROM delivery.attempts WHERE delivery_id = ANY(%s) ORDER BY delivery_id, number""",
                 ([d.id for d in deliveries],),
             )

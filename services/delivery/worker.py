@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -39,6 +40,11 @@ from switchboard.telemetry import extract_trace_context, tracer
 
 logger = logging.getLogger(__name__)
 _tracer = tracer(__name__)
+
+
+def _bounded(headers: Mapping[str, str], count: int = 30, length: int = 256) -> dict[str, str]:
+    """A receiver's headers as kept in the log: at most ``count``, each value cut to ``length``."""
+    return {str(k)[:64].lower(): str(v)[:length] for k, v in list(headers.items())[:count]}
 
 
 class EndpointDisabled(Exception):
@@ -156,7 +162,8 @@ class DeliveryWorker:
         recorded = await self.store.record_attempt(
             message.delivery_id,
             Attempt(number=number, started_at=started, outcome=outcome, status_code=result.status_code,
-                    latency_ms=latency_ms, response_excerpt=result.response_excerpt, error=result.error),
+                    latency_ms=latency_ms, response_excerpt=result.response_excerpt, error=result.error,
+                    response_headers=_bounded(result.response_headers)),
         )
         if not recorded:
             # A redelivered copy of this message raced us and recorded this attempt

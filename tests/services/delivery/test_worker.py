@@ -107,3 +107,13 @@ async def test_the_exact_bytes_received_are_delivered(setup) -> None:
                                 event_type="a", source_id="s1", received_at=0.0, payload={"lossy": True}, body=raw)
         assert (await worker.deliver(exact)).action == "ack"
     assert receiver.requests[0].body == raw.encode()
+
+
+async def test_the_receivers_response_headers_are_kept_bounded(setup) -> None:
+    store, worker, _ = setup
+    with Receiver(status=200, headers={"X-Request-Id": "abc-123", "X-Long": "v" * 1000}) as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        await worker.deliver(message(endpoint.id))
+    [delivery] = await store.list_for_event("t1", "evt_1")
+    headers = delivery.history[0].response_headers
+    assert headers["x-request-id"] == "abc-123" and len(headers["x-long"]) == 256
