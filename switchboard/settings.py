@@ -124,6 +124,10 @@ class Settings:
     delivery_concurrency: int = 64
     # Per endpoint and delivery process, unless the endpoint sets its own.
     endpoint_max_in_flight: int = 16
+    # An endpoint's circuit opens after this many consecutive failures and
+    # stays open (nothing sent) for the cooldown, then lets one probe through.
+    circuit_threshold: int = 5
+    circuit_cooldown_s: float = 30.0
     router_concurrency: int = 64
 
     # Stream limits, explicit so a runaway sender cannot fill the disk.
@@ -182,6 +186,8 @@ class Settings:
             delivery_retry_base_s=_float(env, f"{p}DELIVERY_RETRY_BASE", 5.0),
             delivery_concurrency=_int(env, f"{p}DELIVERY_CONCURRENCY", 64, minimum=1),
             endpoint_max_in_flight=_int(env, f"{p}ENDPOINT_MAX_IN_FLIGHT", 16, minimum=1),
+            circuit_threshold=_int(env, f"{p}CIRCUIT_THRESHOLD", 5, minimum=1),
+            circuit_cooldown_s=_float(env, f"{p}CIRCUIT_COOLDOWN", 30.0),
             router_concurrency=_int(env, f"{p}ROUTER_CONCURRENCY", 64, minimum=1),
             stream_max_bytes=_int(env, f"{p}STREAM_MAX_BYTES", 1024**3, minimum=1024 * 1024),
             stream_max_age_s=_int(env, f"{p}STREAM_MAX_AGE", 7 * 24 * 3600, minimum=60),
@@ -252,6 +258,8 @@ class Settings:
             f"{p}DELIVERY_RETRY_BASE": str(self.delivery_retry_base_s),
             f"{p}DELIVERY_CONCURRENCY": str(self.delivery_concurrency),
             f"{p}ENDPOINT_MAX_IN_FLIGHT": str(self.endpoint_max_in_flight),
+            f"{p}CIRCUIT_THRESHOLD": str(self.circuit_threshold),
+            f"{p}CIRCUIT_COOLDOWN": str(self.circuit_cooldown_s),
             f"{p}ROUTER_CONCURRENCY": str(self.router_concurrency),
             f"{p}STREAM_MAX_BYTES": str(self.stream_max_bytes),
             f"{p}STREAM_MAX_AGE": str(self.stream_max_age_s),

@@ -6,6 +6,7 @@ import httpx
 
 from plugins.destinations.spec import DestinationContext
 from plugins.manager import load_registry
+from services.delivery.circuit import CircuitBreakers
 from services.delivery.options import EndpointOptions
 from services.delivery.retry import RetryPolicy
 from services.delivery.servicer import DeliveryServicer
@@ -48,6 +49,7 @@ class DeliveryApp(ServiceApp):
                 retry=RetryPolicy(max_attempts=s.delivery_max_attempts, base_delay_s=s.delivery_retry_base_s),
             ),
             s.publish_timeout_s,
+            CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s),
         )
         runtime.background(consume(
             runtime.js, CONSUMERS["delivery"], worker.handle,

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 
 from plugins.destinations.spec import DestinationContext, EndpointTarget, OutboundMessage, SendResult
 from plugins.manager import PluginRegistry, UnknownPlugin
+from services.delivery.circuit import CircuitBreakers
 from services.delivery.options import EndpointOptions, parse_options
 from services.delivery.store import Attempt, DeliveryStore, Endpoint
 from switchboard.database import describe_error
@@ -60,6 +61,7 @@ class DeliveryWorker:
         context: DestinationContext,
         defaults: EndpointOptions,
         publish_timeout_s: float,
+        circuits: CircuitBreakers | None = None,
     ) -> None:
         self.js = js
         self.store = store
@@ -67,6 +69,7 @@ class DeliveryWorker:
         self.context = context
         self.defaults = defaults
         self.buckets = TokenBuckets()
+        self.circuits = circuits or CircuitBreakers(threshold=5, cooldown_s=30.0)
         self.in_flight: Counter[str] = Counter()
         self.publish_timeout_s = publish_timeout_s
 
@@ -100,10 +103,16 @@ class DeliveryWorker:
             verdict = self.buckets.take(endpoint.id, options.rate_limit)
             if not verdict.allowed:
                 return retry_in(max(0.05, verdict.retry_after_s))
+        # An endpoint that keeps failing is left alone for a while (the circuit
+        # is open); its messages wait without spending attempts.
+        wait = self.circuits.wait_s(endpoint.id)
+        if wait > 0:
+            return retry_in(wait)
         self.in_flight[endpoint.id] += 1
         try:
             return await self._attempt(message, endpoint, options)
         finally:
+            self.circuits.circuit(endpoint.id).probing = False  # a probe that sent nothing frees its turn
             self.in_flight[endpoint.id] -= 1
             if not self.in_flight[endpoint.id]:
                 del self.in_flight[endpoint.id]
@@ -114,6 +123,7 @@ class DeliveryWorker:
         if status != "pending":
             return ACK  # a redelivery of something already settled
         number = attempts_so_far + 1
+        sent = False
         started = datetime.now(timezone.utc)
         clock = time.perf_counter()
         try:
@@ -121,6 +131,7 @@ class DeliveryWorker:
                 # Kept as a failed delivery (and dead letter): retried by hand once re-enabled.
                 raise EndpointDisabled(f"endpoint disabled: {endpoint.disabled_reason or 'by an operator'}")
             destination = self.registry.destination(endpoint.destination)
+            sent = True
             result = await destination.send(
                 OutboundMessage(
                     delivery_id=message.delivery_id,
@@ -140,6 +151,9 @@ class DeliveryWorker:
             logger.exception("destination raised", extra={"delivery_id": message.delivery_id})
             result = SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
         latency_ms = (time.perf_counter() - clock) * 1000
+        if sent:
+            # A final 4xx means the receiver is up; only what a retry might cure counts against it.
+            self.circuits.record(endpoint.id, result.ok or not result.retryable)
 
         if result.disable_endpoint:
             await self.store.set_endpoint_disabled(message.tenant_id, message.endpoint_id, result.disable_endpoint)

@@ -117,3 +117,29 @@ async def test_the_receivers_response_headers_are_kept_bounded(setup) -> None:
     [delivery] = await store.list_for_event("t1", "evt_1")
     headers = delivery.history[0].response_headers
     assert headers["x-request-id"] == "abc-123" and len(headers["x-long"]) == 256
+
+
+async def test_an_open_circuit_holds_deliveries_without_spending_attempts(pool, js) -> None:
+    from services.delivery.circuit import CircuitBreakers
+
+    await apply_migrations(pool, "delivery", MIGRATIONS)
+    await ensure_streams(js, Settings.from_env({}))
+    store = DeliveryStore(pool)
+    clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
+    async with httpx.AsyncClient() as http:
+        worker = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
+                                EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0)),
+                                5.0, CircuitBreakers(threshold=2, cooldown_s=30, clock=clock))
+        with Receiver(status=503) as receiver:
+            endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+            for n in range(2):
+                assert (await worker.deliver(message(endpoint.id, f"evt_{n}"))).action == "nak"
+            held = await worker.deliver(message(endpoint.id, "evt_held"))
+            assert held.action == "nak" and held.delay_s == 30
+            assert len(receiver.requests) == 2
+            assert await store.list_for_event("t1", "evt_held") == []  # not even begun: no attempt spent
+            clock.now += 30
+            receiver.status = 200
+            assert (await worker.deliver(message(endpoint.id, "evt_held"))).action == "ack"  # the probe
+            assert worker.circuits.circuit(endpoint.id).state == "closed"
+            assert len(receiver.requests) == 3

@@ -1,0 +1,70 @@
+"""A circuit breaker per endpoint: stop hammering a receiver that keeps failing.
+
+Closed: deliveries flow. After ``threshold`` consecutive failures the circuit
+opens: nothing is sent for ``cooldown_s`` (messages wait without spending
+attempts). Then it is half-open: one delivery goes through as a probe; its
+success closes the circuit, its failure opens it again for another cooldown.
+State is per delivery process (each process learns on its own, quickly).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["EndpointCircuit", "CircuitBreakers"]
+
+
+@dataclass
+class EndpointCircuit:
+    threshold: int = 5
+    cooldown_s: float = 30.0
+    failures: int = 0
+    opened_at: float | None = None
+    probing: bool = False
+
+    def wait_s(self, now: float) -> float:
+        """0 when a delivery may go now; else how long until it may."""
+        if self.opened_at is None:
+            return 0.0
+        remaining = self.opened_at + self.cooldown_s - now
+        if remaining > 0:
+            return remaining
+        if self.probing:
+            return min(1.0, self.cooldown_s)  # one probe at a time
+        self.probing = True
+        return 0.0
+
+    def record(self, ok: bool, now: float) -> None:
+        self.probing = False
+        if ok:
+            self.failures = 0
+            self.opened_at = None
+            return
+        self.failures += 1
+        if self.opened_at is not None or self.failures >= self.threshold:
+            self.opened_at = now
+
+    @property
+    def state(self) -> str:
+        return "closed" if self.opened_at is None else "open"
+
+
+class CircuitBreakers:
+    def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self._circuits: dict[str, EndpointCircuit] = {}
+
+    def circuit(self, endpoint_id: str) -> EndpointCircuit:
+        if endpoint_id not in self._circuits:
+            self._circuits[endpoint_id] = EndpointCircuit(self.threshold, self.cooldown_s)
+        return self._circuits[endpoint_id]
+
+    def wait_s(self, endpoint_id: str) -> float:
+        return self.circuit(endpoint_id).wait_s(self.clock())
+
+    def record(self, endpoint_id: str, ok: bool) -> None:
+        self.circuit(endpoint_id).record(ok, self.clock())
