@@ -171,7 +171,8 @@ class DeliveryWorker:
                 dead_letter_subject(message.tenant_id, message.endpoint_id),
                 encode({**message.to_message(), "last_error": result.error, "attempts": number}),
                 timeout=self.publish_timeout_s,
-                headers={"Nats-Msg-Id": f"dead:{message.delivery_id}"},
+                # One dead letter per cycle: a manual retry that fails again is kept again.
+                headers={"Nats-Msg-Id": f"dead:{message.delivery_id}:{cycle_start}"},
             )
         recorded = await self.store.record_attempt(
             message.delivery_id,
