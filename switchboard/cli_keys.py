@@ -12,7 +12,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from switchboard.settings import Settings
-from switchboard.supervisor import listening_ports
+from switchboard.supervisor import running_port
 from switchboard.v1 import auth_pb2 as pb, auth_pb2_grpc as rpc
 
 __all__ = ["add_commands"]
@@ -31,11 +31,9 @@ def duration(text: str) -> timedelta:
 
 def _auth_target(settings: Settings) -> str:
     # A running `switchboard up` may have chosen its ports: it records them.
-    if "auth" not in settings.grpc_targets:
-        try:
-            return f"{settings.grpc_host}:{listening_ports(settings.state_dir)['auth']}"
-        except (OSError, KeyError, ValueError):
-            pass
+    port = running_port(settings.state_dir, "auth")
+    if "auth" not in settings.grpc_targets and port is not None:
+        return f"{settings.grpc_host}:{port}"
     return settings.grpc_target("auth")
 
 

@@ -11,7 +11,7 @@ import httpx
 
 from plugins.manager import BUILTIN_PLUGINS, get_plugin_manager, load_registry
 from switchboard.settings import Settings
-from switchboard.supervisor import listening_ports
+from switchboard.supervisor import running_port
 
 __all__ = ["add_commands", "SAMPLES"]
 
@@ -47,10 +47,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _edge_url(settings: Settings) -> str:
-    try:
-        port = listening_ports(settings.state_dir)["http"]
-    except (OSError, KeyError, ValueError):
-        port = settings.http_port
+    port = running_port(settings.state_dir, "http") or settings.http_port
     return f"http://{settings.http_host}:{port}"
 
 

@@ -24,6 +24,11 @@ class RateLimit:
         if self.rate_per_s <= 0 or self.burst < 1:
             raise ValueError("a rate limit needs a positive rate and a burst of at least 1")
 
+    @classmethod
+    def of(cls, per_second: float, burst: int | None = None) -> "RateLimit":
+        """From API input: the burst defaults to one second's worth (at least 1)."""
+        return cls(float(per_second), int(burst or max(1, int(per_second))))
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -301,6 +301,14 @@ def listening_ports(state_dir: Path) -> dict[str, int]:
     return json.loads((state_dir / "run" / "ports.json").read_text())
 
 
+def running_port(state_dir: Path, name: str) -> int | None:
+    """The port a running `switchboard up` chose for ``name`` ("http" or a service), if any."""
+    try:
+        return listening_ports(state_dir)[name]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def pid_files(state_dir: Path) -> dict[str, int]:
     """The running services' pids, as the supervisor recorded them."""
     pids = {}

@@ -30,6 +30,7 @@ from plugins.sources.verification import (
     json_body,
     matches_any,
     require_content_type,
+    valid_tolerance,
 )
 
 _HEADER_KEYS = ("signature_header", "event_type_header", "id_header", "timestamp_header")
@@ -57,9 +58,7 @@ class GenericHmacSource:
             if key in clean:
                 clean[key] = clean[key].lower()
         if "timestamp_header" in clean:
-            tolerance = clean.setdefault("tolerance_seconds", 300)
-            if isinstance(tolerance, bool) or not isinstance(tolerance, int) or not 1 <= tolerance <= 3600:
-                raise InvalidSourceConfig("tolerance_seconds must be an integer from 1 to 3600")
+            clean["tolerance_seconds"] = valid_tolerance(clean.get("tolerance_seconds", 300))
         return clean
 
     def _signed_content(self, request: InboundRequest, config: Mapping[str, Any]) -> bytes:

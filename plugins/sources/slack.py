@@ -18,7 +18,6 @@ import orjson
 
 from plugins.markers import hookimpl
 from plugins.sources.spec import InboundRequest, NormalizedEvent, Reply, SignatureInvalid
-from plugins.sources.stripe import tolerance
 from plugins.sources.verification import (
     JSON_TYPES,
     check_timestamp,
@@ -26,6 +25,7 @@ from plugins.sources.verification import (
     json_object,
     matches_any,
     require_content_type,
+    tolerance_only,
     unix_time,
 )
 
@@ -34,7 +34,7 @@ class SlackSource:
     name = "slack"
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return tolerance(config)
+        return tolerance_only(config)
 
     def verify(self, request: InboundRequest, secret: str, config: Mapping[str, Any]) -> None:
         timestamp = check_timestamp(request.headers.get("x-slack-request-timestamp"),

@@ -17,8 +17,14 @@ from typing import Any, Mapping
 
 from plugins.markers import hookimpl
 from plugins.sources.spec import InboundRequest, InvalidSourceConfig, NormalizedEvent, SignatureInvalid
-from plugins.sources.stripe import tolerance
-from plugins.sources.verification import JSON_TYPES, check_timestamp, json_body, matches_any, require_content_type
+from plugins.sources.verification import (
+    JSON_TYPES,
+    check_timestamp,
+    json_body,
+    matches_any,
+    require_content_type,
+    tolerance_only,
+)
 from switchboard.signatures import decode_webhook_secret, generate_webhook_secret, sign_standard_webhook
 
 
@@ -30,7 +36,7 @@ class StandardWebhooksSource:
     name = "standard-webhooks"
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return tolerance(config)
+        return tolerance_only(config)
 
     def generate_secret(self) -> str:
         return generate_webhook_secret()

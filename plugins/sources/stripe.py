@@ -13,7 +13,7 @@ import time
 from typing import Any, Mapping
 
 from plugins.markers import hookimpl
-from plugins.sources.spec import InboundRequest, InvalidSourceConfig, NormalizedEvent, SignatureInvalid
+from plugins.sources.spec import InboundRequest, NormalizedEvent, SignatureInvalid
 from plugins.sources.verification import (
     JSON_TYPES,
     check_timestamp,
@@ -21,25 +21,16 @@ from plugins.sources.verification import (
     json_object,
     matches_any,
     require_content_type,
+    tolerance_only,
     unix_time,
 )
-
-
-def tolerance(config: Mapping[str, Any], default: int = 300) -> dict[str, Any]:
-    value = config.get("tolerance_seconds", default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3600:
-        raise InvalidSourceConfig("tolerance_seconds must be an integer from 1 to 3600")
-    unknown = set(config) - {"tolerance_seconds"}
-    if unknown:
-        raise InvalidSourceConfig(f"unknown config keys: {', '.join(sorted(unknown))}")
-    return {"tolerance_seconds": value}
 
 
 class StripeSource:
     name = "stripe"
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return tolerance(config)
+        return tolerance_only(config)
 
     def verify(self, request: InboundRequest, secret: str, config: Mapping[str, Any]) -> None:
         header = request.headers.get("stripe-signature")

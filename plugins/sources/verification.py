@@ -27,6 +27,8 @@ __all__ = [
     "parse_json_object",
     "unix_time",
     "no_config",
+    "tolerance_only",
+    "valid_tolerance",
     "form_body",
     "require_content_type",
     "JSON_TYPES",
@@ -95,6 +97,21 @@ def parse_json_object(raw: bytes | str, what: str) -> dict[str, Any]:
 def unix_time(value: Any) -> float | None:
     """A provider's numeric timestamp field, if it is one."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def valid_tolerance(value: Any) -> int:
+    """A ``tolerance_seconds`` config value, checked."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3600:
+        raise InvalidSourceConfig("tolerance_seconds must be an integer from 1 to 3600")
+    return value
+
+
+def tolerance_only(config: Mapping[str, Any], default: int = 300) -> dict[str, Any]:
+    """The config of a source whose only option is its timestamp tolerance."""
+    unknown = set(config) - {"tolerance_seconds"}
+    if unknown:
+        raise InvalidSourceConfig(f"unknown config keys: {', '.join(sorted(unknown))}")
+    return {"tolerance_seconds": valid_tolerance(config.get("tolerance_seconds", default))}
 
 
 def no_config(source: str, config: Mapping[str, Any]) -> dict[str, Any]:

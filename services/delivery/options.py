@@ -72,8 +72,7 @@ def parse_options(config: Mapping[str, Any], defaults: EndpointOptions) -> Endpo
     retry = config.get("retry") or {}
     return EndpointOptions(
         max_in_flight=config.get("max_in_flight", defaults.max_in_flight),
-        rate_limit=RateLimit(rate["per_second"], rate.get("burst") or max(1, int(rate["per_second"])))
-        if rate else defaults.rate_limit,
+        rate_limit=RateLimit.of(rate["per_second"], rate.get("burst")) if rate else defaults.rate_limit,
         timeout_s=config.get("timeout_seconds", defaults.timeout_s),
         retry=RetryPolicy(
             max_attempts=retry.get("max_attempts", defaults.retry.max_attempts),

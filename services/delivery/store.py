@@ -58,6 +58,9 @@ class Delivery:
     history: list[Attempt] = field(default_factory=list)
 
 
+_DELIVERY_COLUMNS = "id, tenant_id, event_id, endpoint_id, status, attempts, created_at, updated_at"
+
+
 def _endpoint(row: dict[str, Any]) -> Endpoint:
     return Endpoint(**{k: row[k] for k in Endpoint.__dataclass_fields__})
 
@@ -202,10 +205,6 @@ class DeliveryStore:
             )
             return cur.rowcount == 1
 
-    async def list_for_event(self, tenant_id: str, event_id: str) -> list[Delivery]:
-        page, _ = await self.list_deliveries(tenant_id, DeliveryFilter(event_id=event_id, limit=1000))
-        return sorted(page, key=lambda d: d.id)
-
     async def list_deliveries(self, tenant_id: str, filters: DeliveryFilter) -> tuple[list[Delivery], str]:
         """A page of deliveries, newest first, and the cursor of the next page ("" on the last)."""
         if filters.status and filters.status not in ("pending", "succeeded", "failed"):
@@ -229,8 +228,7 @@ class DeliveryStore:
             params += [created, last_id]
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                f"""SELECT id, tenant_id, event_id, endpoint_id, status, attempts, created_at, updated_at
-                    FROM delivery.deliveries WHERE {" AND ".join(clauses)}
+                f"""SELECT {_DELIVERY_COLUMNS} FROM delivery.deliveries WHERE {" AND ".join(clauses)}
                     ORDER BY created_at DESC, id DESC LIMIT %s""",
                 (*params, limit + 1),
             )
@@ -243,8 +241,7 @@ class DeliveryStore:
     async def get_delivery(self, tenant_id: str, delivery_id: str) -> Delivery:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                """SELECT id, tenant_id, event_id, endpoint_id, status, attempts, created_at, updated_at
-                   FROM delivery.deliveries WHERE tenant_id = %s AND id = %s""",
+                f"SELECT {_DELIVERY_COLUMNS} FROM delivery.deliveries WHERE tenant_id = %s AND id = %s",
                 (tenant_id, delivery_id),
             )
             row = await cur.fetchone()

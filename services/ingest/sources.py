@@ -66,7 +66,7 @@ def rate_limit(per_second: float | None, burst: int | None) -> RateLimit | None:
     if not per_second and not burst:
         return None
     try:
-        return RateLimit(float(per_second or 0), int(burst or max(1, int(per_second or 0))))
+        return RateLimit.of(per_second or 0, burst)
     except (ValueError, TypeError):
         raise InvalidRequest("rate_limit needs a positive per_second and burst") from None
 

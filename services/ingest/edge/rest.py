@@ -55,6 +55,13 @@ def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
+def _int_param(request: Request, name: str, default: int) -> int:
+    try:
+        return int(request.query_params.get(name, default))
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer") from None
+
+
 def _strings(body: dict[str, Any], name: str) -> list[str]:
     value = body.get(name)
     value = [] if value is None else value
@@ -80,10 +87,13 @@ def _source(source: Source, request: Request) -> dict[str, Any]:
     }
 
 
+def _auth_stub(edge: EdgeContext) -> auth_pb2_grpc.AuthServiceStub:
+    return edge.clients.stub("auth", auth_pb2_grpc.AuthServiceStub)
+
+
 async def audit(edge: EdgeContext, principal: Principal, action: str, resource: str) -> None:
     """Record a mutation in the audit log (AuthService) before answering it."""
-    stub = edge.clients.stub("auth", auth_pb2_grpc.AuthServiceStub)
-    await call(stub.RecordAudit(auth_pb2.RecordAuditRequest(
+    await call(_auth_stub(edge).RecordAudit(auth_pb2.RecordAuditRequest(
         tenant_id=principal.tenant_id, actor=principal.key_id, action=action, resource=resource),
         timeout=edge.clients.timeout))
 
@@ -103,14 +113,9 @@ async def publish_event(request: Request, principal: Principal, edge: EdgeContex
 
 
 async def list_audit(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
-    try:
-        limit = int(request.query_params.get("limit", "100"))
-        before = int(request.query_params.get("before_id", "0"))
-    except ValueError:
-        raise InvalidRequest("limit and before_id must be integers") from None
-    stub = edge.clients.stub("auth", auth_pb2_grpc.AuthServiceStub)
-    reply = await call(stub.ListAudit(auth_pb2.ListAuditRequest(
-        tenant_id=principal.tenant_id, limit=limit, before_id=before), timeout=edge.clients.timeout))
+    reply = await call(_auth_stub(edge).ListAudit(auth_pb2.ListAuditRequest(
+        tenant_id=principal.tenant_id, limit=_int_param(request, "limit", 100),
+        before_id=_int_param(request, "before_id", 0)), timeout=edge.clients.timeout))
     return JSONResponse({"data": [_message(e) for e in reply.entries]})
 
 
@@ -118,18 +123,12 @@ async def list_audit(request: Request, principal: Principal, edge: EdgeContext) 
 
 async def create_source(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     body = await read_json_object(request, edge.settings.max_body_bytes)
-    config = body.get("config")
-    config = {} if config is None else config
-    if not isinstance(config, dict):
-        raise InvalidRequest("config must be a JSON object")
-    limit = body.get("rate_limit") or {}
-    if not isinstance(limit, dict):
-        raise InvalidRequest("rate_limit must be an object like {\"per_second\": 10, \"burst\": 20}")
+    limit = _object(body, "rate_limit")
     source = await edge.sources.create(
         principal.tenant_id,
         _string(body, "name", required=True),
         _string(body, "type", "generic"),
-        config,
+        _object(body, "config"),
         _string(body, "secret"),
         _strings(body, "allowed_ips"),
         rate_limit(limit.get("per_second"), limit.get("burst")),
@@ -244,14 +243,11 @@ def _timestamp_param(request: Request, name: str) -> Timestamp | None:
 
 async def list_deliveries(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     q = request.query_params
-    try:
-        limit = int(q.get("limit", "50"))
-    except ValueError:
-        raise InvalidRequest("limit must be an integer") from None
     reply = await call(_delivery_stub(edge).ListDeliveries(delivery_pb2.ListDeliveriesRequest(
         tenant_id=principal.tenant_id, event_id=q.get("event_id", ""), endpoint_id=q.get("endpoint_id", ""),
         status=q.get("status", ""), since=_timestamp_param(request, "since"),
-        until=_timestamp_param(request, "until"), cursor=q.get("cursor", ""), limit=limit,
+        until=_timestamp_param(request, "until"), cursor=q.get("cursor", ""),
+        limit=_int_param(request, "limit", 50),
     ), timeout=edge.clients.timeout))
     return JSONResponse({"data": [_message(d) for d in reply.deliveries], "next_cursor": reply.next_cursor or None})
 
@@ -305,7 +301,8 @@ async def get_event(request: Request, principal: Principal, edge: EdgeContext) -
     event = await call(_router_stub(edge).GetEvent(
         router_pb2.GetEventRequest(tenant_id=principal.tenant_id, id=event_id), timeout=edge.clients.timeout))
     deliveries = await call(_delivery_stub(edge).ListDeliveries(
-        delivery_pb2.ListDeliveriesRequest(tenant_id=principal.tenant_id, event_id=event_id),
+        # The store's page limit: an event fans out to at most that many endpoints here.
+        delivery_pb2.ListDeliveriesRequest(tenant_id=principal.tenant_id, event_id=event_id, limit=1000),
         timeout=edge.clients.timeout))
     data = _message(event)
     data["headers"] = json.loads(data.pop("headers_json", "{}"))

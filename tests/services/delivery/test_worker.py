@@ -9,7 +9,7 @@ from plugins.destinations.spec import DestinationContext
 from plugins.manager import load_registry
 from services.delivery.options import EndpointOptions
 from services.delivery.retry import RetryPolicy
-from services.delivery.store import DeliveryStore
+from services.delivery.store import DeliveryFilter, DeliveryStore
 from services.delivery.worker import DeliveryWorker
 from switchboard.database import apply_migrations
 from switchboard.events import DeliveryMessage
@@ -32,6 +32,11 @@ async def setup(pool, js):
         yield store, worker, js
 
 
+async def deliveries_of(store: DeliveryStore, tenant_id: str, event_id: str) -> list:
+    page, _ = await store.list_deliveries(tenant_id, DeliveryFilter(event_id=event_id))
+    return page
+
+
 def message(endpoint_id: str, event_id: str = "evt_1") -> DeliveryMessage:
     return DeliveryMessage(event_id=event_id, tenant_id="t1", endpoint_id=endpoint_id, route_id="rt_1",
                            event_type="a.b", source_id="s1", received_at=0.0, payload={"n": 1})
@@ -44,7 +49,7 @@ async def test_success_is_recorded_and_a_redelivery_sends_nothing_more(setup) ->
         assert (await worker.deliver(message(endpoint.id))).action == "ack"
         assert (await worker.deliver(message(endpoint.id))).action == "ack"
     assert len(receiver.requests) == 1
-    [delivery] = await store.list_for_event("t1", "evt_1")
+    [delivery] = await deliveries_of(store, "t1", "evt_1")
     assert delivery.status == "succeeded" and [a.outcome for a in delivery.history] == ["succeeded"]
 
 
@@ -55,7 +60,7 @@ async def test_retryable_failures_back_off_then_dead_letter(setup) -> None:
         decisions = [await worker.deliver(message(endpoint.id)) for _ in range(3)]
     assert [d.action for d in decisions] == ["nak", "nak", "ack"]
     assert decisions[0].delay_s == 1 and decisions[1].delay_s == 2
-    [delivery] = await store.list_for_event("t1", "evt_1")
+    [delivery] = await deliveries_of(store, "t1", "evt_1")
     assert delivery.status == "failed"
     assert [a.outcome for a in delivery.history] == ["retrying", "retrying", "failed"]
     assert all(a.status_code == 500 and a.response_excerpt == "not now" for a in delivery.history)
@@ -68,7 +73,7 @@ async def test_a_final_failure_is_not_retried(setup) -> None:
     with Receiver(status=410) as receiver:
         endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
         assert (await worker.deliver(message(endpoint.id))).action == "ack"
-    [delivery] = await store.list_for_event("t1", "evt_1")
+    [delivery] = await deliveries_of(store, "t1", "evt_1")
     assert delivery.status == "failed" and len(delivery.history) == 1
 
 
@@ -76,7 +81,7 @@ async def test_a_message_for_another_tenants_endpoint_is_dropped(setup) -> None:
     store, worker, _ = setup
     endpoint = await store.create_endpoint("t2", "http://127.0.0.1:9/x", "", "webhook", generate_webhook_secret())
     assert (await worker.deliver(message(endpoint.id))).action == "term"
-    assert await store.list_for_event("t1", "evt_1") == []
+    assert await deliveries_of(store, "t1", "evt_1") == []
 
 
 async def test_a_late_duplicate_attempt_never_turns_a_success_back_into_pending(setup) -> None:
@@ -94,7 +99,7 @@ async def test_a_late_duplicate_attempt_never_turns_a_success_back_into_pending(
 
     assert await store.record_attempt(msg.delivery_id, attempt("succeeded")) is True
     assert await store.record_attempt(msg.delivery_id, attempt("retrying")) is False
-    [delivery] = await store.list_for_event("t1", "evt_1")
+    [delivery] = await deliveries_of(store, "t1", "evt_1")
     assert delivery.status == "succeeded" and [a.outcome for a in delivery.history] == ["succeeded"]
 
 
@@ -114,7 +119,7 @@ async def test_the_receivers_response_headers_are_kept_bounded(setup) -> None:
     with Receiver(status=200, headers={"X-Request-Id": "abc-123", "X-Long": "v" * 1000}) as receiver:
         endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
         await worker.deliver(message(endpoint.id))
-    [delivery] = await store.list_for_event("t1", "evt_1")
+    [delivery] = await deliveries_of(store, "t1", "evt_1")
     headers = delivery.history[0].response_headers
     assert headers["x-request-id"] == "abc-123" and len(headers["x-long"]) == 256
 
@@ -137,7 +142,7 @@ async def test_an_open_circuit_holds_deliveries_without_spending_attempts(pool, 
             held = await worker.deliver(message(endpoint.id, "evt_held"))
             assert held.action == "nak" and held.delay_s == 30
             assert len(receiver.requests) == 2
-            assert await store.list_for_event("t1", "evt_held") == []  # not even begun: no attempt spent
+            assert await deliveries_of(store, "t1", "evt_held") == []  # not even begun: no attempt spent
             clock.now += 30
             receiver.status = 200
             assert (await worker.deliver(message(endpoint.id, "evt_held"))).action == "ack"  # the probe
