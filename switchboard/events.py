@@ -77,6 +77,7 @@ class DeliveryMessage:
     received_at: float
     payload: Any
     body: str | None = None
+    conversation_key: str | None = None
 
     @property
     def delivery_id(self) -> str:

@@ -14,13 +14,20 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
 
 
 class Receiver:
-    """Records every POST; answers with ``status`` (settable while running)."""
+    """Records every request; answers with ``status`` (settable while running).
 
-    def __init__(self, status: int = 200, headers: dict[str, str] | None = None, delay_s: float = 0.0) -> None:
+    The answer's body is ``response_body`` when set (an API stand-in returns
+    JSON there), else "ok" for a success and "not now" otherwise.
+    """
+
+    def __init__(self, status: int = 200, headers: dict[str, str] | None = None, delay_s: float = 0.0,
+                 response_body: bytes | None = None) -> None:
         self.status = status
+        self.response_body = response_body
         # Seconds to wait before answering (a slow receiver).
         self.delay_s = delay_s
         # Extra response headers (settable while running).
@@ -32,21 +39,26 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def _answer(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                 with receiver._lock:
-                    receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    receiver.requests.append(Received(
+                        self.path, {k.lower(): v for k, v in self.headers.items()}, body, self.command))
                     status = receiver.status
                     extra = dict(receiver.headers)
-                payload = b"ok" if status < 300 else b"not now"
+                    payload = receiver.response_body
+                if payload is None:
+                    payload = b"ok" if status < 300 else b"not now"
                 self.send_response(status)
                 for name, value in extra.items():
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            do_POST = do_PUT = do_PATCH = do_DELETE = do_GET = _answer  # noqa: N815 (http.server's naming)
 
             def log_message(self, *args: object) -> None:
                 pass

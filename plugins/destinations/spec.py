@@ -47,13 +47,23 @@ class OutboundMessage:
     attempt: int
     # The exact bytes to send, when the source kept them; else encode ``payload``.
     body: bytes | None = None
+    source_id: str = ""
+    # The conversation the event belongs to (Intercom conversation id, Slack
+    # channel and thread, Twilio phone number): where a reply goes.
+    conversation_key: str | None = None
 
 
 @dataclass(frozen=True)
 class EndpointTarget:
     url: str
+    # The endpoint's signing secret (``whsec_...``).
     secret: str
+    # The destination's own settings (method and headers for ``webhook``, a
+    # bot token for ``slack``...); checked by :meth:`Destination.validate`.
     config: Mapping[str, Any] = field(default_factory=dict)
+    # During a secret rotation's grace period, the secret being replaced:
+    # signing destinations sign with both so receivers can switch at leisure.
+    previous_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,11 @@ class DestinationContext:
     http: httpx.AsyncClient
     timeout_s: float
     allow_private_networks: bool
+    # The platform's NATS connection, for destinations that publish to NATS.
+    nats: Any = None
+    # The endpoint's own list of HTTP statuses that are retried; None means
+    # the destination's defaults.
+    retry_statuses: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)

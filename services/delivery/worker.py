@@ -141,6 +141,8 @@ class DeliveryWorker:
                     payload=message.payload,
                     attempt=number,
                     body=message.body.encode() if message.body is not None else None,
+                    source_id=message.source_id,
+                    conversation_key=message.conversation_key,
                 ),
                 EndpointTarget(url=endpoint.url, secret=endpoint.secret, config=endpoint.config),
                 replace(self.context, timeout_s=options.timeout_s),

@@ -61,6 +61,7 @@ class EventRouter:
                     received_at=event.received_at,
                     payload=event.payload,
                     body=event.body,
+                    conversation_key=event.conversation_key,
                 )
                 # A redelivered event re-publishes; the message id makes that a no-op.
                 await self.js.publish(
