@@ -43,7 +43,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, allow_zero: bool = False) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -51,8 +51,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SettingsError(f"{name} must be {'zero or ' if allow_zero else ''}positive, got {value}")
     return value
 
 
@@ -128,6 +128,9 @@ class Settings:
     # stays open (nothing sent) for the cooldown, then lets one probe through.
     circuit_threshold: int = 5
     circuit_cooldown_s: float = 30.0
+    # An endpoint failing without a single success for this long is disabled
+    # (reason kept; re-enable through the API). 0 turns this off.
+    endpoint_auto_disable_s: float = 5 * 24 * 3600
     router_concurrency: int = 64
 
     # Stream limits, explicit so a runaway sender cannot fill the disk.
@@ -188,6 +191,8 @@ class Settings:
             endpoint_max_in_flight=_int(env, f"{p}ENDPOINT_MAX_IN_FLIGHT", 16, minimum=1),
             circuit_threshold=_int(env, f"{p}CIRCUIT_THRESHOLD", 5, minimum=1),
             circuit_cooldown_s=_float(env, f"{p}CIRCUIT_COOLDOWN", 30.0),
+            endpoint_auto_disable_s=_float(env, f"{p}ENDPOINT_AUTO_DISABLE_AFTER", 5 * 24 * 3600,
+                                           allow_zero=True),
             router_concurrency=_int(env, f"{p}ROUTER_CONCURRENCY", 64, minimum=1),
             stream_max_bytes=_int(env, f"{p}STREAM_MAX_BYTES", 1024**3, minimum=1024 * 1024),
             stream_max_age_s=_int(env, f"{p}STREAM_MAX_AGE", 7 * 24 * 3600, minimum=60),
@@ -260,6 +265,7 @@ class Settings:
             f"{p}ENDPOINT_MAX_IN_FLIGHT": str(self.endpoint_max_in_flight),
             f"{p}CIRCUIT_THRESHOLD": str(self.circuit_threshold),
             f"{p}CIRCUIT_COOLDOWN": str(self.circuit_cooldown_s),
+            f"{p}ENDPOINT_AUTO_DISABLE_AFTER": str(self.endpoint_auto_disable_s),
             f"{p}ROUTER_CONCURRENCY": str(self.router_concurrency),
             f"{p}STREAM_MAX_BYTES": str(self.stream_max_bytes),
             f"{p}STREAM_MAX_AGE": str(self.stream_max_age_s),

@@ -1,18 +1,27 @@
-"""The ``webhook`` destination: an HTTP POST signed per Standard Webhooks.
+"""The ``webhook`` destination: an HTTP request signed per Standard Webhooks.
 
 Headers: ``webhook-id`` (the delivery id, stable across retries so receivers
 can de-duplicate), ``webhook-timestamp`` (Unix seconds) and
 ``webhook-signature: v1,<base64 HMAC-SHA256>`` keyed by the endpoint's
-``whsec_`` secret. Any 2xx is success; 408, 425, 429 and 5xx are retried
-(honouring ``Retry-After``); other 4xx are final. Receivers steer retries:
-a ``webhook-delivery: abort-message`` response header stops them for this
-delivery (as Svix does), and 410 Gone disables the endpoint.
+``whsec_`` secret; during a secret rotation's grace period a second ``v1,``
+signature made with the previous secret follows, space-separated, as the
+specification allows. Any 2xx is success; 408, 425, 429 and 5xx are retried
+(honouring ``Retry-After``), or the endpoint's own ``retry_statuses``; other
+4xx are final. Receivers steer retries: a ``webhook-delivery: abort-message``
+response header stops them for this delivery (as Svix does), and 410 Gone
+disables the endpoint.
+
+Config: ``method`` (POST, PUT or PATCH; POST by default) and ``headers``
+(extra request headers; the signature headers and hop-by-hop headers cannot
+be overridden).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections.abc import Mapping
 from urllib.parse import quote
 
 import httpx
@@ -29,8 +38,37 @@ from plugins.markers import hookimpl
 from switchboard.netguard import DestinationRefused, check_url_shape, ensure_public_destination
 from switchboard.signatures import decode_webhook_secret, sign_standard_webhook
 
-_RETRYABLE_STATUSES = {408, 425, 429}
+_RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _EXCERPT_BYTES = 512
+_METHODS = ("POST", "PUT", "PATCH")
+_MAX_HEADERS = 20
+# Set by us on every request: a tenant's header must not replace them.
+_RESERVED_HEADERS = frozenset({
+    "webhook-id", "webhook-timestamp", "webhook-signature", "content-length", "content-type", "host",
+    "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive", "proxy-authorization",
+    "x-switchboard-event-id", "x-switchboard-event-type", "x-switchboard-attempt",
+})
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+
+
+def check_webhook_config(config: Mapping[str, object]) -> None:
+    """InvalidEndpointConfig unless ``config`` is a valid webhook config."""
+    unknown = set(config) - {"method", "headers"}
+    if unknown:
+        raise InvalidEndpointConfig(f"unknown webhook config: {', '.join(sorted(unknown))}; it takes method, headers")
+    method = config.get("method", "POST")
+    if method not in _METHODS:
+        raise InvalidEndpointConfig(f"method is one of {', '.join(_METHODS)}")
+    headers = config.get("headers", {})
+    if not isinstance(headers, Mapping) or len(headers) > _MAX_HEADERS:
+        raise InvalidEndpointConfig(f"headers is an object of at most {_MAX_HEADERS} names and values")
+    for name, value in headers.items():
+        if not _TOKEN.match(name):
+            raise InvalidEndpointConfig(f"header name {name!r} is not a valid HTTP header name")
+        if name.lower() in _RESERVED_HEADERS:
+            raise InvalidEndpointConfig(f"header {name} is set by Switchboard and cannot be overridden")
+        if not isinstance(value, str) or len(value) > 1000 or not (value.isascii() and value.isprintable()):
+            raise InvalidEndpointConfig(f"header {name} needs a printable ASCII string value of at most 1000 characters")
 
 
 async def _excerpt(response: httpx.Response) -> str:
@@ -69,6 +107,7 @@ class WebhookDestination:
             decode_webhook_secret(target.secret)
         except (DestinationRefused, ValueError) as exc:
             raise InvalidEndpointConfig(str(exc)) from None
+        check_webhook_config(target.config)
 
     async def send(self, message: OutboundMessage, target: EndpointTarget, context: DestinationContext) -> SendResult:
         try:
@@ -77,12 +116,16 @@ class WebhookDestination:
             return SendResult(ok=False, error=str(exc), retryable=False)
         body = message.body if message.body is not None else orjson.dumps(message.payload)
         timestamp = int(time.time())
+        signature = sign_standard_webhook(target.secret, message.delivery_id, timestamp, body)
+        if target.previous_secret:
+            signature += " " + sign_standard_webhook(target.previous_secret, message.delivery_id, timestamp, body)
         headers = {
+            **target.config.get("headers", {}),
             "content-type": "application/json",
             "user-agent": "Switchboard-Webhooks/0.1",
             "webhook-id": message.delivery_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign_standard_webhook(target.secret, message.delivery_id, timestamp, body),
+            "webhook-signature": signature,
             "x-switchboard-event-id": message.event_id,
             "x-switchboard-event-type": _header_value(message.event_type),
             "x-switchboard-attempt": str(message.attempt),
@@ -92,7 +135,7 @@ class WebhookDestination:
             # so a receiver dripping bytes could otherwise hold a slot for ever.
             async with asyncio.timeout(context.timeout_s):
                 async with context.http.stream(
-                    "POST", target.url, content=body, headers=headers, timeout=context.timeout_s,
+                    target.config.get("method", "POST"), target.url, content=body, headers=headers, timeout=context.timeout_s,
                     follow_redirects=False,
                 ) as response:
                     status = response.status_code
@@ -114,7 +157,8 @@ class WebhookDestination:
         if status == 410:
             return SendResult(ok=False, retryable=False, error="receiver answered 410 Gone",
                               disable_endpoint="receiver answered 410 Gone", **answered)
-        retryable = status >= 500 or status in _RETRYABLE_STATUSES
+        retryable = (status >= 500 or status in _RETRYABLE_STATUSES if context.retry_statuses is None
+                     else status in context.retry_statuses)
         return SendResult(
             ok=False,
             **answered,

@@ -7,6 +7,7 @@ import httpx
 from plugins.destinations.spec import DestinationContext
 from plugins.manager import load_registry
 from services.delivery.circuit import CircuitBreakers
+from services.delivery.endpoints import EndpointManager
 from services.delivery.options import EndpointOptions
 from services.delivery.retry import RetryPolicy
 from services.delivery.servicer import DeliveryServicer
@@ -24,9 +25,9 @@ class DeliveryApp(ServiceApp):
     def register(self, server, runtime: Runtime) -> None:
         self.registry = load_registry()
         self.store = DeliveryStore(runtime.pool)
+        endpoints = EndpointManager(self.store, self.registry, runtime.settings.allow_private_destinations)
         rpc.add_DeliveryServiceServicer_to_server(
-            DeliveryServicer(self.store, self.registry, runtime.js, runtime.settings.publish_timeout_s,
-                             runtime.settings.allow_private_destinations), server)
+            DeliveryServicer(self.store, endpoints, runtime.js, runtime.settings.publish_timeout_s), server)
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings
@@ -47,6 +48,7 @@ class DeliveryApp(ServiceApp):
                 rate_limit=None,
                 timeout_s=s.delivery_timeout_s,
                 retry=RetryPolicy(max_attempts=s.delivery_max_attempts, base_delay_s=s.delivery_retry_base_s),
+                auto_disable_after_s=s.endpoint_auto_disable_s,
             ),
             s.publish_timeout_s,
             CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s),

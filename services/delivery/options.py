@@ -1,6 +1,6 @@
 """Per-endpoint delivery options: how hard, how fast and how often to try.
 
-Stored in the endpoint's ``config``; anything not set falls back to the
+Stored in the endpoint's ``options``; anything not set falls back to the
 deployment's defaults (settings). Validated at creation with clear 400s.
 """
 
@@ -15,8 +15,9 @@ from switchboard.ratelimit import RateLimit
 
 __all__ = ["EndpointOptions", "parse_options", "validate_options"]
 
-_KEYS = {"max_in_flight", "rate_limit", "timeout_seconds", "retry"}
-_RETRY_KEYS = {"max_attempts", "initial_delay_seconds", "max_delay_seconds"}
+_KEYS = {"max_in_flight", "rate_limit", "timeout_seconds", "retry", "auto_disable_after_seconds"}
+_RETRY_KEYS = {"max_attempts", "initial_delay_seconds", "max_delay_seconds", "multiplier", "jitter",
+               "retry_statuses"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class EndpointOptions:
     rate_limit: RateLimit | None
     timeout_s: float
     retry: RetryPolicy
+    # Failing without a success this long disables the endpoint; 0: never.
+    auto_disable_after_s: float = 0.0
+    # HTTP statuses retried; None: the destination's own choice.
+    retry_statuses: frozenset[int] | None = None
 
 
 def _number(config: Mapping[str, Any], key: str, low: float, high: float, integer: bool = False) -> float | None:
@@ -49,6 +54,7 @@ def validate_options(config: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidRequest(f"unknown endpoint options: {', '.join(sorted(unknown))}")
     _number(config, "max_in_flight", 1, 1000, integer=True)
     _number(config, "timeout_seconds", 1, 60)
+    _number(config, "auto_disable_after_seconds", 0, 90 * 86_400)
     rate = config.get("rate_limit")
     if rate is not None:
         if not isinstance(rate, Mapping) or set(rate) - {"per_second", "burst"}:
@@ -64,6 +70,14 @@ def validate_options(config: Mapping[str, Any]) -> dict[str, Any]:
         _number(retry, "max_attempts", 1, 50, integer=True)
         _number(retry, "initial_delay_seconds", 0.01, 86_400)
         _number(retry, "max_delay_seconds", 0.01, 7 * 86_400)
+        _number(retry, "multiplier", 1, 10)
+        _number(retry, "jitter", 0, 1)
+        statuses = retry.get("retry_statuses")
+        if statuses is not None and (
+            not isinstance(statuses, list) or len(statuses) > 100
+            or not all(isinstance(c, int) and not isinstance(c, bool) and 400 <= c <= 599 for c in statuses)
+        ):
+            raise InvalidRequest("retry_statuses is a list of HTTP statuses from 400 to 599")
     return dict(config)
 
 
@@ -78,6 +92,9 @@ def parse_options(config: Mapping[str, Any], defaults: EndpointOptions) -> Endpo
             max_attempts=retry.get("max_attempts", defaults.retry.max_attempts),
             base_delay_s=retry.get("initial_delay_seconds", defaults.retry.base_delay_s),
             max_delay_s=retry.get("max_delay_seconds", defaults.retry.max_delay_s),
-            jitter=defaults.retry.jitter,
+            jitter=retry.get("jitter", defaults.retry.jitter),
+            multiplier=retry.get("multiplier", defaults.retry.multiplier),
         ),
+        auto_disable_after_s=config.get("auto_disable_after_seconds", defaults.auto_disable_after_s),
+        retry_statuses=frozenset(retry["retry_statuses"]) if "retry_statuses" in retry else defaults.retry_statuses,
     )

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from nats.js import JetStreamContext
 
-from plugins.destinations.spec import EndpointTarget
-from plugins.manager import PluginRegistry, UnknownPlugin
-from services.delivery.options import validate_options
+from services.delivery.endpoints import EndpointManager, masked_config
 from services.delivery.store import Delivery, DeliveryFilter, DeliveryStore, Endpoint
 from switchboard.errors import InvalidRequest, Unavailable
 from switchboard.events import DeliveryMessage
 from switchboard.ids import new_id
-from switchboard.netguard import DestinationRefused, ensure_public_destination
 from switchboard.messaging import delivery_subject, encode
 from switchboard.rpc import servicer, timestamp
-from switchboard.signatures import generate_webhook_secret
 from switchboard.v1 import delivery_pb2 as pb, delivery_pb2_grpc as rpc
 
 
@@ -26,8 +22,23 @@ def _endpoint(e: Endpoint) -> pb.Endpoint:
     return pb.Endpoint(
         id=e.id, tenant_id=e.tenant_id, url=e.url, description=e.description, destination=e.destination,
         created_at=timestamp(e.created_at), disabled_at=timestamp(e.disabled_at),
-        disabled_reason=e.disabled_reason or "", options_json=json.dumps(e.config),
+        disabled_reason=e.disabled_reason or "", options_json=json.dumps(e.options),
+        config_json=json.dumps(masked_config(e.config)), event_types=e.event_types,
+        failover_endpoint_id=e.failover_endpoint_id or "", failing_since=timestamp(e.failing_since),
+        previous_secret_expires_at=timestamp(
+            e.previous_secret_expires_at if e.signing_secrets(datetime.now(timezone.utc))[1] else None),
+        updated_at=timestamp(e.updated_at),
     )
+
+
+def _json_object(text: str, name: str) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        raise InvalidRequest(f"{name} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{name} must be a JSON object")
+    return value
 
 
 def _time(value) -> datetime | None:
@@ -42,7 +53,7 @@ def _delivery(d: Delivery) -> pb.Delivery:
             pb.Attempt(number=a.number, started_at=timestamp(a.started_at), outcome=a.outcome,
                        status_code=a.status_code or 0, latency_ms=a.latency_ms,
                        response_excerpt=a.response_excerpt, error=a.error or "",
-                       response_headers=a.response_headers)
+                       response_headers=a.response_headers, sent_to=a.sent_to or "")
             for a in d.history
         ],
     )
@@ -50,39 +61,46 @@ def _delivery(d: Delivery) -> pb.Delivery:
 
 @servicer
 class DeliveryServicer(rpc.DeliveryServiceServicer):
-    def __init__(self, store: DeliveryStore, registry: PluginRegistry, js: JetStreamContext,
-                 publish_timeout_s: float, allow_private_destinations: bool) -> None:
+    def __init__(self, store: DeliveryStore, endpoints: EndpointManager, js: JetStreamContext,
+                 publish_timeout_s: float) -> None:
         self.store = store
-        self.registry = registry
+        self.endpoints = endpoints
         self.js = js
         self.publish_timeout_s = publish_timeout_s
-        self.allow_private_destinations = allow_private_destinations
 
     async def CreateEndpoint(self, request, context):
-        destination_name = request.destination or "webhook"
-        try:
-            destination = self.registry.destination(destination_name)
-        except UnknownPlugin as exc:
-            raise InvalidRequest(str(exc)) from None
-        secret = request.secret or generate_webhook_secret()
-        try:
-            options = validate_options(json.loads(request.options_json or "{}"))
-        except ValueError:
-            raise InvalidRequest("options_json is not valid JSON") from None
-        destination.validate(EndpointTarget(url=request.url, secret=secret, config=options))
-        if destination_name == "webhook":
-            # Refused now, and again at every send (DNS can change in between).
-            try:
-                await ensure_public_destination(request.url, self.allow_private_destinations)
-            except DestinationRefused as exc:
-                raise InvalidRequest(f"url refused: {exc}") from None
-        endpoint = await self.store.create_endpoint(
-            request.tenant_id, request.url, request.description, destination_name, secret, options
+        endpoint = await self.endpoints.create(
+            request.tenant_id, request.url, request.description, request.destination, request.secret,
+            _json_object(request.config_json, "config"), _json_object(request.options_json, "options"),
+            list(request.event_types), request.failover_endpoint_id,
         )
-        return pb.CreateEndpointResponse(endpoint=_endpoint(endpoint), secret=secret)
+        return pb.CreateEndpointResponse(endpoint=_endpoint(endpoint), secret=endpoint.secret)
 
     async def GetEndpoint(self, request, context):
         return _endpoint(await self.store.get_endpoint(request.tenant_id, request.id))
+
+    async def UpdateEndpoint(self, request, context):
+        changes: dict = {}
+        for name in ("url", "description", "failover_endpoint_id"):
+            if request.HasField(name):
+                changes[name] = getattr(request, name)
+        if request.HasField("config_json"):
+            changes["config"] = _json_object(request.config_json, "config")
+        if request.HasField("options_json"):
+            changes["options"] = _json_object(request.options_json, "options")
+        if request.HasField("event_types"):
+            changes["event_types"] = list(request.event_types.patterns)
+        enabled = request.enabled if request.HasField("enabled") else None
+        return _endpoint(await self.endpoints.update(request.tenant_id, request.id, changes, enabled))
+
+    async def DeleteEndpoint(self, request, context):
+        await self.store.delete_endpoint(request.tenant_id, request.id)
+        return pb.DeleteEndpointResponse(id=request.id)
+
+    async def RotateEndpointSecret(self, request, context):
+        endpoint = await self.endpoints.rotate_secret(
+            request.tenant_id, request.id, request.secret, timedelta(seconds=request.grace_seconds))
+        return pb.CreateEndpointResponse(endpoint=_endpoint(endpoint), secret=endpoint.secret)
 
     async def ListEndpoints(self, request, context):
         return pb.ListEndpointsResponse(endpoints=[_endpoint(e) for e in await self.store.list_endpoints(request.tenant_id)])

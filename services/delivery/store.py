@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import DeliveryMessage
 from switchboard.ids import is_id, new_id
+from switchboard.patterns import matches_any
 
 __all__ = ["Endpoint", "Attempt", "Delivery", "DeliveryFilter", "DeliveryStore"]
 
@@ -27,10 +28,32 @@ class Endpoint:
     description: str
     destination: str
     secret: str
+    # The destination's own settings; delivery options are in ``options``.
     config: dict[str, Any]
     created_at: datetime
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    # Glob patterns; empty takes every event type routed to it.
+    event_types: list[str] = field(default_factory=list)
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
+    failover_endpoint_id: str | None = None
+    failing_since: datetime | None = None
+    deleted_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def takes(self, event_type: str) -> bool:
+        return not self.event_types or matches_any(event_type, self.event_types)
+
+    def signing_secrets(self, now: datetime) -> tuple[str, str | None]:
+        """The secret and, during a rotation's grace period, the one it replaced."""
+        expires = self.previous_secret_expires_at
+        return self.secret, self.previous_secret if expires is not None and expires > now else None
+
+
+#: What PATCH may change, with the column each maps to.
+UPDATABLE = ("url", "description", "config", "options", "event_types", "failover_endpoint_id")
 
 
 @dataclass(frozen=True)
@@ -43,6 +66,8 @@ class Attempt:
     response_excerpt: str
     error: str | None
     response_headers: dict[str, str] = field(default_factory=dict)
+    # The failover endpoint this attempt went to; None for the delivery's own.
+    sent_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +88,11 @@ _DELIVERY_COLUMNS = "id, tenant_id, event_id, endpoint_id, status, attempts, cre
 
 def _endpoint(row: dict[str, Any]) -> Endpoint:
     return Endpoint(**{k: row[k] for k in Endpoint.__dataclass_fields__})
+
+
+def _check_lengths(url: str, description: str) -> None:
+    if len(url) > 2000 or len(description) > 500:
+        raise InvalidRequest("url is at most 2000 and description at most 500 characters")
 
 
 @dataclass(frozen=True)
@@ -97,17 +127,88 @@ class DeliveryStore:
 
     async def create_endpoint(
         self, tenant_id: str, url: str, description: str, destination: str, secret: str,
-        options: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
+        event_types: list[str] | None = None, failover_endpoint_id: str | None = None,
     ) -> Endpoint:
-        if len(url) > 2000 or len(description) > 500:
-            raise InvalidRequest("url is at most 2000 and description at most 500 characters")
+        _check_lengths(url, description)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                """INSERT INTO delivery.endpoints (id, tenant_id, url, description, destination, secret, config)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-                (new_id("ep"), tenant_id, url, description, destination, secret, Jsonb(options or {})),
+                """INSERT INTO delivery.endpoints (id, tenant_id, url, description, destination, secret, config,
+                                                   options, event_types, failover_endpoint_id)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+                (new_id("ep"), tenant_id, url, description, destination, secret, Jsonb(config or {}),
+                 Jsonb(options or {}), event_types or [], failover_endpoint_id),
             )
             return _endpoint(await cur.fetchone())
+
+    async def update_endpoint(self, tenant_id: str, endpoint_id: str, changes: dict[str, Any]) -> Endpoint:
+        """Change some of the :data:`UPDATABLE` fields (already validated)."""
+        unknown = set(changes) - set(UPDATABLE)
+        if unknown:
+            raise InvalidRequest(f"cannot change {', '.join(sorted(unknown))}")
+        _check_lengths(changes.get("url", ""), changes.get("description", ""))
+        values = {k: Jsonb(v) if k in ("config", "options") else v for k, v in changes.items()}
+        assignments = "".join(f"{column} = %({column})s, " for column in values)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"""UPDATE delivery.endpoints SET {assignments}updated_at = now()
+                    WHERE tenant_id = %(tenant)s AND id = %(id)s AND deleted_at IS NULL RETURNING *""",
+                {**values, "tenant": tenant_id, "id": endpoint_id},
+            )
+            row = await cur.fetchone()
+        return self._changed(tenant_id, endpoint_id, row)
+
+    async def rotate_secret(self, tenant_id: str, endpoint_id: str, secret: str, grace: timedelta) -> Endpoint:
+        """A new signing secret; the old one still signs (beside it) for ``grace``."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """UPDATE delivery.endpoints
+                   SET previous_secret = secret, previous_secret_expires_at = now() + %s, secret = %s,
+                       updated_at = now()
+                   WHERE tenant_id = %s AND id = %s AND deleted_at IS NULL RETURNING *""",
+                (grace, secret, tenant_id, endpoint_id),
+            )
+            row = await cur.fetchone()
+        return self._changed(tenant_id, endpoint_id, row)
+
+    async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> None:
+        """Delete an endpoint; its log stays, its pending deliveries fail, nothing fails over to it."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                """UPDATE delivery.endpoints SET deleted_at = now(), failover_endpoint_id = NULL, updated_at = now()
+                   WHERE tenant_id = %s AND id = %s AND deleted_at IS NULL RETURNING *""",
+                (tenant_id, endpoint_id),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                await conn.execute(
+                    """UPDATE delivery.endpoints SET failover_endpoint_id = NULL, updated_at = now()
+                       WHERE tenant_id = %s AND failover_endpoint_id = %s""", (tenant_id, endpoint_id))
+                await conn.execute(
+                    """UPDATE delivery.deliveries SET status = 'failed', updated_at = now()
+                       WHERE endpoint_id = %s AND status = 'pending'""", (endpoint_id,))
+        self._changed(tenant_id, endpoint_id, row)
+
+    async def note_failure(self, endpoint_id: str) -> datetime:
+        """The endpoint failed again: when its current streak of failures began."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """UPDATE delivery.endpoints SET failing_since = coalesce(failing_since, now())
+                   WHERE id = %s RETURNING failing_since""", (endpoint_id,))
+            return (await cur.fetchone())["failing_since"]
+
+    async def note_success(self, endpoint_id: str) -> None:
+        """The endpoint answered: its streak of failures, if any, is over."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE delivery.endpoints SET failing_since = NULL WHERE id = %s AND failing_since IS NOT NULL",
+                (endpoint_id,))
+
+    def _changed(self, tenant_id: str, endpoint_id: str, row: dict[str, Any] | None) -> Endpoint:
+        self._endpoints.pop((tenant_id, endpoint_id), None)
+        if row is None:
+            raise NotFound(f"endpoint {endpoint_id} not found")
+        return _endpoint(row)
 
     async def cached_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
         """Like get_endpoint, from a cache at most ``endpoint_ttl_s`` old."""
@@ -116,13 +217,13 @@ class DeliveryStore:
         cached = self._endpoints.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        endpoint = await self.get_endpoint(tenant_id, endpoint_id)
+        endpoint = await self.get_endpoint(tenant_id, endpoint_id, include_deleted=True)
         if len(self._endpoints) > 10_000:
             self._endpoints.clear()
         self._endpoints[key] = (now + self.endpoint_ttl_s, endpoint)
         return endpoint
 
-    async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
+    async def get_endpoint(self, tenant_id: str, endpoint_id: str, include_deleted: bool = False) -> Endpoint:
         if not is_id(endpoint_id, "ep"):
             raise NotFound(f"endpoint {endpoint_id} not found")
         async with self.pool.connection() as conn:
@@ -130,13 +231,14 @@ class DeliveryStore:
                 "SELECT * FROM delivery.endpoints WHERE tenant_id = %s AND id = %s", (tenant_id, endpoint_id)
             )
             row = await cur.fetchone()
-        if row is None:
+        if row is None or (row["deleted_at"] is not None and not include_deleted):
             raise NotFound(f"endpoint {endpoint_id} not found")
         return _endpoint(row)
 
     async def list_endpoints(self, tenant_id: str) -> list[Endpoint]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT * FROM delivery.endpoints WHERE tenant_id = %s ORDER BY id", (tenant_id,))
+            cur = await conn.execute(
+                "SELECT * FROM delivery.endpoints WHERE tenant_id = %s AND deleted_at IS NULL ORDER BY id", (tenant_id,))
             return [_endpoint(row) for row in await cur.fetchall()]
 
     async def begin(self, message: DeliveryMessage) -> tuple[str, int, int]:
@@ -172,15 +274,15 @@ class DeliveryStore:
             cur = await conn.execute(
                 """UPDATE delivery.endpoints
                    SET disabled_at = CASE WHEN %(reason)s::text IS NULL THEN NULL ELSE coalesce(disabled_at, now()) END,
-                       disabled_reason = %(reason)s
-                   WHERE tenant_id = %(tenant)s AND id = %(id)s RETURNING *""",
+                       disabled_reason = %(reason)s,
+                       -- Re-enabled: a fresh start, not the old streak of failures.
+                       failing_since = CASE WHEN %(reason)s::text IS NULL THEN NULL ELSE failing_since END,
+                       updated_at = now()
+                   WHERE tenant_id = %(tenant)s AND id = %(id)s AND deleted_at IS NULL RETURNING *""",
                 {"reason": reason, "tenant": tenant_id, "id": endpoint_id},
             )
             row = await cur.fetchone()
-        self._endpoints.pop((tenant_id, endpoint_id), None)
-        if row is None:
-            raise NotFound(f"endpoint {endpoint_id} not found")
-        return _endpoint(row)
+        return self._changed(tenant_id, endpoint_id, row)
 
     async def record_attempt(self, delivery_id: str, attempt: Attempt) -> bool:
         """Keep the attempt and move the delivery to its new status: one statement, so atomic.
@@ -194,14 +296,14 @@ class DeliveryStore:
             cur = await conn.execute(
                 """WITH recorded AS (
                        INSERT INTO delivery.attempts (delivery_id, number, started_at, outcome, status_code,
-                                                      latency_ms, response_excerpt, error, response_headers)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+                                                      latency_ms, response_excerpt, error, response_headers, sent_to)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
                        RETURNING 1)
                    UPDATE delivery.deliveries SET status = %s, attempts = GREATEST(attempts, %s), updated_at = now()
                    WHERE id = %s AND status = 'pending' AND EXISTS (SELECT 1 FROM recorded)""",
                 (delivery_id, attempt.number, attempt.started_at, attempt.outcome, attempt.status_code,
                  attempt.latency_ms, attempt.response_excerpt, attempt.error, Jsonb(attempt.response_headers),
-                 status, attempt.number, delivery_id),
+                 attempt.sent_to, status, attempt.number, delivery_id),
             )
             return cur.rowcount == 1
 
@@ -290,7 +392,7 @@ class DeliveryStore:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """SELECT delivery_id, number, started_at, outcome, status_code, latency_ms, response_excerpt, error,
-                          response_headers
+                          response_headers, sent_to
                    FROM delivery.attempts WHERE delivery_id = ANY(%s) ORDER BY delivery_id, number""",
                 ([d.id for d in deliveries],),
             )

@@ -71,6 +71,7 @@ class DeliveryWorker:
         self.buckets = TokenBuckets()
         self.circuits = circuits or CircuitBreakers(threshold=5, cooldown_s=30.0)
         self.in_flight: Counter[str] = Counter()
+        self._parsed: dict[str, tuple[Endpoint, EndpointOptions]] = {}
         self.publish_timeout_s = publish_timeout_s
 
     async def handle(self, msg: Msg) -> Decision:
@@ -94,7 +95,9 @@ class DeliveryWorker:
         except NotFound:
             logger.error("delivery for a missing endpoint dropped", extra={"delivery_id": message.delivery_id})
             return TERM
-        options = parse_options(endpoint.config, self.defaults)
+        if message.route_id != "test" and not endpoint.takes(message.event_type):
+            return ACK  # the endpoint filters this type out: no delivery at all
+        options = self._options(endpoint)
         # Isolation: an endpoint over its share waits (no attempt is spent) and
         # leaves this process's other slots to other endpoints.
         if self.in_flight[endpoint.id] >= options.max_in_flight:
@@ -104,20 +107,46 @@ class DeliveryWorker:
             if not verdict.allowed:
                 return retry_in(max(0.05, verdict.retry_after_s))
         # An endpoint that keeps failing is left alone for a while (the circuit
-        # is open); its messages wait without spending attempts.
+        # is open); its messages go to its failover meanwhile, if it has one,
+        # or wait without spending attempts.
+        target = endpoint
         wait = self.circuits.wait_s(endpoint.id)
         if wait > 0:
-            return retry_in(wait)
+            failover = await self._usable_failover(endpoint)
+            if failover is None:
+                return retry_in(wait)
+            target = failover
         self.in_flight[endpoint.id] += 1
         try:
-            return await self._attempt(message, endpoint, options)
+            return await self._attempt(message, endpoint, options, target)
         finally:
-            self.circuits.circuit(endpoint.id).probing = False  # a probe that sent nothing frees its turn
+            self.circuits.circuit(target.id).probing = False  # a probe that sent nothing frees its turn
             self.in_flight[endpoint.id] -= 1
             if not self.in_flight[endpoint.id]:
                 del self.in_flight[endpoint.id]
 
-    async def _attempt(self, message: DeliveryMessage, endpoint: Endpoint, options: EndpointOptions) -> Decision:
+    def _options(self, endpoint: Endpoint) -> EndpointOptions:
+        """The endpoint's parsed options, parsed once per cached copy of the endpoint."""
+        cached = self._parsed.get(endpoint.id)
+        if cached is None or cached[0] is not endpoint:
+            if len(self._parsed) > 10_000:
+                self._parsed.clear()
+            cached = self._parsed[endpoint.id] = (endpoint, parse_options(endpoint.options, self.defaults))
+        return cached[1]
+
+    async def _usable_failover(self, endpoint: Endpoint) -> Endpoint | None:
+        if not endpoint.failover_endpoint_id:
+            return None
+        try:
+            failover = await self.store.cached_endpoint(endpoint.tenant_id, endpoint.failover_endpoint_id)
+        except NotFound:
+            return None
+        if failover.disabled_at or failover.deleted_at or self.circuits.wait_s(failover.id) > 0:
+            return None
+        return failover
+
+    async def _attempt(self, message: DeliveryMessage, endpoint: Endpoint, options: EndpointOptions,
+                       target: Endpoint) -> Decision:
         policy = options.retry
         status, attempts_so_far, cycle_start = await self.store.begin(message)
         if status != "pending":
@@ -126,11 +155,15 @@ class DeliveryWorker:
         sent = False
         started = datetime.now(timezone.utc)
         clock = time.perf_counter()
+        target_options = options if target is endpoint else self._options(target)
         try:
+            if endpoint.deleted_at is not None:
+                raise EndpointDisabled("endpoint deleted")
             if endpoint.disabled_at is not None:
                 # Kept as a failed delivery (and dead letter): retried by hand once re-enabled.
                 raise EndpointDisabled(f"endpoint disabled: {endpoint.disabled_reason or 'by an operator'}")
-            destination = self.registry.destination(endpoint.destination)
+            destination = self.registry.destination(target.destination)
+            secret, previous_secret = target.signing_secrets(started)
             sent = True
             result = await destination.send(
                 OutboundMessage(
@@ -144,8 +177,9 @@ class DeliveryWorker:
                     source_id=message.source_id,
                     conversation_key=message.conversation_key,
                 ),
-                EndpointTarget(url=endpoint.url, secret=endpoint.secret, config=endpoint.config),
-                replace(self.context, timeout_s=options.timeout_s),
+                EndpointTarget(url=target.url, secret=secret, config=target.config, previous_secret=previous_secret),
+                replace(self.context, timeout_s=target_options.timeout_s,
+                        retry_statuses=target_options.retry_statuses),
             )
         except (UnknownPlugin, EndpointDisabled) as exc:
             result = SendResult(ok=False, error=str(exc), retryable=False)
@@ -154,12 +188,11 @@ class DeliveryWorker:
             result = SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
         latency_ms = (time.perf_counter() - clock) * 1000
         if sent:
-            # A final 4xx means the receiver is up; only what a retry might cure counts against it.
-            self.circuits.record(endpoint.id, result.ok or not result.retryable)
+            await self._track_health(target, target_options, result)
 
         if result.disable_endpoint:
-            await self.store.set_endpoint_disabled(message.tenant_id, message.endpoint_id, result.disable_endpoint)
-            logger.warning("endpoint disabled by its receiver", extra={"endpoint_id": message.endpoint_id})
+            await self.store.set_endpoint_disabled(message.tenant_id, target.id, result.disable_endpoint)
+            logger.warning("endpoint disabled by its receiver", extra={"endpoint_id": target.id})
         if result.ok:
             outcome = "succeeded"
         elif policy.should_retry(number - cycle_start, result.retryable):
@@ -180,7 +213,8 @@ class DeliveryWorker:
             message.delivery_id,
             Attempt(number=number, started_at=started, outcome=outcome, status_code=result.status_code,
                     latency_ms=latency_ms, response_excerpt=result.response_excerpt, error=result.error,
-                    response_headers=_bounded(result.response_headers)),
+                    response_headers=_bounded(result.response_headers),
+                    sent_to=target.id if target is not endpoint else None),
         )
         if not recorded:
             # A redelivered copy of this message raced us and recorded this attempt
@@ -195,6 +229,23 @@ class DeliveryWorker:
         if outcome == "retrying":
             return retry_in(policy.next_delay(number - cycle_start, result.retry_after_s))
         return ACK
+
+    async def _track_health(self, endpoint: Endpoint, options: EndpointOptions, result: SendResult) -> None:
+        """Feed the circuit breaker and the failure streak that auto-disables an endpoint."""
+        # A final 4xx means the receiver is up; only what a retry might cure counts against it.
+        healthy = result.ok or not result.retryable
+        had_failures = self.circuits.circuit(endpoint.id).failures > 0
+        self.circuits.record(endpoint.id, healthy)
+        if healthy:
+            if had_failures or endpoint.failing_since is not None:
+                await self.store.note_success(endpoint.id)
+            return
+        since = await self.store.note_failure(endpoint.id)
+        failing_for = (datetime.now(timezone.utc) - since).total_seconds()
+        if options.auto_disable_after_s and failing_for >= options.auto_disable_after_s:
+            reason = f"failing since {since.isoformat(timespec='seconds')}: {result.error or 'no success'}"[:500]
+            await self.store.set_endpoint_disabled(endpoint.tenant_id, endpoint.id, reason)
+            logger.warning("endpoint auto-disabled", extra={"endpoint_id": endpoint.id, "reason": reason})
 
     async def _report(self, message: DeliveryMessage, number: int, outcome: str,
                       status_code: int | None, latency_ms: float) -> None:

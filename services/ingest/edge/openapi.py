@@ -23,6 +23,17 @@ _ERROR = {
 _TIMESTAMP = {"type": "string", "format": "date-time"}
 
 
+_ENDPOINT_FIELDS: dict[str, Any] = {
+    "url": {"type": "string", "format": "uri"},
+    "description": {"type": "string"},
+    "config": {"type": "object", "description": "The destination's settings; webhook: method, headers"},
+    "options": {"type": "object", "description": "max_in_flight, rate_limit, timeout_seconds, retry, "
+                                                 "auto_disable_after_seconds"},
+    "event_types": {"type": "array", "items": {"type": "string"}, "description": "Globs; empty takes all"},
+    "failover_endpoint_id": {"type": "string", "description": "Used while this endpoint's circuit is open"},
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -71,20 +82,26 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["url"],
         "properties": {
-            "url": {"type": "string", "format": "uri"},
-            "description": {"type": "string"},
+            **_ENDPOINT_FIELDS,
             "destination": {"type": "string", "default": "webhook"},
             "secret": {"type": "string", "description": "whsec_..., generated when omitted"},
         },
     },
+    "EndpointUpdate": {
+        "type": "object",
+        "description": "Only the fields given change; config, options and event_types are replaced whole.",
+        "properties": {**_ENDPOINT_FIELDS, "enabled": {"type": "boolean"}},
+    },
     "Endpoint": {
         "type": "object",
         "properties": {
-            "id": {"type": "string"}, "tenant_id": {"type": "string"}, "url": {"type": "string"},
-            "description": {"type": "string"}, "destination": {"type": "string"}, "created_at": _TIMESTAMP,
-            "disabled_at": _TIMESTAMP, "disabled_reason": {"type": "string"},
+            "id": {"type": "string"}, "tenant_id": {"type": "string"}, **_ENDPOINT_FIELDS,
+            "destination": {"type": "string"}, "created_at": _TIMESTAMP, "updated_at": _TIMESTAMP,
+            "disabled_at": _TIMESTAMP, "disabled_reason": {"type": "string"}, "failing_since": _TIMESTAMP,
+            "previous_secret_expires_at": _TIMESTAMP,
         },
     },
+    "Deleted": {"type": "object", "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean"}}},
     "EndpointState": {"type": "object", "properties": {"reason": {"type": "string"}}},
     "TestSent": {"type": "object", "properties": {"event_id": {"type": "string"},
                                                   "delivery_id": {"type": "string"}}},

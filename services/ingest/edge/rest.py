@@ -26,7 +26,8 @@ from switchboard.v1 import auth_pb2, auth_pb2_grpc, delivery_pb2, delivery_pb2_g
 __all__ = [
     "publish_event", "list_audit",
     "create_source", "list_sources", "get_source", "rotate_source_secret", "disable_source",
-    "create_endpoint", "list_endpoints", "get_endpoint", "set_endpoint_enabled", "retry_failed", "test_endpoint",
+    "create_endpoint", "list_endpoints", "get_endpoint", "update_endpoint", "delete_endpoint",
+    "rotate_endpoint_secret", "set_endpoint_enabled", "retry_failed", "test_endpoint",
     "list_deliveries", "get_delivery", "retry_delivery",
     "create_route", "list_routes", "get_event",
 ]
@@ -53,6 +54,13 @@ def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest(f"{name} must be a JSON object")
     return value
+
+
+def _grace_seconds(body: dict[str, Any]) -> int:
+    grace = body.get("grace_seconds", 24 * 3600)
+    if isinstance(grace, bool) or not isinstance(grace, int):
+        raise InvalidRequest("grace_seconds must be an integer")
+    return grace
 
 
 def _int_param(request: Request, name: str, default: int) -> int:
@@ -140,11 +148,8 @@ async def create_source(request: Request, principal: Principal, edge: EdgeContex
 
 async def rotate_source_secret(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     body = await read_json_object(request, edge.settings.max_body_bytes)
-    grace = body.get("grace_seconds", 24 * 3600)
-    if isinstance(grace, bool) or not isinstance(grace, int):
-        raise InvalidRequest("grace_seconds must be an integer")
     source = await edge.sources.rotate_secret(principal.tenant_id, request.path_params["source_id"],
-                                              timedelta(seconds=grace), _string(body, "secret"))
+                                              timedelta(seconds=_grace_seconds(body)), _string(body, "secret"))
     await audit(edge, principal, "source.rotate_secret", source.id)
     return JSONResponse({**_source(source, request), "secret": source.secret})
 
@@ -170,6 +175,14 @@ def _delivery_stub(edge: EdgeContext) -> delivery_pb2_grpc.DeliveryServiceStub:
     return edge.clients.stub("delivery", delivery_pb2_grpc.DeliveryServiceStub)
 
 
+def _endpoint(endpoint: delivery_pb2.Endpoint) -> dict[str, Any]:
+    data = _message(endpoint)
+    data["config"] = json.loads(data.pop("config_json", "{}"))
+    data["options"] = json.loads(data.pop("options_json", "{}"))
+    data.setdefault("event_types", [])
+    return data
+
+
 async def create_endpoint(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     body = await read_json_object(request, edge.settings.max_body_bytes)
     reply = await call(_delivery_stub(edge).CreateEndpoint(
@@ -179,25 +192,74 @@ async def create_endpoint(request: Request, principal: Principal, edge: EdgeCont
             description=_string(body, "description"),
             destination=_string(body, "destination", "webhook"),
             secret=_string(body, "secret"),
+            config_json=json.dumps(_object(body, "config")),
             options_json=json.dumps(_object(body, "options")),
+            event_types=_strings(body, "event_types"),
+            failover_endpoint_id=_string(body, "failover_endpoint_id"),
         ),
         timeout=edge.clients.timeout,
     ))
     await audit(edge, principal, "endpoint.create", reply.endpoint.id)
-    return JSONResponse({**_message(reply.endpoint), "secret": reply.secret}, status_code=201)
+    return JSONResponse({**_endpoint(reply.endpoint), "secret": reply.secret}, status_code=201)
+
+
+_UPDATABLE = {"url", "description", "config", "options", "event_types", "failover_endpoint_id", "enabled"}
+
+
+async def update_endpoint(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    unknown = set(body) - _UPDATABLE
+    if unknown:
+        raise InvalidRequest(f"cannot change {', '.join(sorted(unknown))}; "
+                             f"PATCH takes {', '.join(sorted(_UPDATABLE))}")
+    update = delivery_pb2.UpdateEndpointRequest(tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"])
+    for name in ("url", "description", "failover_endpoint_id"):
+        if name in body:
+            setattr(update, name, _string(body, name))
+    for name in ("config", "options"):
+        if name in body:
+            setattr(update, f"{name}_json", json.dumps(_object(body, name)))
+    if "event_types" in body:
+        update.event_types.patterns.extend(_strings(body, "event_types"))
+    if "enabled" in body:
+        if not isinstance(body["enabled"], bool):
+            raise InvalidRequest("enabled must be true or false")
+        update.enabled = body["enabled"]
+    reply = await call(_delivery_stub(edge).UpdateEndpoint(update, timeout=edge.clients.timeout))
+    await audit(edge, principal, "endpoint.update", reply.id)
+    return JSONResponse(_endpoint(reply))
+
+
+async def delete_endpoint(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_delivery_stub(edge).DeleteEndpoint(
+        delivery_pb2.GetEndpointRequest(tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"]),
+        timeout=edge.clients.timeout))
+    await audit(edge, principal, "endpoint.delete", reply.id)
+    return JSONResponse({"id": reply.id, "deleted": True})
+
+
+async def rotate_endpoint_secret(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    reply = await call(_delivery_stub(edge).RotateEndpointSecret(
+        delivery_pb2.RotateEndpointSecretRequest(
+            tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"], secret=_string(body, "secret"),
+            grace_seconds=_grace_seconds(body)),
+        timeout=edge.clients.timeout))
+    await audit(edge, principal, "endpoint.rotate_secret", reply.endpoint.id)
+    return JSONResponse({**_endpoint(reply.endpoint), "secret": reply.secret})
 
 
 async def list_endpoints(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_delivery_stub(edge).ListEndpoints(
         delivery_pb2.ListEndpointsRequest(tenant_id=principal.tenant_id), timeout=edge.clients.timeout))
-    return JSONResponse({"data": [_message(e) for e in reply.endpoints]})
+    return JSONResponse({"data": [_endpoint(e) for e in reply.endpoints]})
 
 
 async def get_endpoint(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_delivery_stub(edge).GetEndpoint(
         delivery_pb2.GetEndpointRequest(tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"]),
         timeout=edge.clients.timeout))
-    return JSONResponse(_message(reply))
+    return JSONResponse(_endpoint(reply))
 
 
 async def set_endpoint_enabled(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
@@ -208,7 +270,7 @@ async def set_endpoint_enabled(request: Request, principal: Principal, edge: Edg
                                                enabled=enabled, reason=_string(body, "reason")),
         timeout=edge.clients.timeout))
     await audit(edge, principal, "endpoint.enable" if enabled else "endpoint.disable", reply.id)
-    return JSONResponse(_message(reply))
+    return JSONResponse(_endpoint(reply))
 
 
 async def test_endpoint(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:

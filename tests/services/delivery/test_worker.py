@@ -148,3 +148,81 @@ async def test_an_open_circuit_holds_deliveries_without_spending_attempts(pool, 
             assert (await worker.deliver(message(endpoint.id, "evt_held"))).action == "ack"  # the probe
             assert worker.circuits.circuit(endpoint.id).state == "closed"
             assert len(receiver.requests) == 3
+
+
+def _worker_with_clock(js, store, http, clock, **defaults):
+    from services.delivery.circuit import CircuitBreakers
+
+    return DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
+                          EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0),
+                                          **defaults),
+                          5.0, CircuitBreakers(threshold=2, cooldown_s=30, clock=clock))
+
+
+async def test_while_the_circuit_is_open_deliveries_go_to_the_failover_with_the_same_webhook_id(pool, js) -> None:
+    await apply_migrations(pool, "delivery", MIGRATIONS)
+    await ensure_streams(js, Settings.from_env({}))
+    store = DeliveryStore(pool)
+    clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
+    async with httpx.AsyncClient() as http:
+        worker = _worker_with_clock(js, store, http, clock)
+        with Receiver(status=503) as primary, Receiver() as backup:
+            spare = await store.create_endpoint("t1", backup.url, "", "webhook", generate_webhook_secret())
+            endpoint = await store.create_endpoint("t1", primary.url, "", "webhook", generate_webhook_secret(),
+                                                   failover_endpoint_id=spare.id)
+            for n in range(2):
+                assert (await worker.deliver(message(endpoint.id, f"evt_{n}"))).action == "nak"
+            assert (await worker.deliver(message(endpoint.id, "evt_0"))).action == "ack"  # retried: via failover
+            [via] = backup.requests
+            assert via.headers["webhook-id"] == f"evt_0:{endpoint.id}"
+            [delivery] = await deliveries_of(store, "t1", "evt_0")
+            assert delivery.status == "succeeded" and delivery.endpoint_id == endpoint.id
+            assert [(a.outcome, a.sent_to) for a in delivery.history] == [("retrying", None), ("succeeded", spare.id)]
+            assert len(primary.requests) == 2
+
+            # The primary recovers: after the cooldown its probe goes to it again.
+            clock.now += 30
+            primary.status = 200
+            assert (await worker.deliver(message(endpoint.id, "evt_1"))).action == "ack"
+            assert len(primary.requests) == 3 and len(backup.requests) == 1
+
+            # A disabled failover is not used: the delivery waits instead.
+            primary.status = 503
+            await store.set_endpoint_disabled("t1", spare.id, "by an operator")
+            for n in range(2, 4):
+                await worker.deliver(message(endpoint.id, f"evt_{n}"))
+            held = await worker.deliver(message(endpoint.id, "evt_held"))
+            assert held.action == "nak" and held.delay_s == 30 and len(backup.requests) == 1
+
+
+async def test_an_endpoint_failing_for_the_configured_period_is_disabled_with_its_reason(pool, js) -> None:
+    import asyncio
+
+    await apply_migrations(pool, "delivery", MIGRATIONS)
+    await ensure_streams(js, Settings.from_env({}))
+    store = DeliveryStore(pool, endpoint_ttl_s=0)
+    clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
+    async with httpx.AsyncClient() as http:
+        worker = _worker_with_clock(js, store, http, clock, auto_disable_after_s=0.5)
+        with Receiver(status=500) as receiver:
+            endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+            await worker.deliver(message(endpoint.id, "evt_0"))
+            first = (await store.get_endpoint("t1", endpoint.id)).failing_since
+            assert first is not None
+            # A success ends the streak...
+            receiver.status = 200
+            await worker.deliver(message(endpoint.id, "evt_1"))
+            assert (await store.get_endpoint("t1", endpoint.id)).failing_since is None
+            # ...so only failing without a break for the whole period disables.
+            receiver.status = 500
+            await worker.deliver(message(endpoint.id, "evt_2"))
+            await asyncio.sleep(0.6)
+            assert (await store.get_endpoint("t1", endpoint.id)).disabled_at is None
+            await worker.deliver(message(endpoint.id, "evt_3"))
+            disabled = await store.get_endpoint("t1", endpoint.id)
+            assert disabled.disabled_at is not None
+            assert disabled.disabled_reason.startswith("failing since ") and "receiver answered 500" in \
+                disabled.disabled_reason
+            # Re-enabled, it starts afresh.
+            enabled = await store.set_endpoint_disabled("t1", endpoint.id, None)
+            assert enabled.disabled_at is None and enabled.failing_since is None

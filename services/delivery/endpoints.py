@@ -1,0 +1,116 @@
+"""Endpoint management: what may be created or changed, checked before it is stored.
+
+Every change is validated as a whole (the endpoint as it would be after the
+change): the destination checks its URL and config, delivery options are
+checked, event-type patterns are checked, a failover must be another live
+endpoint of the same tenant, and an HTTP URL must not reach a private network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+from plugins.destinations.spec import EndpointTarget
+from plugins.manager import PluginRegistry, UnknownPlugin
+from services.delivery.options import validate_options
+from services.delivery.store import DeliveryStore, Endpoint
+from switchboard.errors import InvalidRequest, NotFound
+from switchboard.netguard import DestinationRefused, ensure_public_destination
+from switchboard.patterns import check_type_patterns
+from switchboard.signatures import generate_webhook_secret
+
+__all__ = ["EndpointManager", "masked_config", "MAX_GRACE"]
+
+MAX_GRACE = timedelta(days=30)
+_SECRET_WORDS = ("token", "secret", "password", "key", "auth", "cookie", "signature")
+
+
+def masked_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as shown through the API: secrets reduced to their last four characters."""
+    def mask(name: str, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: mask(k, v) for k, v in value.items()}
+        if isinstance(value, str) and any(word in name.lower() for word in _SECRET_WORDS):
+            return "…" + value[-4:] if len(value) > 8 else "…"
+        return value
+
+    return {k: mask(k, v) for k, v in config.items()}
+
+
+class EndpointManager:
+    def __init__(self, store: DeliveryStore, registry: PluginRegistry, allow_private_destinations: bool) -> None:
+        self.store = store
+        self.registry = registry
+        self.allow_private_destinations = allow_private_destinations
+
+    async def create(
+        self, tenant_id: str, url: str, description: str, destination: str, secret: str,
+        config: Mapping[str, Any], options: Mapping[str, Any], event_types: list[str],
+        failover_endpoint_id: str | None,
+    ) -> Endpoint:
+        secret = secret or generate_webhook_secret()
+        draft = Endpoint(
+            id="", tenant_id=tenant_id, url=url, description=description, destination=destination or "webhook",
+            secret=secret, config=dict(config), created_at=datetime.now(timezone.utc), options=dict(options),
+            event_types=list(event_types), failover_endpoint_id=failover_endpoint_id or None,
+        )
+        checked = await self._checked(draft)
+        return await self.store.create_endpoint(
+            tenant_id, checked.url, checked.description, checked.destination, checked.secret, checked.config,
+            checked.options, checked.event_types, checked.failover_endpoint_id,
+        )
+
+    async def update(self, tenant_id: str, endpoint_id: str, changes: dict[str, Any],
+                     enabled: bool | None = None) -> Endpoint:
+        current = await self.store.get_endpoint(tenant_id, endpoint_id)
+        if "failover_endpoint_id" in changes:
+            changes["failover_endpoint_id"] = changes["failover_endpoint_id"] or None
+        checked = await self._checked(replace(current, **changes))
+        endpoint = current
+        if changes:
+            endpoint = await self.store.update_endpoint(
+                tenant_id, endpoint_id, {k: getattr(checked, k) for k in changes})
+        if enabled is not None and enabled == (endpoint.disabled_at is not None):
+            endpoint = await self.store.set_endpoint_disabled(
+                tenant_id, endpoint_id, None if enabled else "disabled by an operator")
+        return endpoint
+
+    async def rotate_secret(self, tenant_id: str, endpoint_id: str, secret: str, grace: timedelta) -> Endpoint:
+        if not timedelta(0) <= grace <= MAX_GRACE:
+            raise InvalidRequest(f"grace_seconds is between 0 and {int(MAX_GRACE.total_seconds())}")
+        current = await self.store.get_endpoint(tenant_id, endpoint_id)
+        new = secret or generate_webhook_secret()
+        if new == current.secret:
+            raise InvalidRequest("the new secret must differ from the current one")
+        await self._checked(replace(current, secret=new))
+        return await self.store.rotate_secret(tenant_id, endpoint_id, new, grace)
+
+    async def _checked(self, endpoint: Endpoint) -> Endpoint:
+        """The endpoint with its options and patterns normalised; InvalidRequest or NotFound otherwise."""
+        try:
+            destination = self.registry.destination(endpoint.destination)
+        except UnknownPlugin as exc:
+            raise InvalidRequest(str(exc)) from None
+        if not isinstance(endpoint.config, Mapping):
+            raise InvalidRequest("config must be a JSON object")
+        destination.validate(EndpointTarget(url=endpoint.url, secret=endpoint.secret, config=endpoint.config))
+        endpoint = replace(endpoint, options=validate_options(endpoint.options),
+                           event_types=check_type_patterns(endpoint.event_types))
+        if endpoint.failover_endpoint_id:
+            if endpoint.failover_endpoint_id == endpoint.id:
+                raise InvalidRequest("an endpoint cannot be its own failover")
+            try:
+                failover = await self.store.get_endpoint(endpoint.tenant_id, endpoint.failover_endpoint_id)
+            except NotFound:
+                raise InvalidRequest(f"failover endpoint {endpoint.failover_endpoint_id} not found") from None
+            if failover.failover_endpoint_id:
+                raise InvalidRequest("a failover endpoint cannot have a failover of its own")
+        if endpoint.url.startswith(("http://", "https://")):
+            # Refused now, and again at every send (DNS can change in between).
+            try:
+                await ensure_public_destination(endpoint.url, self.allow_private_destinations)
+            except DestinationRefused as exc:
+                raise InvalidRequest(f"url refused: {exc}") from None
+        return endpoint

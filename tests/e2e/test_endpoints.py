@@ -1,0 +1,154 @@
+"""Endpoint management end to end: CRUD with clear 400s, method and headers, event-type
+filters, secret rotation with both signatures, deletion, and other tenants' endpoints."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.e2e.slice import create_slice
+from tests.e2e.test_auth import tenant_with_key
+from tests.e2e.test_delivery_control import send
+from tests.e2e.test_slice import wait_for_delivery
+from tests.platform_runner import Platform
+from tests.receivers import Receiver
+
+pytestmark = pytest.mark.e2e
+
+
+def error(reply) -> tuple[int, str]:
+    return reply.status_code, reply.json()["error"]["message"]
+
+
+def test_endpoints_are_created_changed_and_deleted_with_method_headers_and_type_filters(platform: Platform) -> None:
+    with Receiver() as receiver, Receiver() as other, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        changed = api.patch(f"/v1/endpoints/{s.endpoint_id}", json={
+            "description": "orders to the ERP",
+            "config": {"method": "PUT", "headers": {"Authorization": "Bearer erp-token-1234", "X-Team": "ops"}},
+            "options": {"timeout_seconds": 5, "retry": {"max_attempts": 3, "multiplier": 3, "retry_statuses": [503]}},
+            "event_types": ["order.*"],
+        })
+        assert changed.status_code == 200, changed.text
+        body = changed.json()
+        assert body["description"] == "orders to the ERP" and body["event_types"] == ["order.*"]
+        assert body["options"]["retry"]["multiplier"] == 3
+        # Secrets in a config are shown masked.
+        assert body["config"]["headers"] == {"Authorization": "…1234", "X-Team": "ops"}
+        assert api.get(f"/v1/endpoints/{s.endpoint_id}").json()["url"] == receiver.url
+
+        taken = send(platform, s.source_id, s.source_secret, {"type": "order.created", "n": 1})
+        skipped = send(platform, s.source_id, s.source_secret, {"type": "invoice.paid", "n": 2})
+        wait_for_delivery(api, taken)
+        [got] = receiver.wait_for(lambda r: len(r) >= 1)
+        assert got.method == "PUT" and got.headers["authorization"] == "Bearer erp-token-1234"
+        assert got.headers["x-team"] == "ops" and json.loads(got.body)["n"] == 1
+        time.sleep(1.0)  # the filtered event had its chance to arrive
+        assert len(receiver.requests) == 1
+        assert api.get(f"/v1/events/{skipped}").json()["deliveries"] == []
+
+        moved = api.patch(f"/v1/endpoints/{s.endpoint_id}", json={"url": other.url, "event_types": []})
+        assert moved.status_code == 200 and moved.json()["url"] == other.url
+        wait_for_delivery(api, send(platform, s.source_id, s.source_secret, {"type": "invoice.paid", "n": 3}),
+                          timeout=30)
+        assert [json.loads(r.body)["n"] for r in other.requests] == [3]
+
+        assert api.patch(f"/v1/endpoints/{s.endpoint_id}", json={"enabled": False}).json()["disabled_at"]
+        assert api.patch(f"/v1/endpoints/{s.endpoint_id}", json={"enabled": True}).json().get("disabled_at") is None
+
+        deleted = api.delete(f"/v1/endpoints/{s.endpoint_id}")
+        assert deleted.status_code == 200 and deleted.json() == {"id": s.endpoint_id, "deleted": True}
+        assert api.get(f"/v1/endpoints/{s.endpoint_id}").status_code == 404
+        assert api.delete(f"/v1/endpoints/{s.endpoint_id}").status_code == 404
+        assert s.endpoint_id not in {e["id"] for e in api.get("/v1/endpoints").json()["data"]}
+        # Its log stays.
+        assert api.get("/v1/deliveries", params={"endpoint_id": s.endpoint_id}).json()["data"]
+        actions = {e["action"] for e in api.get("/v1/audit").json()["data"]}
+        assert {"endpoint.update", "endpoint.delete"} <= actions
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"colour": "red"}, "cannot change colour"),
+    ({"url": "ftp://x/y"}, "http"),
+    ({"url": 5}, "url must be a string"),
+    ({"config": {"method": "TRACE"}}, "method is one of"),
+    ({"config": {"headers": {"webhook-signature": "v1,forged"}}}, "cannot be overridden"),
+    ({"config": {"headers": {"X-Bad": "line\r\nbreak"}}}, "printable ASCII"),
+    ({"config": {"headers": {"bad name": "x"}}}, "not a valid HTTP header name"),
+    ({"config": {"proxy": "x"}}, "unknown webhook config"),
+    ({"options": {"retry": {"multiplier": 50}}}, "multiplier must be between"),
+    ({"options": {"retry": {"retry_statuses": [200]}}}, "retry_statuses"),
+    ({"options": {"auto_disable_after_seconds": -1}}, "auto_disable_after_seconds"),
+    ({"event_types": [""]}, "event type patterns"),
+    ({"event_types": "order.*"}, "list of strings"),
+    ({"enabled": "yes"}, "enabled must be true or false"),
+    ({"failover_endpoint_id": "ep_0000000000000000000000000"}, "not found"),
+])
+def test_bad_changes_are_400_with_a_clear_message(platform: Platform, change: dict, message: str) -> None:
+    with platform.client() as api:
+        endpoint = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/hook"}).json()
+        reply = api.patch(f"/v1/endpoints/{endpoint['id']}", json=change)
+        assert reply.status_code == 400, reply.text
+        assert message in reply.json()["error"]["message"]
+        # Nothing changed.
+        assert api.get(f"/v1/endpoints/{endpoint['id']}").json()["updated_at"] == endpoint["updated_at"]
+
+
+def test_failover_rules_and_other_tenants_endpoints(platform: Platform) -> None:
+    with platform.client() as api:
+        a = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/a"}).json()["id"]
+        assert error(api.patch(f"/v1/endpoints/{a}", json={"failover_endpoint_id": a})) == \
+            (400, "an endpoint cannot be its own failover")
+        b = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/b", "failover_endpoint_id": a}).json()
+        assert b["failover_endpoint_id"] == a
+        c = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/c"}).json()["id"]
+        assert error(api.patch(f"/v1/endpoints/{c}", json={"failover_endpoint_id": b["id"]})) == \
+            (400, "a failover endpoint cannot have a failover of its own")
+        # Deleting a failover target unlinks it.
+        assert api.delete(f"/v1/endpoints/{a}").status_code == 200
+        assert api.get(f"/v1/endpoints/{b['id']}").json().get("failover_endpoint_id", "") == ""
+
+        _, other_key = tenant_with_key(platform, "other", "admin")
+        with platform.client(other_key) as other:
+            for reply in (other.get(f"/v1/endpoints/{c}"), other.patch(f"/v1/endpoints/{c}", json={"description": "x"}),
+                          other.delete(f"/v1/endpoints/{c}"), other.post(f"/v1/endpoints/{c}/rotate-secret", json={})):
+                assert reply.status_code == 404, reply.text
+            # Nor can another tenant's endpoint be named as a failover.
+            mine = other.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/o"}).json()["id"]
+            assert other.patch(f"/v1/endpoints/{mine}", json={"failover_endpoint_id": c}).status_code == 400
+        assert api.get(f"/v1/endpoints/{c}").json().get("description", "") == ""
+
+
+def test_secret_rotation_signs_with_both_secrets_during_the_grace_period(platform: Platform) -> None:
+    with Receiver() as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        rotated = api.post(f"/v1/endpoints/{s.endpoint_id}/rotate-secret", json={"grace_seconds": 3600})
+        assert rotated.status_code == 200, rotated.text
+        new_secret = rotated.json()["secret"]
+        assert new_secret.startswith("whsec_") and new_secret != s.endpoint_secret
+        assert rotated.json()["previous_secret_expires_at"]
+
+        wait_for_delivery(api, send(platform, s.source_id, s.source_secret, {"type": "t", "n": 1}))
+        [during] = receiver.requests
+        assert len(during.headers["webhook-signature"].split(" ")) == 2
+        # A receiver on either secret verifies it, with the reference library.
+        for secret in (s.endpoint_secret, new_secret):
+            assert Webhook(secret).verify(during.body, during.headers)["n"] == 1
+
+        immediate = api.post(f"/v1/endpoints/{s.endpoint_id}/rotate-secret", json={"grace_seconds": 0})
+        assert immediate.status_code == 200
+        latest = api.get(f"/v1/endpoints/{s.endpoint_id}").json()
+        assert not latest.get("previous_secret_expires_at")
+        assert error(api.post(f"/v1/endpoints/{s.endpoint_id}/rotate-secret", json={"grace_seconds": 10**8}))[0] == 400
+        assert error(api.post(f"/v1/endpoints/{s.endpoint_id}/rotate-secret", json={"secret": "plain"}))[0] == 400
+
+        receiver.requests.clear()
+        wait_for_delivery(api, send(platform, s.source_id, s.source_secret, {"type": "t", "n": 2}))
+        [after] = receiver.requests
+        assert " " not in after.headers["webhook-signature"]
+        assert Webhook(immediate.json()["secret"]).verify(after.body, after.headers)["n"] == 2
+        with pytest.raises(WebhookVerificationError):
+            Webhook(new_secret).verify(after.body, after.headers)  # the grace-0 rotation replaced it at once
