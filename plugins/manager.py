@@ -27,6 +27,10 @@ BUILTIN_PLUGINS = (
     "plugins.sources.twilio",
     "plugins.sources.standard_webhooks",
     "plugins.destinations.webhook",
+    "plugins.destinations.slack",
+    "plugins.destinations.intercom",
+    "plugins.destinations.twilio",
+    "plugins.destinations.nats_subject",
     "plugins.ai.offline",
 )
 

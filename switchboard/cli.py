@@ -8,6 +8,7 @@ import sys
 
 from switchboard.cli_keys import add_commands as add_key_commands
 from switchboard.cli_plugins import add_commands as add_plugin_commands
+from switchboard.cli_replay import add_commands as add_replay_commands
 from switchboard.logs import configure_logging
 from switchboard.settings import SERVICE_NAMES, Settings, SettingsError
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     receive.set_defaults(func=_receive)
     add_key_commands(commands)
     add_plugin_commands(commands)
+    add_replay_commands(commands)
     return parser
 
 

@@ -11,7 +11,7 @@ import httpx
 
 from plugins.manager import BUILTIN_PLUGINS, get_plugin_manager, load_registry
 from switchboard.settings import Settings
-from switchboard.supervisor import running_port
+from switchboard.supervisor import edge_url
 
 __all__ = ["add_commands", "SAMPLES"]
 
@@ -46,11 +46,6 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _edge_url(settings: Settings) -> str:
-    port = running_port(settings.state_dir, "http") or settings.http_port
-    return f"http://{settings.http_host}:{port}"
-
-
 def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
     source_type = load_registry().source(args.type)
     if not hasattr(source_type, "sign"):
@@ -61,7 +56,7 @@ def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
         print(f"switchboard: no sample for {args.type} in {SAMPLES}", file=sys.stderr)
         return 1
     config = source_type.validate_config(json.loads(args.config))
-    url = f"{(args.edge or _edge_url(settings)).rstrip('/')}/in/{args.source}"
+    url = f"{(args.edge or edge_url(settings)).rstrip('/')}/in/{args.source}"
     body = sample.read_bytes()
     headers = source_type.sign(body, args.secret, config, url)
     reply = httpx.post(url, content=body, headers=headers, timeout=30)

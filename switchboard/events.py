@@ -78,11 +78,15 @@ class DeliveryMessage:
     payload: Any
     body: str | None = None
     conversation_key: str | None = None
+    # Set on a replay's deliveries: a replay is a new delivery (a new
+    # ``webhook-id``), or receivers that de-duplicate would drop it.
+    replay_id: str | None = None
 
     @property
     def delivery_id(self) -> str:
-        """Stable for the pair: the JetStream message id and the ``webhook-id``."""
-        return f"{self.event_id}:{self.endpoint_id}"
+        """Stable for the pair (and replay): the JetStream message id and the ``webhook-id``."""
+        pair = f"{self.event_id}:{self.endpoint_id}"
+        return f"{pair}:{self.replay_id}" if self.replay_id else pair
 
     def to_message(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}

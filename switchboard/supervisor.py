@@ -309,6 +309,12 @@ def running_port(state_dir: Path, name: str) -> int | None:
         return None
 
 
+def edge_url(settings: Settings) -> str:
+    """The HTTP edge of the running `switchboard up` (or the configured one)."""
+    port = running_port(settings.state_dir, "http") or settings.http_port
+    return f"http://{settings.http_host}:{port}"
+
+
 def pid_files(state_dir: Path) -> dict[str, int]:
     """The running services' pids, as the supervisor recorded them."""
     pids = {}

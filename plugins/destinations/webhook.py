@@ -18,15 +18,11 @@ be overridden).
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import Mapping
-from urllib.parse import quote
 
-import httpx
-import orjson
-
+from plugins.destinations.http_result import exchange
+from plugins.destinations.signing import body_of, signed_headers
 from plugins.destinations.spec import (
     DestinationContext,
     EndpointTarget,
@@ -35,11 +31,9 @@ from plugins.destinations.spec import (
     SendResult,
 )
 from plugins.markers import hookimpl
-from switchboard.netguard import DestinationRefused, check_url_shape, ensure_public_destination
-from switchboard.signatures import decode_webhook_secret, sign_standard_webhook
+from switchboard.netguard import DestinationRefused, check_url_shape
+from switchboard.signatures import decode_webhook_secret
 
-_RETRYABLE_STATUSES = frozenset({408, 425, 429})
-_EXCERPT_BYTES = 512
 _METHODS = ("POST", "PUT", "PATCH")
 _MAX_HEADERS = 20
 # Set by us on every request: a tenant's header must not replace them.
@@ -71,33 +65,6 @@ def check_webhook_config(config: Mapping[str, object]) -> None:
             raise InvalidEndpointConfig(f"header {name} needs a printable ASCII string value of at most 1000 characters")
 
 
-async def _excerpt(response: httpx.Response) -> str:
-    """The start of the response body; the rest is never read into memory."""
-    received = b""
-    async for chunk in response.aiter_bytes():
-        received += chunk
-        if len(received) >= _EXCERPT_BYTES:
-            break
-    return received[:_EXCERPT_BYTES].decode("utf-8", errors="replace")
-
-
-def _header_value(text: str) -> str:
-    """Header-safe text: printable ASCII as is, anything else percent-encoded."""
-    if text.isascii() and text.isprintable():
-        return text
-    return quote(text, safe="")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, min(float(value), 3600.0))
-    except ValueError:
-        return None  # an HTTP date: rare for webhooks; the policy decides
-
-
 class WebhookDestination:
     name = "webhook"
 
@@ -110,62 +77,26 @@ class WebhookDestination:
         check_webhook_config(target.config)
 
     async def send(self, message: OutboundMessage, target: EndpointTarget, context: DestinationContext) -> SendResult:
-        try:
-            await ensure_public_destination(target.url, context.allow_private_networks)
-        except DestinationRefused as exc:
-            return SendResult(ok=False, error=str(exc), retryable=False)
-        body = message.body if message.body is not None else orjson.dumps(message.payload)
-        timestamp = int(time.time())
-        signature = sign_standard_webhook(target.secret, message.delivery_id, timestamp, body)
-        if target.previous_secret:
-            signature += " " + sign_standard_webhook(target.previous_secret, message.delivery_id, timestamp, body)
+        body = body_of(message)
         headers = {
             **target.config.get("headers", {}),
             "content-type": "application/json",
             "user-agent": "Switchboard-Webhooks/0.1",
-            "webhook-id": message.delivery_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature,
-            "x-switchboard-event-id": message.event_id,
-            "x-switchboard-event-type": _header_value(message.event_type),
-            "x-switchboard-attempt": str(message.attempt),
+            **signed_headers(message, target, body),
         }
-        try:
-            # One deadline for the whole exchange: httpx's timeouts are per read,
-            # so a receiver dripping bytes could otherwise hold a slot for ever.
-            async with asyncio.timeout(context.timeout_s):
-                async with context.http.stream(
-                    target.config.get("method", "POST"), target.url, content=body, headers=headers, timeout=context.timeout_s,
-                    follow_redirects=False,
-                ) as response:
-                    status = response.status_code
-                    received_headers = dict(response.headers)
-                    abort = response.headers.get("webhook-delivery", "").strip().lower() == "abort-message"
-                    excerpt = await _excerpt(response)
-        except (TimeoutError, httpx.TimeoutException):
-            return SendResult(ok=False, error=f"timed out after {context.timeout_s:g}s", retryable=True)
-        except httpx.LocalProtocolError as exc:  # our request cannot be sent as it is: retrying won't help
-            return SendResult(ok=False, error=f"request not sendable: {exc}"[:500], retryable=False)
-        except httpx.HTTPError as exc:
-            return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
-        answered = {"status_code": status, "response_excerpt": excerpt, "response_headers": received_headers}
-        if 200 <= status < 300:
-            return SendResult(ok=True, **answered)
-        if abort:
-            return SendResult(ok=False, retryable=False,
-                              error=f"receiver answered {status} with webhook-delivery: abort-message", **answered)
-        if status == 410:
-            return SendResult(ok=False, retryable=False, error="receiver answered 410 Gone",
-                              disable_endpoint="receiver answered 410 Gone", **answered)
-        retryable = (status >= 500 or status in _RETRYABLE_STATUSES if context.retry_statuses is None
-                     else status in context.retry_statuses)
-        return SendResult(
-            ok=False,
-            **answered,
-            error=f"receiver answered {status}",
-            retryable=retryable,
-            retry_after_s=_retry_after(response) if retryable else None,
-        )
+        answer = await exchange(context, target.config.get("method", "POST"), target.url, content=body,
+                                headers=headers)
+        if isinstance(answer, SendResult):
+            return answer
+        if answer.ok:
+            return answer.result(context)
+        if answer.headers.get("webhook-delivery", "").strip().lower() == "abort-message":
+            return answer.failure(f"receiver answered {answer.status_code} with webhook-delivery: abort-message",
+                                  retryable=False)
+        if answer.status_code == 410:
+            return answer.failure("receiver answered 410 Gone", retryable=False,
+                                  disable_endpoint="receiver answered 410 Gone")
+        return answer.result(context)
 
 
 @hookimpl

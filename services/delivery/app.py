@@ -42,7 +42,7 @@ class DeliveryApp(ServiceApp):
             self.store,
             self.registry,
             DestinationContext(http=self.http, timeout_s=s.delivery_timeout_s,
-                               allow_private_networks=s.allow_private_destinations),
+                               allow_private_networks=s.allow_private_destinations, nats=runtime.nc),
             EndpointOptions(
                 max_in_flight=s.endpoint_max_in_flight,
                 rate_limit=None,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.router.consumer import EventRouter
+from services.router.consumer import EventRouter, publish_delivery
+from services.router.replay import ReplayRunner, ReplayStore
 from services.router.routing import EventStore, RouteStore
 from services.router.servicer import RouterServicer
 from switchboard.messaging import CONSUMERS, consume
@@ -17,7 +18,9 @@ class RouterApp(ServiceApp):
     def register(self, server, runtime: Runtime) -> None:
         self.routes = RouteStore(runtime.pool)
         self.events = EventStore(runtime.pool)
-        rpc.add_RouterServiceServicer_to_server(RouterServicer(self.routes, self.events, runtime.clients), server)
+        self.replays = ReplayStore(runtime.pool)
+        rpc.add_RouterServiceServicer_to_server(
+            RouterServicer(self.routes, self.events, self.replays, runtime.clients), server)
 
     async def start(self, runtime: Runtime) -> None:
         router = EventRouter(runtime.js, self.events, self.routes, runtime.settings.publish_timeout_s)
@@ -25,3 +28,10 @@ class RouterApp(ServiceApp):
             runtime.js, CONSUMERS["router"], router.handle,
             concurrency=runtime.settings.router_concurrency, stopping=runtime.stopping,
         ), "events consumer")
+        timeout = runtime.settings.publish_timeout_s
+
+        async def publish(event, route_id: str, endpoint_id: str, replay_id: str) -> None:
+            await publish_delivery(runtime.js, event, route_id, endpoint_id, timeout, replay_id)
+
+        runner = ReplayRunner(self.replays, self.routes, publish)
+        runtime.background(runner.run(runtime.stopping), "replay runner")

@@ -27,6 +27,34 @@ logger = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
 
+async def publish_delivery(js: JetStreamContext, event: Event, route_id: str, endpoint_id: str,
+                           timeout_s: float, replay_id: str | None = None) -> None:
+    """Queue one delivery of ``event`` to ``endpoint_id``.
+
+    Publishing the same delivery again (a redelivered event, a resumed replay)
+    is a no-op: its id is the JetStream message id.
+    """
+    delivery = DeliveryMessage(
+        event_id=event.id,
+        tenant_id=event.tenant_id,
+        endpoint_id=endpoint_id,
+        route_id=route_id,
+        event_type=event.type,
+        source_id=event.source_id,
+        received_at=event.received_at,
+        payload=event.payload,
+        body=event.body,
+        conversation_key=event.conversation_key,
+        replay_id=replay_id,
+    )
+    await js.publish(
+        delivery_subject(event.tenant_id, endpoint_id),
+        encode(delivery.to_message()),
+        timeout=timeout_s,
+        headers=inject_trace_headers({"Nats-Msg-Id": delivery.delivery_id}),
+    )
+
+
 class EventRouter:
     def __init__(self, js: JetStreamContext, events: EventStore, routes: RouteStore, publish_timeout_s: float) -> None:
         self.js = js
@@ -51,25 +79,7 @@ class EventRouter:
             await self.events.store(event)
             routes = await self.routes.list(event.tenant_id, enabled_only=True)
             for route, endpoint_id in plan_deliveries(event, routes):
-                delivery = DeliveryMessage(
-                    event_id=event.id,
-                    tenant_id=event.tenant_id,
-                    endpoint_id=endpoint_id,
-                    route_id=route.id,
-                    event_type=event.type,
-                    source_id=event.source_id,
-                    received_at=event.received_at,
-                    payload=event.payload,
-                    body=event.body,
-                    conversation_key=event.conversation_key,
-                )
-                # A redelivered event re-publishes; the message id makes that a no-op.
-                await self.js.publish(
-                    delivery_subject(event.tenant_id, endpoint_id),
-                    encode(delivery.to_message()),
-                    timeout=self.publish_timeout_s,
-                    headers=inject_trace_headers({"Nats-Msg-Id": delivery.delivery_id}),
-                )
+                await publish_delivery(self.js, event, route.id, endpoint_id, self.publish_timeout_s)
         except psycopg.DataError as exc:
             # This event can never be stored; keep it in DEAD_LETTERS rather than retry for ever.
             logger.error("event cannot be stored; dead-lettered",

@@ -20,7 +20,7 @@ from switchboard.events import Event
 from switchboard.ids import is_id, new_id
 from switchboard.patterns import check_type_patterns, matches_any
 
-__all__ = ["Route", "RouteStore", "EventStore", "StoredEvent", "plan_deliveries"]
+__all__ = ["Route", "RouteStore", "EventStore", "StoredEvent", "plan_deliveries", "event_from_row"]
 
 MAX_ENDPOINTS = 50
 
@@ -106,6 +106,16 @@ class RouteStore:
             return [_route(row) for row in await cur.fetchall()]
 
 
+def event_from_row(row: dict[str, Any]) -> Event:
+    return Event(
+        id=row["id"], tenant_id=row["tenant_id"], source_id=row["source_id"], type=row["type"],
+        received_at=row["received_at"].timestamp(), payload=row["payload"], headers=row["headers"],
+        provider_event_id=row["provider_event_id"], body=row["body"],
+        occurred_at=row["occurred_at"].timestamp() if row["occurred_at"] else None,
+        conversation_key=row["conversation_key"],
+    )
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     event: Event
@@ -143,11 +153,5 @@ class EventStore:
             row = await cur.fetchone()
         if row is None:
             raise NotFound(f"event {event_id} not found")
-        event = Event(
-            id=row["id"], tenant_id=row["tenant_id"], source_id=row["source_id"], type=row["type"],
-            received_at=row["received_at"].timestamp(), payload=row["payload"], headers=row["headers"],
-            provider_event_id=row["provider_event_id"], body=row["body"],
-            occurred_at=row["occurred_at"].timestamp() if row["occurred_at"] else None,
-            conversation_key=row["conversation_key"],
-        )
+        event = event_from_row(row)
         return StoredEvent(event=event, stored_at=row["stored_at"])

@@ -152,3 +152,29 @@ def test_secret_rotation_signs_with_both_secrets_during_the_grace_period(platfor
         assert Webhook(immediate.json()["secret"]).verify(after.body, after.headers)["n"] == 2
         with pytest.raises(WebhookVerificationError):
             Webhook(new_secret).verify(after.body, after.headers)  # the grace-0 rotation replaced it at once
+
+
+async def test_slack_and_nats_destinations_deliver_through_the_platform(platform: Platform, nats_server) -> None:
+    import nats
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        subscription = await nc.subscribe("team.orders")
+        await nc.flush()  # the SUB reaches the server before this test blocks the loop
+        with Receiver(response_body=b"ok") as slack, platform.client() as api:
+            s = create_slice(api, slack.url)
+            hook = api.post("/v1/endpoints", json={"url": slack.url, "destination": "slack"}).json()
+            bus = api.post("/v1/endpoints", json={"url": "nats:team.orders", "destination": "nats"})
+            assert bus.status_code == 201, bus.text
+            route = api.post("/v1/routes", json={"endpoint_ids": [hook["id"], bus.json()["id"]]})
+            assert route.status_code == 201
+            event_id = send(platform, s.source_id, s.source_secret, {"type": "order.created", "text": "New order 42"})
+            wait_for_delivery(api, event_id)
+            published = await subscription.next_msg(timeout=10)
+            assert json.loads(published.data)["text"] == "New order 42"
+            assert Webhook(bus.json()["secret"]).verify(published.data, dict(published.headers))
+            posted = [json.loads(r.body) for r in slack.requests if "webhook-id" not in r.headers]
+            assert posted == [{"text": "New order 42"}]
+            assert api.post("/v1/endpoints", json={"url": "nats:events.t.x", "destination": "nats"}).status_code == 400
+    finally:
+        await nc.close()

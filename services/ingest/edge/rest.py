@@ -30,6 +30,7 @@ __all__ = [
     "rotate_endpoint_secret", "set_endpoint_enabled", "retry_failed", "test_endpoint",
     "list_deliveries", "get_delivery", "retry_delivery",
     "create_route", "list_routes", "get_event",
+    "create_replay", "list_replays", "get_replay", "cancel_replay",
 ]
 
 
@@ -292,15 +293,19 @@ async def retry_failed(request: Request, principal: Principal, edge: EdgeContext
 
 # -- deliveries and dead letters (DeliveryService) ------------------------------------
 
-def _timestamp_param(request: Request, name: str) -> Timestamp | None:
-    raw = request.query_params.get(name)
-    if not raw:
+def _timestamp(raw: Any, name: str) -> Timestamp | None:
+    """An ISO 8601 time (UTC unless it says otherwise) as a protobuf Timestamp; None when absent."""
+    if raw is None or raw == "":
         return None
     try:
         value = datetime.fromisoformat(raw)
-    except ValueError:
+    except (TypeError, ValueError):
         raise InvalidRequest(f"{name} must be an ISO 8601 time, like 2026-01-31T12:00:00Z") from None
     return timestamp(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+
+
+def _timestamp_param(request: Request, name: str) -> Timestamp | None:
+    return _timestamp(request.query_params.get(name), name)
 
 
 async def list_deliveries(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
@@ -371,3 +376,47 @@ async def get_event(request: Request, principal: Principal, edge: EdgeContext) -
     data["payload"] = json.loads(data.pop("payload_json", "null"))
     data["deliveries"] = [_message(d) for d in deliveries.deliveries]
     return JSONResponse(data)
+
+
+# -- replays (RouterService) ----------------------------------------------------------
+
+def _replay(replay: router_pb2.Replay) -> dict[str, Any]:
+    data = _message(replay)
+    data.setdefault("event_types", [])
+    for name in ("total", "done", "deliveries"):
+        data.setdefault(name, 0)
+    return data
+
+
+async def create_replay(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    source_id = _string(body, "source_id")
+    if source_id:
+        await edge.sources.get(principal.tenant_id, source_id)  # 404 for another tenant's source
+    since = _timestamp(_string(body, "since", required=True), "since")
+    until = _timestamp(_string(body, "until"), "until") or timestamp(datetime.now(timezone.utc))
+    reply = await call(_router_stub(edge).CreateReplay(router_pb2.CreateReplayRequest(
+        tenant_id=principal.tenant_id, since=since, until=until, source_id=source_id,
+        event_types=_strings(body, "event_types"), endpoint_id=_string(body, "endpoint_id"),
+    ), timeout=edge.clients.timeout))
+    await audit(edge, principal, "replay.create", reply.id)
+    return JSONResponse(_replay(reply), status_code=202)
+
+
+async def list_replays(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_router_stub(edge).ListReplays(router_pb2.ListReplaysRequest(
+        tenant_id=principal.tenant_id, limit=_int_param(request, "limit", 50)), timeout=edge.clients.timeout))
+    return JSONResponse({"data": [_replay(r) for r in reply.replays]})
+
+
+async def get_replay(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_router_stub(edge).GetReplay(router_pb2.GetReplayRequest(
+        tenant_id=principal.tenant_id, id=request.path_params["replay_id"]), timeout=edge.clients.timeout))
+    return JSONResponse(_replay(reply))
+
+
+async def cancel_replay(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_router_stub(edge).CancelReplay(router_pb2.GetReplayRequest(
+        tenant_id=principal.tenant_id, id=request.path_params["replay_id"]), timeout=edge.clients.timeout))
+    await audit(edge, principal, "replay.cancel", reply.id)
+    return JSONResponse(_replay(reply))

@@ -79,6 +79,13 @@ API_ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("GET", "/v1/routes", rest.list_routes, "read", "List routes", None, "RouteList"),
     ApiRoute("GET", "/v1/events/{event_id}", rest.get_event, "read", "Get an event with its deliveries", None,
              "EventWithDeliveries"),
+    ApiRoute("POST", "/v1/replays", rest.create_replay, "admin",
+             "Re-deliver the events of a time range (to one endpoint or through the current routes), "
+             "in the background; follow its progress at /v1/replays/{replay_id}", "ReplayCreate", "Replay", 202),
+    ApiRoute("GET", "/v1/replays", rest.list_replays, "read", "Replays, newest first", None, "ReplayList"),
+    ApiRoute("GET", "/v1/replays/{replay_id}", rest.get_replay, "read", "A replay and its progress", None, "Replay"),
+    ApiRoute("POST", "/v1/replays/{replay_id}/cancel", rest.cancel_replay, "admin", "Stop a running replay", None,
+             "Replay"),
     ApiRoute("GET", "/v1/audit", rest.list_audit, "admin", "The audit log, newest first", None, "AuditList"),
 )
 
