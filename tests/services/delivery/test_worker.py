@@ -226,3 +226,96 @@ async def test_an_endpoint_failing_for_the_configured_period_is_disabled_with_it
             # Re-enabled, it starts afresh.
             enabled = await store.set_endpoint_disabled("t1", endpoint.id, None)
             assert enabled.disabled_at is None and enabled.failing_since is None
+
+
+class ResettingServer:
+    """Accepts a connection, reads the request, and resets the connection (RST, not FIN)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import socket
+        import struct
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.recv(65536)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+
+
+async def test_a_receiver_that_resets_the_connection_is_retried(setup) -> None:
+    store, worker, _ = setup
+    server = ResettingServer()
+    try:
+        endpoint = await store.create_endpoint("t1", server.url, "", "webhook", generate_webhook_secret())
+        decision = await worker.deliver(message(endpoint.id))
+    finally:
+        server.sock.close()
+    assert decision.action == "nak" and server.accepted >= 1
+    [delivery] = await deliveries_of(store, "t1", "evt_1")
+    [attempt] = delivery.history
+    assert attempt.outcome == "retrying" and attempt.status_code is None and attempt.error
+
+
+async def test_a_receiver_hanging_past_the_timeout_is_cut_off_and_retried(setup) -> None:
+    store, worker, _ = setup
+    with Receiver(delay_s=3) as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret(),
+                                               options={"timeout_seconds": 1})
+        decision = await worker.deliver(message(endpoint.id))
+    assert decision.action == "nak"
+    [delivery] = await deliveries_of(store, "t1", "evt_1")
+    [attempt] = delivery.history
+    assert attempt.error == "timed out after 1s" and 900 <= attempt.latency_ms < 2500
+
+
+async def test_429_with_retry_after_waits_as_long_as_the_receiver_asks(setup) -> None:
+    store, worker, _ = setup
+    with Receiver(status=429, headers={"retry-after": "42"}) as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        decision = await worker.deliver(message(endpoint.id))
+    assert decision.action == "nak" and decision.delay_s == 42  # the policy alone would wait 1 s
+
+
+async def test_a_destination_plugin_that_raises_is_recorded_and_the_delivery_kept(pool, js) -> None:
+    from plugins.manager import PluginRegistry
+
+    class Broken:
+        name = "broken"
+
+        def validate(self, target):
+            pass
+
+        async def send(self, message, target, context):
+            raise RuntimeError("plugin bug: no such attribute")
+
+    await apply_migrations(pool, "delivery", MIGRATIONS)
+    await ensure_streams(js, Settings.from_env({}))
+    store = DeliveryStore(pool)
+    registry = PluginRegistry(destinations={"broken": Broken()})
+    async with httpx.AsyncClient() as http:
+        worker = DeliveryWorker(js, store, registry, DestinationContext(http, 5.0, True),
+                                EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
+                                5.0)
+        endpoint = await store.create_endpoint("t1", "http://127.0.0.1:9/x", "", "broken", generate_webhook_secret())
+        assert (await worker.deliver(message(endpoint.id))).action == "nak"  # retried, not lost
+    [delivery] = await deliveries_of(store, "t1", "evt_1")
+    assert delivery.status == "pending"
+    assert delivery.history[0].error == "RuntimeError: plugin bug: no such attribute"
