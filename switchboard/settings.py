@@ -117,6 +117,9 @@ class Settings:
     # Outbound requests to private/loopback/link-local addresses are refused
     # unless the operator allows them (tests and local walkthroughs do).
     allow_private_destinations: bool = False
+    # Networks (CIDRs) outbound requests may reach even though they are not
+    # public, e.g. an internal receiver's subnet. Everything else private stays refused.
+    destination_allowlist: tuple[str, ...] = ()
     delivery_timeout_s: float = 10.0
     delivery_max_attempts: int = 8
     # First retry delay; each next one doubles (services/delivery/retry.py).
@@ -184,6 +187,7 @@ class Settings:
             publish_timeout_s=_float(env, f"{p}PUBLISH_TIMEOUT", 5.0),
             rpc_timeout_s=_float(env, f"{p}RPC_TIMEOUT", 5.0),
             allow_private_destinations=_bool(env, f"{p}ALLOW_PRIVATE_DESTINATIONS", False),
+            destination_allowlist=_networks(env, f"{p}DESTINATION_ALLOWLIST"),
             delivery_timeout_s=_float(env, f"{p}DELIVERY_TIMEOUT", 10.0),
             delivery_max_attempts=_int(env, f"{p}DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
             delivery_retry_base_s=_float(env, f"{p}DELIVERY_RETRY_BASE", 5.0),
@@ -258,6 +262,7 @@ class Settings:
             f"{p}PUBLISH_TIMEOUT": str(self.publish_timeout_s),
             f"{p}RPC_TIMEOUT": str(self.rpc_timeout_s),
             f"{p}ALLOW_PRIVATE_DESTINATIONS": "true" if self.allow_private_destinations else "false",
+            f"{p}DESTINATION_ALLOWLIST": ",".join(self.destination_allowlist),
             f"{p}DELIVERY_TIMEOUT": str(self.delivery_timeout_s),
             f"{p}DELIVERY_MAX_ATTEMPTS": str(self.delivery_max_attempts),
             f"{p}DELIVERY_RETRY_BASE": str(self.delivery_retry_base_s),

@@ -24,7 +24,8 @@ def base_env(state_dir: Path, **extra: str) -> dict[str, str]:
     env.update({
         "SWITCHBOARD_STATE_DIR": str(state_dir),
         "SWITCHBOARD_HTTP_PORT": "0",
-        "SWITCHBOARD_ALLOW_PRIVATE_DESTINATIONS": "true",
+        # Loopback receivers stand in for customers; every other private address stays refused.
+        "SWITCHBOARD_DESTINATION_ALLOWLIST": "127.0.0.0/8",
         "SWITCHBOARD_DELIVERY_RETRY_BASE": "0.3",
         "SWITCHBOARD_PUBLISH_TIMEOUT": "2",
         "SWITCHBOARD_LOG_FORMAT": "text",

@@ -155,7 +155,7 @@ async def exchange(
     try:
         # One deadline for the whole exchange, the address check included.
         async with asyncio.timeout(context.timeout_s):
-            await ensure_public_destination(url, context.allow_private_networks)
+            await ensure_public_destination(url, context.allow_private_networks, context.allowed_networks)
             async with context.http.stream(
                 method, url, timeout=context.timeout_s, follow_redirects=False, **request
             ) as response:

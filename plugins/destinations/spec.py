@@ -73,6 +73,8 @@ class DestinationContext:
     http: httpx.AsyncClient
     timeout_s: float
     allow_private_networks: bool
+    # Non-public networks the operator allows all the same (see switchboard.netguard).
+    allowed_networks: tuple = ()
     # The platform's NATS connection, for destinations that publish to NATS.
     nats: Any = None
     # The endpoint's own list of HTTP statuses that are retried; None means

@@ -14,6 +14,7 @@ from services.delivery.servicer import DeliveryServicer
 from services.delivery.store import DeliveryStore
 from services.delivery.worker import DeliveryWorker
 from switchboard.messaging import CONSUMERS, consume
+from switchboard.netguard import guarded_transport, parse_networks
 from switchboard.service import Runtime, ServiceApp
 from switchboard.v1 import delivery_pb2_grpc as rpc
 
@@ -25,7 +26,9 @@ class DeliveryApp(ServiceApp):
     def register(self, server, runtime: Runtime) -> None:
         self.registry = load_registry()
         self.store = DeliveryStore(runtime.pool)
-        endpoints = EndpointManager(self.store, self.registry, runtime.settings.allow_private_destinations)
+        self.allowed = parse_networks(runtime.settings.destination_allowlist)
+        endpoints = EndpointManager(self.store, self.registry, runtime.settings.allow_private_destinations,
+                                    self.allowed)
         rpc.add_DeliveryServiceServicer_to_server(
             DeliveryServicer(self.store, endpoints, runtime.js, runtime.settings.publish_timeout_s), server)
 
@@ -33,7 +36,12 @@ class DeliveryApp(ServiceApp):
         s = runtime.settings
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(s.delivery_timeout_s),
-            limits=httpx.Limits(max_connections=s.delivery_concurrency * 2, max_keepalive_connections=s.delivery_concurrency),
+            # Every connection is checked against the SSRF guard and pinned to the checked address.
+            transport=guarded_transport(
+                s.allow_private_destinations, self.allowed,
+                limits=httpx.Limits(max_connections=s.delivery_concurrency * 2,
+                                    max_keepalive_connections=s.delivery_concurrency),
+            ),
             # Never follow a receiver's proxy settings from the environment.
             trust_env=False,
         )
@@ -42,7 +50,8 @@ class DeliveryApp(ServiceApp):
             self.store,
             self.registry,
             DestinationContext(http=self.http, timeout_s=s.delivery_timeout_s,
-                               allow_private_networks=s.allow_private_destinations, nats=runtime.nc),
+                               allow_private_networks=s.allow_private_destinations,
+                               allowed_networks=self.allowed, nats=runtime.nc),
             EndpointOptions(
                 max_in_flight=s.endpoint_max_in_flight,
                 rate_limit=None,

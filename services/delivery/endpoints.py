@@ -17,7 +17,7 @@ from plugins.manager import PluginRegistry, UnknownPlugin
 from services.delivery.options import validate_options
 from services.delivery.store import DeliveryStore, Endpoint
 from switchboard.errors import InvalidRequest, NotFound
-from switchboard.netguard import DestinationRefused, ensure_public_destination
+from switchboard.netguard import DestinationRefused, Networks, ensure_public_destination
 from switchboard.patterns import check_type_patterns
 from switchboard.signatures import generate_webhook_secret
 
@@ -40,10 +40,12 @@ def masked_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class EndpointManager:
-    def __init__(self, store: DeliveryStore, registry: PluginRegistry, allow_private_destinations: bool) -> None:
+    def __init__(self, store: DeliveryStore, registry: PluginRegistry, allow_private_destinations: bool,
+                 allowed_networks: Networks = ()) -> None:
         self.store = store
         self.registry = registry
         self.allow_private_destinations = allow_private_destinations
+        self.allowed_networks = allowed_networks
 
     async def create(
         self, tenant_id: str, url: str, description: str, destination: str, secret: str,
@@ -110,7 +112,7 @@ class EndpointManager:
         if endpoint.url.startswith(("http://", "https://")):
             # Refused now, and again at every send (DNS can change in between).
             try:
-                await ensure_public_destination(endpoint.url, self.allow_private_destinations)
+                await ensure_public_destination(endpoint.url, self.allow_private_destinations, self.allowed_networks)
             except DestinationRefused as exc:
                 raise InvalidRequest(f"url refused: {exc}") from None
         return endpoint

@@ -127,10 +127,19 @@ def test_a_slow_endpoint_never_delays_deliveries_to_others(platform_factory) -> 
 
 
 def test_private_destinations_are_refused_at_creation_unless_allowed(platform_factory) -> None:
-    platform = platform_factory(SWITCHBOARD_ALLOW_PRIVATE_DESTINATIONS="false")
+    platform = platform_factory(SWITCHBOARD_DESTINATION_ALLOWLIST="")
     with platform.client() as api:
         for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/",
                     "http://localhost/x", "http://[::1]/x"):
+            reply = api.post("/v1/endpoints", json={"url": url})
+            assert reply.status_code == 400 and "refused" in reply.json()["error"]["message"], url
+
+
+def test_the_allowlist_admits_its_networks_only(platform) -> None:
+    # The default test platform allows 127.0.0.0/8 and nothing else.
+    with platform.client() as api:
+        assert api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/x"}).status_code == 201
+        for url in ("http://10.0.0.1/", "http://169.254.169.254/latest/meta-data", "http://[::1]/x"):
             reply = api.post("/v1/endpoints", json={"url": url})
             assert reply.status_code == 400 and "refused" in reply.json()["error"]["message"], url
 
