@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python -m tests.bench.auth_bench
 	$(BIN)/python -m tests.bench.sources_bench
 	$(BIN)/python -m tests.bench.end_to_end_bench
+	$(BIN)/python -m tests.bench.delivery_bench
 
 clean:
 	rm -rf $(VENV) switchboard/v1 .pytest_cache

@@ -268,12 +268,14 @@ async def consume(
             # Settling failed (NATS down): the message is redelivered after ack_wait.
             logger.warning("could not settle message", extra={"stream": spec.stream}, exc_info=True)
 
+    # Fetch only what can start at once (a fetched message that waited here
+    # would run down its ack_wait), but not one at a time either: a fetch is a
+    # round trip, so wait until a quarter of the slots are free.
+    refill = max(1, min(batch, concurrency // 4))
     try:
         while not stopping.is_set():
             free = concurrency - len(in_flight)
-            if free <= 0:
-                # Fetch only what can start at once: a fetched message that waits
-                # here would run down its ack_wait and be redelivered elsewhere.
+            if free < refill:
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 continue
             try:

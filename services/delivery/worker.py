@@ -255,10 +255,14 @@ class DeliveryWorker:
             endpoint_id=message.endpoint_id, event_type=message.event_type, outcome=outcome,
             status_code=status_code, latency_ms=latency_ms, at=time.time(),
         )
+        subject, data = attempt_subject(message.tenant_id), encode(record.to_message())
+        headers = {"Nats-Msg-Id": f"{message.delivery_id}#{number}"}
         try:
-            await self.js.publish(
-                attempt_subject(message.tenant_id), encode(record.to_message()), timeout=self.publish_timeout_s,
-                headers={"Nats-Msg-Id": f"{message.delivery_id}#{number}"},
-            )
+            if self.context.nats is not None:
+                # The ATTEMPTS stream captures the subject; not waiting for its ack
+                # per attempt keeps reporting off the delivery's critical path.
+                await self.context.nats.publish(subject, data, headers=headers)
+            else:
+                await self.js.publish(subject, data, timeout=self.publish_timeout_s, headers=headers)
         except Exception as exc:
             logger.warning("attempt report not published", extra={"error": str(exc)})

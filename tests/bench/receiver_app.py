@@ -30,4 +30,12 @@ async def stats(request: Request) -> JSONResponse:
                          "first": min(arrivals, default=0), "last": max(arrivals, default=0)})
 
 
-app = Starlette(routes=[Route("/hook", hook, methods=["POST"]), Route("/stats", stats)])
+async def reset(request: Request) -> JSONResponse:
+    latencies_ms.clear()
+    arrivals.clear()
+    ids.clear()
+    return JSONResponse({"reset": True})
+
+
+app = Starlette(routes=[Route("/hook", hook, methods=["POST"]), Route("/stats", stats),
+                        Route("/reset", reset, methods=["POST"])])

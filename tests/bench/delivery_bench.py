@@ -1,0 +1,82 @@
+"""Deliveries/s end to end with 1, 10 and 100 endpoints, and latency percentiles.
+
+Each run sends events to a fresh source whose route fans every event out to N
+endpoints (all on one fast loopback receiver), so every run makes the same
+number of deliveries: BENCH_DELIVERIES (default 6,000). Deliveries/s is first
+send to last arrival; latency is from the sender's timestamp to arrival.
+
+    .venv/bin/python -m tests.bench.delivery_bench
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import httpx
+
+from switchboard.embedded import free_port
+from tests.bench.common import bench_env, infrastructure, spawn, stop, wait_http
+from tests.bench.end_to_end_bench import percentile, send_all
+from tests.platform_runner import Platform
+
+DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "6000"))
+FAN_OUTS = tuple(int(n) for n in os.environ.get("BENCH_ENDPOINTS", "1,10,100").split(","))
+
+
+def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int) -> dict:
+    source = api.post("/v1/sources", json={"name": f"bench-{endpoints}"}).json()
+    ids = [api.post("/v1/endpoints", json={"url": f"{receiver}/hook?e={n}"}).json()["id"] for n in range(endpoints)]
+    api.post("/v1/routes", json={"source_id": source["id"], "endpoint_ids": ids}).raise_for_status()
+    httpx.post(f"{receiver}/reset").raise_for_status()
+    events = DELIVERIES // endpoints
+    start, sent = asyncio.run(send_all(f"{platform.edge_url}/in/{source['id']}", source["secret"], events))
+    expected = events * endpoints
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        stats = httpx.get(f"{receiver}/stats", timeout=30).json()
+        if len(stats["latencies_ms"]) >= expected:
+            break
+        time.sleep(0.5)
+    latencies = stats["latencies_ms"]
+    return {"endpoints": endpoints, "events": events, "deliveries": len(latencies), "unique": stats["unique"],
+            "per_s": len(latencies) / (stats["last"] - start), "accepted_per_s": events / (sent - start),
+            "p50": percentile(latencies, 0.5), "p90": percentile(latencies, 0.9),
+            "p99": percentile(latencies, 0.99)}
+
+
+def main() -> None:
+    with infrastructure() as (nats_url, database_url, scratch):
+        port = free_port()
+        env = bench_env(nats_url, database_url, scratch / "state", SWITCHBOARD_HTTP_PORT="0",
+                        SWITCHBOARD_LOG_LEVEL="WARNING", SWITCHBOARD_LOG_FORMAT="text",
+                        # Each run's endpoints get their share of the default per-endpoint cap.
+                        SWITCHBOARD_ENDPOINT_MAX_IN_FLIGHT=os.environ.get("BENCH_MAX_IN_FLIGHT", "64"),
+                        SWITCHBOARD_DELIVERY_CONCURRENCY=os.environ.get("BENCH_DELIVERY_CONCURRENCY", "64"))
+        receiver = spawn(["-m", "uvicorn", "tests.bench.receiver_app:app", "--port", str(port),
+                          "--no-access-log", "--log-level", "warning"], env)
+        platform = Platform(env)
+        results = []
+        try:
+            wait_http(f"http://127.0.0.1:{port}/stats")
+            platform.start()
+            with platform.client() as api:
+                for endpoints in FAN_OUTS:
+                    results.append(run(api, platform, f"http://127.0.0.1:{port}", endpoints))
+        finally:
+            platform.stop()
+            stop(receiver)
+
+    print(f"\ndelivery benchmark: {DELIVERIES} deliveries per run, one loopback receiver, every service in its "
+          "own process (2 cores shared with NATS, PostgreSQL, the receiver and the sender)")
+    print(f"{'endpoints':>9} {'events':>7} {'deliveries/s':>13} {'unique ids':>10} {'p50 ms':>8} {'p90 ms':>8} "
+          f"{'p99 ms':>8}")
+    for r in results:
+        print(f"{r['endpoints']:>9} {r['events']:>7} {r['per_s']:>13.0f} {r['unique']:>10} {r['p50']:>8.0f} "
+              f"{r['p90']:>8.0f} {r['p99']:>8.0f}")
+        assert r["unique"] == r["events"] * r["endpoints"], "every delivery arrives (once per webhook-id)"
+
+
+if __name__ == "__main__":
+    main()
