@@ -33,7 +33,7 @@ import httpx
 import orjson
 
 from plugins.destinations.spec import DestinationContext, SendResult
-from switchboard.netguard import DestinationRefused, ensure_public_destination
+from switchboard.netguard import DestinationRefused, check_url_shape, ensure_public_destination
 
 __all__ = [
     "DEFAULT_RETRYABLE_STATUSES",
@@ -155,7 +155,10 @@ async def exchange(
     try:
         # One deadline for the whole exchange, the address check included.
         async with asyncio.timeout(context.timeout_s):
-            await ensure_public_destination(url, context.allow_private_networks, context.allowed_networks)
+            if context.connections_guarded:
+                check_url_shape(url)
+            else:
+                await ensure_public_destination(url, context.allow_private_networks, context.allowed_networks)
             async with context.http.stream(
                 method, url, timeout=context.timeout_s, follow_redirects=False, **request
             ) as response:

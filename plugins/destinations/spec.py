@@ -75,6 +75,9 @@ class DestinationContext:
     allow_private_networks: bool
     # Non-public networks the operator allows all the same (see switchboard.netguard).
     allowed_networks: tuple = ()
+    # True when ``http`` checks every connection itself (the host's client
+    # does): a destination need not resolve and check the URL per request.
+    connections_guarded: bool = False
     # The platform's NATS connection, for destinations that publish to NATS.
     nats: Any = None
     # The endpoint's own list of HTTP statuses that are retried; None means

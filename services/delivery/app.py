@@ -51,7 +51,7 @@ class DeliveryApp(ServiceApp):
             self.registry,
             DestinationContext(http=self.http, timeout_s=s.delivery_timeout_s,
                                allow_private_networks=s.allow_private_destinations,
-                               allowed_networks=self.allowed, nats=runtime.nc),
+                               allowed_networks=self.allowed, connections_guarded=True, nats=runtime.nc),
             EndpointOptions(
                 max_in_flight=s.endpoint_max_in_flight,
                 rate_limit=None,

@@ -48,3 +48,13 @@ async def test_a_dns_answer_that_changes_after_the_check_is_not_followed(monkeyp
 def test_malformed_networks_are_an_error() -> None:
     with pytest.raises(ValueError):
         parse_networks(["10.0.0.0/33"])
+
+
+async def test_with_a_guarded_client_the_connection_check_alone_refuses_for_good() -> None:
+    with Receiver() as receiver:
+        async with httpx.AsyncClient(transport=guarded_transport(False)) as http:
+            context = DestinationContext(http=http, timeout_s=5, allow_private_networks=False,
+                                         connections_guarded=True)
+            result = await exchange(context, "POST", receiver.url, content=b"{}")
+    assert not result.ok and not result.retryable and "private" in result.error
+    assert receiver.requests == []
