@@ -43,6 +43,8 @@ def bench_env(nats_url: str, database_url: str, state_dir: Path, **extra: str) -
         # Throughput, not the per-source limiter, is measured here.
         "SWITCHBOARD_SOURCE_RATE": "1000000",
         "SWITCHBOARD_SOURCE_BURST": "1000000",
+        "SWITCHBOARD_KEY_RATE": "1000000",
+        "SWITCHBOARD_KEY_BURST": "1000000",
         "SWITCHBOARD_LOG_LEVEL": "WARNING",
         "SWITCHBOARD_MASTER_KEY": "bench-master-key-" + "x" * 32,
         "PYTHONUNBUFFERED": "1",
