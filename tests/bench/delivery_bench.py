@@ -5,6 +5,11 @@ endpoints (all on one fast loopback receiver), so every run makes the same
 number of deliveries: BENCH_DELIVERIES (default 6,000). Deliveries/s is first
 send to last arrival; latency is from the sender's timestamp to arrival.
 
+Then the delivery service alone: it is paused (SIGSTOP) while the events are
+sent and routed, so its queue fills, and resumed; "drain" is the rate at
+which it empties the queue to the receiver, with only the receiver (and
+NATS and PostgreSQL) competing for the CPU.
+
     .venv/bin/python -m tests.bench.delivery_bench
 """
 
@@ -12,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 
 import httpx
+import nats
 
 from switchboard.embedded import free_port
 from tests.bench.common import bench_env, infrastructure, spawn, stop, wait_http
@@ -25,7 +32,16 @@ DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "6000"))
 FAN_OUTS = tuple(int(n) for n in os.environ.get("BENCH_ENDPOINTS", "1,10,100").split(","))
 
 
-def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int) -> dict:
+async def queued_deliveries(nats_url: str) -> int:
+    nc = await nats.connect(nats_url)
+    try:
+        return (await nc.jetstream().stream_info("DELIVERIES")).state.messages
+    finally:
+        await nc.close()
+
+
+def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int, nats_url: str = "",
+        drain: bool = False) -> dict:
     source = api.post("/v1/sources", json={"name": f"bench-{endpoints}"}).json()
     ids = [api.post("/v1/endpoints", json={"url": f"{receiver}/hook?e={n}"}).json()["id"] for n in range(endpoints)]
     for chunk in range(0, endpoints, 50):  # a route names at most 50 endpoints
@@ -33,8 +49,16 @@ def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int) ->
                  ).raise_for_status()
     httpx.post(f"{receiver}/reset").raise_for_status()
     events = DELIVERIES // endpoints
-    start, sent = asyncio.run(send_all(f"{platform.edge_url}/in/{source['id']}", source["secret"], events))
     expected = events * endpoints
+    delivery = platform.pids()["delivery"]
+    if drain:
+        os.kill(delivery, signal.SIGSTOP)
+    start, sent = asyncio.run(send_all(f"{platform.edge_url}/in/{source['id']}", source["secret"], events))
+    if drain:
+        while asyncio.run(queued_deliveries(nats_url)) < expected:
+            time.sleep(0.2)
+        start = time.time()
+        os.kill(delivery, signal.SIGCONT)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         stats = httpx.get(f"{receiver}/stats", timeout=30).json()
@@ -42,7 +66,7 @@ def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int) ->
             break
         time.sleep(0.5)
     latencies = stats["latencies_ms"]
-    return {"endpoints": endpoints, "events": events, "deliveries": len(latencies), "unique": stats["unique"],
+    return {"endpoints": endpoints, "mode": "drain" if drain else "end to end", "events": events, "deliveries": len(latencies), "unique": stats["unique"],
             "per_s": len(latencies) / (stats["last"] - start), "accepted_per_s": events / (sent - start),
             "p50": percentile(latencies, 0.5), "p90": percentile(latencies, 0.9),
             "p99": percentile(latencies, 0.99)}
@@ -66,16 +90,18 @@ def main() -> None:
             with platform.client() as api:
                 for endpoints in FAN_OUTS:
                     results.append(run(api, platform, f"http://127.0.0.1:{port}", endpoints))
+                for endpoints in (FAN_OUTS[0], FAN_OUTS[-1]):
+                    results.append(run(api, platform, f"http://127.0.0.1:{port}", endpoints, nats_url, drain=True))
         finally:
             platform.stop()
             stop(receiver)
 
     print(f"\ndelivery benchmark: {DELIVERIES} deliveries per run, one loopback receiver, every service in its "
           "own process (2 cores shared with NATS, PostgreSQL, the receiver and the sender)")
-    print(f"{'endpoints':>9} {'events':>7} {'deliveries/s':>13} {'unique ids':>10} {'p50 ms':>8} {'p90 ms':>8} "
+    print(f"{'mode':>10} {'endpoints':>9} {'events':>7} {'deliveries/s':>13} {'unique ids':>10} {'p50 ms':>8} {'p90 ms':>8} "
           f"{'p99 ms':>8}")
     for r in results:
-        print(f"{r['endpoints']:>9} {r['events']:>7} {r['per_s']:>13.0f} {r['unique']:>10} {r['p50']:>8.0f} "
+        print(f"{r['mode']:>10} {r['endpoints']:>9} {r['events']:>7} {r['per_s']:>13.0f} {r['unique']:>10} {r['p50']:>8.0f} "
               f"{r['p90']:>8.0f} {r['p99']:>8.0f}")
         assert r["unique"] == r["events"] * r["endpoints"], "every delivery arrives (once per webhook-id)"
 
