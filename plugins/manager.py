@@ -7,6 +7,8 @@ plugins register into a :class:`PluginRegistry` that services look things up in.
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,9 @@ BUILTIN_PLUGINS = (
     "plugins.destinations.intercom",
     "plugins.destinations.twilio",
     "plugins.destinations.nats_subject",
-    "plugins.ai.offline",
+    "plugins.ai.local",
+    "plugins.ai.anthropic_provider",
+    "plugins.ai.openai_provider",
 )
 
 
@@ -87,10 +91,12 @@ def _collector(table: dict[str, Any], kind: str):
     return register
 
 
-def load_registry(pm: pluggy.PluginManager | None = None) -> PluginRegistry:
+def load_registry(pm: pluggy.PluginManager | None = None, env: Mapping[str, str] | None = None) -> PluginRegistry:
+    """Every plugin's registrations; AI providers read their settings from ``env`` (default: the environment)."""
     pm = pm or get_plugin_manager()
     registry = PluginRegistry()
     pm.hook.register_sources(register=_collector(registry.sources, "source type"))
     pm.hook.register_destinations(register=_collector(registry.destinations, "destination"))
-    pm.hook.register_ai_providers(register=_collector(registry.ai_providers, "AI provider"))
+    pm.hook.register_ai_providers(register=_collector(registry.ai_providers, "AI provider"),
+                                  settings=ai_spec.ProviderSettings(dict(os.environ if env is None else env)))
     return registry

@@ -56,13 +56,16 @@ class TokenBuckets:
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, updated)
 
-    def take(self, key: str, limit: RateLimit) -> Verdict:
+    def take(self, key: str, limit: RateLimit, cost: float = 1.0) -> Verdict:
+        """Take ``cost`` tokens (one request; or, for a tokens-per-minute limit, its tokens)."""
         now = self.clock()
         tokens, updated = self._buckets.get(key, (float(limit.burst), now))
         tokens = min(float(limit.burst), tokens + (now - updated) * limit.rate_per_s)
-        allowed = tokens >= 1.0
+        # A cost above the burst could never be met: it takes a full bucket instead.
+        cost = min(cost, float(limit.burst))
+        allowed = tokens >= cost
         if allowed:
-            tokens -= 1.0
+            tokens -= cost
         if len(self._buckets) >= self.max_keys and key not in self._buckets:
             # Full buckets are the default state: forgetting them loses nothing.
             self._buckets = {k: v for k, v in self._buckets.items() if v[0] < limit.burst}
@@ -72,5 +75,11 @@ class TokenBuckets:
             limit=limit.burst,
             remaining=int(tokens),
             reset_s=(limit.burst - tokens) / limit.rate_per_s,
-            retry_after_s=0.0 if allowed else (1.0 - tokens) / limit.rate_per_s,
+            retry_after_s=0.0 if allowed else (cost - tokens) / limit.rate_per_s,
         )
+
+    def give_back(self, key: str, limit: RateLimit, cost: float = 1.0) -> None:
+        """Return tokens taken for something that did not happen after all."""
+        if key in self._buckets:
+            tokens, updated = self._buckets[key]
+            self._buckets[key] = (min(float(limit.burst), tokens + cost), updated)

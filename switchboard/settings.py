@@ -143,8 +143,14 @@ class Settings:
     # 3 on a production NATS cluster; 1 for a single server.
     stream_replicas: int = 1
 
-    # The AI provider plugin classifications go to first ("offline" needs no key).
-    ai_provider: str = "offline"
+    # The provider asked first when a tenant has no chain of its own; "local"
+    # (no key, no network) always ends every chain.
+    ai_provider: str = "local"
+    # Deadline of one provider call; the longest wait for a provider's rate
+    # budget before the next provider is asked; how long answers are cached.
+    ai_timeout_s: float = 20.0
+    ai_max_wait_s: float = 2.0
+    ai_cache_ttl_s: float = 3600.0
     master_key: str | None = None
     # Set by `switchboard up` for its children (internal): they die with it.
     supervisor_pid: int | None = None
@@ -202,7 +208,10 @@ class Settings:
             stream_max_age_s=_int(env, f"{p}STREAM_MAX_AGE", 7 * 24 * 3600, minimum=60),
             stream_duplicate_window_s=_int(env, f"{p}STREAM_DUPLICATE_WINDOW", 2 * 3600, minimum=1),
             stream_replicas=_int(env, f"{p}STREAM_REPLICAS", 1, minimum=1),
-            ai_provider=env.get(f"{p}AI_PROVIDER") or "offline",
+            ai_provider=env.get(f"{p}AI_PROVIDER") or "local",
+            ai_timeout_s=_float(env, f"{p}AI_TIMEOUT", 20.0),
+            ai_max_wait_s=_float(env, f"{p}AI_MAX_WAIT", 2.0, allow_zero=True),
+            ai_cache_ttl_s=_float(env, f"{p}AI_CACHE_TTL", 3600.0, allow_zero=True),
             master_key=env.get(f"{p}MASTER_KEY") or None,
             supervisor_pid=_int(env, f"{p}SUPERVISOR_PID", 0) or None,
             log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
@@ -277,6 +286,9 @@ class Settings:
             f"{p}STREAM_DUPLICATE_WINDOW": str(self.stream_duplicate_window_s),
             f"{p}STREAM_REPLICAS": str(self.stream_replicas),
             f"{p}AI_PROVIDER": self.ai_provider,
+            f"{p}AI_TIMEOUT": str(self.ai_timeout_s),
+            f"{p}AI_MAX_WAIT": str(self.ai_max_wait_s),
+            f"{p}AI_CACHE_TTL": str(self.ai_cache_ttl_s),
             f"{p}LOG_LEVEL": self.log_level,
             f"{p}LOG_FORMAT": self.log_format,
             f"{p}OTEL_CONSOLE": "true" if self.otel_console else "false",

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+
+from plugins.ai.spec import ProviderSettings
 from plugins.manager import load_registry
-from services.ai.classify import Classifier
+from services.ai.engine import AIEngine, ResponseCache
+from services.ai.gate import ProviderGate, ProviderLimits
 from services.ai.servicer import AIServicer
+from services.ai.store import AIStore
+from switchboard.circuit import CircuitBreakers
 from switchboard.service import Runtime, ServiceApp
 from switchboard.v1 import ai_pb2_grpc as rpc
+
+logger = logging.getLogger(__name__)
+
+
+def provider_limits(names: list[str], settings: ProviderSettings) -> dict[str, ProviderLimits]:
+    """``SWITCHBOARD_AI_<PROVIDER>_REQUESTS_PER_MINUTE`` / ``_TOKENS_PER_MINUTE``, where set."""
+    limits = {}
+    for name in names:
+        rpm = settings.get(name, "requests_per_minute")
+        tpm = settings.get(name, "tokens_per_minute")
+        if rpm or tpm:
+            limits[name] = ProviderLimits(float(rpm or 1e9), float(tpm or 1e12))
+    return limits
 
 
 class AIApp(ServiceApp):
@@ -14,5 +35,29 @@ class AIApp(ServiceApp):
     grpc_services = ["switchboard.v1.AIService"]
 
     def register(self, server, runtime: Runtime) -> None:
-        classifier = Classifier(load_registry(), runtime.settings.ai_provider)
-        rpc.add_AIServiceServicer_to_server(AIServicer(classifier), server)
+        s = runtime.settings
+        registry = load_registry()
+        registry.ai_provider(s.ai_provider)  # an unknown SWITCHBOARD_AI_PROVIDER stops the start, clearly
+        self.store = store = AIStore(runtime.pool)
+        engine = AIEngine(
+            registry, store, default_chain=(s.ai_provider,),
+            gate=ProviderGate(provider_limits(list(registry.ai_providers), ProviderSettings(dict(os.environ)))),
+            circuits=CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s),
+            cache=ResponseCache(s.ai_cache_ttl_s), timeout_s=s.ai_timeout_s, max_wait_s=s.ai_max_wait_s,
+        )
+        rpc.add_AIServiceServicer_to_server(AIServicer(engine, store), server)
+
+    async def start(self, runtime: Runtime) -> None:
+        runtime.background(self._prune(runtime), "conversation pruning")
+
+    async def _prune(self, runtime: Runtime) -> None:
+        """Forget conversation turns past their age, hourly."""
+        while not runtime.stopping.is_set():
+            try:
+                await self.store.prune_turns()
+            except Exception as exc:  # the database is away: next hour
+                logger.warning("conversation pruning failed", extra={"error": str(exc)})
+            try:
+                await asyncio.wait_for(runtime.stopping.wait(), 3600)
+            except TimeoutError:
+                pass

@@ -1,27 +1,107 @@
-"""AIService over gRPC: a thin translation to and from :mod:`services.ai.classify`."""
+"""AIService over gRPC: a thin translation to and from :mod:`services.ai.engine`."""
 
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta, timezone
 
-from plugins.ai.spec import ClassifyInput
-from services.ai.classify import Classifier
+from plugins.ai.spec import TASKS, EventInput
+from services.ai.answers import DEFAULT_CATEGORIES, check_categories
+from services.ai.engine import AIEngine, Answer
+from services.ai.event_text import event_text
+from services.ai.gate import LANES
+from services.ai.prompts import check_template
+from services.ai.store import AIStore
 from switchboard.errors import InvalidRequest
 from switchboard.rpc import servicer
 from switchboard.v1 import ai_pb2 as pb, ai_pb2_grpc as rpc
 
 
+def _event(message: pb.AIEvent) -> EventInput:
+    if not message.tenant_id:
+        raise InvalidRequest("event.tenant_id is required")
+    try:
+        payload = json.loads(message.payload_json or "null")
+    except ValueError:
+        raise InvalidRequest("event.payload_json is not valid JSON") from None
+    return EventInput(tenant_id=message.tenant_id, source_type=message.source_type or "api",
+                      event_type=message.event_type, payload=payload,
+                      text=message.text or event_text(payload))
+
+
+def _lane(lane: str, default: str | None = "normal") -> str | None:
+    if not lane:
+        return default
+    if lane not in LANES:
+        raise InvalidRequest(f"lane is one of {', '.join(LANES)}")
+    return lane
+
+
+def _meta(answer: Answer) -> pb.AIMeta:
+    return pb.AIMeta(provider=answer.provider, model=answer.model, input_tokens=answer.input_tokens,
+                     output_tokens=answer.output_tokens, cached=answer.cached, passed_over=answer.passed_over)
+
+
 @servicer
 class AIServicer(rpc.AIServiceServicer):
-    def __init__(self, classifier: Classifier) -> None:
-        self.classifier = classifier
+    def __init__(self, engine: AIEngine, store: AIStore) -> None:
+        self.engine = engine
+        self.store = store
 
     async def Classify(self, request, context):
+        answer = await self.engine.classify(_event(request.event), _lane(request.lane, None))
+        c = answer.value
+        return pb.Classification(category=c.category, priority=c.priority, sentiment=c.sentiment, summary=c.summary,
+                                 confidence=c.confidence, meta=_meta(answer))
+
+    async def Extract(self, request, context):
         try:
-            payload = json.loads(request.payload_json or "null")
+            schema = json.loads(request.schema_json)
         except ValueError:
-            raise InvalidRequest("payload_json is not valid JSON") from None
-        answer = await self.classifier.classify(ClassifyInput(request.tenant_id, request.event_type, payload))
-        c = answer.classification
-        return pb.Classification(category=c.category, priority=c.priority, sentiment=c.sentiment,
-                                 summary=c.summary, provider=answer.provider)
+            raise InvalidRequest("schema_json is not valid JSON") from None
+        answer = await self.engine.extract(_event(request.event), schema, _lane(request.lane))
+        return pb.Extraction(json=json.dumps(answer.value), meta=_meta(answer))
+
+    async def DraftReply(self, request, context):
+        answer = await self.engine.draft_reply(_event(request.event), request.conversation_key, _lane(request.lane))
+        return pb.Reply(text=answer.value, meta=_meta(answer))
+
+    async def GetSettings(self, request, context):
+        return await self._settings(request.tenant_id)
+
+    async def UpdateSettings(self, request, context):
+        providers = categories = None
+        if request.HasField("providers"):
+            providers = tuple(dict.fromkeys(request.providers.values))
+            unknown = [p for p in providers if p not in self.engine.registry.ai_providers]
+            if unknown:
+                raise InvalidRequest(f"unknown AI providers {', '.join(unknown)}; known: "
+                                     f"{', '.join(sorted(self.engine.registry.ai_providers))}")
+        if request.HasField("categories"):
+            categories = check_categories(list(request.categories.values)) if request.categories.values else ()
+        await self.store.save_settings(request.tenant_id, providers, categories)
+        return await self._settings(request.tenant_id)
+
+    async def SavePrompt(self, request, context):
+        if request.task not in TASKS:
+            raise InvalidRequest(f"task is one of {', '.join(TASKS)}")
+        check_template(request.system, request.template)
+        prompt = await self.store.save_prompt(request.tenant_id, request.task, request.system, request.template)
+        return pb.Prompt(task=prompt.task, version=prompt.version, system=prompt.system, template=prompt.template)
+
+    async def GetUsage(self, request, context):
+        since = (request.since.ToDatetime(tzinfo=timezone.utc).date() if request.since.seconds
+                 else date.today() - timedelta(days=30))
+        rows = await self.store.usage(request.tenant_id, since)
+        return pb.Usage(rows=[pb.UsageRow(provider=r.provider, day=r.day.isoformat(), requests=r.requests,
+                                          input_tokens=r.input_tokens, output_tokens=r.output_tokens,
+                                          cost_usd=r.cost_usd, cached=r.cached, failures=r.failures) for r in rows])
+
+    async def _settings(self, tenant_id: str) -> pb.AISettings:
+        settings = await self.store.settings(tenant_id)
+        prompts = [await self.store.prompt(tenant_id, task) for task in TASKS]
+        return pb.AISettings(
+            tenant_id=tenant_id, providers=self.engine.chain(settings.providers),
+            categories=settings.categories or DEFAULT_CATEGORIES,
+            prompts=[pb.Prompt(task=p.task, version=p.version, system=p.system, template=p.template)
+                     for p in prompts])

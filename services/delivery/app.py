@@ -6,7 +6,7 @@ import httpx
 
 from plugins.destinations.spec import DestinationContext
 from plugins.manager import load_registry
-from services.delivery.circuit import CircuitBreakers
+from switchboard.circuit import CircuitBreakers
 from services.delivery.endpoints import EndpointManager
 from services.delivery.options import EndpointOptions
 from services.delivery.retry import RetryPolicy

@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 
 from plugins.destinations.spec import DestinationContext, EndpointTarget, OutboundMessage, SendResult
 from plugins.manager import PluginRegistry, UnknownPlugin
-from services.delivery.circuit import CircuitBreakers
+from switchboard.circuit import CircuitBreakers
 from services.delivery.options import EndpointOptions, parse_options
 from services.delivery.store import Attempt, DeliveryStore, Endpoint
 from switchboard.database import describe_error

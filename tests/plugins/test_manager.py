@@ -8,7 +8,7 @@ def test_built_in_plugins_register_through_the_hooks() -> None:
     registry = load_registry()
     assert registry.source("generic").name == "generic"
     assert registry.destination("webhook").name == "webhook"
-    assert registry.ai_provider("offline").name == "offline"
+    assert registry.ai_provider("local").name == "local"
     with pytest.raises(UnknownPlugin, match="known: generic, github"):
         registry.source("nope")
 

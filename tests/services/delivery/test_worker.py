@@ -125,7 +125,7 @@ async def test_the_receivers_response_headers_are_kept_bounded(setup) -> None:
 
 
 async def test_an_open_circuit_holds_deliveries_without_spending_attempts(pool, js) -> None:
-    from services.delivery.circuit import CircuitBreakers
+    from switchboard.circuit import CircuitBreakers
 
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
@@ -151,7 +151,7 @@ async def test_an_open_circuit_holds_deliveries_without_spending_attempts(pool, 
 
 
 def _worker_with_clock(js, store, http, clock, **defaults):
-    from services.delivery.circuit import CircuitBreakers
+    from switchboard.circuit import CircuitBreakers
 
     return DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
                           EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0),

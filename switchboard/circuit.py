@@ -1,10 +1,11 @@
-"""A circuit breaker per endpoint: stop hammering a receiver that keeps failing.
+"""A circuit breaker per endpoint (delivery) or provider (AI): stop hammering what keeps failing.
 
-Closed: deliveries flow. After ``threshold`` consecutive failures the circuit
-opens: nothing is sent for ``cooldown_s`` (messages wait without spending
-attempts). Then it is half-open: one delivery goes through as a probe; its
-success closes the circuit, its failure opens it again for another cooldown.
-State is per delivery process (each process learns on its own, quickly).
+Closed: calls flow. After ``threshold`` consecutive failures the circuit
+opens: nothing is sent for ``cooldown_s`` (deliveries wait without spending
+attempts; AI requests go to the next provider). Then it is half-open: one call
+goes through as a probe; its success closes the circuit, its failure opens it
+again for another cooldown. State is per process (each learns on its own,
+quickly).
 """
 
 from __future__ import annotations

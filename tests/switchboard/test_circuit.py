@@ -1,4 +1,4 @@
-from services.delivery.circuit import CircuitBreakers
+from switchboard.circuit import CircuitBreakers
 
 
 class Clock:

@@ -1,0 +1,138 @@
+"""AIService's storage: tenant settings, prompt overrides, usage and conversation turns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from psycopg_pool import AsyncConnectionPool
+
+from plugins.ai.spec import Turn
+from services.ai.prompts import BUILTIN, PromptTemplate
+
+__all__ = ["TenantAISettings", "UsageRow", "AIStore"]
+
+# A conversation's context: its last turns, within a size and an age.
+MAX_TURNS = 20
+MAX_TURN_CHARS = 4000
+MAX_CONTEXT_CHARS = 12_000
+TURN_MAX_AGE = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class TenantAISettings:
+    providers: tuple[str, ...]
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    provider: str
+    day: date
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    cached: int
+    failures: int
+
+
+class AIStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def settings(self, tenant_id: str) -> TenantAISettings:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT providers, categories FROM ai.tenant_settings WHERE tenant_id = %s",
+                                     (tenant_id,))
+            row = await cur.fetchone()
+        if row is None:
+            return TenantAISettings((), ())
+        return TenantAISettings(tuple(row["providers"]), tuple(row["categories"]))
+
+    async def save_settings(self, tenant_id: str, providers: tuple[str, ...] | None,
+                            categories: tuple[str, ...] | None) -> TenantAISettings:
+        """Change the fields given (None keeps one as it is)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """INSERT INTO ai.tenant_settings (tenant_id, providers, categories)
+                   VALUES (%(tenant)s, coalesce(%(providers)s::text[], '{}'), coalesce(%(categories)s::text[], '{}'))
+                   ON CONFLICT (tenant_id) DO UPDATE
+                   SET providers = coalesce(%(providers)s::text[], tenant_settings.providers),
+                       categories = coalesce(%(categories)s::text[], tenant_settings.categories), updated_at = now()
+                   RETURNING providers, categories""",
+                {"tenant": tenant_id, "providers": list(providers) if providers is not None else None,
+                 "categories": list(categories) if categories is not None else None},
+            )
+            row = await cur.fetchone()
+        return TenantAISettings(tuple(row["providers"]), tuple(row["categories"]))
+
+    async def prompt(self, tenant_id: str, task: str) -> PromptTemplate:
+        """The tenant's latest override of the task's template, else the built-in one."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT task, version, system, template FROM ai.prompts WHERE tenant_id = %s AND task = %s
+                   ORDER BY version DESC LIMIT 1""", (tenant_id, task))
+            row = await cur.fetchone()
+        return PromptTemplate(**row) if row else BUILTIN[task]
+
+    async def save_prompt(self, tenant_id: str, task: str, system: str, template: str) -> PromptTemplate:
+        """A new version of the tenant's template for the task (checked by the caller)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """INSERT INTO ai.prompts (tenant_id, task, version, system, template)
+                   SELECT %(tenant)s, %(task)s, coalesce(max(version), 0) + 1, %(system)s, %(template)s
+                   FROM ai.prompts WHERE tenant_id = %(tenant)s AND task = %(task)s
+                   RETURNING task, version, system, template""",
+                {"tenant": tenant_id, "task": task, "system": system, "template": template})
+            return PromptTemplate(**await cur.fetchone())
+
+    async def record_usage(self, tenant_id: str, provider: str, input_tokens: int, output_tokens: int,
+                           cost_usd: float, cached: bool, failed: bool) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                """INSERT INTO ai.usage (tenant_id, provider, day, requests, input_tokens, output_tokens, cost_usd,
+                                         cached, failures)
+                   VALUES (%s, %s, current_date, 1, %s, %s, %s, %s, %s)
+                   ON CONFLICT (tenant_id, provider, day) DO UPDATE
+                   SET requests = usage.requests + 1, input_tokens = usage.input_tokens + EXCLUDED.input_tokens,
+                       output_tokens = usage.output_tokens + EXCLUDED.output_tokens,
+                       cost_usd = usage.cost_usd + EXCLUDED.cost_usd, cached = usage.cached + EXCLUDED.cached,
+                       failures = usage.failures + EXCLUDED.failures""",
+                (tenant_id, provider, input_tokens, output_tokens, cost_usd, int(cached), int(failed)))
+
+    async def usage(self, tenant_id: str, since: date) -> list[UsageRow]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT provider, day, requests, input_tokens, output_tokens, cost_usd, cached, failures
+                   FROM ai.usage WHERE tenant_id = %s AND day >= %s ORDER BY day, provider""", (tenant_id, since))
+            return [UsageRow(**row) for row in await cur.fetchall()]
+
+    async def add_turn(self, tenant_id: str, conversation_key: str, role: str, text: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                """INSERT INTO ai.conversation_turns (tenant_id, conversation_key, role, text)
+                   VALUES (%s, %s, %s, %s)""", (tenant_id, conversation_key, role, text[:MAX_TURN_CHARS]))
+
+    async def turns(self, tenant_id: str, conversation_key: str, now: datetime | None = None) -> tuple[Turn, ...]:
+        """The conversation's recent turns, oldest first, within MAX_TURNS, MAX_CONTEXT_CHARS and TURN_MAX_AGE."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT role, text FROM ai.conversation_turns
+                   WHERE tenant_id = %s AND conversation_key = %s AND at > coalesce(%s, now()) - %s
+                   ORDER BY at DESC, id DESC LIMIT %s""",
+                (tenant_id, conversation_key, now, TURN_MAX_AGE, MAX_TURNS))
+            rows = await cur.fetchall()
+        kept, size = [], 0
+        for row in rows:  # newest first: the most recent turns are the ones kept
+            size += len(row["text"])
+            if size > MAX_CONTEXT_CHARS and kept:
+                break
+            kept.append(Turn(row["role"], row["text"]))
+        return tuple(reversed(kept))
+
+    async def prune_turns(self) -> int:
+        """Forget turns past the age limit; how many."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("DELETE FROM ai.conversation_turns WHERE at < now() - %s", (TURN_MAX_AGE,))
+            return cur.rowcount

@@ -1,0 +1,190 @@
+"""The AI engine against real PostgreSQL and the official Anthropic and OpenAI SDKs talking to
+loopback servers that speak their APIs: fallbacks, retries of invalid answers, the cache, the
+circuit breaker, rate limits and usage."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from plugins.ai.spec import EventInput
+from plugins.manager import load_registry
+from services.ai.engine import AIEngine, ResponseCache
+from services.ai.gate import ProviderGate, ProviderLimits
+from services.ai.store import AIStore
+from switchboard.circuit import CircuitBreakers
+from switchboard.database import apply_migrations
+from tests.ai_servers import FakeAIServer, Reply, anthropic_error, anthropic_message, openai_completion, openai_error
+
+MIGRATIONS = Path(__file__).parents[3] / "services/ai/migrations"
+EVENT = EventInput("t1", "stripe", "invoice.payment_failed", {"data": {"object": {"amount_due": 4900}}},
+                   "Payment failed for invoice in_1")
+LABELS = {"category": "billing", "priority": "high", "sentiment": "negative", "confidence": 0.9,
+          "summary": "A customer's invoice payment failed"}
+
+
+def tool_answer(labels: dict) -> Reply:
+    return Reply(body=anthropic_message([{"type": "tool_use", "id": "toolu_01", "name": "answer", "input": labels}],
+                                        input_tokens=120, output_tokens=30))
+
+
+def json_answer(labels: dict) -> Reply:
+    return Reply(body=openai_completion(json.dumps(labels), prompt_tokens=100, completion_tokens=20))
+
+
+@pytest.fixture
+async def servers():
+    with FakeAIServer() as anthropic, FakeAIServer() as openai:
+        yield anthropic, openai
+
+
+@pytest.fixture
+async def make_engine(pool, servers):
+    await apply_migrations(pool, "ai", MIGRATIONS)
+    anthropic, openai = servers
+    store = AIStore(pool)
+
+    def make(keys: bool = True, limits: dict | None = None, max_wait_s: float = 0.0, cache_ttl_s: float = 60):
+        env = {"SWITCHBOARD_AI_ANTHROPIC_BASE_URL": anthropic.url, "SWITCHBOARD_AI_ANTHROPIC_TIMEOUT": "1",
+               "SWITCHBOARD_AI_OPENAI_BASE_URL": f"{openai.url}/v1", "SWITCHBOARD_AI_OPENAI_TIMEOUT": "1",
+               "SWITCHBOARD_AI_OPENAI_API_KEY": "sk-test"}
+        if keys:
+            env["SWITCHBOARD_AI_ANTHROPIC_API_KEY"] = "sk-ant-test"
+        return AIEngine(load_registry(env=env), store, ("anthropic", "openai"), ProviderGate(limits or {}),
+                        CircuitBreakers(threshold=2, cooldown_s=60), ResponseCache(cache_ttl_s),
+                        timeout_s=5, max_wait_s=max_wait_s)
+
+    return make, store
+
+
+async def test_the_first_provider_answers_and_its_usage_is_recorded(make_engine, servers) -> None:
+    make, store = make_engine
+    anthropic, _ = servers
+    anthropic.reply(tool_answer(LABELS))
+    answer = await make().classify(EVENT, lane="normal")
+    assert answer.provider == "anthropic" and answer.value.category == "billing" and answer.value.confidence == 0.9
+    assert (answer.input_tokens, answer.output_tokens, answer.passed_over) == (120, 30, ())
+    sent = anthropic.received[0].json
+    assert "billing, code, support, sales, alert, other" in sent["messages"][0]["content"]
+    assert sent["tool_choice"] == {"type": "tool", "name": "answer"}
+    [usage] = await store.usage("t1", since=__import__("datetime").date.today())
+    assert (usage.provider, usage.requests, usage.input_tokens, usage.output_tokens) == ("anthropic", 1, 120, 30)
+    assert usage.cost_usd > 0
+
+
+@pytest.mark.parametrize("failure,reason", [
+    (Reply(delay_s=2, body=anthropic_message([])), "no answer within 1 s"),
+    (Reply(status=500, body=anthropic_error("api_error", "Internal")), "500"),
+    (Reply(status=529, body=anthropic_error("overloaded_error", "Overloaded")), "529"),
+    (Reply(status=429, headers={"retry-after": "30"}, body=anthropic_error("rate_limit_error", "Slow down")), "429"),
+    (Reply(status=401, body=anthropic_error("authentication_error", "invalid x-api-key")), "401"),
+])
+async def test_a_failing_provider_falls_back_to_the_next(make_engine, servers, failure, reason) -> None:
+    make, store = make_engine
+    anthropic, openai = servers
+    anthropic.reply(failure)
+    openai.reply(json_answer(LABELS))
+    answer = await make().classify(EVENT, lane="normal")
+    assert answer.provider == "openai" and answer.value.priority == "high"
+    [passed] = answer.passed_over
+    assert passed.startswith("anthropic: ") and reason in passed
+    assert "sk-ant-test" not in passed
+
+
+async def test_an_invalid_answer_is_asked_for_once_more_then_the_next_provider_is_used(make_engine, servers) -> None:
+    make, _ = make_engine
+    anthropic, openai = servers
+    wrong = {**LABELS, "category": "groceries"}
+    anthropic.reply(tool_answer(wrong), tool_answer(LABELS))
+    answer = await make().classify(EVENT, lane="normal")
+    assert answer.provider == "anthropic" and len(anthropic.received) == 2  # the second try was valid
+
+    anthropic.reply(tool_answer(wrong), tool_answer({**LABELS, "confidence": 7}))
+    openai.reply(Reply(body=openai_completion("Sure! Here is the JSON you wanted.")), json_answer(LABELS))
+    other = {**EVENT.__dict__, "event_type": "invoice.voided"}
+    answer = await make().classify(EventInput(**other), lane="normal")
+    assert answer.provider == "openai" and len(anthropic.received) == 4 and len(openai.received) == 2
+    assert "invalid answer" in answer.passed_over[0]
+
+
+async def test_with_every_provider_down_or_unconfigured_local_answers(make_engine, servers) -> None:
+    make, _ = make_engine
+    _, openai = servers
+    openai.reply(Reply(status=503, body=openai_error("down", "server_error")))
+    answer = await make(keys=False).classify(EVENT, lane="normal")
+    assert answer.provider == "local" and answer.value.category == "billing"
+    assert answer.passed_over[0] == "anthropic: not configured" and answer.passed_over[1].startswith("openai: ")
+
+
+async def test_the_same_question_is_answered_from_the_cache(make_engine, servers) -> None:
+    make, store = make_engine
+    anthropic, _ = servers
+    anthropic.reply(tool_answer(LABELS))
+    engine = make()
+    first = await engine.classify(EVENT, lane="normal")
+    second = await engine.classify(EVENT, lane="normal")
+    assert not first.cached and second.cached and second.value == first.value
+    assert len(anthropic.received) == 1 and (engine.cache.hits, engine.cache.misses) == (1, 1)
+
+
+async def test_the_circuit_opens_after_repeated_failures_and_the_provider_is_left_alone(make_engine, servers) -> None:
+    make, _ = make_engine
+    anthropic, openai = servers
+    engine = make(cache_ttl_s=0)
+    for n in range(3):
+        if n < 2:
+            anthropic.reply(Reply(status=500, body=anthropic_error("api_error", "Internal")))
+        openai.reply(json_answer(LABELS))
+        answer = await engine.classify(EventInput(**{**EVENT.__dict__, "text": f"try {n}"}), lane="normal")
+        assert answer.provider == "openai"
+    assert len(anthropic.received) == 2
+    assert answer.passed_over == ("anthropic: circuit open after repeated failures",)
+
+
+async def test_over_its_rate_limit_a_provider_is_passed_over_rather_than_waited_for(make_engine, servers) -> None:
+    make, _ = make_engine
+    anthropic, openai = servers
+    engine = make(limits={"anthropic": ProviderLimits(requests_per_minute=1, tokens_per_minute=100_000)},
+                  cache_ttl_s=0)
+    anthropic.reply(tool_answer(LABELS))
+    openai.reply(json_answer(LABELS))
+    assert (await engine.classify(EVENT, lane="normal")).provider == "anthropic"
+    second = await engine.classify(EVENT, lane="urgent")
+    assert second.provider == "openai" and second.passed_over == ("anthropic: over its rate limit",)
+
+
+async def test_a_tenants_chain_and_categories_are_its_own(make_engine, servers) -> None:
+    make, store = make_engine
+    anthropic, openai = servers
+    await store.save_settings("t1", ("openai",), ("payments", "tickets"))
+    openai.reply(json_answer({**LABELS, "category": "payments"}))
+    answer = await make().classify(EVENT, lane="normal")
+    assert answer.provider == "openai" and answer.value.category == "payments"
+    assert "payments, tickets" in openai.received[0].json["messages"][1]["content"]
+    assert anthropic.received == []
+
+
+async def test_extraction_is_valid_against_the_tenants_schema(make_engine, servers) -> None:
+    make, _ = make_engine
+    anthropic, _ = servers
+    schema = {"type": "object", "properties": {"invoice": {"type": "string"}, "amount": {"type": "integer"}},
+              "required": ["invoice", "amount"]}
+    anthropic.reply(tool_answer({"invoice": "in_1", "amount": "lots"}), tool_answer({"invoice": "in_1", "amount": 4900}))
+    answer = await make().extract(EVENT, schema)
+    assert answer.value == {"invoice": "in_1", "amount": 4900} and len(anthropic.received) == 2
+    assert anthropic.received[0].json["tools"][0]["input_schema"] == schema
+
+
+async def test_a_reply_is_drafted_from_the_conversation_and_joins_it(make_engine, servers) -> None:
+    make, store = make_engine
+    anthropic, _ = servers
+    await store.add_turn("t1", "conv_9", "customer", "Hi, I was charged twice.")
+    await store.add_turn("t1", "conv_9", "agent", "Sorry about that! Which invoice?")
+    anthropic.reply(Reply(body=anthropic_message([{"type": "text", "text": "Thanks! A teammate will refund it."}])))
+    event = EventInput("t1", "intercom", "conversation.user.replied", {}, "It is invoice in_1.")
+    answer = await make().draft_reply(event, "conv_9")
+    assert answer.value == "Thanks! A teammate will refund it."
+    prompt = anthropic.received[0].json["messages"][0]["content"]
+    assert "customer: Hi, I was charged twice.\nagent: Sorry about that! Which invoice?\ncustomer: It is invoice in_1." \
+        in prompt
+    assert [t.role for t in await store.turns("t1", "conv_9")] == ["customer", "agent", "customer", "agent"]
