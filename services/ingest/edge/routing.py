@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.ingest.edge import rest
+from services.ingest.edge import rest, rest_ai
 from services.ingest.edge.auth import Principal
 from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.webhooks import WebhookReceiver
@@ -86,6 +86,23 @@ API_ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("GET", "/v1/replays/{replay_id}", rest.get_replay, "read", "A replay and its progress", None, "Replay"),
     ApiRoute("POST", "/v1/replays/{replay_id}/cancel", rest.cancel_replay, "admin", "Stop a running replay", None,
              "Replay"),
+    ApiRoute("GET", "/v1/ai/settings", rest_ai.get_ai_settings, "read",
+             "The tenant's AI settings: provider chain, categories, current prompts", None, "AISettings"),
+    ApiRoute("PATCH", "/v1/ai/settings", rest_ai.update_ai_settings, "admin",
+             "Change the provider chain or categories (an empty list: back to the default)", "AISettingsUpdate",
+             "AISettings"),
+    ApiRoute("POST", "/v1/ai/prompts", rest_ai.save_prompt, "admin",
+             "A new version of the tenant's prompt template for a task", "PromptSave", "Prompt", 201),
+    ApiRoute("GET", "/v1/ai/usage", rest_ai.get_ai_usage, "read",
+             "AI usage per provider and day, with estimated cost (since: ISO time, default 30 days)", None,
+             "AIUsage"),
+    ApiRoute("POST", "/v1/ai/classify", rest_ai.ai_classify, "admin", "Classify the event in the body",
+             "AIEvent", "AIClassification"),
+    ApiRoute("POST", "/v1/ai/extract", rest_ai.ai_extract, "admin",
+             "Fill the JSON schema in the body from the event in the body", "AIExtract", "AIExtraction"),
+    ApiRoute("POST", "/v1/ai/reply", rest_ai.ai_reply, "admin",
+             "Draft the next reply in the conversation (conversation_key) to the message in the body",
+             "AIReplyRequest", "AIReply"),
     ApiRoute("GET", "/v1/audit", rest.list_audit, "admin", "The audit log, newest first", None, "AuditList"),
 )
 

@@ -1,0 +1,101 @@
+"""AIService end to end: the /v1/ai API on the running platform, with the local provider and with
+Anthropic's SDK talking to a loopback stand-in for its API."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from switchboard.v1 import ai_pb2, ai_pb2_grpc
+from tests.ai_servers import FakeAIServer, Reply, anthropic_error, anthropic_message
+from tests.e2e.test_auth import tenant_with_key
+from tests.platform_runner import Platform
+
+pytestmark = pytest.mark.e2e
+
+TICKET = {"type": "conversation.user.replied", "source_type": "intercom",
+          "payload": {"data": {"item": {"id": "conv_1", "source": {"body": "My invoice is wrong and I was charged twice!"}}}}}
+
+
+def test_settings_prompts_and_the_three_tasks_with_the_local_provider(platform: Platform) -> None:
+    with platform.client() as api:
+        settings = api.get("/v1/ai/settings").json()
+        assert settings["providers"] == ["local"]
+        assert settings["categories"] == ["billing", "code", "support", "sales", "alert", "other"]
+        assert {(p["task"], p.get("version", 0)) for p in settings["prompts"]} == \
+            {("classify", 0), ("extract", 0), ("reply", 0)}
+
+        classified = api.post("/v1/ai/classify", json=TICKET).json()
+        assert classified["category"] == "billing" and classified["meta"]["provider"] == "local"
+        assert classified["sentiment"] == "negative" and 0 <= classified["confidence"] <= 1
+
+        changed = api.patch("/v1/ai/settings", json={"categories": ["payments", "tickets", "other"]})
+        assert changed.status_code == 200 and changed.json()["categories"] == ["payments", "tickets", "other"]
+        assert api.post("/v1/ai/classify", json=TICKET).json()["category"] in ("payments", "tickets", "other")
+
+        extracted = api.post("/v1/ai/extract", json={**TICKET, "schema": {
+            "type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}}).json()
+        assert extracted["data"] == {"id": "conv_1"}
+
+        reply = api.post("/v1/ai/reply", json={**TICKET, "conversation_key": "conv_1"}).json()
+        assert reply["text"] and reply["meta"]["provider"] == "local"
+
+        first = api.post("/v1/ai/prompts", json={"task": "classify", "system": "Triage.", "template": "$event_type"})
+        second = api.post("/v1/ai/prompts", json={"task": "classify", "system": "Triage!", "template": "$text"})
+        assert (first.status_code, first.json()["version"], second.json()["version"]) == (201, 1, 2)
+        current = {p["task"]: p for p in api.get("/v1/ai/settings").json()["prompts"]}
+        assert current["classify"]["version"] == 2 and current["classify"]["template"] == "$text"
+
+        usage = api.get("/v1/ai/usage").json()["data"]
+        assert usage[0]["provider"] == "local" and int(usage[0]["requests"]) >= 4
+
+        _, other_key = tenant_with_key(platform, "other", "admin")
+        with platform.client(other_key) as other:
+            assert other.get("/v1/ai/settings").json()["categories"][0] == "billing"
+            assert other.get("/v1/ai/usage").json()["data"] == []
+
+
+@pytest.mark.parametrize("path,body,message", [
+    ("/v1/ai/settings", {"providers": ["skynet"]}, "unknown AI providers skynet"),
+    ("/v1/ai/settings", {"categories": [""]}, "categories are 1 to 50 characters"),
+    ("/v1/ai/settings", {"model": "x"}, "cannot change model"),
+    ("/v1/ai/prompts", {"task": "classify", "system": "s", "template": "$password"}, "unknown placeholders"),
+    ("/v1/ai/prompts", {"task": "dance", "system": "s", "template": "t"}, "task is one of"),
+    ("/v1/ai/classify", {"type": "x"}, "payload is required"),
+    ("/v1/ai/classify", {**TICKET, "lane": "fast"}, "lane is one of"),
+    ("/v1/ai/extract", {**TICKET, "schema": {"type": "array"}}, "schema must be a JSON schema of an object"),
+    ("/v1/ai/reply", TICKET, "conversation_key is required"),
+])
+def test_bad_ai_requests_are_400_with_a_clear_message(platform: Platform, path: str, body: dict, message: str) -> None:
+    with platform.client() as api:
+        reply = api.patch(path, json=body) if path.endswith("settings") else api.post(path, json=body)
+        assert reply.status_code == 400 and message in reply.json()["error"]["message"], reply.text
+
+
+def test_anthropic_answers_and_when_it_fails_local_does(platform_factory) -> None:
+    with FakeAIServer() as anthropic:
+        platform = platform_factory(SWITCHBOARD_AI_PROVIDER="anthropic", SWITCHBOARD_AI_ANTHROPIC_API_KEY="sk-ant-test",
+                                    SWITCHBOARD_AI_ANTHROPIC_BASE_URL=anthropic.url, SWITCHBOARD_AI_CACHE_TTL="0")
+        labels = {"category": "billing", "priority": "urgent", "sentiment": "negative", "confidence": 0.97,
+                  "summary": "Customer charged twice"}
+        anthropic.reply(Reply(body=anthropic_message(
+            [{"type": "tool_use", "id": "toolu_1", "name": "answer", "input": labels}], model="claude-test")))
+        with platform.client() as api:
+            assert api.get("/v1/ai/settings").json()["providers"] == ["anthropic", "local"]
+            answer = api.post("/v1/ai/classify", json=TICKET).json()
+            assert (answer["priority"], answer["summary"]) == ("urgent", "Customer charged twice")
+            assert answer["meta"]["provider"] == "anthropic" and answer["meta"]["model"] == "claude-test"
+
+            anthropic.reply(Reply(status=529, body=anthropic_error("overloaded_error", "Overloaded")))
+            fallback = api.post("/v1/ai/classify", json=TICKET).json()
+            assert fallback["meta"]["provider"] == "local"
+            assert fallback["meta"]["passed_over"][0].startswith("anthropic: ")
+            providers = {row["provider"]: row for row in api.get("/v1/ai/usage").json()["data"]}
+            assert int(providers["anthropic"]["failures"]) == 1 and int(providers["anthropic"]["requests"]) == 2
+
+        with grpc.insecure_channel(platform.grpc_target("ai")) as channel:
+            stub = ai_pb2_grpc.AIServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Classify(ai_pb2.ClassifyRequest(event=ai_pb2.AIEvent(tenant_id="t", payload_json="{nope")),
+                              timeout=5)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
