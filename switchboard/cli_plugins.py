@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import httpx
 
+from plugins.ai.spec import ProviderSettings
 from plugins.manager import BUILTIN_PLUGINS, get_plugin_manager, load_registry
 from switchboard.settings import Settings
 from switchboard.supervisor import edge_url
@@ -37,7 +39,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     for hook, kind in _HOOKS.items():
         for impl in getattr(pm.hook, hook).get_hookimpls():
             registered: list = []
-            impl.function(register=registered.append)
+            offered = {"register": registered.append, "settings": ProviderSettings(dict(os.environ))}
+            impl.function(**{name: offered[name] for name in impl.argnames})
             for item in registered:
                 rows.append({"kind": kind, "name": item.name, "from": _origin(pm, impl.plugin)})
     rows.sort(key=lambda r: (r["kind"], r["name"]))

@@ -31,10 +31,13 @@ class Event:
     body: str | None = None
     occurred_at: float | None = None
     conversation_key: str | None = None
+    # The source's type ("stripe", "slack", ...; "api" for events published through the API).
+    source_type: str = ""
 
     def to_message(self) -> dict[str, Any]:
         # Not dataclasses.asdict: that deep-copies the payload, on the hot path.
         return {
+            "source_type": self.source_type,
             "body": self.body,
             "occurred_at": self.occurred_at,
             "conversation_key": self.conversation_key,
@@ -63,6 +66,7 @@ class Event:
             body=data.get("body"),
             occurred_at=data.get("occurred_at"),
             conversation_key=data.get("conversation_key"),
+            source_type=data.get("source_type") or "",
         )
 
 
@@ -81,6 +85,9 @@ class DeliveryMessage:
     # Set on a replay's deliveries: a replay is a new delivery (a new
     # ``webhook-id``), or receivers that de-duplicate would drop it.
     replay_id: str | None = None
+    # The route's transform (or reply draft) failed: the delivery is recorded
+    # as failed with this error and nothing is sent.
+    transform_error: str | None = None
 
     @property
     def delivery_id(self) -> str:

@@ -48,8 +48,8 @@ def _bounded(headers: Mapping[str, str], count: int = 30, length: int = 256) -> 
     return {str(k)[:64].lower(): str(v)[:length] for k, v in list(headers.items())[:count]}
 
 
-class EndpointDisabled(Exception):
-    """The endpoint is turned off; nothing is sent to it."""
+class NotSent(Exception):
+    """Nothing is sent: the endpoint is off or deleted, or the route's transform failed."""
 
 
 class DeliveryWorker:
@@ -157,11 +157,14 @@ class DeliveryWorker:
         clock = time.perf_counter()
         target_options = options if target is endpoint else self._options(target)
         try:
+            if message.transform_error:
+                # The event is kept: fix the template (or the AI), then replay it.
+                raise NotSent(message.transform_error)
             if endpoint.deleted_at is not None:
-                raise EndpointDisabled("endpoint deleted")
+                raise NotSent("endpoint deleted")
             if endpoint.disabled_at is not None:
                 # Kept as a failed delivery (and dead letter): retried by hand once re-enabled.
-                raise EndpointDisabled(f"endpoint disabled: {endpoint.disabled_reason or 'by an operator'}")
+                raise NotSent(f"endpoint disabled: {endpoint.disabled_reason or 'by an operator'}")
             destination = self.registry.destination(target.destination)
             secret, previous_secret = target.signing_secrets(started)
             sent = True
@@ -181,7 +184,7 @@ class DeliveryWorker:
                 replace(self.context, timeout_s=target_options.timeout_s,
                         retry_statuses=target_options.retry_statuses),
             )
-        except (UnknownPlugin, EndpointDisabled) as exc:
+        except (UnknownPlugin, NotSent) as exc:
             result = SendResult(ok=False, error=str(exc), retryable=False)
         except Exception as exc:  # a plugin bug must not lose the delivery
             logger.exception("destination raised", extra={"delivery_id": message.delivery_id})

@@ -128,6 +128,7 @@ class WebhookIntake:
             body=_text(normalized.body),
             occurred_at=normalized.occurred_at,
             conversation_key=normalized.conversation_key,
+            source_type=source.type,
         )
         duplicate = await self.publish(event)
         acknowledgement = getattr(plugin, "acknowledgement", None)
@@ -157,5 +158,6 @@ class WebhookIntake:
             payload=payload,
             headers={"x-switchboard-key-id": key_id},
             provider_event_id=idempotency_key,
+            source_type="api",
         )
         return Accepted(event_id=event.id, duplicate=await self.publish(event))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from services.router.consumer import EventRouter, publish_delivery
+from services.router.ai_client import GrpcAIClient
+from services.router.consumer import EventRouter, replay_delivery
+from services.router.dispatch import Dispatcher
 from services.router.replay import ReplayRunner, ReplayStore
 from services.router.routing import EventStore, RouteStore
 from services.router.servicer import RouterServicer
+from services.router.templates import TemplateStore
 from switchboard.messaging import CONSUMERS, consume
 from switchboard.service import Runtime, ServiceApp
 from switchboard.v1 import router_pb2_grpc as rpc
@@ -16,22 +19,24 @@ class RouterApp(ServiceApp):
     grpc_services = ["switchboard.v1.RouterService"]
 
     def register(self, server, runtime: Runtime) -> None:
+        s = runtime.settings
         self.routes = RouteStore(runtime.pool)
         self.events = EventStore(runtime.pool)
         self.replays = ReplayStore(runtime.pool)
+        templates = TemplateStore(runtime.pool)
+        # A classification may walk the whole provider chain, each with its own deadline.
+        ai = GrpcAIClient(runtime.clients, timeout_s=s.ai_timeout_s * 3 + s.rpc_timeout_s)
+        self.dispatcher = Dispatcher(self.routes, templates, ai)
         rpc.add_RouterServiceServicer_to_server(
-            RouterServicer(self.routes, self.events, self.replays, runtime.clients), server)
+            RouterServicer(self.routes, self.events, self.replays, templates, self.dispatcher, runtime.clients),
+            server)
 
     async def start(self, runtime: Runtime) -> None:
-        router = EventRouter(runtime.js, self.events, self.routes, runtime.settings.publish_timeout_s)
+        timeout = runtime.settings.publish_timeout_s
+        router = EventRouter(runtime.js, self.events, self.dispatcher, timeout)
         runtime.background(consume(
             runtime.js, CONSUMERS["router"], router.handle,
             concurrency=runtime.settings.router_concurrency, stopping=runtime.stopping,
         ), "events consumer")
-        timeout = runtime.settings.publish_timeout_s
-
-        async def publish(event, route_id: str, endpoint_id: str, replay_id: str) -> None:
-            await publish_delivery(runtime.js, event, route_id, endpoint_id, timeout, replay_id)
-
-        runner = ReplayRunner(self.replays, self.routes, publish)
+        runner = ReplayRunner(self.replays, replay_delivery(runtime.js, self.dispatcher, timeout))
         runtime.background(runner.run(runtime.stopping), "replay runner")

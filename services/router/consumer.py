@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 import psycopg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from services.router.routing import EventStore, RouteStore, plan_deliveries
+from services.router.dispatch import Dispatcher, Outgoing
+from services.router.routing import EventStore, Route
 from switchboard.events import DeliveryMessage, Event
 from switchboard.database import describe_error
 from switchboard.messaging import (
@@ -27,9 +29,9 @@ logger = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
 
-async def publish_delivery(js: JetStreamContext, event: Event, route_id: str, endpoint_id: str,
-                           timeout_s: float, replay_id: str | None = None) -> None:
-    """Queue one delivery of ``event`` to ``endpoint_id``.
+async def publish_delivery(js: JetStreamContext, event: Event, outgoing: Outgoing, timeout_s: float,
+                           replay_id: str | None = None) -> None:
+    """Queue one delivery of ``event`` as the dispatcher planned it.
 
     Publishing the same delivery again (a redelivered event, a resumed replay)
     is a no-op: its id is the JetStream message id.
@@ -37,29 +39,50 @@ async def publish_delivery(js: JetStreamContext, event: Event, route_id: str, en
     delivery = DeliveryMessage(
         event_id=event.id,
         tenant_id=event.tenant_id,
-        endpoint_id=endpoint_id,
-        route_id=route_id,
+        endpoint_id=outgoing.endpoint_id,
+        route_id=outgoing.route.id,
         event_type=event.type,
         source_id=event.source_id,
         received_at=event.received_at,
-        payload=event.payload,
-        body=event.body,
+        payload=outgoing.payload,
+        body=outgoing.body,
         conversation_key=event.conversation_key,
         replay_id=replay_id,
+        transform_error=outgoing.error,
     )
     await js.publish(
-        delivery_subject(event.tenant_id, endpoint_id),
+        delivery_subject(event.tenant_id, outgoing.endpoint_id),
         encode(delivery.to_message()),
         timeout=timeout_s,
         headers=inject_trace_headers({"Nats-Msg-Id": delivery.delivery_id}),
     )
 
 
+REPLAY_ROUTE = Route(id="replay", tenant_id="", name="replay to one endpoint", source_id=None, event_types=(),
+                     endpoint_ids=(), enabled=True, created_at=datetime.fromtimestamp(0, timezone.utc))
+
+
+def replay_delivery(js: JetStreamContext, dispatcher: Dispatcher, timeout_s: float):
+    """What a replay does with each event: to one endpoint as it was received, or through the routes."""
+
+    async def deliver(event: Event, endpoint_id: str | None, replay_id: str) -> int:
+        if endpoint_id:
+            outgoing = [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, event.body)]
+        else:
+            outgoing = (await dispatcher.dispatch(event)).outgoing
+        for one in outgoing:
+            await publish_delivery(js, event, one, timeout_s, replay_id)
+        return len(outgoing)
+
+    return deliver
+
+
 class EventRouter:
-    def __init__(self, js: JetStreamContext, events: EventStore, routes: RouteStore, publish_timeout_s: float) -> None:
+    def __init__(self, js: JetStreamContext, events: EventStore, dispatcher: Dispatcher,
+                 publish_timeout_s: float) -> None:
         self.js = js
         self.events = events
-        self.routes = routes
+        self.dispatcher = dispatcher
         self.publish_timeout_s = publish_timeout_s
 
     async def handle(self, msg: Msg) -> Decision:
@@ -77,9 +100,10 @@ class EventRouter:
     async def route(self, event: Event) -> Decision:
         try:
             await self.events.store(event)
-            routes = await self.routes.list(event.tenant_id, enabled_only=True)
-            for route, endpoint_id in plan_deliveries(event, routes):
-                await publish_delivery(self.js, event, route.id, endpoint_id, self.publish_timeout_s)
+            dispatch = await self.dispatcher.dispatch(event)
+            for outgoing in dispatch.outgoing:
+                await publish_delivery(self.js, event, outgoing, self.publish_timeout_s)
+            await self.events.save_routing(event.id, dispatch.explanation)
         except psycopg.DataError as exc:
             # This event can never be stored; keep it in DEAD_LETTERS rather than retry for ever.
             logger.error("event cannot be stored; dead-lettered",

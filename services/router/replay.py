@@ -3,7 +3,9 @@
 A replay names a time range and, optionally, a source and event-type
 patterns; it delivers to one endpoint or through the routes as they are now.
 Each replayed delivery is new (its id carries the replay id), so receivers
-that de-duplicate by ``webhook-id`` still take it.
+that de-duplicate by ``webhook-id`` still take it. Through the routes, an event
+is dispatched as a new one would be now: classified if a route needs it,
+transformed, replies drafted.
 
 Runs survive crashes: a runner holds a replay under a lease it renews after
 every batch and records its cursor (the last event done) with the progress.
@@ -22,7 +24,7 @@ from typing import Any, Awaitable, Callable
 
 from psycopg_pool import AsyncConnectionPool
 
-from services.router.routing import Route, RouteStore, event_from_row, plan_deliveries
+from services.router.routing import event_from_row
 from switchboard.database import describe_error
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import Event
@@ -176,18 +178,18 @@ class ReplayStore:
             return cur.rowcount == 1
 
 
-# Publishes one delivery: (event, route id, endpoint id, replay id).
-Publish = Callable[[Event, str, str, str], Awaitable[None]]
+# Re-delivers one event for a replay: (event, the endpoint, or None for the
+# current routes, replay id) -> the number of deliveries queued.
+Deliver = Callable[[Event, "str | None", str], Awaitable[int]]
 
 
 class ReplayRunner:
     """Runs replays one batch at a time, in every router process (each takes its own replays)."""
 
-    def __init__(self, replays: ReplayStore, routes: RouteStore, publish: Publish, batch_size: int = 200,
+    def __init__(self, replays: ReplayStore, deliver: Deliver, batch_size: int = 200,
                  lease: timedelta = timedelta(seconds=30), idle_s: float = 1.0) -> None:
         self.replays = replays
-        self.routes = routes
-        self.publish = publish
+        self.deliver = deliver
         self.batch_size = batch_size
         self.lease = lease
         self.idle_s = idle_s
@@ -211,15 +213,12 @@ class ReplayRunner:
         logger.info("replay running", extra={"replay_id": job["id"], "tenant_id": job["tenant_id"]})
         while not stopping.is_set():
             events = await self.replays.batch(job, self.batch_size)
-            routes = [] if job["endpoint_id"] else await self.routes.list(job["tenant_id"], enabled_only=True)
             sent = 0
             try:
                 for event in events:
                     if patterns and not matches_any(event.type, patterns):
                         continue
-                    for route_id, endpoint_id in self._targets(job, event, routes):
-                        await self.publish(event, route_id, endpoint_id, job["id"])
-                        sent += 1
+                    sent += await self.deliver(event, job["endpoint_id"], job["id"])
             except Exception as exc:  # NATS trouble: the lease lapses and the batch is done again
                 logger.warning("replay batch not published; it will be resumed",
                                extra={"replay_id": job["id"], "error": describe_error(exc)})
@@ -232,9 +231,3 @@ class ReplayRunner:
             if finished:
                 logger.info("replay finished", extra={"replay_id": job["id"]})
                 return
-
-    @staticmethod
-    def _targets(job: dict[str, Any], event: Event, routes: list[Route]) -> list[tuple[str, str]]:
-        if job["endpoint_id"]:
-            return [("replay", job["endpoint_id"])]
-        return [(route.id, endpoint_id) for route, endpoint_id in plan_deliveries(event, routes)]

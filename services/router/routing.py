@@ -1,28 +1,44 @@
 """Routes and events: the domain of RouterService (no gRPC, no NATS).
 
-A route matches an event when its source (if set) is the event's source and
-one of its event-type globs (if any) matches the event type. An event fans out
-to the union of the matched routes' endpoints, one delivery per endpoint even
-when several routes name it.
+A route matches an event when every condition it has holds: its source (if
+set), one of its event-type globs (if any), its payload filters (if any) and,
+last, its AI conditions on the event's classification (if any; the event is
+classified only when a route that needs it has matched everything else).
+Routes are evaluated in ``position`` order. Actions:
+
+- ``deliver``: to each of the route's endpoints, through the route's
+  transform (template) when it has one;
+- ``reply``: an AI-drafted reply to the event's conversation, delivered to
+  the route's endpoints (a Slack, Intercom or Twilio destination);
+- ``drop``: the event is delivered nowhere, whatever other routes match.
+
+An endpoint named by several matching routes gets one delivery, from the
+first of them. Every evaluation is explained: which routes matched and why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Mapping
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from services.router.conditions import AIConditions, Filters
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.events import Event
 from switchboard.ids import is_id, new_id
 from switchboard.patterns import check_type_patterns, matches_any
 
-__all__ = ["Route", "RouteStore", "EventStore", "StoredEvent", "plan_deliveries", "event_from_row"]
+__all__ = ["ACTIONS", "Route", "RouteVerdict", "Plan", "decide", "needs_classification", "parse_route_spec",
+           "route_from_spec", "check_route",
+           "RouteStore", "EventStore", "StoredEvent", "plan_deliveries", "event_from_row"]
 
 MAX_ENDPOINTS = 50
+ACTIONS = ("deliver", "reply", "drop")
+_SPEC_KEYS = {"name", "source_id", "event_types", "endpoint_ids", "enabled", "action", "position", "filters", "ai",
+              "template_id"}
 
 
 @dataclass(frozen=True)
@@ -35,74 +51,253 @@ class Route:
     endpoint_ids: tuple[str, ...]
     enabled: bool
     created_at: datetime
+    action: str = "deliver"
+    position: int = 0
+    filters: Filters | None = None
+    ai: AIConditions | None = None
+    template_id: str | None = None
+    updated_at: datetime | None = None
 
-    def matches(self, event: Event) -> bool:
+    @property
+    def needs_ai(self) -> bool:
+        return self.ai is not None
+
+    def matches_before_ai(self, event: Event) -> tuple[bool, list[str]]:
+        """Every condition but the AI ones, with the reasons."""
         if not self.enabled:
-            return False
-        if self.source_id and self.source_id != event.source_id:
-            return False
-        if not self.event_types:
-            return True
-        return matches_any(event.type, self.event_types)
+            return False, ["disabled"]
+        reasons = []
+        if self.source_id:
+            if self.source_id != event.source_id:
+                return False, [f"source {event.source_id} is not {self.source_id}"]
+            reasons.append(f"source is {self.source_id}")
+        if self.event_types:
+            if not matches_any(event.type, self.event_types):
+                return False, [f"type {event.type} matches none of {list(self.event_types)}"]
+            reasons.append(f"type {event.type} matches {list(self.event_types)}")
+        if self.filters is not None:
+            met, why = self.filters.evaluate(event.payload)
+            reasons += why
+            if not met:
+                return False, reasons
+        return True, reasons or ["matches every event"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "source_id": self.source_id, "event_types": list(self.event_types),
+                "endpoint_ids": list(self.endpoint_ids), "enabled": self.enabled, "action": self.action,
+                "position": self.position, "filters": self.filters.to_json() if self.filters else None,
+                "ai": self.ai.to_json() if self.ai else None, "template_id": self.template_id}
+
+
+@dataclass(frozen=True)
+class RouteVerdict:
+    route: Route
+    matched: bool
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class Plan:
+    verdicts: list[RouteVerdict]
+    # (route, endpoint id) for each delivery, deliver and reply routes alike.
+    deliveries: list[tuple[Route, str]] = field(default_factory=list)
+    dropped_by: Route | None = None
+
+    def explain(self, labels: Mapping[str, Any] | None = None, ai_note: str | None = None) -> dict[str, Any]:
+        """The decision as kept with the event and shown by ``GET /v1/events/{id}``."""
+        return {
+            "routes": [{"route_id": v.route.id, "name": v.route.name, "action": v.route.action,
+                        "matched": v.matched, "reasons": v.reasons} for v in self.verdicts],
+            "ai": dict(labels) if labels is not None else None,
+            "ai_note": ai_note,
+            "dropped_by": self.dropped_by.id if self.dropped_by else None,
+            "deliveries": [{"route_id": r.id, "endpoint_id": e, "action": r.action} for r, e in self.deliveries],
+        }
+
+
+def needs_classification(event: Event, routes: list[Route]) -> bool:
+    """True when some route needs AI labels and matches everything else."""
+    return any(r.needs_ai and r.matches_before_ai(event)[0] for r in routes if r.tenant_id == event.tenant_id)
+
+
+def decide(event: Event, routes: list[Route], labels: Mapping[str, Any] | None = None) -> Plan:
+    verdicts: list[RouteVerdict] = []
+    for route in routes:
+        if route.tenant_id != event.tenant_id:
+            continue
+        matched, reasons = route.matches_before_ai(event)
+        if matched and route.ai is not None:
+            matched, why = route.ai.evaluate(labels)
+            reasons = reasons + why
+        verdicts.append(RouteVerdict(route, matched, reasons))
+    dropped_by = next((v.route for v in verdicts if v.matched and v.route.action == "drop"), None)
+    if dropped_by is not None:
+        return Plan(verdicts, [], dropped_by)
+    planned: dict[str, Route] = {}
+    for verdict in verdicts:
+        if verdict.matched:
+            for endpoint_id in verdict.route.endpoint_ids:
+                planned.setdefault(endpoint_id, verdict.route)
+    return Plan(verdicts, [(route, endpoint_id) for endpoint_id, route in planned.items()])
 
 
 def plan_deliveries(event: Event, routes: list[Route]) -> list[tuple[Route, str]]:
-    """``(route, endpoint_id)`` for each endpoint the event goes to, first route wins."""
-    planned: dict[str, Route] = {}
-    for route in routes:
-        if route.tenant_id != event.tenant_id or not route.matches(event):
-            continue
-        for endpoint_id in route.endpoint_ids:
-            planned.setdefault(endpoint_id, route)
-    return [(route, endpoint_id) for endpoint_id, route in planned.items()]
+    """``(route, endpoint_id)`` for each endpoint the event goes to (routes without AI conditions)."""
+    return decide(event, routes).deliveries
+
+
+def parse_route_spec(raw: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
+    """A route as given through the API, checked: the columns to store. InvalidRequest otherwise."""
+    if not isinstance(raw, Mapping):
+        raise InvalidRequest("a route is a JSON object")
+    unknown = set(raw) - _SPEC_KEYS
+    if unknown:
+        raise InvalidRequest(f"unknown route fields: {', '.join(sorted(unknown))}; a route takes "
+                             f"{', '.join(sorted(_SPEC_KEYS))}")
+    spec: dict[str, Any] = {}
+    for name in ("name", "source_id", "template_id"):
+        if name in raw:
+            value = raw[name]
+            if value is not None and (not isinstance(value, str) or len(value) > 200):
+                raise InvalidRequest(f"{name} must be a string of at most 200 characters")
+            spec[name] = value or None
+    if "name" in spec:
+        spec["name"] = spec["name"] or "route"
+    for name in ("event_types", "endpoint_ids"):
+        if name in raw:
+            value = raw[name] if raw[name] is not None else []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InvalidRequest(f"{name} must be a list of strings")
+            spec[name] = value
+    if "event_types" in spec:
+        spec["event_types"] = check_type_patterns(spec["event_types"])
+    if "endpoint_ids" in spec:
+        spec["endpoint_ids"] = list(dict.fromkeys(spec["endpoint_ids"]))
+        if len(spec["endpoint_ids"]) > MAX_ENDPOINTS:
+            raise InvalidRequest(f"a route has at most {MAX_ENDPOINTS} endpoints")
+    if "enabled" in raw:
+        if not isinstance(raw["enabled"], bool):
+            raise InvalidRequest("enabled must be true or false")
+        spec["enabled"] = raw["enabled"]
+    if "action" in raw:
+        if raw["action"] not in ACTIONS:
+            raise InvalidRequest(f"action is one of {', '.join(ACTIONS)}")
+        spec["action"] = raw["action"]
+    if "position" in raw:
+        if isinstance(raw["position"], bool) or not isinstance(raw["position"], int) or \
+                not 0 <= raw["position"] <= 1_000_000:
+            raise InvalidRequest("position is an integer from 0 to 1,000,000")
+        spec["position"] = raw["position"]
+    if "filters" in raw:
+        spec["filters"] = Filters.parse(raw["filters"])
+    if "ai" in raw:
+        spec["ai"] = AIConditions.parse(raw["ai"])
+    if not partial:
+        spec.setdefault("action", "deliver")
+        spec.setdefault("name", "route")
+    return spec
+
+
+def check_route(route: Route) -> None:
+    """The rules that hold between fields, checked on the route as it would be stored."""
+    if route.action in ("deliver", "reply") and not route.endpoint_ids:
+        raise InvalidRequest(f"a {route.action} route needs at least one endpoint_id")
+    if route.action == "drop" and (route.endpoint_ids or route.template_id):
+        raise InvalidRequest("a drop route has no endpoint_ids and no template_id")
+    if route.action == "reply" and route.template_id:
+        raise InvalidRequest("a reply route delivers the AI's draft: it takes no template_id")
+
+
+def route_from_spec(tenant_id: str, spec: Mapping[str, Any], route_id: str = "") -> Route:
+    """The route a checked spec describes (not stored); its cross-field rules checked."""
+    route = Route(id=route_id, tenant_id=tenant_id, name=spec.get("name") or "route", source_id=spec.get("source_id"),
+                  event_types=tuple(spec.get("event_types", ())), endpoint_ids=tuple(spec.get("endpoint_ids", ())),
+                  enabled=spec.get("enabled", True), created_at=datetime.now(timezone.utc),
+                  action=spec.get("action", "deliver"), position=spec.get("position", 0),
+                  filters=spec.get("filters"), ai=spec.get("ai"), template_id=spec.get("template_id"))
+    check_route(route)
+    return route
 
 
 def _route(row: dict[str, Any]) -> Route:
     return Route(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        source_id=row["source_id"],
-        event_types=tuple(row["event_types"]),
-        endpoint_ids=tuple(row["endpoint_ids"]),
-        enabled=row["enabled"],
-        created_at=row["created_at"],
+        id=row["id"], tenant_id=row["tenant_id"], name=row["name"], source_id=row["source_id"],
+        event_types=tuple(row["event_types"]), endpoint_ids=tuple(row["endpoint_ids"]), enabled=row["enabled"],
+        created_at=row["created_at"], action=row["action"], position=row["position"],
+        filters=Filters.parse(row["filters"]), ai=AIConditions.parse(row["ai"]), template_id=row["template_id"],
+        updated_at=row["updated_at"],
     )
+
+
+def _columns(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Spec values as stored: conditions as JSON."""
+    values = dict(spec)
+    for name in ("filters", "ai"):
+        if name in values:
+            values[name] = Jsonb(values[name].to_json()) if values[name] is not None else None
+    return values
 
 
 class RouteStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    @staticmethod
-    def validate(name: str, event_types: list[str], endpoint_ids: list[str]) -> None:
-        if len(name) > 200:
-            raise InvalidRequest("name is at most 200 characters")
-        if not endpoint_ids:
-            raise InvalidRequest("a route needs at least one endpoint_id")
-        if len(endpoint_ids) > MAX_ENDPOINTS:
-            raise InvalidRequest(f"a route has at most {MAX_ENDPOINTS} endpoints")
-        check_type_patterns(event_types)
-
-    async def create(
-        self, tenant_id: str, name: str, source_id: str | None, event_types: list[str], endpoint_ids: list[str]
-    ) -> Route:
-        self.validate(name, event_types, endpoint_ids)
+    async def create(self, tenant_id: str, spec: Mapping[str, Any]) -> Route:
+        """A route from a checked spec (:func:`parse_route_spec`)."""
+        draft = route_from_spec(tenant_id, spec)
+        values = _columns({"name": draft.name, "source_id": draft.source_id, "event_types": list(draft.event_types),
+                           "endpoint_ids": list(draft.endpoint_ids), "enabled": draft.enabled,
+                           "action": draft.action, "position": draft.position, "filters": draft.filters,
+                           "ai": draft.ai, "template_id": draft.template_id})
+        names = ", ".join(values)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                """INSERT INTO router.routes (id, tenant_id, name, source_id, event_types, endpoint_ids)
-                   VALUES (%s, %s, %s, %s, %s, %s) RETURNING *""",
-                (new_id("rt"), tenant_id, name or "route", source_id or None, event_types,
-                 list(dict.fromkeys(endpoint_ids))),
-            )
+                f"""INSERT INTO router.routes (id, tenant_id, {names})
+                    VALUES (%(id)s, %(tenant)s, {", ".join(f"%({n})s" for n in values)}) RETURNING *""",
+                {**values, "id": new_id("rt"), "tenant": tenant_id})
             return _route(await cur.fetchone())
+
+    async def update(self, tenant_id: str, route_id: str, changes: Mapping[str, Any]) -> Route:
+        current = await self.get(tenant_id, route_id)
+        check_route(replace(current, **{k: tuple(v) if k in ("event_types", "endpoint_ids") else v
+                                        for k, v in changes.items()}))
+        if not changes:
+            return current
+        values = _columns(changes)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"""UPDATE router.routes SET {"".join(f"{n} = %({n})s, " for n in values)}updated_at = now()
+                    WHERE tenant_id = %(tenant)s AND id = %(id)s RETURNING *""",
+                {**values, "tenant": tenant_id, "id": route_id})
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"route {route_id} not found")
+        return _route(row)
+
+    async def delete(self, tenant_id: str, route_id: str) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("DELETE FROM router.routes WHERE tenant_id = %s AND id = %s",
+                                     (tenant_id, route_id))
+        if cur.rowcount == 0:
+            raise NotFound(f"route {route_id} not found")
+
+    async def get(self, tenant_id: str, route_id: str) -> Route:
+        if not is_id(route_id, "rt"):
+            raise NotFound(f"route {route_id} not found")
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT * FROM router.routes WHERE tenant_id = %s AND id = %s",
+                                     (tenant_id, route_id))
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"route {route_id} not found")
+        return _route(row)
 
     async def list(self, tenant_id: str, enabled_only: bool = False) -> list[Route]:
         query = "SELECT * FROM router.routes WHERE tenant_id = %s"
         if enabled_only:
             query += " AND enabled"
         async with self.pool.connection() as conn:
-            cur = await conn.execute(query + " ORDER BY id", (tenant_id,))
+            cur = await conn.execute(query + " ORDER BY position, created_at, id", (tenant_id,))
             return [_route(row) for row in await cur.fetchall()]
 
 
@@ -112,7 +307,7 @@ def event_from_row(row: dict[str, Any]) -> Event:
         received_at=row["received_at"].timestamp(), payload=row["payload"], headers=row["headers"],
         provider_event_id=row["provider_event_id"], body=row["body"],
         occurred_at=row["occurred_at"].timestamp() if row["occurred_at"] else None,
-        conversation_key=row["conversation_key"],
+        conversation_key=row["conversation_key"], source_type=row["source_type"],
     )
 
 
@@ -120,6 +315,8 @@ def event_from_row(row: dict[str, Any]) -> Event:
 class StoredEvent:
     event: Event
     stored_at: datetime
+    # The explained routing decision (None until routed).
+    routing: dict[str, Any] | None = None
 
 
 class EventStore:
@@ -132,16 +329,21 @@ class EventStore:
             cur = await conn.execute(
                 """INSERT INTO router.events
                        (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body,
-                        occurred_at, conversation_key)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                        occurred_at, conversation_key, source_type)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (id) DO NOTHING""",
                 (event.id, event.tenant_id, event.source_id, event.type, event.provider_event_id,
                  datetime.fromtimestamp(event.received_at, timezone.utc), Jsonb(event.headers),
                  Jsonb(event.payload), event.body,
                  datetime.fromtimestamp(event.occurred_at, timezone.utc) if event.occurred_at else None,
-                 event.conversation_key),
+                 event.conversation_key, event.source_type),
             )
             return cur.rowcount == 1
+
+    async def save_routing(self, event_id: str, routing: dict[str, Any]) -> None:
+        """Keep the explained routing decision with the event."""
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE router.events SET routing = %s WHERE id = %s", (Jsonb(routing), event_id))
 
     async def get(self, tenant_id: str, event_id: str) -> StoredEvent:
         if not is_id(event_id, "evt"):
@@ -153,5 +355,4 @@ class EventStore:
             row = await cur.fetchone()
         if row is None:
             raise NotFound(f"event {event_id} not found")
-        event = event_from_row(row)
-        return StoredEvent(event=event, stored_at=row["stored_at"])
+        return StoredEvent(event=event_from_row(row), stored_at=row["stored_at"], routing=row["routing"])

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
+from typing import Any
 
 from services.router.replay import Replay, ReplayRequest, ReplayStore
-from services.router.routing import EventStore, Route, RouteStore
-from switchboard.errors import InvalidRequest
+from services.router.dispatch import Dispatcher, template_context
+from services.router.routing import EventStore, Route, RouteStore, parse_route_spec
+from services.router.templates import Template, TemplateStore
+from services.router.transforms import TransformError
+from switchboard.errors import InvalidRequest, NotFound
+from switchboard.events import Event
 from switchboard.rpc import ServiceClients, call, servicer, timestamp
 from switchboard.v1 import delivery_pb2, delivery_pb2_grpc
 from switchboard.v1 import router_pb2 as pb, router_pb2_grpc as rpc
@@ -17,8 +23,34 @@ def _route(r: Route) -> pb.Route:
     return pb.Route(
         id=r.id, tenant_id=r.tenant_id, name=r.name, source_id=r.source_id or "",
         event_types=r.event_types, endpoint_ids=r.endpoint_ids, enabled=r.enabled,
-        created_at=timestamp(r.created_at),
+        created_at=timestamp(r.created_at), action=r.action, position=r.position,
+        filters_json=json.dumps(r.filters.to_json()) if r.filters else "",
+        ai_json=json.dumps(r.ai.to_json()) if r.ai else "", template_id=r.template_id or "",
+        updated_at=timestamp(r.updated_at),
     )
+
+
+def _template(t: Template) -> pb.Template:
+    return pb.Template(id=t.id, tenant_id=t.tenant_id, name=t.name, version=t.version, output=t.output,
+                       source=t.source, created_at=timestamp(t.created_at), updated_at=timestamp(t.updated_at))
+
+
+def _json(text: str, name: str, default: Any = None) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise InvalidRequest(f"{name} is not valid JSON") from None
+
+
+def _given_event(tenant_id: str, raw: Any) -> Event:
+    """An event given for a simulation or a template test."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("type", ""), str):
+        raise InvalidRequest('the event is {"type", "payload", "source_id", "source_type", "conversation_key"}')
+    return Event(id="evt_simulated", tenant_id=tenant_id, source_id=str(raw.get("source_id") or "simulated"),
+                 type=raw.get("type") or "simulated", received_at=time.time(), payload=raw.get("payload"),
+                 source_type=str(raw.get("source_type") or ""), conversation_key=raw.get("conversation_key"))
 
 
 def _replay(r: Replay) -> pb.Replay:
@@ -38,10 +70,13 @@ def _time(value, name: str) -> datetime:
 
 @servicer
 class RouterServicer(rpc.RouterServiceServicer):
-    def __init__(self, routes: RouteStore, events: EventStore, replays: ReplayStore, clients: ServiceClients) -> None:
+    def __init__(self, routes: RouteStore, events: EventStore, replays: ReplayStore, templates: TemplateStore,
+                 dispatcher: Dispatcher, clients: ServiceClients) -> None:
         self.routes = routes
         self.events = events
         self.replays = replays
+        self.templates = templates
+        self.dispatcher = dispatcher
         self.clients = clients
 
     async def _require_endpoints(self, tenant_id: str, endpoint_ids) -> None:
@@ -53,17 +88,74 @@ class RouterServicer(rpc.RouterServiceServicer):
                 timeout=self.clients.timeout,
             ))
 
+    async def _checked_spec(self, tenant_id: str, spec_json: str, partial: bool) -> dict[str, Any]:
+        spec = parse_route_spec(_json(spec_json, "spec_json", {}), partial=partial)
+        await self._require_endpoints(tenant_id, spec.get("endpoint_ids", ()))
+        if spec.get("template_id"):
+            try:
+                await self.templates.get(tenant_id, spec["template_id"])
+            except NotFound:
+                raise InvalidRequest(f"template {spec['template_id']} not found") from None
+        return spec
+
     async def CreateRoute(self, request, context):
-        RouteStore.validate(request.name, list(request.event_types), list(request.endpoint_ids))
-        await self._require_endpoints(request.tenant_id, request.endpoint_ids)
-        route = await self.routes.create(
-            request.tenant_id, request.name, request.source_id, list(request.event_types),
-            list(request.endpoint_ids),
-        )
-        return _route(route)
+        spec = await self._checked_spec(request.tenant_id, request.spec_json, partial=False)
+        return _route(await self.routes.create(request.tenant_id, spec))
+
+    async def UpdateRoute(self, request, context):
+        await self.routes.get(request.tenant_id, request.id)  # 404 before any 400 about the changes
+        spec = await self._checked_spec(request.tenant_id, request.spec_json, partial=True)
+        return _route(await self.routes.update(request.tenant_id, request.id, spec))
+
+    async def GetRoute(self, request, context):
+        return _route(await self.routes.get(request.tenant_id, request.id))
+
+    async def DeleteRoute(self, request, context):
+        await self.routes.delete(request.tenant_id, request.id)
+        return pb.Deleted(id=request.id)
 
     async def ListRoutes(self, request, context):
         return pb.ListRoutesResponse(routes=[_route(r) for r in await self.routes.list(request.tenant_id)])
+
+    async def SimulateRoutes(self, request, context):
+        if request.event_id:
+            event = (await self.events.get(request.tenant_id, request.event_id)).event
+        else:
+            event = _given_event(request.tenant_id, _json(request.event_json, "event_json"))
+        result = await self.dispatcher.simulate(event, _json(request.routes_json, "routes_json"))
+        return pb.Simulation(result_json=json.dumps(result, default=str))
+
+    async def CreateTemplate(self, request, context):
+        template = await self.templates.create(request.tenant_id, request.name, request.source,
+                                               request.output or "json")
+        return _template(template)
+
+    async def UpdateTemplate(self, request, context):
+        template = await self.templates.update(
+            request.tenant_id, request.id, request.name if request.HasField("name") else None,
+            request.source if request.HasField("source") else None,
+            request.output if request.HasField("output") else None)
+        return _template(template)
+
+    async def GetTemplate(self, request, context):
+        return _template(await self.templates.get(request.tenant_id, request.id))
+
+    async def ListTemplates(self, request, context):
+        return pb.ListTemplatesResponse(templates=[_template(t) for t in await self.templates.list(request.tenant_id)])
+
+    async def DeleteTemplate(self, request, context):
+        await self.templates.delete(request.tenant_id, request.id)
+        return pb.Deleted(id=request.id)
+
+    async def TestTemplate(self, request, context):
+        template = await self.templates.get(request.tenant_id, request.id)
+        sample = _json(request.sample_json, "sample_json", {})
+        event = _given_event(request.tenant_id, sample)
+        try:
+            rendered = template.transform.render(template_context(event, sample.get("ai")))
+        except TransformError as exc:
+            return pb.Rendered(error=str(exc))
+        return pb.Rendered(payload_json=json.dumps(rendered.payload), body=rendered.body)
 
     async def GetEvent(self, request, context):
         stored = await self.events.get(request.tenant_id, request.id)
@@ -74,7 +166,8 @@ class RouterServicer(rpc.RouterServiceServicer):
             received_at=timestamp(datetime.fromtimestamp(e.received_at, timezone.utc)),
             headers_json=json.dumps(e.headers), payload_json=json.dumps(e.payload),
             occurred_at=timestamp(datetime.fromtimestamp(e.occurred_at, timezone.utc)) if e.occurred_at else None,
-            conversation_key=e.conversation_key or "",
+            conversation_key=e.conversation_key or "", source_type=e.source_type,
+            routing_json=json.dumps(stored.routing) if stored.routing is not None else "",
         )
 
     async def CreateReplay(self, request, context):

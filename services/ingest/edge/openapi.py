@@ -178,25 +178,47 @@ SCHEMAS: dict[str, Any] = {
     },
     "EndpointCreated": {"allOf": [_ref("Endpoint"), {"type": "object", "properties": {"secret": {"type": "string"}}}]},
     "EndpointList": _list_of("Endpoint"),
-    "RouteCreate": {
+    "RouteSpec": {
         "type": "object",
-        "required": ["endpoint_ids"],
+        "description": "Every field optional on PATCH; see docs/routing.md",
         "properties": {
             "name": {"type": "string"},
             "source_id": {"type": "string", "description": "Only events of this source; all when omitted"},
             "event_types": {"type": "array", "items": {"type": "string"}, "description": "Glob patterns"},
-            "endpoint_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "filters": {"type": "object", "description": '{"all"|"any": [{"path": "$.a.b", "op": "gte", "value": 1}]}'},
+            "ai": {"type": "object", "description": "category, priority, sentiment (lists), min_confidence"},
+            "action": {"enum": ["deliver", "reply", "drop"], "default": "deliver"},
+            "endpoint_ids": {"type": "array", "items": {"type": "string"}},
+            "template_id": {"type": "string", "description": "A transform for deliver routes"},
+            "position": {"type": "integer", "description": "Evaluation order, lowest first"},
+            "enabled": {"type": "boolean"},
         },
     },
-    "Route": {
+    "Route": {"allOf": [_ref("RouteSpec"), {"type": "object", "properties": {
+        "id": {"type": "string"}, "tenant_id": {"type": "string"}, "created_at": _TIMESTAMP,
+        "updated_at": _TIMESTAMP}}]},
+    "Simulate": {
         "type": "object",
-        "properties": {
-            "id": {"type": "string"}, "tenant_id": {"type": "string"}, "name": {"type": "string"},
-            "source_id": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}},
-            "endpoint_ids": {"type": "array", "items": {"type": "string"}}, "enabled": {"type": "boolean"},
-            "created_at": _TIMESTAMP,
-        },
+        "properties": {"event_id": {"type": "string"},
+                       "event": {"type": "object", "description": "type, payload, source_id, source_type"},
+                       "routes": {"type": "array", "items": _ref("RouteSpec"),
+                                  "description": "Proposed routes; the current ones when omitted"}},
     },
+    "Simulation": {"type": "object", "properties": {
+        "routes": {"type": "array", "items": {"type": "object"}}, "ai": {"type": ["object", "null"]},
+        "dropped_by": {"type": ["string", "null"]}, "deliveries": {"type": "array", "items": {"type": "object"}}}},
+    "TemplateCreate": {"type": "object", "properties": {
+        "name": {"type": "string"}, "source": {"type": "string", "description": "Jinja2, sandboxed"},
+        "output": {"enum": ["json", "text"], "default": "json"}}},
+    "Template": {"type": "object", "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "integer"},
+        "output": {"enum": ["json", "text"]}, "source": {"type": "string"}, "created_at": _TIMESTAMP,
+        "updated_at": _TIMESTAMP}},
+    "TemplateList": _list_of("Template"),
+    "TemplateSample": {"type": "object", "properties": {"type": {"type": "string"}, "payload": {},
+                                                        "ai": {"type": "object"}}},
+    "TemplateRendered": {"type": "object", "properties": {"ok": {"type": "boolean"}, "payload": {},
+                                                          "body": {"type": "string"}, "error": {"type": "string"}}},
     "RouteList": _list_of("Route"),
     "Attempt": {
         "type": "object",

@@ -29,7 +29,8 @@ __all__ = [
     "create_endpoint", "list_endpoints", "get_endpoint", "update_endpoint", "delete_endpoint",
     "rotate_endpoint_secret", "set_endpoint_enabled", "retry_failed", "test_endpoint",
     "list_deliveries", "get_delivery", "retry_delivery",
-    "create_route", "list_routes", "get_event",
+    "create_route", "update_route", "get_route", "delete_route", "list_routes", "simulate_routes", "get_event",
+    "create_template", "update_template", "get_template", "list_templates", "delete_template", "test_template",
     "create_replay", "list_replays", "get_replay", "cancel_replay",
 ]
 
@@ -338,29 +339,134 @@ def _router_stub(edge: EdgeContext) -> router_pb2_grpc.RouterServiceStub:
     return edge.clients.stub("router", router_pb2_grpc.RouterServiceStub)
 
 
-async def create_route(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+def _route(route: router_pb2.Route) -> dict[str, Any]:
+    data = _message(route)
+    data["filters"] = json.loads(data.pop("filters_json", "") or "null")
+    data["ai"] = json.loads(data.pop("ai_json", "") or "null")
+    for name in ("event_types", "endpoint_ids"):
+        data.setdefault(name, [])
+    data.setdefault("position", 0)
+    data.setdefault("enabled", False)
+    return data
+
+
+async def _route_spec(request: Request, principal: Principal, edge: EdgeContext) -> str:
+    """The body as a route spec (checked by RouterService), its source the tenant's own."""
     body = await read_json_object(request, edge.settings.max_body_bytes)
-    source_id = _string(body, "source_id")
+    source_id = body.get("source_id")
     if source_id:
+        if not isinstance(source_id, str):
+            raise InvalidRequest("source_id must be a string")
         await edge.sources.get(principal.tenant_id, source_id)  # 404 for another tenant's source
+    return json.dumps(body)
+
+
+async def create_route(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    spec = await _route_spec(request, principal, edge)
     reply = await call(_router_stub(edge).CreateRoute(
-        router_pb2.CreateRouteRequest(
-            tenant_id=principal.tenant_id,
-            name=_string(body, "name"),
-            source_id=source_id,
-            event_types=_strings(body, "event_types"),
-            endpoint_ids=_strings(body, "endpoint_ids"),
-        ),
-        timeout=edge.clients.timeout,
-    ))
+        router_pb2.RouteSpecRequest(tenant_id=principal.tenant_id, spec_json=spec), timeout=edge.clients.timeout))
     await audit(edge, principal, "route.create", reply.id)
-    return JSONResponse(_message(reply), status_code=201)
+    return JSONResponse(_route(reply), status_code=201)
+
+
+async def update_route(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    spec = await _route_spec(request, principal, edge)
+    reply = await call(_router_stub(edge).UpdateRoute(router_pb2.RouteSpecRequest(
+        tenant_id=principal.tenant_id, id=request.path_params["route_id"], spec_json=spec),
+        timeout=edge.clients.timeout))
+    await audit(edge, principal, "route.update", reply.id)
+    return JSONResponse(_route(reply))
+
+
+async def get_route(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_router_stub(edge).GetRoute(router_pb2.GetRouteRequest(
+        tenant_id=principal.tenant_id, id=request.path_params["route_id"]), timeout=edge.clients.timeout))
+    return JSONResponse(_route(reply))
+
+
+async def delete_route(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_router_stub(edge).DeleteRoute(router_pb2.GetRouteRequest(
+        tenant_id=principal.tenant_id, id=request.path_params["route_id"]), timeout=edge.clients.timeout))
+    await audit(edge, principal, "route.delete", reply.id)
+    return JSONResponse({"id": reply.id, "deleted": True})
 
 
 async def list_routes(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_router_stub(edge).ListRoutes(
         router_pb2.ListRoutesRequest(tenant_id=principal.tenant_id), timeout=edge.clients.timeout))
-    return JSONResponse({"data": [_message(r) for r in reply.routes]})
+    return JSONResponse({"data": [_route(r) for r in reply.routes]})
+
+
+async def simulate_routes(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    unknown = set(body) - {"event_id", "event", "routes"}
+    if unknown or ("event_id" in body) == ("event" in body):
+        raise InvalidRequest('simulate takes "event_id" or "event", and optionally "routes" (proposed specs)')
+    reply = await call(_router_stub(edge).SimulateRoutes(router_pb2.SimulateRequest(
+        tenant_id=principal.tenant_id, event_id=_string(body, "event_id"),
+        event_json=json.dumps(body["event"]) if "event" in body else "",
+        routes_json=json.dumps(body["routes"]) if body.get("routes") is not None else ""),
+        timeout=edge.clients.timeout + edge.settings.ai_timeout_s * 3))
+    return JSONResponse(json.loads(reply.result_json))
+
+
+# -- transform templates (RouterService) -------------------------------------------------
+
+def _template(template: router_pb2.Template) -> dict[str, Any]:
+    return _message(template)
+
+
+async def create_template(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    reply = await call(_router_stub(edge).CreateTemplate(router_pb2.TemplateRequest(
+        tenant_id=principal.tenant_id, name=_string(body, "name", required=True),
+        source=_string(body, "source", required=True), output=_string(body, "output", "json")),
+        timeout=edge.clients.timeout))
+    await audit(edge, principal, "template.create", reply.id)
+    return JSONResponse(_template(reply), status_code=201)
+
+
+async def update_template(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    unknown = set(body) - {"name", "source", "output"}
+    if unknown:
+        raise InvalidRequest(f"cannot change {', '.join(sorted(unknown))}; a template has name, source, output")
+    update = router_pb2.TemplateRequest(tenant_id=principal.tenant_id, id=request.path_params["template_id"])
+    for name in ("name", "source", "output"):
+        if name in body:
+            setattr(update, name, _string(body, name))
+    reply = await call(_router_stub(edge).UpdateTemplate(update, timeout=edge.clients.timeout))
+    await audit(edge, principal, "template.update", reply.id)
+    return JSONResponse(_template(reply))
+
+
+async def get_template(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_router_stub(edge).GetTemplate(router_pb2.GetTemplateRequest(
+        tenant_id=principal.tenant_id, id=request.path_params["template_id"]), timeout=edge.clients.timeout))
+    return JSONResponse(_template(reply))
+
+
+async def list_templates(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_router_stub(edge).ListTemplates(router_pb2.ListTemplatesRequest(
+        tenant_id=principal.tenant_id), timeout=edge.clients.timeout))
+    return JSONResponse({"data": [_template(t) for t in reply.templates]})
+
+
+async def delete_template(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    reply = await call(_router_stub(edge).DeleteTemplate(router_pb2.GetTemplateRequest(
+        tenant_id=principal.tenant_id, id=request.path_params["template_id"]), timeout=edge.clients.timeout))
+    await audit(edge, principal, "template.delete", reply.id)
+    return JSONResponse({"id": reply.id, "deleted": True})
+
+
+async def test_template(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    reply = await call(_router_stub(edge).TestTemplate(router_pb2.TestTemplateRequest(
+        tenant_id=principal.tenant_id, id=request.path_params["template_id"], sample_json=json.dumps(body)),
+        timeout=edge.clients.timeout))
+    if reply.error:
+        return JSONResponse({"ok": False, "error": reply.error})
+    return JSONResponse({"ok": True, "payload": json.loads(reply.payload_json), "body": reply.body})
 
 
 async def get_event(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
@@ -374,6 +480,7 @@ async def get_event(request: Request, principal: Principal, edge: EdgeContext) -
     data = _message(event)
     data["headers"] = json.loads(data.pop("headers_json", "{}"))
     data["payload"] = json.loads(data.pop("payload_json", "null"))
+    data["routing"] = json.loads(data.pop("routing_json", "") or "null")
     data["deliveries"] = [_message(d) for d in deliveries.deliveries]
     return JSONResponse(data)
 

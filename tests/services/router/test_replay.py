@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from services.router.consumer import publish_delivery
+from services.router.consumer import REPLAY_ROUTE, publish_delivery
+from services.router.dispatch import Dispatcher, Outgoing
 from services.router.replay import ReplayRequest, ReplayRunner, ReplayStore
-from services.router.routing import EventStore, RouteStore
+from services.router.routing import EventStore, RouteStore, parse_route_spec
+from services.router.templates import TemplateStore
 from switchboard.database import apply_migrations
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import Event
@@ -62,14 +64,15 @@ async def test_a_run_that_dies_is_resumed_after_its_cursor_and_delivers_each_eve
     replay = await replays.create("t1", request(endpoint_id="ep_1"))
     published: list[str] = []
 
-    async def flaky(event, route_id, endpoint_id, replay_id):
+    async def flaky(event, endpoint_id, replay_id):
         if len(published) == 3:
             raise ConnectionError("NATS went away")
-        await publish_delivery(js, event, route_id, endpoint_id, 5.0, replay_id)
+        await publish_delivery(js, event, Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None), 5.0, replay_id)
         published.append(event.id)
+        return 1
 
     stopping = asyncio.Event()
-    first = ReplayRunner(replays, routes, flaky, batch_size=2, lease=timedelta(milliseconds=200))
+    first = ReplayRunner(replays, flaky, batch_size=2, lease=timedelta(milliseconds=200))
     await first.run_one(await replays.claim(first.lease), stopping)
     half = await replays.get("t1", replay.id)
     assert half.status == "running" and half.done == 2  # the first batch; the second died part-way
@@ -77,11 +80,12 @@ async def test_a_run_that_dies_is_resumed_after_its_cursor_and_delivers_each_eve
 
     await asyncio.sleep(0.3)  # the lease lapses; another runner takes over
 
-    async def steady(event, route_id, endpoint_id, replay_id):
-        await publish_delivery(js, event, route_id, endpoint_id, 5.0, replay_id)
+    async def steady(event, endpoint_id, replay_id):
+        await publish_delivery(js, event, Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None), 5.0, replay_id)
         published.append(event.id)
+        return 1
 
-    second = ReplayRunner(replays, routes, steady, batch_size=2)
+    second = ReplayRunner(replays, steady, batch_size=2)
     await second.run_one(await replays.claim(second.lease), stopping)
     finished = await replays.get("t1", replay.id)
     assert (finished.status, finished.done, finished.total, finished.deliveries) == ("succeeded", 7, 7, 7)
@@ -97,13 +101,17 @@ async def test_a_run_that_dies_is_resumed_after_its_cursor_and_delivers_each_eve
 
 async def test_a_replay_through_routes_follows_the_current_routes_and_can_be_cancelled(stores, js) -> None:
     replays, routes = stores
-    await routes.create("t1", "orders", None, ["order.*"], ["ep_a", "ep_b"])
+    await routes.create("t1", parse_route_spec({"name": "orders", "event_types": ["order.*"],
+                                                "endpoint_ids": ["ep_a", "ep_b"]}))
     sent: list[tuple[str, str]] = []
+    dispatcher = Dispatcher(routes, TemplateStore(routes.pool), ai=None)  # no route needs the AI
 
-    async def record(event, route_id, endpoint_id, replay_id):
-        sent.append((event.id, endpoint_id))
+    async def record(event, endpoint_id, replay_id):
+        outgoing = (await dispatcher.dispatch(event)).outgoing
+        sent.extend((event.id, o.endpoint_id) for o in outgoing)
+        return len(outgoing)
 
-    runner = ReplayRunner(replays, routes, record, batch_size=100)
+    runner = ReplayRunner(replays, record, batch_size=100)
     replay = await replays.create("t1", request())
     await runner.run_one(await replays.claim(runner.lease), asyncio.Event())
     done = await replays.get("t1", replay.id)

@@ -1,6 +1,6 @@
 from datetime import datetime, timezone
 
-from services.router.routing import EventStore, Route, RouteStore, plan_deliveries
+from services.router.routing import EventStore, Route, RouteStore, parse_route_spec, plan_deliveries
 from switchboard.events import Event
 from switchboard.ids import new_id
 
@@ -58,6 +58,7 @@ async def test_events_are_stored_once_and_only_read_by_their_tenant(pool) -> Non
         await store.get("t1", "evt_\x00")
 
     routes = RouteStore(pool)
-    created = await routes.create("t1", "r", None, ["a.*"], ["ep1", "ep1", "ep2"])
+    created = await routes.create("t1", parse_route_spec({"name": "r", "event_types": ["a.*"],
+                                                          "endpoint_ids": ["ep1", "ep1", "ep2"]}))
     assert created.endpoint_ids == ("ep1", "ep2")
     assert await routes.list("t2") == []

@@ -1,0 +1,58 @@
+"""AIService over gRPC, as the router's dispatcher asks it (:class:`services.router.dispatch.AIClient`).
+
+An AI that cannot answer never stops routing: a failed call gives no labels
+(routes with AI conditions then do not match) and the reason is kept in the
+event's routing explanation.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+
+from switchboard.events import Event
+from switchboard.rpc import ServiceClients
+from switchboard.v1 import ai_pb2, ai_pb2_grpc
+
+__all__ = ["GrpcAIClient"]
+
+
+def _event(event: Event) -> ai_pb2.AIEvent:
+    return ai_pb2.AIEvent(tenant_id=event.tenant_id, source_type=event.source_type or "api", event_type=event.type,
+                          payload_json=json.dumps(event.payload))
+
+
+def _why(exc: grpc.aio.AioRpcError) -> str:
+    return f"AI service: {exc.code().name}: {exc.details() or ''}"[:300]
+
+
+class GrpcAIClient:
+    def __init__(self, clients: ServiceClients, timeout_s: float) -> None:
+        self.clients = clients
+        # A task may walk the whole provider chain.
+        self.timeout_s = timeout_s
+
+    def _stub(self) -> ai_pb2_grpc.AIServiceStub:
+        return self.clients.stub("ai", ai_pb2_grpc.AIServiceStub)
+
+    async def classify(self, event: Event) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            c = await self._stub().Classify(ai_pb2.ClassifyRequest(event=_event(event)), timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            return None, _why(exc)
+        return {"category": c.category, "priority": c.priority, "sentiment": c.sentiment,
+                "confidence": round(c.confidence, 3), "summary": c.summary, "provider": c.meta.provider,
+                "model": c.meta.model, "passed_over": list(c.meta.passed_over)}, None
+
+    async def draft_reply(self, event: Event) -> tuple[str | None, str | None]:
+        if not event.conversation_key:
+            return None, "the event belongs to no conversation"
+        try:
+            reply = await self._stub().DraftReply(
+                ai_pb2.DraftReplyRequest(event=_event(event), conversation_key=event.conversation_key),
+                timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            return None, _why(exc)
+        return reply.text, None

@@ -1,0 +1,136 @@
+"""Routing one event: classify it if a route needs it, decide, transform, draft replies.
+
+Used alike by the EVENTS consumer, by replays and by route simulation (which
+sends nothing and drafts no reply). The AI is reached through
+:class:`AIClient`, so this module has no gRPC in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping, Protocol
+
+from services.router.routing import (
+    Plan,
+    Route,
+    RouteStore,
+    decide,
+    needs_classification,
+    parse_route_spec,
+    route_from_spec,
+)
+from services.router.templates import TemplateStore
+from services.router.transforms import TransformError
+from switchboard.errors import InvalidRequest, NotFound
+from switchboard.events import Event
+
+__all__ = ["AIClient", "Outgoing", "Dispatch", "Dispatcher", "template_context"]
+
+SIMULATED_REPLY = "(an AI-drafted reply to the conversation)"
+
+
+class AIClient(Protocol):
+    async def classify(self, event: Event) -> tuple[dict[str, Any] | None, str | None]:
+        """``(labels, None)``, or ``(None, why not)`` when no classification could be had."""
+
+    async def draft_reply(self, event: Event) -> tuple[str | None, str | None]:
+        """``(reply, None)``, or ``(None, why not)``."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One delivery to publish."""
+
+    route: Route
+    endpoint_id: str
+    payload: Any
+    # The exact text to send; None: the payload, as JSON.
+    body: str | None
+    # Set when the transform or the reply failed: recorded on the delivery, nothing sent.
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    plan: Plan
+    outgoing: list[Outgoing]
+    # The explained decision, as kept with the event.
+    explanation: dict[str, Any]
+
+
+def template_context(event: Event, labels: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a transform template sees."""
+    def iso(ts: float | None) -> str | None:
+        return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts else None
+
+    return {
+        "event": {"id": event.id, "type": event.type, "source_id": event.source_id, "source_type": event.source_type,
+                  "received_at": iso(event.received_at), "occurred_at": iso(event.occurred_at),
+                  "conversation_key": event.conversation_key},
+        "payload": event.payload,
+        "ai": dict(labels) if labels is not None else None,
+    }
+
+
+class Dispatcher:
+    def __init__(self, routes: RouteStore, templates: TemplateStore, ai: AIClient) -> None:
+        self.routes = routes
+        self.templates = templates
+        self.ai = ai
+
+    async def dispatch(self, event: Event, routes: list[Route] | None = None, simulate: bool = False) -> Dispatch:
+        if routes is None:
+            routes = await self.routes.list(event.tenant_id, enabled_only=True)
+        labels, note = None, None
+        if needs_classification(event, routes):
+            labels, note = await self.ai.classify(event)
+        plan = decide(event, routes, labels)
+        outgoing: list[Outgoing] = []
+        reply: tuple[str | None, str | None] | None = None
+        transforms: list[dict[str, Any]] = []
+        for route, endpoint_id in plan.deliveries:
+            if route.action == "reply":
+                if reply is None:
+                    reply = (SIMULATED_REPLY, None) if simulate else await self.ai.draft_reply(event)
+                text, why = reply
+                outgoing.append(Outgoing(route, endpoint_id, {"text": text} if text else None, None,
+                                         None if text else f"no reply drafted: {why}"))
+            elif route.template_id:
+                sent, used = await self._transformed(event, route, endpoint_id, labels)
+                outgoing.append(sent)
+                transforms.append(used)
+            else:
+                outgoing.append(Outgoing(route, endpoint_id, event.payload, event.body))
+        explanation = plan.explain(labels, note)
+        explanation["transforms"] = transforms
+        return Dispatch(plan, outgoing, explanation)
+
+    async def simulate(self, event: Event, proposed: list[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """What would happen to ``event`` with the current routes or the ``proposed`` specs; nothing is sent."""
+        routes = None
+        if proposed is not None:
+            if not isinstance(proposed, list) or len(proposed) > 200:
+                raise InvalidRequest("routes is a list of at most 200 route specs")
+            routes = [route_from_spec(event.tenant_id, parse_route_spec(spec), f"proposed-{n + 1}")
+                      for n, spec in enumerate(proposed)]
+        dispatch = await self.dispatch(event, routes, simulate=True)
+        return {**dispatch.explanation, "deliveries": [
+            {"route_id": o.route.id, "endpoint_id": o.endpoint_id, "action": o.route.action, "payload": o.payload,
+             "body": o.body, "error": o.error} for o in dispatch.outgoing]}
+
+    async def _transformed(self, event: Event, route: Route, endpoint_id: str,
+                           labels: Mapping[str, Any] | None) -> tuple[Outgoing, dict[str, Any]]:
+        try:
+            template = await self.templates.cached(event.tenant_id, route.template_id)
+        except NotFound:
+            error = f"template {route.template_id} no longer exists"
+            return (Outgoing(route, endpoint_id, event.payload, None, error),
+                    {"route_id": route.id, "template_id": route.template_id, "error": error})
+        used = {"route_id": route.id, "template_id": template.id, "version": template.version}
+        try:
+            rendered = template.transform.render(template_context(event, labels))
+        except TransformError as exc:
+            error = f"transform {template.id} v{template.version} failed: {exc}"
+            return Outgoing(route, endpoint_id, event.payload, None, error), {**used, "error": str(exc)}
+        return Outgoing(route, endpoint_id, rendered.payload, rendered.body), used

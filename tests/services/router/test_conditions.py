@@ -1,0 +1,140 @@
+"""Route conditions: JSON paths, operators, all/any, AI labels; every decision explained."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from services.router.conditions import AIConditions, Filters, PayloadFilter, parse_path
+from services.router.routing import Route, decide, needs_classification, parse_route_spec, route_from_spec
+from switchboard.errors import InvalidRequest
+from switchboard.events import Event
+
+PAYLOAD = {"data": {"object": {"amount_due": 4900, "currency": "usd", "tags": ["vip", "eu"],
+                               "customer": {"email": "ada@example.com"}, "lines": [{"id": "il_1"}]}},
+           "type": "invoice.payment_failed", "odd key": True}
+
+
+def event(payload=PAYLOAD, type_="invoice.payment_failed", source="src_1") -> Event:
+    return Event(id="evt_1", tenant_id="t1", source_id=source, type=type_, received_at=0.0, payload=payload)
+
+
+@pytest.mark.parametrize("path,steps", [
+    ("$", ()), ("$.data.object.amount_due", ("data", "object", "amount_due")),
+    ("$.data.object.lines[0].id", ("data", "object", "lines", 0, "id")), ('$["odd key"]', ("odd key",)),
+])
+def test_paths_parse(path: str, steps: tuple) -> None:
+    assert parse_path(path) == steps
+
+
+@pytest.mark.parametrize("path", ["data.amount", "$..a", "$.a[x]", "$.a[", "$ a", "$.", "$." + "a" * 600])
+def test_bad_paths_are_refused(path: str) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_path(path)
+
+
+@pytest.mark.parametrize("condition,met", [
+    ({"path": "$.data.object.amount_due", "op": "gte", "value": 1000}, True),
+    ({"path": "$.data.object.amount_due", "op": "lt", "value": 1000}, False),
+    ({"path": "$.data.object.amount_due", "op": "gt", "value": "1000"}, False),  # a number is not a string
+    ({"path": "$.data.object.currency", "op": "eq", "value": "usd"}, True),
+    ({"path": "$.data.object.currency", "op": "ne", "value": "eur"}, True),
+    ({"path": "$.data.object.currency", "op": "in", "value": ["usd", "gbp"]}, True),
+    ({"path": "$.data.object.tags", "op": "contains", "value": "vip"}, True),
+    ({"path": "$.data.object.customer.email", "op": "contains", "value": "@example.com"}, True),
+    ({"path": "$.data.object.customer.email", "op": "regex", "value": "^ada@"}, True),
+    ({"path": "$.data.object.lines[0].id", "op": "eq", "value": "il_1"}, True),
+    ({"path": '$["odd key"]', "op": "eq", "value": True}, True),
+    ({"path": "$.data.object.discount", "op": "exists", "value": False}, True),
+    ({"path": "$.data.object.currency", "op": "exists", "value": True}, True),
+    # A missing field, or an index past the end, is false and never an error.
+    ({"path": "$.data.object.discount.amount", "op": "eq", "value": None}, False),
+    ({"path": "$.data.object.discount", "op": "ne", "value": 5}, False),
+    ({"path": "$.data.object.lines[9].id", "op": "eq", "value": "il_1"}, False),
+    ({"path": "$.data.object.tags.vip", "op": "exists", "value": True}, False),
+    ({"path": "$.data.object.amount_due", "op": "regex", "value": "49"}, False),  # regex only on strings
+])
+def test_operators(condition: dict, met: bool) -> None:
+    result, reason = PayloadFilter.parse(condition).evaluate(PAYLOAD)
+    assert result is met and condition["path"] in reason
+
+
+@pytest.mark.parametrize("condition,message", [
+    ({"path": "$.a", "op": "like", "value": 1}, "not one of"),
+    ({"path": "$.a", "op": "in", "value": "x"}, "needs a list"),
+    ({"path": "$.a", "op": "exists", "value": "yes"}, "true or false"),
+    ({"path": "$.a", "op": "regex", "value": "(unclosed"}, "is invalid"),
+    ({"path": "$.a", "op": "gt", "value": [1]}, "number or a string"),
+    ({"path": "a", "op": "eq", "value": 1}, r"must start with \$"),
+    ({"op": "eq", "value": 1}, "a filter is"),
+])
+def test_bad_filters_are_refused_with_a_clear_message(condition: dict, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        PayloadFilter.parse(condition)
+
+
+def test_all_and_any() -> None:
+    big = {"path": "$.data.object.amount_due", "op": "gte", "value": 1000}
+    eur = {"path": "$.data.object.currency", "op": "eq", "value": "eur"}
+    assert Filters.parse({"all": [big, eur]}).evaluate(PAYLOAD)[0] is False
+    assert Filters.parse({"any": [big, eur]}).evaluate(PAYLOAD)[0] is True
+    assert Filters.parse(None) is None
+    for bad in ({"some": [big]}, {"all": []}, {"all": [big], "any": [eur]}):
+        with pytest.raises(InvalidRequest):
+            Filters.parse(bad)
+
+
+def test_ai_conditions() -> None:
+    conditions = AIConditions.parse({"category": ["billing"], "priority": ["high", "urgent"], "min_confidence": 0.7})
+    labels = {"category": "billing", "priority": "high", "sentiment": "negative", "confidence": 0.91}
+    met, reasons = conditions.evaluate(labels)
+    assert met and "ai confidence 0.91 >= 0.7" in reasons
+    assert conditions.evaluate({**labels, "confidence": 0.5})[0] is False
+    assert conditions.evaluate(None) == (False, ["no AI classification available"])
+    for bad in ({"priority": ["meh"]}, {"min_confidence": 2}, {"mood": "x"}):
+        with pytest.raises(InvalidRequest):
+            AIConditions.parse(bad)
+
+
+def route(id_: str, **spec) -> Route:
+    return route_from_spec("t1", parse_route_spec({"endpoint_ids": ["ep_" + id_], **spec}), id_)
+
+
+def test_decisions_are_explained_and_ai_is_needed_only_when_the_rest_matches() -> None:
+    routes = [
+        route("big", filters={"all": [{"path": "$.data.object.amount_due", "op": "gte", "value": 1000}]},
+              event_types=["invoice.*"]),
+        route("angry", ai={"sentiment": ["negative"]}, event_types=["invoice.*"]),
+        route("github", ai={"category": ["code"]}, source_id="src_github"),
+    ]
+    assert needs_classification(event(), routes)
+    assert not needs_classification(event(type_="customer.created"), routes)
+    plan = decide(event(), routes, {"category": "billing", "priority": "high", "sentiment": "negative",
+                                    "confidence": 0.8})
+    assert [e for _, e in plan.deliveries] == ["ep_big", "ep_angry"]
+    explained = plan.explain({"category": "billing"})
+    assert [r["matched"] for r in explained["routes"]] == [True, True, False]
+    assert "type invoice.payment_failed matches ['invoice.*']" in explained["routes"][0]["reasons"]
+    assert "$.data.object.amount_due 4900 gte 1000" in explained["routes"][0]["reasons"]
+    assert "ai sentiment 'negative' in ['negative']" in explained["routes"][1]["reasons"]
+    assert explained["routes"][2]["reasons"] == ["source src_1 is not src_github"]
+    # Without a classification, AI routes do not match; the others still do.
+    assert [e for _, e in decide(event(), routes, None).deliveries] == ["ep_big"]
+
+
+def test_a_drop_route_stops_every_delivery_and_routes_are_checked_as_a_whole() -> None:
+    routes = [route("all"), route_from_spec("t1", parse_route_spec(
+        {"action": "drop", "filters": {"any": [{"path": "$.data.object.tags", "op": "contains", "value": "vip"}]}}),
+        "drop-vip")]
+    plan = decide(event(), routes)
+    assert plan.deliveries == [] and plan.dropped_by.id == "drop-vip"
+    for spec, message in (({"action": "deliver"}, "needs at least one endpoint_id"),
+                          ({"action": "drop", "endpoint_ids": ["ep_1"]}, "no endpoint_ids"),
+                          ({"action": "reply", "endpoint_ids": ["ep_1"], "template_id": "tpl_1"}, "no template_id"),
+                          ({"action": "forward", "endpoint_ids": ["ep_1"]}, "action is one of"),
+                          ({"endpoint_ids": ["ep_1"], "colour": "red"}, "unknown route fields")):
+        with pytest.raises(InvalidRequest, match=message):
+            route_from_spec("t1", parse_route_spec(spec))
+
+
+def test_created_at_is_kept_on_routes() -> None:
+    assert route("x").created_at <= datetime.now(timezone.utc)
