@@ -44,6 +44,8 @@ bench: setup
 	$(BIN)/python -m tests.bench.sources_bench
 	$(BIN)/python -m tests.bench.end_to_end_bench
 	$(BIN)/python -m tests.bench.delivery_bench
+	$(BIN)/python -m tests.bench.router_bench
+	$(BIN)/python -m tests.bench.ai_local_bench
 
 clean:
 	rm -rf $(VENV) switchboard/v1 .pytest_cache

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Mapping
 
 from switchboard.errors import InvalidRequest
@@ -58,11 +58,13 @@ def parse_path(path: str) -> tuple[str | int, ...]:
 
 
 def _lookup(document: Any, steps: tuple[str | int, ...]) -> Any:
+    # Payloads are parsed JSON: dicts and lists (exact type checks: this runs per route per event).
     value = document
     for step in steps:
-        if isinstance(step, int) and isinstance(value, list) and step < len(value):
+        kind = type(value)
+        if kind is dict and type(step) is str and step in value:
             value = value[step]
-        elif isinstance(step, str) and isinstance(value, Mapping) and step in value:
+        elif kind is list and type(step) is int and step < len(value):
             value = value[step]
         else:
             return MISSING
@@ -126,6 +128,17 @@ class PayloadFilter:
             raise InvalidRequest(f"a {op} filter needs a number or a string")
         return cls(raw["path"], op, value)
 
+    @cached_property
+    def steps(self) -> tuple[str | int, ...]:
+        return parse_path(self.path)
+
+    def holds(self, payload: Any) -> bool:
+        """Whether the condition holds (no explanation: the hot path)."""
+        actual = _lookup(payload, self.steps)
+        if self.op == "exists":
+            return (actual is not MISSING) == self.value
+        return actual is not MISSING and _compare(self.op, actual, self.value)
+
     def evaluate(self, payload: Any) -> tuple[bool, str]:
         actual = _lookup(payload, parse_path(self.path))
         if self.op == "exists":
@@ -158,10 +171,21 @@ class Filters:
             raise InvalidRequest(f"filters has 1 to {MAX_FILTERS} conditions")
         return cls(match, tuple(PayloadFilter.parse(c) for c in conditions))
 
+    def holds(self, payload: Any) -> bool:
+        if self.match == "all":
+            return all(c.holds(payload) for c in self.conditions)
+        return any(c.holds(payload) for c in self.conditions)
+
     def evaluate(self, payload: Any) -> tuple[bool, list[str]]:
-        results = [c.evaluate(payload) for c in self.conditions]
-        met = all(r[0] for r in results) if self.match == "all" else any(r[0] for r in results)
-        return met, [r[1] for r in results]
+        """Whether the filters hold, with the reasons of the conditions that decided it."""
+        reasons = []
+        deciding = self.match == "any"  # the outcome that settles it: one true for any, one false for all
+        for condition in self.conditions:
+            met, reason = condition.evaluate(payload)
+            reasons.append(reason)
+            if met is deciding:
+                return met, reasons
+        return not deciding, reasons
 
     def to_json(self) -> dict[str, Any]:
         return {self.match: [c.to_json() for c in self.conditions]}

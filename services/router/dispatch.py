@@ -80,12 +80,13 @@ class Dispatcher:
         self.ai = ai
 
     async def dispatch(self, event: Event, routes: list[Route] | None = None, simulate: bool = False) -> Dispatch:
+        """Plan the event's deliveries; a simulation explains every route and drafts no reply."""
         if routes is None:
-            routes = await self.routes.list(event.tenant_id, enabled_only=True)
+            routes = await self.routes.enabled(event.tenant_id)
         labels, note = None, None
         if needs_classification(event, routes):
             labels, note = await self.ai.classify(event)
-        plan = decide(event, routes, labels)
+        plan = decide(event, routes, labels, explain_all=simulate)
         outgoing: list[Outgoing] = []
         reply: tuple[str | None, str | None] | None = None
         transforms: list[dict[str, Any]] = []

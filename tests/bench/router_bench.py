@@ -27,7 +27,7 @@ from services.ai.gate import ProviderGate
 from services.ai.store import AIStore
 from services.router.consumer import EventRouter
 from services.router.dispatch import Dispatcher
-from services.router.routing import EventStore, RouteStore, decide, parse_route_spec, route_from_spec
+from services.router.routing import EventStore, RouteSet, RouteStore, decide, parse_route_spec, route_from_spec
 from services.router.templates import TemplateStore
 from switchboard.circuit import CircuitBreakers
 from switchboard.database import apply_migrations, open_pool
@@ -62,7 +62,7 @@ def event(n: int) -> Event:
 
 
 def decide_rate(count: int) -> float:
-    routes = [route_from_spec("t1", parse_route_spec(s), f"rt_{i}") for i, s in enumerate(specs(count))]
+    routes = RouteSet([route_from_spec("t1", parse_route_spec(s), f"rt_{i}") for i, s in enumerate(specs(count))])
     sample = [event(n) for n in range(200)]
     start, done = time.perf_counter(), 0
     while time.perf_counter() - start < 2:

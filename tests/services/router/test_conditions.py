@@ -109,7 +109,7 @@ def test_decisions_are_explained_and_ai_is_needed_only_when_the_rest_matches() -
     assert needs_classification(event(), routes)
     assert not needs_classification(event(type_="customer.created"), routes)
     plan = decide(event(), routes, {"category": "billing", "priority": "high", "sentiment": "negative",
-                                    "confidence": 0.8})
+                                    "confidence": 0.8}, explain_all=True)
     assert [e for _, e in plan.deliveries] == ["ep_big", "ep_angry"]
     explained = plan.explain({"category": "billing"})
     assert [r["matched"] for r in explained["routes"]] == [True, True, False]
@@ -119,6 +119,9 @@ def test_decisions_are_explained_and_ai_is_needed_only_when_the_rest_matches() -
     assert explained["routes"][2]["reasons"] == ["source src_1 is not src_github"]
     # Without a classification, AI routes do not match; the others still do.
     assert [e for _, e in decide(event(), routes, None).deliveries] == ["ep_big"]
+    # Routing (not a simulation) explains what matched, or got as far as its AI conditions; it counts the rest.
+    kept = decide(event(), routes, None).explain()
+    assert [r["route_id"] for r in kept["routes"]] == ["big", "angry"] and kept["routes_not_shown"] == 1
 
 
 def test_a_drop_route_stops_every_delivery_and_routes_are_checked_as_a_whole() -> None:
@@ -138,3 +141,18 @@ def test_a_drop_route_stops_every_delivery_and_routes_are_checked_as_a_whole() -
 
 def test_created_at_is_kept_on_routes() -> None:
     assert route("x").created_at <= datetime.now(timezone.utc)
+
+
+def test_the_route_index_only_skips_routes_that_cannot_match() -> None:
+    from services.router.routing import RouteSet
+
+    routes = [route("inv", event_types=["invoice.*"]), route("star", event_types=["*"]), route("any"),
+              route("mixed", event_types=["charge.failed", "invoice.paid"]), route("glob", event_types=["inv*.x"])]
+    indexed = RouteSet(routes)
+    assert [r.id for r in indexed.candidates("invoice.paid")] == ["inv", "star", "any", "mixed", "glob"]
+    assert [r.id for r in indexed.candidates("charge.refunded")] == ["star", "any", "mixed", "glob"]
+    assert [r.id for r in indexed.candidates("order")] == ["star", "any", "glob"]
+    for type_ in ("invoice.paid", "invoice.x", "charge.failed", "order.created", "inv.x", "invoice"):
+        e = event(type_=type_)
+        assert [(r.id, ep) for r, ep in decide(e, indexed).deliveries] == \
+            [(r.id, ep) for r, ep in decide(e, routes).deliveries]
