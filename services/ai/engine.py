@@ -190,6 +190,14 @@ class AIEngine:
 
     async def _answer_or_reason(self, tenant_id: str, provider: Any, request: AIRequest,
                                 parse: Callable[[str], Any], lane: str) -> Answer | str:
+        try:
+            return await self._consult(tenant_id, provider, request, parse, lane)
+        finally:
+            # A half-open probe that asked nothing (cached, over budget) frees its turn.
+            self.circuits.circuit(provider.name).probing = False
+
+    async def _consult(self, tenant_id: str, provider: Any, request: AIRequest, parse: Callable[[str], Any],
+                       lane: str) -> Answer | str:
         name = provider.name
         if not provider.available:
             return "not configured"

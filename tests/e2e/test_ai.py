@@ -10,6 +10,7 @@ from switchboard.v1 import ai_pb2, ai_pb2_grpc
 from tests.ai_servers import FakeAIServer, Reply, anthropic_error, anthropic_message
 from tests.e2e.test_auth import tenant_with_key
 from tests.platform_runner import Platform
+from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -92,6 +93,17 @@ def test_anthropic_answers_and_when_it_fails_local_does(platform_factory) -> Non
             assert fallback["meta"]["passed_over"][0].startswith("anthropic: ")
             providers = {row["provider"]: row for row in api.get("/v1/ai/usage").json()["data"]}
             assert int(providers["anthropic"]["failures"]) == 1 and int(providers["anthropic"]["requests"]) == 2
+
+            # Routing by AI labels goes on while Anthropic fails (its stand-in now answers 500): local labels.
+            with Receiver() as receiver:
+                endpoint = api.post("/v1/endpoints", json={"url": receiver.url}).json()["id"]
+                api.post("/v1/routes", json={"ai": {"category": ["billing"]}, "endpoint_ids": [endpoint]}
+                         ).raise_for_status()
+                event_id = api.post("/v1/events", json={"type": TICKET["type"], "payload": TICKET["payload"]}
+                                    ).json()["event_id"]
+                receiver.wait_for(lambda r: len(r) == 1)
+                routing = api.get(f"/v1/events/{event_id}").json()["routing"]
+                assert routing["ai"]["provider"] == "local" and routing["ai"]["passed_over"][0].startswith("anthropic")
 
         with grpc.insecure_channel(platform.grpc_target("ai")) as channel:
             stub = ai_pb2_grpc.AIServiceStub(channel)

@@ -167,3 +167,24 @@ def test_route_and_template_management_with_clear_400s(platform: Platform) -> No
         with platform.client(other_key) as other:
             assert other.get(f"/v1/templates/{template['id']}").status_code == 404
             assert other.patch(f"/v1/routes/{route['id']}", json={"name": "x"}).status_code == 404
+
+
+def test_a_reply_route_posts_an_ai_drafted_reply_back_where_the_conversation_is(platform: Platform) -> None:
+    from tests.e2e.test_sources import make_source, post, sender_headers
+    from tests.plugins.test_sources import sample
+
+    with Receiver(response_body=b"ok") as slack, platform.client() as api:
+        source = make_source(api, "intercom")
+        hook = api.post("/v1/endpoints", json={"url": slack.url, "destination": "slack"}).json()["id"]
+        route = api.post("/v1/routes", json={"name": "answer customers", "source_id": source["id"],
+                                             "action": "reply", "endpoint_ids": [hook]})
+        assert route.status_code == 201, route.text
+        body = sample("intercom")
+        url = f"{platform.edge_url}/in/{source['id']}"
+        accepted = post(platform, source, body, sender_headers(source, body, url))
+        assert accepted.status_code == 202, accepted.text
+        [posted] = slack.wait_for(lambda r: len(r) >= 1)
+        reply = json.loads(posted.body)["text"]
+        assert reply and len(reply) <= 600  # the local provider's draft
+        event = wait_routed(api, accepted.json()["event_id"])
+        assert event["conversation_key"] and event["routing"]["deliveries"][0]["action"] == "reply"

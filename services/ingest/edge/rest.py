@@ -10,13 +10,21 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from services.ingest.edge.auth import Principal
 from services.ingest.edge.context import EdgeContext
+from services.ingest.edge.fields import (
+    as_dict,
+    grace_seconds,
+    int_param,
+    object_field,
+    string_field,
+    strings_field,
+    timestamp_field,
+    timestamp_param,
+)
 from services.ingest.edge.requests import read_json_object
 from services.ingest.sources import Source, rate_limit
 from switchboard.errors import InvalidRequest
@@ -33,51 +41,6 @@ __all__ = [
     "create_template", "update_template", "get_template", "list_templates", "delete_template", "test_template",
     "create_replay", "list_replays", "get_replay", "cancel_replay",
 ]
-
-
-def _message(message: Any) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
-
-
-def _string(body: dict[str, Any], name: str, default: str = "", required: bool = False) -> str:
-    value = body.get(name, default)
-    if value is None:
-        value = default
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{name} must be a string")
-    if required and not value:
-        raise InvalidRequest(f"{name} is required")
-    return value
-
-
-def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
-    value = body.get(name)
-    value = {} if value is None else value
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"{name} must be a JSON object")
-    return value
-
-
-def _grace_seconds(body: dict[str, Any]) -> int:
-    grace = body.get("grace_seconds", 24 * 3600)
-    if isinstance(grace, bool) or not isinstance(grace, int):
-        raise InvalidRequest("grace_seconds must be an integer")
-    return grace
-
-
-def _int_param(request: Request, name: str, default: int) -> int:
-    try:
-        return int(request.query_params.get(name, default))
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer") from None
-
-
-def _strings(body: dict[str, Any], name: str) -> list[str]:
-    value = body.get(name)
-    value = [] if value is None else value
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidRequest(f"{name} must be a list of strings")
-    return value
 
 
 def _source(source: Source, request: Request) -> dict[str, Any]:
@@ -118,29 +81,29 @@ async def publish_event(request: Request, principal: Principal, edge: EdgeContex
     if key is not None and not isinstance(key, str):
         raise InvalidRequest("idempotency_key must be a string")
     accepted = await edge.intake.publish_api_event(
-        principal.tenant_id, principal.key_id, _string(body, "type", required=True), body["payload"], key)
+        principal.tenant_id, principal.key_id, string_field(body, "type", required=True), body["payload"], key)
     return JSONResponse({"event_id": accepted.event_id, "duplicate": accepted.duplicate}, status_code=202)
 
 
 async def list_audit(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_auth_stub(edge).ListAudit(auth_pb2.ListAuditRequest(
-        tenant_id=principal.tenant_id, limit=_int_param(request, "limit", 100),
-        before_id=_int_param(request, "before_id", 0)), timeout=edge.clients.timeout))
-    return JSONResponse({"data": [_message(e) for e in reply.entries]})
+        tenant_id=principal.tenant_id, limit=int_param(request, "limit", 100),
+        before_id=int_param(request, "before_id", 0)), timeout=edge.clients.timeout))
+    return JSONResponse({"data": [as_dict(e) for e in reply.entries]})
 
 
 # -- sources (this service's own domain) -----------------------------------------
 
 async def create_source(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     body = await read_json_object(request, edge.settings.max_body_bytes)
-    limit = _object(body, "rate_limit")
+    limit = object_field(body, "rate_limit")
     source = await edge.sources.create(
         principal.tenant_id,
-        _string(body, "name", required=True),
-        _string(body, "type", "generic"),
-        _object(body, "config"),
-        _string(body, "secret"),
-        _strings(body, "allowed_ips"),
+        string_field(body, "name", required=True),
+        string_field(body, "type", "generic"),
+        object_field(body, "config"),
+        string_field(body, "secret"),
+        strings_field(body, "allowed_ips"),
         rate_limit(limit.get("per_second"), limit.get("burst")),
     )
     await audit(edge, principal, "source.create", source.id)
@@ -151,7 +114,7 @@ async def create_source(request: Request, principal: Principal, edge: EdgeContex
 async def rotate_source_secret(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     body = await read_json_object(request, edge.settings.max_body_bytes)
     source = await edge.sources.rotate_secret(principal.tenant_id, request.path_params["source_id"],
-                                              timedelta(seconds=_grace_seconds(body)), _string(body, "secret"))
+                                              timedelta(seconds=grace_seconds(body)), string_field(body, "secret"))
     await audit(edge, principal, "source.rotate_secret", source.id)
     return JSONResponse({**_source(source, request), "secret": source.secret})
 
@@ -178,7 +141,7 @@ def _delivery_stub(edge: EdgeContext) -> delivery_pb2_grpc.DeliveryServiceStub:
 
 
 def _endpoint(endpoint: delivery_pb2.Endpoint) -> dict[str, Any]:
-    data = _message(endpoint)
+    data = as_dict(endpoint)
     data["config"] = json.loads(data.pop("config_json", "{}"))
     data["options"] = json.loads(data.pop("options_json", "{}"))
     data.setdefault("event_types", [])
@@ -190,14 +153,14 @@ async def create_endpoint(request: Request, principal: Principal, edge: EdgeCont
     reply = await call(_delivery_stub(edge).CreateEndpoint(
         delivery_pb2.CreateEndpointRequest(
             tenant_id=principal.tenant_id,
-            url=_string(body, "url", required=True),
-            description=_string(body, "description"),
-            destination=_string(body, "destination", "webhook"),
-            secret=_string(body, "secret"),
-            config_json=json.dumps(_object(body, "config")),
-            options_json=json.dumps(_object(body, "options")),
-            event_types=_strings(body, "event_types"),
-            failover_endpoint_id=_string(body, "failover_endpoint_id"),
+            url=string_field(body, "url", required=True),
+            description=string_field(body, "description"),
+            destination=string_field(body, "destination", "webhook"),
+            secret=string_field(body, "secret"),
+            config_json=json.dumps(object_field(body, "config")),
+            options_json=json.dumps(object_field(body, "options")),
+            event_types=strings_field(body, "event_types"),
+            failover_endpoint_id=string_field(body, "failover_endpoint_id"),
         ),
         timeout=edge.clients.timeout,
     ))
@@ -217,12 +180,12 @@ async def update_endpoint(request: Request, principal: Principal, edge: EdgeCont
     update = delivery_pb2.UpdateEndpointRequest(tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"])
     for name in ("url", "description", "failover_endpoint_id"):
         if name in body:
-            setattr(update, name, _string(body, name))
+            setattr(update, name, string_field(body, name))
     for name in ("config", "options"):
         if name in body:
-            setattr(update, f"{name}_json", json.dumps(_object(body, name)))
+            setattr(update, f"{name}_json", json.dumps(object_field(body, name)))
     if "event_types" in body:
-        update.event_types.patterns.extend(_strings(body, "event_types"))
+        update.event_types.patterns.extend(strings_field(body, "event_types"))
     if "enabled" in body:
         if not isinstance(body["enabled"], bool):
             raise InvalidRequest("enabled must be true or false")
@@ -244,8 +207,8 @@ async def rotate_endpoint_secret(request: Request, principal: Principal, edge: E
     body = await read_json_object(request, edge.settings.max_body_bytes)
     reply = await call(_delivery_stub(edge).RotateEndpointSecret(
         delivery_pb2.RotateEndpointSecretRequest(
-            tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"], secret=_string(body, "secret"),
-            grace_seconds=_grace_seconds(body)),
+            tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"], secret=string_field(body, "secret"),
+            grace_seconds=grace_seconds(body)),
         timeout=edge.clients.timeout))
     await audit(edge, principal, "endpoint.rotate_secret", reply.endpoint.id)
     return JSONResponse({**_endpoint(reply.endpoint), "secret": reply.secret})
@@ -269,7 +232,7 @@ async def set_endpoint_enabled(request: Request, principal: Principal, edge: Edg
     body = await read_json_object(request, edge.settings.max_body_bytes)
     reply = await call(_delivery_stub(edge).SetEndpointEnabled(
         delivery_pb2.SetEndpointEnabledRequest(tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"],
-                                               enabled=enabled, reason=_string(body, "reason")),
+                                               enabled=enabled, reason=string_field(body, "reason")),
         timeout=edge.clients.timeout))
     await audit(edge, principal, "endpoint.enable" if enabled else "endpoint.disable", reply.id)
     return JSONResponse(_endpoint(reply))
@@ -280,7 +243,7 @@ async def test_endpoint(request: Request, principal: Principal, edge: EdgeContex
         delivery_pb2.GetEndpointRequest(tenant_id=principal.tenant_id, id=request.path_params["endpoint_id"]),
         timeout=edge.clients.timeout))
     await audit(edge, principal, "endpoint.test", request.path_params["endpoint_id"])
-    return JSONResponse(_message(reply), status_code=202)
+    return JSONResponse(as_dict(reply), status_code=202)
 
 
 async def retry_failed(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
@@ -294,43 +257,28 @@ async def retry_failed(request: Request, principal: Principal, edge: EdgeContext
 
 # -- deliveries and dead letters (DeliveryService) ------------------------------------
 
-def _timestamp(raw: Any, name: str) -> Timestamp | None:
-    """An ISO 8601 time (UTC unless it says otherwise) as a protobuf Timestamp; None when absent."""
-    if raw is None or raw == "":
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"{name} must be an ISO 8601 time, like 2026-01-31T12:00:00Z") from None
-    return timestamp(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
-
-
-def _timestamp_param(request: Request, name: str) -> Timestamp | None:
-    return _timestamp(request.query_params.get(name), name)
-
-
 async def list_deliveries(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     q = request.query_params
     reply = await call(_delivery_stub(edge).ListDeliveries(delivery_pb2.ListDeliveriesRequest(
         tenant_id=principal.tenant_id, event_id=q.get("event_id", ""), endpoint_id=q.get("endpoint_id", ""),
-        status=q.get("status", ""), since=_timestamp_param(request, "since"),
-        until=_timestamp_param(request, "until"), cursor=q.get("cursor", ""),
-        limit=_int_param(request, "limit", 50),
+        status=q.get("status", ""), since=timestamp_param(request, "since"),
+        until=timestamp_param(request, "until"), cursor=q.get("cursor", ""),
+        limit=int_param(request, "limit", 50),
     ), timeout=edge.clients.timeout))
-    return JSONResponse({"data": [_message(d) for d in reply.deliveries], "next_cursor": reply.next_cursor or None})
+    return JSONResponse({"data": [as_dict(d) for d in reply.deliveries], "next_cursor": reply.next_cursor or None})
 
 
 async def get_delivery(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_delivery_stub(edge).GetDelivery(delivery_pb2.GetDeliveryRequest(
         tenant_id=principal.tenant_id, id=request.path_params["delivery_id"]), timeout=edge.clients.timeout))
-    return JSONResponse(_message(reply))
+    return JSONResponse(as_dict(reply))
 
 
 async def retry_delivery(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_delivery_stub(edge).RetryDelivery(delivery_pb2.GetDeliveryRequest(
         tenant_id=principal.tenant_id, id=request.path_params["delivery_id"]), timeout=edge.clients.timeout))
     await audit(edge, principal, "delivery.retry", reply.id)
-    return JSONResponse(_message(reply), status_code=202)
+    return JSONResponse(as_dict(reply), status_code=202)
 
 
 # -- routes and events (RouterService) -----------------------------------------------
@@ -340,7 +288,7 @@ def _router_stub(edge: EdgeContext) -> router_pb2_grpc.RouterServiceStub:
 
 
 def _route(route: router_pb2.Route) -> dict[str, Any]:
-    data = _message(route)
+    data = as_dict(route)
     data["filters"] = json.loads(data.pop("filters_json", "") or "null")
     data["ai"] = json.loads(data.pop("ai_json", "") or "null")
     for name in ("event_types", "endpoint_ids"):
@@ -403,7 +351,7 @@ async def simulate_routes(request: Request, principal: Principal, edge: EdgeCont
     if unknown or ("event_id" in body) == ("event" in body):
         raise InvalidRequest('simulate takes "event_id" or "event", and optionally "routes" (proposed specs)')
     reply = await call(_router_stub(edge).SimulateRoutes(router_pb2.SimulateRequest(
-        tenant_id=principal.tenant_id, event_id=_string(body, "event_id"),
+        tenant_id=principal.tenant_id, event_id=string_field(body, "event_id"),
         event_json=json.dumps(body["event"]) if "event" in body else "",
         routes_json=json.dumps(body["routes"]) if body.get("routes") is not None else ""),
         timeout=edge.clients.timeout + edge.settings.ai_timeout_s * 3))
@@ -413,14 +361,14 @@ async def simulate_routes(request: Request, principal: Principal, edge: EdgeCont
 # -- transform templates (RouterService) -------------------------------------------------
 
 def _template(template: router_pb2.Template) -> dict[str, Any]:
-    return _message(template)
+    return as_dict(template)
 
 
 async def create_template(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     body = await read_json_object(request, edge.settings.max_body_bytes)
     reply = await call(_router_stub(edge).CreateTemplate(router_pb2.TemplateRequest(
-        tenant_id=principal.tenant_id, name=_string(body, "name", required=True),
-        source=_string(body, "source", required=True), output=_string(body, "output", "json")),
+        tenant_id=principal.tenant_id, name=string_field(body, "name", required=True),
+        source=string_field(body, "source", required=True), output=string_field(body, "output", "json")),
         timeout=edge.clients.timeout))
     await audit(edge, principal, "template.create", reply.id)
     return JSONResponse(_template(reply), status_code=201)
@@ -434,7 +382,7 @@ async def update_template(request: Request, principal: Principal, edge: EdgeCont
     update = router_pb2.TemplateRequest(tenant_id=principal.tenant_id, id=request.path_params["template_id"])
     for name in ("name", "source", "output"):
         if name in body:
-            setattr(update, name, _string(body, name))
+            setattr(update, name, string_field(body, name))
     reply = await call(_router_stub(edge).UpdateTemplate(update, timeout=edge.clients.timeout))
     await audit(edge, principal, "template.update", reply.id)
     return JSONResponse(_template(reply))
@@ -477,18 +425,18 @@ async def get_event(request: Request, principal: Principal, edge: EdgeContext) -
         # The store's page limit: an event fans out to at most that many endpoints here.
         delivery_pb2.ListDeliveriesRequest(tenant_id=principal.tenant_id, event_id=event_id, limit=1000),
         timeout=edge.clients.timeout))
-    data = _message(event)
+    data = as_dict(event)
     data["headers"] = json.loads(data.pop("headers_json", "{}"))
     data["payload"] = json.loads(data.pop("payload_json", "null"))
     data["routing"] = json.loads(data.pop("routing_json", "") or "null")
-    data["deliveries"] = [_message(d) for d in deliveries.deliveries]
+    data["deliveries"] = [as_dict(d) for d in deliveries.deliveries]
     return JSONResponse(data)
 
 
 # -- replays (RouterService) ----------------------------------------------------------
 
 def _replay(replay: router_pb2.Replay) -> dict[str, Any]:
-    data = _message(replay)
+    data = as_dict(replay)
     data.setdefault("event_types", [])
     for name in ("total", "done", "deliveries"):
         data.setdefault(name, 0)
@@ -497,14 +445,14 @@ def _replay(replay: router_pb2.Replay) -> dict[str, Any]:
 
 async def create_replay(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     body = await read_json_object(request, edge.settings.max_body_bytes)
-    source_id = _string(body, "source_id")
+    source_id = string_field(body, "source_id")
     if source_id:
         await edge.sources.get(principal.tenant_id, source_id)  # 404 for another tenant's source
-    since = _timestamp(_string(body, "since", required=True), "since")
-    until = _timestamp(_string(body, "until"), "until") or timestamp(datetime.now(timezone.utc))
+    since = timestamp_field(string_field(body, "since", required=True), "since")
+    until = timestamp_field(string_field(body, "until"), "until") or timestamp(datetime.now(timezone.utc))
     reply = await call(_router_stub(edge).CreateReplay(router_pb2.CreateReplayRequest(
         tenant_id=principal.tenant_id, since=since, until=until, source_id=source_id,
-        event_types=_strings(body, "event_types"), endpoint_id=_string(body, "endpoint_id"),
+        event_types=strings_field(body, "event_types"), endpoint_id=string_field(body, "endpoint_id"),
     ), timeout=edge.clients.timeout))
     await audit(edge, principal, "replay.create", reply.id)
     return JSONResponse(_replay(reply), status_code=202)
@@ -512,7 +460,7 @@ async def create_replay(request: Request, principal: Principal, edge: EdgeContex
 
 async def list_replays(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_router_stub(edge).ListReplays(router_pb2.ListReplaysRequest(
-        tenant_id=principal.tenant_id, limit=_int_param(request, "limit", 50)), timeout=edge.clients.timeout))
+        tenant_id=principal.tenant_id, limit=int_param(request, "limit", 50)), timeout=edge.clients.timeout))
     return JSONResponse({"data": [_replay(r) for r in reply.replays]})
 
 

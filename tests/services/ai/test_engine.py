@@ -188,3 +188,27 @@ async def test_a_reply_is_drafted_from_the_conversation_and_joins_it(make_engine
     assert "customer: Hi, I was charged twice.\nagent: Sorry about that! Which invoice?\ncustomer: It is invoice in_1." \
         in prompt
     assert [t.role for t in await store.turns("t1", "conv_9")] == ["customer", "agent", "customer", "agent"]
+
+
+async def test_a_half_open_circuit_that_answers_from_the_cache_still_lets_the_next_request_probe(
+        make_engine, servers) -> None:
+    make, _ = make_engine
+    anthropic, openai = servers
+    engine = make()
+    now = [0.0]
+    engine.circuits = CircuitBreakers(threshold=2, cooldown_s=60, clock=lambda: now[0])
+
+    def asked(text: str) -> EventInput:
+        return EventInput(**{**EVENT.__dict__, "text": text})
+
+    anthropic.reply(tool_answer(LABELS))
+    assert (await engine.classify(asked("cached"), lane="normal")).provider == "anthropic"
+    for text in ("b", "c"):
+        anthropic.reply(Reply(status=500, body=anthropic_error("api_error", "Internal")))
+        openai.reply(json_answer(LABELS))
+        assert (await engine.classify(asked(text), lane="normal")).provider == "openai"
+    now[0] += 61  # half-open
+    assert (await engine.classify(asked("cached"), lane="normal")).cached
+    anthropic.reply(tool_answer(LABELS))
+    probe = await engine.classify(asked("d"), lane="normal")
+    assert probe.provider == "anthropic" and engine.circuits.circuit("anthropic").state == "closed"
