@@ -14,6 +14,7 @@ from services.ai.servicer import AIServicer
 from services.ai.store import AIStore
 from switchboard.circuit import CircuitBreakers
 from switchboard.service import Runtime, ServiceApp
+from switchboard.settings import SettingsError
 from switchboard.v1 import ai_pb2_grpc as rpc
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,13 @@ def provider_limits(names: list[str], settings: ProviderSettings) -> dict[str, P
         rpm = settings.get(name, "requests_per_minute")
         tpm = settings.get(name, "tokens_per_minute")
         if rpm or tpm:
-            limits[name] = ProviderLimits(float(rpm or 1e9), float(tpm or 1e12))
+            try:
+                limits[name] = ProviderLimits(float(rpm or 1e9), float(tpm or 1e12))
+            except ValueError:
+                raise SettingsError(f"SWITCHBOARD_AI_{name.upper()}_REQUESTS_PER_MINUTE and _TOKENS_PER_MINUTE "
+                                    f"must be numbers, got {rpm!r} and {tpm!r}") from None
+            if min(limits[name].requests_per_minute, limits[name].tokens_per_minute) <= 0:
+                raise SettingsError(f"SWITCHBOARD_AI_{name.upper()}_* limits must be positive")
     return limits
 
 

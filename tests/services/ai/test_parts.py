@@ -133,3 +133,17 @@ async def test_conversation_context_keeps_recent_turns_within_size_and_age(pool)
     for _ in range(4):
         await store.add_turn("t1", "conv-3", "agent", "b" * 4000)
     assert sum(len(t.text) for t in await store.turns("t1", "conv-3")) <= 12_000
+
+
+def test_provider_limits_come_from_settings_and_bad_values_stop_the_start() -> None:
+    from plugins.ai.spec import ProviderSettings
+    from services.ai.app import provider_limits
+    from switchboard.settings import SettingsError
+
+    env = {"SWITCHBOARD_AI_ANTHROPIC_REQUESTS_PER_MINUTE": "50", "SWITCHBOARD_AI_OPENAI_TOKENS_PER_MINUTE": "9000"}
+    limits = provider_limits(["anthropic", "openai", "local"], ProviderSettings(env))
+    assert limits["anthropic"].requests_per_minute == 50 and limits["openai"].tokens_per_minute == 9000
+    assert "local" not in limits
+    for bad in ("lots", "-5"):
+        with pytest.raises(SettingsError):
+            provider_limits(["anthropic"], ProviderSettings({"SWITCHBOARD_AI_ANTHROPIC_REQUESTS_PER_MINUTE": bad}))
