@@ -69,3 +69,7 @@ class CircuitBreakers:
 
     def record(self, endpoint_id: str, ok: bool) -> None:
         self.circuit(endpoint_id).record(ok, self.clock())
+
+    def release(self, endpoint_id: str) -> None:
+        """A half-open probe that made no call (nothing recorded) frees its turn for the next one."""
+        self.circuit(endpoint_id).probing = False

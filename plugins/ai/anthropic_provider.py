@@ -32,7 +32,6 @@ from typing import Any, Callable
 import anthropic
 
 from plugins.ai.spec import AIRequest, AIResponse, ProviderError, ProviderSettings
-from plugins.destinations.http_result import DEFAULT_RETRYABLE_STATUSES, parse_retry_after
 from plugins.markers import hookimpl
 
 __all__ = ["AnthropicProvider", "DEFAULT_MODEL", "DEFAULT_TIMEOUT_S"]
@@ -45,8 +44,6 @@ DEFAULT_MODEL = "claude-haiku-4-5"
 DEFAULT_TIMEOUT_S = 20.0
 # The tool a structured answer is forced through.
 _ANSWER_TOOL = "answer"
-# How much of an error message from the API is kept in a ProviderError.
-_MAX_DETAIL = 200
 
 
 class AnthropicProvider:
@@ -153,25 +150,8 @@ class AnthropicProvider:
         )
 
     def _status_error(self, exc: anthropic.APIStatusError) -> ProviderError:
-        status = exc.status_code
-        detail = exc.api_message or ""
-        if self._api_key:
-            detail = detail.replace(self._api_key, "***")
-        message = f"anthropic answered {status}" + (f": {detail[:_MAX_DETAIL]}" if detail else "")
-        retryable = status >= 500 or status in DEFAULT_RETRYABLE_STATUSES
-        retry_after_s = parse_retry_after(exc.response.headers.get("retry-after")) if retryable else None
-        return ProviderError(message, retryable=retryable, retry_after_s=retry_after_s)
-
-
-def _timeout_setting(settings: ProviderSettings, provider: str, default: float) -> float:
-    value = settings.get(provider, "timeout", str(default))
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise ValueError(f"SWITCHBOARD_AI_{provider.upper()}_TIMEOUT is a positive number of seconds, not {value!r}")
-    return seconds
+        return ProviderError.from_status("anthropic", exc.status_code, exc.api_message or "", self._api_key,
+                                         exc.response.headers.get("retry-after"))
 
 
 @hookimpl
@@ -181,5 +161,5 @@ def register_ai_providers(register: Callable[[AnthropicProvider], None], setting
         settings.get("anthropic", "api_key"),
         base_url=settings.get("anthropic", "base_url"),
         model=settings.get("anthropic", "model", DEFAULT_MODEL),
-        timeout_s=_timeout_setting(settings, "anthropic", DEFAULT_TIMEOUT_S),
+        timeout_s=settings.seconds("anthropic", "timeout", DEFAULT_TIMEOUT_S),
     ))

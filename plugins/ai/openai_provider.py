@@ -43,7 +43,6 @@ from urllib.parse import urlsplit
 import openai
 
 from plugins.ai.spec import AIRequest, AIResponse, ProviderError, ProviderSettings
-from plugins.destinations.http_result import DEFAULT_RETRYABLE_STATUSES, parse_retry_after
 from plugins.markers import hookimpl
 
 __all__ = ["OpenAIProvider", "DEFAULT_MODEL", "DEFAULT_TIMEOUT_S", "schema_instruction"]
@@ -53,8 +52,6 @@ __all__ = ["OpenAIProvider", "DEFAULT_MODEL", "DEFAULT_TIMEOUT_S", "schema_instr
 #: SWITCHBOARD_AI_OPENAI_MODEL.
 DEFAULT_MODEL = "gpt-6-luna"
 DEFAULT_TIMEOUT_S = 20.0
-# How much of an error message from the API is kept in a ProviderError.
-_MAX_DETAIL = 200
 
 
 def schema_instruction(schema: Any) -> str:
@@ -159,28 +156,11 @@ class OpenAIProvider:
         )
 
     def _status_error(self, exc: openai.APIStatusError) -> ProviderError:
-        status = exc.status_code
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error", body)
         detail = error.get("message") if isinstance(error, dict) else None
-        detail = detail if isinstance(detail, str) else ""
-        if self._api_key:
-            detail = detail.replace(self._api_key, "***")
-        message = f"openai answered {status}" + (f": {detail[:_MAX_DETAIL]}" if detail else "")
-        retryable = status >= 500 or status in DEFAULT_RETRYABLE_STATUSES
-        retry_after_s = parse_retry_after(exc.response.headers.get("retry-after")) if retryable else None
-        return ProviderError(message, retryable=retryable, retry_after_s=retry_after_s)
-
-
-def _timeout_setting(settings: ProviderSettings, provider: str, default: float) -> float:
-    value = settings.get(provider, "timeout", str(default))
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise ValueError(f"SWITCHBOARD_AI_{provider.upper()}_TIMEOUT is a positive number of seconds, not {value!r}")
-    return seconds
+        return ProviderError.from_status("openai", exc.status_code, detail if isinstance(detail, str) else "",
+                                         self._api_key, exc.response.headers.get("retry-after"))
 
 
 @hookimpl
@@ -190,6 +170,6 @@ def register_ai_providers(register: Callable[[OpenAIProvider], None], settings: 
         settings.get("openai", "api_key"),
         base_url=settings.get("openai", "base_url"),
         model=settings.get("openai", "model", DEFAULT_MODEL),
-        timeout_s=_timeout_setting(settings, "openai", DEFAULT_TIMEOUT_S),
+        timeout_s=settings.seconds("openai", "timeout", DEFAULT_TIMEOUT_S),
         reasoning_effort=settings.get("openai", "reasoning_effort"),
     ))

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
+from plugins.destinations.http_result import DEFAULT_RETRYABLE_STATUSES, parse_retry_after
 from plugins.markers import hookspec
 
 __all__ = [
@@ -95,6 +96,17 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.retry_after_s = retry_after_s
 
+    @classmethod
+    def from_status(cls, provider: str, status: int, detail: str, secret: str,
+                    retry_after: str | None) -> "ProviderError":
+        """An API's error answer: 408, 425, 429 and 5xx are retryable (after ``Retry-After``); the secret
+        (the API key) never appears in the message."""
+        if secret:
+            detail = detail.replace(secret, "***")
+        message = f"{provider} answered {status}" + (f": {detail[:200]}" if detail else "")
+        retryable = status >= 500 or status in DEFAULT_RETRYABLE_STATUSES
+        return cls(message, retryable=retryable, retry_after_s=parse_retry_after(retry_after) if retryable else None)
+
 
 class AIProvider(Protocol):
     #: e.g. "local", "anthropic", "openai"
@@ -119,6 +131,18 @@ class ProviderSettings:
 
     def get(self, provider: str, name: str, default: str = "") -> str:
         return self.values.get(f"SWITCHBOARD_AI_{provider.upper()}_{name.upper()}", default) or default
+
+    def seconds(self, provider: str, name: str, default: float) -> float:
+        """A positive number of seconds; ValueError (naming the variable) otherwise."""
+        value = self.get(provider, name, str(default))
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = 0.0
+        if not 0 < seconds < float("inf"):
+            raise ValueError(f"SWITCHBOARD_AI_{provider.upper()}_{name.upper()} is a positive number of seconds, "
+                             f"not {value!r}")
+        return seconds
 
 
 @hookspec

@@ -131,7 +131,9 @@ class AIEngine:
         request = AIRequest("classify", system, text, schema, _OUTPUT_TOKENS["classify"], event=event,
                             categories=categories)
         if lane is None:
-            lane = await self._lane(request, categories)
+            # Lanes only order requests waiting for a rate budget: without one, none is needed.
+            limited = any(name in self.gate.limits for name in self.chain(settings.providers))
+            lane = await self._lane(request, categories) if limited else "normal"
         return await self._ask(event.tenant_id, request, lambda answer: parse_classification(answer, categories),
                                lane, settings.providers)
 
@@ -193,8 +195,7 @@ class AIEngine:
         try:
             return await self._consult(tenant_id, provider, request, parse, lane)
         finally:
-            # A half-open probe that asked nothing (cached, over budget) frees its turn.
-            self.circuits.circuit(provider.name).probing = False
+            self.circuits.release(provider.name)  # a probe that asked nothing (cached, over budget)
 
     async def _consult(self, tenant_id: str, provider: Any, request: AIRequest, parse: Callable[[str], Any],
                        lane: str) -> Answer | str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -38,10 +39,30 @@ class UsageRow:
 
 
 class AIStore:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, cache_ttl_s: float = 2.0) -> None:
         self.pool = pool
+        # Settings and prompts are read for every request and change rarely:
+        # other AI processes see a change within the TTL, this one at once.
+        self.cache_ttl_s = cache_ttl_s
+        self._cache: dict[tuple[str, ...], tuple[float, object]] = {}
+
+    async def _cached(self, key: tuple[str, ...], load):
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        value = await load()
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic() + self.cache_ttl_s, value)
+        return value
+
+    def _forget(self, tenant_id: str) -> None:
+        self._cache = {k: v for k, v in self._cache.items() if k[1] != tenant_id}
 
     async def settings(self, tenant_id: str) -> TenantAISettings:
+        return await self._cached(("settings", tenant_id), lambda: self._load_settings(tenant_id))
+
+    async def _load_settings(self, tenant_id: str) -> TenantAISettings:
         async with self.pool.connection() as conn:
             cur = await conn.execute("SELECT providers, categories FROM ai.tenant_settings WHERE tenant_id = %s",
                                      (tenant_id,))
@@ -53,6 +74,7 @@ class AIStore:
     async def save_settings(self, tenant_id: str, providers: tuple[str, ...] | None,
                             categories: tuple[str, ...] | None) -> TenantAISettings:
         """Change the fields given (None keeps one as it is)."""
+        self._forget(tenant_id)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """INSERT INTO ai.tenant_settings (tenant_id, providers, categories)
@@ -69,6 +91,9 @@ class AIStore:
 
     async def prompt(self, tenant_id: str, task: str) -> PromptTemplate:
         """The tenant's latest override of the task's template, else the built-in one."""
+        return await self._cached(("prompt", tenant_id, task), lambda: self._load_prompt(tenant_id, task))
+
+    async def _load_prompt(self, tenant_id: str, task: str) -> PromptTemplate:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """SELECT task, version, system, template FROM ai.prompts WHERE tenant_id = %s AND task = %s
@@ -78,6 +103,7 @@ class AIStore:
 
     async def save_prompt(self, tenant_id: str, task: str, system: str, template: str) -> PromptTemplate:
         """A new version of the tenant's template for the task (checked by the caller)."""
+        self._forget(tenant_id)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """INSERT INTO ai.prompts (tenant_id, task, version, system, template)

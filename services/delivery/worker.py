@@ -120,7 +120,7 @@ class DeliveryWorker:
         try:
             return await self._attempt(message, endpoint, options, target)
         finally:
-            self.circuits.circuit(target.id).probing = False  # a probe that sent nothing frees its turn
+            self.circuits.release(target.id)
             self.in_flight[endpoint.id] -= 1
             if not self.in_flight[endpoint.id]:
                 del self.in_flight[endpoint.id]

@@ -99,11 +99,11 @@ class EventRouter:
 
     async def route(self, event: Event) -> Decision:
         try:
-            await self.events.store(event)
             dispatch = await self.dispatcher.dispatch(event)
+            # Stored (with its decision) before any delivery is queued: a delivery never names an unknown event.
+            await self.events.store(event, dispatch.explanation)
             for outgoing in dispatch.outgoing:
                 await publish_delivery(self.js, event, outgoing, self.publish_timeout_s)
-            await self.events.save_routing(event.id, dispatch.explanation)
         except psycopg.DataError as exc:
             # This event can never be stored; keep it in DEAD_LETTERS rather than retry for ever.
             logger.error("event cannot be stored; dead-lettered",

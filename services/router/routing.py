@@ -36,7 +36,7 @@ from switchboard.patterns import check_type_patterns, compiled_patterns, matches
 
 __all__ = ["ACTIONS", "Route", "RouteSet", "RouteVerdict", "Plan", "decide", "needs_classification", "parse_route_spec",
            "route_from_spec", "check_route",
-           "RouteStore", "EventStore", "StoredEvent", "plan_deliveries", "event_from_row"]
+           "RouteStore", "EventStore", "StoredEvent", "event_from_row"]
 
 MAX_ENDPOINTS = 50
 ACTIONS = ("deliver", "reply", "drop")
@@ -199,11 +199,6 @@ def decide(event: Event, routes: list[Route], labels: Mapping[str, Any] | None =
             for endpoint_id in verdict.route.endpoint_ids:
                 planned.setdefault(endpoint_id, verdict.route)
     return Plan(verdicts, [(route, endpoint_id) for endpoint_id, route in planned.items()], None, skipped)
-
-
-def plan_deliveries(event: Event, routes: list[Route]) -> list[tuple[Route, str]]:
-    """``(route, endpoint_id)`` for each endpoint the event goes to (routes without AI conditions)."""
-    return decide(event, routes).deliveries
 
 
 def parse_route_spec(raw: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
@@ -403,27 +398,25 @@ class EventStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
-    async def store(self, event: Event) -> bool:
-        """Insert the event; False when it was already stored (a redelivery)."""
+    async def store(self, event: Event, routing: dict[str, Any] | None = None) -> bool:
+        """Insert the event with its explained routing decision, in one statement; False when it was
+        already stored (a redelivery: its decision is replaced by the new one, if given)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """INSERT INTO router.events
                        (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body,
-                        occurred_at, conversation_key, source_type)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (id) DO NOTHING""",
+                        occurred_at, conversation_key, source_type, routing)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (id) DO UPDATE SET routing = EXCLUDED.routing WHERE EXCLUDED.routing IS NOT NULL
+                   RETURNING (xmax = 0) AS inserted""",
                 (event.id, event.tenant_id, event.source_id, event.type, event.provider_event_id,
                  datetime.fromtimestamp(event.received_at, timezone.utc), Jsonb(event.headers),
                  Jsonb(event.payload), event.body,
                  datetime.fromtimestamp(event.occurred_at, timezone.utc) if event.occurred_at else None,
-                 event.conversation_key, event.source_type),
+                 event.conversation_key, event.source_type, Jsonb(routing) if routing is not None else None),
             )
-            return cur.rowcount == 1
-
-    async def save_routing(self, event_id: str, routing: dict[str, Any]) -> None:
-        """Keep the explained routing decision with the event."""
-        async with self.pool.connection() as conn:
-            await conn.execute("UPDATE router.events SET routing = %s WHERE id = %s", (Jsonb(routing), event_id))
+            row = await cur.fetchone()
+            return row is not None and row["inserted"]
 
     async def get(self, tenant_id: str, event_id: str) -> StoredEvent:
         if not is_id(event_id, "evt"):

@@ -1,6 +1,6 @@
 from datetime import datetime, timezone
 
-from services.router.routing import EventStore, Route, RouteStore, parse_route_spec, plan_deliveries
+from services.router.routing import EventStore, Route, RouteStore, decide, parse_route_spec
 from switchboard.events import Event
 from switchboard.ids import new_id
 
@@ -17,7 +17,7 @@ def event(type_: str = "invoice.paid", source: str = "s1", tenant: str = "t1") -
 
 
 def test_match_all_route_takes_every_event() -> None:
-    assert [e for _, e in plan_deliveries(event(), [route("r", ("ep1",))])] == ["ep1"]
+    assert [e for _, e in decide(event(), [route("r", ("ep1",))]).deliveries] == ["ep1"]
 
 
 def test_source_and_type_globs_filter() -> None:
@@ -28,12 +28,12 @@ def test_source_and_type_globs_filter() -> None:
         route("disabled", ("ep4",), enabled=False),
         route("other-tenant", ("ep5",), tenant="t2"),
     ]
-    assert [e for _, e in plan_deliveries(event(), routes)] == ["ep2"]
-    assert [e for _, e in plan_deliveries(event("charge.failed", source="s2"), routes)] == ["ep1", "ep3"]
+    assert [e for _, e in decide(event(), routes).deliveries] == ["ep2"]
+    assert [e for _, e in decide(event("charge.failed", source="s2"), routes).deliveries] == ["ep1", "ep3"]
 
 
 def test_an_endpoint_named_by_two_routes_gets_one_delivery() -> None:
-    planned = plan_deliveries(event(), [route("r1", ("ep1", "ep2")), route("r2", ("ep2", "ep3"))])
+    planned = decide(event(), [route("r1", ("ep1", "ep2")), route("r2", ("ep2", "ep3"))]).deliveries
     assert [(r.id, e) for r, e in planned] == [("r1", "ep1"), ("r1", "ep2"), ("r2", "ep3")]
 
 
