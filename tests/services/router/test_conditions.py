@@ -1,7 +1,5 @@
 """Route conditions: JSON paths, operators, all/any, AI labels; every decision explained."""
 
-from datetime import datetime, timezone
-
 import pytest
 
 from services.router.conditions import AIConditions, Filters, PayloadFilter, parse_path
@@ -137,10 +135,6 @@ def test_a_drop_route_stops_every_delivery_and_routes_are_checked_as_a_whole() -
                           ({"endpoint_ids": ["ep_1"], "colour": "red"}, "unknown route fields")):
         with pytest.raises(InvalidRequest, match=message):
             route_from_spec("t1", parse_route_spec(spec))
-
-
-def test_created_at_is_kept_on_routes() -> None:
-    assert route("x").created_at <= datetime.now(timezone.utc)
 
 
 def test_the_route_index_only_skips_routes_that_cannot_match() -> None:
