@@ -88,6 +88,9 @@ class DeliveryMessage:
     # The route's transform (or reply draft) failed: the delivery is recorded
     # as failed with this error and nothing is sent.
     transform_error: str | None = None
+    # The AI category the router classified the event as, when a route asked
+    # for one; carried on so analytics can break deliveries down by it.
+    category: str | None = None
 
     @property
     def delivery_id(self) -> str:
@@ -118,11 +121,15 @@ class AttemptRecord:
     status_code: int | None
     latency_ms: float
     at: float
+    source_id: str | None = None
+    category: str | None = None
+    error: str | None = None
 
     def to_message(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> "AttemptRecord":
-        _require(data, *cls.__dataclass_fields__)
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        _require(data, "delivery_id", "number", "tenant_id", "endpoint_id", "event_type", "outcome",
+                 "status_code", "latency_ms", "at")
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})

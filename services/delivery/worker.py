@@ -224,7 +224,7 @@ class DeliveryWorker:
             # first. Let the message come back and act on the state it left.
             logger.warning("attempt already recorded by another worker", extra={"delivery_id": message.delivery_id})
             return retry_in(policy.base_delay_s)
-        await self._report(message, number, outcome, result.status_code, latency_ms)
+        await self._report(message, number, outcome, result.status_code, latency_ms, result.error)
         logger.info("delivery attempt", extra={
             "delivery_id": message.delivery_id, "tenant_id": message.tenant_id, "attempt": number,
             "outcome": outcome, "status_code": result.status_code,
@@ -251,12 +251,13 @@ class DeliveryWorker:
             logger.warning("endpoint auto-disabled", extra={"endpoint_id": endpoint.id, "reason": reason})
 
     async def _report(self, message: DeliveryMessage, number: int, outcome: str,
-                      status_code: int | None, latency_ms: float) -> None:
+                      status_code: int | None, latency_ms: float, error: str | None) -> None:
         """Tell analytics; a lost report never fails a delivery."""
         record = AttemptRecord(
             delivery_id=message.delivery_id, number=number, tenant_id=message.tenant_id,
             endpoint_id=message.endpoint_id, event_type=message.event_type, outcome=outcome,
             status_code=status_code, latency_ms=latency_ms, at=time.time(),
+            source_id=message.source_id, category=message.category, error=error[:200] if error else None,
         )
         subject, data = attempt_subject(message.tenant_id), encode(record.to_message())
         headers = {"Nats-Msg-Id": f"{message.delivery_id}#{number}"}

@@ -30,7 +30,7 @@ _tracer = tracer(__name__)
 
 
 async def publish_delivery(js: JetStreamContext, event: Event, outgoing: Outgoing, timeout_s: float,
-                           replay_id: str | None = None) -> None:
+                           replay_id: str | None = None, category: str | None = None) -> None:
     """Queue one delivery of ``event`` as the dispatcher planned it.
 
     Publishing the same delivery again (a redelivered event, a resumed replay)
@@ -49,6 +49,7 @@ async def publish_delivery(js: JetStreamContext, event: Event, outgoing: Outgoin
         conversation_key=event.conversation_key,
         replay_id=replay_id,
         transform_error=outgoing.error,
+        category=category,
     )
     await js.publish(
         delivery_subject(event.tenant_id, outgoing.endpoint_id),
@@ -66,12 +67,14 @@ def replay_delivery(js: JetStreamContext, dispatcher: Dispatcher, timeout_s: flo
     """What a replay does with each event: to one endpoint as it was received, or through the routes."""
 
     async def deliver(event: Event, endpoint_id: str | None, replay_id: str) -> int:
+        category = None
         if endpoint_id:
             outgoing = [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, event.body)]
         else:
-            outgoing = (await dispatcher.dispatch(event)).outgoing
+            dispatch = await dispatcher.dispatch(event)
+            outgoing, category = dispatch.outgoing, dispatch.category
         for one in outgoing:
-            await publish_delivery(js, event, one, timeout_s, replay_id)
+            await publish_delivery(js, event, one, timeout_s, replay_id, category)
         return len(outgoing)
 
     return deliver
@@ -103,7 +106,7 @@ class EventRouter:
             # Stored (with its decision) before any delivery is queued: a delivery never names an unknown event.
             await self.events.store(event, dispatch.explanation)
             for outgoing in dispatch.outgoing:
-                await publish_delivery(self.js, event, outgoing, self.publish_timeout_s)
+                await publish_delivery(self.js, event, outgoing, self.publish_timeout_s, category=dispatch.category)
         except psycopg.DataError as exc:
             # This event can never be stored; keep it in DEAD_LETTERS rather than retry for ever.
             logger.error("event cannot be stored; dead-lettered",

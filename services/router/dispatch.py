@@ -58,6 +58,11 @@ class Dispatch:
     # The explained decision, as kept with the event.
     explanation: dict[str, Any]
 
+    @property
+    def category(self) -> str | None:
+        """The AI category, when the event was classified."""
+        return (self.explanation.get("ai") or {}).get("category")
+
 
 def template_context(event: Event, labels: Mapping[str, Any] | None) -> dict[str, Any]:
     """What a transform template sees."""
