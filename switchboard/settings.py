@@ -151,6 +151,11 @@ class Settings:
     ai_timeout_s: float = 20.0
     ai_max_wait_s: float = 2.0
     ai_cache_ttl_s: float = 3600.0
+    # Analytics retention (docs/analytics.md): raw attempts and minute rollups;
+    # hour and day rollups; how often the pruning job runs.
+    retention_attempts_days: int = 30
+    retention_rollups_days: int = 400
+    retention_prune_interval_s: float = 3600.0
     master_key: str | None = None
     # Set by `switchboard up` for its children (internal): they die with it.
     supervisor_pid: int | None = None
@@ -212,6 +217,9 @@ class Settings:
             ai_timeout_s=_float(env, f"{p}AI_TIMEOUT", 20.0),
             ai_max_wait_s=_float(env, f"{p}AI_MAX_WAIT", 2.0, allow_zero=True),
             ai_cache_ttl_s=_float(env, f"{p}AI_CACHE_TTL", 3600.0, allow_zero=True),
+            retention_attempts_days=_int(env, f"{p}RETENTION_ATTEMPTS_DAYS", 30, minimum=1),
+            retention_rollups_days=_int(env, f"{p}RETENTION_ROLLUPS_DAYS", 400, minimum=1),
+            retention_prune_interval_s=_float(env, f"{p}RETENTION_PRUNE_INTERVAL", 3600.0),
             master_key=env.get(f"{p}MASTER_KEY") or None,
             supervisor_pid=_int(env, f"{p}SUPERVISOR_PID", 0) or None,
             log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
@@ -289,6 +297,9 @@ class Settings:
             f"{p}AI_TIMEOUT": str(self.ai_timeout_s),
             f"{p}AI_MAX_WAIT": str(self.ai_max_wait_s),
             f"{p}AI_CACHE_TTL": str(self.ai_cache_ttl_s),
+            f"{p}RETENTION_ATTEMPTS_DAYS": str(self.retention_attempts_days),
+            f"{p}RETENTION_ROLLUPS_DAYS": str(self.retention_rollups_days),
+            f"{p}RETENTION_PRUNE_INTERVAL": str(self.retention_prune_interval_s),
             f"{p}LOG_LEVEL": self.log_level,
             f"{p}LOG_FORMAT": self.log_format,
             f"{p}OTEL_CONSOLE": "true" if self.otel_console else "false",

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from services.analytics.ledger import AttemptLedger
+from switchboard.database import apply_migrations
+from switchboard.events import AttemptRecord
+
+MIGRATIONS = Path(__file__).parents[3] / "services/analytics/migrations"
+# A fixed "now" for the readers: 2026-03-10 12:30 UTC.
+NOW = datetime(2026, 3, 10, 12, 30, tzinfo=timezone.utc)
+
+
+def attempt(delivery: str, number: int, outcome: str = "succeeded", *, at: datetime, latency_ms: float = 10.0,
+            tenant: str = "t1", endpoint: str = "ep_a", event_type: str = "order.created", source: str | None = "src_a",
+            category: str | None = None, error: str | None = None, status_code: int | None = 200) -> AttemptRecord:
+    """An attempt of delivery ``<delivery>:<endpoint>`` (``delivery`` is the event id)."""
+    return AttemptRecord(delivery_id=f"{delivery}:{endpoint}", number=number, tenant_id=tenant, endpoint_id=endpoint,
+                         event_type=event_type, outcome=outcome, status_code=status_code, latency_ms=latency_ms,
+                         at=at.timestamp(), source_id=source, category=category, error=error)
+
+
+@pytest.fixture
+async def ledger(pool) -> AttemptLedger:
+    await apply_migrations(pool, "analytics", MIGRATIONS)
+    return AttemptLedger(pool)
