@@ -73,3 +73,20 @@ class CircuitBreakers:
     def release(self, endpoint_id: str) -> None:
         """A half-open probe that made no call (nothing recorded) frees its turn for the next one."""
         self.circuit(endpoint_id).probing = False
+
+    def states(self) -> dict[str, int]:
+        """How many circuits are closed, open, or half-open (cooldown over: a probe may go), for metrics.
+
+        Read-only, and safe to call from another thread (the metrics server's).
+        """
+        now = self.clock()
+        counts = {"closed": 0, "open": 0, "half_open": 0}
+        for circuit in list(self._circuits.values()):
+            opened_at = circuit.opened_at
+            if opened_at is None:
+                counts["closed"] += 1
+            elif opened_at + circuit.cooldown_s > now:
+                counts["open"] += 1
+            else:
+                counts["half_open"] += 1
+        return counts

@@ -5,13 +5,20 @@ any :class:`~switchboard.errors.SwitchboardError` raised by the domain becomes
 the matching status code (one table, :data:`switchboard.errors.GRPC_STATUS`).
 Clients made by :class:`ServiceClients` give every call the configured
 deadline and turn status codes back into the same exceptions.
+
+Both ends are instrumented by the interceptors here: the client injects the
+current trace context into the call's metadata, the server extracts it and
+serves the call inside a span of that trace, and both count calls and time
+them by method and status code (:mod:`switchboard.metrics`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
+import time
 from datetime import datetime
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -20,14 +27,27 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from switchboard import metrics
 from switchboard.database import as_platform_error
 from switchboard.errors import SwitchboardError, from_grpc_code, grpc_status
 from switchboard.settings import Settings
 
-__all__ = ["PortUnavailable", "GrpcServer", "servicer", "ServiceClients", "call", "timestamp"]
+__all__ = [
+    "PortUnavailable",
+    "GrpcServer",
+    "servicer",
+    "ServiceClients",
+    "call",
+    "timestamp",
+    "ServerTelemetry",
+    "ClientTelemetry",
+]
 
 logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 T = TypeVar("T")
 
@@ -70,6 +90,88 @@ def _translating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
     return wrapper
 
 
+def _traced(method: str) -> bool:
+    # Health checks and reflection are counted, but not worth a span each
+    # (the supervisor and probes call them every few hundred milliseconds).
+    return not method.startswith("/grpc.")
+
+
+def _span_status(span: trace.Span, code: grpc.StatusCode) -> None:
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code is not grpc.StatusCode.OK:
+        span.set_status(Status(StatusCode.ERROR, code.name))
+
+
+class ServerTelemetry(grpc.aio.ServerInterceptor):
+    """Serves each unary call in a span continuing the caller's trace, and counts and times it."""
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler  # unknown methods, and streams (health Watch, reflection), pass untouched
+        method: str = details.method
+        inner = handler.unary_unary
+        traced = _traced(method)
+
+        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            failed = False
+            with _server_span(method, context) if traced else contextlib.nullcontext() as span:
+                try:
+                    return await inner(request, context)
+                except BaseException:
+                    failed = True  # context.abort() raises once the code is set; anything else is a crash
+                    raise
+                finally:
+                    code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
+                    if failed and code is grpc.StatusCode.OK:
+                        code = grpc.StatusCode.UNKNOWN
+                    metrics.record_grpc_server(method, code.name, time.perf_counter() - started)
+                    if span is not None:
+                        _span_status(span, code)
+
+        return grpc.unary_unary_rpc_method_handler(
+            observed, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+
+def _server_span(method: str, context: grpc.aio.ServicerContext) -> Any:
+    carrier = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    return _tracer.start_as_current_span(method.lstrip("/"), context=propagate.extract(carrier), kind=SpanKind.SERVER,
+                                         attributes=_rpc_attributes(method), record_exception=False,
+                                         set_status_on_exception=False)
+
+
+def _rpc_attributes(method: str) -> dict[str, str]:
+    service, _, name = method.lstrip("/").partition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+
+class ClientTelemetry(grpc.aio.UnaryUnaryClientInterceptor):
+    """Calls another service in a client span whose context travels in the call's metadata; counts and times it."""
+
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails,
+                                    request: Any) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
+        started = time.perf_counter()
+        with _tracer.start_as_current_span(method.lstrip("/"), kind=SpanKind.CLIENT,
+                                           attributes=_rpc_attributes(method),
+                                           record_exception=False, set_status_on_exception=False) as span:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            metadata = grpc.aio.Metadata(*(tuple(details.metadata) if details.metadata else ()))
+            for key, value in carrier.items():
+                metadata.add(key, value)
+            call = await continuation(details._replace(metadata=metadata), request)
+            # Wait for the outcome here (it does not raise) so the span and the
+            # timing cover the whole call; the caller then awaits a finished call.
+            code = await call.code()
+            _span_status(span, code)
+        metrics.record_grpc_client(method, code.name, time.perf_counter() - started)
+        return call
+
+
 class GrpcServer:
     """An aio gRPC server with health and reflection, bound without SO_REUSEPORT.
 
@@ -80,7 +182,7 @@ class GrpcServer:
     def __init__(self, service_name: str, full_names: list[str]) -> None:
         self.service_name = service_name
         self.full_names = full_names
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.server = grpc.aio.server(interceptors=[ServerTelemetry()], options=[("grpc.so_reuseport", 0)])
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -125,7 +227,8 @@ class ServiceClients:
 
     def channel(self, service: str) -> grpc.aio.Channel:
         if service not in self._channels:
-            self._channels[service] = grpc.aio.insecure_channel(self.settings.grpc_target(service))
+            self._channels[service] = grpc.aio.insecure_channel(
+                self.settings.grpc_target(service), interceptors=[ClientTelemetry()])
         return self._channels[service]
 
     def stub(self, service: str, stub_class: Callable[[grpc.aio.Channel], T]) -> T:

@@ -3,8 +3,10 @@
 ``python -m services.<name>`` builds the service's :class:`ServiceApp` and hands
 it to :func:`run`, which reads settings, connects to PostgreSQL (applying the
 service's migrations) and NATS (declaring the streams), serves gRPC with health
-and reflection, starts the app's background work, and on SIGTERM/SIGINT stops
-taking work, lets in-flight work finish, drains NATS and closes the pool.
+and reflection and ``/metrics`` on the service's metrics port, starts the
+app's background work (and, for a service that owns a durable consumer, the
+poll of its lag), and on SIGTERM/SIGINT stops taking work, lets in-flight work
+finish, drains NATS and closes the pool.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from switchboard.database import apply_migrations, open_pool
 from switchboard.embedded import die_with_parent
 from switchboard.errors import Unavailable
 from switchboard.logs import configure_logging
-from switchboard.messaging import connect_nats, ensure_streams
+from switchboard.messaging import CONSUMERS, connect_nats, ensure_streams
+from switchboard.metrics import MetricsServer, watch_consumer_lag
 from switchboard.rpc import GrpcServer, PortUnavailable, ServiceClients
 from switchboard.settings import Settings, SettingsError
 from switchboard.telemetry import setup_tracing
@@ -114,6 +117,7 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
     pool = await open_pool(database_url, max_size=20)
     nc: NATS | None = None
     server: GrpcServer | None = None
+    metrics_server: MetricsServer | None = None
     clients = ServiceClients(settings)
     try:
         await apply_migrations(pool, app.schema, app.migrations)
@@ -124,7 +128,13 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
         server = GrpcServer(app.name, app.grpc_services)
         app.register(server.server, runtime)
         await server.start(settings.grpc_host, settings.grpc_ports[app.name])
+        if settings.metrics_enabled:
+            metrics_server = start_metrics(app.name, settings)
         await app.start(runtime)
+        owned = [spec for owner, spec in CONSUMERS.items() if owner == app.name]
+        if owned and settings.metrics_enabled:
+            runtime.background(watch_consumer_lag(js, owned, settings.consumer_lag_interval_s, runtime.stopping),
+                               "consumer lag metrics")
         # Everything loaded so far lives as long as the process: keep it out of
         # the collector's scans, which otherwise grow with every import.
         gc.freeze()
@@ -143,10 +153,23 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
     finally:
         if server is not None:
             await server.stop(grace=5.0)
+        if metrics_server is not None:
+            metrics_server.stop()
         if nc is not None and nc.is_connected:
             await nc.drain()
         await clients.close()
         await pool.close()
+
+
+def start_metrics(name: str, settings: Settings) -> MetricsServer:
+    host, port = settings.metrics_host, settings.metrics_ports[name]
+    try:
+        metrics_server = MetricsServer(host, port)
+    except OSError as exc:
+        raise PortUnavailable(f"{name}: cannot listen on {host}:{port} for metrics: {exc.strerror or exc}; "
+                              f"set SWITCHBOARD_{name.upper()}_METRICS_PORT") from None
+    logger.info("metrics listening", extra={"url": f"http://{host}:{metrics_server.port}/metrics"})
+    return metrics_server
 
 
 def run(app: ServiceApp) -> None:
@@ -163,7 +186,7 @@ def run(app: ServiceApp) -> None:
         if os.getppid() != settings.supervisor_pid:
             sys.exit(EXIT_UNAVAILABLE)
     configure_logging(app.name, settings.log_level, settings.log_format)
-    setup_tracing(app.name, settings.otel_console)
+    setup_tracing(app.name, settings.otel_exporter, settings.otlp_endpoint)
     try:
         asyncio.run(serve(app, settings))
     except (SettingsError, PortUnavailable) as exc:

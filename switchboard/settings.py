@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["Settings", "SettingsError", "SERVICE_NAMES", "DEFAULT_GRPC_PORTS"]
+__all__ = ["Settings", "SettingsError", "SERVICE_NAMES", "DEFAULT_GRPC_PORTS", "DEFAULT_METRICS_PORTS"]
 
 SERVICE_NAMES = ("auth", "ingest", "router", "ai", "delivery", "analytics")
 
@@ -23,6 +23,16 @@ DEFAULT_GRPC_PORTS = {
     "delivery": 50054,
     "auth": 50055,
     "analytics": 50056,
+}
+
+# Each service's /metrics (docs/observability.md).
+DEFAULT_METRICS_PORTS = {
+    "ingest": 9101,
+    "router": 9102,
+    "ai": 9103,
+    "delivery": 9104,
+    "auth": 9105,
+    "analytics": 9106,
 }
 
 
@@ -162,6 +172,20 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     otel_console: bool = False
+    # Observability (docs/observability.md). Where spans go: none, console or
+    # otlp (to otlp_endpoint, else the standard OTEL_EXPORTER_OTLP_* variables).
+    otel_exporter: str = "none"
+    otlp_endpoint: str | None = None
+    # Each service serves /metrics on its own port (0: any free one); the
+    # edge's HTTP port serves it too unless edge_metrics is off, and asks for
+    # `Authorization: Bearer <metrics_token>` when one is set.
+    metrics_enabled: bool = True
+    metrics_host: str = "127.0.0.1"
+    metrics_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
+    edge_metrics: bool = True
+    metrics_token: str | None = None
+    # How often JetStream consumer lag is read for the metrics.
+    consumer_lag_interval_s: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -175,6 +199,18 @@ class Settings:
             name: env[f"{p}{name.upper()}_GRPC_TARGET"]
             for name in SERVICE_NAMES
             if env.get(f"{p}{name.upper()}_GRPC_TARGET")
+        }
+        otel_console = _bool(env, f"{p}OTEL_CONSOLE", False)
+        otlp_endpoint = env.get(f"{p}OTLP_ENDPOINT") or None
+        otel_exporter = (env.get(f"{p}OTEL_EXPORTER") or "").strip().lower()
+        if not otel_exporter:
+            standard = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            otel_exporter = "otlp" if otlp_endpoint or standard else "console" if otel_console else "none"
+        if otel_exporter not in ("none", "console", "otlp"):
+            raise SettingsError(f"{p}OTEL_EXPORTER must be none, console or otlp, got {otel_exporter!r}")
+        metrics_ports = {
+            name: _int(env, f"{p}{name.upper()}_METRICS_PORT", default, minimum=0)
+            for name, default in DEFAULT_METRICS_PORTS.items()
         }
         log_format = env.get(f"{p}LOG_FORMAT", "json")
         if log_format not in ("json", "text"):
@@ -224,7 +260,15 @@ class Settings:
             supervisor_pid=_int(env, f"{p}SUPERVISOR_PID", 0) or None,
             log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
             log_format=log_format,
-            otel_console=_bool(env, f"{p}OTEL_CONSOLE", False),
+            otel_console=otel_console,
+            otel_exporter=otel_exporter,
+            otlp_endpoint=otlp_endpoint,
+            metrics_enabled=_bool(env, f"{p}METRICS", True),
+            metrics_host=env.get(f"{p}METRICS_HOST") or "127.0.0.1",
+            metrics_ports=metrics_ports,
+            edge_metrics=_bool(env, f"{p}EDGE_METRICS", True),
+            metrics_token=env.get(f"{p}METRICS_TOKEN") or None,
+            consumer_lag_interval_s=_float(env, f"{p}CONSUMER_LAG_INTERVAL", 15.0),
         )
 
     @property
@@ -303,7 +347,18 @@ class Settings:
             f"{p}LOG_LEVEL": self.log_level,
             f"{p}LOG_FORMAT": self.log_format,
             f"{p}OTEL_CONSOLE": "true" if self.otel_console else "false",
+            f"{p}OTEL_EXPORTER": self.otel_exporter,
+            f"{p}METRICS": "true" if self.metrics_enabled else "false",
+            f"{p}METRICS_HOST": self.metrics_host,
+            f"{p}EDGE_METRICS": "true" if self.edge_metrics else "false",
+            f"{p}CONSUMER_LAG_INTERVAL": str(self.consumer_lag_interval_s),
         }
+        for name, port in self.metrics_ports.items():
+            env[f"{p}{name.upper()}_METRICS_PORT"] = str(port)
+        if self.otlp_endpoint:
+            env[f"{p}OTLP_ENDPOINT"] = self.otlp_endpoint
+        if self.metrics_token:
+            env[f"{p}METRICS_TOKEN"] = self.metrics_token
         for name, port in self.grpc_ports.items():
             env[f"{p}{name.upper()}_GRPC_PORT"] = str(port)
         for name, target in self.grpc_targets.items():

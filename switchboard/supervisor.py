@@ -87,11 +87,14 @@ class Supervisor:
         wanted = {"HTTP edge": ("SWITCHBOARD_HTTP_PORT", s.http_host, s.http_port)}
         for name in self.services:
             wanted[f"{name} gRPC"] = (f"SWITCHBOARD_{name.upper()}_GRPC_PORT", s.grpc_host, s.grpc_ports[name])
+            if s.metrics_enabled:
+                wanted[f"{name} metrics"] = (f"SWITCHBOARD_{name.upper()}_METRICS_PORT", s.metrics_host,
+                                             s.metrics_ports[name])
         for label, (variable, host, port) in wanted.items():
             if port and not _port_free(host, port):
                 raise StartupError(f"port {port} on {host} ({label}) is already in use; "
                                    f"stop what holds it or set {variable}")
-        taken = {s.http_port, *s.grpc_ports.values()}
+        taken = {s.http_port, *s.grpc_ports.values(), *s.metrics_ports.values()}
 
         def choose(host: str) -> int:
             # Free now and distinct from every other port chosen or configured here.
@@ -101,9 +104,16 @@ class Supervisor:
             return port
 
         grpc_ports = {name: port or choose(s.grpc_host) for name, port in s.grpc_ports.items()}
-        self.settings = replace(s, http_port=s.http_port or choose(s.http_host), grpc_ports=grpc_ports)
-        # Where everything listens, for operators and tools (ports may have been chosen here).
-        (self.run_dir / "ports.json").write_text(json.dumps({"http": self.settings.http_port, **grpc_ports}))
+        metrics_ports = {name: port or choose(s.metrics_host) for name, port in s.metrics_ports.items()} \
+            if s.metrics_enabled else dict(s.metrics_ports)
+        self.settings = replace(s, http_port=s.http_port or choose(s.http_host), grpc_ports=grpc_ports,
+                                metrics_ports=metrics_ports)
+        # Where everything listens, for operators and tools (ports may have been chosen here):
+        # "http", "<service>" (gRPC) and "<service>_metrics".
+        ports = {"http": self.settings.http_port, **grpc_ports}
+        if s.metrics_enabled:
+            ports.update({f"{name}_metrics": port for name, port in metrics_ports.items()})
+        (self.run_dir / "ports.json").write_text(json.dumps(ports))
 
     def _start_infrastructure(self) -> None:
         s = self.settings
@@ -285,8 +295,11 @@ class Supervisor:
             "Switchboard is up.",
             f"  edge:       {self.edge_url}   (webhooks: POST {self.edge_url}/in/<source_id>)",
             f"  api docs:   {self.edge_url}/openapi.json",
-            f"  state:      {self.settings.state_dir}",
         ]
+        if self.settings.metrics_enabled:
+            # Each service's /metrics port is in ports.json (chosen at start when configured as 0).
+            lines.append(f"  metrics:    ports in {self.run_dir / 'ports.json'}")
+        lines.append(f"  state:      {self.settings.state_dir}")
         if key:
             lines.append(f"  admin key:  {key}")
             lines.append(f"              (shown once; also saved to {key_file})")
@@ -297,7 +310,7 @@ class Supervisor:
 
 
 def listening_ports(state_dir: Path) -> dict[str, int]:
-    """``{"http": port, "<service>": grpc port}`` of the running platform."""
+    """``{"http": port, "<service>": grpc port, "<service>_metrics": metrics port}`` of the running platform."""
     return json.loads((state_dir / "run" / "ports.json").read_text())
 
 

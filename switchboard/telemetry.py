@@ -1,29 +1,81 @@
-"""OpenTelemetry tracing, and trace context carried in NATS headers.
+"""OpenTelemetry tracing, and trace context carried across HTTP, NATS and gRPC.
 
-Each process installs one tracer provider named after its service. Spans go to
-the console exporter when ``SWITCHBOARD_OTEL_CONSOLE`` is on; otherwise they are
-created (so context propagates across services) but not exported. An operator
-adds an OTLP exporter by installing ``opentelemetry-exporter-otlp`` and setting
-the standard ``OTEL_*`` variables (see docs/operations.md).
+Each process installs one tracer provider named ``switchboard-<service>``.
+Spans are always created, so context propagates and logs carry trace ids;
+where they go is ``SWITCHBOARD_OTEL_EXPORTER``:
+
+- ``none`` (the default): nowhere;
+- ``console``: printed to standard output (``SWITCHBOARD_OTEL_CONSOLE=true``
+  still means this);
+- ``otlp``: OTLP/HTTP (protobuf) to ``SWITCHBOARD_OTLP_ENDPOINT`` or the
+  standard ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``; chosen by itself when one
+  of those is set. The standard ``OTEL_EXPORTER_OTLP_*`` headers, timeout and
+  compression apply, and ``OTEL_BSP_*`` tune the batching.
+
+One event's trace: the edge's server span (joining the sender's
+``traceparent`` if it sent one) → ``traceparent`` in the ``EVENTS`` message
+headers → the router's span → gRPC metadata to ai/delivery and headers of
+the ``DELIVERIES`` message → the delivery worker's span. gRPC propagation is
+done by the interceptors in :mod:`switchboard.rpc`. See docs/observability.md.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-__all__ = ["setup_tracing", "inject_trace_headers", "extract_trace_context", "tracer"]
+__all__ = [
+    "EXPORTERS",
+    "setup_tracing",
+    "span_exporter",
+    "inject_trace_headers",
+    "extract_trace_context",
+    "extract_asgi_context",
+    "current_trace_id",
+    "tag_current_span",
+    "tracer",
+]
+
+EXPORTERS = ("none", "console", "otlp")
+_TRACE_HEADERS = (b"traceparent", b"tracestate", b"baggage")
 
 
-def setup_tracing(service: str, console: bool = False) -> None:
+def span_exporter(exporter: str, otlp_endpoint: str | None = None) -> SpanExporter | None:
+    """The exporter named by ``SWITCHBOARD_OTEL_EXPORTER`` (None for ``none``)."""
+    if exporter == "console":
+        return ConsoleSpanExporter()
+    if exporter == "otlp":
+        # Imported only when used: it brings requests and the OTLP protobufs.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(endpoint=_traces_url(otlp_endpoint) if otlp_endpoint else None)
+    if exporter == "none":
+        return None
+    raise ValueError(f"unknown span exporter {exporter!r}; one of {', '.join(EXPORTERS)}")
+
+
+def _traces_url(endpoint: str) -> str:
+    """A collector's base URL (as ``OTEL_EXPORTER_OTLP_ENDPOINT`` takes it) → its traces URL."""
+    endpoint = endpoint.rstrip("/")
+    return endpoint if endpoint.endswith("/v1/traces") else f"{endpoint}/v1/traces"
+
+
+def setup_tracing(service: str, exporter: str = "none", otlp_endpoint: str | None = None) -> TracerProvider:
+    """Install this process's tracer provider; spans are batched to the chosen exporter.
+
+    The provider flushes and shuts down at interpreter exit, so a service that
+    stops gracefully sends its last spans.
+    """
     provider = TracerProvider(resource=Resource.create({"service.name": f"switchboard-{service}"}))
-    if console:
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    chosen = span_exporter(exporter, otlp_endpoint)
+    if chosen is not None:
+        provider.add_span_processor(BatchSpanProcessor(chosen))
     trace.set_tracer_provider(provider)
+    return provider
 
 
 def tracer(name: str) -> trace.Tracer:
@@ -40,3 +92,28 @@ def inject_trace_headers(headers: dict[str, str]) -> dict[str, str]:
 
 def extract_trace_context(headers: Mapping[str, str] | None) -> context.Context:
     return propagate.extract(dict(headers or {}))
+
+
+def extract_asgi_context(headers: Iterable[tuple[bytes, bytes]]) -> context.Context | None:
+    """The caller's trace context from ASGI request headers; None when it sent none (a new trace)."""
+    carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in _TRACE_HEADERS}
+    return propagate.extract(carrier) if carrier else None
+
+
+def current_trace_id() -> str | None:
+    """The current span's trace id in hex (as OTLP back ends show it), or None outside a span."""
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else None
+
+
+def tag_current_span(**ids: str | None) -> None:
+    """Tag the current span with platform ids (``event_id=...`` → ``switchboard.event_id``).
+
+    Log lines written inside the span carry ``event_id``, ``tenant_id`` and
+    ``delivery_id`` from these tags (switchboard/logs.py).
+    """
+    span = trace.get_current_span()
+    if span.is_recording():
+        for name, value in ids.items():
+            if value is not None:
+                span.set_attribute(f"switchboard.{name}", value)

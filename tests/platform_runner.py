@@ -33,6 +33,7 @@ def base_env(state_dir: Path, **extra: str) -> dict[str, str]:
     })
     for name in ("INGEST", "ROUTER", "AI", "DELIVERY", "AUTH", "ANALYTICS"):
         env[f"SWITCHBOARD_{name}_GRPC_PORT"] = "0"
+        env[f"SWITCHBOARD_{name}_METRICS_PORT"] = "0"
     env.update(extra)
     return env
 

@@ -43,6 +43,7 @@ from services.ai.answers import (
 from services.ai.gate import ProviderGate
 from services.ai.prompts import render
 from services.ai.store import AIStore
+from switchboard import metrics
 from switchboard.circuit import CircuitBreakers
 from switchboard.errors import InvalidRequest, Unavailable
 
@@ -116,6 +117,7 @@ class AIEngine:
         self.default_chain = default_chain
         self.gate = gate
         self.circuits = circuits
+        metrics.watch_circuits("ai", circuits)
         self.cache = cache
         self.timeout_s = timeout_s
         self.max_wait_s = max_wait_s
@@ -213,26 +215,34 @@ class AIEngine:
                 pass
             else:
                 await self._usage(tenant_id, provider, None, cached=True)
+                metrics.record_ai_call(name, request.task, "cached")
                 return Answer(value, name, cached.model, cached=True)
         if name != LOCAL and not await self.gate.admit(name, _estimated_tokens(request), lane, self.max_wait_s):
             return "over its rate limit"
         problem = "no answer"
         for _ in range(2):  # an invalid answer is asked for once more
+            started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.timeout_s):
                     response = await provider.complete(request)
             except (ProviderError, TimeoutError) as exc:
-                problem = (f"timed out after {self.timeout_s:g}s" if isinstance(exc, TimeoutError)
-                           else str(exc).removeprefix(f"{name}: "))
+                timed_out = isinstance(exc, TimeoutError)
+                metrics.record_ai_call(name, request.task, "timeout" if timed_out else "error",
+                                       time.perf_counter() - started)
+                problem = f"timed out after {self.timeout_s:g}s" if timed_out else str(exc).removeprefix(f"{name}: ")
                 self.circuits.record(name, False)
                 await self._usage(tenant_id, provider, None, failed=True)
                 return problem[:200]
+            elapsed = time.perf_counter() - started
             await self._usage(tenant_id, provider, response)
             try:
                 value = parse(response.text)
             except InvalidAnswer as exc:
+                metrics.record_ai_call(name, request.task, "invalid", elapsed, response.input_tokens,
+                                       response.output_tokens)
                 problem = f"invalid answer ({exc})"
                 continue
+            metrics.record_ai_call(name, request.task, "ok", elapsed, response.input_tokens, response.output_tokens)
             self.circuits.record(name, True)
             if name != LOCAL:
                 self.cache.put(key, response)

@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 from switchboard.errors import PayloadTooLarge, Unavailable
 from switchboard.events import Event
 from switchboard.messaging import encode, event_subject
-from switchboard.telemetry import inject_trace_headers
+from switchboard.telemetry import inject_trace_headers, tag_current_span
 
 __all__ = ["JetStreamPublisher"]
 
@@ -31,6 +31,7 @@ class JetStreamPublisher:
         # could reach the stream after the sender was told 503.
         if not self.nc.is_connected:
             raise Unavailable("event store unavailable; nothing was accepted, retry later")
+        tag_current_span(event_id=event.id, tenant_id=event.tenant_id)
         message = encode(event.to_message())
         if len(message) > self.max_message_bytes:
             # A body under the limit can still grow when parsed and re-encoded.

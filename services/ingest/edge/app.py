@@ -1,22 +1,40 @@
-"""The Starlette application of the edge, and the uvicorn server that runs it."""
+"""The Starlette application of the edge, and the uvicorn server that runs it.
+
+Every request is served inside a server span (continuing the caller's trace
+when it sends ``traceparent``) and counted and timed by route template
+(:class:`EdgeTelemetry`); ``GET /metrics`` serves this process's metrics
+unless ``SWITCHBOARD_EDGE_METRICS`` is off, behind ``SWITCHBOARD_METRICS_TOKEN``
+when one is set.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import socket
+import time
 
 import uvicorn
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.openapi import openapi_document
 from services.ingest.edge.responses import EXCEPTION_HANDLERS
 from services.ingest.edge.routing import starlette_routes
+from switchboard import metrics
 from switchboard.rpc import PortUnavailable
+from switchboard.telemetry import extract_asgi_context
 
-__all__ = ["build_edge", "EdgeServer", "bind_http"]
+__all__ = ["build_edge", "EdgeServer", "EdgeTelemetry", "bind_http"]
+
+_tracer = trace.get_tracer(__name__)
 
 
 def build_edge(edge: EdgeContext) -> Starlette:
@@ -25,9 +43,68 @@ def build_edge(edge: EdgeContext) -> Starlette:
     async def openapi(request: Request) -> JSONResponse:
         return JSONResponse(document)
 
-    app = Starlette(routes=starlette_routes(openapi), exception_handlers=EXCEPTION_HANDLERS)
+    routes = starlette_routes(openapi)
+    if edge.settings.edge_metrics:
+        routes.append(Route("/metrics", metrics_endpoint(edge.settings.metrics_token), methods=["GET"]))
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(EdgeTelemetry)])
     app.state.edge = edge
     return app
+
+
+def metrics_endpoint(token: str | None):
+    """``GET /metrics``: open, or only with ``Authorization: Bearer <token>`` when a token is set."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    async def serve_metrics(request: Request) -> Response:
+        if expected is not None:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return Response(status_code=401, headers={"www-authenticate": 'Bearer realm="metrics"'})
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return serve_metrics
+
+
+class EdgeTelemetry:
+    """ASGI middleware: a server span and the HTTP metrics for every request.
+
+    The span is current while the request is handled, so the event published
+    to ``EVENTS`` carries its ``traceparent``. Metrics are labelled by the
+    matched route's template (``/in/{source_id}``), never by the raw path.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        method = scope["method"]
+        status = 500  # unless a response starts
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with _tracer.start_as_current_span(
+            f"{method} request", context=extract_asgi_context(scope["headers"]), kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": scope["path"]},
+        ) as span:
+            try:
+                await self.app(scope, receive, observed_send)
+            finally:
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                metrics.record_http(route, method, status, time.perf_counter() - started)
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
 
 
 def bind_http(host: str, port: int) -> socket.socket:
