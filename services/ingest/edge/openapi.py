@@ -34,6 +34,24 @@ _ENDPOINT_FIELDS: dict[str, Any] = {
 }
 
 
+# Analytics answers (docs/analytics.md): every field always present.
+_ANALYTICS_STATS: dict[str, Any] = {
+    "events_received": {"type": "integer", "description": "Events with their first delivery attempt in the range"},
+    "deliveries": {"type": "integer", "description": "Deliveries with their first attempt in the range"},
+    "attempts": {"type": "integer"},
+    "succeeded": {"type": "integer", "description": "Deliveries that succeeded"},
+    "failed": {"type": "integer", "description": "Attempts that failed, retried or final"},
+    "dead": {"type": "integer", "description": "Deliveries whose final attempt failed (dead letters)"},
+    "success_rate": {"type": "number", "description": "succeeded / (succeeded + dead)"},
+    "latency_ms": {"type": "object", "description": "Percentiles exact to the histogram slot (10 per decade)",
+                   "properties": {q: {"type": "number"} for q in ("p50", "p95", "p99", "avg")}},
+}
+_ANALYTICS_RANGE: dict[str, Any] = {
+    "since": {"type": "string", "format": "date-time", "description": "The range counted, rounded out"},
+    "until": {"type": "string", "format": "date-time"},
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -166,6 +184,27 @@ SCHEMAS: dict[str, Any] = {
                        "categories": {"type": "array", "items": {"type": "string"}}},
     },
     "AIUsage": {"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object"}}}},
+    "AnalyticsOverview": {"type": "object", "properties": {
+        **_ANALYTICS_RANGE, **_ANALYTICS_STATS,
+        "pending": {"type": "integer", "description": "Deliveries whose latest attempt is waiting for its retry"}}},
+    "AnalyticsTrends": {"type": "object", "properties": {
+        **_ANALYTICS_RANGE, "bucket": {"enum": ["minute", "hour", "day"]},
+        "data": {"type": "array", "items": {"type": "object", "properties": {
+            "start": {"type": "string", "format": "date-time"}, **_ANALYTICS_STATS}}}}},
+    "AnalyticsBreakdown": {"type": "object", "properties": {
+        **_ANALYTICS_RANGE, "by": {"enum": ["endpoint", "event_type", "source", "category"]},
+        "data": {"type": "array", "items": {"type": "object", "properties": {
+            "key": {"type": "string", "description": "\"\" for attempts without a source or category"},
+            **_ANALYTICS_STATS}}}}},
+    "EndpointAnalytics": {"type": "object", "properties": {
+        "endpoint_id": {"type": "string"}, **_ANALYTICS_RANGE, **_ANALYTICS_STATS, "pending": {"type": "integer"},
+        "last_error": {"type": ["string", "null"]},
+        "last_failure_at": {"type": ["string", "null"], "format": "date-time"}}},
+    "FailingEndpointList": {"type": "object", "properties": {
+        **_ANALYTICS_RANGE, "data": {"type": "array", "items": {"type": "object", "properties": {
+            "endpoint_id": {"type": "string"}, "failures": {"type": "integer"}, "attempts": {"type": "integer"},
+            "dead": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
+            "last_failure_at": {"type": ["string", "null"], "format": "date-time"}}}}}},
     "Deleted": {"type": "object", "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean"}}},
     "EndpointState": {"type": "object", "properties": {"reason": {"type": "string"}}},
     "TestSent": {"type": "object", "properties": {"event_id": {"type": "string"},

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.ingest.edge import rest, rest_ai
+from services.ingest.edge import rest, rest_ai, rest_analytics
 from services.ingest.edge.auth import Principal
 from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.webhooks import WebhookReceiver
@@ -120,6 +120,21 @@ API_ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("POST", "/v1/ai/reply", rest_ai.ai_reply, "admin",
              "Draft the next reply in the conversation (conversation_key) to the message in the body",
              "AIReplyRequest", "AIReply"),
+    ApiRoute("GET", "/v1/analytics/overview", rest_analytics.get_analytics_overview, "read",
+             "Delivery totals: events, deliveries, attempts, succeeded, failed, pending, dead, success rate, "
+             "latency percentiles (since, until: ISO times; default the last 24 hours)", None, "AnalyticsOverview"),
+    ApiRoute("GET", "/v1/analytics/trends", rest_analytics.get_analytics_trends, "read",
+             "Delivery totals per bucket (bucket: minute, hour or day; since, until; endpoint_id: hour or day only)",
+             None, "AnalyticsTrends"),
+    ApiRoute("GET", "/v1/analytics/breakdown", rest_analytics.get_analytics_breakdown, "read",
+             "Delivery totals per endpoint, event_type, source or category (by; since, until; limit)", None,
+             "AnalyticsBreakdown"),
+    ApiRoute("GET", "/v1/analytics/failing-endpoints", rest_analytics.list_failing_endpoints, "read",
+             "Endpoints with failed attempts, most first, with their last error (since, until; limit)", None,
+             "FailingEndpointList"),
+    ApiRoute("GET", "/v1/analytics/endpoints/{endpoint_id}", rest_analytics.get_endpoint_analytics, "read",
+             "One endpoint's delivery totals, pending deliveries and last error (since, until)", None,
+             "EndpointAnalytics"),
     ApiRoute("GET", "/v1/audit", rest.list_audit, "admin", "The audit log, newest first", None, "AuditList"),
 )
 

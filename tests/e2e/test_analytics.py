@@ -1,0 +1,129 @@
+"""Analytics end to end: signed webhooks delivered (and dead-lettered) by the real platform, then the
+/v1/analytics REST API over AnalyticsService, with its failure cases and tenant isolation."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import httpx
+import pytest
+
+from switchboard.v1 import auth_pb2, auth_pb2_grpc
+from tests.e2e.slice import signed
+from tests.platform_runner import Platform
+from tests.receivers import Receiver
+
+pytestmark = pytest.mark.e2e
+
+
+def send(platform: Platform, source_id: str, secret: str, payload: dict) -> str:
+    body, headers = signed(secret, payload)
+    reply = httpx.post(f"{platform.edge_url}/in/{source_id}", content=body, headers=headers)
+    assert reply.status_code == 202, reply.text
+    return reply.json()["event_id"]
+
+
+def wait_for(check, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def other_tenant_key(platform: Platform, *scopes: str) -> str:
+    with grpc.insecure_channel(platform.grpc_target("auth")) as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="other"), timeout=5)
+        return stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(tenant_id=tenant.id, scopes=list(scopes)),
+                                 timeout=5).secret
+
+
+def test_analytics_counts_what_the_platform_delivered_and_refuses_bad_questions(platform: Platform) -> None:
+    with Receiver() as ok, Receiver(status=500, headers={"webhook-delivery": "abort-message"}) as broken, \
+            platform.client() as api:
+        source = api.post("/v1/sources", json={"name": "orders", "config": {"event_type_field": "type"}}).json()
+        good = api.post("/v1/endpoints", json={"url": ok.url}).json()["id"]
+        bad = api.post("/v1/endpoints", json={"url": broken.url}).json()["id"]
+        api.post("/v1/routes", json={"name": "both", "endpoint_ids": [good, bad]}).raise_for_status()
+        for n in range(3):
+            send(platform, source["id"], source["secret"], {"type": "order.created", "n": n})
+
+        # Each event: one delivery succeeds at once, the other is aborted by its receiver: dead at once.
+        overview = wait_for(lambda: (o := api.get("/v1/analytics/overview").json())["attempts"] == 6 and o)
+        assert {k: overview[k] for k in ("events_received", "deliveries", "attempts", "succeeded", "failed", "dead",
+                                         "pending")} == {"events_received": 3, "deliveries": 6, "attempts": 6,
+                                                         "succeeded": 3, "failed": 3, "dead": 3, "pending": 0}
+        assert overview["success_rate"] == 0.5
+        latency = overview["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] < 10_000 and latency["avg"] > 0
+        assert overview["since"] < overview["until"]
+
+        minutes = api.get("/v1/analytics/trends", params={"bucket": "minute"}).json()
+        assert minutes["bucket"] == "minute" and len(minutes["data"]) in (1440, 1441)
+        assert sum(p["attempts"] for p in minutes["data"]) == 6 and sum(p["dead"] for p in minutes["data"]) == 3
+        hours = api.get("/v1/analytics/trends").json()  # hour buckets unless asked otherwise
+        assert hours["bucket"] == "hour" and sum(p["events_received"] for p in hours["data"]) == 3
+        mine = api.get("/v1/analytics/trends", params={"bucket": "day", "endpoint_id": bad}).json()
+        assert sum(p["dead"] for p in mine["data"]) == 3
+
+        by_endpoint = {r["key"]: r for r in api.get("/v1/analytics/breakdown", params={"by": "endpoint"}).json()["data"]}
+        assert (by_endpoint[good]["succeeded"], by_endpoint[good]["dead"]) == (3, 0)
+        assert (by_endpoint[bad]["succeeded"], by_endpoint[bad]["dead"], by_endpoint[bad]["success_rate"]) == (0, 3, 0)
+        for by, key in (("event_type", "order.created"), ("source", source["id"]), ("category", "")):
+            [row] = api.get("/v1/analytics/breakdown", params={"by": by}).json()["data"]
+            assert (row["key"], row["attempts"], row["events_received"]) == (key, 6, 3), by
+
+        detail = api.get(f"/v1/analytics/endpoints/{bad}").json()
+        assert (detail["endpoint_id"], detail["attempts"], detail["dead"], detail["pending"]) == (bad, 3, 3, 0)
+        assert "abort-message" in detail["last_error"] and detail["last_failure_at"]
+        assert api.get(f"/v1/analytics/endpoints/{good}").json()["last_error"] is None
+        [failing] = api.get("/v1/analytics/failing-endpoints").json()["data"]
+        assert (failing["endpoint_id"], failing["failures"], failing["dead"]) == (bad, 3, 3)
+        assert "abort-message" in failing["last_error"]
+
+        # A range in the future is empty, not an error.
+        future = {"since": "2999-01-01T00:00:00Z", "until": "2999-01-02T00:00:00Z"}
+        empty = api.get("/v1/analytics/overview", params=future).json()
+        assert (empty["attempts"], empty["pending"], empty["success_rate"]) == (0, 0, 0)
+        assert api.get("/v1/analytics/trends", params={**future, "bucket": "minute"}).json()["data"] == []
+        assert api.get("/v1/analytics/breakdown", params={**future, "by": "source"}).json()["data"] == []
+        assert api.get("/v1/analytics/failing-endpoints", params=future).json()["data"] == []
+        # An empty range is empty.
+        same = {"since": "2026-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+        assert api.get("/v1/analytics/overview", params=same).json()["attempts"] == 0
+
+        for path, params in (("/v1/analytics/trends", {"bucket": "week"}),
+                             ("/v1/analytics/trends", {"bucket": ""}),
+                             ("/v1/analytics/trends", {"bucket": "minute", "since": "2020-01-01T00:00:00Z"}),
+                             ("/v1/analytics/trends", {"bucket": "minute", "endpoint_id": good}),
+                             ("/v1/analytics/breakdown", {"by": "colour"}),
+                             ("/v1/analytics/breakdown", {}),
+                             ("/v1/analytics/breakdown", {"by": "endpoint", "limit": "x"}),
+                             ("/v1/analytics/failing-endpoints", {"limit": "-3"}),
+                             ("/v1/analytics/overview", {"since": "yesterday"}),
+                             ("/v1/analytics/overview", {"since": "2026-01-02T00:00:00Z",
+                                                         "until": "2026-01-01T00:00:00Z"})):
+            reply = api.get(path, params=params)
+            assert reply.status_code == 400 and reply.json()["error"]["code"] == "invalid_request", (path, params)
+        unknown = api.get("/v1/analytics/endpoints/ep_00000000000000000000000000000000")
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+        assert api.get("/v1/analytics/trends", params={"endpoint_id": "ep_nope"}).status_code == 404
+
+        # Another tenant sees none of it, and cannot name this tenant's endpoints.
+        with platform.client(other_tenant_key(platform, "read")) as other:
+            assert other.get(f"/v1/analytics/endpoints/{good}").status_code == 404
+            assert other.get("/v1/analytics/trends", params={"endpoint_id": good}).status_code == 404
+            assert other.get("/v1/analytics/overview").json()["attempts"] == 0
+            assert other.get("/v1/analytics/breakdown", params={"by": "endpoint"}).json()["data"] == []
+            assert other.get("/v1/analytics/failing-endpoints").json()["data"] == []
+        # Analytics takes the read scope.
+        with platform.client(other_tenant_key(platform, "events:publish")) as publisher:
+            denied = publisher.get("/v1/analytics/overview")
+            assert denied.status_code == 403 and denied.json()["error"]["code"] == "permission_denied"
+
+        document = httpx.get(f"{platform.edge_url}/openapi.json").json()
+        assert document["paths"]["/v1/analytics/trends"]["get"]["x-required-scope"] == "read"
