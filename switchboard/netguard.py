@@ -6,9 +6,10 @@ operator can allow some networks (``SWITCHBOARD_DESTINATION_ALLOWLIST``;
 tests allow loopback) or, for local walkthroughs, every private address.
 
 The check runs when an endpoint is created and again at every connection:
-:func:`guarded_transport` resolves the host, checks every address, and
-connects to the checked address itself, so a DNS answer that changes between
-the check and the connection (DNS rebinding) cannot slip through.
+:func:`guarded_session`'s sockets are made by :func:`guarded_socket_factory`,
+which checks the very address about to be connected to, so a DNS answer that
+changes between the check and the connection (DNS rebinding) cannot slip
+through, and IP literals are checked like names.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+import aiohttp
 
-__all__ = ["DestinationRefused", "Networks", "parse_networks", "check_url_shape", "checked_addresses",
-           "ensure_public_destination", "guarded_transport"]
+__all__ = ["DestinationRefused", "ForbiddenAddress", "Networks", "parse_networks", "check_url_shape",
+           "checked_addresses", "ensure_public_destination", "guarded_socket_factory", "guarded_session"]
 
 Networks = tuple["ipaddress.IPv4Network | ipaddress.IPv6Network", ...]
 
@@ -83,36 +82,52 @@ async def ensure_public_destination(url: str, allow_private: bool, allowed: Netw
         await checked_addresses(host, port, allowed)
 
 
-class _PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to addresses it has just checked (no second DNS lookup)."""
+class ForbiddenAddress(ConnectionRefusedError):
+    """A connection to an address the guard refuses; raised before the socket connects.
 
-    def __init__(self, allowed: Networks) -> None:
-        self._inner = httpcore.AnyIOBackend()
-        self._allowed = allowed
+    An OSError, so the HTTP client reports it as a connection error (keeping
+    this exception as its cause); the message is constant so that several
+    refused addresses of one host still surface as this type.
+    """
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
-        last: Exception | None = None
-        for address in await checked_addresses(host, port, self._allowed):
-            try:
-                # TLS still verifies the certificate against the URL's host name.
-                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as exc:
-                last = exc
-        raise last or httpcore.ConnectError(f"cannot connect to {host}")
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
-        raise DestinationRefused("unix sockets are not destinations")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    def __init__(self) -> None:
+        super().__init__("the destination resolves to a private or reserved address")
 
 
-def guarded_transport(allow_private: bool, allowed: Networks = (), **options: Any) -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose every connection passes the check (unless all private addresses are allowed)."""
-    transport = httpx.AsyncHTTPTransport(**options)
-    if not allow_private:
-        # httpx takes no network backend; its connection pool does (httpcore is pinned for this).
-        transport._pool._network_backend = _PinnedBackend(allowed)
-    return transport
+def guarded_socket_factory(allowed: Networks = ()) -> Callable[[tuple], socket.socket]:
+    """A socket factory that refuses forbidden addresses: the check sits on the very address connected to.
+
+    The HTTP client calls it once per new connection with the address it is
+    about to connect to (after its own DNS lookup, for every address it tries),
+    so IP literals, every DNS answer and any answer that changed since an
+    earlier check (DNS rebinding) are all checked where it matters.
+    """
+
+    def create(addr_info: tuple) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        if _is_forbidden(str(sockaddr[0]), allowed):
+            raise ForbiddenAddress()
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    return create
+
+
+def guarded_session(allow_private: bool, allowed: Networks = (), *, max_connections: int = 100,
+                    timeout_s: float = 30.0) -> aiohttp.ClientSession:
+    """The HTTP client for deliveries: every connection passes the guard (unless all private addresses are allowed).
+
+    No cookies are kept (one receiver's cookies must never reach another), no
+    proxy is taken from the environment, redirects are never followed (each
+    request says so), and ``timeout_s`` bounds any request as a backstop to the
+    caller's own deadline.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        socket_factory=None if allow_private else guarded_socket_factory(allowed),
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+    )

@@ -4,7 +4,7 @@ What every HTTP destination agrees on lives here:
 
 - :func:`exchange` checks the URL against the SSRF guard, then sends one
   request under one deadline (``context.timeout_s`` for the whole exchange:
-  httpx's timeouts are per read, so a server dripping bytes could otherwise
+  a client's own timeouts are per read, so a server dripping bytes could otherwise
   hold a slot for ever), never follows redirects, and reads at most
   ``read_limit`` bytes of the answer. It returns an :class:`HttpAnswer`, or a
   :class:`SendResult` when no answer came: a refused URL and a request that
@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
 
-import httpx
+import aiohttp
 import orjson
 
 from plugins.destinations.spec import DestinationContext, SendResult
-from switchboard.netguard import DestinationRefused, check_url_shape, ensure_public_destination
+from switchboard.netguard import DestinationRefused, ForbiddenAddress, check_url_shape, ensure_public_destination
 
 __all__ = [
     "DEFAULT_RETRYABLE_STATUSES",
@@ -129,14 +129,20 @@ class HttpAnswer:
         )
 
 
-async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """The start of the body; the rest is never read into memory."""
     received = b""
-    async for chunk in response.aiter_bytes():
-        received += chunk
-        if len(received) >= limit:
+    while len(received) < limit:
+        chunk = await response.content.read(limit - len(received))
+        if not chunk:
             break
-    return received[:limit]
+        received += chunk
+    return received
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    # A repeated header keeps its last value, as a dict of the answer would.
+    return {name.lower(): value for name, value in headers.items()}
 
 
 async def exchange(
@@ -144,13 +150,16 @@ async def exchange(
     method: str,
     url: str,
     *,
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    form: Mapping[str, str] | None = None,
+    basic_auth: tuple[str, str] | None = None,
     read_limit: int = EXCERPT_BYTES,
-    **request: Any,
 ) -> HttpAnswer | SendResult:
     """Send one request to ``url``; the answer, or a failed SendResult when none came.
 
-    ``request`` is passed to ``httpx.AsyncClient.stream`` (``headers``,
-    ``content``, ``data``, ``auth``...).
+    ``body`` is sent as is; ``form`` as ``application/x-www-form-urlencoded``;
+    ``basic_auth`` is ``(user, password)``.
     """
     try:
         # One deadline for the whole exchange, the address check included.
@@ -159,16 +168,22 @@ async def exchange(
                 check_url_shape(url)
             else:
                 await ensure_public_destination(url, context.allow_private_networks, context.allowed_networks)
-            async with context.http.stream(
-                method, url, timeout=context.timeout_s, follow_redirects=False, **request
+            if basic_auth:
+                headers = {**(headers or {}), "authorization": aiohttp.encode_basic_auth(*basic_auth)}
+            async with context.http.request(
+                method, url, headers=headers, data=form if form is not None else body, allow_redirects=False,
             ) as response:
-                return HttpAnswer(response.status_code, dict(response.headers),
+                return HttpAnswer(response.status, _lower(response.headers),
                                   await _read_at_most(response, read_limit))
     except DestinationRefused as exc:
         return SendResult(ok=False, error=str(exc), retryable=False)
-    except (TimeoutError, httpx.TimeoutException):
+    except TimeoutError:
         return SendResult(ok=False, error=f"timed out after {context.timeout_s:g}s", retryable=True)
-    except (httpx.LocalProtocolError, httpx.InvalidURL) as exc:  # cannot be sent as it is: retrying won't help
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, ForbiddenAddress):
+            return SendResult(ok=False, error=str(exc.os_error), retryable=False)
+        return SendResult(ok=False, error=f"cannot connect: {exc.os_error or exc}"[:500], retryable=True)
+    except (aiohttp.InvalidURL, ValueError) as exc:  # cannot be sent as it is: retrying won't help
         return SendResult(ok=False, error=f"request not sendable: {exc}"[:500], retryable=False)
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)

@@ -126,7 +126,7 @@ class IntercomDestination:
         answer = await exchange(
             context, "POST", f"{target.url.rstrip('/')}/conversations/{quote(conversation_id, safe='')}/reply",
             read_limit=_READ_LIMIT,
-            content=orjson.dumps(body),
+            body=orjson.dumps(body),
             headers={
                 "authorization": f"Bearer {settings.access_token}",
                 "accept": "application/json",

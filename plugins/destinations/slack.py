@@ -121,7 +121,7 @@ class SlackDestination:
                                 context: DestinationContext) -> SendResult:
         answer = await exchange(
             context, "POST", target.url,
-            content=orjson.dumps({"text": message_text(message)}),
+            body=orjson.dumps({"text": message_text(message)}),
             headers={"content-type": "application/json", "user-agent": _USER_AGENT},
         )
         if isinstance(answer, SendResult):
@@ -146,7 +146,7 @@ class SlackDestination:
         answer = await exchange(
             context, "POST", target.url.rstrip("/") + "/chat.postMessage",
             read_limit=_API_READ_LIMIT,
-            content=orjson.dumps(body),
+            body=orjson.dumps(body),
             headers={
                 "authorization": f"Bearer {settings.bot_token}",
                 # Without the charset Slack warns "missing_charset".

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
-import httpx
+import aiohttp
 
 from plugins.markers import hookspec
 from switchboard.errors import InvalidRequest
@@ -70,7 +70,7 @@ class EndpointTarget:
 class DestinationContext:
     """What the host lends a destination for one send."""
 
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
     timeout_s: float
     allow_private_networks: bool
     # Non-public networks the operator allows all the same (see switchboard.netguard).

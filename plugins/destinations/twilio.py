@@ -113,8 +113,8 @@ class TwilioDestination:
         answer = await exchange(
             context, "POST", url,
             read_limit=_READ_LIMIT,
-            data={"To": recipient, "From": settings.sender, "Body": message_text(message, MAX_BODY_CHARS)},
-            auth=(settings.account_sid, settings.auth_token),
+            form={"To": recipient, "From": settings.sender, "Body": message_text(message, MAX_BODY_CHARS)},
+            basic_auth=(settings.account_sid, settings.auth_token),
             headers={"accept": "application/json", "user-agent": "Switchboard-Webhooks/0.1"},
         )
         if isinstance(answer, SendResult):

@@ -84,7 +84,7 @@ class WebhookDestination:
             "user-agent": "Switchboard-Webhooks/0.1",
             **signed_headers(message, target, body),
         }
-        answer = await exchange(context, target.config.get("method", "POST"), target.url, content=body,
+        answer = await exchange(context, target.config.get("method", "POST"), target.url, body=body,
                                 headers=headers)
         if isinstance(answer, SendResult):
             return answer

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
-
 from plugins.destinations.spec import DestinationContext
 from plugins.manager import load_registry
 from switchboard.circuit import CircuitBreakers
@@ -14,7 +12,7 @@ from services.delivery.servicer import DeliveryServicer
 from services.delivery.store import DeliveryStore
 from services.delivery.worker import DeliveryWorker
 from switchboard.messaging import CONSUMERS, consume
-from switchboard.netguard import guarded_transport, parse_networks
+from switchboard.netguard import guarded_session, parse_networks
 from switchboard.service import Runtime, ServiceApp
 from switchboard.v1 import delivery_pb2_grpc as rpc
 
@@ -34,17 +32,9 @@ class DeliveryApp(ServiceApp):
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(s.delivery_timeout_s),
-            # Every connection is checked against the SSRF guard and pinned to the checked address.
-            transport=guarded_transport(
-                s.allow_private_destinations, self.allowed,
-                limits=httpx.Limits(max_connections=s.delivery_concurrency * 2,
-                                    max_keepalive_connections=s.delivery_concurrency),
-            ),
-            # Never follow a receiver's proxy settings from the environment.
-            trust_env=False,
-        )
+        # Every connection is checked against the SSRF guard, on the address it connects to.
+        self.http = guarded_session(s.allow_private_destinations, self.allowed,
+                                    max_connections=s.delivery_concurrency * 2, timeout_s=s.delivery_timeout_s)
         worker = DeliveryWorker(
             runtime.js,
             self.store,
@@ -68,4 +58,4 @@ class DeliveryApp(ServiceApp):
         ), "deliveries consumer")
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.http.close()

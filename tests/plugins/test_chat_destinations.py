@@ -14,7 +14,7 @@ import socket
 import time
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
+import aiohttp
 import pytest
 
 from plugins.destinations.http_result import HttpAnswer, parse_retry_after
@@ -41,7 +41,7 @@ def message(payload=REPLY, conversation_key: str | None = None, event_type: str 
 
 async def send(destination, target: EndpointTarget, msg: OutboundMessage, allow_private: bool = True,
                retry_statuses: frozenset[int] | None = None):
-    async with httpx.AsyncClient() as http:
+    async with aiohttp.ClientSession() as http:
         context = DestinationContext(http=http, timeout_s=5, allow_private_networks=allow_private,
                                      retry_statuses=retry_statuses)
         return await destination.send(msg, target, context)
@@ -427,7 +427,7 @@ async def test_a_refused_connection_is_retried(destination, config) -> None:
         port = sock.getsockname()[1]  # nobody listens once it is closed
     result = await send(destination, EndpointTarget(f"http://127.0.0.1:{port}/x", SECRET, config),
                         message(conversation_key="C1|+1"))
-    assert not result.ok and result.retryable and "ConnectError" in result.error
+    assert not result.ok and result.retryable and "cannot connect" in result.error
 
 
 async def test_a_slow_provider_is_cut_off_at_the_deadline() -> None:
@@ -439,7 +439,7 @@ async def test_a_slow_provider_is_cut_off_at_the_deadline() -> None:
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     started = time.monotonic()
-    async with httpx.AsyncClient() as http:
+    async with aiohttp.ClientSession() as http:
         result = await slack.send(message(), EndpointTarget(f"http://127.0.0.1:{port}/hook", SECRET),
                                   DestinationContext(http=http, timeout_s=0.5, allow_private_networks=True))
     server.close()

@@ -1,34 +1,38 @@
-"""The SSRF guard at connection time: checked addresses only, and the connection pinned to them."""
+"""The SSRF guard at connection time: every address connected to is checked, whatever DNS said before."""
 
 import asyncio
 import socket
 
-import httpx
 import pytest
 
 from plugins.destinations.http_result import exchange
 from plugins.destinations.spec import DestinationContext
-from switchboard.netguard import DestinationRefused, guarded_transport, parse_networks
+from switchboard.netguard import ForbiddenAddress, ensure_public_destination, guarded_session, parse_networks
 from tests.receivers import Receiver
 
 
-async def test_a_guarded_client_refuses_private_addresses_unless_allowed() -> None:
+def guarded_context(http, guarded: bool = True) -> DestinationContext:
+    return DestinationContext(http=http, timeout_s=5, allow_private_networks=False, connections_guarded=guarded)
+
+
+async def test_a_guarded_session_refuses_private_addresses_unless_allowed() -> None:
     with Receiver() as receiver:
-        async with httpx.AsyncClient(transport=guarded_transport(False)) as http:
-            with pytest.raises(DestinationRefused):
-                await http.post(receiver.url, content=b"{}")
-        async with httpx.AsyncClient(transport=guarded_transport(False, parse_networks(["127.0.0.0/8"]))) as http:
-            # "localhost" is resolved by the guard and the connection made to the checked address.
-            reply = await http.post(receiver.url.replace("127.0.0.1", "localhost"), content=b"{}")
-            assert reply.status_code == 200
-            with pytest.raises(DestinationRefused):
-                await http.post("http://[::1]:9/x", content=b"{}")
+        async with guarded_session(False) as http:
+            result = await exchange(guarded_context(http), "POST", receiver.url, body=b"{}")
+            assert not result.ok and not result.retryable and "private" in result.error
+        async with guarded_session(False, parse_networks(["127.0.0.0/8"])) as http:
+            # A name is resolved by the client; the address it connects to is what is checked.
+            answer = await exchange(guarded_context(http), "POST", receiver.url.replace("127.0.0.1", "localhost"),
+                                    body=b"{}")
+            assert answer.status_code == 200
+            refused = await exchange(guarded_context(http), "POST", "http://[::1]:9/x", body=b"{}")
+            assert not refused.ok and not refused.retryable and "private" in refused.error
     assert len(receiver.requests) == 1
 
 
 async def test_a_dns_answer_that_changes_after_the_check_is_not_followed(monkeypatch) -> None:
-    """DNS rebinding: public when checked, loopback when connecting. The guard resolves once per
-    connection and connects to what it checked, so the second answer is refused, not followed."""
+    """DNS rebinding: public when the endpoint was checked, loopback when connecting. The
+    connection-time check sits on the address being connected to, so it is refused."""
     loop = asyncio.get_running_loop()
     answers = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1"])
 
@@ -38,11 +42,24 @@ async def test_a_dns_answer_that_changes_after_the_check_is_not_followed(monkeyp
     monkeypatch.setattr(loop, "getaddrinfo", rebinding)
     with Receiver() as receiver:
         port = receiver.server.server_address[1]
-        async with httpx.AsyncClient(transport=guarded_transport(False)) as http:
-            context = DestinationContext(http=http, timeout_s=5, allow_private_networks=False)
-            result = await exchange(context, "POST", f"http://rebind.example:{port}/hook", content=b"{}")
+        url = f"http://rebind.example:{port}/hook"
+        await ensure_public_destination(url, allow_private=False)  # the check at creation passes
+        async with guarded_session(False) as http:
+            result = await exchange(guarded_context(http), "POST", url, body=b"{}")
     assert not result.ok and not result.retryable and "private" in result.error
     assert receiver.requests == []
+
+
+def test_the_socket_factory_refuses_before_any_socket_exists() -> None:
+    from switchboard.netguard import guarded_socket_factory
+
+    create = guarded_socket_factory(parse_networks(["10.1.0.0/16"]))
+    for address in ("127.0.0.1", "169.254.169.254", "10.2.0.1", "::1", "::ffff:127.0.0.1", "224.0.0.1"):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with pytest.raises(ForbiddenAddress):
+            create((family, socket.SOCK_STREAM, 6, "", (address, 80)))
+    with create((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 80))) as allowed:
+        assert allowed.family == socket.AF_INET
 
 
 def test_malformed_networks_are_an_error() -> None:
@@ -50,11 +67,11 @@ def test_malformed_networks_are_an_error() -> None:
         parse_networks(["10.0.0.0/33"])
 
 
-async def test_with_a_guarded_client_the_connection_check_alone_refuses_for_good() -> None:
+async def test_without_a_guarded_session_the_host_is_checked_per_request() -> None:
+    import aiohttp
+
     with Receiver() as receiver:
-        async with httpx.AsyncClient(transport=guarded_transport(False)) as http:
-            context = DestinationContext(http=http, timeout_s=5, allow_private_networks=False,
-                                         connections_guarded=True)
-            result = await exchange(context, "POST", receiver.url, content=b"{}")
+        async with aiohttp.ClientSession() as http:
+            result = await exchange(guarded_context(http, guarded=False), "POST", receiver.url, body=b"{}")
     assert not result.ok and not result.retryable and "private" in result.error
     assert receiver.requests == []

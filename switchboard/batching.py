@@ -1,0 +1,68 @@
+"""Group commit: concurrent calls coalesced into one batched call.
+
+A delivery process has hundreds of sends in flight, each wanting one small
+statement at a time. :class:`Batcher` lets each caller still ``await`` its own
+result while the statements travel together: the calls that arrive while a
+batch is being written form the next batch. Nothing waits on a timer, so a
+lone call costs one round trip as before, and a busy process pays one round
+trip per batch instead of per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["Batcher"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    """Runs ``run(items)`` for the items submitted together; each caller gets its own result.
+
+    ``run`` returns one result per item, in order. If it raises, every caller
+    in that batch gets the exception (and may retry on its own). At most
+    ``max_concurrent`` batches run at once, each of at most ``max_batch`` items.
+    """
+
+    def __init__(self, run: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_batch: int = 256,
+                 max_concurrent: int = 2) -> None:
+        self._run = run
+        self._max_batch = max_batch
+        self._max_concurrent = max_concurrent
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._running = 0
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._running < self._max_concurrent:
+            self._running += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            # Let the callers woken in this turn of the loop join the first batch.
+            await asyncio.sleep(0)
+            while self._pending:
+                batch, self._pending = self._pending[:self._max_batch], self._pending[self._max_batch:]
+                try:
+                    results = await self._run([item for item, _ in batch])
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
+                except BaseException as exc:  # every caller learns of it; the drain goes on
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for (_, future), result in zip(batch, results):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._running -= 1
