@@ -1,10 +1,11 @@
-"""Recording attempt reports: raw rows and rollups, a batch in one statement.
+"""Recording attempt reports: raw rows and rollups, a batch in one transaction.
 
-One statement per batch (one round trip, one transaction): the attempts are
-inserted with ``ON CONFLICT DO NOTHING``, and only the rows that were really
-inserted go on to the ``events`` and ``deliveries`` tables and into the
-rollups, aggregated per rollup row first (``INSERT ... ON CONFLICT DO
-UPDATE`` adds to what is there). A redelivered report is therefore never
+Two statements per batch, in one transaction: the attempts are inserted with
+``ON CONFLICT DO NOTHING`` (and, from the rows really inserted, the
+``events`` and ``deliveries`` tables are updated) returning only what was
+inserted; what those attempts add to each rollup row is summed in Python
+(:func:`rollup_deltas`) and upserted in one ``INSERT ... ON CONFLICT DO
+UPDATE`` that adds to what is there. A redelivered report is therefore never
 counted twice, and a batch that fails leaves nothing behind.
 """
 
@@ -63,16 +64,16 @@ class BatchResult:
     inserted: int
 
 
-# The rollup rows each attempt adds to: the whole tenant per minute, hour and
-# day, and each dimension per hour and day.
-_RECORD_BATCH = """
+# Step 1: the raw rows. Only attempts really inserted come back, each with
+# whether it is the first sight of its event and of its delivery.
+_INSERT_RAW = """
 WITH input AS (
     SELECT * FROM unnest(%(delivery_id)s::text[], %(number)s::int[], %(tenant_id)s::text[], %(endpoint_id)s::text[],
                          %(event_type)s::text[], %(outcome)s::text[], %(status_code)s::int[],
                          %(latency_ms)s::float8[], %(at)s::timestamptz[], %(source_id)s::text[],
-                         %(category)s::text[], %(error)s::text[], %(event_id)s::text[], %(slot)s::int[])
+                         %(category)s::text[], %(error)s::text[], %(event_id)s::text[])
         AS t(delivery_id, number, tenant_id, endpoint_id, event_type, outcome, status_code, latency_ms, at,
-             source_id, category, error, event_id, slot)
+             source_id, category, error, event_id)
 ), new_attempts AS (
     INSERT INTO analytics.attempts (delivery_id, number, tenant_id, endpoint_id, event_type, outcome, status_code,
                                     latency_ms, at, source_id, category, error)
@@ -98,69 +99,100 @@ WITH input AS (
         SET last_number = excluded.last_number, last_outcome = excluded.last_outcome, last_at = excluded.last_at
         WHERE excluded.last_number > d.last_number
     RETURNING delivery_id, (xmax = 0) AS inserted
-), facts AS (
-    SELECT f.*,
-           (f.first_of_event AND ne.event_id IS NOT NULL)::int AS new_event,
-           (f.first_of_delivery AND coalesce(td.inserted, false))::int AS new_delivery
-    FROM (SELECT *,
-                 row_number() OVER (PARTITION BY event_id ORDER BY at, number) = 1 AS first_of_event,
-                 row_number() OVER (PARTITION BY delivery_id ORDER BY number) = 1 AS first_of_delivery
-          FROM fresh) f
-    LEFT JOIN new_events ne ON ne.event_id = f.event_id
-    LEFT JOIN touched_deliveries td ON td.delivery_id = f.delivery_id
-), targets AS (
-    SELECT f.tenant_id, t.dim, t.grain, t.key, date_trunc(t.grain, f.at, 'UTC') AS bucket, f.at, f.outcome,
-           f.latency_ms, f.slot, f.error, f.new_delivery,
-           -- Per endpoint, the events received are the events delivered to it.
-           CASE WHEN t.dim = 'endpoint' THEN f.new_delivery ELSE f.new_event END AS new_event
-    FROM facts f CROSS JOIN LATERAL (VALUES
-        ('all', 'minute', ''), ('all', 'hour', ''), ('all', 'day', ''),
-        ('endpoint', 'hour', f.endpoint_id), ('endpoint', 'day', f.endpoint_id),
-        ('event_type', 'hour', f.event_type), ('event_type', 'day', f.event_type),
-        ('source', 'hour', f.source_id), ('source', 'day', f.source_id),
-        ('category', 'hour', f.category), ('category', 'day', f.category)
-    ) AS t(dim, grain, key)
-), slot_counts AS (
-    SELECT tenant_id, dim, grain, key, bucket, slot, count(*) AS n
-    FROM targets GROUP BY tenant_id, dim, grain, key, bucket, slot
-), histograms AS (
-    SELECT tenant_id, dim, grain, key, bucket,
-           analytics.histogram(array_agg(slot + 1), array_agg(n), %(slots)s) AS latency_hist
-    FROM slot_counts GROUP BY tenant_id, dim, grain, key, bucket
-), sums AS (
-    SELECT tenant_id, dim, grain, key, bucket,
-           sum(new_event) AS events, sum(new_delivery) AS deliveries, count(*) AS attempts,
-           count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
-           count(*) FILTER (WHERE outcome <> 'succeeded') AS failed,
-           count(*) FILTER (WHERE outcome = 'failed') AS dead,
-           sum(latency_ms) AS latency_sum_ms,
-           max(at) FILTER (WHERE outcome <> 'succeeded') AS last_failure_at,
-           (array_agg(error ORDER BY at DESC) FILTER (WHERE outcome <> 'succeeded'))[1] AS last_error
-    FROM targets GROUP BY tenant_id, dim, grain, key, bucket
-), rolled AS (
-    INSERT INTO analytics.rollups AS r (tenant_id, dim, grain, key, bucket, events, deliveries, attempts, succeeded,
-                                        failed, dead, latency_sum_ms, latency_hist, last_failure_at, last_error)
-    SELECT s.tenant_id, s.dim, s.grain, s.key, s.bucket, s.events, s.deliveries, s.attempts, s.succeeded, s.failed,
-           s.dead, s.latency_sum_ms, h.latency_hist, s.last_failure_at, s.last_error
-    FROM sums s JOIN histograms h USING (tenant_id, dim, grain, key, bucket)
-    -- One lock order for every writer: concurrent batches wait, never deadlock.
-    ORDER BY s.tenant_id, s.dim, s.grain, s.key, s.bucket
-    ON CONFLICT (tenant_id, dim, grain, key, bucket) DO UPDATE SET
-        events = r.events + excluded.events,
-        deliveries = r.deliveries + excluded.deliveries,
-        attempts = r.attempts + excluded.attempts,
-        succeeded = r.succeeded + excluded.succeeded,
-        failed = r.failed + excluded.failed,
-        dead = r.dead + excluded.dead,
-        latency_sum_ms = r.latency_sum_ms + excluded.latency_sum_ms,
-        latency_hist = analytics.add_histograms(r.latency_hist, excluded.latency_hist),
-        last_error = CASE WHEN excluded.last_failure_at >= coalesce(r.last_failure_at, '-infinity')
-                          THEN excluded.last_error ELSE r.last_error END,
-        last_failure_at = greatest(r.last_failure_at, excluded.last_failure_at)
-    RETURNING 1
 )
-SELECT (SELECT count(*) FROM new_attempts) AS inserted
+SELECT f.delivery_id, f.number,
+       f.first_of_event AND ne.event_id IS NOT NULL AS new_event,
+       f.first_of_delivery AND coalesce(td.inserted, false) AS new_delivery
+FROM (SELECT delivery_id, number, event_id,
+             row_number() OVER (PARTITION BY event_id ORDER BY at, number) = 1 AS first_of_event,
+             row_number() OVER (PARTITION BY delivery_id ORDER BY number) = 1 AS first_of_delivery
+      FROM fresh) f
+LEFT JOIN new_events ne ON ne.event_id = f.event_id
+LEFT JOIN touched_deliveries td ON td.delivery_id = f.delivery_id
 """
+
+# Step 2: what those attempts add to each rollup row, aggregated in Python.
+_UPSERT_ROLLUPS = """
+INSERT INTO analytics.rollups AS r (tenant_id, dim, grain, key, bucket, events, deliveries, attempts, succeeded,
+                                    failed, dead, latency_sum_ms, latency_hist, last_failure_at, last_error)
+SELECT tenant_id, dim, grain, key, bucket, events, deliveries, attempts, succeeded, failed, dead, latency_sum_ms,
+       latency_hist::bigint[], last_failure_at, last_error
+FROM unnest(%(tenant_id)s::text[], %(dim)s::text[], %(grain)s::text[], %(key)s::text[], %(bucket)s::timestamptz[],
+            %(events)s::bigint[], %(deliveries)s::bigint[], %(attempts)s::bigint[], %(succeeded)s::bigint[],
+            %(failed)s::bigint[], %(dead)s::bigint[], %(latency_sum_ms)s::float8[], %(latency_hist)s::text[],
+            %(last_failure_at)s::timestamptz[], %(last_error)s::text[])
+    AS t(tenant_id, dim, grain, key, bucket, events, deliveries, attempts, succeeded, failed, dead, latency_sum_ms,
+         latency_hist, last_failure_at, last_error)
+ON CONFLICT (tenant_id, dim, grain, key, bucket) DO UPDATE SET
+    events = r.events + excluded.events,
+    deliveries = r.deliveries + excluded.deliveries,
+    attempts = r.attempts + excluded.attempts,
+    succeeded = r.succeeded + excluded.succeeded,
+    failed = r.failed + excluded.failed,
+    dead = r.dead + excluded.dead,
+    latency_sum_ms = r.latency_sum_ms + excluded.latency_sum_ms,
+    latency_hist = analytics.add_histograms(r.latency_hist, excluded.latency_hist),
+    last_error = CASE WHEN excluded.last_failure_at >= coalesce(r.last_failure_at, '-infinity')
+                      THEN excluded.last_error ELSE r.last_error END,
+    last_failure_at = greatest(r.last_failure_at, excluded.last_failure_at)
+"""
+
+# The rollup rows each attempt adds to: the whole tenant per minute, hour and
+# day, and each dimension per hour and day.
+_GRAIN_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+_TARGETS = (("all", "minute"), ("all", "hour"), ("all", "day"),
+            ("endpoint", "hour"), ("endpoint", "day"), ("event_type", "hour"), ("event_type", "day"),
+            ("source", "hour"), ("source", "day"), ("category", "hour"), ("category", "day"))
+
+RollupKey = tuple[str, str, str, str, float]  # tenant, dim, grain, key, bucket start (Unix seconds)
+
+
+class RollupDelta:
+    """What a batch adds to one rollup row."""
+
+    __slots__ = ("events", "deliveries", "attempts", "succeeded", "failed", "dead", "latency_sum_ms",
+                 "latency_hist", "last_failure_at", "last_error")
+
+    def __init__(self) -> None:
+        self.events = self.deliveries = self.attempts = self.succeeded = self.failed = self.dead = 0
+        self.latency_sum_ms = 0.0
+        self.latency_hist = [0] * SLOTS
+        self.last_failure_at: float | None = None
+        self.last_error: str | None = None
+
+
+def rollup_deltas(attempts: Iterable[tuple[AttemptRecord, bool, bool]]) -> dict[RollupKey, RollupDelta]:
+    """Per rollup row, what these newly recorded attempts add: each given with
+    whether it is its event's first sight and its delivery's."""
+    deltas: dict[RollupKey, RollupDelta] = {}
+    for a, new_event, new_delivery in attempts:
+        keys = {"all": "", "endpoint": a.endpoint_id, "event_type": a.event_type, "source": a.source_id or "",
+                "category": a.category or ""}
+        slot, failed = slot_of(a.latency_ms), a.outcome != "succeeded"
+        for dim, grain in _TARGETS:
+            step = _GRAIN_SECONDS[grain]
+            key = (a.tenant_id, dim, grain, keys[dim], a.at - a.at % step)
+            d = deltas.get(key)
+            if d is None:
+                d = deltas[key] = RollupDelta()
+            # Per endpoint, the events received are the events delivered to it.
+            d.events += new_delivery if dim == "endpoint" else new_event
+            d.deliveries += new_delivery
+            d.attempts += 1
+            d.latency_sum_ms += a.latency_ms
+            d.latency_hist[slot] += 1
+            if failed:
+                d.failed += 1
+                d.dead += a.outcome == "failed"
+                if d.last_failure_at is None or a.at >= d.last_failure_at:
+                    d.last_failure_at, d.last_error = a.at, a.error
+            else:
+                d.succeeded += 1
+    return deltas
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
 
 
 class AttemptLedger:
@@ -175,28 +207,54 @@ class AttemptLedger:
         received = 0
         for attempt in attempts:
             received += 1
-            unique.setdefault((attempt.delivery_id, int(attempt.number)), attempt)
+            clean = _cleaned(attempt)
+            unique.setdefault((clean.delivery_id, clean.number), clean)
         if not unique:
             return BatchResult(received, 0)
         rows = list(unique.values())
         params = {
-            "delivery_id": [_text(a.delivery_id) for a in rows],
-            "number": [int(a.number) for a in rows],
-            "tenant_id": [_text(a.tenant_id) for a in rows],
-            "endpoint_id": [_text(a.endpoint_id) for a in rows],
-            "event_type": [_text(a.event_type) for a in rows],
+            "delivery_id": [a.delivery_id for a in rows],
+            "number": [a.number for a in rows],
+            "tenant_id": [a.tenant_id for a in rows],
+            "endpoint_id": [a.endpoint_id for a in rows],
+            "event_type": [a.event_type for a in rows],
             "outcome": [a.outcome for a in rows],
             "status_code": [a.status_code for a in rows],
-            "latency_ms": [float(a.latency_ms) for a in rows],
-            "at": [datetime.fromtimestamp(a.at, timezone.utc) for a in rows],
-            "source_id": [_text(a.source_id) or "" for a in rows],
-            "category": [_text(a.category) or "" for a in rows],
-            "error": [_text(a.error) for a in rows],
-            "event_id": [event_id_of(_text(a.delivery_id) or "") for a in rows],
-            "slot": [slot_of(a.latency_ms) for a in rows],
-            "slots": SLOTS,
+            "latency_ms": [a.latency_ms for a in rows],
+            "at": [_utc(a.at) for a in rows],
+            "source_id": [a.source_id or "" for a in rows],
+            "category": [a.category or "" for a in rows],
+            "error": [a.error for a in rows],
+            "event_id": [event_id_of(a.delivery_id) for a in rows],
         }
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(_RECORD_BATCH, params)
-            row = await cur.fetchone()
-        return BatchResult(received, row["inserted"])
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(_INSERT_RAW, params)
+            fresh = [(unique[(r["delivery_id"], r["number"])], r["new_event"], r["new_delivery"])
+                     for r in await cur.fetchall()]
+            if fresh:
+                await conn.execute(_UPSERT_ROLLUPS, _rollup_params(rollup_deltas(fresh)))
+        return BatchResult(received, len(fresh))
+
+
+def _cleaned(a: AttemptRecord) -> AttemptRecord:
+    return AttemptRecord(
+        delivery_id=_text(a.delivery_id), number=int(a.number), tenant_id=_text(a.tenant_id),
+        endpoint_id=_text(a.endpoint_id), event_type=_text(a.event_type), outcome=a.outcome,
+        status_code=a.status_code, latency_ms=float(a.latency_ms), at=float(a.at), source_id=_text(a.source_id),
+        category=_text(a.category), error=_text(a.error))
+
+
+def _rollup_params(deltas: dict[RollupKey, RollupDelta]) -> dict[str, list]:
+    # Sorted: one lock order for every writer, so concurrent batches wait, never deadlock.
+    items = sorted(deltas.items(), key=lambda item: item[0])
+    return {
+        "tenant_id": [k[0] for k, _ in items], "dim": [k[1] for k, _ in items], "grain": [k[2] for k, _ in items],
+        "key": [k[3] for k, _ in items], "bucket": [_utc(k[4]) for k, _ in items],
+        "events": [d.events for _, d in items], "deliveries": [d.deliveries for _, d in items],
+        "attempts": [d.attempts for _, d in items], "succeeded": [d.succeeded for _, d in items],
+        "failed": [d.failed for _, d in items], "dead": [d.dead for _, d in items],
+        "latency_sum_ms": [d.latency_sum_ms for _, d in items],
+        "latency_hist": ["{" + ",".join(map(str, d.latency_hist)) + "}" for _, d in items],
+        "last_failure_at": [_utc(d.last_failure_at) if d.last_failure_at is not None else None for _, d in items],
+        "last_error": [d.last_error for _, d in items],
+    }

@@ -1,6 +1,6 @@
 -- Analytics reads rollups, never raw attempts: each batch of attempt reports
--- is inserted (idempotent on delivery_id, number) and, in the same statement,
--- only the rows actually inserted are added to the rollups below. See
+-- is inserted (idempotent on delivery_id, number) and, in the same
+-- transaction, only the rows actually inserted are added to the rollups below. See
 -- docs/analytics.md.
 
 -- What the attempt reports now carry. '' stands for "none" (no source, no AI
@@ -75,10 +75,3 @@ CREATE FUNCTION add_histograms(a bigint[], b bigint[]) RETURNS bigint[]
 
 -- The histogram of many rows.
 CREATE AGGREGATE sum_histograms(bigint[]) (SFUNC = add_histograms, STYPE = bigint[], PARALLEL = SAFE);
-
--- A dense histogram of `size` slots from sparse (slot, count) pairs; slots count from 1.
-CREATE FUNCTION histogram(slots integer[], counts bigint[], size integer) RETURNS bigint[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN (SELECT array_agg(coalesce(c.n, 0) ORDER BY s.slot)
-            FROM generate_series(1, size) AS s(slot)
-            LEFT JOIN unnest(slots, counts) AS c(slot, n) ON c.slot = s.slot);
