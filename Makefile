@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python -m tests.bench.delivery_bench
 	$(BIN)/python -m tests.bench.router_bench
 	$(BIN)/python -m tests.bench.ai_local_bench
+	$(BIN)/python -m tests.bench.analytics_bench
 
 clean:
 	rm -rf $(VENV) switchboard/v1 .pytest_cache
