@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Iterable, Protocol, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -70,11 +70,20 @@ HTTP_DURATION = Histogram(
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+# (route, method, status) → its two series: labels() takes a lock and builds
+# a key on every call, too much for every webhook. Bounded like the labels.
+_http_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def record_http(route: str, method: str, status: int, seconds: float) -> None:
     """One answered request; ``route`` is the route's template (``/in/{source_id}``) or ``unmatched``."""
     method = method if method in _METHODS else "other"
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_DURATION.labels(route, method).observe(seconds)
+    series = _http_series.get((route, method, status))
+    if series is None:
+        series = _http_series[(route, method, status)] = (
+            HTTP_REQUESTS.labels(route, method, str(status)), HTTP_DURATION.labels(route, method))
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 # -- gRPC ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from switchboard.events import Event
 from switchboard.messaging import ConsumerSpec, ensure_consumer, ensure_streams
 from switchboard.rpc import GrpcServer, ServiceClients, call
 from switchboard.settings import Settings, SettingsError
-from switchboard.telemetry import span_exporter
+from switchboard.telemetry import span_exporter, tracer_provider
 
 SENDER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -87,6 +87,14 @@ def test_exporters() -> None:
     otlp = span_exporter("otlp", "http://127.0.0.1:4318/")
     assert isinstance(otlp, OTLPSpanExporter) and otlp._endpoint == "http://127.0.0.1:4318/v1/traces"
     otlp.shutdown()
+
+
+def test_without_an_exporter_spans_are_not_recorded_but_still_carry_ids() -> None:
+    quiet = tracer_provider("test", "none").get_tracer("t").start_span("s")
+    assert not quiet.is_recording() and quiet.get_span_context().is_valid
+    exporting = tracer_provider("test", "console")
+    assert exporting.get_tracer("t").start_span("s").is_recording()
+    exporting.shutdown()
 
 
 # -- gRPC ---------------------------------------------------------------------------

@@ -91,20 +91,19 @@ class EdgeTelemetry:
                 status = message["status"]
             await send(message)
 
-        with _tracer.start_as_current_span(
-            f"{method} request", context=extract_asgi_context(scope["headers"]), kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": scope["path"]},
-        ) as span:
+        with _tracer.start_as_current_span(f"{method} request", context=extract_asgi_context(scope["headers"]),
+                                           kind=SpanKind.SERVER) as span:
             try:
                 await self.app(scope, receive, observed_send)
             finally:
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
                 metrics.record_http(route, method, status, time.perf_counter() - started)
-                span.update_name(f"{method} {route}")
-                span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
+                if span.is_recording():
+                    span.update_name(f"{method} {route}")
+                    span.set_attributes({"http.request.method": method, "url.path": scope["path"],
+                                         "http.route": route, "http.response.status_code": status})
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
 
 
 def bind_http(host: str, port: int) -> socket.socket:
