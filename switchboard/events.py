@@ -5,7 +5,7 @@ these shapes through here, never through each other's modules.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Event", "DeliveryMessage", "AttemptRecord"]
@@ -126,7 +126,7 @@ class AttemptRecord:
     error: str | None = None
 
     def to_message(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> "AttemptRecord":

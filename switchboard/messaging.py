@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -30,6 +31,7 @@ from nats.js import JetStreamContext
 from nats.js import api
 from nats.js.errors import NotFoundError
 
+from switchboard import metrics
 from switchboard.errors import Unavailable
 from switchboard.settings import Settings
 
@@ -257,12 +259,14 @@ async def consume(
     in_flight: set[asyncio.Task] = set()
 
     async def handle(msg: Msg) -> None:
+        started = time.perf_counter()
         try:
             try:
                 decision = await handler(msg)
             except Exception:
                 logger.exception("handler failed; message will be redelivered", extra={"stream": spec.stream})
                 decision = retry_in(2.0)
+            metrics.record_message(spec.durable, decision.action, time.perf_counter() - started)
             await _settle(msg, decision)
         except Exception:
             # Settling failed (NATS down): the message is redelivered after ack_wait.

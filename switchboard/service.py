@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Coroutine
 
 import grpc
+import uvloop
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
@@ -188,7 +189,8 @@ def run(app: ServiceApp) -> None:
     configure_logging(app.name, settings.log_level, settings.log_format)
     setup_tracing(app.name, settings.otel_exporter, settings.otlp_endpoint)
     try:
-        asyncio.run(serve(app, settings))
+        # uvloop: the event loop is most of a busy service's CPU; libuv's is about twice as lean.
+        uvloop.run(serve(app, settings))
     except (SettingsError, PortUnavailable) as exc:
         logger.error(str(exc))
         print(f"switchboard-{app.name}: {exc}", file=sys.stderr)

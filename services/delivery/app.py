@@ -34,7 +34,7 @@ class DeliveryApp(ServiceApp):
         s = runtime.settings
         # Every connection is checked against the SSRF guard, on the address it connects to.
         self.http = guarded_session(s.allow_private_destinations, self.allowed,
-                                    max_connections=s.delivery_concurrency * 2, timeout_s=s.delivery_timeout_s)
+                                    max_connections=s.delivery_concurrency * 2)
         worker = DeliveryWorker(
             runtime.js,
             self.store,

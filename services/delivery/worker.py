@@ -37,7 +37,8 @@ from switchboard.messaging import (
     encode,
     retry_in,
 )
-from switchboard.telemetry import extract_trace_context, tracer
+from switchboard import metrics
+from switchboard.telemetry import extract_trace_context, tag_current_span, tracer
 
 logger = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -70,8 +71,9 @@ class DeliveryWorker:
         self.defaults = defaults
         self.buckets = TokenBuckets()
         self.circuits = circuits or CircuitBreakers(threshold=5, cooldown_s=30.0)
+        metrics.watch_circuits("delivery", self.circuits)
         self.in_flight: Counter[str] = Counter()
-        self._parsed: dict[str, tuple[Endpoint, EndpointOptions]] = {}
+        self._parsed: dict[str, tuple[Endpoint, EndpointOptions, DestinationContext]] = {}
         self.publish_timeout_s = publish_timeout_s
 
     async def handle(self, msg: Msg) -> Decision:
@@ -81,7 +83,7 @@ class DeliveryWorker:
             logger.error("unreadable delivery message dropped", extra={"error": str(exc)})
             return TERM
         with _tracer.start_as_current_span("delivery.send", context=extract_trace_context(msg.headers)) as span:
-            span.set_attribute("switchboard.delivery_id", message.delivery_id)
+            tag_current_span(event_id=message.event_id, tenant_id=message.tenant_id, delivery_id=message.delivery_id)
             try:
                 return await self.deliver(message)
             except Exception as exc:  # PostgreSQL or NATS trouble: try the whole step again
@@ -127,12 +129,21 @@ class DeliveryWorker:
 
     def _options(self, endpoint: Endpoint) -> EndpointOptions:
         """The endpoint's parsed options, parsed once per cached copy of the endpoint."""
+        return self._prepared(endpoint)[1]
+
+    def _context(self, endpoint: Endpoint) -> DestinationContext:
+        """The destination context with the endpoint's timeout and retry statuses."""
+        return self._prepared(endpoint)[2]
+
+    def _prepared(self, endpoint: Endpoint) -> tuple[Endpoint, EndpointOptions, DestinationContext]:
         cached = self._parsed.get(endpoint.id)
         if cached is None or cached[0] is not endpoint:
             if len(self._parsed) > 10_000:
                 self._parsed.clear()
-            cached = self._parsed[endpoint.id] = (endpoint, parse_options(endpoint.options, self.defaults))
-        return cached[1]
+            options = parse_options(endpoint.options, self.defaults)
+            context = replace(self.context, timeout_s=options.timeout_s, retry_statuses=options.retry_statuses)
+            cached = self._parsed[endpoint.id] = (endpoint, options, context)
+        return cached
 
     async def _usable_failover(self, endpoint: Endpoint) -> Endpoint | None:
         if not endpoint.failover_endpoint_id:
@@ -181,8 +192,7 @@ class DeliveryWorker:
                     conversation_key=message.conversation_key,
                 ),
                 EndpointTarget(url=target.url, secret=secret, config=target.config, previous_secret=previous_secret),
-                replace(self.context, timeout_s=target_options.timeout_s,
-                        retry_statuses=target_options.retry_statuses),
+                self._context(target),
             )
         except (UnknownPlugin, NotSent) as exc:
             result = SendResult(ok=False, error=str(exc), retryable=False)
@@ -224,6 +234,7 @@ class DeliveryWorker:
             # first. Let the message come back and act on the state it left.
             logger.warning("attempt already recorded by another worker", extra={"delivery_id": message.delivery_id})
             return retry_in(policy.base_delay_s)
+        metrics.record_delivery_attempt(target.destination, outcome, latency_ms / 1000)
         await self._report(message, number, outcome, result.status_code, latency_ms, result.error)
         logger.info("delivery attempt", extra={
             "delivery_id": message.delivery_id, "tenant_id": message.tenant_id, "attempt": number,

@@ -51,6 +51,7 @@ def bench_env(nats_url: str, database_url: str, state_dir: Path, **extra: str) -
     })
     for name in ("INGEST", "ROUTER", "AI", "DELIVERY", "AUTH", "ANALYTICS"):
         env[f"SWITCHBOARD_{name}_GRPC_PORT"] = str(free_port())
+        env[f"SWITCHBOARD_{name}_METRICS_PORT"] = str(free_port())
     env.update(extra)
     return env
 

@@ -101,7 +101,7 @@ def drain(env: dict[str, str], receiver: str, nats_url: str, database_url: str, 
     py_spy = shutil.which("py-spy", path=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}")
     if os.environ.get("BENCH_PROFILE") and py_spy:
         profiler = subprocess.Popen([py_spy, "record", "-p", str(delivery.pid), "-o",
-                                     f"/tmp/delivery-drain-{endpoints}.txt", "-f", "raw", "-r", "100"],
+                                     f"/tmp/delivery-drain-{endpoints}.txt", "-f", "raw", "-r", "100", "--gil"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:

@@ -349,3 +349,20 @@ async def test_concurrent_begins_and_records_share_statements_with_the_same_outc
     assert recorded == [True, False, *[True] * 20, False]
     assert await store.begin(known) == ("pending", 1, 0)
     assert {await store.begin(m) for m in fresh} == {("succeeded", 1, 0)}
+
+
+async def test_each_recorded_attempt_is_counted_by_destination_and_outcome(setup) -> None:
+    from switchboard import metrics
+
+    store, worker, _ = setup
+
+    def count(outcome: str) -> float:
+        return metrics.DELIVERY_ATTEMPTS.labels("webhook", outcome)._value.get()
+
+    before = {o: count(o) for o in ("succeeded", "retrying")}
+    with Receiver(status=503) as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        await worker.deliver(message(endpoint.id, "evt_m"))
+        receiver.status = 200
+        await worker.deliver(message(endpoint.id, "evt_m"))
+    assert count("retrying") - before["retrying"] == 1 and count("succeeded") - before["succeeded"] == 1
