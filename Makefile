@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 PROTOS := $(wildcard protos/switchboard/v1/*.proto)
 STUBS  := switchboard/v1/.generated-stamp
 
-.PHONY: run test protos bench lint clean setup
+.PHONY: run test protos bench lint clean setup browser
 
 setup: $(STAMP) $(STUBS)
 
@@ -35,8 +35,16 @@ protos:
 run: setup
 	$(BIN)/switchboard up
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's chromium for the dashboard's browser test (tests/e2e/test_dashboard.py).
+# Nothing to do when it is there; installed when apt-get is at hand as root;
+# otherwise that test skips, saying why.
+browser:
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is not installed: tests/e2e/test_dashboard.py will skip"
 
 bench: setup
 	$(BIN)/python -m tests.bench.ingest_bench

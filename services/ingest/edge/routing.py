@@ -16,6 +16,7 @@ from starlette.routing import Route
 from services.ingest.edge import rest, rest_ai, rest_analytics
 from services.ingest.edge.auth import Principal
 from services.ingest.edge.context import EdgeContext
+from services.ingest.edge.dashboard import dashboard_routes
 from services.ingest.edge.webhooks import WebhookReceiver
 from switchboard.errors import RateLimited
 
@@ -175,6 +176,8 @@ def starlette_routes(openapi: Callable[[Request], Awaitable[Response]]) -> list[
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        # The dashboard page and its assets: static, not API routes (no key; not in OpenAPI).
+        *dashboard_routes(),
     ]
     # Routes sharing a path share one Starlette route, so a wrong method is 405, not 404.
     by_path: dict[str, dict[str, ApiRoute]] = {}
