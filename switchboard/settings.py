@@ -166,6 +166,24 @@ class Settings:
     retention_attempts_days: int = 30
     retention_rollups_days: int = 400
     retention_prune_interval_s: float = 3600.0
+    # Retention of the router's stored events and the delivery log (settled
+    # deliveries and their attempts), in days (docs/operations.md#retention);
+    # pruned every retention_prune_interval_s.
+    retention_events_days: int = 30
+    retention_deliveries_days: int = 30
+    # Alert rules (docs/alerts.md), evaluated by analytics every
+    # alert_interval_s over the last alert_window_s: an endpoint's failure rate
+    # (with at least alert_min_attempts attempts), its p95 latency against its
+    # previous day's (factor and floor), a tenant's deliveries waiting for a
+    # retry; a resolved alert does not fire again within alert_cooldown_s.
+    alert_interval_s: float = 60.0
+    alert_window_s: float = 300.0
+    alert_failure_rate: float = 0.5
+    alert_min_attempts: int = 20
+    alert_latency_factor: float = 3.0
+    alert_latency_floor_ms: float = 500.0
+    alert_backlog: int = 1000
+    alert_cooldown_s: float = 600.0
     master_key: str | None = None
     # Set by `switchboard up` for its children (internal): they die with it.
     supervisor_pid: int | None = None
@@ -212,6 +230,9 @@ class Settings:
             name: _int(env, f"{p}{name.upper()}_METRICS_PORT", default, minimum=0)
             for name, default in DEFAULT_METRICS_PORTS.items()
         }
+        alert_failure_rate = _float(env, f"{p}ALERT_FAILURE_RATE", 0.5, allow_zero=True)
+        if alert_failure_rate >= 1:
+            raise SettingsError(f"{p}ALERT_FAILURE_RATE must be below 1 (a share of attempts), got {alert_failure_rate}")
         log_format = env.get(f"{p}LOG_FORMAT", "json")
         if log_format not in ("json", "text"):
             raise SettingsError(f"{p}LOG_FORMAT must be json or text, got {log_format!r}")
@@ -256,6 +277,16 @@ class Settings:
             retention_attempts_days=_int(env, f"{p}RETENTION_ATTEMPTS_DAYS", 30, minimum=1),
             retention_rollups_days=_int(env, f"{p}RETENTION_ROLLUPS_DAYS", 400, minimum=1),
             retention_prune_interval_s=_float(env, f"{p}RETENTION_PRUNE_INTERVAL", 3600.0),
+            retention_events_days=_int(env, f"{p}RETENTION_EVENTS_DAYS", 30, minimum=1),
+            retention_deliveries_days=_int(env, f"{p}RETENTION_DELIVERIES_DAYS", 30, minimum=1),
+            alert_interval_s=_float(env, f"{p}ALERT_INTERVAL", 60.0),
+            alert_window_s=_float(env, f"{p}ALERT_WINDOW", 300.0),
+            alert_failure_rate=alert_failure_rate,
+            alert_min_attempts=_int(env, f"{p}ALERT_MIN_ATTEMPTS", 20, minimum=1),
+            alert_latency_factor=_float(env, f"{p}ALERT_LATENCY_FACTOR", 3.0),
+            alert_latency_floor_ms=_float(env, f"{p}ALERT_LATENCY_FLOOR_MS", 500.0, allow_zero=True),
+            alert_backlog=_int(env, f"{p}ALERT_BACKLOG", 1000, minimum=0),
+            alert_cooldown_s=_float(env, f"{p}ALERT_COOLDOWN", 600.0, allow_zero=True),
             master_key=env.get(f"{p}MASTER_KEY") or None,
             supervisor_pid=_int(env, f"{p}SUPERVISOR_PID", 0) or None,
             log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
@@ -344,6 +375,16 @@ class Settings:
             f"{p}RETENTION_ATTEMPTS_DAYS": str(self.retention_attempts_days),
             f"{p}RETENTION_ROLLUPS_DAYS": str(self.retention_rollups_days),
             f"{p}RETENTION_PRUNE_INTERVAL": str(self.retention_prune_interval_s),
+            f"{p}RETENTION_EVENTS_DAYS": str(self.retention_events_days),
+            f"{p}RETENTION_DELIVERIES_DAYS": str(self.retention_deliveries_days),
+            f"{p}ALERT_INTERVAL": str(self.alert_interval_s),
+            f"{p}ALERT_WINDOW": str(self.alert_window_s),
+            f"{p}ALERT_FAILURE_RATE": str(self.alert_failure_rate),
+            f"{p}ALERT_MIN_ATTEMPTS": str(self.alert_min_attempts),
+            f"{p}ALERT_LATENCY_FACTOR": str(self.alert_latency_factor),
+            f"{p}ALERT_LATENCY_FLOOR_MS": str(self.alert_latency_floor_ms),
+            f"{p}ALERT_BACKLOG": str(self.alert_backlog),
+            f"{p}ALERT_COOLDOWN": str(self.alert_cooldown_s),
             f"{p}LOG_LEVEL": self.log_level,
             f"{p}LOG_FORMAT": self.log_format,
             f"{p}OTEL_CONSOLE": "true" if self.otel_console else "false",

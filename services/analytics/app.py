@@ -1,20 +1,35 @@
-"""The analytics service process: the ATTEMPTS consumer, the pruning job, the gRPC API."""
+"""The analytics service process: the ATTEMPTS consumer, the pruning job, the alert rules, the gRPC API."""
 
 from __future__ import annotations
 
+from nats.js import JetStreamContext
+
+from services.analytics.alerts import AlertEvaluator, AlertPolicy
 from services.analytics.consumer import AttemptIntake
 from services.analytics.ledger import AttemptLedger
 from services.analytics.retention import Pruner, RetentionPolicy
 from services.analytics.servicer import AnalyticsServicer
 from services.analytics.stats import StatsReader
-from switchboard.messaging import CONSUMERS, consume
+from switchboard.events import Event
+from switchboard.messaging import CONSUMERS, consume, encode, event_subject
 from switchboard.service import Runtime, ServiceApp
+from switchboard.telemetry import inject_trace_headers
 from switchboard.v1 import analytics_pb2_grpc as rpc
 
 # Reports handled at once: two batches' worth, so one fills while the other is
 # written (the consumer's max_ack_pending is 1,000).
 CONCURRENCY = 1000
 MAX_BATCH = 500
+
+
+def event_publisher(js: JetStreamContext, timeout_s: float):
+    """Publish a platform event (an alert) to EVENTS as ingest does: ``Nats-Msg-Id`` = event id, await the ack."""
+
+    async def publish(event: Event) -> None:
+        await js.publish(event_subject(event.tenant_id, event.source_id), encode(event.to_message()),
+                         timeout=timeout_s, headers=inject_trace_headers({"Nats-Msg-Id": event.id}))
+
+    return publish
 
 
 class AnalyticsApp(ServiceApp):
@@ -34,3 +49,6 @@ class AnalyticsApp(ServiceApp):
         pruner = Pruner(runtime.pool, RetentionPolicy(settings.retention_attempts_days,
                                                       settings.retention_rollups_days))
         runtime.background(pruner.run(settings.retention_prune_interval_s, runtime.stopping), "retention pruning")
+        alerts = AlertEvaluator(runtime.pool, AlertPolicy.from_settings(settings),
+                                event_publisher(runtime.js, settings.publish_timeout_s))
+        runtime.background(alerts.run(settings.alert_interval_s, runtime.stopping), "alert rules")

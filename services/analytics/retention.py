@@ -4,7 +4,8 @@ Raw attempts, the events and deliveries tables and the per-minute rollups are
 kept for ``attempts_days``; hour and day rollups for ``rollups_days``. Rows
 are deleted oldest first in batches of ``batch_size`` (one short transaction
 each, so pruning never holds locks long or bloats one transaction), until
-none older than the cut-off is left.
+none older than the cut-off is left (``switchboard.retention``). Resolved
+alerts (``alerts.py``) go with the raw attempts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Callable
 
 from psycopg_pool import AsyncConnectionPool
 
-from switchboard.database import describe_error
+from switchboard.retention import periodic, prune_in_batches
 
 __all__ = ["RetentionPolicy", "Pruner"]
 
@@ -52,6 +53,10 @@ _PRUNES = (
     ("day rollups", """DELETE FROM analytics.rollups WHERE ctid = ANY(ARRAY(
                            SELECT ctid FROM analytics.rollups WHERE grain = 'day' AND bucket < %(cutoff)s - interval '1 day'
                            LIMIT %(batch)s))""", "rollups"),
+    # An alert whose resolution was published long ago is only history.
+    ("resolved alerts", """DELETE FROM analytics.alerts WHERE ctid = ANY(ARRAY(
+                               SELECT ctid FROM analytics.alerts WHERE state = 'resolved' AND emitted
+                               AND resolved_at < %(cutoff)s LIMIT %(batch)s))""", "attempts"),
 )
 
 
@@ -69,27 +74,15 @@ class Pruner:
                    "rollups": now - timedelta(days=self.policy.rollups_days)}
         deleted: dict[str, int] = {}
         for what, statement, which in _PRUNES:
-            total = 0
-            while True:
-                async with self.pool.connection() as conn:
-                    cur = await conn.execute(statement, {"cutoff": cutoffs[which], "batch": self.policy.batch_size})
-                    total += cur.rowcount
-                if cur.rowcount < self.policy.batch_size:
-                    break
-                await asyncio.sleep(0)  # let queries and ingestion in between batches
-            deleted[what] = total
+            deleted[what] = await prune_in_batches(self.pool, statement, {"cutoff": cutoffs[which]},
+                                                   self.policy.batch_size)
         return deleted
+
+    async def prune_and_log(self) -> None:
+        deleted = await self.prune()
+        if any(deleted.values()):
+            logger.info("analytics pruned", extra={"deleted": deleted})
 
     async def run(self, interval_s: float, stopping: asyncio.Event) -> None:
         """Prune now and every ``interval_s`` until ``stopping``; a failed round is logged and retried next time."""
-        while not stopping.is_set():
-            try:
-                deleted = await self.prune()
-                if any(deleted.values()):
-                    logger.info("analytics pruned", extra={"deleted": deleted})
-            except Exception as exc:
-                logger.warning("analytics pruning failed; next round will retry", extra={"error": describe_error(exc)})
-            try:
-                await asyncio.wait_for(stopping.wait(), interval_s)
-            except asyncio.TimeoutError:
-                pass
+        await periodic(interval_s, self.prune_and_log, stopping, "analytics pruning")

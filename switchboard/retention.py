@@ -1,0 +1,79 @@
+"""What every service's pruning job shares: deleting in bounded batches, and running on a timer.
+
+A service keeps its own statements (which rows of its own schema are past
+retention); how they run is the same everywhere. Each batch is one short
+statement in its own transaction, so pruning never holds locks for long nor
+builds one huge transaction, and the event loop is yielded between batches
+so the service's real work goes on meanwhile. Docs: docs/operations.md#retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Mapping
+
+from psycopg_pool import AsyncConnectionPool
+
+from switchboard.database import describe_error
+
+__all__ = ["DEFAULT_BATCH", "prune_in_batches", "periodic", "distinct_tenants"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 5000
+
+
+async def prune_in_batches(pool: AsyncConnectionPool, statement: str, params: Mapping[str, Any],
+                           batch: int = DEFAULT_BATCH) -> int:
+    """Run ``statement`` (which deletes at most ``%(batch)s`` rows) until it deletes fewer; rows deleted.
+
+    ``params`` are passed with ``batch`` added. The statement must make
+    progress on its own (what it deletes is gone the next time), or this
+    would not end.
+    """
+    total = 0
+    values = {**params, "batch": batch}
+    while True:
+        async with pool.connection() as conn:
+            cur = await conn.execute(statement, values)
+            deleted = max(cur.rowcount, 0)
+        total += deleted
+        if deleted < batch:
+            return total
+        await asyncio.sleep(0)  # let queries and ingestion in between batches
+
+
+async def periodic(interval_s: float, work: Callable[[], Awaitable[Any]], stopping: asyncio.Event,
+                   name: str) -> None:
+    """Run ``work`` now and then every ``interval_s`` seconds until ``stopping`` is set.
+
+    A failed round is logged and the next one tries again: a database that is
+    briefly away never stops the service (``Runtime.background`` stops the
+    process when its task dies).
+    """
+    while not stopping.is_set():
+        try:
+            await work()
+        except Exception as exc:
+            logger.warning("%s failed; the next round will retry", name, extra={"error": describe_error(exc)})
+        try:
+            await asyncio.wait_for(stopping.wait(), interval_s)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def distinct_tenants(pool: AsyncConnectionPool, table: str) -> list[str]:
+    """The tenants that have rows in ``table`` (a trusted, schema-qualified name with an index
+    leading on ``tenant_id``), read as a loose index scan: one index probe per tenant, never a
+    scan of the table."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(f"""
+            WITH RECURSIVE t AS (
+                (SELECT tenant_id FROM {table} ORDER BY tenant_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT tenant_id FROM {table} WHERE tenant_id > t.tenant_id ORDER BY tenant_id LIMIT 1)
+                FROM t WHERE t.tenant_id IS NOT NULL
+            )
+            SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL""")
+        return [row["tenant_id"] for row in await cur.fetchall()]
