@@ -7,6 +7,7 @@ from plugins.manager import load_registry
 from switchboard.circuit import CircuitBreakers
 from services.delivery.endpoints import EndpointManager
 from services.delivery.options import EndpointOptions
+from services.delivery.retention import DeliveryPruner
 from services.delivery.retry import RetryPolicy
 from services.delivery.servicer import DeliveryServicer
 from services.delivery.store import DeliveryStore
@@ -56,6 +57,8 @@ class DeliveryApp(ServiceApp):
             runtime.js, CONSUMERS["delivery"], worker.handle,
             concurrency=s.delivery_concurrency, stopping=runtime.stopping,
         ), "deliveries consumer")
+        runtime.background(DeliveryPruner(runtime.pool, s.retention_deliveries_days).run(
+            s.retention_prune_interval_s, runtime.stopping), "retention pruning")
 
     async def close(self) -> None:
         await self.http.close()

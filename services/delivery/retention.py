@@ -1,0 +1,70 @@
+"""Retention of the delivery log: settled deliveries and their attempts, deleted after the retention.
+
+A delivery that succeeded or failed (a dead letter) and has not changed for
+``SWITCHBOARD_RETENTION_DELIVERIES_DAYS`` is deleted with all its attempts,
+in bounded batches per tenant (one statement each: the attempts, then the
+deliveries), walking the ``(tenant_id, created_at)`` index. A pending
+delivery is never pruned, whatever its age, nor are its attempts. A row
+being changed meanwhile (a manual retry) is skipped and looked at again
+next round; a manual retry makes a delivery pending and resets its age.
+Once pruned, a delivery is no longer listed nor retryable by hand. The
+dead letters on the ``DEAD_LETTERS`` stream follow that stream's own limits
+(``SWITCHBOARD_STREAM_MAX_AGE`` / ``_MAX_BYTES``). Endpoints are kept.
+Docs: docs/operations.md#retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from psycopg_pool import AsyncConnectionPool
+
+from switchboard.retention import DEFAULT_BATCH, distinct_tenants, periodic, prune_in_batches
+
+__all__ = ["DeliveryPruner"]
+
+logger = logging.getLogger(__name__)
+
+# created_at <= updated_at, so the index on created_at bounds the walk.
+_DELETE = """
+WITH doomed AS (
+    SELECT id FROM delivery.deliveries
+    WHERE tenant_id = %(tenant)s AND created_at < %(cutoff)s AND updated_at < %(cutoff)s
+      AND status IN ('succeeded', 'failed')
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), gone_attempts AS (
+    DELETE FROM delivery.attempts WHERE delivery_id IN (SELECT id FROM doomed)
+)
+DELETE FROM delivery.deliveries WHERE id IN (SELECT id FROM doomed)
+"""
+
+
+class DeliveryPruner:
+    def __init__(self, pool: AsyncConnectionPool, retention_days: int, batch_size: int = DEFAULT_BATCH,
+                 now: Callable[[], datetime] | None = None) -> None:
+        self.pool = pool
+        self.retention_days = retention_days
+        self.batch_size = batch_size
+        self.now = now or (lambda: datetime.now(timezone.utc))
+
+    async def prune(self) -> int:
+        """Delete the settled deliveries past retention with their attempts; how many deliveries."""
+        cutoff = self.now() - timedelta(days=self.retention_days)
+        deleted = 0
+        for tenant in await distinct_tenants(self.pool, "delivery.deliveries"):
+            deleted += await prune_in_batches(self.pool, _DELETE, {"tenant": tenant, "cutoff": cutoff},
+                                              self.batch_size)
+        return deleted
+
+    async def prune_and_log(self) -> None:
+        deleted = await self.prune()
+        if deleted:
+            logger.info("settled deliveries pruned", extra={"deleted": deleted})
+
+    async def run(self, interval_s: float, stopping: asyncio.Event) -> None:
+        """Prune now and every ``interval_s`` until ``stopping``; a failed round is retried next time."""
+        await periodic(interval_s, self.prune_and_log, stopping, "delivery log pruning")
