@@ -13,6 +13,7 @@ metric objects, so label names and their allowed values stay in this module.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from typing import Any, Iterable, Protocol, Sequence
@@ -139,10 +140,16 @@ MESSAGE_DURATION = Histogram(
     ["consumer"], buckets=_SLOW)
 
 
+@functools.cache
+def _labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once: hot paths count thousands of times a second."""
+    return metric.labels(*values)
+
+
 def record_message(consumer: str, decision: str, seconds: float) -> None:
     """One message handled by the durable consumer ``consumer``; ``decision`` is ack, nak or term."""
-    MESSAGES_HANDLED.labels(consumer, decision).inc()
-    MESSAGE_DURATION.labels(consumer).observe(seconds)
+    _labelled(MESSAGES_HANDLED, consumer, decision).inc()
+    _labelled(MESSAGE_DURATION, consumer).observe(seconds)
 
 
 class _ConsumerSpec(Protocol):
@@ -187,8 +194,8 @@ DELIVERY_DURATION = Histogram(
 
 def record_delivery_attempt(destination: str, outcome: str, seconds: float) -> None:
     """One recorded attempt; ``destination`` is the plugin name (webhook, slack, ...)."""
-    DELIVERY_ATTEMPTS.labels(destination, outcome).inc()
-    DELIVERY_DURATION.labels(destination).observe(seconds)
+    _labelled(DELIVERY_ATTEMPTS, destination, outcome).inc()
+    _labelled(DELIVERY_DURATION, destination).observe(seconds)
 
 
 # -- AI -----------------------------------------------------------------------------

@@ -6,10 +6,10 @@ operator can allow some networks (``SWITCHBOARD_DESTINATION_ALLOWLIST``;
 tests allow loopback) or, for local walkthroughs, every private address.
 
 The check runs when an endpoint is created and again at every connection:
-:func:`guarded_session`'s sockets are made by :func:`guarded_socket_factory`,
-which checks the very address about to be connected to, so a DNS answer that
-changes between the check and the connection (DNS rebinding) cannot slip
-through, and IP literals are checked like names.
+the delivery client (:mod:`switchboard.outbound`) resolves the host with
+:func:`checked_addresses`, checks every address, and connects to a checked
+address itself, so a DNS answer that changes between the check and the
+connection (DNS rebinding) cannot slip through.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-import aiohttp
 
-__all__ = ["DestinationRefused", "ForbiddenAddress", "Networks", "parse_networks", "check_url_shape",
-           "checked_addresses", "ensure_public_destination", "guarded_socket_factory", "guarded_session"]
+__all__ = ["DestinationRefused", "Networks", "parse_networks", "check_url_shape", "checked_addresses",
+           "ensure_public_destination"]
 
 Networks = tuple["ipaddress.IPv4Network | ipaddress.IPv6Network", ...]
 
@@ -64,6 +63,14 @@ def check_url_shape(url: str) -> tuple[str, int]:
 
 async def checked_addresses(host: str, port: int, allowed: Networks = ()) -> list[str]:
     """The host's addresses, every one of them public or allowed; DestinationRefused otherwise."""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # no lookup (and no resolver thread) for an address
+        if _is_forbidden(str(literal), allowed):
+            raise DestinationRefused(f"{host} is a private or reserved address")
+        return [str(literal)]
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -80,55 +87,3 @@ async def ensure_public_destination(url: str, allow_private: bool, allowed: Netw
     host, port = check_url_shape(url)
     if not allow_private:
         await checked_addresses(host, port, allowed)
-
-
-class ForbiddenAddress(ConnectionRefusedError):
-    """A connection to an address the guard refuses; raised before the socket connects.
-
-    An OSError, so the HTTP client reports it as a connection error (keeping
-    this exception as its cause); the message is constant so that several
-    refused addresses of one host still surface as this type.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("the destination resolves to a private or reserved address")
-
-
-def guarded_socket_factory(allowed: Networks = ()) -> Callable[[tuple], socket.socket]:
-    """A socket factory that refuses forbidden addresses: the check sits on the very address connected to.
-
-    The HTTP client calls it once per new connection with the address it is
-    about to connect to (after its own DNS lookup, for every address it tries),
-    so IP literals, every DNS answer and any answer that changed since an
-    earlier check (DNS rebinding) are all checked where it matters.
-    """
-
-    def create(addr_info: tuple) -> socket.socket:
-        family, type_, proto, _, sockaddr = addr_info
-        if _is_forbidden(str(sockaddr[0]), allowed):
-            raise ForbiddenAddress()
-        return socket.socket(family=family, type=type_, proto=proto)
-
-    return create
-
-
-def guarded_session(allow_private: bool, allowed: Networks = (), *,
-                    max_connections: int = 100) -> aiohttp.ClientSession:
-    """The HTTP client for deliveries: every connection passes the guard (unless all private addresses are allowed).
-
-    No cookies are kept (one receiver's cookies must never reach another), no
-    proxy is taken from the environment, and redirects are never followed
-    (each request says so). The session sets no timers of its own: each
-    exchange runs under one deadline of its caller's (a second timer per
-    request is measurable CPU at thousands of requests a second).
-    """
-    connector = aiohttp.TCPConnector(
-        limit=max_connections,
-        socket_factory=None if allow_private else guarded_socket_factory(allowed),
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None),
-    )

@@ -3,9 +3,10 @@
 What every HTTP destination agrees on lives here:
 
 - :func:`exchange` checks the URL against the SSRF guard, then sends one
-  request under one deadline (``context.timeout_s`` for the whole exchange:
-  a client's own timeouts are per read, so a server dripping bytes could otherwise
-  hold a slot for ever), never follows redirects, and reads at most
+  request through the host's client (``context.http``, a
+  :class:`switchboard.outbound.OutboundClient`) under one deadline
+  (``context.timeout_s`` for the whole exchange, so a server dripping bytes
+  cannot hold a slot for ever), never follows redirects, and reads at most
   ``read_limit`` bytes of the answer. It returns an :class:`HttpAnswer`, or a
   :class:`SendResult` when no answer came: a refused URL and a request that
   cannot be sent as it is are final; timeouts and connection errors are
@@ -24,16 +25,18 @@ first 512 bytes of the body) and ``response_headers``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
+from urllib.parse import urlencode
 
-import aiohttp
 import orjson
 
 from plugins.destinations.spec import DestinationContext, SendResult
-from switchboard.netguard import DestinationRefused, ForbiddenAddress, check_url_shape, ensure_public_destination
+from switchboard.netguard import DestinationRefused, check_url_shape, ensure_public_destination
+from switchboard.outbound import OutboundError, RequestNotSendable
 
 __all__ = [
     "DEFAULT_RETRYABLE_STATUSES",
@@ -129,22 +132,6 @@ class HttpAnswer:
         )
 
 
-async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The start of the body; the rest is never read into memory."""
-    received = b""
-    while len(received) < limit:
-        chunk = await response.content.read(limit - len(received))
-        if not chunk:
-            break
-        received += chunk
-    return received
-
-
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    # A repeated header keeps its last value, as a dict of the answer would.
-    return {name.lower(): value for name, value in headers.items()}
-
-
 async def exchange(
     context: DestinationContext,
     method: str,
@@ -161,6 +148,12 @@ async def exchange(
     ``body`` is sent as is; ``form`` as ``application/x-www-form-urlencoded``;
     ``basic_auth`` is ``(user, password)``.
     """
+    headers = dict(headers or {})
+    if form is not None:
+        body = urlencode(form).encode()
+        headers["content-type"] = "application/x-www-form-urlencoded"
+    if basic_auth:
+        headers["authorization"] = "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()
     try:
         # One deadline for the whole exchange, the address check included.
         async with asyncio.timeout(context.timeout_s):
@@ -168,22 +161,14 @@ async def exchange(
                 check_url_shape(url)
             else:
                 await ensure_public_destination(url, context.allow_private_networks, context.allowed_networks)
-            if basic_auth:
-                headers = {**(headers or {}), "authorization": aiohttp.encode_basic_auth(*basic_auth)}
-            async with context.http.request(
-                method, url, headers=headers, data=form if form is not None else body, allow_redirects=False,
-            ) as response:
-                return HttpAnswer(response.status, _lower(response.headers),
-                                  await _read_at_most(response, read_limit))
+            response = await context.http.request(method, url, headers=headers, body=body or b"",
+                                                  read_limit=read_limit)
     except DestinationRefused as exc:
         return SendResult(ok=False, error=str(exc), retryable=False)
     except TimeoutError:
         return SendResult(ok=False, error=f"timed out after {context.timeout_s:g}s", retryable=True)
-    except aiohttp.ClientConnectorError as exc:
-        if isinstance(exc.os_error, ForbiddenAddress):
-            return SendResult(ok=False, error=str(exc.os_error), retryable=False)
-        return SendResult(ok=False, error=f"cannot connect: {exc.os_error or exc}"[:500], retryable=True)
-    except (aiohttp.InvalidURL, ValueError) as exc:  # cannot be sent as it is: retrying won't help
+    except RequestNotSendable as exc:  # cannot be sent as it is: retrying won't help
         return SendResult(ok=False, error=f"request not sendable: {exc}"[:500], retryable=False)
-    except aiohttp.ClientError as exc:
-        return SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
+    except (OutboundError, OSError) as exc:
+        return SendResult(ok=False, error=str(exc)[:500] or type(exc).__name__, retryable=True)
+    return HttpAnswer(response.status, response.headers, response.body)

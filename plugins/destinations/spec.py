@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
-import aiohttp
-
 from plugins.markers import hookspec
+from switchboard.outbound import OutboundClient
 from switchboard.errors import InvalidRequest
 
 __all__ = [
@@ -70,7 +69,8 @@ class EndpointTarget:
 class DestinationContext:
     """What the host lends a destination for one send."""
 
-    http: aiohttp.ClientSession
+    # Send with plugins.destinations.http_result.exchange, which keeps to the host's deadline.
+    http: OutboundClient
     timeout_s: float
     allow_private_networks: bool
     # Non-public networks the operator allows all the same (see switchboard.netguard).

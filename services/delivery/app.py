@@ -13,7 +13,8 @@ from services.delivery.servicer import DeliveryServicer
 from services.delivery.store import DeliveryStore
 from services.delivery.worker import DeliveryWorker
 from switchboard.messaging import CONSUMERS, consume
-from switchboard.netguard import guarded_session, parse_networks
+from switchboard.netguard import parse_networks
+from switchboard.outbound import OutboundClient
 from switchboard.service import Runtime, ServiceApp
 from switchboard.v1 import delivery_pb2_grpc as rpc
 
@@ -33,9 +34,9 @@ class DeliveryApp(ServiceApp):
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings
-        # Every connection is checked against the SSRF guard, on the address it connects to.
-        self.http = guarded_session(s.allow_private_destinations, self.allowed,
-                                    max_connections=s.delivery_concurrency * 2)
+        # Every connection goes to an address the SSRF guard has just checked.
+        self.http = OutboundClient(allow_private=s.allow_private_destinations, allowed=self.allowed,
+                                   max_idle_per_origin=s.delivery_concurrency)
         worker = DeliveryWorker(
             runtime.js,
             self.store,
@@ -61,4 +62,4 @@ class DeliveryApp(ServiceApp):
             s.retention_prune_interval_s, runtime.stopping), "retention pruning")
 
     async def close(self) -> None:
-        await self.http.close()
+        await self.http.aclose()

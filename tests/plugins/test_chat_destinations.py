@@ -14,7 +14,7 @@ import socket
 import time
 from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
+from tests.outbound_fixture import outbound_client
 import pytest
 
 from plugins.destinations.http_result import HttpAnswer, parse_retry_after
@@ -41,7 +41,7 @@ def message(payload=REPLY, conversation_key: str | None = None, event_type: str 
 
 async def send(destination, target: EndpointTarget, msg: OutboundMessage, allow_private: bool = True,
                retry_statuses: frozenset[int] | None = None):
-    async with aiohttp.ClientSession() as http:
+    async with outbound_client() as http:
         context = DestinationContext(http=http, timeout_s=5, allow_private_networks=allow_private,
                                      retry_statuses=retry_statuses)
         return await destination.send(msg, target, context)
@@ -439,7 +439,7 @@ async def test_a_slow_provider_is_cut_off_at_the_deadline() -> None:
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     started = time.monotonic()
-    async with aiohttp.ClientSession() as http:
+    async with outbound_client() as http:
         result = await slack.send(message(), EndpointTarget(f"http://127.0.0.1:{port}/hook", SECRET),
                                   DestinationContext(http=http, timeout_s=0.5, allow_private_networks=True))
     server.close()

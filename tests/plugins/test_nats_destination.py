@@ -2,7 +2,7 @@
 
 import asyncio
 
-import aiohttp
+from tests.outbound_fixture import outbound_client
 import nats
 import orjson
 import pytest
@@ -20,7 +20,7 @@ MESSAGE = OutboundMessage(delivery_id="evt_1:ep_1", event_id="evt_1", tenant_id=
 
 
 async def publish(nc, target: EndpointTarget, message: OutboundMessage = MESSAGE, timeout_s: float = 5.0):
-    async with aiohttp.ClientSession() as http:
+    async with outbound_client() as http:
         context = DestinationContext(http=http, timeout_s=timeout_s, allow_private_networks=False, nats=nc)
         return await destination.send(message, target, context)
 

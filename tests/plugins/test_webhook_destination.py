@@ -2,13 +2,13 @@ import json
 
 import socket
 
-import aiohttp
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from plugins.destinations.spec import DestinationContext, EndpointTarget, InvalidEndpointConfig, OutboundMessage
 from plugins.destinations.webhook import WebhookDestination
 from switchboard.signatures import generate_webhook_secret, sign_standard_webhook
+from tests.outbound_fixture import outbound_client
 from tests.receivers import Receiver
 
 destination = WebhookDestination()
@@ -17,7 +17,7 @@ MESSAGE = OutboundMessage(delivery_id="evt_1:ep_1", event_id="evt_1", tenant_id=
 
 
 async def send(target: EndpointTarget, allow_private: bool = True):
-    async with aiohttp.ClientSession() as http:
+    async with outbound_client() as http:
         return await destination.send(MESSAGE, target, DestinationContext(http, 5.0, allow_private))
 
 
@@ -114,7 +114,7 @@ async def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_deadline() -> 
     server = await asyncio.start_server(drip, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     started = time.monotonic()
-    async with aiohttp.ClientSession() as http:
+    async with outbound_client() as http:
         result = await destination.send(MESSAGE, EndpointTarget(f"http://127.0.0.1:{port}/", generate_webhook_secret()),
                                         DestinationContext(http, 1.0, True))
     server.close()
@@ -126,7 +126,7 @@ async def test_non_ascii_event_types_are_sent_percent_encoded() -> None:
     message = OutboundMessage(delivery_id="d", event_id="e", tenant_id="t", event_type="commande.créée",
                               payload={}, attempt=1)
     with Receiver() as receiver:
-        async with aiohttp.ClientSession() as http:
+        async with outbound_client() as http:
             result = await destination.send(message, EndpointTarget(receiver.url, generate_webhook_secret()),
                                             DestinationContext(http, 5.0, True))
     assert result.ok

@@ -7,7 +7,8 @@ import pytest
 
 from plugins.destinations.http_result import exchange
 from plugins.destinations.spec import DestinationContext
-from switchboard.netguard import ForbiddenAddress, ensure_public_destination, guarded_session, parse_networks
+from switchboard.netguard import ensure_public_destination, parse_networks
+from tests.outbound_fixture import outbound_client
 from tests.receivers import Receiver
 
 
@@ -15,13 +16,13 @@ def guarded_context(http, guarded: bool = True) -> DestinationContext:
     return DestinationContext(http=http, timeout_s=5, allow_private_networks=False, connections_guarded=guarded)
 
 
-async def test_a_guarded_session_refuses_private_addresses_unless_allowed() -> None:
+async def test_a_guarded_client_refuses_private_addresses_unless_allowed() -> None:
     with Receiver() as receiver:
-        async with guarded_session(False) as http:
+        async with outbound_client(allow_private=False) as http:
             result = await exchange(guarded_context(http), "POST", receiver.url, body=b"{}")
             assert not result.ok and not result.retryable and "private" in result.error
-        async with guarded_session(False, parse_networks(["127.0.0.0/8"])) as http:
-            # A name is resolved by the client; the address it connects to is what is checked.
+        async with outbound_client(allow_private=False, allowed=parse_networks(["127.0.0.0/8"])) as http:
+            # "localhost" is resolved by the guard and the connection made to the checked address.
             answer = await exchange(guarded_context(http), "POST", receiver.url.replace("127.0.0.1", "localhost"),
                                     body=b"{}")
             assert answer.status_code == 200
@@ -31,8 +32,8 @@ async def test_a_guarded_session_refuses_private_addresses_unless_allowed() -> N
 
 
 async def test_a_dns_answer_that_changes_after_the_check_is_not_followed(monkeypatch) -> None:
-    """DNS rebinding: public when the endpoint was checked, loopback when connecting. The
-    connection-time check sits on the address being connected to, so it is refused."""
+    """DNS rebinding: public when the endpoint was checked, loopback when connecting. The client
+    resolves once per connection, checks, and connects to what it checked: refused, not followed."""
     loop = asyncio.get_running_loop()
     answers = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1"])
 
@@ -44,22 +45,10 @@ async def test_a_dns_answer_that_changes_after_the_check_is_not_followed(monkeyp
         port = receiver.server.server_address[1]
         url = f"http://rebind.example:{port}/hook"
         await ensure_public_destination(url, allow_private=False)  # the check at creation passes
-        async with guarded_session(False) as http:
+        async with outbound_client(allow_private=False) as http:
             result = await exchange(guarded_context(http), "POST", url, body=b"{}")
     assert not result.ok and not result.retryable and "private" in result.error
     assert receiver.requests == []
-
-
-def test_the_socket_factory_refuses_before_any_socket_exists() -> None:
-    from switchboard.netguard import guarded_socket_factory
-
-    create = guarded_socket_factory(parse_networks(["10.1.0.0/16"]))
-    for address in ("127.0.0.1", "169.254.169.254", "10.2.0.1", "::1", "::ffff:127.0.0.1", "224.0.0.1"):
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        with pytest.raises(ForbiddenAddress):
-            create((family, socket.SOCK_STREAM, 6, "", (address, 80)))
-    with create((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 80))) as allowed:
-        assert allowed.family == socket.AF_INET
 
 
 def test_malformed_networks_are_an_error() -> None:
@@ -67,11 +56,9 @@ def test_malformed_networks_are_an_error() -> None:
         parse_networks(["10.0.0.0/33"])
 
 
-async def test_without_a_guarded_session_the_host_is_checked_per_request() -> None:
-    import aiohttp
-
+async def test_without_a_guarded_client_the_host_is_checked_per_request() -> None:
     with Receiver() as receiver:
-        async with aiohttp.ClientSession() as http:
+        async with outbound_client() as http:
             result = await exchange(guarded_context(http, guarded=False), "POST", receiver.url, body=b"{}")
     assert not result.ok and not result.retryable and "private" in result.error
     assert receiver.requests == []

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-import aiohttp
+from tests.outbound_fixture import outbound_client
 import pytest
 
 from plugins.destinations.spec import DestinationContext
@@ -26,7 +26,7 @@ async def setup(pool, js):
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
     store = DeliveryStore(pool)
-    async with aiohttp.ClientSession() as http:
+    async with outbound_client() as http:
         worker = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
                                 EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)), 5.0)
         yield store, worker, js
@@ -131,7 +131,7 @@ async def test_an_open_circuit_holds_deliveries_without_spending_attempts(pool, 
     await ensure_streams(js, Settings.from_env({}))
     store = DeliveryStore(pool)
     clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
-    async with aiohttp.ClientSession() as http:
+    async with outbound_client() as http:
         worker = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
                                 EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0)),
                                 5.0, CircuitBreakers(threshold=2, cooldown_s=30, clock=clock))
@@ -164,7 +164,7 @@ async def test_while_the_circuit_is_open_deliveries_go_to_the_failover_with_the_
     await ensure_streams(js, Settings.from_env({}))
     store = DeliveryStore(pool)
     clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
-    async with aiohttp.ClientSession() as http:
+    async with outbound_client() as http:
         worker = _worker_with_clock(js, store, http, clock)
         with Receiver(status=503) as primary, Receiver() as backup:
             spare = await store.create_endpoint("t1", backup.url, "", "webhook", generate_webhook_secret())
@@ -202,7 +202,7 @@ async def test_an_endpoint_failing_for_the_configured_period_is_disabled_with_it
     await ensure_streams(js, Settings.from_env({}))
     store = DeliveryStore(pool, endpoint_ttl_s=0)
     clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
-    async with aiohttp.ClientSession() as http:
+    async with outbound_client() as http:
         worker = _worker_with_clock(js, store, http, clock, auto_disable_after_s=0.5)
         with Receiver(status=500) as receiver:
             endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
@@ -310,7 +310,7 @@ async def test_a_destination_plugin_that_raises_is_recorded_and_the_delivery_kep
     await ensure_streams(js, Settings.from_env({}))
     store = DeliveryStore(pool)
     registry = PluginRegistry(destinations={"broken": Broken()})
-    async with aiohttp.ClientSession() as http:
+    async with outbound_client() as http:
         worker = DeliveryWorker(js, store, registry, DestinationContext(http, 5.0, True),
                                 EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
                                 5.0)
