@@ -398,5 +398,15 @@ class AlertEvaluator:
         await self.publish_pending()
 
     async def run(self, interval_s: float, stopping: asyncio.Event) -> None:
-        """Evaluate and publish now and every ``interval_s`` until ``stopping``."""
+        """Evaluate and publish every ``interval_s`` until ``stopping``.
+
+        The first round is one interval after start: a process that was away
+        first catches up with the attempt reports waiting for it, which would
+        otherwise make it resolve (or fire) on stale data.
+        """
+        try:
+            await asyncio.wait_for(stopping.wait(), interval_s)
+            return
+        except asyncio.TimeoutError:
+            pass
         await periodic(interval_s, self.run_once, stopping, "alert evaluation")

@@ -4,8 +4,9 @@ the events published."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -287,3 +288,17 @@ def test_alert_settings_come_from_the_environment() -> None:
                                                               backlog=10, cooldown_s=0)
     with pytest.raises(SettingsError, match="ALERT_FAILURE_RATE"):
         Settings.from_env({"SWITCHBOARD_ALERT_FAILURE_RATE": "1.5"})
+
+
+async def test_the_evaluator_runs_every_interval_until_stopped(ledger, published) -> None:
+    await ledger.record_batch([attempt(f"bad{n}", 1, "failed", endpoint="ep_bad",
+                                       at=datetime.now(timezone.utc) - timedelta(seconds=10)) for n in range(20)])
+    stopping = asyncio.Event()
+    task = asyncio.create_task(AlertEvaluator(ledger.pool, POLICY, published).run(0.05, stopping))
+    for _ in range(100):
+        if published:
+            break
+        await asyncio.sleep(0.05)
+    stopping.set()
+    await asyncio.wait_for(task, 5)
+    assert published.of(FAILURE_RATE) == [("firing", "ep_bad")]
