@@ -276,11 +276,20 @@ async def consume(
     # would run down its ack_wait), but not one at a time either: a fetch is a
     # round trip, so wait until a quarter of the slots are free.
     refill = max(1, min(batch, concurrency // 4))
+    # Set once that many slots are free (cheaper than asyncio.wait on every task in flight).
+    room = asyncio.Event()
+
+    def finished(task: asyncio.Task) -> None:
+        in_flight.discard(task)
+        if concurrency - len(in_flight) >= refill:
+            room.set()
+
     try:
         while not stopping.is_set():
             free = concurrency - len(in_flight)
             if free < refill:
-                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                room.clear()
+                await room.wait()
                 continue
             try:
                 msgs = await sub.fetch(min(batch, free), timeout=0.5)
@@ -293,7 +302,7 @@ async def consume(
             for msg in msgs:
                 task = asyncio.create_task(handle(msg))
                 in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
+                task.add_done_callback(finished)
     finally:
         if in_flight:
             await asyncio.gather(*in_flight, return_exceptions=True)

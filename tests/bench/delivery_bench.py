@@ -1,7 +1,7 @@
 """Deliveries/s end to end with 1, 10 and 100 endpoints, and latency percentiles.
 
 Each run sends events to a fresh source whose route fans every event out to N
-endpoints (all on one fast loopback receiver), so every run makes the same
+endpoints (all on one fast loopback receiver, tests/bench/fast_receiver.py), so every run makes the same
 number of deliveries: BENCH_DELIVERIES (default 6,000). Deliveries/s is first
 send to last arrival; latency is from the sender's timestamp to arrival.
 
@@ -80,8 +80,7 @@ def main() -> None:
                         # Each run's endpoints get their share of the default per-endpoint cap.
                         SWITCHBOARD_ENDPOINT_MAX_IN_FLIGHT=os.environ.get("BENCH_MAX_IN_FLIGHT", "64"),
                         SWITCHBOARD_DELIVERY_CONCURRENCY=os.environ.get("BENCH_DELIVERY_CONCURRENCY", "64"))
-        receiver = spawn(["-m", "uvicorn", "tests.bench.receiver_app:app", "--port", str(port),
-                          "--no-access-log", "--log-level", "warning"], env)
+        receiver = spawn(["-m", "tests.bench.fast_receiver", str(port)], env)
         platform = Platform(env)
         results = []
         try:
