@@ -8,7 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Event", "DeliveryMessage", "AttemptRecord"]
+__all__ = ["PLATFORM_SOURCE", "Event", "DeliveryMessage", "AttemptRecord"]
+
+#: The source of the platform's own events (``switchboard.alert.*``). Only routes
+#: that name it, or name ``switchboard.`` types, receive them.
+PLATFORM_SOURCE = "switchboard"
 
 
 def _require(data: dict[str, Any], *names: str) -> None:

@@ -5,7 +5,7 @@ explicit limits, so the whole message topology reads in one place.
 
 | stream       | subjects           | written by | read by   | retention |
 | ------------ | ------------------ | ---------- | --------- | --------- |
-| EVENTS       | events.<t>.<src>   | ingest     | router    | work queue (router stores events in PostgreSQL) |
+| EVENTS       | events.<t>.<src>   | ingest, analytics (alerts) | router | work queue (router stores events in PostgreSQL) |
 | DELIVERIES   | deliveries.<t>.<e> | router     | delivery  | work queue |
 | DEAD_LETTERS | dead.<t>.<e>       | delivery   | operators | limits (age/bytes) |
 | ATTEMPTS     | attempts.<t>       | delivery   | analytics | limits (age/bytes) |

@@ -51,7 +51,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from services.analytics.histogram import percentile
-from switchboard.events import Event
+from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.ids import derived_id
 from switchboard.retention import periodic
 
@@ -61,9 +61,8 @@ __all__ = ["ALERT_TYPE_PREFIX", "PLATFORM_SOURCE", "FAILURE_RATE", "LATENCY", "B
 logger = logging.getLogger(__name__)
 
 ALERT_TYPE_PREFIX = "switchboard.alert."
-# The source id (and source type) of every event the platform itself emits. No
-# source a tenant creates can have it: their ids are generated (``src_...``).
-PLATFORM_SOURCE = "switchboard"
+# PLATFORM_SOURCE is the source id (and source type) of every event the platform
+# itself emits. No source a tenant creates can have it: their ids are generated (``src_...``).
 FAILURE_RATE = "switchboard.alert.failure_rate"
 LATENCY = "switchboard.alert.latency"
 BACKLOG = "switchboard.alert.backlog"

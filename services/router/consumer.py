@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import psycopg
@@ -29,14 +31,10 @@ logger = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
 
-async def publish_delivery(js: JetStreamContext, event: Event, outgoing: Outgoing, timeout_s: float,
-                           replay_id: str | None = None, category: str | None = None) -> None:
-    """Queue one delivery of ``event`` as the dispatcher planned it.
-
-    Publishing the same delivery again (a redelivered event, a resumed replay)
-    is a no-op: its id is the JetStream message id.
-    """
-    delivery = DeliveryMessage(
+def delivery_message(event: Event, outgoing: Outgoing, replay_id: str | None = None,
+                     category: str | None = None) -> DeliveryMessage:
+    """The delivery of ``event`` the dispatcher planned in ``outgoing``."""
+    return DeliveryMessage(
         event_id=event.id,
         tenant_id=event.tenant_id,
         endpoint_id=outgoing.endpoint_id,
@@ -51,12 +49,34 @@ async def publish_delivery(js: JetStreamContext, event: Event, outgoing: Outgoin
         transform_error=outgoing.error,
         category=category,
     )
-    await js.publish(
-        delivery_subject(event.tenant_id, outgoing.endpoint_id),
-        encode(delivery.to_message()),
-        timeout=timeout_s,
-        headers=inject_trace_headers({"Nats-Msg-Id": delivery.delivery_id}),
-    )
+
+
+async def publish_deliveries(js: JetStreamContext, event: Event, outgoing: Sequence[Outgoing], timeout_s: float,
+                             replay_id: str | None = None, category: str | None = None) -> None:
+    """Queue the deliveries of ``event`` as the dispatcher planned them; returns once JetStream has them all.
+
+    They are sent together and their acknowledgements awaited together (an
+    event fanned out to 100 endpoints costs one wait, not 100). Publishing a
+    delivery again (a redelivered event, a resumed replay, a retry after one
+    of them failed) is a no-op: its id is the JetStream message id.
+    """
+    acks: list[asyncio.Future] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            for one in outgoing:
+                delivery = delivery_message(event, one, replay_id, category)
+                acks.append(await js.publish_async(
+                    delivery_subject(event.tenant_id, one.endpoint_id),
+                    encode(delivery.to_message()),
+                    headers=inject_trace_headers({"Nats-Msg-Id": delivery.delivery_id}),
+                ))
+            answers = await asyncio.gather(*acks, return_exceptions=True)
+    finally:
+        for ack in acks:  # none left waiting after the deadline
+            ack.cancel()
+    failed = next((a for a in answers if isinstance(a, BaseException)), None)
+    if failed is not None:
+        raise failed
 
 
 REPLAY_ROUTE = Route(id="replay", tenant_id="", name="replay to one endpoint", source_id=None, event_types=(),
@@ -73,8 +93,7 @@ def replay_delivery(js: JetStreamContext, dispatcher: Dispatcher, timeout_s: flo
         else:
             dispatch = await dispatcher.dispatch(event)
             outgoing, category = dispatch.outgoing, dispatch.category
-        for one in outgoing:
-            await publish_delivery(js, event, one, timeout_s, replay_id, category)
+        await publish_deliveries(js, event, outgoing, timeout_s, replay_id, category)
         return len(outgoing)
 
     return deliver
@@ -105,8 +124,8 @@ class EventRouter:
             dispatch = await self.dispatcher.dispatch(event)
             # Stored (with its decision) before any delivery is queued: a delivery never names an unknown event.
             await self.events.store(event, dispatch.explanation)
-            for outgoing in dispatch.outgoing:
-                await publish_delivery(self.js, event, outgoing, self.publish_timeout_s, category=dispatch.category)
+            await publish_deliveries(self.js, event, dispatch.outgoing, self.publish_timeout_s,
+                                     category=dispatch.category)
         except psycopg.DataError as exc:
             # This event can never be stored; keep it in DEAD_LETTERS rather than retry for ever.
             logger.error("event cannot be stored; dead-lettered",

@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.router.conditions import AIConditions, Filters
 from switchboard.errors import InvalidRequest, NotFound
-from switchboard.events import Event
+from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.ids import is_id, new_id
 from switchboard.patterns import check_type_patterns, compiled_patterns, matches_any
 
@@ -69,8 +69,18 @@ class Route:
     def _types(self) -> re.Pattern[str] | None:
         return compiled_patterns(self.event_types) if self.event_types else None
 
+    @cached_property
+    def takes_platform_events(self) -> bool:
+        """Whether it names the platform's own events: its source, or a ``switchboard.`` type pattern.
+
+        A route for "every event" is not one for alerts: a tenant opts in.
+        """
+        return self.source_id == PLATFORM_SOURCE or any(p.startswith("switchboard.") for p in self.event_types)
+
     def matches_before_ai(self, event: Event) -> bool:
         """Every condition but the AI ones (no explanation: this runs for every route and event)."""
+        if event.source_id == PLATFORM_SOURCE and not self.takes_platform_events:
+            return False
         return (self.enabled and (not self.source_id or self.source_id == event.source_id)
                 and (self._types is None or self._types.match(event.type) is not None)
                 and (self.filters is None or self.filters.holds(event.payload)))
@@ -79,6 +89,8 @@ class Route:
         """The reasons for :meth:`matches_before_ai`'s answer."""
         if not self.enabled:
             return ["disabled"]
+        if event.source_id == PLATFORM_SOURCE and not self.takes_platform_events:
+            return [f"platform events go only to routes naming source {PLATFORM_SOURCE} or switchboard.* types"]
         reasons = []
         if self.source_id:
             if self.source_id != event.source_id:

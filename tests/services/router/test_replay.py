@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.router.consumer import REPLAY_ROUTE, publish_delivery
+from services.router.consumer import REPLAY_ROUTE, publish_deliveries
 from services.router.dispatch import Dispatcher, Outgoing
 from services.router.replay import ReplayRequest, ReplayRunner, ReplayStore
 from services.router.routing import EventStore, RouteStore, parse_route_spec
@@ -67,7 +67,7 @@ async def test_a_run_that_dies_is_resumed_after_its_cursor_and_delivers_each_eve
     async def flaky(event, endpoint_id, replay_id):
         if len(published) == 3:
             raise ConnectionError("NATS went away")
-        await publish_delivery(js, event, Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None), 5.0, replay_id)
+        await publish_deliveries(js, event, [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None)], 5.0, replay_id)
         published.append(event.id)
         return 1
 
@@ -81,7 +81,7 @@ async def test_a_run_that_dies_is_resumed_after_its_cursor_and_delivers_each_eve
     await asyncio.sleep(0.3)  # the lease lapses; another runner takes over
 
     async def steady(event, endpoint_id, replay_id):
-        await publish_delivery(js, event, Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None), 5.0, replay_id)
+        await publish_deliveries(js, event, [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None)], 5.0, replay_id)
         published.append(event.id)
         return 1
 

@@ -37,6 +37,20 @@ def test_an_endpoint_named_by_two_routes_gets_one_delivery() -> None:
     assert [(r.id, e) for r, e in planned] == [("r1", "ep1"), ("r1", "ep2"), ("r2", "ep3")]
 
 
+def test_platform_events_go_only_to_routes_that_name_them() -> None:
+    routes = [
+        route("everything", ("ep1",)),
+        route("every-type", ("ep2",), types=("*",)),
+        route("by-source", ("ep3",), source="switchboard"),
+        route("by-type", ("ep4",), types=("switchboard.alert.*",)),
+    ]
+    alert = event("switchboard.alert.failure_rate", source="switchboard")
+    plan = decide(alert, routes, explain_all=True)
+    assert [e for _, e in plan.deliveries] == ["ep3", "ep4"]
+    assert "platform events go only to routes naming" in plan.verdicts[0].reasons[0]
+    assert [e for _, e in decide(event(), routes).deliveries] == ["ep1", "ep2"]
+
+
 async def test_events_are_stored_once_and_only_read_by_their_tenant(pool) -> None:
     from pathlib import Path
 
