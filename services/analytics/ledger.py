@@ -64,14 +64,16 @@ class BatchResult:
     inserted: int
 
 
+# Parameters go in binary (%(name)b): text-format arrays are escaped element by
+# element, which cost a third of this process's CPU.
 # Step 1: the raw rows. Only attempts really inserted come back, each with
 # whether it is the first sight of its event and of its delivery.
 _INSERT_RAW = """
 WITH input AS (
-    SELECT * FROM unnest(%(delivery_id)s::text[], %(number)s::int[], %(tenant_id)s::text[], %(endpoint_id)s::text[],
-                         %(event_type)s::text[], %(outcome)s::text[], %(status_code)s::int[],
-                         %(latency_ms)s::float8[], %(at)s::timestamptz[], %(source_id)s::text[],
-                         %(category)s::text[], %(error)s::text[], %(event_id)s::text[])
+    SELECT * FROM unnest(%(delivery_id)b::text[], %(number)b::int[], %(tenant_id)b::text[], %(endpoint_id)b::text[],
+                         %(event_type)b::text[], %(outcome)b::text[], %(status_code)b::int[],
+                         %(latency_ms)b::float8[], %(at)b::timestamptz[], %(source_id)b::text[],
+                         %(category)b::text[], %(error)b::text[], %(event_id)b::text[])
         AS t(delivery_id, number, tenant_id, endpoint_id, event_type, outcome, status_code, latency_ms, at,
              source_id, category, error, event_id)
 ), new_attempts AS (
@@ -117,10 +119,10 @@ INSERT INTO analytics.rollups AS r (tenant_id, dim, grain, key, bucket, events, 
                                     failed, dead, latency_sum_ms, latency_hist, last_failure_at, last_error)
 SELECT tenant_id, dim, grain, key, bucket, events, deliveries, attempts, succeeded, failed, dead, latency_sum_ms,
        latency_hist::bigint[], last_failure_at, last_error
-FROM unnest(%(tenant_id)s::text[], %(dim)s::text[], %(grain)s::text[], %(key)s::text[], %(bucket)s::timestamptz[],
-            %(events)s::bigint[], %(deliveries)s::bigint[], %(attempts)s::bigint[], %(succeeded)s::bigint[],
-            %(failed)s::bigint[], %(dead)s::bigint[], %(latency_sum_ms)s::float8[], %(latency_hist)s::text[],
-            %(last_failure_at)s::timestamptz[], %(last_error)s::text[])
+FROM unnest(%(tenant_id)b::text[], %(dim)b::text[], %(grain)b::text[], %(key)b::text[], %(bucket)b::timestamptz[],
+            %(events)b::bigint[], %(deliveries)b::bigint[], %(attempts)b::bigint[], %(succeeded)b::bigint[],
+            %(failed)b::bigint[], %(dead)b::bigint[], %(latency_sum_ms)b::float8[], %(latency_hist)b::text[],
+            %(last_failure_at)b::timestamptz[], %(last_error)b::text[])
     AS t(tenant_id, dim, grain, key, bucket, events, deliveries, attempts, succeeded, failed, dead, latency_sum_ms,
          latency_hist, last_failure_at, last_error)
 ON CONFLICT (tenant_id, dim, grain, key, bucket) DO UPDATE SET

@@ -61,6 +61,7 @@ async def publish_deliveries(js: JetStreamContext, event: Event, outgoing: Seque
     of them failed) is a no-op: its id is the JetStream message id.
     """
     acks: list[asyncio.Future] = []
+    trace = inject_trace_headers({})  # one trace context for all of the event's deliveries
     try:
         async with asyncio.timeout(timeout_s):
             for one in outgoing:
@@ -68,7 +69,7 @@ async def publish_deliveries(js: JetStreamContext, event: Event, outgoing: Seque
                 acks.append(await js.publish_async(
                     delivery_subject(event.tenant_id, one.endpoint_id),
                     encode(delivery.to_message()),
-                    headers=inject_trace_headers({"Nats-Msg-Id": delivery.delivery_id}),
+                    headers={**trace, "Nats-Msg-Id": delivery.delivery_id},
                 ))
             answers = await asyncio.gather(*acks, return_exceptions=True)
     finally:

@@ -56,6 +56,33 @@ def bench_env(nats_url: str, database_url: str, state_dir: Path, **extra: str) -
     return env
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def command_cpu_seconds(command: str) -> float:
+    """CPU time of every running process named ``command`` (``postgres``: the server and its backends)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if stat[stat.index("(") + 1:stat.rindex(")")] == command:
+                fields = stat.rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time every core has spent busy (not idle or waiting for I/O)."""
+    values = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_http(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
 import nats
 
 from switchboard.embedded import free_port
-from tests.bench.common import bench_env, infrastructure, spawn, stop, wait_http
+from tests.bench.common import (bench_env, command_cpu_seconds, cpu_seconds, infrastructure, machine_cpu_seconds, spawn,
+                                stop, wait_http)
 from tests.bench.end_to_end_bench import percentile, send_all
 from tests.platform_runner import Platform
 
@@ -40,8 +44,27 @@ async def queued_deliveries(nats_url: str) -> int:
         await nc.close()
 
 
+def process_cpu(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each service, of NATS, PostgreSQL, the receiver and this process (the sender)."""
+    used = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    used["nats"] = command_cpu_seconds("nats-server")
+    used["postgres"] = command_cpu_seconds("postgres")
+    used["sender"] = sum(os.times()[:2])
+    return used
+
+
+def profile(pids: dict[str, int]) -> subprocess.Popen | None:
+    """With BENCH_PROFILE=<service>, a py-spy profile of that service while the run lasts (/tmp/<service>-*.txt)."""
+    service = os.environ.get("BENCH_PROFILE")
+    py_spy = shutil.which("py-spy", path=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}")
+    if not service or not py_spy:
+        return None
+    return subprocess.Popen([py_spy, "record", "-p", str(pids[service]), "-o", f"/tmp/{service}-{time.time():.0f}.txt",
+                             "-f", "raw", "-r", "100", "--gil"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int, nats_url: str = "",
-        drain: bool = False) -> dict:
+        drain: bool = False, receiver_pid: int = 0) -> dict:
     source = api.post("/v1/sources", json={"name": f"bench-{endpoints}"}).json()
     ids = [api.post("/v1/endpoints", json={"url": f"{receiver}/hook?e={n}"}).json()["id"] for n in range(endpoints)]
     for chunk in range(0, endpoints, 50):  # a route names at most 50 endpoints
@@ -50,7 +73,11 @@ def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int, na
     httpx.post(f"{receiver}/reset").raise_for_status()
     events = DELIVERIES // endpoints
     expected = events * endpoints
-    delivery = platform.pids()["delivery"]
+    pids = platform.pids()
+    delivery = pids["delivery"]
+    pids["receiver"] = receiver_pid
+    cpu_before = process_cpu(pids)
+    machine_before = machine_cpu_seconds()
     if drain:
         os.kill(delivery, signal.SIGSTOP)
     start, sent = asyncio.run(send_all(f"{platform.edge_url}/in/{source['id']}", source["secret"], events))
@@ -60,16 +87,24 @@ def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int, na
         start = time.time()
         os.kill(delivery, signal.SIGCONT)
     deadline = time.monotonic() + 900
+    profiler = profile(pids)
     while time.monotonic() < deadline:
-        stats = httpx.get(f"{receiver}/stats", timeout=30).json()
-        if len(stats["latencies_ms"]) >= expected:
+        if httpx.get(f"{receiver}/count", timeout=30).json()["deliveries"] >= expected:
             break
         time.sleep(0.5)
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(30)
+    stats = httpx.get(f"{receiver}/stats", timeout=30).json()
     latencies = stats["latencies_ms"]
+    # Where the CPU went, per delivery: each service, and the whole machine (NATS,
+    # PostgreSQL, the receiver and the sender included).
+    cpu_us = {name: (used - cpu_before[name]) / expected * 1e6 for name, used in process_cpu(pids).items()}
+    cpu_us["machine"] = (machine_cpu_seconds() - machine_before) / expected * 1e6
     return {"endpoints": endpoints, "mode": "drain" if drain else "end to end", "events": events, "deliveries": len(latencies), "unique": stats["unique"],
             "per_s": len(latencies) / (stats["last"] - start), "accepted_per_s": events / (sent - start),
             "p50": percentile(latencies, 0.5), "p90": percentile(latencies, 0.9),
-            "p99": percentile(latencies, 0.99)}
+            "p99": percentile(latencies, 0.99), "cpu_us": cpu_us}
 
 
 def main() -> None:
@@ -88,9 +123,11 @@ def main() -> None:
             platform.start()
             with platform.client() as api:
                 for endpoints in FAN_OUTS:
-                    results.append(run(api, platform, f"http://127.0.0.1:{port}", endpoints))
+                    results.append(run(api, platform, f"http://127.0.0.1:{port}", endpoints,
+                                       receiver_pid=receiver.pid))
                 for endpoints in (FAN_OUTS[0], FAN_OUTS[-1]):
-                    results.append(run(api, platform, f"http://127.0.0.1:{port}", endpoints, nats_url, drain=True))
+                    results.append(run(api, platform, f"http://127.0.0.1:{port}", endpoints, nats_url, drain=True,
+                                       receiver_pid=receiver.pid))
         finally:
             platform.stop()
             stop(receiver)
@@ -103,6 +140,12 @@ def main() -> None:
         print(f"{r['mode']:>10} {r['endpoints']:>9} {r['events']:>7} {r['per_s']:>13.0f} {r['unique']:>10} {r['p50']:>8.0f} "
               f"{r['p90']:>8.0f} {r['p99']:>8.0f}")
         assert r["unique"] == r["events"] * r["endpoints"], "every delivery arrives (once per webhook-id)"
+    print("\nCPU µs per delivery (machine: every process, the sender, NATS and PostgreSQL included)")
+    names = ["ingest", "router", "delivery", "analytics", "auth", "ai", "nats", "postgres", "receiver", "sender",
+             "machine"]
+    print(f"{'mode':>10} {'endpoints':>9} " + " ".join(f"{n:>9}" for n in names))
+    for r in results:
+        print(f"{r['mode']:>10} {r['endpoints']:>9} " + " ".join(f"{r['cpu_us'][n]:>9.0f}" for n in names))
 
 
 if __name__ == "__main__":

@@ -30,16 +30,11 @@ from switchboard.embedded import free_port
 from switchboard.events import DeliveryMessage
 from switchboard.messaging import delivery_subject, encode
 from switchboard.signatures import generate_webhook_secret
-from tests.bench.common import bench_env, infrastructure, spawn, stop, wait_http
+from tests.bench.common import bench_env, cpu_seconds, infrastructure, spawn, stop, wait_http
 
 DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "20000"))
 FAN_OUTS = tuple(int(n) for n in os.environ.get("BENCH_ENDPOINTS", "1,10,100").split(","))
 TENANT = "t_bench"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def create_endpoints(database_url: str, receiver: str, count: int, run: int) -> list[str]:

@@ -4,7 +4,8 @@ A plain asyncio protocol with httptools' parser (what uvicorn uses): it costs
 a few tens of microseconds per request, so the benchmark measures the sender,
 not the receiver. It counts deliveries and distinct ``webhook-id``s, and
 records each delivery's latency from the ``sent_at`` in the payload, when
-there is one. ``GET /stats`` and ``POST /reset`` answer JSON.
+there is one. ``GET /count`` (cheap to poll), ``GET /stats`` (with every
+latency) and ``POST /reset`` answer JSON.
 
     python -m tests.bench.fast_receiver PORT
 """
@@ -62,6 +63,9 @@ class Receiver(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         path = self.url.split(b"?", 1)[0]
+        if path == b"/count":  # cheap to poll while waiting
+            self.transport.write(_json_response({"deliveries": stats["deliveries"], "unique": len(ids)}))
+            return
         if path == b"/stats":
             self.transport.write(_json_response({"latencies_ms": latencies_ms, "unique": len(ids), **stats}))
             return
