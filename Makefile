@@ -52,6 +52,7 @@ bench: setup
 	$(BIN)/python -m tests.bench.sources_bench
 	$(BIN)/python -m tests.bench.end_to_end_bench
 	$(BIN)/python -m tests.bench.delivery_bench
+	$(BIN)/python -m tests.bench.delivery_drain_bench
 	$(BIN)/python -m tests.bench.router_bench
 	$(BIN)/python -m tests.bench.ai_local_bench
 	$(BIN)/python -m tests.bench.analytics_bench

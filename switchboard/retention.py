@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, ClassVar, Mapping
 
 from psycopg_pool import AsyncConnectionPool
 
 from switchboard.database import describe_error
 
-__all__ = ["DEFAULT_BATCH", "prune_in_batches", "periodic", "distinct_tenants"]
+__all__ = ["Pruner", "DEFAULT_BATCH", "prune_in_batches", "periodic", "distinct_tenants"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,28 @@ async def periodic(interval_s: float, work: Callable[[], Awaitable[Any]], stoppi
             await asyncio.wait_for(stopping.wait(), interval_s)
         except asyncio.TimeoutError:
             pass
+
+
+class Pruner:
+    """One service's pruning of its own rows, now and then every so often.
+
+    A subclass names ``what`` it prunes (for logs) and implements
+    :meth:`prune`, which returns how many rows went (or a count per kind).
+    """
+
+    what: ClassVar[str]
+
+    async def prune(self) -> int | Mapping[str, int]:
+        raise NotImplementedError
+
+    async def prune_and_log(self) -> None:
+        deleted = await self.prune()
+        if deleted if isinstance(deleted, int) else any(deleted.values()):
+            logger.info("%s pruned", self.what, extra={"deleted": deleted})
+
+    async def run(self, interval_s: float, stopping: asyncio.Event) -> None:
+        """Prune now and every ``interval_s`` until ``stopping``; a failed round is logged and retried next time."""
+        await periodic(interval_s, self.prune_and_log, stopping, f"{self.what} pruning")
 
 
 async def distinct_tenants(pool: AsyncConnectionPool, table: str) -> list[str]:

@@ -7,7 +7,7 @@ from nats.js import JetStreamContext
 from services.analytics.alerts import AlertEvaluator, AlertPolicy
 from services.analytics.consumer import AttemptIntake
 from services.analytics.ledger import AttemptLedger
-from services.analytics.retention import Pruner, RetentionPolicy
+from services.analytics.retention import AnalyticsPruner, RetentionPolicy
 from services.analytics.servicer import AnalyticsServicer
 from services.analytics.stats import StatsReader
 from switchboard.events import Event
@@ -46,7 +46,7 @@ class AnalyticsApp(ServiceApp):
             stopping=runtime.stopping,
         ), "attempts consumer")
         settings = runtime.settings
-        pruner = Pruner(runtime.pool, RetentionPolicy(settings.retention_attempts_days,
+        pruner = AnalyticsPruner(runtime.pool, RetentionPolicy(settings.retention_attempts_days,
                                                       settings.retention_rollups_days))
         runtime.background(pruner.run(settings.retention_prune_interval_s, runtime.stopping), "retention pruning")
         alerts = AlertEvaluator(runtime.pool, AlertPolicy.from_settings(settings),

@@ -10,19 +10,16 @@ alerts (``alerts.py``) go with the raw attempts.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from psycopg_pool import AsyncConnectionPool
 
-from switchboard.retention import periodic, prune_in_batches
+from switchboard.retention import Pruner, prune_in_batches
 
 __all__ = ["RetentionPolicy", "Pruner"]
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,9 @@ _PRUNES = (
 )
 
 
-class Pruner:
+class AnalyticsPruner(Pruner):
+    what = "analytics data"
+
     def __init__(self, pool: AsyncConnectionPool, policy: RetentionPolicy,
                  now: Callable[[], datetime] | None = None) -> None:
         self.pool = pool
@@ -77,12 +76,3 @@ class Pruner:
             deleted[what] = await prune_in_batches(self.pool, statement, {"cutoff": cutoffs[which]},
                                                    self.policy.batch_size)
         return deleted
-
-    async def prune_and_log(self) -> None:
-        deleted = await self.prune()
-        if any(deleted.values()):
-            logger.info("analytics pruned", extra={"deleted": deleted})
-
-    async def run(self, interval_s: float, stopping: asyncio.Event) -> None:
-        """Prune now and every ``interval_s`` until ``stopping``; a failed round is logged and retried next time."""
-        await periodic(interval_s, self.prune_and_log, stopping, "analytics pruning")

@@ -15,18 +15,15 @@ Docs: docs/operations.md#retention.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from psycopg_pool import AsyncConnectionPool
 
-from switchboard.retention import DEFAULT_BATCH, distinct_tenants, periodic, prune_in_batches
+from switchboard.retention import DEFAULT_BATCH, Pruner, distinct_tenants, prune_in_batches
 
 __all__ = ["DeliveryPruner"]
 
-logger = logging.getLogger(__name__)
 
 # created_at <= updated_at, so the index on created_at bounds the walk.
 _DELETE = """
@@ -43,7 +40,9 @@ DELETE FROM delivery.deliveries WHERE id IN (SELECT id FROM doomed)
 """
 
 
-class DeliveryPruner:
+class DeliveryPruner(Pruner):
+    what = "settled deliveries"
+
     def __init__(self, pool: AsyncConnectionPool, retention_days: int, batch_size: int = DEFAULT_BATCH,
                  now: Callable[[], datetime] | None = None) -> None:
         self.pool = pool
@@ -59,12 +58,3 @@ class DeliveryPruner:
             deleted += await prune_in_batches(self.pool, _DELETE, {"tenant": tenant, "cutoff": cutoff},
                                               self.batch_size)
         return deleted
-
-    async def prune_and_log(self) -> None:
-        deleted = await self.prune()
-        if deleted:
-            logger.info("settled deliveries pruned", extra={"deleted": deleted})
-
-    async def run(self, interval_s: float, stopping: asyncio.Event) -> None:
-        """Prune now and every ``interval_s`` until ``stopping``; a failed round is retried next time."""
-        await periodic(interval_s, self.prune_and_log, stopping, "delivery log pruning")

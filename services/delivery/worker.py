@@ -82,7 +82,7 @@ class DeliveryWorker:
         except ValueError as exc:
             logger.error("unreadable delivery message dropped", extra={"error": str(exc)})
             return TERM
-        with _tracer.start_as_current_span("delivery.send", context=extract_trace_context(msg.headers)) as span:
+        with _tracer.start_as_current_span("delivery.send", context=extract_trace_context(msg.headers)):
             tag_current_span(event_id=message.event_id, tenant_id=message.tenant_id, delivery_id=message.delivery_id)
             try:
                 return await self.deliver(message)

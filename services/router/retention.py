@@ -13,25 +13,24 @@ Docs: docs/operations.md#retention.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from psycopg_pool import AsyncConnectionPool
 
-from switchboard.retention import DEFAULT_BATCH, distinct_tenants, periodic, prune_in_batches
+from switchboard.retention import DEFAULT_BATCH, Pruner, distinct_tenants, prune_in_batches
 
 __all__ = ["EventPruner"]
 
-logger = logging.getLogger(__name__)
 
 _DELETE = """DELETE FROM router.events WHERE ctid = ANY(ARRAY(
                  SELECT ctid FROM router.events WHERE tenant_id = %(tenant)s AND received_at < %(cutoff)s
                  LIMIT %(batch)s))"""
 
 
-class EventPruner:
+class EventPruner(Pruner):
+    what = "router events"
+
     def __init__(self, pool: AsyncConnectionPool, retention_days: int, batch_size: int = DEFAULT_BATCH,
                  now: Callable[[], datetime] | None = None) -> None:
         self.pool = pool
@@ -53,12 +52,3 @@ class EventPruner:
             deleted += await prune_in_batches(self.pool, _DELETE, {"tenant": tenant, "cutoff": until},
                                               self.batch_size)
         return deleted
-
-    async def prune_and_log(self) -> None:
-        deleted = await self.prune()
-        if deleted:
-            logger.info("router events pruned", extra={"deleted": deleted})
-
-    async def run(self, interval_s: float, stopping: asyncio.Event) -> None:
-        """Prune now and every ``interval_s`` until ``stopping``; a failed round is retried next time."""
-        await periodic(interval_s, self.prune_and_log, stopping, "router event pruning")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import httpx
 
@@ -36,3 +38,22 @@ def sign_raw(secret: str, body: bytes) -> str:
 def signed(secret: str, payload: object) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(payload).encode()
     return body, {"x-signature": sign_raw(secret, body), "content-type": "application/json"}
+
+
+def send(platform: Any, source_id: str, secret: str, payload: dict) -> str:
+    """POST a signed webhook to ``platform``'s edge; the accepted event's id."""
+    body, headers = signed(secret, payload)
+    reply = httpx.post(f"{platform.edge_url}/in/{source_id}", content=body, headers=headers)
+    assert reply.status_code == 202, reply.text
+    return reply.json()["event_id"]
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """``check()``'s first truthy value, polled; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")

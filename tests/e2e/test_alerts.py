@@ -10,21 +10,12 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.slice import signed
+from tests.e2e.slice import signed, wait_for
 from tests.platform_runner import Platform
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
 
-
-def wait_for(check, timeout: float = 45.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def alerts_received(receiver: Receiver) -> list[tuple[dict, str]]:
@@ -47,7 +38,7 @@ def test_a_failing_endpoint_raises_an_alert_event_routed_to_another_endpoint(pla
             reply = httpx.post(f"{platform.edge_url}/in/{source['id']}", content=body, headers=headers)
             assert reply.status_code == 202, reply.text
 
-        [(alert, webhook_id)] = wait_for(lambda: alerts_received(on_call))
+        [(alert, webhook_id)] = wait_for(lambda: alerts_received(on_call), timeout=45.0)
         assert {k: alert[k] for k in ("alert", "state", "endpoint_id", "threshold", "window_s", "resolved_at")} == {
             "alert": "failure_rate", "state": "firing", "endpoint_id": bad, "threshold": 0.5, "window_s": 5.0,
             "resolved_at": None}
@@ -60,7 +51,7 @@ def test_a_failing_endpoint_raises_an_alert_event_routed_to_another_endpoint(pla
 
         # The receiver recovers: retries succeed, failures leave the window, the alert resolves.
         broken.status = 200
-        wait_for(lambda: len(alerts_received(on_call)) >= 2)
+        wait_for(lambda: len(alerts_received(on_call)) >= 2, timeout=45.0)
         time.sleep(2)  # a few more rounds: nothing fires or resolves again
         received = alerts_received(on_call)
         assert [(a["alert"], a["state"]) for a, _ in received] == [("failure_rate", "firing"),

@@ -3,35 +3,19 @@
 
 from __future__ import annotations
 
-import time
 
 import grpc
 import httpx
 import pytest
 
 from switchboard.v1 import auth_pb2, auth_pb2_grpc
-from tests.e2e.slice import signed
+from tests.e2e.slice import send, wait_for
 from tests.platform_runner import Platform
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
 
 
-def send(platform: Platform, source_id: str, secret: str, payload: dict) -> str:
-    body, headers = signed(secret, payload)
-    reply = httpx.post(f"{platform.edge_url}/in/{source_id}", content=body, headers=headers)
-    assert reply.status_code == 202, reply.text
-    return reply.json()["event_id"]
-
-
-def wait_for(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def other_tenant_key(platform: Platform, *scopes: str) -> str:

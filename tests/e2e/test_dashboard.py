@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import struct
-import time
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -18,7 +17,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.e2e.slice import signed
+from tests.e2e.slice import send, wait_for
 from tests.platform_runner import Platform
 from tests.receivers import Receiver
 
@@ -64,21 +63,6 @@ def page(browser) -> Iterator:
 
 # -- helpers ------------------------------------------------------------------------------
 
-def send(platform: Platform, source_id: str, secret: str, payload: dict) -> str:
-    body, headers = signed(secret, payload)
-    reply = httpx.post(f"{platform.edge_url}/in/{source_id}", content=body, headers=headers)
-    assert reply.status_code == 202, reply.text
-    return reply.json()["event_id"]
-
-
-def wait_for(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def sign_in(page, edge_url: str, key: str, state: str = "ready") -> None:

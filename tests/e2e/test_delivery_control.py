@@ -6,23 +6,15 @@ import time
 from datetime import datetime
 
 import grpc
-import httpx
 import pytest
 
 from switchboard.v1 import auth_pb2, auth_pb2_grpc
-from tests.e2e.slice import create_slice, signed
+from tests.e2e.slice import create_slice, send
 from tests.e2e.test_slice import wait_for_delivery
-from tests.platform_runner import Platform
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
 
-
-def send(platform: Platform, source_id: str, secret: str, payload: dict) -> str:
-    body, headers = signed(secret, payload)
-    reply = httpx.post(f"{platform.edge_url}/in/{source_id}", content=body, headers=headers)
-    assert reply.status_code == 202, reply.text
-    return reply.json()["event_id"]
 
 
 def test_a_receiver_can_abort_retries_and_disable_its_endpoint_then_dead_letters_are_retried(platform) -> None:

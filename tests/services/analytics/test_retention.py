@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from services.analytics.ledger import AttemptLedger
-from services.analytics.retention import Pruner, RetentionPolicy
+from services.analytics.retention import AnalyticsPruner, RetentionPolicy
 from services.analytics.stats import StatsReader
 from switchboard.settings import Settings
 from tests.services.analytics.conftest import NOW, attempt
@@ -32,7 +32,7 @@ async def test_attempts_and_minutes_go_after_their_retention_and_hours_and_days_
     assert await counts(ledger) == {"attempts": 60, "events": 60, "deliveries": 60, "minute": 60, "hour": 60,
                                     "day": 60}
 
-    pruner = Pruner(ledger.pool, RetentionPolicy(attempts_days=10, rollups_days=40, batch_size=7), now=lambda: NOW)
+    pruner = AnalyticsPruner(ledger.pool, RetentionPolicy(attempts_days=10, rollups_days=40, batch_size=7), now=lambda: NOW)
     deleted = await pruner.prune()
     # Kept: days 0..9 of attempts and minutes (06:00 on day 10 is 10.27 days old), days 0..39
     # of hours; and day 40's day bucket, since a bucket goes only once all of it is past the cut-off.
@@ -50,7 +50,7 @@ async def test_attempts_and_minutes_go_after_their_retention_and_hours_and_days_
 async def test_the_pruning_job_runs_until_stopped(ledger: AttemptLedger) -> None:
     await ledger.record_batch([attempt("old", 1, at=NOW - timedelta(days=400))])
     stopping = asyncio.Event()
-    task = asyncio.create_task(Pruner(ledger.pool, RetentionPolicy(attempts_days=30)).run(0.05, stopping))
+    task = asyncio.create_task(AnalyticsPruner(ledger.pool, RetentionPolicy(attempts_days=30)).run(0.05, stopping))
     for _ in range(100):
         if (await counts(ledger))["attempts"] == 0:
             break
