@@ -23,9 +23,11 @@ R = TypeVar("R")
 class Batcher(Generic[T, R]):
     """Runs ``run(items)`` for the items submitted together; each caller gets its own result.
 
-    ``run`` returns one result per item, in order. If it raises, every caller
-    in that batch gets the exception (and may retry on its own). At most
-    ``max_concurrent`` batches run at once, each of at most ``max_batch`` items.
+    ``run`` returns one result per item, in order; a result that is an
+    exception is raised to that item's caller alone. If ``run`` raises, every
+    caller in that batch gets the exception (and may retry on its own). At
+    most ``max_concurrent`` batches run at once, each of at most ``max_batch``
+    items.
     """
 
     def __init__(self, run: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_batch: int = 256,
@@ -35,13 +37,17 @@ class Batcher(Generic[T, R]):
         self._max_concurrent = max_concurrent
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._running = 0
+        # The drains running (a task nobody refers to may be collected mid-way).
+        self._drains: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._running < self._max_concurrent:
             self._running += 1
-            asyncio.get_running_loop().create_task(self._drain())
+            drain = asyncio.get_running_loop().create_task(self._drain())
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
         return await future
 
     async def _drain(self) -> None:
@@ -54,15 +60,24 @@ class Batcher(Generic[T, R]):
                     results = await self._run([item for item, _ in batch])
                     if len(results) != len(batch):
                         raise RuntimeError(f"batch of {len(batch)} gave {len(results)} results")
-                except BaseException as exc:  # every caller learns of it; the drain goes on
+                except asyncio.CancelledError:
+                    # Shutting down: nobody waits for ever, neither this batch nor the next.
+                    for _, future in batch + self._pending:
+                        if not future.done():
+                            future.cancel()
+                    self._pending = []
+                    raise
+                except Exception as exc:  # every caller learns of it; the drain goes on
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
                     continue
                 for (_, future), result in zip(batch, results):
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
                         future.set_result(result)
         finally:
             self._running -= 1

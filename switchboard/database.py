@@ -32,6 +32,7 @@ __all__ = [
     "describe_error",
     "load_migrations",
     "open_pool",
+    "storable_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,15 @@ class DatabaseUnavailable(Unavailable):
     """PostgreSQL cannot be reached; the message names the server, never a password."""
 
     code = "database_unavailable"
+
+
+def storable_text(value: str | None) -> str | None:
+    """``value`` without NUL characters, which PostgreSQL's text and jsonb cannot hold.
+
+    For text that comes from outside (a receiver's answer, an error message):
+    one such character must not fail the statement it travels in.
+    """
+    return value.replace("\x00", "") if value and "\x00" in value else value
 
 
 def describe_error(exc: BaseException) -> str:

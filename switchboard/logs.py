@@ -49,7 +49,7 @@ _SECRET_KEY = re.compile(
 
 # (pattern, replacement), applied in order to free text.
 _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\b(Bearer)\s+[\w.~+/=\-]{8,}", re.IGNORECASE), r"\1 " + REDACTED),
+    (re.compile(r"\b(Bearer|Basic)\s+[\w.~+/=\-]{8,}", re.IGNORECASE), r"\1 " + REDACTED),
     (re.compile(r"\bsb_live_([A-Za-z0-9]{1,32})_[A-Za-z0-9]+"), r"sb_live_\1_" + REDACTED),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_\-]+"), "whsec_" + REDACTED),
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), "sk-" + REDACTED),
@@ -84,7 +84,10 @@ def redact(key: str, value: Any) -> Any:
         return {k: redact(str(k), v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(key, v) for v in value]
-    return value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    # Anything else (an exception, an object) is written as its text: masked like any text.
+    return redact_text(str(value))
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:

@@ -36,10 +36,34 @@ class DestinationRefused(ValueError):
     """The URL is malformed or resolves to an address outbound requests may not reach."""
 
 
+# IPv6 prefixes that carry an IPv4 address in their low 32 bits: NAT64 (RFC 6052,
+# RFC 8215) and the deprecated IPv4-compatible form. Through a NAT64 gateway,
+# 64:ff9b::a9fe:a9fe reaches 169.254.169.254.
+_EMBEDDING_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"),
+                   ipaddress.ip_network("::/96"))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]
+    if any(ip in network for network in _EMBEDDING_IPV4) and int(ip) > 1:  # not :: nor ::1
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _is_forbidden(address: str, allowed: Networks = ()) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            # Judged as the IPv4 address it reaches (an allow-list may name either form).
+            if any(ip in network for network in allowed):
+                return False
+            ip = embedded
     if any(ip in network for network in allowed):
         return False
     # Not is_private alone: shared address space (100.64.0.0/10, where some clouds

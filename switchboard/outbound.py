@@ -20,12 +20,15 @@ a delivery needs:
   and a cancelled request's connection is closed.
 - A request that fails on a reused connection before any byte of an answer
   came (the receiver closed it while idle) is sent once more on a new one.
+  A receiver that read it and died without answering thus gets it twice, as
+  with any retry: the ``webhook-id`` is the same, for it to de-duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import ssl
 import time
@@ -71,13 +74,20 @@ class OutboundResponse:
     body: bytes = b""
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Written by the client itself: a second copy would let the request be framed two ways.
+_FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
+
+
 def _header_lines(headers: Mapping[str, str]) -> list[str]:
     lines = []
     for name, value in headers.items():
         name, value = str(name), str(value)
         # isprintable() refuses CR, LF, NUL and every other control character (tabs too) in one C call.
-        if not (name.isprintable() and value.isprintable()) or not name or ":" in name or " " in name:
+        if not _TOKEN.fullmatch(name) or not value.isprintable():
             raise RequestNotSendable(f"header {name[:40]!r} cannot be sent (control characters or a bad name)")
+        if name.lower() in _FRAMING_HEADERS:
+            raise RequestNotSendable(f"header {name} is set by the client itself")
         lines.append(f"{name}: {value}\r\n")
     return lines
 
@@ -119,6 +129,15 @@ class _Origin:
         return host if self.port == default else f"{host}:{self.port}"
 
 
+#: An answer whose status line and headers exceed this, or that has more
+#: headers than MAX_HEADERS, is refused: a receiver must not exhaust our memory.
+MAX_HEAD_BYTES = 65536
+MAX_HEADERS = 100
+#: Past the bytes asked for, up to this much of a body is read and dropped so
+#: the connection can be kept; a longer body closes it instead.
+DRAIN_BYTES = 65536
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; one request at a time."""
 
@@ -134,6 +153,10 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._answered = False
         self._framed = True  # the answer says where its body ends (length or chunks)
+        self._head_bytes = 0  # bytes received while the head was not complete
+        self._head_done = False
+        self._header_count = self._header_bytes = 0
+        self._body_seen = 0
         self.reusable = False
 
     # asyncio.Protocol
@@ -150,6 +173,11 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(ConnectionDropped(f"the answer is not valid HTTP: {exc}", answered=True))
             self.close()
+            return
+        if not self._head_done:  # what the parser holds of a head not yet complete is bounded
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(f"the answer's headers exceed {MAX_HEAD_BYTES} bytes")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -163,8 +191,15 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value)
+        if self._header_count > MAX_HEADERS:
+            self._refuse(f"the answer has more than {MAX_HEADERS} headers")
+        elif self._header_bytes > MAX_HEAD_BYTES:
+            self._refuse(f"the answer's headers exceed {MAX_HEAD_BYTES} bytes")
 
     def on_headers_complete(self) -> None:
+        self._head_done = True
         self._status = self.parser.get_status_code()
         self._framed = "content-length" in self._headers or "chunked" in self._headers.get("transfer-encoding", "")
 
@@ -172,12 +207,13 @@ class _Connection(asyncio.Protocol):
         room = self._limit - len(self._body)
         if room > 0:
             self._body += body[:room]
-        if len(self._body) >= self._limit and self._waiter is not None and not self._waiter.done():
+        self._body_seen += len(body)
+        if self._body_seen > self._limit + DRAIN_BYTES or (not self._framed and self._body_seen >= self._limit):
             self._finish(reusable=False)  # enough read; the rest is never read, so the connection goes
 
     def on_message_complete(self) -> None:
         if 100 <= self._status < 200:  # an interim answer (100 Continue): the real one follows
-            self._headers, self._status = {}, 0
+            self._headers, self._status, self._head_done, self._head_bytes = {}, 0, False, 0
             return
         self._finish(reusable=self.parser.should_keep_alive())
 
@@ -187,6 +223,8 @@ class _Connection(asyncio.Protocol):
         self._waiter = asyncio.get_running_loop().create_future()
         self._limit, self._headers, self._body, self._status = read_limit, {}, bytearray(), 0
         self._answered, self._framed, self.reusable = False, True, False
+        self._head_bytes, self._head_done, self._body_seen = 0, False, 0
+        self._header_count = self._header_bytes = 0
         self.transport.write(request)
         try:
             return await self._waiter
@@ -199,6 +237,10 @@ class _Connection(asyncio.Protocol):
             return  # the answer was already complete (its read limit reached)
         self.reusable = reusable and not self.closed
         self._waiter.set_result(OutboundResponse(self._status, self._headers, bytes(self._body)))
+
+    def _refuse(self, why: str) -> None:
+        self._fail(ConnectionDropped(why, answered=True))
+        self.close()
 
     def _fail(self, exc: Exception) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -233,6 +275,8 @@ class OutboundClient:
         if self._closed:
             raise OutboundError("the client is closed")
         origin = _Origin.of(url)
+        if not _TOKEN.fullmatch(method):
+            raise RequestNotSendable(f"{method[:20]!r} is not an HTTP method")
         lines = [f"{method} {origin.target} HTTP/1.1\r\nhost: {origin.host_header}\r\n"
                  f"content-length: {len(body)}\r\n", *_header_lines(headers or {}), "\r\n"]
         try:
@@ -240,7 +284,7 @@ class OutboundClient:
         except UnicodeEncodeError:
             raise RequestNotSendable("header values must be Latin-1 text") from None
         for resend in (False, True):
-            connection = self._checkout(origin.key)
+            connection = None if resend else self._checkout(origin.key)
             reused = connection is not None
             if connection is None:
                 connection = await self._connect(origin)

@@ -194,13 +194,14 @@ class Settings:
     # otlp (to otlp_endpoint, else the standard OTEL_EXPORTER_OTLP_* variables).
     otel_exporter: str = "none"
     otlp_endpoint: str | None = None
-    # Each service serves /metrics on its own port (0: any free one); the
-    # edge's HTTP port serves it too unless edge_metrics is off, and asks for
-    # `Authorization: Bearer <metrics_token>` when one is set.
+    # Each service serves /metrics on its own port (0: any free one). The
+    # edge's public HTTP port serves it only when asked (edge_metrics), or
+    # behind `Authorization: Bearer <metrics_token>` when one is set: traffic
+    # figures are nobody's business but the operator's.
     metrics_enabled: bool = True
     metrics_host: str = "127.0.0.1"
     metrics_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
-    edge_metrics: bool = True
+    edge_metrics: bool = False
     metrics_token: str | None = None
     # How often JetStream consumer lag is read for the metrics.
     consumer_lag_interval_s: float = 15.0
@@ -297,7 +298,7 @@ class Settings:
             metrics_enabled=_bool(env, f"{p}METRICS", True),
             metrics_host=env.get(f"{p}METRICS_HOST") or "127.0.0.1",
             metrics_ports=metrics_ports,
-            edge_metrics=_bool(env, f"{p}EDGE_METRICS", True),
+            edge_metrics=_bool(env, f"{p}EDGE_METRICS", False),
             metrics_token=env.get(f"{p}METRICS_TOKEN") or None,
             consumer_lag_interval_s=_float(env, f"{p}CONSUMER_LAG_INTERVAL", 15.0),
         )

@@ -18,6 +18,7 @@ from typing import Iterable
 from psycopg_pool import AsyncConnectionPool
 
 from services.analytics.histogram import SLOTS, slot_of
+from switchboard.database import storable_text
 from switchboard.events import AttemptRecord
 
 __all__ = ["BatchResult", "AttemptLedger", "event_id_of", "check_attempt", "OUTCOMES"]
@@ -50,11 +51,6 @@ def check_attempt(attempt: AttemptRecord) -> None:
         value = getattr(attempt, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e11:
             raise ValueError(f"{name} must be a non-negative number")
-
-
-def _text(value: str | None) -> str | None:
-    # PostgreSQL text cannot hold NUL; one in a report must not fail its batch.
-    return value.replace("\x00", "") if value and "\x00" in value else value
 
 
 @dataclass(frozen=True)
@@ -240,10 +236,10 @@ class AttemptLedger:
 
 def _cleaned(a: AttemptRecord) -> AttemptRecord:
     return AttemptRecord(
-        delivery_id=_text(a.delivery_id), number=int(a.number), tenant_id=_text(a.tenant_id),
-        endpoint_id=_text(a.endpoint_id), event_type=_text(a.event_type), outcome=a.outcome,
-        status_code=a.status_code, latency_ms=float(a.latency_ms), at=float(a.at), source_id=_text(a.source_id),
-        category=_text(a.category), error=_text(a.error))
+        delivery_id=storable_text(a.delivery_id), number=int(a.number), tenant_id=storable_text(a.tenant_id),
+        endpoint_id=storable_text(a.endpoint_id), event_type=storable_text(a.event_type), outcome=a.outcome,
+        status_code=a.status_code, latency_ms=float(a.latency_ms), at=float(a.at), source_id=storable_text(a.source_id),
+        category=storable_text(a.category), error=storable_text(a.error))
 
 
 def _rollup_params(deltas: dict[RollupKey, RollupDelta]) -> dict[str, list]:

@@ -18,8 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from switchboard.retention import Pruner, prune_in_batches
 
-__all__ = ["RetentionPolicy", "Pruner"]
-
+__all__ = ["RetentionPolicy", "AnalyticsPruner"]
 
 
 @dataclass(frozen=True)

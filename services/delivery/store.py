@@ -6,9 +6,10 @@ import base64
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import orjson
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -19,6 +20,9 @@ from switchboard.ids import is_id, new_id
 from switchboard.patterns import matches_any
 
 __all__ = ["Endpoint", "Attempt", "Delivery", "DeliveryFilter", "DeliveryStore"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,24 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
     history: list[Attempt] = field(default_factory=list)
+
+
+async def _each_alone_on_bad_data(run: Callable[[Sequence[T]], Awaitable[list[R]]],
+                                  items: Sequence[T]) -> list[R | Exception]:
+    """``run(items)``; if the batch holds data PostgreSQL refuses, each item again on its own,
+    so one bad row fails only its own caller."""
+    try:
+        return list(await run(items))
+    except psycopg.DataError:
+        if len(items) == 1:
+            raise
+    results: list[R | Exception] = []
+    for item in items:
+        try:
+            results.extend(await run([item]))
+        except psycopg.DataError as exc:
+            results.append(exc)
+    return results
 
 
 def _jsonb(value: Any) -> Jsonb:
@@ -261,8 +283,12 @@ class DeliveryStore:
         """
         return await self._begins.submit(message)
 
-    async def _begin_all(self, messages: Sequence[DeliveryMessage]) -> list[tuple[str, int, int]]:
-        ids = list(dict.fromkeys(m.delivery_id for m in messages))
+    async def _begin_all(self, messages: Sequence[DeliveryMessage]) -> list[tuple[str, int, int] | Exception]:
+        return await _each_alone_on_bad_data(self._begin_rows, messages)
+
+    async def _begin_rows(self, messages: Sequence[DeliveryMessage]) -> list[tuple[str, int, int]]:
+        # Sorted: one lock order for every batch, so concurrent batches wait, never deadlock.
+        ids = sorted({m.delivery_id for m in messages})
         first = {m.delivery_id: m for m in reversed(messages)}
         rows = [first[i] for i in ids]
         async with self.pool.connection() as conn, conn.transaction():
@@ -326,11 +352,15 @@ class DeliveryStore:
         """
         return await self._attempts.submit((delivery_id, attempt))
 
-    async def _record_all(self, attempts: Sequence[tuple[str, Attempt]]) -> list[bool]:
+    async def _record_all(self, attempts: Sequence[tuple[str, Attempt]]) -> list[bool | Exception]:
+        return await _each_alone_on_bad_data(self._record_rows, attempts)
+
+    async def _record_rows(self, attempts: Sequence[tuple[str, Attempt]]) -> list[bool]:
         # One statement updates a delivery at most once: a delivery twice in a
         # batch (two copies of one message) has its second attempt in a statement of its own.
+        # Sorted: one lock order for every batch, so concurrent batches wait, never deadlock.
         rounds: list[dict[str, int]] = []
-        for index, (delivery_id, _) in enumerate(attempts):
+        for index, (delivery_id, _) in sorted(enumerate(attempts), key=lambda item: item[1][0]):
             for taken in rounds:
                 if delivery_id not in taken:
                     taken[delivery_id] = index
@@ -338,7 +368,8 @@ class DeliveryStore:
             else:
                 rounds.append({delivery_id: index})
         recorded = [False] * len(attempts)
-        async with self.pool.connection() as conn:
+        # One transaction: a caller is never told "failed" for an attempt that was kept.
+        async with self.pool.connection() as conn, conn.transaction():
             for taken in rounds:
                 rows = [attempts[i] for i in taken.values()]
                 cur = await conn.execute(

@@ -23,7 +23,7 @@ from plugins.manager import PluginRegistry, UnknownPlugin
 from switchboard.circuit import CircuitBreakers
 from services.delivery.options import EndpointOptions, parse_options
 from services.delivery.store import Attempt, DeliveryStore, Endpoint
-from switchboard.database import describe_error
+from switchboard.database import describe_error, storable_text
 from switchboard.errors import NotFound
 from switchboard.events import AttemptRecord, DeliveryMessage
 from switchboard.ratelimit import TokenBuckets
@@ -46,7 +46,8 @@ _tracer = tracer(__name__)
 
 def _bounded(headers: Mapping[str, str], count: int = 30, length: int = 256) -> dict[str, str]:
     """A receiver's headers as kept in the log: at most ``count``, each value cut to ``length``."""
-    return {str(k)[:64].lower(): str(v)[:length] for k, v in list(headers.items())[:count]}
+    return {storable_text(str(k)[:64].lower()): storable_text(str(v)[:length])
+            for k, v in list(headers.items())[:count]}
 
 
 class NotSent(Exception):
@@ -225,7 +226,8 @@ class DeliveryWorker:
         recorded = await self.store.record_attempt(
             message.delivery_id,
             Attempt(number=number, started_at=started, outcome=outcome, status_code=result.status_code,
-                    latency_ms=latency_ms, response_excerpt=result.response_excerpt, error=result.error,
+                    latency_ms=latency_ms, response_excerpt=storable_text(result.response_excerpt),
+                    error=storable_text(result.error),
                     response_headers=_bounded(result.response_headers),
                     sent_to=target.id if target is not endpoint else None),
         )
@@ -235,7 +237,7 @@ class DeliveryWorker:
             logger.warning("attempt already recorded by another worker", extra={"delivery_id": message.delivery_id})
             return retry_in(policy.base_delay_s)
         metrics.record_delivery_attempt(target.destination, outcome, latency_ms / 1000)
-        await self._report(message, number, outcome, result.status_code, latency_ms, result.error)
+        await self._report(message, target.id, number, outcome, result.status_code, latency_ms, result.error)
         logger.info("delivery attempt", extra={
             "delivery_id": message.delivery_id, "tenant_id": message.tenant_id, "attempt": number,
             "outcome": outcome, "status_code": result.status_code,
@@ -261,12 +263,15 @@ class DeliveryWorker:
             await self.store.set_endpoint_disabled(endpoint.tenant_id, endpoint.id, reason)
             logger.warning("endpoint auto-disabled", extra={"endpoint_id": endpoint.id, "reason": reason})
 
-    async def _report(self, message: DeliveryMessage, number: int, outcome: str,
+    async def _report(self, message: DeliveryMessage, sent_to: str, number: int, outcome: str,
                       status_code: int | None, latency_ms: float, error: str | None) -> None:
-        """Tell analytics; a lost report never fails a delivery."""
+        """Tell analytics; a lost report never fails a delivery.
+
+        The attempt counts for the endpoint it went to (a failover's answers are its own).
+        """
         record = AttemptRecord(
             delivery_id=message.delivery_id, number=number, tenant_id=message.tenant_id,
-            endpoint_id=message.endpoint_id, event_type=message.event_type, outcome=outcome,
+            endpoint_id=sent_to, event_type=message.event_type, outcome=outcome,
             status_code=status_code, latency_ms=latency_ms, at=time.time(),
             source_id=message.source_id, category=message.category, error=error[:200] if error else None,
         )

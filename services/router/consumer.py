@@ -25,7 +25,7 @@ from switchboard.messaging import (
     encode,
     retry_in,
 )
-from switchboard.telemetry import extract_trace_context, inject_trace_headers, tracer
+from switchboard.telemetry import extract_trace_context, inject_trace_headers, tag_current_span, tracer
 
 logger = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -55,26 +55,21 @@ async def publish_deliveries(js: JetStreamContext, event: Event, outgoing: Seque
                              replay_id: str | None = None, category: str | None = None) -> None:
     """Queue the deliveries of ``event`` as the dispatcher planned them; returns once JetStream has them all.
 
-    They are sent together and their acknowledgements awaited together (an
-    event fanned out to 100 endpoints costs one wait, not 100). Publishing a
-    delivery again (a redelivered event, a resumed replay, a retry after one
-    of them failed) is a no-op: its id is the JetStream message id.
+    They are published together and their acknowledgements awaited together
+    (an event fanned out to 100 endpoints costs one wait, not 100). Not with
+    ``publish_async``: a publish that fails before it is sent (NATS away, its
+    buffer full) never gives back that call's permit, and enough of them would
+    stop the router for good. Publishing a delivery again (a redelivered
+    event, a resumed replay, a retry after one of them failed) is a no-op: its
+    id is the JetStream message id.
     """
-    acks: list[asyncio.Future] = []
     trace = inject_trace_headers({})  # one trace context for all of the event's deliveries
-    try:
-        async with asyncio.timeout(timeout_s):
-            for one in outgoing:
-                delivery = delivery_message(event, one, replay_id, category)
-                acks.append(await js.publish_async(
-                    delivery_subject(event.tenant_id, one.endpoint_id),
-                    encode(delivery.to_message()),
-                    headers={**trace, "Nats-Msg-Id": delivery.delivery_id},
-                ))
-            answers = await asyncio.gather(*acks, return_exceptions=True)
-    finally:
-        for ack in acks:  # none left waiting after the deadline
-            ack.cancel()
+    publishes = []
+    for one in outgoing:
+        delivery = delivery_message(event, one, replay_id, category)
+        publishes.append(js.publish(delivery_subject(event.tenant_id, one.endpoint_id), encode(delivery.to_message()),
+                                    timeout=timeout_s, headers={**trace, "Nats-Msg-Id": delivery.delivery_id}))
+    answers = await asyncio.gather(*publishes, return_exceptions=True)
     failed = next((a for a in answers if isinstance(a, BaseException)), None)
     if failed is not None:
         raise failed
@@ -115,9 +110,8 @@ class EventRouter:
             # A message no router can read will not improve with retries.
             logger.error("unreadable event message dropped", extra={"error": str(exc)})
             return TERM
-        with _tracer.start_as_current_span("router.route", context=extract_trace_context(msg.headers)) as span:
-            span.set_attribute("switchboard.event_id", event.id)
-            span.set_attribute("switchboard.tenant_id", event.tenant_id)
+        with _tracer.start_as_current_span("router.route", context=extract_trace_context(msg.headers)):
+            tag_current_span(event_id=event.id, tenant_id=event.tenant_id)
             return await self.route(event)
 
     async def route(self, event: Event) -> Decision:

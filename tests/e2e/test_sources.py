@@ -56,6 +56,9 @@ def test_every_source_type_accepts_its_provider_and_refuses_the_rest(platform: P
             else:
                 assert reply.status_code == 202, (case.type, reply.text)
                 accepted[case.type] = reply.json()["event_id"]
+            # A plugin's answer is never a page a browser would render or sniff.
+            assert reply.headers["x-content-type-options"] == "nosniff"
+            assert "sandbox" in reply.headers["content-security-policy"]
             tampered = post(platform, source, body + b" ", good)
             assert tampered.status_code == 401 and tampered.json()["error"]["code"] == "invalid_signature", case.type
             wrong_type = post(platform, source, body, {**good, "content-type": "text/plain"})

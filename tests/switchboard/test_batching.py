@@ -47,3 +47,28 @@ async def test_a_run_that_answers_for_the_wrong_number_of_items_is_an_error() ->
     batcher = Batcher(lambda items: asyncio.sleep(0, []))
     with pytest.raises(RuntimeError, match="gave 0 results"):
         await batcher.submit(1)
+
+
+async def test_a_result_that_is_an_exception_fails_only_its_caller() -> None:
+    async def check(items):
+        return [ValueError(f"bad {n}") if n < 0 else n for n in items]
+
+    batcher = Batcher(check)
+    results = await asyncio.gather(batcher.submit(1), batcher.submit(-1), batcher.submit(2), return_exceptions=True)
+    assert results[0] == 1 and results[2] == 2 and isinstance(results[1], ValueError)
+
+
+async def test_cancelling_a_batch_in_flight_leaves_no_caller_waiting_for_ever() -> None:
+    started = asyncio.Event()
+
+    async def hang(items):
+        started.set()
+        await asyncio.sleep(3600)
+
+    batcher = Batcher(hang, max_batch=1, max_concurrent=1)
+    calls = [asyncio.ensure_future(batcher.submit(n)) for n in range(3)]
+    await started.wait()
+    for drain in list(batcher._drains):
+        drain.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 1)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)

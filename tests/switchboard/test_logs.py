@@ -73,6 +73,7 @@ def test_credentials_inside_nested_fields_are_redacted() -> None:
     ("secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw= rotated", "secret whsec_[redacted] rotated"),
     (f"sent Authorization: Bearer {KEY}", "sent Authorization: Bearer [redacted]"),
     ("header bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", "header bearer [redacted]"),
+    ("authorization: Basic QUMxMjM0OnNlY3JldHRva2Vu", "authorization: Basic [redacted]"),
     ("provider key sk-ant-api03-abcdefghijklmnopqrstuvwxyz failed", "provider key sk-[redacted] failed"),
     ("slack xoxb-1234567890-abcdefghij", "slack xox-[redacted]"),
     ("from jane.doe+tag@example.co.uk", "from [email]"),
@@ -89,6 +90,13 @@ def test_secrets_and_personal_data_in_text_are_masked(text: str, expected: str) 
 ])
 def test_ordinary_text_is_kept(text: str) -> None:
     assert redact_text(text) == text
+
+
+def test_values_that_are_not_text_are_masked_as_their_text() -> None:
+    from switchboard.logs import redact
+
+    assert redact("error", ValueError("mail jane@example.com")) == "mail [email]"
+    assert redact("attempt", 3) == 3 and redact("ok", True) is True and redact("none", None) is None
 
 
 def test_messages_string_fields_and_exceptions_are_masked_in_both_formats() -> None:

@@ -50,14 +50,14 @@ def test_edge_requests_are_counted_by_route_template_not_path() -> None:
     assert b"src_a" not in metrics.render()[0]  # no raw path in any label
 
 
-def test_the_edge_serves_metrics_unless_turned_off_and_behind_a_token_when_set() -> None:
+def test_the_edge_serves_metrics_only_when_asked_and_behind_a_token_when_set() -> None:
     with edge_client() as client:
+        assert client.get("/metrics").status_code == 404
+    with edge_client(edge_metrics=True) as client:
         reply = client.get("/metrics")
         assert reply.status_code == 200
         assert reply.headers["content-type"].startswith("text/plain")
         assert "switchboard_http_requests_total" in reply.text
-    with edge_client(edge_metrics=False) as client:
-        assert client.get("/metrics").status_code == 404
     with edge_client(metrics_token="scrape-me") as client:
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers={"authorization": "Bearer wrong"}).status_code == 401

@@ -62,3 +62,20 @@ async def test_without_a_guarded_client_the_host_is_checked_per_request() -> Non
             result = await exchange(guarded_context(http, guarded=False), "POST", receiver.url, body=b"{}")
     assert not result.ok and not result.retryable and "private" in result.error
     assert receiver.requests == []
+
+
+@pytest.mark.parametrize("address,forbidden", [
+    ("64:ff9b::a9fe:a9fe", True),  # NAT64 of 169.254.169.254, the cloud metadata service
+    ("64:ff9b::a00:1", True),  # NAT64 of 10.0.0.1
+    ("64:ff9b:1::a00:1", True),  # local-use NAT64 prefix
+    ("2002:a9fe:a9fe::1", True),  # 6to4 of 169.254.169.254
+    ("::a9fe:a9fe", True),  # IPv4-compatible
+    ("::ffff:127.0.0.1", True),  # IPv4-mapped
+    ("64:ff9b::808:808", False),  # NAT64 of a public address
+    ("2606:4700::1111", False),
+])
+def test_ipv6_addresses_carrying_an_ipv4_address_are_judged_by_it(address: str, forbidden: bool) -> None:
+    from switchboard.netguard import _is_forbidden
+
+    assert _is_forbidden(address) is forbidden
+    assert _is_forbidden(address, parse_networks([f"{address}/128"])) is False  # the operator may allow one

@@ -109,11 +109,37 @@ async def test_an_interim_100_continue_is_skipped(client) -> None:
     assert (response.status, response.body) == (200, b"ok")
 
 
-async def test_a_keep_alive_connection_closed_while_idle_is_replaced_and_the_request_sent_once(client) -> None:
+async def test_a_closed_keep_alive_connection_is_never_reused(client) -> None:
     async with Scripted(close_after_each=True) as server:  # closes every connection after its answer
         for _ in range(3):
             assert (await client.request("POST", server.url, body=b"{}")).status == 200
     assert len(server.requests) == 3 and server.connections == 3
+
+
+async def test_a_request_dropped_on_a_reused_connection_is_sent_again_on_a_new_one(client) -> None:
+    # The second request finds the pooled connection, which the receiver closes without answering
+    # (as a server does with a connection it timed out while idle): sent again, on a new connection.
+    async with Scripted(OK, None) as server:
+        await client.request("POST", server.url, body=b"1")
+        assert (await client.request("POST", server.url, body=b"2")).status == 200
+    assert server.connections == 2 and [r.rsplit(b"\r\n", 1)[1] for r in server.requests] == [b"1", b"2", b"2"]
+
+
+async def test_a_body_a_little_over_the_limit_is_read_past_and_the_connection_kept(client) -> None:
+    page = b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 3000\r\n\r\n" + b"<html>" * 500
+    async with Scripted(page) as server:
+        response = await client.request("POST", server.url, body=b"", read_limit=512)
+        assert response.status == 502 and len(response.body) == 512
+        await client.request("POST", server.url, body=b"")
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("head", [b"x-big: " + b"v" * 70000 + b"\r\n",
+                                  b"".join(b"x-h%d: v\r\n" % n for n in range(150))])
+async def test_an_answer_with_huge_or_countless_headers_is_refused(client, head) -> None:
+    async with Scripted(b"HTTP/1.1 200 OK\r\n" + head + b"content-length: 2\r\n\r\nok") as server:
+        with pytest.raises(ConnectionDropped, match="headers"):
+            await client.request("POST", server.url, body=b"")
 
 
 async def test_a_connection_dropped_before_any_answer_on_a_new_connection_is_an_error(client) -> None:
@@ -165,7 +191,8 @@ async def test_a_cancelled_request_leaves_no_broken_connection_in_the_pool(clien
 
 
 @pytest.mark.parametrize("headers", [{"x-a": "1\r\nx-injected: yes"}, {"x-a": "1\nx-b: 2"}, {"x\0": "v"},
-                                     {"bad name": "v"}, {"x:y": "v"}, {"x": "caf\u00e9\u2603"}])
+                                     {"bad name": "v"}, {"x:y": "v"}, {"caf\u00e9": "v"}, {"x": "caf\u00e9\u2603"},
+                                     {"Content-Length": "0"}, {"transfer-encoding": "chunked"}, {"host": "a"}])
 async def test_headers_that_would_change_the_request_are_refused(client, headers) -> None:
     async with Scripted() as server:
         with pytest.raises(RequestNotSendable):
@@ -177,6 +204,11 @@ async def test_headers_that_would_change_the_request_are_refused(client, headers
 async def test_malformed_urls_are_refused(client, url) -> None:
     with pytest.raises(RequestNotSendable):
         await client.request("POST", url, body=b"")
+
+
+async def test_a_method_that_is_not_a_token_is_refused(client) -> None:
+    with pytest.raises(RequestNotSendable):
+        await client.request("POST / HTTP/1.1\r\nx: y", "http://127.0.0.1:9/", body=b"")
 
 
 async def test_nobody_listening_is_a_connection_failure(client) -> None:

@@ -44,7 +44,7 @@ def build_edge(edge: EdgeContext) -> Starlette:
         return JSONResponse(document)
 
     routes = starlette_routes(openapi)
-    if edge.settings.edge_metrics:
+    if edge.settings.edge_metrics or edge.settings.metrics_token:
         routes.append(Route("/metrics", metrics_endpoint(edge.settings.metrics_token), methods=["GET"]))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(EdgeTelemetry)])
     app.state.edge = edge

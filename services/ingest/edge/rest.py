@@ -28,6 +28,7 @@ from services.ingest.edge.fields import (
 from services.ingest.edge.requests import read_json_object
 from services.ingest.sources import Source, rate_limit
 from switchboard.errors import InvalidRequest
+from switchboard.events import PLATFORM_SOURCE
 from switchboard.rpc import call, timestamp
 from switchboard.v1 import auth_pb2, auth_pb2_grpc, delivery_pb2, delivery_pb2_grpc, router_pb2, router_pb2_grpc
 
@@ -305,8 +306,14 @@ async def _route_spec(request: Request, principal: Principal, edge: EdgeContext)
     if source_id:
         if not isinstance(source_id, str):
             raise InvalidRequest("source_id must be a string")
-        await edge.sources.get(principal.tenant_id, source_id)  # 404 for another tenant's source
+        await _own_source(edge, principal, source_id)
     return json.dumps(body)
+
+
+async def _own_source(edge: EdgeContext, principal: Principal, source_id: str) -> None:
+    """404 unless the source is the tenant's own, or the platform's (its alerts)."""
+    if source_id != PLATFORM_SOURCE:
+        await edge.sources.get(principal.tenant_id, source_id)
 
 
 async def create_route(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
@@ -447,7 +454,7 @@ async def create_replay(request: Request, principal: Principal, edge: EdgeContex
     body = await read_json_object(request, edge.settings.max_body_bytes)
     source_id = string_field(body, "source_id")
     if source_id:
-        await edge.sources.get(principal.tenant_id, source_id)  # 404 for another tenant's source
+        await _own_source(edge, principal, source_id)
     since = timestamp_field(string_field(body, "since", required=True), "since")
     until = timestamp_field(string_field(body, "until"), "until") or timestamp(datetime.now(timezone.utc))
     reply = await call(_router_stub(edge).CreateReplay(router_pb2.CreateReplayRequest(

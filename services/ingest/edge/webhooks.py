@@ -23,9 +23,16 @@ from switchboard.errors import SwitchboardError
 __all__ = ["WebhookReceiver"]
 
 
+# Every answer on /in is data for a sender, never a page: a browser must not
+# sniff it into HTML nor run anything in it, whatever a source plugin answers
+# (the dashboard, with its key, lives on the same origin).
+_CONTAINED = [(b"x-content-type-options", b"nosniff"), (b"content-security-policy", b"default-src 'none'; sandbox")]
+
+
 async def _respond(send: Send, status: int, body: bytes, headers: dict[str, str] | None = None,
                    content_type: str = "application/json") -> None:
-    raw_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    raw_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+                   *_CONTAINED]
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})

@@ -13,7 +13,7 @@ from services.delivery.store import DeliveryFilter, DeliveryStore
 from services.delivery.worker import DeliveryWorker
 from switchboard.database import apply_migrations
 from switchboard.events import DeliveryMessage
-from switchboard.messaging import ensure_streams
+from switchboard.messaging import decode, ensure_streams
 from switchboard.settings import Settings
 from switchboard.signatures import generate_webhook_secret
 from tests.receivers import Receiver
@@ -179,6 +179,11 @@ async def test_while_the_circuit_is_open_deliveries_go_to_the_failover_with_the_
             assert delivery.status == "succeeded" and delivery.endpoint_id == endpoint.id
             assert [(a.outcome, a.sent_to) for a in delivery.history] == [("retrying", None), ("succeeded", spare.id)]
             assert len(primary.requests) == 2
+            # Analytics hears of each attempt for the endpoint it went to.
+            reports = await js.pull_subscribe("attempts.t1", "check-reports")
+            sent = {(r["delivery_id"], r["number"]): r["endpoint_id"]
+                    for r in (decode(m.data) for m in await reports.fetch(10, timeout=5))}
+            assert sent[(f"evt_0:{endpoint.id}", 1)] == endpoint.id and sent[(f"evt_0:{endpoint.id}", 2)] == spare.id
 
             # The primary recovers: after the cooldown its probe goes to it again.
             clock.now += 30
@@ -366,3 +371,43 @@ async def test_each_recorded_attempt_is_counted_by_destination_and_outcome(setup
         receiver.status = 200
         await worker.deliver(message(endpoint.id, "evt_m"))
     assert count("retrying") - before["retrying"] == 1 and count("succeeded") - before["succeeded"] == 1
+
+
+async def test_an_answer_postgresql_cannot_store_never_holds_up_the_deliveries_beside_it(setup) -> None:
+    """A receiver answering NUL bytes (binary bodies do) is recorded cleaned, and ten deliveries
+    sharing its batch are recorded too; an attempt that still could not be stored fails alone."""
+    import asyncio
+    from datetime import datetime, timezone
+
+    from services.delivery.store import Attempt
+
+    store, worker, _ = setup
+
+    async def binary(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nok\x00\x00ok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(binary, "127.0.0.1", 0)
+    odd = await store.create_endpoint("t1", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/", "",
+                                      "webhook", generate_webhook_secret())
+    with Receiver() as receiver:
+        good = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        decisions = await asyncio.gather(worker.deliver(message(odd.id, "evt_odd")),
+                                         *(worker.deliver(message(good.id, f"evt_{n}")) for n in range(10)))
+    server.close()
+    assert [d.action for d in decisions] == ["ack"] * 11
+    [delivery] = await deliveries_of(store, "t1", "evt_odd")
+    assert delivery.status == "succeeded" and delivery.history[0].response_excerpt == "okok"
+    for n in range(10):
+        assert (await deliveries_of(store, "t1", f"evt_{n}"))[0].status == "succeeded"
+    # Past the cleaning, the store's own fallback: the bad row fails its caller only.
+    unstorable, fine = message(good.id, "evt_bad"), message(good.id, "evt_fine")
+    await asyncio.gather(store.begin(unstorable), store.begin(fine))
+    now = datetime.now(timezone.utc)
+    results = await asyncio.gather(
+        store.record_attempt(unstorable.delivery_id, Attempt(1, now, "succeeded", 200, 1.0, "a\x00b", None)),
+        store.record_attempt(fine.delivery_id, Attempt(1, now, "succeeded", 200, 1.0, "ok", None)),
+        return_exceptions=True)
+    assert isinstance(results[0], Exception) and results[1] is True
