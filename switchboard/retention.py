@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, ClassVar, Mapping
 
 from psycopg_pool import AsyncConnectionPool
 
 from switchboard.database import describe_error
 
-__all__ = ["Pruner", "DEFAULT_BATCH", "prune_in_batches", "periodic", "distinct_tenants"]
+__all__ = ["Pruner", "TenantPruner", "DEFAULT_BATCH", "prune_in_batches", "periodic", "distinct_tenants"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,38 @@ class Pruner:
     async def run(self, interval_s: float, stopping: asyncio.Event) -> None:
         """Prune now and every ``interval_s`` until ``stopping``; a failed round is logged and retried next time."""
         await periodic(interval_s, self.prune_and_log, stopping, f"{self.what} pruning")
+
+
+class TenantPruner(Pruner):
+    """Prunes one table tenant by tenant: ``statement`` deletes one batch of a
+    tenant's rows older than ``%(cutoff)s`` (with ``%(tenant)s`` and ``%(batch)s``).
+
+    A subclass may keep some of a tenant's rows longer with :meth:`holds`.
+    """
+
+    table: ClassVar[str]
+    statement: ClassVar[str]
+
+    def __init__(self, pool: AsyncConnectionPool, retention_days: int, batch_size: int = DEFAULT_BATCH,
+                 now: Callable[[], datetime] | None = None) -> None:
+        self.pool = pool
+        self.retention_days = retention_days
+        self.batch_size = batch_size
+        self.now = now or (lambda: datetime.now(timezone.utc))
+
+    async def holds(self) -> Mapping[str, datetime]:
+        """Per tenant, a time from which nothing is pruned this round; none by default."""
+        return {}
+
+    async def prune(self) -> int:
+        cutoff = self.now() - timedelta(days=self.retention_days)
+        held = await self.holds()
+        deleted = 0
+        for tenant in await distinct_tenants(self.pool, self.table):
+            until = min(cutoff, held[tenant]) if tenant in held else cutoff
+            deleted += await prune_in_batches(self.pool, self.statement, {"tenant": tenant, "cutoff": until},
+                                              self.batch_size)
+        return deleted
 
 
 async def distinct_tenants(pool: AsyncConnectionPool, table: str) -> list[str]:

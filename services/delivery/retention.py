@@ -15,12 +15,7 @@ Docs: docs/operations.md#retention.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Callable
-
-from psycopg_pool import AsyncConnectionPool
-
-from switchboard.retention import DEFAULT_BATCH, Pruner, distinct_tenants, prune_in_batches
+from switchboard.retention import TenantPruner
 
 __all__ = ["DeliveryPruner"]
 
@@ -40,21 +35,9 @@ DELETE FROM delivery.deliveries WHERE id IN (SELECT id FROM doomed)
 """
 
 
-class DeliveryPruner(Pruner):
+class DeliveryPruner(TenantPruner):
+    """Deletes the settled deliveries past retention with their attempts."""
+
     what = "settled deliveries"
-
-    def __init__(self, pool: AsyncConnectionPool, retention_days: int, batch_size: int = DEFAULT_BATCH,
-                 now: Callable[[], datetime] | None = None) -> None:
-        self.pool = pool
-        self.retention_days = retention_days
-        self.batch_size = batch_size
-        self.now = now or (lambda: datetime.now(timezone.utc))
-
-    async def prune(self) -> int:
-        """Delete the settled deliveries past retention with their attempts; how many deliveries."""
-        cutoff = self.now() - timedelta(days=self.retention_days)
-        deleted = 0
-        for tenant in await distinct_tenants(self.pool, "delivery.deliveries"):
-            deleted += await prune_in_batches(self.pool, _DELETE, {"tenant": tenant, "cutoff": cutoff},
-                                              self.batch_size)
-        return deleted
+    table = "delivery.deliveries"
+    statement = _DELETE

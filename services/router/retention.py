@@ -13,12 +13,9 @@ Docs: docs/operations.md#retention.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import datetime
 
-from psycopg_pool import AsyncConnectionPool
-
-from switchboard.retention import DEFAULT_BATCH, Pruner, distinct_tenants, prune_in_batches
+from switchboard.retention import TenantPruner
 
 __all__ = ["EventPruner"]
 
@@ -28,27 +25,17 @@ _DELETE = """DELETE FROM router.events WHERE ctid = ANY(ARRAY(
                  LIMIT %(batch)s))"""
 
 
-class EventPruner(Pruner):
+class EventPruner(TenantPruner):
+    """Deletes the events past retention that no active replay still needs."""
+
     what = "router events"
+    table = "router.events"
+    statement = _DELETE
 
-    def __init__(self, pool: AsyncConnectionPool, retention_days: int, batch_size: int = DEFAULT_BATCH,
-                 now: Callable[[], datetime] | None = None) -> None:
-        self.pool = pool
-        self.retention_days = retention_days
-        self.batch_size = batch_size
-        self.now = now or (lambda: datetime.now(timezone.utc))
-
-    async def prune(self) -> int:
-        """Delete the events past retention that no active replay still needs; how many."""
-        cutoff = self.now() - timedelta(days=self.retention_days)
+    async def holds(self) -> dict[str, datetime]:
+        """A tenant's queued or running replays keep their range."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """SELECT tenant_id, min(since) AS since FROM router.replays
                    WHERE status IN ('queued', 'running') GROUP BY tenant_id""")
-            held = {row["tenant_id"]: row["since"] for row in await cur.fetchall()}
-        deleted = 0
-        for tenant in await distinct_tenants(self.pool, "router.events"):
-            until = min(cutoff, held[tenant]) if tenant in held else cutoff
-            deleted += await prune_in_batches(self.pool, _DELETE, {"tenant": tenant, "cutoff": until},
-                                              self.batch_size)
-        return deleted
+            return {row["tenant_id"]: row["since"] for row in await cur.fetchall()}
