@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Hashable, TypeVar
 
-__all__ = ["Batcher"]
+__all__ = ["Batcher", "distinct_rounds"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+K = TypeVar("K", bound=Hashable)
 
 
 class Batcher(Generic[T, R]):
@@ -81,3 +82,22 @@ class Batcher(Generic[T, R]):
                         future.set_result(result)
         finally:
             self._running -= 1
+
+
+def distinct_rounds(keys: Sequence[K]) -> list[dict[K, int]]:
+    """The indices of ``keys`` in rounds where no key appears twice, each round in key order.
+
+    One ``INSERT ... ON CONFLICT DO UPDATE`` (or ``UPDATE ... FROM``) may touch
+    a row only once, so a batch holding one key twice (two copies of one
+    message) is written in several statements. Key order gives every batch
+    one lock order: concurrent batches wait for each other, never deadlock.
+    """
+    rounds: list[dict[K, int]] = []
+    for index, key in sorted(enumerate(keys), key=lambda item: item[1]):
+        for taken in rounds:
+            if key not in taken:
+                taken[key] = index
+                break
+        else:
+            rounds.append({key: index})
+    return rounds

@@ -13,11 +13,15 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from switchboard.errors import InvalidRequest, SwitchboardError, Unavailable
@@ -53,6 +57,33 @@ def storable_text(value: str | None) -> str | None:
     one such character must not fail the statement it travels in.
     """
     return value.replace("\x00", "") if value and "\x00" in value else value
+
+
+def jsonb(value: Any) -> Jsonb:
+    """A jsonb parameter encoded with orjson (the hot paths' JSON: several times the stdlib's speed)."""
+    return Jsonb(value, dumps=orjson.dumps)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def each_alone_on_bad_data(run: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+                                 items: Sequence[T]) -> list[R | Exception]:
+    """``run(items)``; if the batch holds data PostgreSQL refuses, each item again on its own,
+    so one bad row fails only its own caller (who gets the error as its result)."""
+    try:
+        return list(await run(items))
+    except psycopg.DataError:
+        if len(items) == 1:
+            raise
+    results: list[R | Exception] = []
+    for item in items:
+        try:
+            results.extend(await run([item]))
+        except psycopg.DataError as exc:
+            results.append(exc)
+    return results
 
 
 def describe_error(exc: BaseException) -> str:

@@ -6,24 +6,20 @@ import base64
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Sequence
 
 import orjson
-import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from switchboard.batching import Batcher
+from switchboard.batching import Batcher, distinct_rounds
+from switchboard.database import each_alone_on_bad_data, jsonb
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import DeliveryMessage
 from switchboard.ids import is_id, new_id
 from switchboard.patterns import matches_any
 
 __all__ = ["Endpoint", "Attempt", "Delivery", "DeliveryFilter", "DeliveryStore"]
-
-T = TypeVar("T")
-R = TypeVar("R")
-
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -86,29 +82,6 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
     history: list[Attempt] = field(default_factory=list)
-
-
-async def _each_alone_on_bad_data(run: Callable[[Sequence[T]], Awaitable[list[R]]],
-                                  items: Sequence[T]) -> list[R | Exception]:
-    """``run(items)``; if the batch holds data PostgreSQL refuses, each item again on its own,
-    so one bad row fails only its own caller."""
-    try:
-        return list(await run(items))
-    except psycopg.DataError:
-        if len(items) == 1:
-            raise
-    results: list[R | Exception] = []
-    for item in items:
-        try:
-            results.extend(await run([item]))
-        except psycopg.DataError as exc:
-            results.append(exc)
-    return results
-
-
-def _jsonb(value: Any) -> Jsonb:
-    # orjson: the hot path's JSON, several times the stdlib's speed.
-    return Jsonb(value, dumps=orjson.dumps)
 
 
 #: A delivery's status after an attempt with this outcome ("retrying" keeps it pending).
@@ -284,7 +257,7 @@ class DeliveryStore:
         return await self._begins.submit(message)
 
     async def _begin_all(self, messages: Sequence[DeliveryMessage]) -> list[tuple[str, int, int] | Exception]:
-        return await _each_alone_on_bad_data(self._begin_rows, messages)
+        return await each_alone_on_bad_data(self._begin_rows, messages)
 
     async def _begin_rows(self, messages: Sequence[DeliveryMessage]) -> list[tuple[str, int, int]]:
         # Sorted: one lock order for every batch, so concurrent batches wait, never deadlock.
@@ -313,7 +286,7 @@ class DeliveryStore:
                    SELECT d.id, d.status, d.attempts, d.cycle_start FROM delivery.deliveries d JOIN given USING (id)""",
                 ([m.delivery_id for m in rows], [m.tenant_id for m in rows], [m.event_id for m in rows],
                  [m.endpoint_id for m in rows], [m.route_id for m in rows], [m.event_type for m in rows],
-                 [_jsonb(m.to_message()) for m in rows]),
+                 [jsonb(m.to_message()) for m in rows]),
             )
             # A new row is invisible to the second SELECT (same snapshot): one row per id
             # either way, except where a concurrent insert won the race; those are read again.
@@ -353,20 +326,12 @@ class DeliveryStore:
         return await self._attempts.submit((delivery_id, attempt))
 
     async def _record_all(self, attempts: Sequence[tuple[str, Attempt]]) -> list[bool | Exception]:
-        return await _each_alone_on_bad_data(self._record_rows, attempts)
+        return await each_alone_on_bad_data(self._record_rows, attempts)
 
     async def _record_rows(self, attempts: Sequence[tuple[str, Attempt]]) -> list[bool]:
-        # One statement updates a delivery at most once: a delivery twice in a
-        # batch (two copies of one message) has its second attempt in a statement of its own.
-        # Sorted: one lock order for every batch, so concurrent batches wait, never deadlock.
-        rounds: list[dict[str, int]] = []
-        for index, (delivery_id, _) in sorted(enumerate(attempts), key=lambda item: item[1][0]):
-            for taken in rounds:
-                if delivery_id not in taken:
-                    taken[delivery_id] = index
-                    break
-            else:
-                rounds.append({delivery_id: index})
+        # A delivery twice in a batch (two copies of one message) has its second attempt
+        # in a statement of its own; see distinct_rounds.
+        rounds = distinct_rounds([delivery_id for delivery_id, _ in attempts])
         recorded = [False] * len(attempts)
         # One transaction: a caller is never told "failed" for an attempt that was kept.
         async with self.pool.connection() as conn, conn.transaction():
@@ -395,7 +360,7 @@ class DeliveryStore:
                     ([d for d, _ in rows], [a.number for _, a in rows], [a.started_at for _, a in rows],
                      [a.outcome for _, a in rows], [a.status_code for _, a in rows], [a.latency_ms for _, a in rows],
                      [a.response_excerpt for _, a in rows], [a.error for _, a in rows],
-                     [_jsonb(a.response_headers) for _, a in rows], [a.sent_to for _, a in rows],
+                     [jsonb(a.response_headers) for _, a in rows], [a.sent_to for _, a in rows],
                      [_STATUS_AFTER.get(a.outcome, "pending") for _, a in rows]),
                 )
                 for row in await cur.fetchall():

@@ -23,12 +23,14 @@ import time
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from services.router.conditions import AIConditions, Filters
+from switchboard.batching import Batcher, distinct_rounds
+from switchboard.database import each_alone_on_bad_data, jsonb
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.ids import is_id, new_id
@@ -409,26 +411,49 @@ class StoredEvent:
 class EventStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
+        # The events routed at once are stored in one statement and one commit (see Batcher).
+        self._stores: Batcher[tuple[Event, dict[str, Any] | None], bool] = Batcher(self._store_all, max_concurrent=4)
 
     async def store(self, event: Event, routing: dict[str, Any] | None = None) -> bool:
-        """Insert the event with its explained routing decision, in one statement; False when it was
-        already stored (a redelivery: its decision is replaced by the new one, if given)."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                """INSERT INTO router.events
-                       (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body,
-                        occurred_at, conversation_key, source_type, routing)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (id) DO UPDATE SET routing = EXCLUDED.routing WHERE EXCLUDED.routing IS NOT NULL
-                   RETURNING (xmax = 0) AS inserted""",
-                (event.id, event.tenant_id, event.source_id, event.type, event.provider_event_id,
-                 datetime.fromtimestamp(event.received_at, timezone.utc), Jsonb(event.headers),
-                 Jsonb(event.payload), event.body,
-                 datetime.fromtimestamp(event.occurred_at, timezone.utc) if event.occurred_at else None,
-                 event.conversation_key, event.source_type, Jsonb(routing) if routing is not None else None),
-            )
-            row = await cur.fetchone()
-            return row is not None and row["inserted"]
+        """Insert the event with its explained routing decision; False when it was already
+        stored (a redelivery: its decision is replaced by the new one, if given).
+
+        Concurrent calls share one statement and one durable commit. Data
+        PostgreSQL refuses (psycopg.DataError) fails only its own call.
+        """
+        return await self._stores.submit((event, routing))
+
+    async def _store_all(self, items: Sequence[tuple[Event, dict[str, Any] | None]]) -> list[bool | Exception]:
+        return await each_alone_on_bad_data(self._store_rows, items)
+
+    async def _store_rows(self, items: Sequence[tuple[Event, dict[str, Any] | None]]) -> list[bool]:
+        stored = [False] * len(items)
+        async with self.pool.connection() as conn, conn.transaction():
+            # An event twice in a batch (a redelivered copy) is written again in a statement of its own.
+            for taken in distinct_rounds([event.id for event, _ in items]):
+                rows = [items[i] for i in taken.values()]
+                events = [event for event, _ in rows]
+                cur = await conn.execute(
+                    """INSERT INTO router.events
+                           (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body,
+                            occurred_at, conversation_key, source_type, routing)
+                       SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+                                            %b::timestamptz[], %b::jsonb[], %b::jsonb[], %b::text[],
+                                            %b::timestamptz[], %b::text[], %b::text[], %b::jsonb[])
+                       ON CONFLICT (id) DO UPDATE SET routing = EXCLUDED.routing WHERE EXCLUDED.routing IS NOT NULL
+                       RETURNING id, (xmax = 0) AS inserted""",
+                    ([e.id for e in events], [e.tenant_id for e in events], [e.source_id for e in events],
+                     [e.type for e in events], [e.provider_event_id for e in events],
+                     [datetime.fromtimestamp(e.received_at, timezone.utc) for e in events],
+                     [jsonb(e.headers) for e in events], [jsonb(e.payload) for e in events],
+                     [e.body for e in events],
+                     [datetime.fromtimestamp(e.occurred_at, timezone.utc) if e.occurred_at else None for e in events],
+                     [e.conversation_key for e in events], [e.source_type for e in events],
+                     [jsonb(routing) if routing is not None else None for _, routing in rows]),
+                )
+                for row in await cur.fetchall():
+                    stored[taken[row["id"]]] = row["inserted"]
+        return stored
 
     async def get(self, tenant_id: str, event_id: str) -> StoredEvent:
         if not is_id(event_id, "evt"):

@@ -3,7 +3,11 @@
 Each run sends events to a fresh source whose route fans every event out to N
 endpoints (all on one fast loopback receiver, tests/bench/fast_receiver.py), so every run makes the same
 number of deliveries: BENCH_DELIVERIES (default 6,000). Deliveries/s is first
-send to last arrival; latency is from the sender's timestamp to arrival.
+send to last arrival; latency is from the sender's timestamp to arrival. Sent
+as fast as they go, the events outrun delivery and the latency is queueing;
+so "paced" runs also send at fixed rates below capacity (BENCH_PACED_RATES
+deliveries/s, default 1,000 and 1,500, 10 endpoints) for the latency a
+receiver sees under steady load.
 
 Then the delivery service alone: it is paused (SIGSTOP) while the events are
 sent and routed, so its queue fills, and resumed; "drain" is the rate at
@@ -34,6 +38,9 @@ from tests.platform_runner import Platform
 
 DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "6000"))
 FAN_OUTS = tuple(int(n) for n in os.environ.get("BENCH_ENDPOINTS", "1,10,100").split(","))
+# Latency at a load below capacity: deliveries/s the sender paces itself to (10 endpoints).
+PACED_RATES = tuple(int(n) for n in os.environ.get("BENCH_PACED_RATES", "1000,1500").split(",") if n)
+PACED_ENDPOINTS = 10
 
 
 async def queued_deliveries(nats_url: str) -> int:
@@ -64,7 +71,8 @@ def profile(pids: dict[str, int]) -> subprocess.Popen | None:
 
 
 def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int, nats_url: str = "",
-        drain: bool = False, receiver_pid: int = 0) -> dict:
+        drain: bool = False, receiver_pid: int = 0, rate: int | None = None) -> dict:
+    """One run of DELIVERIES deliveries: as fast as they go, paced at ``rate`` deliveries/s, or drained."""
     source = api.post("/v1/sources", json={"name": f"bench-{endpoints}"}).json()
     ids = [api.post("/v1/endpoints", json={"url": f"{receiver}/hook?e={n}"}).json()["id"] for n in range(endpoints)]
     for chunk in range(0, endpoints, 50):  # a route names at most 50 endpoints
@@ -80,14 +88,16 @@ def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int, na
     machine_before = machine_cpu_seconds()
     if drain:
         os.kill(delivery, signal.SIGSTOP)
-    start, sent = asyncio.run(send_all(f"{platform.edge_url}/in/{source['id']}", source["secret"], events))
+    profiler = None if drain else profile(pids)  # end to end: the routing too
+    start, sent = asyncio.run(send_all(f"{platform.edge_url}/in/{source['id']}", source["secret"], events,
+                                       rate / endpoints if rate else None))
     if drain:
         while asyncio.run(queued_deliveries(nats_url)) < expected:
             time.sleep(0.2)
         start = time.time()
         os.kill(delivery, signal.SIGCONT)
+        profiler = profile(pids)
     deadline = time.monotonic() + 900
-    profiler = profile(pids)
     while time.monotonic() < deadline:
         if httpx.get(f"{receiver}/count", timeout=30).json()["deliveries"] >= expected:
             break
@@ -101,7 +111,8 @@ def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int, na
     # PostgreSQL, the receiver and the sender included).
     cpu_us = {name: (used - cpu_before[name]) / expected * 1e6 for name, used in process_cpu(pids).items()}
     cpu_us["machine"] = (machine_cpu_seconds() - machine_before) / expected * 1e6
-    return {"endpoints": endpoints, "mode": "drain" if drain else "end to end", "events": events, "deliveries": len(latencies), "unique": stats["unique"],
+    mode = "drain" if drain else f"paced {rate}/s" if rate else "end to end"
+    return {"endpoints": endpoints, "mode": mode, "events": events, "deliveries": len(latencies), "unique": stats["unique"],
             "per_s": len(latencies) / (stats["last"] - start), "accepted_per_s": events / (sent - start),
             "p50": percentile(latencies, 0.5), "p90": percentile(latencies, 0.9),
             "p99": percentile(latencies, 0.99), "cpu_us": cpu_us}
@@ -125,6 +136,9 @@ def main() -> None:
                 for endpoints in FAN_OUTS:
                     results.append(run(api, platform, f"http://127.0.0.1:{port}", endpoints,
                                        receiver_pid=receiver.pid))
+                for rate in PACED_RATES:
+                    results.append(run(api, platform, f"http://127.0.0.1:{port}", PACED_ENDPOINTS,
+                                       receiver_pid=receiver.pid, rate=rate))
                 for endpoints in (FAN_OUTS[0], FAN_OUTS[-1]):
                     results.append(run(api, platform, f"http://127.0.0.1:{port}", endpoints, nats_url, drain=True,
                                        receiver_pid=receiver.pid))
@@ -134,18 +148,18 @@ def main() -> None:
 
     print(f"\ndelivery benchmark: {DELIVERIES} deliveries per run, one loopback receiver, every service in its "
           "own process (2 cores shared with NATS, PostgreSQL, the receiver and the sender)")
-    print(f"{'mode':>10} {'endpoints':>9} {'events':>7} {'deliveries/s':>13} {'unique ids':>10} {'p50 ms':>8} {'p90 ms':>8} "
+    print(f"{'mode':>14} {'endpoints':>9} {'events':>7} {'deliveries/s':>13} {'unique ids':>10} {'p50 ms':>8} {'p90 ms':>8} "
           f"{'p99 ms':>8}")
     for r in results:
-        print(f"{r['mode']:>10} {r['endpoints']:>9} {r['events']:>7} {r['per_s']:>13.0f} {r['unique']:>10} {r['p50']:>8.0f} "
+        print(f"{r['mode']:>14} {r['endpoints']:>9} {r['events']:>7} {r['per_s']:>13.0f} {r['unique']:>10} {r['p50']:>8.0f} "
               f"{r['p90']:>8.0f} {r['p99']:>8.0f}")
         assert r["unique"] == r["events"] * r["endpoints"], "every delivery arrives (once per webhook-id)"
     print("\nCPU µs per delivery (machine: every process, the sender, NATS and PostgreSQL included)")
     names = ["ingest", "router", "delivery", "analytics", "auth", "ai", "nats", "postgres", "receiver", "sender",
              "machine"]
-    print(f"{'mode':>10} {'endpoints':>9} " + " ".join(f"{n:>9}" for n in names))
+    print(f"{'mode':>14} {'endpoints':>9} " + " ".join(f"{n:>9}" for n in names))
     for r in results:
-        print(f"{r['mode']:>10} {r['endpoints']:>9} " + " ".join(f"{r['cpu_us'][n]:>9.0f}" for n in names))
+        print(f"{r['mode']:>14} {r['endpoints']:>9} " + " ".join(f"{r['cpu_us'][n]:>9.0f}" for n in names))
 
 
 if __name__ == "__main__":

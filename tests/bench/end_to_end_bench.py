@@ -28,8 +28,9 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "10000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
 
 
-async def send_all(url: str, secret: str, count: int = EVENTS) -> tuple[float, float]:
-    """Send ``count`` signed webhooks; returns (start, end) wall-clock times."""
+async def send_all(url: str, secret: str, count: int = EVENTS, rate: float | None = None) -> tuple[float, float]:
+    """Send ``count`` signed webhooks (at ``rate`` a second, or as fast as they go); returns (start, end)
+    wall-clock times."""
 
     def make(n: int) -> tuple[bytes, dict[str, str]]:
         body = orjson.dumps({"type": "order.created", "n": n, "sent_at": time.time(), "pad": "x" * 900})
@@ -37,7 +38,7 @@ async def send_all(url: str, secret: str, count: int = EVENTS) -> tuple[float, f
                       "content-type": "application/json"}
 
     start = time.time()
-    statuses = await post_many(url, make, count, CONCURRENCY)
+    statuses = await post_many(url, make, count, CONCURRENCY, rate)
     failures = sum(1 for s in statuses if s != 202)
     if failures or len(statuses) != count:
         raise SystemExit(f"{failures} webhooks were not accepted")

@@ -17,14 +17,17 @@ RequestMaker = Callable[[int], tuple[bytes, dict[str, str]]]
 
 
 async def _connection(host: str, port: int, path: str, make: RequestMaker, queue: asyncio.Queue[int],
-                      statuses: list[int]) -> None:
+                      statuses: list[int], due: Callable[[int], float] | None) -> None:
     reader, writer = await asyncio.open_connection(host, port)
+    loop = asyncio.get_running_loop()
     try:
         while True:
             try:
                 n = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            if due is not None:
+                await asyncio.sleep(due(n) - loop.time())
             body, headers = make(n)
             head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             writer.write(
@@ -43,15 +46,22 @@ async def _connection(host: str, port: int, path: str, make: RequestMaker, queue
         writer.close()
 
 
-async def post_many(url: str, make: RequestMaker, total: int, connections: int) -> list[int]:
-    """POST ``total`` requests built by ``make(n)``; returns every response status."""
+async def post_many(url: str, make: RequestMaker, total: int, connections: int,
+                    rate: float | None = None) -> list[int]:
+    """POST ``total`` requests built by ``make(n)``; returns every response status.
+
+    As fast as the connections go, or with ``rate``, request n at n / rate seconds
+    from the start (an open-loop load, for latency at a load below capacity).
+    """
     parts = urlsplit(url)
+    start = asyncio.get_running_loop().time()
+    due = None if rate is None else (lambda n: start + n / rate)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(total):
         queue.put_nowait(n)
     statuses: list[int] = []
     await asyncio.gather(*(
-        _connection(parts.hostname or "127.0.0.1", parts.port or 80, parts.path, make, queue, statuses)
+        _connection(parts.hostname or "127.0.0.1", parts.port or 80, parts.path, make, queue, statuses, due)
         for _ in range(connections)
     ))
     return statuses

@@ -1,0 +1,61 @@
+"""The EVENTS handler against real PostgreSQL and JetStream: events routed at once share one
+statement, and one that cannot be stored is dead-lettered without failing the others."""
+
+import asyncio
+from pathlib import Path
+
+from services.router.consumer import EventRouter
+from services.router.dispatch import Dispatcher
+from services.router.routing import EventStore, RouteStore, parse_route_spec
+from services.router.templates import TemplateStore
+from switchboard.database import apply_migrations
+from switchboard.events import DeliveryMessage, Event
+from switchboard.ids import new_id
+from switchboard.messaging import decode, ensure_streams
+from switchboard.settings import Settings
+
+MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
+
+
+IDS = [new_id("evt") for _ in range(100)]
+
+
+def event(n: int, body: str = "{}") -> Event:
+    return Event(id=IDS[n], tenant_id="t1", source_id="src_1", type="order.created", received_at=1.7e9,
+                 payload={"n": n}, body=body)
+
+
+async def test_concurrent_events_are_stored_together_and_a_bad_one_fails_alone(pool, js) -> None:
+    await apply_migrations(pool, "router", MIGRATIONS)
+    await ensure_streams(js, Settings.from_env({}))
+    routes = RouteStore(pool)
+    await routes.create("t1", parse_route_spec({"name": "all", "endpoint_ids": ["ep_1", "ep_2"]}))
+    store = EventStore(pool)
+    # No route needs the AI, so the dispatcher never calls it.
+    router = EventRouter(js, store, Dispatcher(routes, TemplateStore(pool), ai=None), 5.0)
+
+    good = [event(n) for n in range(40)]
+    unstorable = event(99, body="nul \x00 inside")  # PostgreSQL text cannot hold NUL
+    decisions = await asyncio.gather(*(router.route(e) for e in [*good[:20], unstorable, *good[20:], good[0]]))
+
+    assert [d.action for d in decisions] == ["ack"] * 42
+    for e in good:
+        assert (await store.get("t1", e.id)).event == e
+    assert (await store.get("t1", good[0].id)).routing is not None  # the copy routed again kept a decision
+    # Each good event's two deliveries, once each (the second copy of good[0] publishes duplicates).
+    assert (await js.stream_info("DELIVERIES")).state.messages == 80
+    sub = await js.pull_subscribe("deliveries.t1.>", "check")
+    queued = [DeliveryMessage.from_message(decode(m.data)) for m in await sub.fetch(80, timeout=5)]
+    assert {m.event_id for m in queued} == {e.id for e in good}
+    # The unstorable event is kept in DEAD_LETTERS, not retried for ever.
+    dead = await js.pull_subscribe("dead.t1.router", "dead-check")
+    [kept] = await dead.fetch(1, timeout=5)
+    assert decode(kept.data)["id"] == unstorable.id
+
+
+async def test_a_stored_event_is_reported_stored_once(pool) -> None:
+    await apply_migrations(pool, "router", MIGRATIONS)
+    store = EventStore(pool)
+    results = await asyncio.gather(*(store.store(event(n)) for n in (1, 2, 1, 3, 2)))
+    assert sorted(results) == [False, False, True, True, True]
+    assert await store.store(event(1)) is False
