@@ -126,8 +126,13 @@ def describe_dsn(dsn: str) -> str:
     return f"{host}:{port}/{parts.get('dbname') or ''}"
 
 
-async def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0) -> AsyncConnectionPool:
-    """Open a pool, failing fast with a clear message when the server is down."""
+async def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
+                    application_name: str | None = None) -> AsyncConnectionPool:
+    """Open a pool, failing fast with a clear message when the server is down.
+
+    ``application_name`` names the pool's sessions in ``pg_stat_activity`` (and
+    in PostgreSQL's logs): which service a query or a lock belongs to.
+    """
     try:
         # One direct attempt first: the pool would otherwise retry quietly
         # until its timeout and then report nothing useful.
@@ -141,7 +146,8 @@ async def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout:
         min_size=min_size,
         max_size=max_size,
         open=False,
-        kwargs={"autocommit": True, "row_factory": dict_row},
+        kwargs={"autocommit": True, "row_factory": dict_row,
+                **({"application_name": application_name} if application_name else {})},
         timeout=timeout,
     )
     await pool.open(wait=True, timeout=timeout)

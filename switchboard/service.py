@@ -115,7 +115,7 @@ class ServiceApp:
 
 async def serve(app: ServiceApp, settings: Settings) -> None:
     nats_url, database_url = settings.require_infrastructure()
-    pool = await open_pool(database_url, max_size=20)
+    pool = await open_pool(database_url, max_size=20, application_name=f"switchboard-{app.name}")
     nc: NATS | None = None
     server: GrpcServer | None = None
     metrics_server: MetricsServer | None = None

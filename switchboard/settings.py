@@ -134,7 +134,11 @@ class Settings:
     delivery_max_attempts: int = 8
     # First retry delay; each next one doubles (services/delivery/retry.py).
     delivery_retry_base_s: float = 5.0
-    delivery_concurrency: int = 64
+    # Sends in flight per delivery process. Many: a send mostly waits (for the
+    # receiver, for the group commit its attempt shares), and the more wait
+    # together, the more each statement and round trip is shared (64 gave about
+    # two thirds of 256's deliveries/s on two cores).
+    delivery_concurrency: int = 256
     # Per endpoint and delivery process, unless the endpoint sets its own.
     endpoint_max_in_flight: int = 16
     # An endpoint's circuit opens after this many consecutive failures and
@@ -260,7 +264,7 @@ class Settings:
             delivery_timeout_s=_float(env, f"{p}DELIVERY_TIMEOUT", 10.0),
             delivery_max_attempts=_int(env, f"{p}DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
             delivery_retry_base_s=_float(env, f"{p}DELIVERY_RETRY_BASE", 5.0),
-            delivery_concurrency=_int(env, f"{p}DELIVERY_CONCURRENCY", 64, minimum=1),
+            delivery_concurrency=_int(env, f"{p}DELIVERY_CONCURRENCY", 256, minimum=1),
             endpoint_max_in_flight=_int(env, f"{p}ENDPOINT_MAX_IN_FLIGHT", 16, minimum=1),
             circuit_threshold=_int(env, f"{p}CIRCUIT_THRESHOLD", 5, minimum=1),
             circuit_cooldown_s=_float(env, f"{p}CIRCUIT_COOLDOWN", 30.0),

@@ -53,6 +53,8 @@ def bench_env(nats_url: str, database_url: str, state_dir: Path, **extra: str) -
         env[f"SWITCHBOARD_{name}_GRPC_PORT"] = str(free_port())
         env[f"SWITCHBOARD_{name}_METRICS_PORT"] = str(free_port())
     env.update(extra)
+    # Trying another setting: BENCH_SWITCHBOARD_X=v runs the benchmark with SWITCHBOARD_X=v.
+    env.update({k.removeprefix("BENCH_"): v for k, v in os.environ.items() if k.startswith("BENCH_SWITCHBOARD_")})
     return env
 
 
@@ -75,6 +77,25 @@ def command_cpu_seconds(command: str) -> float:
                 fields = stat.rsplit(")", 1)[1].split()
                 total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def postgres_cpu_by_application(database_url: str) -> dict[str, float]:
+    """CPU seconds of PostgreSQL's backends so far, summed by the ``application_name`` of their sessions
+    (each service names its own, ``switchboard-<service>``)."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        sessions = conn.execute("SELECT pid, application_name FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+                                ).fetchall()
+    used: dict[str, float] = {}
+    for pid, name in sessions:
+        try:
+            seconds = cpu_seconds(pid)
+        except OSError:  # the session ended meanwhile
+            continue
+        key = (name or "other").removeprefix("switchboard-")
+        used[key] = used.get(key, 0.0) + seconds
+    return used
 
 
 def machine_cpu_seconds() -> float:

@@ -31,8 +31,8 @@ import httpx
 import nats
 
 from switchboard.embedded import free_port
-from tests.bench.common import (bench_env, command_cpu_seconds, cpu_seconds, infrastructure, machine_cpu_seconds, spawn,
-                                stop, wait_http)
+from tests.bench.common import (bench_env, command_cpu_seconds, cpu_seconds, infrastructure, machine_cpu_seconds,
+                                postgres_cpu_by_application, spawn, stop, wait_http)
 from tests.bench.end_to_end_bench import percentile, send_all
 from tests.platform_runner import Platform
 
@@ -85,6 +85,8 @@ def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int, na
     delivery = pids["delivery"]
     pids["receiver"] = receiver_pid
     cpu_before = process_cpu(pids)
+    database_url = platform.env["SWITCHBOARD_DATABASE_URL"]
+    postgres_before = postgres_cpu_by_application(database_url)
     machine_before = machine_cpu_seconds()
     if drain:
         os.kill(delivery, signal.SIGSTOP)
@@ -111,11 +113,13 @@ def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int, na
     # PostgreSQL, the receiver and the sender included).
     cpu_us = {name: (used - cpu_before[name]) / expected * 1e6 for name, used in process_cpu(pids).items()}
     cpu_us["machine"] = (machine_cpu_seconds() - machine_before) / expected * 1e6
+    postgres_us = {name: (used - postgres_before.get(name, 0.0)) / expected * 1e6
+                   for name, used in postgres_cpu_by_application(database_url).items()}
     mode = "drain" if drain else f"paced {rate}/s" if rate else "end to end"
     return {"endpoints": endpoints, "mode": mode, "events": events, "deliveries": len(latencies), "unique": stats["unique"],
             "per_s": len(latencies) / (stats["last"] - start), "accepted_per_s": events / (sent - start),
             "p50": percentile(latencies, 0.5), "p90": percentile(latencies, 0.9),
-            "p99": percentile(latencies, 0.99), "cpu_us": cpu_us}
+            "p99": percentile(latencies, 0.99), "cpu_us": cpu_us, "postgres_us": postgres_us}
 
 
 def main() -> None:
@@ -123,9 +127,8 @@ def main() -> None:
         port = free_port()
         env = bench_env(nats_url, database_url, scratch / "state", SWITCHBOARD_HTTP_PORT="0",
                         SWITCHBOARD_LOG_LEVEL="WARNING", SWITCHBOARD_LOG_FORMAT="text",
-                        # Each run's endpoints get their share of the default per-endpoint cap.
-                        SWITCHBOARD_ENDPOINT_MAX_IN_FLIGHT=os.environ.get("BENCH_MAX_IN_FLIGHT", "64"),
-                        SWITCHBOARD_DELIVERY_CONCURRENCY=os.environ.get("BENCH_DELIVERY_CONCURRENCY", "64"))
+                        # A run may send everything to one endpoint: not held to the per-endpoint default (16).
+                        SWITCHBOARD_ENDPOINT_MAX_IN_FLIGHT="64")
         receiver = spawn(["-m", "tests.bench.fast_receiver", str(port)], env)
         platform = Platform(env)
         results = []
@@ -160,6 +163,12 @@ def main() -> None:
     print(f"{'mode':>14} {'endpoints':>9} " + " ".join(f"{n:>9}" for n in names))
     for r in results:
         print(f"{r['mode']:>14} {r['endpoints']:>9} " + " ".join(f"{r['cpu_us'][n]:>9.0f}" for n in names))
+    print("\nPostgreSQL's CPU µs per delivery, by the service whose sessions used it")
+    services = ["ingest", "router", "delivery", "analytics", "auth", "ai"]
+    print(f"{'mode':>14} {'endpoints':>9} " + " ".join(f"{n:>9}" for n in services))
+    for r in results:
+        print(f"{r['mode']:>14} {r['endpoints']:>9} "
+              + " ".join(f"{r['postgres_us'].get(n, 0.0):>9.0f}" for n in services))
 
 
 if __name__ == "__main__":

@@ -53,8 +53,7 @@ def main() -> None:
     with infrastructure() as (nats_url, database_url, scratch):
         receiver_port = free_port()
         env = bench_env(nats_url, database_url, scratch / "state", SWITCHBOARD_HTTP_PORT="0",
-                        SWITCHBOARD_LOG_LEVEL="WARNING", SWITCHBOARD_LOG_FORMAT="text",
-                        SWITCHBOARD_DELIVERY_CONCURRENCY=os.environ.get("BENCH_DELIVERY_CONCURRENCY", "64"))
+                        SWITCHBOARD_LOG_LEVEL="WARNING", SWITCHBOARD_LOG_FORMAT="text")
         receiver = spawn(["-m", "uvicorn", "tests.bench.receiver_app:app", "--port", str(receiver_port),
                           "--no-access-log", "--log-level", "warning"], env)
         platform = Platform(env)
