@@ -16,8 +16,11 @@ a delivery needs:
 - No redirects, cookies, proxies or decompression: a receiver's answer is
   recorded, not acted on. At most ``read_limit`` bytes of a body are read; a
   connection whose body was not read to its end is closed, never reused.
-- No timers: the caller's deadline (``asyncio.timeout``) cancels a request,
-  and a cancelled request's connection is closed.
+- The caller's deadline (``asyncio.timeout``) cancels a request, and a
+  cancelled request's connection is closed. The one timer of its own: a
+  host with several addresses gets ``connect_attempt_s`` per address but the
+  last, so one address that drops every packet does not spend the whole
+  deadline before the others are tried.
 - A request that fails on a reused connection before any byte of an answer
   came (the receiver closed it while idle) is sent once more on a new one.
   A receiver that read it and died without answering thus gets it twice, as
@@ -260,8 +263,10 @@ class OutboundClient:
     """
 
     def __init__(self, *, allow_private: bool = False, allowed: Networks = (), max_idle_per_origin: int = 64,
-                 idle_timeout_s: float = 15.0, ssl_context: ssl.SSLContext | None = None) -> None:
+                 idle_timeout_s: float = 15.0, ssl_context: ssl.SSLContext | None = None,
+                 connect_attempt_s: float = 3.0) -> None:
         self.allow_private = allow_private
+        self.connect_attempt_s = connect_attempt_s
         self.allowed = allowed
         self.max_idle_per_origin = max_idle_per_origin
         self.idle_timeout_s = idle_timeout_s
@@ -327,20 +332,9 @@ class OutboundClient:
             addresses = await _resolve(origin.host, origin.port)
         else:
             addresses = await checked_addresses(origin.host, origin.port, self.allowed)
-        loop = asyncio.get_running_loop()
         tls = self.ssl_context if origin.scheme == "https" else None
-        failures = []
-        for address in addresses:
-            try:
-                # Connected to the checked address; TLS still verifies the certificate against the URL's host.
-                _, connection = await loop.create_connection(
-                    _Connection, address, origin.port, ssl=tls, server_hostname=origin.host if tls else None)
-                return connection
-            except ssl.SSLError as exc:
-                raise ConnectFailed(f"TLS with {origin.host} failed: {exc.reason or exc}") from None
-            except OSError as exc:
-                failures.append(f"{address}: {exc.strerror or exc}")
-        raise ConnectFailed(f"cannot connect to {origin.host}:{origin.port} ({'; '.join(failures) or 'no address'})")
+        return await connect_first(addresses, origin.port, tls=tls, server_hostname=origin.host,
+                                   attempt_s=self.connect_attempt_s)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -348,6 +342,33 @@ class OutboundClient:
             for connection in idle:
                 connection.close()
         self._idle.clear()
+
+
+async def connect_first(addresses: list[str], port: int, *, tls: ssl.SSLContext | None = None,
+                        server_hostname: str = "", attempt_s: float = 3.0) -> _Connection:
+    """A connection to the first of ``addresses`` that answers, tried in order.
+
+    Each address but the last has ``attempt_s`` to connect; the last has what
+    is left of the caller's deadline. A TLS failure is final: it is the host's
+    certificate, not one address, that is wrong.
+    """
+    loop = asyncio.get_running_loop()
+    failures = []
+    for position, address in enumerate(addresses):
+        last = position == len(addresses) - 1
+        try:
+            async with asyncio.timeout(None if last else attempt_s):
+                # Connected to the checked address; TLS still verifies the certificate against the URL's host.
+                _, connection = await loop.create_connection(
+                    _Connection, address, port, ssl=tls, server_hostname=server_hostname if tls else None)
+            return connection
+        except ssl.SSLError as exc:
+            raise ConnectFailed(f"TLS with {server_hostname} failed: {exc.reason or exc}") from None
+        except TimeoutError as exc:  # this attempt's timer, or the kernel's own (which has a strerror)
+            failures.append(f"{address}: {exc.strerror or f'no answer in {attempt_s:g} s'}")
+        except OSError as exc:
+            failures.append(f"{address}: {exc.strerror or exc}")
+    raise ConnectFailed(f"cannot connect to {server_hostname}:{port} ({'; '.join(failures) or 'no address'})")
 
 
 async def _resolve(host: str, port: int) -> list[str]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import time
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from switchboard.netguard import DestinationRefused
-from switchboard.outbound import ConnectFailed, ConnectionDropped, OutboundClient, RequestNotSendable
+from switchboard.outbound import ConnectFailed, ConnectionDropped, OutboundClient, RequestNotSendable, connect_first
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
@@ -216,6 +218,42 @@ async def test_nobody_listening_is_a_connection_failure(client) -> None:
         url = server.url
     with pytest.raises(ConnectFailed, match="cannot connect"):
         await client.request("POST", url, body=b"")
+
+
+@pytest.fixture
+def blackhole():
+    """127.0.0.3:<port>, where connecting hangs: a listening socket whose accept queue is full,
+    so the kernel drops every new SYN (as a firewall that drops packets would)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.3", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.3", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    time.sleep(0.1)
+    yield port
+    for sock in (*fillers, listener):
+        sock.close()
+
+
+async def test_an_address_that_never_answers_does_not_hold_up_the_next_one(blackhole) -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.4", blackhole)
+    started = time.monotonic()
+    connection = await connect_first(["127.0.0.3", "127.0.0.4"], blackhole, attempt_s=0.3)
+    assert time.monotonic() - started < 2.0
+    assert connection.transport.get_extra_info("peername")[0] == "127.0.0.4"
+    connection.close()
+    server.close()
+    # Every address failing: each one's reason is in the error.
+    with pytest.raises(ConnectFailed, match=r"127\.0\.0\.3: no answer in 0\.3 s; 127\.0\.0\.5: "):
+        await connect_first(["127.0.0.3", "127.0.0.5"], blackhole, server_hostname="receiver.test", attempt_s=0.3)
 
 
 async def test_the_guard_refuses_private_addresses_before_connecting() -> None:
