@@ -90,7 +90,8 @@ class TenantPruner(Pruner):
     """Prunes one table tenant by tenant: ``statement`` deletes one batch of a
     tenant's rows older than ``%(cutoff)s`` (with ``%(tenant)s`` and ``%(batch)s``).
 
-    A subclass may keep some of a tenant's rows longer with :meth:`holds`.
+    Rows kept longer (the router's events a replay needs) are the statement's
+    own business, so every batch judges them afresh.
     """
 
     table: ClassVar[str]
@@ -103,17 +104,11 @@ class TenantPruner(Pruner):
         self.batch_size = batch_size
         self.now = now or (lambda: datetime.now(timezone.utc))
 
-    async def holds(self) -> Mapping[str, datetime]:
-        """Per tenant, a time from which nothing is pruned this round; none by default."""
-        return {}
-
     async def prune(self) -> int:
         cutoff = self.now() - timedelta(days=self.retention_days)
-        held = await self.holds()
         deleted = 0
         for tenant in await distinct_tenants(self.pool, self.table):
-            until = min(cutoff, held[tenant]) if tenant in held else cutoff
-            deleted += await prune_in_batches(self.pool, self.statement, {"tenant": tenant, "cutoff": until},
+            deleted += await prune_in_batches(self.pool, self.statement, {"tenant": tenant, "cutoff": cutoff},
                                               self.batch_size)
         return deleted
 

@@ -7,13 +7,13 @@ business, kept by its own retention). An event older than
 bounded batches per tenant, walking the ``(tenant_id, received_at)`` index.
 Once pruned it can no longer be read (``GET /v1/events/{id}``) or replayed;
 but a tenant's queued or running replay holds the events of its range
-until it finishes (nothing from its ``since`` on is pruned meanwhile).
+until it finishes (nothing from its ``since`` on is pruned meanwhile). Each
+batch's statement reads the replays itself, so a replay created while a
+round is under way holds its range from the next batch on.
 Docs: docs/operations.md#retention.
 """
 
 from __future__ import annotations
-
-from datetime import datetime
 
 from switchboard.retention import TenantPruner
 
@@ -21,7 +21,11 @@ __all__ = ["EventPruner"]
 
 
 _DELETE = """DELETE FROM router.events WHERE ctid = ANY(ARRAY(
-                 SELECT ctid FROM router.events WHERE tenant_id = %(tenant)s AND received_at < %(cutoff)s
+                 SELECT ctid FROM router.events
+                 WHERE tenant_id = %(tenant)s
+                   AND received_at < LEAST(%(cutoff)s, (
+                       SELECT min(since) FROM router.replays
+                       WHERE tenant_id = %(tenant)s AND status IN ('queued', 'running')))
                  LIMIT %(batch)s))"""
 
 
@@ -31,11 +35,3 @@ class EventPruner(TenantPruner):
     what = "router events"
     table = "router.events"
     statement = _DELETE
-
-    async def holds(self) -> dict[str, datetime]:
-        """A tenant's queued or running replays keep their range."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                """SELECT tenant_id, min(since) AS since FROM router.replays
-                   WHERE status IN ('queued', 'running') GROUP BY tenant_id""")
-            return {row["tenant_id"]: row["since"] for row in await cur.fetchall()}
