@@ -32,8 +32,11 @@ __all__ = [
     "apply_migrations",
     "as_platform_error",
     "contains_nul",
+    "storable_json",
     "describe_dsn",
     "describe_error",
+    "each_alone_on_bad_data",
+    "jsonb",
     "load_migrations",
     "open_pool",
     "storable_text",
@@ -104,6 +107,21 @@ def contains_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(contains_nul(v) for v in value)
     return False
+
+
+def storable_json(value: Any) -> Any:
+    """A JSON value with every NUL character removed (from keys and strings), rebuilt only when it holds one.
+
+    For a message stored after it was sent (an AI-drafted reply, say): a NUL
+    must not make its record fail, or the delivery would be sent again and again.
+    """
+    if not contains_nul(value):
+        return value
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {storable_json(k): storable_json(v) for k, v in value.items()}
+    return [storable_json(v) for v in value]
 
 
 def as_platform_error(exc: BaseException) -> SwitchboardError | None:

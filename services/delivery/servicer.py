@@ -133,6 +133,8 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
             event_type="switchboard.test", source_id="test", received_at=time.time(),
             payload={"type": "switchboard.test", "message": "A test event from Switchboard."},
         )
+        # Followed at once (GET /v1/deliveries/{id}), so stored now, not when its first attempt is recorded.
+        await self.store.add_pending(message)
         try:
             await self.js.publish(
                 delivery_subject(endpoint.tenant_id, endpoint.id), encode(message.to_message()),

@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from switchboard.batching import Batcher, distinct_rounds
-from switchboard.database import each_alone_on_bad_data, jsonb
+from switchboard.database import each_alone_on_bad_data, jsonb, storable_json
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import DeliveryMessage
 from switchboard.ids import is_id, new_id
@@ -128,10 +128,12 @@ class DeliveryStore:
         # Endpoints are read for every delivery and change rarely: a short cache.
         self.endpoint_ttl_s = endpoint_ttl_s
         self._endpoints: dict[tuple[str, str], tuple[float, Endpoint]] = {}
-        # The two statements of every delivery attempt, shared by concurrent sends.
-        # Several batches at once: a commit waits for the disk, and concurrent commits share that wait.
-        self._begins: Batcher[DeliveryMessage, tuple[str, int, int]] = Batcher(self._begin_all, max_concurrent=4)
-        self._attempts: Batcher[tuple[str, Attempt], bool] = Batcher(self._record_all, max_concurrent=4)
+        # The two statements of every delivery attempt (read its state, record the attempt),
+        # shared by concurrent sends. Several batches at once: a commit waits for the disk,
+        # and concurrent commits share that wait.
+        self._states: Batcher[str, tuple[str, int, int] | None] = Batcher(self._state_all, max_concurrent=4)
+        self._attempts: Batcher[tuple[str, Attempt, DeliveryMessage | None], bool] = Batcher(
+            self._record_all, max_concurrent=4)
 
     async def create_endpoint(
         self, tenant_id: str, url: str, description: str, destination: str, secret: str,
@@ -249,55 +251,34 @@ class DeliveryStore:
                 "SELECT * FROM delivery.endpoints WHERE tenant_id = %s AND deleted_at IS NULL ORDER BY id", (tenant_id,))
             return [_endpoint(row) for row in await cur.fetchall()]
 
-    async def begin(self, message: DeliveryMessage) -> tuple[str, int, int]:
-        """Record the delivery if new; ``(status, attempts so far, cycle start)``.
+    async def state(self, delivery_id: str) -> tuple[str, int, int] | None:
+        """``(status, attempts so far, cycle start)`` of a stored delivery; None before its first
+        attempt is recorded (the row is written once, with that attempt's outcome).
 
         Concurrent calls share one statement (see :class:`Batcher`).
         """
-        return await self._begins.submit(message)
+        return await self._states.submit(delivery_id)
 
-    async def _begin_all(self, messages: Sequence[DeliveryMessage]) -> list[tuple[str, int, int] | Exception]:
-        return await each_alone_on_bad_data(self._begin_rows, messages)
+    async def _state_all(self, ids: Sequence[str]) -> list[tuple[str, int, int] | None | Exception]:
+        return await each_alone_on_bad_data(self._state_rows, ids)
 
-    async def _begin_rows(self, messages: Sequence[DeliveryMessage]) -> list[tuple[str, int, int]]:
-        # Sorted: one lock order for every batch, so concurrent batches wait, never deadlock.
-        ids = sorted({m.delivery_id for m in messages})
-        first = {m.delivery_id: m for m in reversed(messages)}
-        rows = [first[i] for i in ids]
-        async with self.pool.connection() as conn, conn.transaction():
-            # Not waiting for this commit to reach the disk is safe and halves a delivery's
-            # waits on it: the message is acked only after record_attempt's commit, which
-            # is durable and, the log being sequential, makes this one durable too. A crash
-            # before that loses only rows of deliveries whose messages come back anyway.
-            await conn.execute("SET LOCAL synchronous_commit TO OFF")
+    async def _state_rows(self, ids: Sequence[str]) -> list[tuple[str, int, int] | None]:
+        async with self.pool.connection() as conn:
             cur = await conn.execute(
-                """WITH given AS (
-                       SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
-                                            %b::jsonb[])
-                           AS g(id, tenant_id, event_id, endpoint_id, route_id, event_type, message)),
-                   inserted AS (
-                       INSERT INTO delivery.deliveries
-                           (id, tenant_id, event_id, endpoint_id, route_id, event_type, message)
-                       SELECT * FROM given
-                       ON CONFLICT (id) DO NOTHING
-                       RETURNING id, status, attempts, cycle_start)
-                   SELECT id, status, attempts, cycle_start FROM inserted
-                   UNION ALL
-                   SELECT d.id, d.status, d.attempts, d.cycle_start FROM delivery.deliveries d JOIN given USING (id)""",
-                ([m.delivery_id for m in rows], [m.tenant_id for m in rows], [m.event_id for m in rows],
-                 [m.endpoint_id for m in rows], [m.route_id for m in rows], [m.event_type for m in rows],
-                 [jsonb(m.to_message()) for m in rows]),
-            )
-            # A new row is invisible to the second SELECT (same snapshot): one row per id
-            # either way, except where a concurrent insert won the race; those are read again.
+                "SELECT id, status, attempts, cycle_start FROM delivery.deliveries WHERE id = ANY(%b::text[])",
+                (sorted(set(ids)),))
             found = {row["id"]: (row["status"], row["attempts"], row["cycle_start"]) for row in await cur.fetchall()}
-            missing = [i for i in ids if i not in found]
-            if missing:
-                cur = await conn.execute(
-                    "SELECT id, status, attempts, cycle_start FROM delivery.deliveries WHERE id = ANY(%s)", (missing,))
-                found.update({row["id"]: (row["status"], row["attempts"], row["cycle_start"])
-                              for row in await cur.fetchall()})
-        return [found[m.delivery_id] for m in messages]
+        return [found.get(i) for i in ids]
+
+    async def add_pending(self, message: DeliveryMessage) -> None:
+        """Store a delivery as pending before it is queued, for one followed at once (a test event):
+        otherwise a delivery is stored when its first attempt is recorded."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                """INSERT INTO delivery.deliveries (id, tenant_id, event_id, endpoint_id, route_id, event_type, message)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
+                (message.delivery_id, message.tenant_id, message.event_id, message.endpoint_id, message.route_id,
+                 message.event_type, jsonb(message.to_message())))
 
     async def set_endpoint_disabled(self, tenant_id: str, endpoint_id: str, reason: str | None) -> Endpoint:
         """Disable (with a reason) or, with None, re-enable an endpoint."""
@@ -315,53 +296,81 @@ class DeliveryStore:
             row = await cur.fetchone()
         return self._changed(tenant_id, endpoint_id, row)
 
-    async def record_attempt(self, delivery_id: str, attempt: Attempt) -> bool:
+    async def record_attempt(self, delivery_id: str, attempt: Attempt, new: DeliveryMessage | None = None) -> bool:
         """Keep the attempt and move the delivery to its new status, atomically.
 
-        Only a pending delivery moves, and only when this attempt number was not
-        recorded before: a late duplicate worker can never turn a success back
-        into pending. Returns False when nothing changed. Concurrent calls share
-        one statement (see :class:`Batcher`).
+        ``new`` is the message of a delivery not stored yet (:meth:`state` said
+        None): its row is inserted with this attempt's outcome, in the same
+        statement, so a delivery's row is written once when its first attempt
+        settles it. Otherwise only a pending delivery moves, and only when this
+        attempt number was not recorded before: a late duplicate worker can
+        never turn a success back into pending. Returns False when nothing
+        changed (a new delivery someone else stored first, an attempt already
+        recorded, an unknown delivery). Concurrent calls share one statement
+        (see :class:`Batcher`).
         """
-        return await self._attempts.submit((delivery_id, attempt))
+        return await self._attempts.submit((delivery_id, attempt, new))
 
-    async def _record_all(self, attempts: Sequence[tuple[str, Attempt]]) -> list[bool | Exception]:
+    async def _record_all(self, attempts: Sequence[tuple[str, Attempt, DeliveryMessage | None]]
+                          ) -> list[bool | Exception]:
         return await each_alone_on_bad_data(self._record_rows, attempts)
 
-    async def _record_rows(self, attempts: Sequence[tuple[str, Attempt]]) -> list[bool]:
+    async def _record_rows(self, attempts: Sequence[tuple[str, Attempt, DeliveryMessage | None]]) -> list[bool]:
         # A delivery twice in a batch (two copies of one message) has its second attempt
         # in a statement of its own; see distinct_rounds.
-        rounds = distinct_rounds([delivery_id for delivery_id, _ in attempts])
+        rounds = distinct_rounds([delivery_id for delivery_id, _, _ in attempts])
         recorded = [False] * len(attempts)
         # One transaction: a caller is never told "failed" for an attempt that was kept.
         async with self.pool.connection() as conn, conn.transaction():
             for taken in rounds:
                 rows = [attempts[i] for i in taken.values()]
+                news = [new for _, _, new in rows]
                 cur = await conn.execute(
                     """WITH given AS (
                            SELECT * FROM unnest(%b::text[], %b::int[], %b::timestamptz[], %b::text[], %b::int[],
-                                                %b::float8[], %b::text[], %b::text[], %b::jsonb[], %b::text[], %b::text[])
+                                                %b::float8[], %b::text[], %b::text[], %b::jsonb[], %b::text[], %b::text[],
+                                                %b::bool[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+                                                %b::jsonb[])
                                AS g(delivery_id, number, started_at, outcome, status_code, latency_ms, response_excerpt,
-                                    error, response_headers, sent_to, status)),
+                                    error, response_headers, sent_to, status,
+                                    is_new, tenant_id, event_id, endpoint_id, route_id, event_type, message)),
+                       created AS (
+                           INSERT INTO delivery.deliveries (id, tenant_id, event_id, endpoint_id, route_id, event_type,
+                                                            message, status, attempts)
+                           SELECT delivery_id, tenant_id, event_id, endpoint_id, route_id, event_type, message, status,
+                                  number
+                           FROM given WHERE is_new
+                           ON CONFLICT (id) DO NOTHING
+                           RETURNING id),
                        recorded AS (
                            INSERT INTO delivery.attempts (delivery_id, number, started_at, outcome, status_code,
                                                           latency_ms, response_excerpt, error, response_headers, sent_to)
                            SELECT delivery_id, number, started_at, outcome, status_code, latency_ms, response_excerpt,
-                                  error, response_headers, sent_to FROM given
-                           -- One unknown delivery must not fail the others' statement.
-                           WHERE EXISTS (SELECT 1 FROM delivery.deliveries d WHERE d.id = given.delivery_id)
+                                  error, response_headers, sent_to FROM given g
+                           -- A new delivery's attempt only with the row this statement created; a known
+                           -- one's only if it exists (one unknown delivery must not fail the others).
+                           WHERE CASE WHEN g.is_new THEN g.delivery_id IN (SELECT id FROM created)
+                                      ELSE EXISTS (SELECT 1 FROM delivery.deliveries d WHERE d.id = g.delivery_id) END
                            ON CONFLICT DO NOTHING
-                           RETURNING delivery_id, number)
-                       UPDATE delivery.deliveries d
-                       SET status = g.status, attempts = GREATEST(d.attempts, g.number), updated_at = now()
-                       FROM given g JOIN recorded r USING (delivery_id, number)
-                       WHERE d.id = g.delivery_id AND d.status = 'pending'
-                       RETURNING d.id""",
-                    ([d for d, _ in rows], [a.number for _, a in rows], [a.started_at for _, a in rows],
-                     [a.outcome for _, a in rows], [a.status_code for _, a in rows], [a.latency_ms for _, a in rows],
-                     [a.response_excerpt for _, a in rows], [a.error for _, a in rows],
-                     [jsonb(a.response_headers) for _, a in rows], [a.sent_to for _, a in rows],
-                     [_STATUS_AFTER.get(a.outcome, "pending") for _, a in rows]),
+                           RETURNING delivery_id, number),
+                       moved AS (
+                           UPDATE delivery.deliveries d
+                           SET status = g.status, attempts = GREATEST(d.attempts, g.number), updated_at = now()
+                           FROM given g JOIN recorded r USING (delivery_id, number)
+                           WHERE NOT g.is_new AND d.id = g.delivery_id AND d.status = 'pending'
+                           RETURNING d.id)
+                   SELECT id FROM moved
+                   UNION ALL
+                   SELECT r.delivery_id FROM recorded r JOIN created c ON c.id = r.delivery_id""",
+                    ([d for d, _, _ in rows], [a.number for _, a, _ in rows], [a.started_at for _, a, _ in rows],
+                     [a.outcome for _, a, _ in rows], [a.status_code for _, a, _ in rows],
+                     [a.latency_ms for _, a, _ in rows], [a.response_excerpt for _, a, _ in rows],
+                     [a.error for _, a, _ in rows], [jsonb(a.response_headers) for _, a, _ in rows],
+                     [a.sent_to for _, a, _ in rows], [_STATUS_AFTER.get(a.outcome, "pending") for _, a, _ in rows],
+                     [m is not None for m in news], [m.tenant_id if m else None for m in news],
+                     [m.event_id if m else None for m in news], [m.endpoint_id if m else None for m in news],
+                     [m.route_id if m else None for m in news], [m.event_type if m else None for m in news],
+                     [jsonb(storable_json(m.to_message())) if m else None for m in news]),
                 )
                 for row in await cur.fetchall():
                     recorded[taken[row["id"]]] = True

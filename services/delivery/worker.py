@@ -160,7 +160,9 @@ class DeliveryWorker:
     async def _attempt(self, message: DeliveryMessage, endpoint: Endpoint, options: EndpointOptions,
                        target: Endpoint) -> Decision:
         policy = options.retry
-        status, attempts_so_far, cycle_start = await self.store.begin(message)
+        state = await self.store.state(message.delivery_id)
+        # Not stored yet: this is its first attempt, and its row is written with the outcome.
+        status, attempts_so_far, cycle_start = state or ("pending", 0, 0)
         if status != "pending":
             return ACK  # a redelivery of something already settled
         number = attempts_so_far + 1
@@ -230,10 +232,11 @@ class DeliveryWorker:
                     error=storable_text(result.error),
                     response_headers=_bounded(result.response_headers),
                     sent_to=target.id if target is not endpoint else None),
+            new=message if state is None else None,
         )
         if not recorded:
-            # A redelivered copy of this message raced us and recorded this attempt
-            # first. Let the message come back and act on the state it left.
+            # A redelivered copy of this message raced us and recorded this attempt (or
+            # stored the delivery) first. Let the message come back and act on the state it left.
             logger.warning("attempt already recorded by another worker", extra={"delivery_id": message.delivery_id})
             return retry_in(policy.base_delay_s)
         metrics.record_delivery_attempt(target.destination, outcome, latency_ms / 1000)

@@ -168,6 +168,7 @@ class RouterServicer(rpc.RouterServiceServicer):
             occurred_at=timestamp(datetime.fromtimestamp(e.occurred_at, timezone.utc)) if e.occurred_at else None,
             conversation_key=e.conversation_key or "", source_type=e.source_type,
             routing_json=json.dumps(stored.routing) if stored.routing is not None else "",
+            routed_at=timestamp(stored.stored_at),
         )
 
     async def CreateReplay(self, request, context):

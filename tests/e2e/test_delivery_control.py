@@ -141,6 +141,8 @@ def test_an_endpoint_test_event_takes_the_normal_path(platform) -> None:
         endpoint = api.post("/v1/endpoints", json={"url": receiver.url}).json()
         sent = api.post(f"/v1/endpoints/{endpoint['id']}/test")
         assert sent.status_code == 202
+        # Followed at once: stored (pending) before it is queued, not when its first attempt is recorded.
+        assert api.get(f"/v1/deliveries/{sent.json()['delivery_id']}").json()["status"] in ("pending", "succeeded")
         [request] = receiver.wait_for(lambda r: len(r) == 1)
         assert request.headers["x-switchboard-event-type"] == "switchboard.test"
         assert request.headers["webhook-id"] == sent.json()["delivery_id"]

@@ -4,6 +4,7 @@ a Standard Webhooks-signed POST out, every attempt recorded."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import grpc
 import httpx
@@ -55,6 +56,10 @@ def test_signed_event_is_delivered_with_a_standard_webhooks_signature(platform: 
         [attempt] = delivery["attempts"]
         assert attempt["outcome"] == "succeeded" and attempt["status_code"] == 200
         assert attempt["latency_ms"] > 0
+        # Received, then routed (the router's decision), then sent.
+        received, routed, sent = (datetime.fromisoformat(t.replace("Z", "+00:00"))
+                                  for t in (event["received_at"], event["routed_at"], attempt["started_at"]))
+        assert received <= routed <= sent
 
 
 def test_failed_attempts_are_recorded_and_retried_until_success(platform: Platform) -> None:

@@ -1,5 +1,6 @@
 """The delivery worker against real PostgreSQL, real JetStream and a loopback receiver."""
 
+from dataclasses import replace
 from pathlib import Path
 
 from tests.outbound_fixture import outbound_client
@@ -92,13 +93,14 @@ async def test_a_late_duplicate_attempt_never_turns_a_success_back_into_pending(
     store, _, _ = setup
     endpoint = await store.create_endpoint("t1", "http://127.0.0.1:9/x", "", "webhook", generate_webhook_secret())
     msg = message(endpoint.id)
-    assert await store.begin(msg) == ("pending", 0, 0)
+    assert await store.state(msg.delivery_id) is None  # not stored before its first attempt settles
 
     def attempt(outcome: str) -> Attempt:
         return Attempt(1, datetime.now(timezone.utc), outcome, 200, 1.0, "", None)
 
-    assert await store.record_attempt(msg.delivery_id, attempt("succeeded")) is True
+    assert await store.record_attempt(msg.delivery_id, attempt("succeeded"), new=msg) is True
     assert await store.record_attempt(msg.delivery_id, attempt("retrying")) is False
+    assert await store.record_attempt(msg.delivery_id, attempt("retrying"), new=msg) is False  # stored already
     [delivery] = await deliveries_of(store, "t1", "evt_1")
     assert delivery.status == "succeeded" and [a.outcome for a in delivery.history] == ["succeeded"]
 
@@ -326,7 +328,7 @@ async def test_a_destination_plugin_that_raises_is_recorded_and_the_delivery_kep
     assert delivery.history[0].error == "RuntimeError: plugin bug: no such attribute"
 
 
-async def test_concurrent_begins_and_records_share_statements_with_the_same_outcomes(setup) -> None:
+async def test_concurrent_reads_and_records_share_statements_with_the_same_outcomes(setup) -> None:
     """Group commit keeps each call's answer: new and known deliveries, a delivery twice in one
     batch, and an attempt number recorded twice (only the first counts)."""
     import asyncio
@@ -334,26 +336,30 @@ async def test_concurrent_begins_and_records_share_statements_with_the_same_outc
 
     from services.delivery.store import Attempt
 
-    store, _, _ = setup
-    endpoint = await store.create_endpoint("t1", "http://127.0.0.1:9/x", "", "webhook", generate_webhook_secret())
-    known = message(endpoint.id, "evt_known")
-    assert await store.begin(known) == ("pending", 0, 0)
-    fresh = [message(endpoint.id, f"evt_{n}") for n in range(20)]
-    begun = await asyncio.gather(*(store.begin(m) for m in [known, *fresh, fresh[0]]))
-    assert begun == [("pending", 0, 0)] * 22
-
     def attempt(number: int, outcome: str) -> Attempt:
         return Attempt(number, datetime.now(timezone.utc), outcome, 200, 1.0, "", None)
 
+    store, _, _ = setup
+    endpoint = await store.create_endpoint("t1", "http://127.0.0.1:9/x", "", "webhook", generate_webhook_secret())
+    known = message(endpoint.id, "evt_known")
+    assert await store.record_attempt(known.delivery_id, attempt(1, "retrying"), new=known) is True
+    fresh = [message(endpoint.id, f"evt_{n}") for n in range(20)]
+    states = await asyncio.gather(*(store.state(m.delivery_id) for m in [known, *fresh, fresh[0]]))
+    assert states == [("pending", 1, 0)] + [None] * 21
+
     recorded = await asyncio.gather(
-        store.record_attempt(known.delivery_id, attempt(1, "retrying")),
-        store.record_attempt(known.delivery_id, attempt(1, "succeeded")),  # the same attempt again: refused
-        *(store.record_attempt(m.delivery_id, attempt(1, "succeeded")) for m in fresh),
+        store.record_attempt(known.delivery_id, attempt(2, "retrying")),
+        store.record_attempt(known.delivery_id, attempt(2, "succeeded")),  # the same attempt again: refused
+        *(store.record_attempt(m.delivery_id, attempt(1, "succeeded"), new=m) for m in fresh),
+        # A second copy of a new delivery's message, sent meanwhile: the first to record wins.
+        store.record_attempt(fresh[0].delivery_id, attempt(1, "retrying"), new=fresh[0]),
         store.record_attempt("evt_none:ep_none", attempt(1, "succeeded")),  # no such delivery
     )
-    assert recorded == [True, False, *[True] * 20, False]
-    assert await store.begin(known) == ("pending", 1, 0)
-    assert {await store.begin(m) for m in fresh} == {("succeeded", 1, 0)}
+    assert recorded == [True, False, *[True] * 20, False, False]
+    assert await store.state(known.delivery_id) == ("pending", 2, 0)
+    assert {await store.state(m.delivery_id) for m in fresh} == {("succeeded", 1, 0)}
+    [stored] = await deliveries_of(store, "t1", "evt_0")
+    assert [a.outcome for a in stored.history] == ["succeeded"]
 
 
 async def test_each_recorded_attempt_is_counted_by_destination_and_outcome(setup) -> None:
@@ -404,10 +410,18 @@ async def test_an_answer_postgresql_cannot_store_never_holds_up_the_deliveries_b
         assert (await deliveries_of(store, "t1", f"evt_{n}"))[0].status == "succeeded"
     # Past the cleaning, the store's own fallback: the bad row fails its caller only.
     unstorable, fine = message(good.id, "evt_bad"), message(good.id, "evt_fine")
-    await asyncio.gather(store.begin(unstorable), store.begin(fine))
     now = datetime.now(timezone.utc)
     results = await asyncio.gather(
-        store.record_attempt(unstorable.delivery_id, Attempt(1, now, "succeeded", 200, 1.0, "a\x00b", None)),
-        store.record_attempt(fine.delivery_id, Attempt(1, now, "succeeded", 200, 1.0, "ok", None)),
+        store.record_attempt(unstorable.delivery_id, Attempt(1, now, "succeeded", 200, 1.0, "a\x00b", None),
+                             new=unstorable),
+        store.record_attempt(fine.delivery_id, Attempt(1, now, "succeeded", 200, 1.0, "ok", None), new=fine),
         return_exceptions=True)
     assert isinstance(results[0], Exception) and results[1] is True
+    # A message with a NUL (an AI-drafted reply could hold one) is stored without it: were its
+    # record refused, the delivery, already sent, would be sent again and again.
+    odd_reply = replace(message(good.id, "evt_reply"), payload={"text": "a\x00b", "k\x00": ["c\x00"]})
+    assert await store.record_attempt(odd_reply.delivery_id, Attempt(1, now, "succeeded", 200, 1.0, "", None),
+                                      new=odd_reply) is True
+    async with store.pool.connection() as conn:
+        cur = await conn.execute("SELECT message FROM delivery.deliveries WHERE id = %s", (odd_reply.delivery_id,))
+        assert (await cur.fetchone())["message"]["payload"] == {"text": "ab", "k": ["c"]}

@@ -356,11 +356,10 @@
     $("event-facts").replaceChildren(...facts.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
     $("event-payload").textContent = JSON.stringify(event.payload, null, 2);
 
-    // The router keeps no decision time: classification and routing are drawn at the
-    // first delivery's creation (they happened before it), or at reception when none.
+    // Classification and routing are drawn when the router decided (it stores the event
+    // with its decision); an event not routed yet has no such time: drawn at reception.
     const received = Date.parse(event.received_at);
-    const created = deliveries.map((d) => Date.parse(d.created_at)).filter(Number.isFinite);
-    const decided = created.length ? Math.min(...created) : received;
+    const decided = event.routed_at ? Date.parse(event.routed_at) : received;
     const ai = routing.ai;
     const matched = (routing.routes || []).filter((r) => r.matched);
     const steps = [
