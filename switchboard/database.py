@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
-
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
@@ -32,13 +31,13 @@ __all__ = [
     "apply_migrations",
     "as_platform_error",
     "contains_nul",
-    "storable_json",
     "describe_dsn",
     "describe_error",
     "each_alone_on_bad_data",
     "jsonb",
     "load_migrations",
     "open_pool",
+    "storable_json",
     "storable_text",
 ]
 
@@ -62,9 +61,14 @@ def storable_text(value: str | None) -> str | None:
     return value.replace("\x00", "") if value and "\x00" in value else value
 
 
+def _dumps(value: Any) -> bytes:
+    # Non-text keys become text, as the standard library's json does.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
 def jsonb(value: Any) -> Jsonb:
     """A jsonb parameter encoded with orjson (the hot paths' JSON: several times the stdlib's speed)."""
-    return Jsonb(value, dumps=orjson.dumps)
+    return Jsonb(value, dumps=_dumps)
 
 
 T = TypeVar("T")

@@ -266,10 +266,10 @@ class OutboundClient:
                  idle_timeout_s: float = 15.0, ssl_context: ssl.SSLContext | None = None,
                  connect_attempt_s: float = 3.0) -> None:
         self.allow_private = allow_private
-        self.connect_attempt_s = connect_attempt_s
         self.allowed = allowed
         self.max_idle_per_origin = max_idle_per_origin
         self.idle_timeout_s = idle_timeout_s
+        self.connect_attempt_s = connect_attempt_s
         self.ssl_context = ssl_context or ssl.create_default_context()
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._closed = False
