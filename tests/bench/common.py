@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
+import psycopg
 
 from switchboard.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 
@@ -82,8 +83,6 @@ def command_cpu_seconds(command: str) -> float:
 def postgres_cpu_by_application(database_url: str) -> dict[str, float]:
     """CPU seconds of PostgreSQL's backends so far, summed by the ``application_name`` of their sessions
     (each service names its own, ``switchboard-<service>``)."""
-    import psycopg
-
     with psycopg.connect(database_url, autocommit=True) as conn:
         sessions = conn.execute("SELECT pid, application_name FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
                                 ).fetchall()
