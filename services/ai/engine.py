@@ -79,9 +79,11 @@ class ResponseCache:
         self._entries: OrderedDict[str, tuple[float, AIResponse]] = OrderedDict()
 
     @staticmethod
-    def key(provider: str, request: AIRequest) -> str:
-        asked = json.dumps([provider, request.model, request.task, request.system, request.prompt,
-                            request.output_schema], sort_keys=True, default=str)
+    def key(tenant_id: str, provider: str, chain: tuple[str, ...], prompt_version: int, request: AIRequest) -> str:
+        """What was asked, of whom, for whom: an answer is never shared across tenants (it would tell one
+        what another asked), nor kept across a new prompt version or provider chain."""
+        asked = json.dumps([tenant_id, provider, chain, prompt_version, request.model, request.task, request.system,
+                            request.prompt, request.output_schema], sort_keys=True, default=str)
         return hashlib.sha256(asked.encode()).hexdigest()
 
     def get(self, key: str) -> AIResponse | None:
@@ -121,6 +123,8 @@ class AIEngine:
         self.cache = cache
         self.timeout_s = timeout_s
         self.max_wait_s = max_wait_s
+        # Until when each provider asked not to be called (its Retry-After), on the circuits' clock.
+        self._held_until: dict[str, float] = {}
 
     # -- the three tasks -------------------------------------------------------------
 
@@ -137,7 +141,7 @@ class AIEngine:
             limited = any(name in self.gate.limits for name in self.chain(settings.providers))
             lane = await self._lane(request, categories) if limited else "normal"
         return await self._ask(event.tenant_id, request, lambda answer: parse_classification(answer, categories),
-                               lane, settings.providers)
+                               lane, settings.providers, prompt.version)
 
     async def extract(self, event: EventInput, schema: Mapping[str, Any], lane: str = "normal") -> Answer:
         schema = check_extraction_schema(schema)
@@ -146,7 +150,7 @@ class AIEngine:
         system, text = render(prompt, event, schema=schema)
         request = AIRequest("extract", system, text, schema, _OUTPUT_TOKENS["extract"], event=event)
         return await self._ask(event.tenant_id, request, lambda answer: parse_extraction(answer, schema), lane,
-                               settings.providers)
+                               settings.providers, prompt.version)
 
     async def draft_reply(self, event: EventInput, conversation_key: str, lane: str = "normal") -> Answer:
         """Draft the next reply in the conversation; the customer's message (event.text) joins its context."""
@@ -159,7 +163,7 @@ class AIEngine:
         prompt = await self.store.prompt(event.tenant_id, "reply")
         system, text = render(prompt, event, turns=turns)
         request = AIRequest("reply", system, text, None, _OUTPUT_TOKENS["reply"], event=event, turns=turns)
-        answer = await self._ask(event.tenant_id, request, parse_reply, lane, settings.providers)
+        answer = await self._ask(event.tenant_id, request, parse_reply, lane, settings.providers, prompt.version)
         await self.store.add_turn(event.tenant_id, conversation_key, "agent", answer.value)
         return answer
 
@@ -180,11 +184,13 @@ class AIEngine:
         return "urgent" if priority in ("urgent", "high") else "normal"
 
     async def _ask(self, tenant_id: str, request: AIRequest, parse: Callable[[str], Any], lane: str,
-                   tenant_chain: tuple[str, ...]) -> Answer:
+                   tenant_chain: tuple[str, ...], prompt_version: int) -> Answer:
         passed_over: list[str] = []
-        for name in self.chain(tenant_chain):
+        chain = self.chain(tenant_chain)
+        for name in chain:
             provider = self.registry.ai_provider(name)
-            reason = await self._answer_or_reason(tenant_id, provider, request, parse, lane)
+            key = ResponseCache.key(tenant_id, name, tuple(chain), prompt_version, request)
+            reason = await self._answer_or_reason(tenant_id, provider, request, parse, lane, key)
             if isinstance(reason, Answer):
                 return Answer(**{**reason.__dict__, "passed_over": tuple(passed_over)})
             passed_over.append(f"{name}: {reason}")
@@ -193,20 +199,22 @@ class AIEngine:
         raise Unavailable(f"no AI provider could {request.task} this event: {'; '.join(passed_over)}"[:500])
 
     async def _answer_or_reason(self, tenant_id: str, provider: Any, request: AIRequest,
-                                parse: Callable[[str], Any], lane: str) -> Answer | str:
+                                parse: Callable[[str], Any], lane: str, key: str) -> Answer | str:
         try:
-            return await self._consult(tenant_id, provider, request, parse, lane)
+            return await self._consult(tenant_id, provider, request, parse, lane, key)
         finally:
             self.circuits.release(provider.name)  # a probe that asked nothing (cached, over budget)
 
     async def _consult(self, tenant_id: str, provider: Any, request: AIRequest, parse: Callable[[str], Any],
-                       lane: str) -> Answer | str:
+                       lane: str, key: str) -> Answer | str:
         name = provider.name
         if not provider.available:
             return "not configured"
+        held_s = self._held_until.get(name, 0.0) - self.circuits.clock()
+        if held_s > 0:
+            return f"asked to wait {held_s:.0f} s more (Retry-After)"
         if name != LOCAL and self.circuits.wait_s(name) > 0:
             return "circuit open after repeated failures"
-        key = ResponseCache.key(name, request)
         cached = self.cache.get(key) if name != LOCAL else None
         if cached is not None:
             try:
@@ -231,6 +239,9 @@ class AIEngine:
                                        time.perf_counter() - started)
                 problem = f"timed out after {self.timeout_s:g}s" if timed_out else str(exc).removeprefix(f"{name}: ")
                 self.circuits.record(name, False)
+                if getattr(exc, "retry_after_s", None):
+                    # The provider said when to come back: nobody asks it before then.
+                    self._held_until[name] = self.circuits.clock() + exc.retry_after_s
                 await self._usage(tenant_id, provider, None, failed=True)
                 return problem[:200]
             elapsed = time.perf_counter() - started

@@ -212,3 +212,50 @@ async def test_a_half_open_circuit_that_answers_from_the_cache_still_lets_the_ne
     anthropic.reply(tool_answer(LABELS))
     probe = await engine.classify(asked("d"), lane="normal")
     assert probe.provider == "anthropic" and engine.circuits.circuit("anthropic").state == "closed"
+
+
+async def test_the_cache_is_per_tenant_so_no_tenant_learns_what_another_asked(make_engine, servers) -> None:
+    make, _ = make_engine
+    anthropic, _ = servers
+    engine = make()
+    anthropic.reply(tool_answer(LABELS), tool_answer({**LABELS, "category": "support"}))
+    first = await engine.classify(EVENT, lane="normal")
+    other = await engine.classify(EventInput(**{**EVENT.__dict__, "tenant_id": "t2"}), lane="normal")
+    assert not first.cached and not other.cached and len(anthropic.received) == 2
+    assert other.value.category == "support"
+    again = await engine.classify(EVENT, lane="normal")
+    assert again.cached and again.value.category == "billing"
+
+
+async def test_a_new_prompt_version_or_provider_chain_is_not_answered_from_the_cache(make_engine, servers) -> None:
+    make, store = make_engine
+    anthropic, _ = servers
+    engine = make()
+    anthropic.reply(tool_answer(LABELS), tool_answer(LABELS), tool_answer(LABELS))
+    assert not (await engine.classify(EVENT, lane="normal")).cached
+    builtin = await store.prompt("t1", "classify")
+    await store.save_prompt("t1", "classify", builtin.system, builtin.template)  # same text, a new version
+    engine.store._forget("t1")
+    assert not (await engine.classify(EVENT, lane="normal")).cached
+    await store.save_settings("t1", ("anthropic", "local"), None)  # openai left out
+    assert not (await engine.classify(EVENT, lane="normal")).cached
+    assert len(anthropic.received) == 3
+
+
+async def test_a_providers_retry_after_is_honoured_before_asking_it_again(make_engine, servers) -> None:
+    make, _ = make_engine
+    anthropic, openai = servers
+    engine = make(cache_ttl_s=0)
+    now = [1000.0]
+    engine.circuits = CircuitBreakers(threshold=5, cooldown_s=60, clock=lambda: now[0])
+    anthropic.reply(Reply(status=429, headers={"retry-after": "30"}, body=anthropic_error("rate_limit_error", "Slow")))
+    openai.reply(json_answer(LABELS), json_answer(LABELS), json_answer(LABELS))
+    assert (await engine.classify(EVENT, lane="normal")).provider == "openai"
+    now[0] += 10  # within the 30 s the provider asked for: not asked, though its circuit is closed
+    second = await engine.classify(EventInput(**{**EVENT.__dict__, "text": "b"}), lane="normal")
+    assert second.provider == "openai" and len(anthropic.received) == 1
+    assert second.passed_over[0].startswith("anthropic: asked to wait") and "Retry-After" in second.passed_over[0]
+    now[0] += 21  # past it: asked again
+    anthropic.reply(tool_answer(LABELS))
+    assert (await engine.classify(EventInput(**{**EVENT.__dict__, "text": "c"}), lane="normal")).provider == "anthropic"
+    assert len(anthropic.received) == 2

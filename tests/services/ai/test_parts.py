@@ -108,9 +108,13 @@ def test_the_cache_answers_the_same_question_within_its_ttl() -> None:
     now = [0.0]
     cache = ResponseCache(ttl_s=60, max_entries=2, clock=lambda: now[0])
     request = AIRequest("classify", "sys", "prompt", {"type": "object"})
-    key = ResponseCache.key("anthropic", request)
-    assert key != ResponseCache.key("openai", request)
-    assert key != ResponseCache.key("anthropic", AIRequest("classify", "sys", "other", {"type": "object"}))
+    chain = ("anthropic", "local")
+    key = ResponseCache.key("t1", "anthropic", chain, 0, request)
+    assert key != ResponseCache.key("t1", "openai", chain, 0, request)
+    assert key != ResponseCache.key("t1", "anthropic", chain, 0, AIRequest("classify", "sys", "other", {"type": "object"}))
+    assert key != ResponseCache.key("t2", "anthropic", chain, 0, request)
+    assert key != ResponseCache.key("t1", "anthropic", chain, 1, request)
+    assert key != ResponseCache.key("t1", "anthropic", ("anthropic", "openai", "local"), 0, request)
     cache.put(key, AIResponse("{}", "m"))
     assert cache.get(key).text == "{}"
     now[0] += 61
