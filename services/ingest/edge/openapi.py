@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.ingest.edge.contract import INT32_MAX, PATH_PARAM, body_required
 from services.ingest.edge.routing import API_ROUTES
 
 __all__ = ["openapi_document"]
@@ -23,14 +24,44 @@ _ERROR = {
 _TIMESTAMP = {"type": "string", "format": "date-time"}
 
 
+# Request schemas refuse unknown fields (additionalProperties: false) and say every bound
+# the handlers and services enforce; the edge checks requests against them (contract.py).
+_ID = {"type": "string", "maxLength": 64}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+_TYPE_PATTERNS = {"type": "array", "maxItems": 50, "description": "Globs; empty takes all",
+                  "items": {"type": "string", "minLength": 1, "maxLength": 200}}
+
+
+def _numbers(low: float, high: float, integer: bool = False) -> dict[str, Any]:
+    return {"type": "integer" if integer else "number", "minimum": low, "maximum": high}
+
+
+_ENDPOINT_OPTIONS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Delivery options; see docs/delivery.md",
+    "properties": {
+        "max_in_flight": _numbers(1, 1000, integer=True),
+        "timeout_seconds": _numbers(1, 60),
+        "auto_disable_after_seconds": _numbers(0, 90 * 86_400),
+        "rate_limit": {"type": "object", "additionalProperties": False, "required": ["per_second"],
+                       "properties": {"per_second": _numbers(0.001, 100_000),
+                                      "burst": _numbers(1, 100_000, integer=True)}},
+        "retry": {"type": "object", "additionalProperties": False, "properties": {
+            "max_attempts": _numbers(1, 50, integer=True), "initial_delay_seconds": _numbers(0.01, 86_400),
+            "max_delay_seconds": _numbers(0.01, 7 * 86_400), "multiplier": _numbers(1, 10),
+            "jitter": _numbers(0, 1),
+            "retry_statuses": {"type": "array", "maxItems": 100, "items": _numbers(400, 599, integer=True)}}},
+    },
+}
+
 _ENDPOINT_FIELDS: dict[str, Any] = {
-    "url": {"type": "string", "format": "uri"},
-    "description": {"type": "string"},
+    "url": {"type": "string", "minLength": 1, "maxLength": 2000, "format": "uri"},
+    "description": {"type": "string", "maxLength": 1000},
     "config": {"type": "object", "description": "The destination's settings; webhook: method, headers"},
-    "options": {"type": "object", "description": "max_in_flight, rate_limit, timeout_seconds, retry, "
-                                                 "auto_disable_after_seconds"},
-    "event_types": {"type": "array", "items": {"type": "string"}, "description": "Globs; empty takes all"},
-    "failover_endpoint_id": {"type": "string", "description": "Used while this endpoint's circuit is open"},
+    "options": _ENDPOINT_OPTIONS,
+    "event_types": _TYPE_PATTERNS,
+    "failover_endpoint_id": {**_ID, "description": "Used while this endpoint's circuit is open; \"\": none"},
 }
 
 
@@ -60,19 +91,66 @@ def _list_of(name: str) -> dict[str, Any]:
     return {"type": "object", "properties": {"data": {"type": "array", "items": _ref(name)}}}
 
 
+def _ai_event(**extra: dict[str, Any]) -> dict[str, Any]:
+    """An event given to an AI task in the body, with the task's own fields (all required)."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["type", "payload", *extra],
+        "properties": {"type": _NAME, "payload": {}, "source_type": {"type": "string", "maxLength": 100},
+                       "text": {"type": "string"}, "lane": {"enum": ["urgent", "normal"]}, **extra},
+    }
+
+
+_NULLABLE_ID = {"type": ["string", "null"], "maxLength": 200}
+_ROUTE_FIELDS: dict[str, Any] = {
+    "name": {"type": ["string", "null"], "maxLength": 200},
+    "source_id": {**_NULLABLE_ID, "description": "Only events of this source; all when omitted"},
+    "event_types": {**_TYPE_PATTERNS, "type": ["array", "null"]},
+    "filters": {"type": ["object", "null"],
+                "description": '{"all"|"any": [{"path": "$.a.b", "op": "gte", "value": 1}]}; null: none'},
+    "ai": {"type": ["object", "null"], "description": "category, priority, sentiment (lists), min_confidence; "
+                                                      "null: none"},
+    "action": {"enum": ["deliver", "reply", "drop"], "default": "deliver"},
+    "endpoint_ids": {"type": ["array", "null"], "maxItems": 100, "items": {"type": "string", "maxLength": 64}},
+    "template_id": {**_NULLABLE_ID, "description": "A transform for deliver routes"},
+    "position": {"type": "integer", "minimum": 0, "maximum": 1_000_000,
+                 "description": "Evaluation order, lowest first"},
+    "enabled": {"type": "boolean"},
+}
+
+# An event given in the body of a simulation or a template test.
+_GIVEN_EVENT: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"type": {"type": "string", "maxLength": 200}, "payload": {},
+                   "source_id": {"type": ["string", "null"], "maxLength": 200},
+                   "source_type": {"type": ["string", "null"], "maxLength": 100},
+                   "conversation_key": {"type": ["string", "null"], "maxLength": 200}},
+}
+
+_TEMPLATE_FIELDS: dict[str, Any] = {
+    "name": _NAME, "source": {"type": "string", "minLength": 1, "description": "Jinja2, sandboxed"},
+    "output": {"enum": ["json", "text"], "default": "json"}}
+
+
 SCHEMAS: dict[str, Any] = {
     "Error": _ERROR,
     "SourceCreate": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["name"],
         "properties": {
-            "name": {"type": "string", "maxLength": 200},
-            "type": {"type": "string", "default": "generic"},
+            "name": _NAME,
+            "type": {"type": "string", "maxLength": 100, "default": "generic"},
             "config": {"type": "object", "description": "Source plugin configuration"},
-            "secret": {"type": "string", "minLength": 16, "description": "Generated when omitted"},
-            "allowed_ips": {"type": "array", "items": {"type": "string"}, "description": "CIDRs; empty: any"},
-            "rate_limit": {"type": "object", "properties": {"per_second": {"type": "number"},
-                                                            "burst": {"type": "integer"}}},
+            "secret": {"type": "string", "minLength": 16, "maxLength": 500, "description": "Generated when omitted"},
+            "allowed_ips": {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 64},
+                            "description": "CIDRs; empty: any"},
+            "rate_limit": {"type": ["object", "null"], "additionalProperties": False,
+                           "description": "Requests per second and burst; null or {}: the deployment default",
+                           "properties": {"per_second": {"type": "number", "minimum": 0, "maximum": 1_000_000},
+                                          "burst": {"type": "integer", "minimum": 0, "maximum": INT32_MAX}}},
         },
     },
     "Source": {
@@ -89,24 +167,27 @@ SCHEMAS: dict[str, Any] = {
     },
     "SecretRotation": {
         "type": "object",
+        "additionalProperties": False,
         "properties": {
-            "grace_seconds": {"type": "integer", "default": 86400, "maximum": 2592000},
-            "secret": {"type": "string", "description": "The new secret; generated when omitted"},
+            "grace_seconds": {"type": "integer", "default": 86400, "minimum": 0, "maximum": 2592000},
+            "secret": {"type": "string", "maxLength": 500, "description": "The new secret; generated when omitted"},
         },
     },
     "SourceCreated": {"allOf": [_ref("Source"), {"type": "object", "properties": {"secret": {"type": "string"}}}]},
     "SourceList": _list_of("Source"),
     "EndpointCreate": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["url"],
         "properties": {
             **_ENDPOINT_FIELDS,
-            "destination": {"type": "string", "default": "webhook"},
-            "secret": {"type": "string", "description": "whsec_..., generated when omitted"},
+            "destination": {"type": "string", "maxLength": 100, "default": "webhook"},
+            "secret": {"type": "string", "maxLength": 500, "description": "whsec_..., generated when omitted"},
         },
     },
     "EndpointUpdate": {
         "type": "object",
+        "additionalProperties": False,
         "description": "Only the fields given change; config, options and event_types are replaced whole.",
         "properties": {**_ENDPOINT_FIELDS, "enabled": {"type": "boolean"}},
     },
@@ -114,6 +195,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "id": {"type": "string"}, "tenant_id": {"type": "string"}, **_ENDPOINT_FIELDS,
+            "options": {"type": "object"}, "enabled": {"type": "boolean"},
             "destination": {"type": "string"}, "created_at": _TIMESTAMP, "updated_at": _TIMESTAMP,
             "disabled_at": _TIMESTAMP, "disabled_reason": {"type": "string"}, "failing_since": _TIMESTAMP,
             "previous_secret_expires_at": _TIMESTAMP,
@@ -121,13 +203,14 @@ SCHEMAS: dict[str, Any] = {
     },
     "ReplayCreate": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["since"],
         "properties": {
-            "since": {"type": "string", "format": "date-time"},
-            "until": {"type": "string", "format": "date-time", "description": "Now when omitted"},
-            "source_id": {"type": "string"},
-            "event_types": {"type": "array", "items": {"type": "string"}},
-            "endpoint_id": {"type": "string", "description": "Only this endpoint; omitted: the current routes"},
+            "since": {"type": "string", "format": "date-time", "minLength": 1, "maxLength": 64},
+            "until": {"type": "string", "format": "date-time", "maxLength": 64, "description": "Now when omitted"},
+            "source_id": _ID,
+            "event_types": _TYPE_PATTERNS,
+            "endpoint_id": {**_ID, "description": "Only this endpoint; omitted: the current routes"},
         },
     },
     "Replay": {
@@ -142,16 +225,10 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "ReplayList": _list_of("Replay"),
-    "AIEvent": {
-        "type": "object",
-        "required": ["type", "payload"],
-        "properties": {"type": {"type": "string"}, "payload": {}, "source_type": {"type": "string"},
-                       "text": {"type": "string"}, "lane": {"enum": ["urgent", "normal"]}},
-    },
-    "AIExtract": {"allOf": [_ref("AIEvent"), {"type": "object", "required": ["schema"],
-                                              "properties": {"schema": {"type": "object"}}}]},
-    "AIReplyRequest": {"allOf": [_ref("AIEvent"), {"type": "object", "required": ["conversation_key"],
-                                                   "properties": {"conversation_key": {"type": "string"}}}]},
+    "AIEvent": _ai_event(),
+    # Spelled out, not allOf: additionalProperties sees only its own schema's properties.
+    "AIExtract": _ai_event(schema={"type": "object", "description": "A JSON schema to fill"}),
+    "AIReplyRequest": _ai_event(conversation_key={"type": "string", "minLength": 1, "maxLength": 200}),
     "AIMeta": {
         "type": "object",
         "properties": {"provider": {"type": "string"}, "model": {"type": "string"},
@@ -169,9 +246,11 @@ SCHEMAS: dict[str, Any] = {
     "Prompt": {"type": "object", "properties": {"task": {"enum": ["classify", "extract", "reply"]},
                                                 "version": {"type": "integer"}, "system": {"type": "string"},
                                                 "template": {"type": "string"}}},
-    "PromptSave": {"type": "object", "required": ["task", "system", "template"],
-                   "properties": {"task": {"enum": ["classify", "extract", "reply"]}, "system": {"type": "string"},
-                                  "template": {"type": "string", "description": "$placeholders; see docs/ai.md"}}},
+    "PromptSave": {"type": "object", "additionalProperties": False, "required": ["task", "system", "template"],
+                   "properties": {"task": {"enum": ["classify", "extract", "reply"]},
+                                  "system": {"type": "string", "minLength": 1},
+                                  "template": {"type": "string", "minLength": 1,
+                                               "description": "$placeholders; see docs/ai.md"}}},
     "AISettings": {
         "type": "object",
         "properties": {"providers": {"type": "array", "items": {"type": "string"}},
@@ -180,8 +259,9 @@ SCHEMAS: dict[str, Any] = {
     },
     "AISettingsUpdate": {
         "type": "object",
-        "properties": {"providers": {"type": "array", "items": {"type": "string"}},
-                       "categories": {"type": "array", "items": {"type": "string"}}},
+        "additionalProperties": False,
+        "properties": {"providers": {"type": "array", "items": {"type": "string", "maxLength": 100}},
+                       "categories": {"type": "array", "items": {"type": "string", "maxLength": 100}}},
     },
     "AIUsage": {"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object"}}}},
     "AnalyticsOverview": {"type": "object", "properties": {
@@ -206,7 +286,8 @@ SCHEMAS: dict[str, Any] = {
             "dead": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
             "last_failure_at": {"type": ["string", "null"], "format": "date-time"}}}}}},
     "Deleted": {"type": "object", "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean"}}},
-    "EndpointState": {"type": "object", "properties": {"reason": {"type": "string"}}},
+    "EndpointState": {"type": "object", "additionalProperties": False,
+                      "properties": {"reason": {"type": "string", "maxLength": 500}}},
     "TestSent": {"type": "object", "properties": {"event_id": {"type": "string"},
                                                   "delivery_id": {"type": "string"}}},
     "Retried": {"type": "object", "properties": {"retried": {"type": "integer"}}},
@@ -219,43 +300,39 @@ SCHEMAS: dict[str, Any] = {
     "EndpointList": _list_of("Endpoint"),
     "RouteSpec": {
         "type": "object",
-        "description": "Every field optional on PATCH; see docs/routing.md",
-        "properties": {
-            "name": {"type": "string"},
-            "source_id": {"type": "string", "description": "Only events of this source; all when omitted"},
-            "event_types": {"type": "array", "items": {"type": "string"}, "description": "Glob patterns"},
-            "filters": {"type": "object", "description": '{"all"|"any": [{"path": "$.a.b", "op": "gte", "value": 1}]}'},
-            "ai": {"type": "object", "description": "category, priority, sentiment (lists), min_confidence"},
-            "action": {"enum": ["deliver", "reply", "drop"], "default": "deliver"},
-            "endpoint_ids": {"type": "array", "items": {"type": "string"}},
-            "template_id": {"type": "string", "description": "A transform for deliver routes"},
-            "position": {"type": "integer", "description": "Evaluation order, lowest first"},
-            "enabled": {"type": "boolean"},
-        },
+        "additionalProperties": False,
+        "description": "Every field optional on PATCH; null clears a field; see docs/routing.md",
+        "properties": _ROUTE_FIELDS,
     },
-    "Route": {"allOf": [_ref("RouteSpec"), {"type": "object", "properties": {
-        "id": {"type": "string"}, "tenant_id": {"type": "string"}, "created_at": _TIMESTAMP,
-        "updated_at": _TIMESTAMP}}]},
+    # A stored route: no filters or AI conditions is null.
+    "Route": {"type": "object", "properties": {
+        **_ROUTE_FIELDS, "id": {"type": "string"}, "tenant_id": {"type": "string"}, "created_at": _TIMESTAMP,
+        "updated_at": _TIMESTAMP}},
     "Simulate": {
         "type": "object",
-        "properties": {"event_id": {"type": "string"},
-                       "event": {"type": "object", "description": "type, payload, source_id, source_type"},
-                       "routes": {"type": "array", "items": _ref("RouteSpec"),
+        "additionalProperties": False,
+        "oneOf": [{"required": ["event_id"]}, {"required": ["event"]}],
+        "x-one-of-message": "give event_id (a stored event) or event, not both",
+        "properties": {"event_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                       "event": _GIVEN_EVENT,
+                       "routes": {"type": ["array", "null"], "items": _ref("RouteSpec"),
                                   "description": "Proposed routes; the current ones when omitted"}},
     },
     "Simulation": {"type": "object", "properties": {
         "routes": {"type": "array", "items": {"type": "object"}}, "ai": {"type": ["object", "null"]},
         "dropped_by": {"type": ["string", "null"]}, "deliveries": {"type": "array", "items": {"type": "object"}}}},
-    "TemplateCreate": {"type": "object", "properties": {
-        "name": {"type": "string"}, "source": {"type": "string", "description": "Jinja2, sandboxed"},
-        "output": {"enum": ["json", "text"], "default": "json"}}},
+    "TemplateCreate": {"type": "object", "additionalProperties": False, "required": ["name", "source"],
+                       "properties": _TEMPLATE_FIELDS},
+    "TemplateUpdate": {"type": "object", "additionalProperties": False, "properties": _TEMPLATE_FIELDS},
     "Template": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "integer"},
         "output": {"enum": ["json", "text"]}, "source": {"type": "string"}, "created_at": _TIMESTAMP,
         "updated_at": _TIMESTAMP}},
     "TemplateList": _list_of("Template"),
-    "TemplateSample": {"type": "object", "properties": {"type": {"type": "string"}, "payload": {},
-                                                        "ai": {"type": "object"}}},
+    "TemplateSample": {**_GIVEN_EVENT, "properties": {
+        **_GIVEN_EVENT["properties"],
+        "ai": {"type": ["object", "null"], "description": "The AI's labels as a template sees them: category, "
+                                                          "priority, sentiment, confidence, summary"}}},
     "TemplateRendered": {"type": "object", "properties": {"ok": {"type": "boolean"}, "payload": {},
                                                           "body": {"type": "string"}, "error": {"type": "string"}}},
     "RouteList": _list_of("Route"),
@@ -288,11 +365,12 @@ SCHEMAS: dict[str, Any] = {
     },
     "EventPublish": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["type", "payload"],
         "properties": {
-            "type": {"type": "string", "maxLength": 200},
+            "type": {"type": "string", "minLength": 1, "maxLength": 200},
             "payload": {},
-            "idempotency_key": {"type": "string", "maxLength": 200,
+            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200,
                                 "description": "The same key within the duplicate window returns the same event"},
         },
     },
@@ -314,6 +392,7 @@ SCHEMAS: dict[str, Any] = {
 def _error_responses(*statuses: int) -> dict[str, Any]:
     text = {400: "Malformed request", 401: "Missing or invalid credentials", 403: "Missing scope",
             404: "Not found (also for other tenants' resources)", 413: "Body over the size limit",
+            409: "In conflict with the resource's state",
             410: "The source is disabled", 415: "Content type not accepted by this source",
             429: "Over the rate limit; see Retry-After", 503: "A dependency is unavailable; retry"}
     return {
@@ -349,17 +428,20 @@ def openapi_document() -> dict[str, Any]:
                     "description": route.summary,
                     "content": {"application/json": {"schema": _ref(route.response)}} if route.response else {},
                 },
-                **_error_responses(400, 401, 403, 404, 429, 503),
+                **_error_responses(400, 401, 403, 404, *((409,) if route.method != "GET" else ()),
+                                   *((413,) if route.request else ()), 429, 503),
             },
         }
         params = [seg[1:-1] for seg in route.path.split("/") if seg.startswith("{")]
-        if params:
-            operation["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
-            ]
+        parameters = [{"name": p, "in": "path", "required": True, "schema": PATH_PARAM} for p in params]
+        parameters += [{"name": q.name, "in": "query", "required": q.required, "schema": q.schema,
+                        **({"description": q.description} if q.description else {})} for q in route.query]
+        if parameters:
+            operation["parameters"] = parameters
         if route.request:
             operation["requestBody"] = {
-                "required": True, "content": {"application/json": {"schema": _ref(route.request)}}
+                "required": body_required(SCHEMAS[route.request]),
+                "content": {"application/json": {"schema": _ref(route.request)}},
             }
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {

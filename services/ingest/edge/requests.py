@@ -64,7 +64,15 @@ async def read_asgi_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+# Where the parsed body is kept: the request contract reads it before the handler does.
+_PARSED_BODY = "switchboard.json_body"
+
+
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object (``{}`` when empty); read once, then the same object."""
+    parsed = request.scope.get(_PARSED_BODY)
+    if parsed is not None:
+        return parsed
     body = await read_asgi_body(request.scope, request.receive, limit)
     try:
         # orjson also refuses lone surrogates and absurd nesting.
@@ -75,4 +83,5 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         raise InvalidRequest("body must be a JSON object")
     if contains_nul(value):
         raise InvalidRequest("body holds NUL characters")
+    request.scope[_PARSED_BODY] = value
     return value

@@ -146,6 +146,8 @@ def _endpoint(endpoint: delivery_pb2.Endpoint) -> dict[str, Any]:
     data["config"] = json.loads(data.pop("config_json", "{}"))
     data["options"] = json.loads(data.pop("options_json", "{}"))
     data.setdefault("event_types", [])
+    # Said explicitly: an absent disabled_at is easy to misread.
+    data["enabled"] = "disabled_at" not in data
     return data
 
 

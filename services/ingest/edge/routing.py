@@ -16,6 +16,14 @@ from starlette.routing import Route
 from services.ingest.edge import rest, rest_ai, rest_analytics
 from services.ingest.edge.auth import Principal
 from services.ingest.edge.context import EdgeContext
+from services.ingest.edge.contract import (
+    INT64_MAX,
+    Param,
+    RequestContract,
+    integer_param,
+    string_param,
+    time_param,
+)
 from services.ingest.edge.dashboard import dashboard_routes
 from services.ingest.edge.webhooks import WebhookReceiver
 from switchboard.errors import RateLimited
@@ -36,6 +44,16 @@ class ApiRoute:
     request: str | None = None
     response: str | None = None
     status: int = 200
+    # The query parameters it takes (contract.py): any other is refused.
+    query: tuple[Param, ...] = ()
+
+
+# Query parameters several routes share.
+_SINCE = time_param("since", "From this time (ISO 8601)")
+_UNTIL = time_param("until", "Up to this time (ISO 8601)")
+_ANALYTICS_RANGE = (time_param("since", "ISO 8601; default 24 hours before until"),
+                    time_param("until", "ISO 8601; default now"))
+_ANALYTICS_LIMIT = integer_param("limit", 1, 1000, "At most this many rows (default 100)")
 
 
 API_ROUTES: tuple[ApiRoute, ...] = (
@@ -70,7 +88,11 @@ API_ROUTES: tuple[ApiRoute, ...] = (
              "Retry all of an endpoint's failed (dead-lettered) deliveries", None, "Retried", 202),
     ApiRoute("GET", "/v1/deliveries", rest.list_deliveries, "read",
              "Deliveries, newest first (filters: endpoint_id, event_id, status, since, until; cursor, limit)",
-             None, "DeliveryList"),
+             None, "DeliveryList",
+             query=(string_param("endpoint_id", max_length=64), string_param("event_id", max_length=64),
+                    string_param("status", enum=("pending", "succeeded", "failed")), _SINCE, _UNTIL,
+                    string_param("cursor", "next_cursor of the previous page", max_length=500),
+                    integer_param("limit", 1, 1000, "Page size (default 50)"))),
     ApiRoute("GET", "/v1/deliveries/{delivery_id}", rest.get_delivery, "read", "A delivery with its attempts",
              None, "Delivery"),
     ApiRoute("POST", "/v1/deliveries/{delivery_id}/retry", rest.retry_delivery, "admin",
@@ -90,7 +112,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("GET", "/v1/templates", rest.list_templates, "read", "List templates", None, "TemplateList"),
     ApiRoute("GET", "/v1/templates/{template_id}", rest.get_template, "read", "Get a template", None, "Template"),
     ApiRoute("PATCH", "/v1/templates/{template_id}", rest.update_template, "admin",
-             "Change a template (a new version when source or output change)", "TemplateCreate", "Template"),
+             "Change a template (a new version when source or output change)", "TemplateUpdate", "Template"),
     ApiRoute("DELETE", "/v1/templates/{template_id}", rest.delete_template, "admin",
              "Delete a template no route uses (409 otherwise)", None, "Deleted"),
     ApiRoute("POST", "/v1/templates/{template_id}/test", rest.test_template, "admin",
@@ -100,7 +122,8 @@ API_ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("POST", "/v1/replays", rest.create_replay, "admin",
              "Re-deliver the events of a time range (to one endpoint or through the current routes), "
              "in the background; follow its progress at /v1/replays/{replay_id}", "ReplayCreate", "Replay", 202),
-    ApiRoute("GET", "/v1/replays", rest.list_replays, "read", "Replays, newest first", None, "ReplayList"),
+    ApiRoute("GET", "/v1/replays", rest.list_replays, "read", "Replays, newest first", None, "ReplayList",
+             query=(integer_param("limit", 1, 500, "At most this many (default 50)"),)),
     ApiRoute("GET", "/v1/replays/{replay_id}", rest.get_replay, "read", "A replay and its progress", None, "Replay"),
     ApiRoute("POST", "/v1/replays/{replay_id}/cancel", rest.cancel_replay, "admin", "Stop a running replay", None,
              "Replay"),
@@ -113,7 +136,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
              "A new version of the tenant's prompt template for a task", "PromptSave", "Prompt", 201),
     ApiRoute("GET", "/v1/ai/usage", rest_ai.get_ai_usage, "read",
              "AI usage per provider and day, with estimated cost (since: ISO time, default 30 days)", None,
-             "AIUsage"),
+             "AIUsage", query=(time_param("since", "ISO 8601; default 30 days ago"),)),
     ApiRoute("POST", "/v1/ai/classify", rest_ai.ai_classify, "admin", "Classify the event in the body",
              "AIEvent", "AIClassification"),
     ApiRoute("POST", "/v1/ai/extract", rest_ai.ai_extract, "admin",
@@ -123,24 +146,31 @@ API_ROUTES: tuple[ApiRoute, ...] = (
              "AIReplyRequest", "AIReply"),
     ApiRoute("GET", "/v1/analytics/overview", rest_analytics.get_analytics_overview, "read",
              "Delivery totals: events, deliveries, attempts, succeeded, failed, pending, dead, success rate, "
-             "latency percentiles (since, until: ISO times; default the last 24 hours)", None, "AnalyticsOverview"),
+             "latency percentiles (since, until: ISO times; default the last 24 hours)", None, "AnalyticsOverview",
+             query=_ANALYTICS_RANGE),
     ApiRoute("GET", "/v1/analytics/trends", rest_analytics.get_analytics_trends, "read",
              "Delivery totals per bucket (bucket: minute, hour or day; since, until; endpoint_id: hour or day only)",
-             None, "AnalyticsTrends"),
+             None, "AnalyticsTrends",
+             query=(*_ANALYTICS_RANGE, string_param("bucket", "default hour", enum=("minute", "hour", "day")),
+                    string_param("endpoint_id", max_length=64))),
     ApiRoute("GET", "/v1/analytics/breakdown", rest_analytics.get_analytics_breakdown, "read",
              "Delivery totals per endpoint, event_type, source or category (by; since, until; limit)", None,
-             "AnalyticsBreakdown"),
+             "AnalyticsBreakdown",
+             query=(*_ANALYTICS_RANGE, _ANALYTICS_LIMIT,
+                    string_param("by", enum=("endpoint", "event_type", "source", "category"), required=True))),
     ApiRoute("GET", "/v1/analytics/failing-endpoints", rest_analytics.list_failing_endpoints, "read",
              "Endpoints with failed attempts, most first, with their last error (since, until; limit)", None,
-             "FailingEndpointList"),
+             "FailingEndpointList", query=(*_ANALYTICS_RANGE, _ANALYTICS_LIMIT)),
     ApiRoute("GET", "/v1/analytics/endpoints/{endpoint_id}", rest_analytics.get_endpoint_analytics, "read",
              "One endpoint's delivery totals, pending deliveries and last error (since, until)", None,
-             "EndpointAnalytics"),
-    ApiRoute("GET", "/v1/audit", rest.list_audit, "admin", "The audit log, newest first", None, "AuditList"),
+             "EndpointAnalytics", query=_ANALYTICS_RANGE),
+    ApiRoute("GET", "/v1/audit", rest.list_audit, "admin", "The audit log, newest first", None, "AuditList",
+             query=(integer_param("limit", 1, 1000, "Page size (default 100)"),
+                    integer_param("before_id", 1, INT64_MAX, "Entries older than this id (the next page)"))),
 )
 
 
-def _guarded(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
+def _guarded(route: ApiRoute, contract: RequestContract) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         edge: EdgeContext = request.app.state.edge
         principal = await edge.authenticator.authenticate(request)
@@ -149,6 +179,7 @@ def _guarded(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
             raise RateLimited("this API key is over its rate limit", retry_after_s=verdict.retry_after_s,
                               headers=verdict.headers())
         principal.require(route.scope)
+        await contract.check(request, route, edge.settings.max_body_bytes)
         response = await route.handler(request, principal, edge)
         response.headers.update(verdict.headers())
         return response
@@ -171,6 +202,10 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 def starlette_routes(openapi: Callable[[Request], Awaitable[Response]]) -> list[Route]:
+    # Imported here: openapi.py reads API_ROUTES from this module.
+    from services.ingest.edge.openapi import SCHEMAS
+
+    contract = RequestContract(SCHEMAS).compile(API_ROUTES)
     routes = [
         Route("/in/{source_id}", WebhookReceiver(), methods=["POST"], name="receive_webhook"),
         Route("/healthz", healthz, methods=["GET"]),
@@ -184,7 +219,7 @@ def starlette_routes(openapi: Callable[[Request], Awaitable[Response]]) -> list[
     for api_route in API_ROUTES:
         by_path.setdefault(api_route.path, {})[api_route.method] = api_route
     for path, methods in by_path.items():
-        handlers = {method: _guarded(r) for method, r in methods.items()}
+        handlers = {method: _guarded(r, contract) for method, r in methods.items()}
 
         async def dispatch(request: Request, handlers=handlers) -> Response:
             return await handlers[request.method](request)

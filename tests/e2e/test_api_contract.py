@@ -1,0 +1,132 @@
+"""The HTTP API keeps its published contract: every malformed request is a 4xx naming the field, and
+answers match /openapi.json. The defects the review's fuzzing found, one test each (issue 13, item 8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator
+
+from switchboard.embedded import EmbeddedNats
+from tests.e2e.slice import create_slice
+from tests.platform_runner import Platform, base_env
+from tests.receivers import Receiver
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Platform]:
+    """One platform for this module's tests (they only read, or create what they use)."""
+    import secrets
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    root = tmp_path_factory.mktemp("contract")
+    name = f"sbtest_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    nats = EmbeddedNats(root / "nats")
+    nats.start()
+    platform = Platform(base_env(root / "state", SWITCHBOARD_NATS_URL=nats.url,
+                                 SWITCHBOARD_DATABASE_URL=make_conninfo(postgres_server, dbname=name))).start()
+    try:
+        yield platform
+    finally:
+        code = platform.stop()
+        nats.stop()
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        assert code == 0, f"switchboard up exited {code}:\n{platform.log_tail()}"
+
+
+@pytest.fixture(scope="module")
+def api(running: Platform) -> Iterator[httpx.Client]:
+    with running.client() as client:
+        yield client
+
+
+def refused(reply: httpx.Response, field: str) -> str:
+    """The 400's message, once it is a JSON error naming ``field``."""
+    assert reply.status_code == 400, (reply.status_code, reply.text)
+    error = reply.json()["error"]
+    assert error["code"] == "invalid_request" and error["message"].startswith(f"{field}:"), error
+    return error["message"]
+
+
+def conforms(api: httpx.Client, reply: httpx.Response, schema: str) -> None:
+    """The answer matches the named schema of the document the edge serves."""
+    document = api.get("/openapi.json").json()
+    validator = Draft202012Validator({"$ref": f"#/components/schemas/{schema}", **document})
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(reply.json())]
+    assert not errors, errors
+
+
+def test_grace_seconds_beyond_any_integer_type_is_a_400_naming_it(api: httpx.Client) -> None:
+    source = api.post("/v1/sources", json={"name": "rotating"}).json()
+    endpoint = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/hook"}).json()
+    for path in (f"/v1/sources/{source['id']}/rotate-secret", f"/v1/endpoints/{endpoint['id']}/rotate-secret"):
+        for grace in (307077351757998, 2**31, 2**70, -1, 30 * 86400 + 1):
+            refused(api.post(path, json={"grace_seconds": grace}), "grace_seconds")
+        assert api.post(path, json={"grace_seconds": 30 * 86400}).status_code == 200
+
+
+def test_unbounded_and_negative_query_integers_are_400s(api: httpx.Client) -> None:
+    refused(api.get("/v1/deliveries", params={"limit": 2**70}), "limit")
+    refused(api.get("/v1/deliveries", params={"limit": -5}), "limit")
+    refused(api.get("/v1/deliveries", params={"limit": "ten"}), "limit")
+    refused(api.get("/v1/audit", params={"before_id": 2**70}), "before_id")
+    refused(api.get("/v1/audit", params={"limit": 0}), "limit")
+    refused(api.get("/v1/analytics/breakdown", params={"by": "endpoint", "limit": -5}), "limit")
+    refused(api.get("/v1/deliveries", params={"status": "lost"}), "status")
+    refused(api.get("/v1/deliveries", params={"since": "yesterday"}), "since")
+    refused(api.get("/v1/deliveries", params={"colour": "red"}), "colour")
+    assert api.get("/v1/deliveries", params={"limit": 1000}).status_code == 200
+    assert api.get("/v1/audit", params={"limit": 5, "before_id": 2**63 - 1}).status_code == 200
+
+
+def test_unknown_body_fields_are_refused_by_name(api: httpx.Client) -> None:
+    refused(api.post("/v1/sources", json={"name": "s", "colour": "red"}), "colour")
+    refused(api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/", "retries": 3}), "retries")
+    refused(api.post("/v1/events", json={"type": "a.b", "payload": {}, "extra": 1}), "extra")
+    refused(api.post("/v1/routes", json={"endpoint_ids": [], "when": "always"}), "when")
+    refused(api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/", "options": {"retry": {"tries": 3}}}),
+            "options.retry.tries")
+    # Wrong types, missing and too-short fields name the field too.
+    refused(api.post("/v1/sources", json={}), "name")
+    refused(api.post("/v1/sources", json={"name": ""}), "name")
+    refused(api.post("/v1/sources", json={"name": "s", "rate_limit": {"burst": 2**40}}), "rate_limit.burst")
+    refused(api.post("/v1/events", json={"type": 7, "payload": {}}), "type")
+
+
+def test_template_test_with_ai_labels_that_are_no_object_is_a_400(api: httpx.Client) -> None:
+    template = api.post("/v1/templates", json={"name": "t", "source": '{"n": {{ payload.n }}}'})
+    assert template.status_code == 201, template.text
+    path = f"/v1/templates/{template.json()['id']}/test"
+    refused(api.post(path, json={"type": "a", "payload": {"n": 1}, "ai": [[1]]}), "ai")
+    rendered = api.post(path, json={"type": "a", "payload": {"n": 1}, "ai": {"category": "billing"}})
+    assert rendered.status_code == 200 and rendered.json()["payload"] == {"n": 1}
+
+
+def test_routes_and_endpoints_answer_as_their_schemas_say(api: httpx.Client) -> None:
+    with Receiver() as receiver:
+        s = create_slice(api, receiver.url)
+    routes = api.get("/v1/routes")
+    assert routes.status_code == 200 and routes.json()["data"][0]["filters"] is None
+    conforms(api, routes, "RouteList")
+    endpoint = api.get(f"/v1/endpoints/{s.endpoint_id}")
+    assert endpoint.json()["enabled"] is True
+    conforms(api, endpoint, "Endpoint")
+    disabled = api.post(f"/v1/endpoints/{s.endpoint_id}/disable", json={"reason": "maintenance"})
+    assert disabled.json()["enabled"] is False
+    listed = api.get("/v1/endpoints").json()["data"]
+    assert [e["enabled"] for e in listed if e["id"] == s.endpoint_id] == [False]
+
+
+def test_over_long_path_ids_are_400s_not_lookups(api: httpx.Client) -> None:
+    refused(api.get(f"/v1/endpoints/{'e' * 65}"), "endpoint_id")
+    assert api.get(f"/v1/endpoints/ep_{'0' * 32}").status_code == 404
