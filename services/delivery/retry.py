@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "MAX_RETRY_AFTER_S"]
+
+#: The longest wait a receiver's ``Retry-After`` can ask for, whatever the endpoint's ``max_delay_s``.
+MAX_RETRY_AFTER_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -26,9 +29,13 @@ class RetryPolicy:
         return retryable and attempt < self.max_attempts
 
     def next_delay(self, attempt: int, requested_s: float | None = None) -> float:
-        """Delay before attempt ``attempt + 1``; a receiver's Retry-After wins if longer."""
+        """Delay before attempt ``attempt + 1``.
+
+        A receiver's Retry-After (``requested_s``) wins if longer, even past ``max_delay_s`` (which caps
+        only the backoff: the receiver knows when it will be back), but never past an hour.
+        """
         delay = min(self.base_delay_s * self.multiplier ** (attempt - 1), self.max_delay_s)
         delay *= 1 + random.uniform(-self.jitter, self.jitter)
         if requested_s is not None:
-            delay = max(delay, min(requested_s, self.max_delay_s))
+            delay = max(delay, min(requested_s, MAX_RETRY_AFTER_S))
         return delay

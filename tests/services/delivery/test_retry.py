@@ -10,11 +10,24 @@ def test_delays_double_within_jitter_and_are_capped() -> None:
             assert nominal * 0.8 <= policy.next_delay(attempt) <= nominal * 1.2
 
 
-def test_a_receivers_retry_after_wins_when_longer_but_never_past_the_cap() -> None:
+def test_a_receivers_retry_after_wins_when_longer_even_past_max_delay_but_never_past_an_hour() -> None:
     policy = RetryPolicy(base_delay_s=1, max_delay_s=100, jitter=0)
     assert policy.next_delay(1, requested_s=30) == 30
     assert policy.next_delay(1, requested_s=0.1) == 1
-    assert policy.next_delay(1, requested_s=10_000) == 100
+    # The endpoint's max_delay_seconds caps its own backoff, not what the receiver asks for.
+    assert policy.next_delay(1, requested_s=1_000) == 1_000
+    assert policy.next_delay(1, requested_s=10_000) == 3600
+    assert policy.next_delay(1, requested_s=float("inf")) == 3600
+    # A backoff longer than the Retry-After still wins; the hour caps the request, not the policy.
+    assert RetryPolicy(base_delay_s=7200, max_delay_s=7200, jitter=0).next_delay(1, requested_s=10) == 7200
+
+
+def test_the_retry_after_cap_matches_the_parsers() -> None:
+    from plugins.destinations.http_result import parse_retry_after
+
+    policy = RetryPolicy(base_delay_s=1, max_delay_s=60, jitter=0)
+    assert policy.next_delay(1, parse_retry_after("86400")) == 3600
+    assert policy.next_delay(1, parse_retry_after("600")) == 600
 
 
 @pytest.mark.parametrize("attempt,retryable,expected", [(1, True, True), (2, True, True), (3, True, False),
