@@ -38,6 +38,9 @@ class Event:
     # The source's type ("stripe", "slack", ...; "api" for events published through the API).
     source_type: str = ""
 
+    # Conversational sources: who wrote it (customer, agent, bot, system; see
+    # plugins.sources.spec.AUTHORS); None when the source does not say.
+    author: str | None = None
     def to_message(self) -> dict[str, Any]:
         # Not dataclasses.asdict: that deep-copies the payload, on the hot path.
         return {
@@ -54,6 +57,7 @@ class Event:
             "headers": self.headers,
             "provider_event_id": self.provider_event_id,
         }
+            "author": self.author,
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> "Event":
@@ -72,6 +76,7 @@ class Event:
             conversation_key=data.get("conversation_key"),
             source_type=data.get("source_type") or "",
         )
+            author=data.get("author"),
 
 
 @dataclass(frozen=True)

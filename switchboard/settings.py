@@ -149,6 +149,10 @@ class Settings:
     # (reason kept; re-enable through the API). 0 turns this off.
     endpoint_auto_disable_s: float = 5 * 24 * 3600
     router_concurrency: int = 64
+    # The reply loop guard's last line: at most this many AI-drafted replies
+    # per conversation in any reply_budget_window_s (docs/ai.md#replies).
+    reply_budget: int = 10
+    reply_budget_window_s: float = 3600.0
 
     # Stream limits, explicit so a runaway sender cannot fill the disk.
     stream_max_bytes: int = 1024**3
@@ -282,6 +286,8 @@ class Settings:
             retention_attempts_days=_int(env, f"{p}RETENTION_ATTEMPTS_DAYS", 30, minimum=1),
             retention_rollups_days=_int(env, f"{p}RETENTION_ROLLUPS_DAYS", 400, minimum=1),
             retention_prune_interval_s=_float(env, f"{p}RETENTION_PRUNE_INTERVAL", 3600.0),
+            reply_budget=_int(env, f"{p}REPLY_BUDGET", 10, minimum=1),
+            reply_budget_window_s=_float(env, f"{p}REPLY_BUDGET_WINDOW", 3600.0),
             retention_events_days=_int(env, f"{p}RETENTION_EVENTS_DAYS", 30, minimum=1),
             retention_deliveries_days=_int(env, f"{p}RETENTION_DELIVERIES_DAYS", 30, minimum=1),
             alert_interval_s=_float(env, f"{p}ALERT_INTERVAL", 60.0),
@@ -382,6 +388,8 @@ class Settings:
             f"{p}RETENTION_PRUNE_INTERVAL": str(self.retention_prune_interval_s),
             f"{p}RETENTION_EVENTS_DAYS": str(self.retention_events_days),
             f"{p}RETENTION_DELIVERIES_DAYS": str(self.retention_deliveries_days),
+            f"{p}REPLY_BUDGET": str(self.reply_budget),
+            f"{p}REPLY_BUDGET_WINDOW": str(self.reply_budget_window_s),
             f"{p}ALERT_INTERVAL": str(self.alert_interval_s),
             f"{p}ALERT_WINDOW": str(self.alert_window_s),
             f"{p}ALERT_FAILURE_RATE": str(self.alert_failure_rate),

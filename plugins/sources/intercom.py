@@ -3,7 +3,11 @@
 Keyed by the app's client secret. The notification's ``topic``
 (``conversation.user.replied``) is the event type, its ``id`` the provider
 id, and the conversation (``data.item`` of type ``conversation``) the
-conversation key.
+conversation key. The author comes from the topic (``conversation.user.*``
+and ``.contact.*``/``.lead.*``: customer; ``.admin.*``: agent;
+``.operator.*``: bot; any other topic: system), overruled by the newest
+conversation part's author when the notification carries one (an admin's or a
+bot's part is never the customer's).
 Docs: https://developers.intercom.com/docs/references/webhooks/webhook-models#signed-notifications
 """
 
@@ -22,6 +26,26 @@ from plugins.sources.verification import (
     require_content_type,
     unix_time,
 )
+
+
+_TOPIC_AUTHORS = {"user": "customer", "contact": "customer", "lead": "customer", "admin": "agent",
+                  "operator": "bot", "bot": "bot"}
+_PART_AUTHORS = {"user": "customer", "contact": "customer", "lead": "customer", "admin": "agent", "bot": "bot",
+                 "team": "agent"}
+
+
+def _author(topic: str, item: Mapping[str, Any]) -> str:
+    kind, _, rest = topic.partition(".")
+    author = _TOPIC_AUTHORS.get(rest.partition(".")[0], "system") if kind == "conversation" else "system"
+    if author == "system":
+        return author
+    parts = item.get("conversation_parts")
+    parts = parts.get("conversation_parts") if isinstance(parts, dict) else None
+    newest = parts[-1] if isinstance(parts, list) and parts and isinstance(parts[-1], dict) else {}
+    by = newest.get("author") if isinstance(newest.get("author"), dict) else {}
+    # Only ever away from customer: a part the provider says a person wrote cannot make an admin topic theirs.
+    part_author = _PART_AUTHORS.get(by.get("type"))
+    return part_author if part_author and part_author != "customer" else author
 
 
 class IntercomSource:
@@ -43,13 +67,15 @@ class IntercomSource:
         payload = json_object(request)
         data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
         item = data.get("item") if isinstance(data.get("item"), dict) else {}
+        topic = str(payload.get("topic") or "intercom")
         return NormalizedEvent(
-            type=str(payload.get("topic") or "intercom")[:200],
+            type=topic[:200],
             payload=payload,
             provider_event_id=payload.get("id") if isinstance(payload.get("id"), str) else None,
             body=request.body,
             occurred_at=unix_time(payload.get("created_at")),
             conversation_key=str(item["id"]) if item.get("type") == "conversation" and item.get("id") else None,
+            author=_author(topic, item),
         )
 
     def sign(self, body: bytes, secret: str, config: Mapping[str, Any], url: str) -> dict[str, str]:

@@ -6,6 +6,11 @@ challenge. Slack retries (``X-Slack-Retry-Num``) carry the same
 ``event_id``, so they collapse into the first event. The event type is the
 inner event's type (and subtype): ``message``, ``app_mention``,
 ``message.channel_join``; the conversation is the channel (and thread).
+The author is ``bot`` for a bot's or an app's post (``bot_id``, subtype
+``bot_message``, or the app's own bot user named in ``authorizations``: the
+platform's own replies come back this way), ``customer`` for a person's
+message or mention, and ``system`` for everything else (edits, joins,
+reactions).
 Docs: https://api.slack.com/authentication/verifying-requests-from-slack
 """
 
@@ -28,6 +33,24 @@ from plugins.sources.verification import (
     tolerance_only,
     unix_time,
 )
+
+
+# Subtypes that are still a person's message; every other subtype is Slack's bookkeeping.
+_PERSON_SUBTYPES = frozenset({"thread_broadcast", "file_share", "me_message"})
+
+
+def _author(payload: Mapping[str, Any], inner: Mapping[str, Any]) -> str:
+    if inner.get("type") not in ("message", "app_mention"):
+        return "system"
+    subtype = inner.get("subtype")
+    if inner.get("bot_id") or inner.get("bot_profile") or subtype == "bot_message":
+        return "bot"
+    authorizations = payload.get("authorizations")
+    bots = {a.get("user_id") for a in authorizations if isinstance(a, dict) and a.get("is_bot")} \
+        if isinstance(authorizations, list) else set()
+    if not inner.get("user") or inner.get("user") in bots:
+        return "bot"
+    return "customer" if subtype is None or subtype in _PERSON_SUBTYPES else "system"
 
 
 class SlackSource:
@@ -71,6 +94,7 @@ class SlackSource:
             body=request.body,
             occurred_at=unix_time(payload.get("event_time")),
             conversation_key=f"{channel}:{thread}" if channel and thread else channel,
+            author=_author(payload, inner),
         )
 
     def sign(self, body: bytes, secret: str, config: Mapping[str, Any], url: str) -> dict[str, str]:

@@ -33,6 +33,7 @@ from plugins.markers import hookspec
 from switchboard.errors import InvalidRequest, Unauthenticated, UnsupportedMediaType
 
 __all__ = [
+    "AUTHORS",
     "Reply",
     "UnsupportedContentType",
     "InboundRequest",
@@ -91,6 +92,13 @@ class InboundRequest:
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+#: Who wrote a conversational event (``NormalizedEvent.author``): a person
+#: writing in (``customer``), a human agent of the business (``agent``), a bot
+#: or app (``bot``; the platform's own replies come back as this), or the
+#: provider's bookkeeping (``system``: status callbacks, edits, joins).
+AUTHORS = ("customer", "agent", "bot", "system")
+
+
 @dataclass(frozen=True)
 class NormalizedEvent:
     """What a source makes of a request."""
@@ -110,6 +118,10 @@ class NormalizedEvent:
     # Conversational sources: what identifies the conversation (an Intercom
     # conversation, a Slack channel/thread, a Twilio From/To pair).
     conversation_key: str | None = None
+    # Conversational sources: who wrote it, one of AUTHORS. A ``reply`` route
+    # answers only ``customer`` messages, so a source that cannot tell must
+    # not say customer; None (non-conversational sources) is never answered.
+    author: str | None = None
 
 
 @dataclass(frozen=True)

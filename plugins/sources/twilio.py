@@ -8,6 +8,11 @@ set ``public_base_url`` (e.g. ``https://hooks.example.com``) and the path and
 query as received are appended to it. Twilio sometimes signs with the port
 and sometimes without: both are accepted, as in Twilio's own validator.
 Accepted messages are answered with empty TwiML, so Twilio sends no reply.
+An incoming message (and an incoming call's first, ringing callback) is the
+customer's; status callbacks are the system's. Either way the conversation
+is keyed ``<customer>|<business>``: a status callback of a message the
+business sent has the business's number in ``From``, and a reply must never
+go there.
 Docs: https://www.twilio.com/docs/usage/security#validating-requests
 """
 
@@ -86,23 +91,31 @@ class TwilioSource:
     def normalize(self, request: InboundRequest, config: Mapping[str, Any]) -> NormalizedEvent:
         require_content_type(request, FORM_TYPE)
         params = form_body(request)
+        sender, recipient = params.get("From"), params.get("To")
+        inbound = False
         if "MessageSid" in params:
             status = params.get("MessageStatus") or params.get("SmsStatus")
             kind, sid = "message", params["MessageSid"]
-            event_type = "message.received" if status in (None, "received") else f"message.{status}"
+            inbound = status in (None, "received")
+            event_type = "message.received" if inbound else f"message.{status}"
+            author = "customer" if inbound else "system"
         elif "CallSid" in params:
             status = params.get("CallStatus")
             kind, sid = "call", params["CallSid"]
             event_type = f"call.{status}" if status else "call"
+            inbound = params.get("Direction", "inbound") == "inbound"
+            author = "customer" if inbound and status in (None, "ringing") else "system"
         else:
-            kind, sid, status, event_type = "twilio", None, None, "twilio"
-        sender, recipient = params.get("From"), params.get("To")
+            kind, sid, status, event_type, author = "twilio", None, None, "twilio", "system"
+        # The customer first, whoever sent this one.
+        customer, business = (sender, recipient) if inbound else (recipient, sender)
         return NormalizedEvent(
             type=event_type[:200],
             payload=params,
             # A status callback repeats the SID with a new status: each status is its own event.
             provider_event_id=f"{kind}:{sid}:{status or ''}" if isinstance(sid, str) else None,
-            conversation_key=f"{sender}|{recipient}" if sender and recipient else None,
+            conversation_key=f"{customer}|{business}" if customer and business else None,
+            author=author,
         )
 
     def acknowledgement(self, config: Mapping[str, Any]) -> Reply:

@@ -152,10 +152,19 @@ class AIEngine:
         return await self._ask(event.tenant_id, request, lambda answer: parse_extraction(answer, schema), lane,
                                settings.providers, prompt.version)
 
-    async def draft_reply(self, event: EventInput, conversation_key: str, lane: str = "normal") -> Answer:
-        """Draft the next reply in the conversation; the customer's message (event.text) joins its context."""
+    async def draft_reply(self, event: EventInput, conversation_key: str, lane: str = "normal",
+                          author: str = "customer", hold: bool = False) -> Answer:
+        """Draft the next reply in the conversation; the customer's message (event.text) joins its context.
+
+        Only a customer's message is answered (anything else could be our own
+        reply coming back). The draft joins the conversation as the agent's
+        turn, unless it is held for review: then it joins when it is sent
+        (:meth:`record_turn`).
+        """
         if not conversation_key:
             raise InvalidRequest("a reply needs the conversation_key of the conversation")
+        if author != "customer":
+            raise InvalidRequest(f"only a customer's message is answered, not a {author}'s")
         if event.text:
             await self.store.add_turn(event.tenant_id, conversation_key, "customer", event.text)
         turns = await self.store.turns(event.tenant_id, conversation_key)
@@ -164,8 +173,17 @@ class AIEngine:
         system, text = render(prompt, event, turns=turns)
         request = AIRequest("reply", system, text, None, _OUTPUT_TOKENS["reply"], event=event, turns=turns)
         answer = await self._ask(event.tenant_id, request, parse_reply, lane, settings.providers, prompt.version)
-        await self.store.add_turn(event.tenant_id, conversation_key, "agent", answer.value)
+        if not hold:
+            await self.store.add_turn(event.tenant_id, conversation_key, "agent", answer.value)
         return answer
+
+    async def record_turn(self, tenant_id: str, conversation_key: str, role: str, text: str) -> None:
+        """A turn said outside :meth:`draft_reply`: a held draft, approved and sent."""
+        if role not in ("customer", "agent"):
+            raise InvalidRequest("role is customer or agent")
+        if not conversation_key or not text:
+            raise InvalidRequest("a turn needs a conversation_key and text")
+        await self.store.add_turn(tenant_id, conversation_key, role, text)
 
     # -- the chain -------------------------------------------------------------------
 

@@ -63,8 +63,14 @@ class AIServicer(rpc.AIServiceServicer):
         return pb.Extraction(json=json.dumps(answer.value), meta=_meta(answer))
 
     async def DraftReply(self, request, context):
-        answer = await self.engine.draft_reply(_event(request.event), request.conversation_key, _lane(request.lane))
+        answer = await self.engine.draft_reply(_event(request.event), request.conversation_key, _lane(request.lane),
+                                               request.author or "customer", request.hold)
         return pb.Reply(text=answer.value, meta=_meta(answer))
+
+    async def RecordTurn(self, request, context):
+        await self.engine.record_turn(request.tenant_id,
+                                      request.conversation_key, request.role, request.text)
+        return pb.TurnRecorded()
 
     async def GetSettings(self, request, context):
         return await self._settings(request.tenant_id)

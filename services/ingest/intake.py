@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from plugins.manager import PluginRegistry
-from plugins.sources.spec import InboundRequest, MalformedRequest, NormalizedEvent, Reply, SignatureInvalid
+from plugins.sources.spec import AUTHORS, InboundRequest, MalformedRequest, NormalizedEvent, Reply, SignatureInvalid
 from services.ingest.sources import SourceStore
 from switchboard.database import contains_nul
 from switchboard.errors import Gone, InvalidRequest, NotFound, PermissionDenied, RateLimited
@@ -129,6 +129,8 @@ class WebhookIntake:
             occurred_at=normalized.occurred_at,
             conversation_key=normalized.conversation_key,
             source_type=source.type,
+            # A plugin's unknown author is no author: never taken for a customer to answer.
+            author=normalized.author if normalized.author in AUTHORS else None,
         )
         duplicate = await self.publish(event)
         acknowledgement = getattr(plugin, "acknowledgement", None)

@@ -46,13 +46,19 @@ class GrpcAIClient:
                 "confidence": round(c.confidence, 3), "summary": c.summary, "provider": c.meta.provider,
                 "model": c.meta.model, "passed_over": list(c.meta.passed_over)}, None
 
-    async def draft_reply(self, event: Event) -> tuple[str | None, str | None]:
+    async def draft_reply(self, event: Event, hold: bool = False) -> tuple[str | None, str | None]:
         if not event.conversation_key:
             return None, "the event belongs to no conversation"
         try:
             reply = await self._stub().DraftReply(
-                ai_pb2.DraftReplyRequest(event=_event(event), conversation_key=event.conversation_key),
+                ai_pb2.DraftReplyRequest(event=_event(event), conversation_key=event.conversation_key,
+                                         author=event.author or "unknown", hold=hold),
                 timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
             return None, _why(exc)
         return reply.text, None
+
+    async def record_agent_turn(self, tenant_id: str, conversation_key: str, text: str) -> None:
+        """A held draft was approved and sent: it joins the conversation now."""
+        await self._stub().RecordTurn(ai_pb2.RecordTurnRequest(
+            tenant_id=tenant_id, conversation_key=conversation_key, role="agent", text=text), timeout=self.timeout_s)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from services.router.ai_client import GrpcAIClient
+from services.router.approvals import Approvals
 from services.router.consumer import EventRouter, replay_delivery
 from services.router.dispatch import Dispatcher
 from services.router.replay import ReplayRunner, ReplayStore
+from services.router.replies import ReplyStore
 from services.router.retention import EventPruner
 from services.router.routing import EventStore, RouteStore
 from services.router.servicer import RouterServicer
@@ -27,9 +31,12 @@ class RouterApp(ServiceApp):
         templates = TemplateStore(runtime.pool)
         # A classification may walk the whole provider chain, each with its own deadline.
         ai = GrpcAIClient(runtime.clients, timeout_s=s.ai_timeout_s * 3 + s.rpc_timeout_s)
-        self.dispatcher = Dispatcher(self.routes, templates, ai)
+        replies = ReplyStore(runtime.pool, s.reply_budget, timedelta(seconds=s.reply_budget_window_s))
+        self.dispatcher = Dispatcher(self.routes, templates, ai, replies)
+        approvals = Approvals(replies, self.events, runtime.js, ai, s.publish_timeout_s)
         rpc.add_RouterServiceServicer_to_server(
-            RouterServicer(self.routes, self.events, self.replays, templates, self.dispatcher, runtime.clients),
+            RouterServicer(self.routes, self.events, self.replays, templates, self.dispatcher, runtime.clients,
+                           approvals),
             server)
 
     async def start(self, runtime: Runtime) -> None:

@@ -87,7 +87,7 @@ def replay_delivery(js: JetStreamContext, dispatcher: Dispatcher, timeout_s: flo
         if endpoint_id:
             outgoing = [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, event.body)]
         else:
-            dispatch = await dispatcher.dispatch(event)
+            dispatch = await dispatcher.dispatch(event, replay=True)
             outgoing, category = dispatch.outgoing, dispatch.category
         await publish_deliveries(js, event, outgoing, timeout_s, replay_id, category)
         return len(outgoing)

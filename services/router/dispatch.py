@@ -20,6 +20,7 @@ from services.router.routing import (
     parse_route_spec,
     route_from_spec,
 )
+from services.router.replies import ReplyStore, why_not_answered
 from services.router.templates import TemplateStore
 from services.router.transforms import TransformError
 from switchboard.errors import InvalidRequest, NotFound
@@ -34,8 +35,9 @@ class AIClient(Protocol):
     async def classify(self, event: Event) -> tuple[dict[str, Any] | None, str | None]:
         """``(labels, None)``, or ``(None, why not)`` when no classification could be had."""
 
-    async def draft_reply(self, event: Event) -> tuple[str | None, str | None]:
-        """``(reply, None)``, or ``(None, why not)``."""
+    async def draft_reply(self, event: Event, hold: bool = False) -> tuple[str | None, str | None]:
+        """``(reply, None)``, or ``(None, why not)``; ``hold``: the draft is not sent yet, so it does not
+        join the conversation (it does when approved)."""
 
 
 @dataclass(frozen=True)
@@ -72,20 +74,28 @@ def template_context(event: Event, labels: Mapping[str, Any] | None) -> dict[str
     return {
         "event": {"id": event.id, "type": event.type, "source_id": event.source_id, "source_type": event.source_type,
                   "received_at": iso(event.received_at), "occurred_at": iso(event.occurred_at),
-                  "conversation_key": event.conversation_key},
+                  "conversation_key": event.conversation_key, "author": event.author},
         "payload": event.payload,
         "ai": dict(labels) if labels is not None else None,
     }
 
 
+def reply_outgoing(route: Route, endpoint_id: str, text: str | None, error: str | None) -> Outgoing:
+    """The delivery of a drafted reply (or of why there is none: recorded as failed, nothing sent)."""
+    return Outgoing(route, endpoint_id, {"text": text} if text else None, None, None if text else error)
+
+
 class Dispatcher:
-    def __init__(self, routes: RouteStore, templates: TemplateStore, ai: AIClient) -> None:
+    def __init__(self, routes: RouteStore, templates: TemplateStore, ai: AIClient, replies: ReplyStore) -> None:
         self.routes = routes
         self.templates = templates
         self.ai = ai
+        self.replies = replies
 
-    async def dispatch(self, event: Event, routes: list[Route] | None = None, simulate: bool = False) -> Dispatch:
-        """Plan the event's deliveries; a simulation explains every route and drafts no reply."""
+    async def dispatch(self, event: Event, routes: list[Route] | None = None, simulate: bool = False,
+                       replay: bool = False) -> Dispatch:
+        """Plan the event's deliveries; a simulation explains every route and drafts no reply, and a
+        replay never answers a conversation again."""
         if routes is None:
             routes = await self.routes.enabled(event.tenant_id)
         labels, note = None, None
@@ -93,15 +103,13 @@ class Dispatcher:
             labels, note = await self.ai.classify(event)
         plan = decide(event, routes, labels, explain_all=simulate)
         outgoing: list[Outgoing] = []
-        reply: tuple[str | None, str | None] | None = None
         transforms: list[dict[str, Any]] = []
+        replying = [(route, endpoint_id) for route, endpoint_id in plan.deliveries if route.action == "reply"]
+        reply, reply_explained = await self._reply(event, replying, simulate, replay) if replying else (None, None)
         for route, endpoint_id in plan.deliveries:
             if route.action == "reply":
-                if reply is None:
-                    reply = (SIMULATED_REPLY, None) if simulate else await self.ai.draft_reply(event)
-                text, why = reply
-                outgoing.append(Outgoing(route, endpoint_id, {"text": text} if text else None, None,
-                                         None if text else f"no reply drafted: {why}"))
+                if reply is not None:
+                    outgoing.append(reply_outgoing(route, endpoint_id, *reply))
             elif route.template_id:
                 sent, used = await self._transformed(event, route, endpoint_id, labels)
                 outgoing.append(sent)
@@ -110,7 +118,36 @@ class Dispatcher:
                 outgoing.append(Outgoing(route, endpoint_id, event.payload, event.body))
         explanation = plan.explain(labels, note)
         explanation["transforms"] = transforms
+        if reply_explained is not None:
+            explanation["reply"] = reply_explained
         return Dispatch(plan, outgoing, explanation)
+
+    async def _reply(self, event: Event, replying: list[tuple[Route, str]], simulate: bool,
+                     replay: bool) -> tuple[tuple[str | None, str | None] | None, dict[str, Any]]:
+        """The event's one reply for all its reply routes: ``((text, error) or None, explanation)``.
+
+        None sends nothing: the guard refused, the budget is spent, or the
+        draft is held for review (or was rejected).
+        """
+        held = any(route.review for route, _ in replying)
+        refused = why_not_answered(event) or ("a replay never answers a conversation again" if replay else None)
+        if refused:
+            return None, {"skipped": refused}
+        if simulate:
+            return (None if held else (SIMULATED_REPLY, None)), {"simulated": True, "held": held}
+        draft, spent = await self.replies.reserve(event, replying[0][0].id, [e for _, e in replying], held)
+        if draft is None:
+            return None, {"skipped": f"the conversation's reply budget is spent: {spent} drafts in the last "
+                                     f"{self.replies.window.total_seconds() / 60:g} minutes"}
+        if draft.status == "drafting":  # new, or a draft a crashed router left unfinished
+            text, why = await self.ai.draft_reply(event, hold=held)
+            draft = await self.replies.finish(draft, text, None if text else f"no reply drafted: {why}", held)
+        explained = {"reply_id": draft.id, "status": draft.status}
+        if draft.status in ("sent", "approved"):
+            return (draft.text, None), explained
+        if draft.status == "failed":
+            return (None, draft.error), explained
+        return None, explained
 
     async def simulate(self, event: Event, proposed: list[Mapping[str, Any]] | None = None) -> dict[str, Any]:
         """What would happen to ``event`` with the current routes or the ``proposed`` specs; nothing is sent."""

@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from switchboard.errors import InvalidRequest
 from switchboard.patterns import check_type_patterns, compiled_patterns
 
-__all__ = ["STATUSES", "MAX_LIMIT", "EventQuery", "EventSummary", "EventPage", "EventSearch", "glob_to_regex"]
+__all__ = ["STATUSES", "MAX_LIMIT", "DEFAULT_LIMIT", "EventQuery", "EventSummary", "EventPage", "EventSearch", "glob_to_regex"]
 
 STATUSES = ("routed", "unrouted", "dropped")
 MAX_LIMIT = 1000
@@ -53,20 +53,20 @@ class EventQuery:
         for name in ("source_id", "category"):
             value = getattr(self, name)
             if value is not None and (not value or len(value) > 200 or not value.isprintable()):
-                raise InvalidRequest(f"{name} must be 1 to 200 printable characters")
+                raise InvalidRequest(f"{name}: must be 1 to 200 printable characters")
         if self.type is not None:
             try:
                 check_type_patterns([self.type])
                 compiled_patterns((self.type,))
             except (InvalidRequest, IndexError, ValueError):
-                raise InvalidRequest("type must be an event type glob of 1 to 200 printable characters, "
+                raise InvalidRequest("type: must be an event type glob of 1 to 200 printable characters, "
                                      "like invoice.*") from None
         if self.status is not None and self.status not in STATUSES:
-            raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
+            raise InvalidRequest(f"status: must be one of {', '.join(STATUSES)}")
         if self.since is not None and self.until is not None and self.until < self.since:
-            raise InvalidRequest("until must not be before since")
+            raise InvalidRequest("until: must not be before since")
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not 1 <= self.limit <= MAX_LIMIT:
-            raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
+            raise InvalidRequest(f"limit: must be an integer from 1 to {MAX_LIMIT}")
 
     def _binding(self, tenant_id: str) -> bytes:
         """What a cursor is bound to: the tenant and the filters (not the page size)."""
@@ -119,7 +119,7 @@ def _check(tenant_id: str, query: EventQuery, position: list[Any]) -> str:
 
 
 def _decode_cursor(tenant_id: str, query: EventQuery, cursor: str) -> tuple[datetime, str]:
-    invalid = InvalidRequest("cursor is not one this listing gave: start again without it")
+    invalid = InvalidRequest("cursor: not one this listing gave (for these filters); start again without it")
     if len(cursor) > 512:
         raise invalid
     try:

@@ -9,7 +9,9 @@ Routes are evaluated in ``position`` order. Actions:
 - ``deliver``: to each of the route's endpoints, through the route's
   transform (template) when it has one;
 - ``reply``: an AI-drafted reply to the event's conversation, delivered to
-  the route's endpoints (a Slack, Intercom or Twilio destination);
+  the route's endpoints (a Slack, Intercom or Twilio destination), or held
+  for a person's approval when the route has ``review``; only a customer's
+  message is ever answered (see :mod:`services.router.replies`);
 - ``drop``: the event is delivered nowhere, whatever other routes match.
 
 An endpoint named by several matching routes gets one delivery, from the
@@ -43,7 +45,7 @@ __all__ = ["ACTIONS", "Route", "RouteSet", "RouteVerdict", "Plan", "decide", "ne
 MAX_ENDPOINTS = 50
 ACTIONS = ("deliver", "reply", "drop")
 _SPEC_KEYS = {"name", "source_id", "event_types", "endpoint_ids", "enabled", "action", "position", "filters", "ai",
-              "template_id"}
+              "template_id", "review"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Route:
     ai: AIConditions | None = None
     template_id: str | None = None
     updated_at: datetime | None = None
+    # Reply routes: drafts wait for POST /v1/replies/{id}/approve instead of being sent.
+    review: bool = False
 
     @property
     def needs_ai(self) -> bool:
@@ -110,7 +114,7 @@ class Route:
         return {"id": self.id, "name": self.name, "source_id": self.source_id, "event_types": list(self.event_types),
                 "endpoint_ids": list(self.endpoint_ids), "enabled": self.enabled, "action": self.action,
                 "position": self.position, "filters": self.filters.to_json() if self.filters else None,
-                "ai": self.ai.to_json() if self.ai else None, "template_id": self.template_id}
+                "ai": self.ai.to_json() if self.ai else None, "template_id": self.template_id, "review": self.review}
 
 
 @dataclass(frozen=True)
@@ -244,10 +248,11 @@ def parse_route_spec(raw: Mapping[str, Any], partial: bool = False) -> dict[str,
         spec["endpoint_ids"] = list(dict.fromkeys(spec["endpoint_ids"]))
         if len(spec["endpoint_ids"]) > MAX_ENDPOINTS:
             raise InvalidRequest(f"a route has at most {MAX_ENDPOINTS} endpoints")
-    if "enabled" in raw:
-        if not isinstance(raw["enabled"], bool):
-            raise InvalidRequest("enabled must be true or false")
-        spec["enabled"] = raw["enabled"]
+    for name in ("enabled", "review"):
+        if name in raw:
+            if not isinstance(raw[name], bool):
+                raise InvalidRequest(f"{name} must be true or false")
+            spec[name] = raw[name]
     if "action" in raw:
         if raw["action"] not in ACTIONS:
             raise InvalidRequest(f"action is one of {', '.join(ACTIONS)}")
@@ -275,6 +280,8 @@ def check_route(route: Route) -> None:
         raise InvalidRequest("a drop route has no endpoint_ids and no template_id")
     if route.action == "reply" and route.template_id:
         raise InvalidRequest("a reply route delivers the AI's draft: it takes no template_id")
+    if route.review and route.action != "reply":
+        raise InvalidRequest("review holds AI-drafted replies: only a reply route takes it")
 
 
 def route_from_spec(tenant_id: str, spec: Mapping[str, Any], route_id: str = "") -> Route:
@@ -283,7 +290,8 @@ def route_from_spec(tenant_id: str, spec: Mapping[str, Any], route_id: str = "")
                   event_types=tuple(spec.get("event_types", ())), endpoint_ids=tuple(spec.get("endpoint_ids", ())),
                   enabled=spec.get("enabled", True), created_at=datetime.now(timezone.utc),
                   action=spec.get("action", "deliver"), position=spec.get("position", 0),
-                  filters=spec.get("filters"), ai=spec.get("ai"), template_id=spec.get("template_id"))
+                  filters=spec.get("filters"), ai=spec.get("ai"), template_id=spec.get("template_id"),
+                  review=spec.get("review", False))
     check_route(route)
     return route
 
@@ -294,7 +302,7 @@ def _route(row: dict[str, Any]) -> Route:
         event_types=tuple(row["event_types"]), endpoint_ids=tuple(row["endpoint_ids"]), enabled=row["enabled"],
         created_at=row["created_at"], action=row["action"], position=row["position"],
         filters=Filters.parse(row["filters"]), ai=AIConditions.parse(row["ai"]), template_id=row["template_id"],
-        updated_at=row["updated_at"],
+        updated_at=row["updated_at"], review=row["review"],
     )
 
 
@@ -335,7 +343,7 @@ class RouteStore:
         values = _columns({"name": draft.name, "source_id": draft.source_id, "event_types": list(draft.event_types),
                            "endpoint_ids": list(draft.endpoint_ids), "enabled": draft.enabled,
                            "action": draft.action, "position": draft.position, "filters": draft.filters,
-                           "ai": draft.ai, "template_id": draft.template_id})
+                           "ai": draft.ai, "template_id": draft.template_id, "review": draft.review})
         names = ", ".join(values)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -396,7 +404,7 @@ def event_from_row(row: dict[str, Any]) -> Event:
         received_at=row["received_at"].timestamp(), payload=row["payload"], headers=row["headers"],
         provider_event_id=row["provider_event_id"], body=row["body"],
         occurred_at=row["occurred_at"].timestamp() if row["occurred_at"] else None,
-        conversation_key=row["conversation_key"], source_type=row["source_type"],
+        conversation_key=row["conversation_key"], source_type=row["source_type"], author=row["author"],
     )
 
 
@@ -436,10 +444,10 @@ class EventStore:
                 cur = await conn.execute(
                     """INSERT INTO router.events
                            (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body,
-                            occurred_at, conversation_key, source_type, routing)
+                            occurred_at, conversation_key, source_type, routing, author)
                        SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
                                             %b::timestamptz[], %b::jsonb[], %b::jsonb[], %b::text[],
-                                            %b::timestamptz[], %b::text[], %b::text[], %b::jsonb[])
+                                            %b::timestamptz[], %b::text[], %b::text[], %b::jsonb[], %b::text[])
                        ON CONFLICT (id) DO UPDATE SET routing = EXCLUDED.routing WHERE EXCLUDED.routing IS NOT NULL
                        RETURNING id, (xmax = 0) AS inserted""",
                     ([e.id for e in events], [e.tenant_id for e in events], [e.source_id for e in events],
@@ -449,7 +457,8 @@ class EventStore:
                      [e.body for e in events],
                      [datetime.fromtimestamp(e.occurred_at, timezone.utc) if e.occurred_at else None for e in events],
                      [e.conversation_key for e in events], [e.source_type for e in events],
-                     [jsonb(routing) if routing is not None else None for _, routing in rows]),
+                     [jsonb(routing) if routing is not None else None for _, routing in rows],
+                     [e.author for e in events]),
                 )
                 for row in await cur.fetchall():
                     stored[taken[row["id"]]] = row["inserted"]

@@ -7,8 +7,12 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from plugins.sources.spec import AUTHORS
+from services.router.approvals import Approvals
 from services.router.replay import Replay, ReplayRequest, ReplayStore
+from services.router.replies import ReplyDraft, ReplyStore
 from services.router.dispatch import Dispatcher, template_context
+from services.router.event_search import DEFAULT_LIMIT, EventQuery, EventSearch, EventSummary
 from services.router.routing import EventStore, Route, RouteStore, parse_route_spec
 from services.router.templates import Template, TemplateStore
 from services.router.transforms import TransformError
@@ -26,7 +30,15 @@ def _route(r: Route) -> pb.Route:
         created_at=timestamp(r.created_at), action=r.action, position=r.position,
         filters_json=json.dumps(r.filters.to_json()) if r.filters else "",
         ai_json=json.dumps(r.ai.to_json()) if r.ai else "", template_id=r.template_id or "",
-        updated_at=timestamp(r.updated_at),
+        updated_at=timestamp(r.updated_at), review=r.review,
+    )
+
+
+def _reply(r: ReplyDraft) -> pb.ReplyDraft:
+    return pb.ReplyDraft(
+        id=r.id, tenant_id=r.tenant_id, event_id=r.event_id, conversation_key=r.conversation_key, route_id=r.route_id,
+        endpoint_ids=r.endpoint_ids, status=r.status, text=r.text or "", error=r.error or "",
+        created_at=timestamp(r.created_at), decided_at=timestamp(r.decided_at), decided_by=r.decided_by or "",
     )
 
 
@@ -47,10 +59,14 @@ def _json(text: str, name: str, default: Any = None) -> Any:
 def _given_event(tenant_id: str, raw: Any) -> Event:
     """An event given for a simulation or a template test."""
     if not isinstance(raw, dict) or not isinstance(raw.get("type", ""), str):
-        raise InvalidRequest('the event is {"type", "payload", "source_id", "source_type", "conversation_key"}')
+        raise InvalidRequest('the event is {"type", "payload", "source_id", "source_type", "conversation_key", '
+                             '"author"}')
+    if raw.get("author") is not None and raw["author"] not in AUTHORS:
+        raise InvalidRequest(f"the event's author is one of {', '.join(AUTHORS)}")
     return Event(id="evt_simulated", tenant_id=tenant_id, source_id=str(raw.get("source_id") or "simulated"),
                  type=raw.get("type") or "simulated", received_at=time.time(), payload=raw.get("payload"),
-                 source_type=str(raw.get("source_type") or ""), conversation_key=raw.get("conversation_key"))
+                 source_type=str(raw.get("source_type") or ""), conversation_key=raw.get("conversation_key"),
+                 author=raw.get("author"))
 
 
 def _replay(r: Replay) -> pb.Replay:
@@ -68,16 +84,28 @@ def _time(value, name: str) -> datetime:
     return value.ToDatetime(tzinfo=timezone.utc)
 
 
+def _event_summary(e: EventSummary) -> pb.EventSummary:
+    return pb.EventSummary(
+        id=e.id, tenant_id=e.tenant_id, source_id=e.source_id, source_type=e.source_type, type=e.type,
+        provider_event_id=e.provider_event_id or "", conversation_key=e.conversation_key or "",
+        received_at=timestamp(e.received_at), occurred_at=timestamp(e.occurred_at), routed_at=timestamp(e.routed_at),
+        status=e.status, category=e.category or "", deliveries=e.deliveries,
+    )
+
+
 @servicer
 class RouterServicer(rpc.RouterServiceServicer):
     def __init__(self, routes: RouteStore, events: EventStore, replays: ReplayStore, templates: TemplateStore,
-                 dispatcher: Dispatcher, clients: ServiceClients) -> None:
+                 dispatcher: Dispatcher, clients: ServiceClients, approvals: Approvals,
+                 search: EventSearch | None = None) -> None:
         self.routes = routes
         self.events = events
+        self.search = search or EventSearch(events.pool)
         self.replays = replays
         self.templates = templates
         self.dispatcher = dispatcher
         self.clients = clients
+        self.approvals = approvals
 
     async def _require_endpoints(self, tenant_id: str, endpoint_ids) -> None:
         """Every endpoint must exist and belong to the tenant (NOT_FOUND otherwise)."""
@@ -168,8 +196,18 @@ class RouterServicer(rpc.RouterServiceServicer):
             occurred_at=timestamp(datetime.fromtimestamp(e.occurred_at, timezone.utc)) if e.occurred_at else None,
             conversation_key=e.conversation_key or "", source_type=e.source_type,
             routing_json=json.dumps(stored.routing) if stored.routing is not None else "",
-            routed_at=timestamp(stored.stored_at),
+            routed_at=timestamp(stored.stored_at), author=e.author or "",
         )
+
+    async def ListEvents(self, request, context):
+        page = await self.search.page(request.tenant_id, EventQuery(
+            source_id=request.source_id or None, type=request.type or None,
+            since=request.since.ToDatetime(tzinfo=timezone.utc) if request.HasField("since") else None,
+            until=request.until.ToDatetime(tzinfo=timezone.utc) if request.HasField("until") else None,
+            status=request.status or None, category=request.category or None, cursor=request.cursor or None,
+            limit=request.limit if request.HasField("limit") else DEFAULT_LIMIT,
+        ))
+        return pb.ListEventsResponse(events=[_event_summary(e) for e in page.events], next_cursor=page.next_cursor)
 
     async def CreateReplay(self, request, context):
         if request.endpoint_id:
@@ -190,3 +228,19 @@ class RouterServicer(rpc.RouterServiceServicer):
 
     async def CancelReplay(self, request, context):
         return _replay(await self.replays.cancel(request.tenant_id, request.id))
+
+    async def ListReplies(self, request, context):
+        drafts = await self.approvals.replies.list(
+            request.tenant_id, request.status or None, request.conversation_key or None,
+            request.limit if request.HasField("limit") else 50, request.before or None)
+        return pb.ListRepliesResponse(replies=[_reply(d) for d in drafts])
+
+    async def GetReply(self, request, context):
+        return _reply(await self.approvals.replies.get(request.tenant_id, request.id))
+
+    async def ApproveReply(self, request, context):
+        text = request.text if request.HasField("text") else None
+        return _reply(await self.approvals.approve(request.tenant_id, request.id, request.actor, text))
+
+    async def RejectReply(self, request, context):
+        return _reply(await self.approvals.reject(request.tenant_id, request.id, request.actor))

@@ -28,6 +28,7 @@ from services.ai.store import AIStore
 from services.router.consumer import EventRouter
 from services.router.dispatch import Dispatcher
 from services.router.routing import EventStore, RouteSet, RouteStore, decide, parse_route_spec, route_from_spec
+from services.router.replies import ReplyStore
 from services.router.templates import TemplateStore
 from switchboard.circuit import CircuitBreakers
 from switchboard.database import apply_migrations, open_pool
@@ -84,7 +85,7 @@ async def router_rate(database_url: str, nats_url: str, count: int) -> float:
         routes = RouteStore(pool)
         for spec in specs(count):
             await routes.create("t1", parse_route_spec(spec))
-        router = EventRouter(js, EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=None), 5.0)
+        router = EventRouter(js, EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool)), 5.0)
         events = [event(n) for n in range(EVENTS)]
         limit = asyncio.Semaphore(64)
 

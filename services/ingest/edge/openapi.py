@@ -354,6 +354,31 @@ SCHEMAS: dict[str, Any] = {
             "created_at": _TIMESTAMP, "updated_at": _TIMESTAMP,
         },
     },
+    "EventList": {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": {
+                "type": "object",
+                "description": "An event as listed; GET /v1/events/{event_id} has its payload and decision",
+                "required": ["id", "source_id", "type", "received_at", "routed_at", "status", "category",
+                             "deliveries"],
+                "properties": {
+                    "id": {"type": "string"}, "tenant_id": {"type": "string"}, "source_id": {"type": "string"},
+                    "source_type": {"type": "string"}, "type": {"type": "string"},
+                    "provider_event_id": {"type": ["string", "null"]},
+                    "conversation_key": {"type": ["string", "null"]},
+                    "received_at": _TIMESTAMP, "occurred_at": {"type": ["string", "null"], "format": "date-time"},
+                    "routed_at": _TIMESTAMP,
+                    "status": {"type": "string", "enum": ["routed", "unrouted", "dropped"],
+                               "description": "The routing outcome: deliveries planned, none, or a drop route"},
+                    "category": {"type": ["string", "null"], "description": "The AI category, if classified"},
+                    "deliveries": {"type": "integer", "description": "Deliveries the decision planned"},
+                },
+            }},
+            "next_cursor": {"type": ["string", "null"], "description": "Pass as cursor for the next page"},
+        },
+    },
     "EventWithDeliveries": {
         "type": "object",
         "properties": {

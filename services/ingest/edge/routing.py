@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.ingest.edge import rest, rest_ai, rest_analytics
+from services.ingest.edge import rest, rest_ai, rest_analytics, rest_events
 from services.ingest.edge.auth import Principal
 from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.contract import (
@@ -117,6 +117,9 @@ API_ROUTES: tuple[ApiRoute, ...] = (
              "Delete a template no route uses (409 otherwise)", None, "Deleted"),
     ApiRoute("POST", "/v1/templates/{template_id}/test", rest.test_template, "admin",
              "Render the template with sample data (type, payload, ai)", "TemplateSample", "TemplateRendered"),
+    ApiRoute("GET", "/v1/events", rest_events.list_events, "read",
+             "Events, newest first (filters: source_id, type glob, since, until, status routed|unrouted|dropped, "
+             "category; cursor, limit 1-1000)", None, "EventList", query=rest_events.LIST_EVENTS_QUERY),
     ApiRoute("GET", "/v1/events/{event_id}", rest.get_event, "read", "Get an event with its deliveries", None,
              "EventWithDeliveries"),
     ApiRoute("POST", "/v1/replays", rest.create_replay, "admin",

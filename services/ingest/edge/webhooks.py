@@ -20,7 +20,10 @@ from services.ingest.edge.requests import client_ip, read_asgi_body
 from services.ingest.edge.responses import error_parts
 from switchboard.errors import SwitchboardError
 
-__all__ = ["WebhookReceiver"]
+__all__ = ["EVENT_ID_HEADER", "WebhookReceiver"]
+
+#: On every answer to a webhook that was accepted (a duplicate too): the event's id.
+EVENT_ID_HEADER = "Switchboard-Event-Id"
 
 
 # Every answer on /in is data for a sender, never a page: a browser must not
@@ -42,7 +45,8 @@ class WebhookReceiver:
     """The ASGI app behind ``POST /in/{source_id}``."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """202 with the event id once JetStream has stored it; 400/401/404/413/503 otherwise."""
+        """202 with the event id once JetStream has stored it (or the source's own reply), the id also
+        in ``Switchboard-Event-Id``; 400/401/404/413/503 otherwise."""
         await receive_webhook(scope, receive, send)
 
 
@@ -68,11 +72,15 @@ async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
         status, payload, headers = error_parts(exc)
         await _respond(send, status, orjson.dumps(payload), headers)
         return
+    # Whatever the answer's shape (ours, or a plugin's own such as TwiML), a
+    # sender can always tell which event it became; a handshake stored none.
+    event_header = {EVENT_ID_HEADER: accepted.event_id} if accepted.event_id else None
     if accepted.reply is not None:
         reply = accepted.reply
-        await _respond(send, reply.status, reply.body, content_type=reply.content_type)
+        await _respond(send, reply.status, reply.body, event_header, content_type=reply.content_type)
         return
-    await _respond(send, 202, orjson.dumps({"event_id": accepted.event_id, "duplicate": accepted.duplicate}))
+    await _respond(send, 202, orjson.dumps({"event_id": accepted.event_id, "duplicate": accepted.duplicate}),
+                   event_header)
 
 
 def _url_as_seen(scope: Scope) -> str:

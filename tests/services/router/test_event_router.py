@@ -7,6 +7,7 @@ from pathlib import Path
 from services.router.consumer import EventRouter
 from services.router.dispatch import Dispatcher
 from services.router.routing import EventStore, RouteStore, parse_route_spec
+from services.router.replies import ReplyStore
 from services.router.templates import TemplateStore
 from switchboard.database import apply_migrations
 from switchboard.events import DeliveryMessage, Event
@@ -32,7 +33,7 @@ async def test_concurrent_events_are_stored_together_and_a_bad_one_fails_alone(p
     await routes.create("t1", parse_route_spec({"name": "all", "endpoint_ids": ["ep_1", "ep_2"]}))
     store = EventStore(pool)
     # No route needs the AI, so the dispatcher never calls it.
-    router = EventRouter(js, store, Dispatcher(routes, TemplateStore(pool), ai=None), 5.0)
+    router = EventRouter(js, store, Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool)), 5.0)
 
     good = [event(n) for n in range(40)]
     unstorable = event(99, body="nul \x00 inside")  # PostgreSQL text cannot hold NUL

@@ -11,6 +11,7 @@ from services.router.consumer import REPLAY_ROUTE, publish_deliveries
 from services.router.dispatch import Dispatcher, Outgoing
 from services.router.replay import ReplayRequest, ReplayRunner, ReplayStore
 from services.router.routing import EventStore, RouteStore, parse_route_spec
+from services.router.replies import ReplyStore
 from services.router.templates import TemplateStore
 from switchboard.database import apply_migrations
 from switchboard.errors import Conflict, InvalidRequest, NotFound
@@ -104,7 +105,7 @@ async def test_a_replay_through_routes_follows_the_current_routes_and_can_be_can
     await routes.create("t1", parse_route_spec({"name": "orders", "event_types": ["order.*"],
                                                 "endpoint_ids": ["ep_a", "ep_b"]}))
     sent: list[tuple[str, str]] = []
-    dispatcher = Dispatcher(routes, TemplateStore(routes.pool), ai=None)  # no route needs the AI
+    dispatcher = Dispatcher(routes, TemplateStore(routes.pool), ai=None, replies=ReplyStore(routes.pool))  # no route needs the AI
 
     async def record(event, endpoint_id, replay_id):
         outgoing = (await dispatcher.dispatch(event)).outgoing

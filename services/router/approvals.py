@@ -1,0 +1,55 @@
+"""Deciding held replies: an approved draft is queued to its endpoints like any reply, then joins
+its conversation (the AI drafts the next reply knowing it was said)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from nats.js import JetStreamContext
+
+from services.router.consumer import publish_deliveries
+from services.router.dispatch import reply_outgoing
+from services.router.replies import ReplyDraft, ReplyStore
+from services.router.routing import EventStore, Route
+
+__all__ = ["ConversationLog", "Approvals"]
+
+logger = logging.getLogger(__name__)
+
+
+class ConversationLog(Protocol):
+    async def record_agent_turn(self, tenant_id: str, conversation_key: str, text: str) -> None:
+        """Remember that the agent said ``text`` in the conversation."""
+
+
+class Approvals:
+    def __init__(self, replies: ReplyStore, events: EventStore, js: JetStreamContext, conversations: ConversationLog,
+                 publish_timeout_s: float) -> None:
+        self.replies = replies
+        self.events = events
+        self.js = js
+        self.conversations = conversations
+        self.publish_timeout_s = publish_timeout_s
+
+    async def approve(self, tenant_id: str, reply_id: str, actor: str, text: str | None = None) -> ReplyDraft:
+        """Send the held draft (or ``text`` instead) to its endpoints; Conflict unless it is held."""
+        decided = await self.replies.decide(tenant_id, reply_id, True, actor, text, self._send)
+        try:
+            await self.conversations.record_agent_turn(tenant_id, decided.conversation_key, decided.text or "")
+        except Exception as exc:  # the reply is sent; a missing turn only thins the next draft's context
+            logger.warning("approved reply not added to its conversation",
+                           extra={"reply_id": reply_id, "error": str(exc)})
+        return decided
+
+    async def reject(self, tenant_id: str, reply_id: str, actor: str) -> ReplyDraft:
+        return await self.replies.decide(tenant_id, reply_id, False, actor)
+
+    async def _send(self, draft: ReplyDraft) -> None:
+        stored = await self.events.get(draft.tenant_id, draft.event_id)
+        route = Route(id=draft.route_id, tenant_id=draft.tenant_id, name="approved reply", source_id=None,
+                      event_types=(), endpoint_ids=draft.endpoint_ids, enabled=True, created_at=draft.created_at,
+                      action="reply")
+        category = ((stored.routing or {}).get("ai") or {}).get("category")
+        outgoing = [reply_outgoing(route, endpoint_id, draft.text, None) for endpoint_id in draft.endpoint_ids]
+        await publish_deliveries(self.js, stored.event, outgoing, self.publish_timeout_s, category=category)
