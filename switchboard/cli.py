@@ -12,7 +12,11 @@ from switchboard.cli_replay import add_commands as add_replay_commands
 from switchboard.logs import configure_logging
 from switchboard.settings import SERVICE_NAMES, Settings, SettingsError
 
-__all__ = ["main"]
+__all__ = ["main", "parse_args"]
+
+# Options whose values may start with "-": a generated or chosen secret can ("-Kq3v..."), and argparse
+# would take "--secret -Kq3v..." for a missing value followed by an unknown option.
+_DASHED_VALUE_OPTIONS = frozenset({"--secret"})
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
@@ -56,8 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line parsed; ``--secret <value>`` is read as ``--secret=<value>`` whatever the value starts with."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    joined: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _DASHED_VALUE_OPTIONS and i + 1 < len(argv):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return build_parser().parse_args(joined)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

@@ -130,7 +130,13 @@ class SourceStore:
     def _checked_secret(plugin: Any, secret: str) -> str:
         if not secret:
             generate = getattr(plugin, "generate_secret", None)
-            return generate() if generate else secrets.token_urlsafe(32)
+            if generate:
+                return generate()
+            # Drawn again when "-" comes first (1 in 64): command lines take such a value for an option.
+            secret = secrets.token_urlsafe(32)
+            while secret.startswith("-"):
+                secret = secrets.token_urlsafe(32)
+            return secret
         if len(secret) < 16 or len(secret) > 500:
             raise InvalidRequest("a source secret has 16 to 500 characters")
         validate = getattr(plugin, "validate_secret", None)
