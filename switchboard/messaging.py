@@ -13,6 +13,11 @@ explicit limits, so the whole message topology reads in one place.
 Work-queue streams discard *new* messages when full: a publisher then gets
 an error (the edge answers 503) instead of an acknowledged event being
 silently dropped.
+
+Beside them, the KV bucket EVENT_DEDUP (stream KV_EVENT_DEDUP): the ids of
+accepted events that carry a provider delivery id, each kept for
+SWITCHBOARD_DEDUP_WINDOW, so a provider's retry after the streams' duplicate
+window is still answered duplicate (services/ingest/publisher.py).
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ __all__ = [
     "StreamSpec",
     "ConsumerSpec",
     "stream_specs",
+    "duplicate_window_s",
+    "DEDUP_BUCKET",
+    "dedup_bucket_config",
     "CONSUMERS",
     "connect_nats",
     "ensure_streams",
@@ -102,11 +110,16 @@ class StreamSpec:
         )
 
 
+def duplicate_window_s(settings: Settings) -> int:
+    """The streams' duplicate window: the configured one, never beyond their max age."""
+    return min(settings.stream_duplicate_window_s, settings.stream_max_age_s)
+
+
 def stream_specs(settings: Settings) -> list[StreamSpec]:
     common = dict(
         max_bytes=settings.stream_max_bytes,
         max_age_s=settings.stream_max_age_s,
-        duplicate_window_s=min(settings.stream_duplicate_window_s, settings.stream_max_age_s),
+        duplicate_window_s=duplicate_window_s(settings),
         max_msg_size=settings.max_message_bytes,
         replicas=settings.stream_replicas,
     )
@@ -116,6 +129,32 @@ def stream_specs(settings: Settings) -> list[StreamSpec]:
         StreamSpec("DEAD_LETTERS", ("dead.>",), api.RetentionPolicy.LIMITS, api.DiscardPolicy.OLD, **common),
         StreamSpec("ATTEMPTS", ("attempts.>",), api.RetentionPolicy.LIMITS, api.DiscardPolicy.OLD, **common),
     ]
+
+
+DEDUP_BUCKET = "EVENT_DEDUP"
+
+
+def dedup_bucket_config(settings: Settings) -> api.StreamConfig:
+    """The stream behind the KV bucket EVENT_DEDUP: one entry per key, each expiring
+    after the dedup window. When full the oldest ids go first (the period
+    shortens; the router still refuses to route a stored event twice)."""
+    return api.StreamConfig(
+        name=f"KV_{DEDUP_BUCKET}",
+        subjects=[f"$KV.{DEDUP_BUCKET}.>"],
+        retention=api.RetentionPolicy.LIMITS,
+        discard=api.DiscardPolicy.OLD,
+        max_bytes=settings.dedup_max_bytes,
+        max_age=float(settings.dedup_window_s),
+        max_msgs_per_subject=1,
+        max_msg_size=1024,
+        duplicate_window=min(120.0, float(settings.dedup_window_s)),
+        storage=api.StorageType.FILE,
+        num_replicas=settings.stream_replicas,
+        # What makes a stream a KV bucket (as nats-py's create_key_value declares it).
+        allow_direct=True,
+        allow_rollup_hdrs=True,
+        deny_delete=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -182,14 +221,13 @@ def _redact_url(url: str) -> str:
 
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
-    """Create or update every stream to its declared configuration."""
-    for spec in stream_specs(settings):
-        config = spec.config()
+    """Create or update every stream, and the dedup bucket, to its declared configuration."""
+    for config in [spec.config() for spec in stream_specs(settings)] + [dedup_bucket_config(settings)]:
         try:
-            await js.stream_info(spec.name)
+            await js.stream_info(config.name)
         except NotFoundError:
             await js.add_stream(config)
-            logger.info("stream created", extra={"stream": spec.name})
+            logger.info("stream created", extra={"stream": config.name})
         else:
             await js.update_stream(config)
 

@@ -42,6 +42,8 @@ __all__ = [
     "AI_TOKENS",
     "CIRCUIT_STATES",
     "record_http",
+    "DEDUP_FAILURES",
+    "record_dedup_failure",
     "record_grpc_server",
     "record_grpc_client",
     "record_message",
@@ -85,6 +87,17 @@ def record_http(route: str, method: str, status: int, seconds: float) -> None:
             HTTP_REQUESTS.labels(route, method, str(status)), HTTP_DURATION.labels(route, method))
     series[0].inc()
     series[1].observe(seconds)
+
+
+DEDUP_FAILURES = Counter(
+    "switchboard_dedup_failures",
+    "Look-ups or records in the edge's dedup bucket (EVENT_DEDUP) that failed; the event was accepted regardless.",
+    ["operation"])
+
+
+def record_dedup_failure(operation: str) -> None:
+    """A failed dedup ``operation``: ``lookup`` (the event was published anyway) or ``record``."""
+    _labelled(DEDUP_FAILURES, operation).inc()
 
 
 # -- gRPC ---------------------------------------------------------------------------

@@ -160,6 +160,12 @@ class Settings:
     stream_duplicate_window_s: int = 2 * 3600
     # 3 on a production NATS cluster; 1 for a single server.
     stream_replicas: int = 1
+    # How long the edge remembers the id of an event that carries a provider
+    # delivery id (or an API idempotency key), in the JetStream KV bucket
+    # EVENT_DEDUP: a retry within it is answered duplicate and not published.
+    # Longer than the stream's duplicate window (Stripe retries for 3 days).
+    dedup_window_s: int = 3 * 24 * 3600
+    dedup_max_bytes: int = 1024**3
 
     # The provider asked first when a tenant has no chain of its own; "local"
     # (no key, no network) always ends every chain.
@@ -242,6 +248,11 @@ class Settings:
         alert_failure_rate = _float(env, f"{p}ALERT_FAILURE_RATE", 0.5, allow_zero=True)
         if alert_failure_rate >= 1:
             raise SettingsError(f"{p}ALERT_FAILURE_RATE must be below 1 (a share of attempts), got {alert_failure_rate}")
+        duplicate_window_s = _int(env, f"{p}STREAM_DUPLICATE_WINDOW", 2 * 3600, minimum=1)
+        dedup_window_s = _int(env, f"{p}DEDUP_WINDOW", 3 * 24 * 3600, minimum=1)
+        if dedup_window_s < duplicate_window_s:
+            raise SettingsError(f"{p}DEDUP_WINDOW ({dedup_window_s}) must be at least "
+                                f"{p}STREAM_DUPLICATE_WINDOW ({duplicate_window_s})")
         log_format = env.get(f"{p}LOG_FORMAT", "json")
         if log_format not in ("json", "text"):
             raise SettingsError(f"{p}LOG_FORMAT must be json or text, got {log_format!r}")
@@ -277,8 +288,10 @@ class Settings:
             router_concurrency=_int(env, f"{p}ROUTER_CONCURRENCY", 64, minimum=1),
             stream_max_bytes=_int(env, f"{p}STREAM_MAX_BYTES", 1024**3, minimum=1024 * 1024),
             stream_max_age_s=_int(env, f"{p}STREAM_MAX_AGE", 7 * 24 * 3600, minimum=60),
-            stream_duplicate_window_s=_int(env, f"{p}STREAM_DUPLICATE_WINDOW", 2 * 3600, minimum=1),
+            stream_duplicate_window_s=duplicate_window_s,
             stream_replicas=_int(env, f"{p}STREAM_REPLICAS", 1, minimum=1),
+            dedup_window_s=dedup_window_s,
+            dedup_max_bytes=_int(env, f"{p}DEDUP_MAX_BYTES", 1024**3, minimum=1024 * 1024),
             ai_provider=env.get(f"{p}AI_PROVIDER") or "local",
             ai_timeout_s=_float(env, f"{p}AI_TIMEOUT", 20.0),
             ai_max_wait_s=_float(env, f"{p}AI_MAX_WAIT", 2.0, allow_zero=True),
@@ -379,6 +392,8 @@ class Settings:
             f"{p}STREAM_MAX_AGE": str(self.stream_max_age_s),
             f"{p}STREAM_DUPLICATE_WINDOW": str(self.stream_duplicate_window_s),
             f"{p}STREAM_REPLICAS": str(self.stream_replicas),
+            f"{p}DEDUP_WINDOW": str(self.dedup_window_s),
+            f"{p}DEDUP_MAX_BYTES": str(self.dedup_max_bytes),
             f"{p}AI_PROVIDER": self.ai_provider,
             f"{p}AI_TIMEOUT": str(self.ai_timeout_s),
             f"{p}AI_MAX_WAIT": str(self.ai_max_wait_s),

@@ -11,7 +11,7 @@ from services.ingest.edge.app import EdgeServer, bind_http, build_edge
 from services.ingest.edge.auth import Authenticator
 from services.ingest.edge.context import EdgeContext
 from services.ingest.intake import WebhookIntake
-from services.ingest.publisher import JetStreamPublisher
+from services.ingest.publisher import JetStreamPublisher, SeenEventIds
 from switchboard.ratelimit import RateLimit, TokenBuckets
 from services.ingest.servicer import IngestServicer
 from services.ingest.sources import SourceStore
@@ -39,7 +39,8 @@ class IngestApp(ServiceApp):
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings
         sock = bind_http(s.http_host, s.http_port)
-        publisher = JetStreamPublisher(runtime.nc, runtime.js, s.publish_timeout_s, s.max_message_bytes)
+        publisher = JetStreamPublisher(runtime.nc, runtime.js, s.publish_timeout_s, s.max_message_bytes,
+                                       SeenEventIds(runtime.nc))
         edge = EdgeContext(
             settings=s,
             intake=WebhookIntake(self.sources, self.registry, publisher, RateLimit(s.source_rate_per_s, s.source_burst)),

@@ -142,8 +142,9 @@ class WebhookIntake:
     ) -> Accepted:
         """An event published by an API-key holder (``POST /v1/events``), from the source ``api``.
 
-        The same idempotency key within the stream's duplicate window gives the
-        same event id, and JetStream stores nothing new. Its caller (the REST
+        The same idempotency key gives the same event id; within the dedup
+        window (SWITCHBOARD_DEDUP_WINDOW, like a provider's delivery id) it is
+        answered duplicate and nothing new is published. Its caller (the REST
         edge's JSON reader) has refused NUL characters anywhere in the request.
         """
         if not event_type or len(event_type) > 200:

@@ -1,30 +1,77 @@
-"""Publishing an accepted event to JetStream and awaiting its acknowledgement."""
+"""Publishing an accepted event to JetStream and awaiting its acknowledgement.
+
+An event that carries a provider delivery id (or an API idempotency key) has
+an id derived from it, and that id is remembered in the KV bucket
+EVENT_DEDUP for SWITCHBOARD_DEDUP_WINDOW (3 days): the stream's own duplicate
+window (2 h) is shorter than a provider's retries (Stripe: 3 days). The order
+keeps every accepted event: look up (seen: answer duplicate, publish
+nothing), publish (``Nats-Msg-Id`` still collapses retries racing each other),
+then remember. A look-up or a record that fails is logged and counted and
+never refuses the event: the stream's window and the router (which never
+routes a stored event twice) still stand behind it.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from switchboard import metrics
 from switchboard.errors import PayloadTooLarge, Unavailable
 from switchboard.events import Event
-from switchboard.messaging import encode, event_subject
+from switchboard.messaging import DEDUP_BUCKET, encode, event_subject
 from switchboard.telemetry import inject_trace_headers, tag_current_span
 
-__all__ = ["JetStreamPublisher"]
+__all__ = ["JetStreamPublisher", "SeenEventIds"]
 
 logger = logging.getLogger(__name__)
 
 
-class JetStreamPublisher:
-    """Returns only once JetStream has stored the event: 2xx means durable."""
+class SeenEventIds:
+    """The ids of accepted events with a provider delivery id, in the JetStream KV bucket EVENT_DEDUP.
 
-    def __init__(self, nc: NATS, js: JetStreamContext, timeout_s: float, max_message_bytes: int) -> None:
+    Each entry expires with the bucket's max age (the dedup window). Reads are
+    direct gets (any replica answers, no JetStream API round trip).
+    """
+
+    def __init__(self, nc: NATS, bucket: str = DEDUP_BUCKET) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self._key_prefix = f"$KV.{bucket}."
+        self._get_prefix = f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}."
+
+    async def contains(self, event_id: str, timeout_s: float) -> bool:
+        """Whether ``event_id`` was accepted within the dedup window; raises when the bucket cannot answer."""
+        answer = await self.nc.request(self._get_prefix + event_id, b"", timeout=timeout_s)
+        status = answer.headers.get("Status") if answer.headers else None
+        if status == "404":
+            return False
+        if status is not None:
+            raise RuntimeError(f"dedup look-up answered {status} {answer.headers.get('Description', '')}")
+        return True
+
+    async def add(self, event_id: str, timeout_s: float) -> None:
+        """Remember ``event_id`` for the dedup window; returns once JetStream has stored it."""
+        await self.js.publish(self._key_prefix + event_id, b"", timeout=timeout_s)
+
+
+class JetStreamPublisher:
+    """Returns only once JetStream has stored the event: 2xx means durable.
+
+    With ``seen``, an event with a provider delivery id already accepted within
+    the dedup window is answered duplicate without being published again.
+    """
+
+    def __init__(self, nc: NATS, js: JetStreamContext, timeout_s: float, max_message_bytes: int,
+                 seen: SeenEventIds | None = None) -> None:
         self.nc = nc
         self.js = js
         self.timeout_s = timeout_s
         self.max_message_bytes = max_message_bytes
+        self.seen = seen
 
     async def __call__(self, event: Event) -> bool:
         # Fail fast while disconnected rather than buffering a publish that
@@ -36,14 +83,37 @@ class JetStreamPublisher:
         if len(message) > self.max_message_bytes:
             # A body under the limit can still grow when parsed and re-encoded.
             raise PayloadTooLarge("the event is over the size limit once encoded")
+        # Only a derived id can come again; a new one needs no look-up.
+        remembered = self.seen if event.provider_event_id else None
+        timeout_s = self.timeout_s
+        if remembered is not None:
+            # The look-up and the publish share the publish timeout; the look-up gets at most half.
+            started = time.monotonic()
+            try:
+                if await remembered.contains(event.id, timeout_s / 2):
+                    return True
+            except Exception as exc:
+                metrics.record_dedup_failure("lookup")
+                logger.warning("dedup look-up failed; publishing anyway",
+                               extra={"event_id": event.id, "error": f"{type(exc).__name__}: {exc}"})
+            timeout_s -= time.monotonic() - started
         try:
             ack = await self.js.publish(
                 event_subject(event.tenant_id, event.source_id),
                 message,
-                timeout=self.timeout_s,
+                timeout=timeout_s,
                 headers=inject_trace_headers({"Nats-Msg-Id": event.id}),
             )
         except Exception as exc:  # timeouts, no responders, stream full, closed connection
             logger.warning("publish failed", extra={"event_id": event.id, "error": f"{type(exc).__name__}: {exc}"})
             raise Unavailable("event store unavailable; nothing was accepted, retry later") from None
+        if remembered is not None and not ack.duplicate:
+            try:
+                await remembered.add(event.id, self.timeout_s)
+            except Exception as exc:
+                # Accepted all the same: a retry after the stream's window is then routed again,
+                # and the router, which has the event stored, does not deliver it twice.
+                metrics.record_dedup_failure("record")
+                logger.warning("dedup record failed", extra={"event_id": event.id,
+                                                             "error": f"{type(exc).__name__}: {exc}"})
         return bool(ack.duplicate)
