@@ -280,6 +280,9 @@ def test_the_page_has_strict_headers_and_shows_attacker_data_as_text(platform: P
         page.select_option("#breakdown-by", "event_type")
         page.locator("#breakdown-svg text", has_text="<img src=x").wait_for()
         assert page.text_content(f'#failing tr[data-endpoint="{endpoint}"] td') == XSS
+        # The events view: the type and the source's name as text too.
+        listed = page.locator(f'#events tr[data-event-row="{event_id}"] td')
+        assert listed.nth(2).text_content() == XSS and listed.nth(3).text_content() == XSS
         page.fill("#event-id", event_id)
         page.click("#event-form button[type=submit]")
         page.locator('#timeline-steps li[data-step="attempt"]').wait_for()
@@ -297,3 +300,73 @@ def test_the_page_has_strict_headers_and_shows_attacker_data_as_text(platform: P
         page.wait_for_function("() => window.__violations.length > 0")
         assert page.evaluate("window.__inline") is None
         assert "script-src-elem" in page.evaluate("window.__violations")
+
+
+def test_the_events_view_lists_filters_pages_and_opens_a_timeline(platform: Platform, page) -> None:
+    with Receiver() as ok, platform.client() as api:
+        orders = api.post("/v1/sources", json={"name": "orders", "config": {"event_type_field": "type"}}).json()
+        shop = api.post("/v1/sources", json={"name": "shop", "config": {"event_type_field": "type"}}).json()
+        endpoint = api.post("/v1/endpoints", json={"url": ok.url, "description": "receiver"}).json()["id"]
+        for route in ({"name": "tests", "action": "drop", "event_types": ["test.*"]},
+                      {"name": "orders", "event_types": ["order.*"], "endpoint_ids": [endpoint]},
+                      {"name": "billing", "event_types": ["invoice.*"], "endpoint_ids": [endpoint],
+                       "ai": {"category": ["billing"]}}):
+            assert api.post("/v1/routes", json=route).status_code == 201
+        for n in range(22):
+            send(platform, orders["id"], orders["secret"], {"type": "order.created", "n": n})
+        dropped = send(platform, orders["id"], orders["secret"], {"type": "test.ping"})
+        unrouted = send(platform, orders["id"], orders["secret"], {"type": "misc.note"})
+        invoice = send(platform, shop["id"], shop["secret"],
+                       {"type": "invoice.payment_failed", "text": "the card payment for invoice failed"})
+        listed = wait_for(lambda: len(d := api.get("/v1/events", params={"limit": 100}).json()["data"]) == 25 and d)
+        newest_first = [e["id"] for e in listed]
+
+        def shown() -> list[str]:
+            return page.eval_on_selector_all("#events tbody tr", "rows => rows.map(r => r.dataset.eventRow)")
+
+        def search(**fields: str) -> None:
+            for name, value in fields.items():
+                if name in ("source", "status"):
+                    page.select_option(f"#events-{name}", value)
+                else:
+                    page.fill(f"#events-{name}", value)
+            page.click("#events-form button[type=submit]")
+            page.locator('body[data-events="ready"], body[data-events="refused"]').wait_for(state="attached")
+
+        sign_in(page, platform.edge_url, platform.admin_key)
+        page.locator('body[data-events="ready"]').wait_for(state="attached")
+        # Newest first, a page of 20, then the rest through the cursor.
+        assert shown() == newest_first[:20]
+        assert page.is_visible("#events-more")
+        page.click("#events-more")
+        page.locator("#events tbody tr").nth(24).wait_for()
+        assert shown() == newest_first and not page.is_visible("#events-more")
+        row = page.locator(f'#events tr[data-event-row="{invoice}"]')
+        assert row.locator("td.status").text_content() == "routed"
+        assert "shop" in row.text_content() and "billing" in row.text_content()
+
+        # Each filter, as the API answers it.
+        search(status="dropped")
+        assert shown() == [dropped] and page.text_content("#events td.status") == "dropped"
+        search(status="unrouted")
+        assert shown() == [unrouted]
+        search(status="", type="invoice.*")
+        assert shown() == [invoice]
+        search(type="", category="billing")
+        assert shown() == [invoice]
+        search(category="", source=shop["id"])
+        assert shown() == [invoice]
+        search(source="", type="order.*", since="2000-01-01T00:00:00", until="2000-01-02T00:00:00")
+        assert shown() == [] and page.is_visible("#events-empty")
+        # A filter the API refuses shows its message, which names the field.
+        search(since="2000-01-02T00:00:00", until="2000-01-01T00:00:00")
+        assert page.text_content("#events-error").startswith("until:")
+        search(since="", until="")
+        assert shown() == [i for i in newest_first if i not in (dropped, unrouted, invoice)][:20]
+
+        # Clicking an event opens its timeline.
+        search(type="", status="dropped")
+        page.locator(f'#events tr[data-event-row="{dropped}"] button.link').click()
+        page.locator("#event-facts dd", has_text=dropped).wait_for()
+        page.locator('#timeline-steps li[data-step="routed"]', has_text="Dropped by route").wait_for()
+        assert page.evaluate("window.__violations") == []

@@ -140,6 +140,7 @@
       renderFailing(failing);
       renderDeadLetters(dead);
       await loadBreakdown();
+      await loadEvents(false);
       document.body.dataset.state = "ready";
     } catch (error) {
       // A refused key (or one without the read scope) goes back to the sign-in form with the API's error.
@@ -336,6 +337,71 @@
     }
   }
 
+  // -- events: list and search, newest first, a page at a time ---------------------------
+
+  const EVENTS_PAGE = 20;
+  const sourceNames = new Map();
+  // The filters the shown pages were asked with: "Load more" goes on with them (a cursor
+  // is only good for the filters it was given with), whatever the form says meanwhile.
+  let eventsQuery = null;
+  let eventsCursor = null;
+
+  function eventFilters() {
+    // datetime-local inputs hold local time without a zone: sent as UTC instants.
+    const instant = (id) => ($(id).value ? new Date($(id).value).toISOString() : "");
+    return { source_id: $("events-source").value, type: $("events-type").value.trim(),
+      status: $("events-status").value, category: $("events-category").value.trim(),
+      since: instant("events-since"), until: instant("events-until"), limit: EVENTS_PAGE };
+  }
+
+  async function loadSources() {
+    const select = $("events-source");
+    const chosen = select.value;
+    const sources = await api("GET", "v1/sources");
+    sourceNames.clear();
+    for (const source of sources.data) sourceNames.set(source.id, source.name);
+    select.replaceChildren(el("option", { value: "" }, "any"),
+      ...sources.data.map((s) => el("option", { value: s.id }, `${s.name} (${s.type})`)));
+    select.value = sourceNames.has(chosen) ? chosen : "";
+  }
+
+  function eventRow(e) {
+    return el("tr", { "data-event-row": e.id, "data-status": e.status },
+      el("td", {}, when(e.received_at)), el("td", {}, eventLink(e.id)), el("td", {}, e.type),
+      el("td", { title: e.source_id }, sourceNames.get(e.source_id) || e.source_id),
+      el("td", { class: `status ${e.status}` }, e.status), el("td", {}, e.category || "—"),
+      el("td", {}, count.format(e.deliveries || 0)));
+  }
+
+  async function loadEvents(more) {
+    const box = $("events-error");
+    box.hidden = true;
+    document.body.dataset.events = "loading";
+    if (!more) {
+      await loadSources();
+      eventsQuery = eventFilters();
+    }
+    let page;
+    try {
+      page = await api("GET", "v1/events", more ? { ...eventsQuery, cursor: eventsCursor } : eventsQuery);
+    } catch (error) {
+      // A filter the API refuses (a bad glob, a range backwards): its message names the field.
+      if (!(error instanceof ApiError) || error.status !== 400) throw error;
+      box.textContent = error.body?.error?.message || error.message;
+      box.hidden = false;
+      document.body.dataset.events = "refused";
+      return;
+    }
+    const body = $("events").querySelector("tbody");
+    const rows = page.data.map(eventRow);
+    if (more) body.append(...rows);
+    else body.replaceChildren(...rows);
+    eventsCursor = page.next_cursor;
+    $("events-more").hidden = !eventsCursor;
+    $("events-empty").hidden = body.children.length > 0;
+    document.body.dataset.events = "ready";
+  }
+
   // -- one event's timeline ---------------------------------------------------------------
 
   async function openEvent(eventId) {
@@ -450,6 +516,11 @@
       const id = $("event-id").value.trim();
       if (id) openEvent(id);
     });
+    $("events-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      loadEvents(false).catch(showError);
+    });
+    $("events-more").addEventListener("click", () => loadEvents(true).catch(showError));
     if (sessionStorage.getItem(KEY)) refresh();
     else signOut();
   });
