@@ -126,12 +126,16 @@ _GIVEN_EVENT: dict[str, Any] = {
     "properties": {"type": {"type": "string", "maxLength": 200}, "payload": {},
                    "source_id": {"type": ["string", "null"], "maxLength": 200},
                    "source_type": {"type": ["string", "null"], "maxLength": 100},
-                   "conversation_key": {"type": ["string", "null"], "maxLength": 200}},
+                   "conversation_key": {"type": ["string", "null"], "maxLength": 200},
+                   "author": {"enum": ["customer", "agent", "bot", "system", None],
+                              "description": "Who wrote it: only a customer's message is replied to"}},
 }
 
 _TEMPLATE_FIELDS: dict[str, Any] = {
     "name": _NAME, "source": {"type": "string", "minLength": 1, "description": "Jinja2, sandboxed"},
     "output": {"enum": ["json", "text"], "default": "json"}}
+    "review": {"type": "boolean", "default": False,
+               "description": "Reply routes: hold drafts for POST /v1/replies/{reply_id}/approve"},
 
 
 SCHEMAS: dict[str, Any] = {
@@ -381,6 +385,18 @@ SCHEMAS: dict[str, Any] = {
     },
     "EventWithDeliveries": {
         "type": "object",
+    "ReplyDraft": {"type": "object", "properties": {
+        "id": {"type": "string"}, "tenant_id": {"type": "string"}, "event_id": {"type": "string"},
+        "conversation_key": {"type": "string"}, "route_id": {"type": "string"},
+        "endpoint_ids": {"type": "array", "items": {"type": "string"}},
+        "status": {"enum": ["drafting", "sent", "held", "approved", "rejected", "failed"]},
+        "text": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]}, "created_at": _TIMESTAMP,
+        "decided_at": {"type": ["string", "null"], "format": "date-time"},
+        "decided_by": {"type": ["string", "null"], "description": "The API key that decided"}}},
+    "ReplyList": _list_of("ReplyDraft"),
+    "ReplyApproval": {"type": "object", "additionalProperties": False, "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": 4000,
+                 "description": "Send this instead of the draft (an edit); the draft when omitted"}}},
         "properties": {
             "id": {"type": "string"}, "tenant_id": {"type": "string"}, "source_id": {"type": "string"},
             "type": {"type": "string"}, "provider_event_id": {"type": "string"}, "received_at": _TIMESTAMP,
@@ -412,6 +428,8 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"event_id": {"type": "string"}, "duplicate": {"type": "boolean"}},
     },
 }
+            "author": {"enum": ["customer", "agent", "bot", "system"],
+                       "description": "Conversational sources: who wrote it (absent: not said)"},
 
 
 def _error_responses(*statuses: int) -> dict[str, Any]:

@@ -337,6 +337,7 @@ async def update_route(request: Request, principal: Principal, edge: EdgeContext
 
 async def get_route(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_router_stub(edge).GetRoute(router_pb2.GetRouteRequest(
+    data.setdefault("review", False)
         tenant_id=principal.tenant_id, id=request.path_params["route_id"]), timeout=edge.clients.timeout))
     return JSONResponse(_route(reply))
 

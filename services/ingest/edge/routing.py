@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.ingest.edge import rest, rest_ai, rest_analytics, rest_events
+from services.ingest.edge import rest, rest_ai, rest_analytics, rest_events, rest_replies
 from services.ingest.edge.auth import Principal
 from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.contract import (
@@ -137,6 +137,16 @@ API_ROUTES: tuple[ApiRoute, ...] = (
              "AISettings"),
     ApiRoute("POST", "/v1/ai/prompts", rest_ai.save_prompt, "admin",
              "A new version of the tenant's prompt template for a task", "PromptSave", "Prompt", 201),
+    ApiRoute("GET", "/v1/replies", rest_replies.list_replies, "read",
+             "AI-drafted replies, newest first (status=held: those waiting for review; conversation_key; "
+             "before, limit 1-200)", None, "ReplyList", query=rest_replies.LIST_REPLIES_QUERY),
+    ApiRoute("GET", "/v1/replies/{reply_id}", rest_replies.get_reply, "read", "An AI-drafted reply", None,
+             "ReplyDraft"),
+    ApiRoute("POST", "/v1/replies/{reply_id}/approve", rest_replies.approve_reply, "admin",
+             "Send a held reply to its conversation (text: send this instead of the draft); 409 unless held",
+             "ReplyApproval", "ReplyDraft"),
+    ApiRoute("POST", "/v1/replies/{reply_id}/reject", rest_replies.reject_reply, "admin",
+             "Discard a held reply; 409 unless held", None, "ReplyDraft"),
     ApiRoute("GET", "/v1/ai/usage", rest_ai.get_ai_usage, "read",
              "AI usage per provider and day, with estimated cost (since: ISO time, default 30 days)", None,
              "AIUsage", query=(time_param("since", "ISO 8601; default 30 days ago"),)),
