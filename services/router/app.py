@@ -10,7 +10,7 @@ from services.router.consumer import EventRouter, replay_delivery
 from services.router.dispatch import Dispatcher
 from services.router.replay import ReplayRunner, ReplayStore
 from services.router.replies import ReplyStore
-from services.router.retention import EventPruner
+from services.router.retention import EventPruner, ReplyPruner
 from services.router.routing import EventStore, RouteStore
 from services.router.servicer import RouterServicer
 from services.router.templates import TemplateStore
@@ -48,6 +48,7 @@ class RouterApp(ServiceApp):
         ), "events consumer")
         runner = ReplayRunner(self.replays, replay_delivery(runtime.js, self.dispatcher, timeout))
         runtime.background(runner.run(runtime.stopping), "replay runner")
-        pruner = EventPruner(runtime.pool, runtime.settings.retention_events_days)
-        runtime.background(pruner.run(runtime.settings.retention_prune_interval_s, runtime.stopping),
-                           "retention pruning")
+        for pruner in (EventPruner(runtime.pool, runtime.settings.retention_events_days),
+                       ReplyPruner(runtime.pool, runtime.settings.retention_events_days)):
+            runtime.background(pruner.run(runtime.settings.retention_prune_interval_s, runtime.stopping),
+                               f"{pruner.what} pruning")

@@ -10,6 +10,8 @@ but a tenant's queued or running replay holds the events of its range
 until it finishes (nothing from its ``since`` on is pruned meanwhile). Each
 batch's statement reads the replays itself, so a replay created while a
 round is under way holds its range from the next batch on.
+AI-drafted replies (``router.replies``) go with the same retention, by when
+they were drafted, except those held for review: they wait for a person.
 Docs: docs/operations.md#retention.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from switchboard.retention import TenantPruner
 
-__all__ = ["EventPruner"]
+__all__ = ["EventPruner", "ReplyPruner"]
 
 
 _DELETE = """DELETE FROM router.events WHERE ctid = ANY(ARRAY(
@@ -35,3 +37,14 @@ class EventPruner(TenantPruner):
     what = "router events"
     table = "router.events"
     statement = _DELETE
+
+
+class ReplyPruner(TenantPruner):
+    """Deletes the drafted replies past retention, but never one held for review."""
+
+    what = "router replies"
+    table = "router.replies"
+    statement = """DELETE FROM router.replies WHERE ctid = ANY(ARRAY(
+                       SELECT ctid FROM router.replies
+                       WHERE tenant_id = %(tenant)s AND created_at < %(cutoff)s AND status <> 'held'
+                       LIMIT %(batch)s))"""

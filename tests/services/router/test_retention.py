@@ -91,3 +91,19 @@ def test_retention_of_events_and_deliveries_is_configured_from_the_environment()
                                   "SWITCHBOARD_RETENTION_DELIVERIES_DAYS": "14"})
     again = Settings.from_env(settings.as_env())
     assert (again.retention_events_days, again.retention_deliveries_days) == (7, 14)
+
+
+async def test_drafted_replies_past_retention_go_but_held_ones_wait_for_a_person(events: EventStore) -> None:
+    from services.router.retention import ReplyPruner
+
+    async with events.pool.connection() as conn:
+        for n, (days, status) in enumerate([(40, "sent"), (40, "held"), (40, "rejected"), (1, "sent")]):
+            await conn.execute(
+                """INSERT INTO router.replies (id, tenant_id, event_id, conversation_key, route_id, endpoint_ids,
+                                               status, created_at)
+                   VALUES (%s, 't1', %s, 'c1', 'rt_1', '{}', %s, %s)""",
+                (derived_id("rpl", str(n)), derived_id("evt", str(n)), status, NOW - timedelta(days=days)))
+    assert await ReplyPruner(events.pool, retention_days=30, now=lambda: NOW).prune() == 2
+    async with events.pool.connection() as conn:
+        cur = await conn.execute("SELECT status FROM router.replies ORDER BY status")
+        assert [row["status"] for row in await cur.fetchall()] == ["held", "sent"]
