@@ -14,7 +14,7 @@ from services.router.retention import EventPruner, ReplyPruner
 from services.router.routing import EventStore, RouteStore
 from services.router.servicer import RouterServicer
 from services.router.templates import TemplateStore
-from switchboard.messaging import CONSUMERS, consume
+from switchboard.messaging import CONSUMERS, consume, duplicate_window_s
 from switchboard.service import Runtime, ServiceApp
 from switchboard.v1 import router_pb2_grpc as rpc
 
@@ -26,7 +26,7 @@ class RouterApp(ServiceApp):
     def register(self, server, runtime: Runtime) -> None:
         s = runtime.settings
         self.routes = RouteStore(runtime.pool)
-        self.events = EventStore(runtime.pool)
+        self.events = EventStore(runtime.pool, duplicate_window_s(s))
         self.replays = ReplayStore(runtime.pool)
         templates = TemplateStore(runtime.pool)
         # A classification may walk the whole provider chain, each with its own deadline.

@@ -20,6 +20,7 @@ first of them. Every evaluation is explained: which routes matched and why.
 
 from __future__ import annotations
 
+import enum
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ from switchboard.patterns import check_type_patterns, compiled_patterns, matches
 
 __all__ = ["ACTIONS", "Route", "RouteSet", "RouteVerdict", "Plan", "decide", "needs_classification", "parse_route_spec",
            "route_from_spec", "check_route",
-           "RouteStore", "EventStore", "StoredEvent", "event_from_row"]
+           "RouteStore", "EventStore", "Stored", "StoredEvent", "event_from_row"]
 
 MAX_ENDPOINTS = 50
 ACTIONS = ("deliver", "reply", "drop")
@@ -416,11 +417,26 @@ class StoredEvent:
     routing: dict[str, Any] | None = None
 
 
+class Stored(enum.Enum):
+    """What storing an event found."""
+
+    NEW = "new"  # inserted now
+    AGAIN = "again"  # already stored within the streams' duplicate window: its decision replaced
+    BEFORE = "before"  # stored before that window (or no new decision given): left as it was
+
+
 class EventStore:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    """``duplicate_window_s``: the streams' duplicate window; an event stored longer ago
+    than that keeps its decision (see :meth:`insert`). None: always replaced."""
+
+    def __init__(self, pool: AsyncConnectionPool, duplicate_window_s: int | None = None) -> None:
         self.pool = pool
         # The events routed at once are stored in one statement and one commit (see Batcher).
-        self._stores: Batcher[tuple[Event, dict[str, Any] | None], bool] = Batcher(self._store_all, max_concurrent=4)
+        self._stores: Batcher[tuple[Event, dict[str, Any] | None], Stored] = Batcher(self._store_all,
+                                                                                      max_concurrent=4)
+        self._replaced_only_within = (
+            "" if duplicate_window_s is None
+            else f" AND router.events.stored_at > now() - interval '{int(duplicate_window_s)} seconds'")
 
     async def store(self, event: Event, routing: dict[str, Any] | None = None) -> bool:
         """Insert the event with its explained routing decision; False when it was already
@@ -429,26 +445,33 @@ class EventStore:
         Concurrent calls share one statement and one durable commit. Data
         PostgreSQL refuses (psycopg.DataError) fails only its own call.
         """
+        return await self.insert(event, routing) is Stored.NEW
+
+    async def insert(self, event: Event, routing: dict[str, Any] | None = None) -> Stored:
+        """:meth:`store`, telling also whether an event already stored was stored before the
+        streams' duplicate window: then its deliveries, queued then, are no longer
+        de-duplicated by JetStream, and its decision is left as it was."""
         return await self._stores.submit((event, routing))
 
-    async def _store_all(self, items: Sequence[tuple[Event, dict[str, Any] | None]]) -> list[bool | Exception]:
+    async def _store_all(self, items: Sequence[tuple[Event, dict[str, Any] | None]]) -> list[Stored | Exception]:
         return await each_alone_on_bad_data(self._store_rows, items)
 
-    async def _store_rows(self, items: Sequence[tuple[Event, dict[str, Any] | None]]) -> list[bool]:
-        stored = [False] * len(items)
+    async def _store_rows(self, items: Sequence[tuple[Event, dict[str, Any] | None]]) -> list[Stored]:
+        stored = [Stored.BEFORE] * len(items)
         async with self.pool.connection() as conn, conn.transaction():
             # An event twice in a batch (a redelivered copy) is written again in a statement of its own.
             for taken in distinct_rounds([event.id for event, _ in items]):
                 rows = [items[i] for i in taken.values()]
                 events = [event for event, _ in rows]
                 cur = await conn.execute(
-                    """INSERT INTO router.events
+                    f"""INSERT INTO router.events
                            (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body,
                             occurred_at, conversation_key, source_type, routing, author)
                        SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
                                             %b::timestamptz[], %b::jsonb[], %b::jsonb[], %b::text[],
                                             %b::timestamptz[], %b::text[], %b::text[], %b::jsonb[], %b::text[])
-                       ON CONFLICT (id) DO UPDATE SET routing = EXCLUDED.routing WHERE EXCLUDED.routing IS NOT NULL
+                       ON CONFLICT (id) DO UPDATE SET routing = EXCLUDED.routing
+                           WHERE EXCLUDED.routing IS NOT NULL{self._replaced_only_within}
                        RETURNING id, (xmax = 0) AS inserted""",
                     ([e.id for e in events], [e.tenant_id for e in events], [e.source_id for e in events],
                      [e.type for e in events], [e.provider_event_id for e in events],
@@ -461,7 +484,7 @@ class EventStore:
                      [e.author for e in events]),
                 )
                 for row in await cur.fetchall():
-                    stored[taken[row["id"]]] = row["inserted"]
+                    stored[taken[row["id"]]] = Stored.NEW if row["inserted"] else Stored.AGAIN
         return stored
 
     async def get(self, tenant_id: str, event_id: str) -> StoredEvent:

@@ -137,7 +137,7 @@ class NoEndpoints:
 
 
 class Store:
-    async def store(self, event: Event, explanation: dict) -> None:
+    async def insert(self, event: Event, explanation: dict) -> None:
         pass
 
 
