@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PLATFORM_SOURCE", "Event", "DeliveryMessage", "AttemptRecord"]
+__all__ = ["PLATFORM_SOURCE", "Event", "DeliveryMessage", "AttemptRecord", "RoutingOutcome", "DeliveryNotice",
+           "ROUTING_OUTCOMES", "HOLD_REASONS", "SKIPPED"]
 
 #: The source of the platform's own events (``switchboard.alert.*``). Only routes
 #: that name it, or name ``switchboard.`` types, receive them.
@@ -37,10 +38,10 @@ class Event:
     conversation_key: str | None = None
     # The source's type ("stripe", "slack", ...; "api" for events published through the API).
     source_type: str = ""
-
     # Conversational sources: who wrote it (customer, agent, bot, system; see
     # plugins.sources.spec.AUTHORS); None when the source does not say.
     author: str | None = None
+
     def to_message(self) -> dict[str, Any]:
         # Not dataclasses.asdict: that deep-copies the payload, on the hot path.
         return {
@@ -56,8 +57,8 @@ class Event:
             "payload": self.payload,
             "headers": self.headers,
             "provider_event_id": self.provider_event_id,
-        }
             "author": self.author,
+        }
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> "Event":
@@ -75,8 +76,8 @@ class Event:
             occurred_at=data.get("occurred_at"),
             conversation_key=data.get("conversation_key"),
             source_type=data.get("source_type") or "",
-        )
             author=data.get("author"),
+        )
 
 
 @dataclass(frozen=True)
@@ -141,4 +142,70 @@ class AttemptRecord:
     def from_message(cls, data: dict[str, Any]) -> "AttemptRecord":
         _require(data, "delivery_id", "number", "tenant_id", "endpoint_id", "event_type", "outcome",
                  "status_code", "latency_ms", "at")
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+#: What became of an event at the router.
+ROUTING_OUTCOMES = ("routed", "unrouted", "dropped")
+
+
+@dataclass(frozen=True)
+class RoutingOutcome:
+    """What the router did with one event, as analytics receives it: one per event, before the event is acked."""
+
+    event_id: str
+    tenant_id: str
+    source_id: str
+    event_type: str
+    received_at: float
+    routed_at: float
+    outcome: str  # one of ROUTING_OUTCOMES
+    # The endpoints it queued a delivery to (each delivery's id is ``<event_id>:<endpoint_id>``).
+    endpoint_ids: tuple[str, ...] = ()
+    category: str | None = None
+
+    @property
+    def delivery_ids(self) -> list[str]:
+        return [f"{self.event_id}:{e}" for e in self.endpoint_ids]
+
+    def to_message(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_message(cls, data: dict[str, Any]) -> "RoutingOutcome":
+        _require(data, "event_id", "tenant_id", "source_id", "event_type", "received_at", "routed_at", "outcome")
+        values = {k: data.get(k) for k in cls.__dataclass_fields__}
+        if not isinstance(values["endpoint_ids"], (list, tuple)):
+            raise ValueError("endpoint_ids must be a list")
+        values["endpoint_ids"] = tuple(values["endpoint_ids"])
+        return cls(**values)
+
+
+#: Why a delivery waits without an attempt: the endpoint's circuit is open, its rate
+#: limit or its in-flight cap is reached (the delivery service gives the message back).
+HOLD_REASONS = ("circuit_open", "rate_limited", "in_flight_cap")
+#: A delivery that will never be attempted: its endpoint filters the event type out, or is gone.
+SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class DeliveryNotice:
+    """A delivery's state between attempts, as analytics receives it: held (one of
+    HOLD_REASONS, reported once per reason, not per hold) or SKIPPED."""
+
+    delivery_id: str
+    tenant_id: str
+    endpoint_id: str
+    event_type: str
+    state: str
+    at: float
+    source_id: str | None = None
+    category: str | None = None
+
+    def to_message(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_message(cls, data: dict[str, Any]) -> "DeliveryNotice":
+        _require(data, "delivery_id", "tenant_id", "endpoint_id", "event_type", "state", "at")
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})

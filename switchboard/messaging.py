@@ -8,7 +8,11 @@ explicit limits, so the whole message topology reads in one place.
 | EVENTS       | events.<t>.<src>   | ingest, analytics (alerts) | router | work queue (router stores events in PostgreSQL) |
 | DELIVERIES   | deliveries.<t>.<e> | router     | delivery  | work queue |
 | DEAD_LETTERS | dead.<t>.<e>       | delivery   | operators | limits (age/bytes) |
-| ATTEMPTS     | attempts.<t>       | delivery   | analytics | limits (age/bytes) |
+| ATTEMPTS     | attempts.<t>[.kind] | delivery, router | analytics | limits (age/bytes) |
+
+ATTEMPTS carries every report to analytics: ``attempts.<t>`` an attempt,
+``attempts.<t>.routing`` what the router did with an event,
+``attempts.<t>.notice`` a delivery held without an attempt (or skipped).
 
 Work-queue streams discard *new* messages when full: a publisher then gets
 an error (the edge answers 503) instead of an acknowledged event being
@@ -57,6 +61,8 @@ __all__ = [
     "delivery_subject",
     "dead_letter_subject",
     "attempt_subject",
+    "routing_outcome_subject",
+    "delivery_notice_subject",
     "Decision",
     "ACK",
     "TERM",
@@ -81,6 +87,14 @@ def dead_letter_subject(tenant_id: str, endpoint_id: str) -> str:
 
 def attempt_subject(tenant_id: str) -> str:
     return f"attempts.{tenant_id}"
+
+
+def routing_outcome_subject(tenant_id: str) -> str:
+    return f"attempts.{tenant_id}.routing"
+
+
+def delivery_notice_subject(tenant_id: str) -> str:
+    return f"attempts.{tenant_id}.notice"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ def _range(window: TimeRange) -> pb.TimeRange:
 def _stats(stats: Stats) -> pb.Stats:
     latency = stats.latency
     return pb.Stats(
-        events_received=stats.events_received, deliveries=stats.deliveries, attempts=stats.attempts,
+        events_received=stats.events_received, routed=stats.routed, unrouted=stats.unrouted, dropped=stats.dropped,
+        deliveries=stats.deliveries, attempts=stats.attempts,
         succeeded=stats.succeeded, failed=stats.failed, dead=stats.dead, success_rate=stats.success_rate,
         latency=pb.Latency(p50_ms=latency.p50_ms, p95_ms=latency.p95_ms, p99_ms=latency.p99_ms,
                            avg_ms=latency.avg_ms),
@@ -37,7 +38,8 @@ class AnalyticsServicer(rpc.AnalyticsServiceServicer):
 
     async def GetOverview(self, request, context):
         o = await self.reader.overview(request.tenant_id, *_times(request.range))
-        return pb.Overview(range=_range(o.range), stats=_stats(o.stats), pending=o.pending)
+        return pb.Overview(range=_range(o.range), stats=_stats(o.stats), pending=o.pending,
+                           pending_by_reason=o.pending_by_reason)
 
     async def GetTrends(self, request, context):
         t = await self.reader.trends(request.tenant_id, request.bucket, *_times(request.range),
@@ -53,7 +55,8 @@ class AnalyticsServicer(rpc.AnalyticsServiceServicer):
     async def GetEndpointStats(self, request, context):
         e = await self.reader.endpoint(request.tenant_id, request.endpoint_id, *_times(request.range))
         return pb.EndpointStats(endpoint_id=e.endpoint_id, range=_range(e.range), stats=_stats(e.stats),
-                                pending=e.pending, last_error=e.last_error or "",
+                                pending=e.pending, pending_by_reason=e.pending_by_reason,
+                                last_error=e.last_error or "",
                                 last_failure_at=timestamp(e.last_failure_at))
 
     async def ListFailingEndpoints(self, request, context):

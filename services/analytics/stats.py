@@ -1,8 +1,8 @@
 """Delivery statistics out of the rollups: the read side of AnalyticsService.
 
 Every answer reads ``analytics.rollups`` (a handful of rows per range, see
-:mod:`ranges`), plus the partial index of pending deliveries; never the raw
-attempts. What each figure means is in docs/analytics.md.
+:mod:`ranges`), plus the partial index of deliveries not settled; never the
+raw attempts. What each figure means is in docs/analytics.md.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 from psycopg_pool import AsyncConnectionPool
 
 from services.analytics.histogram import percentile
+from services.analytics.ledger import PENDING_STATES
 from services.analytics.ranges import Span, TimeRange, buckets, cover, resolve_range
 from switchboard.errors import InvalidRequest, NotFound
 
@@ -38,6 +39,9 @@ class Latency:
 @dataclass(frozen=True)
 class Stats:
     events_received: int = 0
+    routed: int = 0
+    unrouted: int = 0
+    dropped: int = 0
     deliveries: int = 0
     attempts: int = 0
     succeeded: int = 0
@@ -60,16 +64,20 @@ class Stats:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Stats":
-        return cls(int(row["events"] or 0), int(row["deliveries"] or 0), int(row["attempts"] or 0),
-                   int(row["succeeded"] or 0), int(row["failed"] or 0), int(row["dead"] or 0),
-                   float(row["latency_sum_ms"] or 0.0), row["latency_hist"])
+        counts = {name: int(row[name] or 0) for name in ("routed", "unrouted", "dropped", "deliveries", "attempts",
+                                                          "succeeded", "failed", "dead")}
+        return cls(events_received=int(row["events"] or 0), **counts,
+                   latency_sum_ms=float(row["latency_sum_ms"] or 0.0), latency_hist=row["latency_hist"])
 
 
 @dataclass(frozen=True)
 class Overview:
     range: TimeRange
     stats: Stats
+    # Deliveries not settled (attempted or not), and the same by why they wait
+    # (every one of PENDING_STATES is there).
     pending: int
+    pending_by_reason: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,7 @@ class EndpointStats:
     range: TimeRange
     stats: Stats
     pending: int
+    pending_by_reason: dict[str, int]
     last_error: str | None
     last_failure_at: datetime | None
 
@@ -118,7 +127,9 @@ class FailingEndpoint:
     last_failure_at: datetime | None
 
 
-_SUMS = """coalesce(sum(r.events), 0) AS events, coalesce(sum(r.deliveries), 0) AS deliveries,
+_SUMS = """coalesce(sum(r.events), 0) AS events, coalesce(sum(r.routed), 0) AS routed,
+           coalesce(sum(r.unrouted), 0) AS unrouted, coalesce(sum(r.dropped), 0) AS dropped,
+           coalesce(sum(r.deliveries), 0) AS deliveries,
            coalesce(sum(r.attempts), 0) AS attempts, coalesce(sum(r.succeeded), 0) AS succeeded,
            coalesce(sum(r.failed), 0) AS failed, coalesce(sum(r.dead), 0) AS dead,
            coalesce(sum(r.latency_sum_ms), 0) AS latency_sum_ms,
@@ -158,7 +169,8 @@ class StatsReader:
     async def overview(self, tenant_id: str, since: datetime | None = None, until: datetime | None = None) -> Overview:
         window = resolve_range(since, until, self.now())
         stats, _ = await self._totals(tenant_id, "all", "", cover(window))
-        return Overview(window, stats, await self._pending(tenant_id, window))
+        by_reason = await self._pending(tenant_id, window)
+        return Overview(window, stats, sum(by_reason.values()), by_reason)
 
     async def trends(self, tenant_id: str, bucket: str, since: datetime | None = None,
                      until: datetime | None = None, endpoint_id: str = "") -> Trends:
@@ -176,7 +188,8 @@ class StatsReader:
         if starts:
             async with self.pool.connection() as conn:
                 cur = await conn.execute(
-                    """SELECT bucket, events, deliveries, attempts, succeeded, failed, dead, latency_sum_ms, latency_hist
+                    """SELECT bucket, events, routed, unrouted, dropped, deliveries, attempts, succeeded, failed, dead,
+                              latency_sum_ms, latency_hist
                        FROM analytics.rollups
                        WHERE tenant_id = %s AND dim = %s AND grain = %s AND key = %s
                          AND bucket >= %s AND bucket < %s""",
@@ -209,7 +222,8 @@ class StatsReader:
         await self._require_endpoint(tenant_id, endpoint_id)
         window = resolve_range(since, until, self.now(), "hour")
         stats, row = await self._totals(tenant_id, "endpoint", endpoint_id, cover(window, "hour"))
-        return EndpointStats(endpoint_id, window, stats, await self._pending(tenant_id, window, endpoint_id),
+        by_reason = await self._pending(tenant_id, window, endpoint_id)
+        return EndpointStats(endpoint_id, window, stats, sum(by_reason.values()), by_reason,
                              row.get("last_error"), _utc(row.get("last_failure_at")))
 
     async def failing_endpoints(self, tenant_id: str, since: datetime | None = None, until: datetime | None = None,
@@ -243,17 +257,23 @@ class StatsReader:
             row = await cur.fetchone()
         return Stats.from_row(row), row
 
-    async def _pending(self, tenant_id: str, window: TimeRange, endpoint_id: str | None = None) -> int:
+    async def _pending(self, tenant_id: str, window: TimeRange, endpoint_id: str | None = None) -> dict[str, int]:
+        """The deliveries first heard of in the range that are not settled now, by state."""
+        by_reason = dict.fromkeys(PENDING_STATES, 0)
         if window.empty:
-            return 0
+            return by_reason
         async with self.pool.connection() as conn:
+            # ledger.SETTLED written out: the partial index deliveries_unsettled has this predicate.
             cur = await conn.execute(
-                """SELECT count(*) AS pending FROM analytics.deliveries
-                   WHERE tenant_id = %s AND last_outcome = 'retrying' AND last_at >= %s AND last_at < %s
-                     AND (%s::text IS NULL OR endpoint_id = %s)""",
+                """SELECT state, count(*) AS n FROM analytics.deliveries
+                   WHERE tenant_id = %s AND state NOT IN ('succeeded', 'failed', 'skipped')
+                     AND first_at >= %s AND first_at < %s AND (%s::text IS NULL OR endpoint_id = %s)
+                   GROUP BY state""",
                 (tenant_id, window.since, window.until, endpoint_id, endpoint_id),
             )
-            return (await cur.fetchone())["pending"]
+            for row in await cur.fetchall():
+                by_reason[row["state"]] = int(row["n"])
+        return by_reason
 
     async def _require_endpoint(self, tenant_id: str, endpoint_id: str) -> None:
         """NotFound unless analytics has seen an attempt to this endpoint for this tenant."""

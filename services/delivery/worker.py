@@ -25,7 +25,7 @@ from services.delivery.options import EndpointOptions, parse_options
 from services.delivery.store import Attempt, DeliveryStore, Endpoint
 from switchboard.database import describe_error, storable_text
 from switchboard.errors import NotFound
-from switchboard.events import AttemptRecord, DeliveryMessage
+from switchboard.events import SKIPPED, AttemptRecord, DeliveryMessage, DeliveryNotice
 from switchboard.ratelimit import TokenBuckets
 from switchboard.messaging import (
     ACK,
@@ -34,6 +34,7 @@ from switchboard.messaging import (
     attempt_subject,
     dead_letter_subject,
     decode,
+    delivery_notice_subject,
     encode,
     retry_in,
 )
@@ -48,6 +49,13 @@ def _bounded(headers: Mapping[str, str], count: int = 30, length: int = 256) -> 
     """A receiver's headers as kept in the log: at most ``count``, each value cut to ``length``."""
     return {storable_text(str(k)[:64].lower()): storable_text(str(v)[:length])
             for k, v in list(headers.items())[:count]}
+
+
+# A hold is reported once it has lasted this long (or its wait is this long):
+# an in-flight cap that clears within a moment is not worth a report.
+HOLD_REPORT_AFTER_S = 1.0
+# Deliveries whose holds are remembered; the oldest are forgotten beyond this.
+MAX_HOLDS_TRACKED = 50_000
 
 
 class NotSent(Exception):
@@ -74,6 +82,8 @@ class DeliveryWorker:
         self.circuits = circuits or CircuitBreakers(threshold=5, cooldown_s=30.0)
         metrics.watch_circuits("delivery", self.circuits)
         self.in_flight: Counter[str] = Counter()
+        # Delivery id -> (hold reason, since (monotonic), reported to analytics yet).
+        self._holds: dict[str, tuple[str, float, bool]] = {}
         self._parsed: dict[str, tuple[Endpoint, EndpointOptions, DestinationContext]] = {}
         self.publish_timeout_s = publish_timeout_s
 
@@ -97,18 +107,21 @@ class DeliveryWorker:
             endpoint = await self.store.cached_endpoint(message.tenant_id, message.endpoint_id)
         except NotFound:
             logger.error("delivery for a missing endpoint dropped", extra={"delivery_id": message.delivery_id})
+            await self._notify(message, message.endpoint_id, SKIPPED)
             return TERM
         if message.route_id != "test" and not endpoint.takes(message.event_type):
-            return ACK  # the endpoint filters this type out: no delivery at all
+            # The endpoint filters this type out: no delivery at all (analytics counted it queued).
+            await self._notify(message, endpoint.id, SKIPPED)
+            return ACK
         options = self._options(endpoint)
         # Isolation: an endpoint over its share waits (no attempt is spent) and
         # leaves this process's other slots to other endpoints.
         if self.in_flight[endpoint.id] >= options.max_in_flight:
-            return retry_in(0.2)
+            return await self._hold(message, endpoint.id, "in_flight_cap", 0.2)
         if options.rate_limit is not None:
             verdict = self.buckets.take(endpoint.id, options.rate_limit)
             if not verdict.allowed:
-                return retry_in(max(0.05, verdict.retry_after_s))
+                return await self._hold(message, endpoint.id, "rate_limited", max(0.05, verdict.retry_after_s))
         # An endpoint that keeps failing is left alone for a while (the circuit
         # is open); its messages go to its failover meanwhile, if it has one,
         # or wait without spending attempts.
@@ -117,8 +130,9 @@ class DeliveryWorker:
         if wait > 0:
             failover = await self._usable_failover(endpoint)
             if failover is None:
-                return retry_in(wait)
+                return await self._hold(message, endpoint.id, "circuit_open", wait)
             target = failover
+        self._holds.pop(message.delivery_id, None)  # attempted: a later hold is news again
         self.in_flight[endpoint.id] += 1
         try:
             return await self._attempt(message, endpoint, options, target)
@@ -266,6 +280,46 @@ class DeliveryWorker:
             await self.store.set_endpoint_disabled(endpoint.tenant_id, endpoint.id, reason)
             logger.warning("endpoint auto-disabled", extra={"endpoint_id": endpoint.id, "reason": reason})
 
+    async def _hold(self, message: DeliveryMessage, endpoint_id: str, reason: str, delay_s: float) -> Decision:
+        """Give the message back for ``delay_s`` without an attempt; tell analytics why, once per reason.
+
+        Not per hold (a held message comes back every fraction of a second), and
+        not for a hold that clears at once (see HOLD_REPORT_AFTER_S).
+        """
+        now = time.monotonic()
+        held = self._holds.get(message.delivery_id)
+        if held is None or held[0] != reason:
+            held = (reason, now, False)
+        if not held[2] and (delay_s >= HOLD_REPORT_AFTER_S or now - held[1] >= HOLD_REPORT_AFTER_S):
+            await self._notify(message, endpoint_id, reason)
+            held = (reason, held[1], True)
+        self._holds.pop(message.delivery_id, None)  # re-inserted last: the dict stays oldest first
+        self._holds[message.delivery_id] = held
+        if len(self._holds) > MAX_HOLDS_TRACKED:
+            del self._holds[next(iter(self._holds))]
+        return retry_in(delay_s)
+
+    async def _notify(self, message: DeliveryMessage, endpoint_id: str, state: str) -> None:
+        """Tell analytics a delivery is held (``state`` a hold reason) or skipped; never fails the delivery."""
+        notice = DeliveryNotice(
+            delivery_id=message.delivery_id, tenant_id=message.tenant_id, endpoint_id=endpoint_id,
+            event_type=message.event_type, state=state, at=time.time(), source_id=message.source_id,
+            category=message.category)
+        await self._tell_analytics(delivery_notice_subject(message.tenant_id), encode(notice.to_message()),
+                                   f"{message.delivery_id}#{state}@{notice.at:.3f}")
+
+    async def _tell_analytics(self, subject: str, data: bytes, message_id: str) -> None:
+        headers = {"Nats-Msg-Id": message_id}
+        try:
+            if self.context.nats is not None:
+                # The ATTEMPTS stream captures the subject; not waiting for its ack
+                # keeps reporting off the delivery's critical path.
+                await self.context.nats.publish(subject, data, headers=headers)
+            else:
+                await self.js.publish(subject, data, timeout=self.publish_timeout_s, headers=headers)
+        except Exception as exc:
+            logger.warning("report to analytics not published", extra={"error": str(exc)})
+
     async def _report(self, message: DeliveryMessage, sent_to: str, number: int, outcome: str,
                       status_code: int | None, latency_ms: float, error: str | None) -> None:
         """Tell analytics; a lost report never fails a delivery.
@@ -278,14 +332,5 @@ class DeliveryWorker:
             status_code=status_code, latency_ms=latency_ms, at=time.time(),
             source_id=message.source_id, category=message.category, error=error[:200] if error else None,
         )
-        subject, data = attempt_subject(message.tenant_id), encode(record.to_message())
-        headers = {"Nats-Msg-Id": f"{message.delivery_id}#{number}"}
-        try:
-            if self.context.nats is not None:
-                # The ATTEMPTS stream captures the subject; not waiting for its ack
-                # per attempt keeps reporting off the delivery's critical path.
-                await self.context.nats.publish(subject, data, headers=headers)
-            else:
-                await self.js.publish(subject, data, timeout=self.publish_timeout_s, headers=headers)
-        except Exception as exc:
-            logger.warning("attempt report not published", extra={"error": str(exc)})
+        await self._tell_analytics(attempt_subject(message.tenant_id), encode(record.to_message()),
+                                   f"{message.delivery_id}#{number}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
@@ -11,9 +12,9 @@ import psycopg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from services.router.dispatch import Dispatcher, Outgoing
+from services.router.dispatch import Dispatch, Dispatcher, Outgoing
 from services.router.routing import EventStore, Route, Stored
-from switchboard.events import DeliveryMessage, Event
+from switchboard.events import DeliveryMessage, Event, RoutingOutcome
 from switchboard.database import describe_error
 from switchboard.messaging import (
     ACK,
@@ -24,6 +25,7 @@ from switchboard.messaging import (
     delivery_subject,
     encode,
     retry_in,
+    routing_outcome_subject,
 )
 from switchboard.telemetry import extract_trace_context, inject_trace_headers, tag_current_span, tracer
 
@@ -51,8 +53,21 @@ def delivery_message(event: Event, outgoing: Outgoing, replay_id: str | None = N
     )
 
 
+def routing_outcome(event: Event, dispatch: Dispatch) -> RoutingOutcome:
+    """What analytics is told about the event: routed (a route matched), dropped, or unrouted."""
+    if dispatch.plan.dropped_by is not None:
+        outcome = "dropped"
+    else:
+        outcome = "routed" if dispatch.plan.deliveries else "unrouted"
+    return RoutingOutcome(
+        event_id=event.id, tenant_id=event.tenant_id, source_id=event.source_id, event_type=event.type,
+        received_at=event.received_at, routed_at=time.time(), outcome=outcome,
+        endpoint_ids=tuple(dict.fromkeys(o.endpoint_id for o in dispatch.outgoing)), category=dispatch.category)
+
+
 async def publish_deliveries(js: JetStreamContext, event: Event, outgoing: Sequence[Outgoing], timeout_s: float,
-                             replay_id: str | None = None, category: str | None = None) -> None:
+                             replay_id: str | None = None, category: str | None = None,
+                             outcome: RoutingOutcome | None = None) -> None:
     """Queue the deliveries of ``event`` as the dispatcher planned them; returns once JetStream has them all.
 
     They are published together and their acknowledgements awaited together
@@ -62,6 +77,9 @@ async def publish_deliveries(js: JetStreamContext, event: Event, outgoing: Seque
     stop the router for good. Publishing a delivery again (a redelivered
     event, a resumed replay, a retry after one of them failed) is a no-op: its
     id is the JetStream message id.
+
+    ``outcome``, when given, goes to analytics in the same round (its id,
+    ``routing:<event_id>``, makes a repeat a no-op too).
     """
     trace = inject_trace_headers({})  # one trace context for all of the event's deliveries
     publishes = []
@@ -69,6 +87,9 @@ async def publish_deliveries(js: JetStreamContext, event: Event, outgoing: Seque
         delivery = delivery_message(event, one, replay_id, category)
         publishes.append(js.publish(delivery_subject(event.tenant_id, one.endpoint_id), encode(delivery.to_message()),
                                     timeout=timeout_s, headers={**trace, "Nats-Msg-Id": delivery.delivery_id}))
+    if outcome is not None:
+        publishes.append(js.publish(routing_outcome_subject(event.tenant_id), encode(outcome.to_message()),
+                                    timeout=timeout_s, headers={**trace, "Nats-Msg-Id": f"routing:{event.id}"}))
     answers = await asyncio.gather(*publishes, return_exceptions=True)
     failed = next((a for a in answers if isinstance(a, BaseException)), None)
     if failed is not None:
@@ -129,7 +150,7 @@ class EventRouter:
                 logger.info("event already routed; not routed again", extra={"event_id": event.id})
                 return ACK
             await publish_deliveries(self.js, event, dispatch.outgoing, self.publish_timeout_s,
-                                     category=dispatch.category)
+                                     category=dispatch.category, outcome=routing_outcome(event, dispatch))
         except psycopg.DataError as exc:
             # This event can never be stored; keep it in DEAD_LETTERS rather than retry for ever.
             logger.error("event cannot be stored; dead-lettered",

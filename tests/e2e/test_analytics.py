@@ -111,3 +111,86 @@ def test_analytics_counts_what_the_platform_delivered_and_refuses_bad_questions(
 
         document = httpx.get(f"{platform.edge_url}/openapi.json").json()
         assert document["paths"]["/v1/analytics/trends"]["get"]["x-required-scope"] == "read"
+
+
+def delivery_log(api: httpx.Client, endpoint_id: str) -> list[dict]:
+    """Every delivery the delivery service recorded for the endpoint (those attempted at least once)."""
+    found, cursor = [], None
+    while True:
+        page = api.get("/v1/deliveries", params={"endpoint_id": endpoint_id, "limit": 1000,
+                                                  **({"cursor": cursor} if cursor else {})}).json()
+        found += page["data"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return found
+
+
+def test_the_overview_counts_every_event_and_every_unsettled_delivery(platform_factory) -> None:
+    # A long cooldown: once the down endpoint's circuit opens, it stays open for the whole test.
+    platform = platform_factory(SWITCHBOARD_CIRCUIT_COOLDOWN="600")
+    with Receiver() as up, Receiver(status=503) as down, platform.client() as api:
+        def new_source(name: str) -> dict:
+            return api.post("/v1/sources", json={"name": name, "config": {"event_type_field": "type"}}).json()
+
+        routed, unrouted, dropped = new_source("orders"), new_source("nobody listens"), new_source("noise")
+        good = api.post("/v1/endpoints", json={"url": up.url}).json()["id"]
+        bad = api.post("/v1/endpoints", json={"url": down.url}).json()["id"]
+        api.post("/v1/routes", json={"name": "orders", "source_id": routed["id"],
+                                     "endpoint_ids": [good, bad]}).raise_for_status()
+        api.post("/v1/routes", json={"name": "no noise", "source_id": dropped["id"],
+                                     "action": "drop"}).raise_for_status()
+        sent = [send(platform, s["id"], s["secret"], {"type": "order.created", "n": n})
+                for s, count in ((unrouted, 60), (routed, 60), (dropped, 10)) for n in range(count)]
+
+        def ground_truth() -> dict | None:
+            """What happened, from the router's events and the delivery service's log (None: not all routed yet)."""
+            events = [api.get(f"/v1/events/{event_id}").json() for event_id in sent]
+            if not all(e.get("routing") for e in events):
+                return None
+            planned = sum(len(e["routing"]["deliveries"]) for e in events)
+            log = delivery_log(api, good) + delivery_log(api, bad)
+            settled = {s: sum(d["status"] == s for d in log) for s in ("succeeded", "failed")}
+            return {"events_received": len(events),
+                    "routed": sum(bool(e["routing"]["deliveries"]) for e in events),
+                    "dropped": sum(bool(e["routing"]["dropped_by"]) for e in events),
+                    "unrouted": sum(not e["routing"]["deliveries"] and not e["routing"]["dropped_by"]
+                                    for e in events),
+                    "deliveries": planned, "succeeded": settled["succeeded"], "dead": settled["failed"],
+                    # Unsettled: attempted and waiting, or never attempted (held by the open circuit).
+                    "pending": planned - settled["succeeded"] - settled["failed"],
+                    "never_attempted": planned - len(log)}
+
+        # Settled once the good endpoint has everything and the down one's circuit holds the rest.
+        truth = wait_for(lambda: (t := ground_truth()) and t["succeeded"] == 60 and t["never_attempted"] > 0 and t, 60)
+        assert truth["events_received"] == 130 and (truth["routed"], truth["unrouted"], truth["dropped"]) == (60, 60, 10)
+        assert truth["pending"] == 60 and truth["dead"] == 0
+
+        def overview_matches() -> dict | None:
+            o = api.get("/v1/analytics/overview").json()
+            by_reason = o.get("pending_by_reason", {})
+            # Everything the circuit holds is said to be held by it: the deliveries never attempted at
+            # least, and the attempted ones too once their retry comes back to the open circuit.
+            if {k: o.get(k) for k in truth if k != "never_attempted"} == {
+                    k: v for k, v in truth.items() if k != "never_attempted"} \
+                    and by_reason.get("circuit_open") == 60:
+                return o
+            return None
+
+        try:
+            overview = wait_for(overview_matches, 30)
+        except AssertionError:
+            o = api.get("/v1/analytics/overview").json()
+            raise AssertionError(f"overview {o} does not match the ground truth {truth}") from None
+        assert sum(overview["pending_by_reason"].values()) == overview["pending"] == 60
+        assert ground_truth() == truth  # nothing moved meanwhile: the comparison was with the same state
+
+        # Per endpoint: the down one holds all of its deliveries; the good one none.
+        mine = api.get(f"/v1/analytics/endpoints/{bad}").json()
+        assert (mine["deliveries"], mine["pending"], mine["pending_by_reason"]["circuit_open"]) == (60, 60, 60)
+        theirs = api.get(f"/v1/analytics/endpoints/{good}").json()
+        assert (theirs["deliveries"], theirs["succeeded"], theirs["pending"]) == (60, 60, 0)
+        # Per source: each source's events, with what became of them.
+        by_source = {r["key"]: r for r in api.get("/v1/analytics/breakdown", params={"by": "source"}).json()["data"]}
+        assert (by_source[unrouted["id"]]["events_received"], by_source[unrouted["id"]]["unrouted"]) == (60, 60)
+        assert (by_source[dropped["id"]]["events_received"], by_source[dropped["id"]]["dropped"]) == (10, 10)
+        assert (by_source[routed["id"]]["routed"], by_source[routed["id"]]["deliveries"]) == (60, 120)

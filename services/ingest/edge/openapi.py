@@ -67,8 +67,12 @@ _ENDPOINT_FIELDS: dict[str, Any] = {
 
 # Analytics answers (docs/analytics.md): every field always present.
 _ANALYTICS_STATS: dict[str, Any] = {
-    "events_received": {"type": "integer", "description": "Events with their first delivery attempt in the range"},
-    "deliveries": {"type": "integer", "description": "Deliveries with their first attempt in the range"},
+    "events_received": {"type": "integer", "description": "Events that reached the router, received in the range "
+                                                           "(per endpoint: deliveries to it)"},
+    "routed": {"type": "integer", "description": "Events a route matched"},
+    "unrouted": {"type": "integer", "description": "Events no route matched"},
+    "dropped": {"type": "integer", "description": "Events a drop route stopped"},
+    "deliveries": {"type": "integer", "description": "Deliveries first heard of in the range (queued by the router)"},
     "attempts": {"type": "integer"},
     "succeeded": {"type": "integer", "description": "Deliveries that succeeded"},
     "failed": {"type": "integer", "description": "Attempts that failed, retried or final"},
@@ -77,6 +81,10 @@ _ANALYTICS_STATS: dict[str, Any] = {
     "latency_ms": {"type": "object", "description": "Percentiles exact to the histogram slot (10 per decade)",
                    "properties": {q: {"type": "number"} for q in ("p50", "p95", "p99", "avg")}},
 }
+_ANALYTICS_PENDING: dict[str, Any] = {
+    "type": "object", "description": "pending by why each waits; every reason present",
+    "properties": {reason: {"type": "integer"} for reason in
+                   ("queued", "retrying", "circuit_open", "rate_limited", "in_flight_cap")}}
 _ANALYTICS_RANGE: dict[str, Any] = {
     "since": {"type": "string", "format": "date-time", "description": "The range counted, rounded out"},
     "until": {"type": "string", "format": "date-time"},
@@ -270,7 +278,8 @@ SCHEMAS: dict[str, Any] = {
     "AIUsage": {"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object"}}}},
     "AnalyticsOverview": {"type": "object", "properties": {
         **_ANALYTICS_RANGE, **_ANALYTICS_STATS,
-        "pending": {"type": "integer", "description": "Deliveries whose latest attempt is waiting for its retry"}}},
+        "pending": {"type": "integer", "description": "Deliveries of the range not settled now, attempted or not"},
+        "pending_by_reason": _ANALYTICS_PENDING}},
     "AnalyticsTrends": {"type": "object", "properties": {
         **_ANALYTICS_RANGE, "bucket": {"enum": ["minute", "hour", "day"]},
         "data": {"type": "array", "items": {"type": "object", "properties": {
@@ -282,6 +291,7 @@ SCHEMAS: dict[str, Any] = {
             **_ANALYTICS_STATS}}}}},
     "EndpointAnalytics": {"type": "object", "properties": {
         "endpoint_id": {"type": "string"}, **_ANALYTICS_RANGE, **_ANALYTICS_STATS, "pending": {"type": "integer"},
+        "pending_by_reason": _ANALYTICS_PENDING,
         "last_error": {"type": ["string", "null"]},
         "last_failure_at": {"type": ["string", "null"], "format": "date-time"}}},
     "FailingEndpointList": {"type": "object", "properties": {

@@ -48,7 +48,8 @@ def _window(window: pb.TimeRange) -> dict[str, Any]:
 def _stats(stats: pb.Stats) -> dict[str, Any]:
     latency = stats.latency
     return {
-        "events_received": stats.events_received, "deliveries": stats.deliveries, "attempts": stats.attempts,
+        "events_received": stats.events_received, "routed": stats.routed, "unrouted": stats.unrouted,
+        "dropped": stats.dropped, "deliveries": stats.deliveries, "attempts": stats.attempts,
         "succeeded": stats.succeeded, "failed": stats.failed, "dead": stats.dead,
         "success_rate": stats.success_rate,
         "latency_ms": {"p50": latency.p50_ms, "p95": latency.p95_ms, "p99": latency.p99_ms, "avg": latency.avg_ms},
@@ -58,7 +59,8 @@ def _stats(stats: pb.Stats) -> dict[str, Any]:
 async def get_analytics_overview(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_stub(edge).GetOverview(pb.OverviewRequest(
         tenant_id=principal.tenant_id, range=_range(request)), timeout=edge.clients.timeout))
-    return JSONResponse({**_window(reply.range), **_stats(reply.stats), "pending": reply.pending})
+    return JSONResponse({**_window(reply.range), **_stats(reply.stats), "pending": reply.pending,
+                         "pending_by_reason": dict(reply.pending_by_reason)})
 
 
 async def get_analytics_trends(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
@@ -83,7 +85,8 @@ async def get_endpoint_analytics(request: Request, principal: Principal, edge: E
         tenant_id=principal.tenant_id, endpoint_id=request.path_params["endpoint_id"], range=_range(request)),
         timeout=edge.clients.timeout))
     return JSONResponse({"endpoint_id": reply.endpoint_id, **_window(reply.range), **_stats(reply.stats),
-                         "pending": reply.pending, "last_error": reply.last_error or None,
+                         "pending": reply.pending, "pending_by_reason": dict(reply.pending_by_reason),
+                         "last_error": reply.last_error or None,
                          "last_failure_at": _time(reply, "last_failure_at")})
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from services.analytics.ledger import AttemptLedger
 from switchboard.database import apply_migrations
-from switchboard.events import AttemptRecord
+from switchboard.events import AttemptRecord, DeliveryNotice, RoutingOutcome
 
 MIGRATIONS = Path(__file__).parents[3] / "services/analytics/migrations"
 # A fixed "now" for the readers: 2026-03-10 12:30 UTC.
@@ -27,3 +27,20 @@ def attempt(delivery: str, number: int, outcome: str = "succeeded", *, at: datet
 async def ledger(pool) -> AttemptLedger:
     await apply_migrations(pool, "analytics", MIGRATIONS)
     return AttemptLedger(pool)
+
+
+def routed(event: str, *endpoints: str, at: datetime, outcome: str | None = None, tenant: str = "t1",
+           event_type: str = "order.created", source: str = "src_a", category: str | None = None) -> RoutingOutcome:
+    """What the router reports for event ``event``: routed to ``endpoints`` (unrouted when none)."""
+    return RoutingOutcome(event_id=event, tenant_id=tenant, source_id=source, event_type=event_type,
+                          received_at=at.timestamp(), routed_at=at.timestamp(),
+                          outcome=outcome or ("routed" if endpoints else "unrouted"), endpoint_ids=endpoints,
+                          category=category)
+
+
+def notice(delivery: str, state: str, *, at: datetime, tenant: str = "t1", endpoint: str = "ep_a",
+           event_type: str = "order.created", source: str | None = "src_a",
+           category: str | None = None) -> DeliveryNotice:
+    """The delivery service's notice about delivery ``<delivery>:<endpoint>`` (``delivery`` is the event id)."""
+    return DeliveryNotice(delivery_id=f"{delivery}:{endpoint}", tenant_id=tenant, endpoint_id=endpoint,
+                          event_type=event_type, state=state, at=at.timestamp(), source_id=source, category=category)

@@ -10,9 +10,10 @@ from services.analytics.consumer import AttemptIntake
 from services.analytics.ledger import AttemptLedger
 from services.analytics.stats import StatsReader
 from switchboard.database import open_pool
-from switchboard.messaging import ACK, CONSUMERS, attempt_subject, consume, encode, ensure_consumer, ensure_streams
+from switchboard.messaging import (ACK, CONSUMERS, attempt_subject, consume, delivery_notice_subject, encode,
+                                   ensure_consumer, ensure_streams, routing_outcome_subject)
 from switchboard.settings import Settings
-from tests.services.analytics.conftest import NOW, attempt
+from tests.services.analytics.conftest import NOW, attempt, notice, routed
 
 
 async def wait_until(check, timeout: float = 20.0) -> None:
@@ -32,10 +33,21 @@ async def test_reports_are_recorded_in_batches_and_acked_once_committed(js, ledg
     for report in reports:
         await js.publish(attempt_subject("t1"), encode(report.to_message()),
                          headers={"Nats-Msg-Id": f"{report.delivery_id}#{report.number}"})
+    # The router's report of each of those events and of 300 no route took; the open
+    # circuit holding 100 more deliveries, never attempted.
+    outcomes = [routed(f"evt{n}", "ep_a", at=NOW - timedelta(minutes=1)) for n in range(1300)]
+    outcomes += [routed(f"lost{n}", at=NOW - timedelta(minutes=1)) for n in range(300)]
+    holds = [notice(f"evt{n}", "circuit_open", at=NOW) for n in range(1200, 1300)]
+    for o in outcomes:
+        await js.publish(routing_outcome_subject("t1"), encode(o.to_message()),
+                         headers={"Nats-Msg-Id": f"routing:{o.event_id}"})
+    for h in holds:
+        await js.publish(delivery_notice_subject("t1"), encode(h.to_message()))
     # A redelivered report (a publish retried after its ack was lost, past the
     # duplicate window) and one no one can read.
     await js.publish(attempt_subject("t1"), encode(reports[0].to_message()), headers={"Nats-Msg-Id": "again"})
     await js.publish(attempt_subject("t1"), b"not json")
+    await js.publish(attempt_subject("t1") + ".gossip", encode(outcomes[0].to_message()))
 
     intake = AttemptIntake(ledger, max_batch=200, max_wait_s=0.05)
     stopping = asyncio.Event()
@@ -53,8 +65,11 @@ async def test_reports_are_recorded_in_batches_and_acked_once_committed(js, ledg
         stopping.set()
         await task
     o = await reader.overview("t1")
-    assert (o.stats.attempts, o.stats.deliveries, o.stats.events_received) == (1200, 1200, 1200)
-    assert o.pending == 120 and o.stats.succeeded == 1080
+    assert (o.stats.attempts, o.stats.deliveries, o.stats.events_received) == (1200, 1300, 1600)
+    assert (o.stats.routed, o.stats.unrouted, o.stats.dropped) == (1300, 300, 0)
+    assert o.stats.succeeded == 1080 and o.pending == 220
+    assert o.pending_by_reason == {"queued": 0, "retrying": 120, "circuit_open": 100, "rate_limited": 0,
+                                   "in_flight_cap": 0}
 
 
 async def test_a_lone_report_waits_only_briefly_and_a_failed_write_is_retried(pool, ledger: AttemptLedger) -> None:

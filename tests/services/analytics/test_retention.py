@@ -9,7 +9,7 @@ from services.analytics.ledger import AttemptLedger
 from services.analytics.retention import AnalyticsPruner, RetentionPolicy
 from services.analytics.stats import StatsReader
 from switchboard.settings import Settings
-from tests.services.analytics.conftest import NOW, attempt
+from tests.services.analytics.conftest import NOW, attempt, routed
 
 
 async def counts(ledger: AttemptLedger) -> dict[str, int]:
@@ -26,9 +26,10 @@ async def counts(ledger: AttemptLedger) -> dict[str, int]:
 
 async def test_attempts_and_minutes_go_after_their_retention_and_hours_and_days_after_theirs(
         ledger: AttemptLedger) -> None:
-    # One attempt a day for 60 days, at 06:00 (each its own minute, hour and day).
+    # One event a day for 60 days, at 06:00, attempted then (each its own minute, hour and day).
     days = [NOW.replace(hour=6, minute=0) - timedelta(days=d) for d in range(60)]
-    await ledger.record_batch([attempt(f"evt{d}", 1, at=when) for d, when in enumerate(days)])
+    await ledger.record_batch([report for d, when in enumerate(days)
+                               for report in (routed(f"evt{d}", "ep_a", at=when), attempt(f"evt{d}", 1, at=when))])
     assert await counts(ledger) == {"attempts": 60, "events": 60, "deliveries": 60, "minute": 60, "hour": 60,
                                     "day": 60}
 

@@ -10,7 +10,7 @@ from services.analytics.histogram import slot_of, slot_range
 from services.analytics.ledger import AttemptLedger
 from services.analytics.stats import StatsReader
 from switchboard.errors import InvalidRequest, NotFound
-from tests.services.analytics.conftest import NOW, attempt
+from tests.services.analytics.conftest import NOW, attempt, notice, routed
 
 UTC = timezone.utc
 
@@ -25,8 +25,20 @@ def at(hour: int, minute: int, second: int = 0, day: int = 10) -> datetime:
 #   evt2 -> ep_a: retried (1000 ms, timeout), then failed for good (50 ms, HTTP 503): dead
 #   evt3 -> ep_b: retried (5 ms), no next attempt yet: pending
 #   evt4 -> ep_a: yesterday morning, outside the default range (30 ms)
+#   evt5: no route; evt6: dropped; evt7 -> ep_b: held by the open circuit, never attempted;
+#   evt8 -> ep_a: queued, not attempted yet
 # Tenant t2: evt9 -> ep_z, succeeded.
 SCENARIO = [
+    routed("evt1", "ep_a", "ep_b", at=at(12, 0, 5), category="billing"),
+    routed("evt2", "ep_a", at=at(11, 9), event_type="order.paid"),
+    routed("evt3", "ep_b", at=at(12, 19)),
+    routed("evt4", "ep_a", at=at(8, 59, day=9), event_type="invoice.paid", source="src_b"),
+    routed("evt5", at=at(12, 25)),
+    routed("evt6", at=at(12, 26), outcome="dropped"),
+    routed("evt7", "ep_b", at=at(12, 27)),
+    notice("evt7", "circuit_open", at=at(12, 28), endpoint="ep_b"),
+    routed("evt8", "ep_a", at=at(12, 29)),
+    routed("evt9", "ep_z", at=at(12, 9), tenant="t2"),
     attempt("evt1", 1, at=at(12, 0, 10), latency_ms=10, category="billing"),
     attempt("evt1", 1, "retrying", at=at(12, 0, 20), latency_ms=100, endpoint="ep_b", category="billing",
             error="HTTP 500", status_code=500),
@@ -58,8 +70,11 @@ async def test_the_overview_counts_events_deliveries_outcomes_and_latency(reader
     o = await reader.overview("t1")
     assert (o.range.since, o.range.until) == (NOW - timedelta(days=1), NOW)
     s = o.stats
-    assert (s.events_received, s.deliveries, s.attempts) == (3, 4, 6)
-    assert (s.succeeded, s.failed, s.dead, o.pending) == (2, 4, 1, 1)
+    assert (s.events_received, s.routed, s.unrouted, s.dropped) == (7, 5, 1, 1)
+    assert (s.deliveries, s.attempts) == (6, 6)
+    assert (s.succeeded, s.failed, s.dead, o.pending) == (2, 4, 1, 3)
+    assert o.pending_by_reason == {"queued": 1, "retrying": 1, "circuit_open": 1, "rate_limited": 0,
+                                   "in_flight_cap": 0}
     assert s.success_rate == pytest.approx(2 / 3)
     # Latencies 5, 10, 20, 50, 100, 1000 ms: the median is the 3rd, p95 and p99 the 6th.
     latency = s.latency
@@ -67,7 +82,7 @@ async def test_the_overview_counts_events_deliveries_outcomes_and_latency(reader
     assert latency.avg_ms == pytest.approx(1185 / 6)
 
     wider = await reader.overview("t1", since=at(0, 0, day=9))
-    assert (wider.stats.events_received, wider.stats.attempts, wider.stats.succeeded) == (4, 7, 3)
+    assert (wider.stats.events_received, wider.stats.attempts, wider.stats.succeeded) == (8, 7, 3)
     assert (await reader.overview("t2")).stats.attempts == 1
 
 
@@ -99,10 +114,10 @@ async def test_trends_come_per_bucket_with_zeros_up_to_now(reader: StatsReader) 
 async def test_breakdowns_by_endpoint_event_type_source_and_category(reader: StatsReader) -> None:
     endpoints = await reader.breakdown("t1", "endpoint")
     assert [(r.key, r.stats.attempts, r.stats.succeeded, r.stats.dead, r.stats.events_received)
-            for r in endpoints.rows] == [("ep_a", 3, 1, 1, 2), ("ep_b", 3, 1, 0, 2)]
+            for r in endpoints.rows] == [("ep_a", 3, 1, 1, 3), ("ep_b", 3, 1, 0, 3)]
     types = await reader.breakdown("t1", "event_type")
     assert {r.key: (r.stats.events_received, r.stats.attempts) for r in types.rows} == {
-        "order.created": (2, 4), "order.paid": (1, 2)}
+        "order.created": (6, 4), "order.paid": (1, 2)}
     sources = await reader.breakdown("t1", "source")
     assert {r.key: r.stats.attempts for r in sources.rows} == {"src_a": 5, "": 1}
     categories = await reader.breakdown("t1", "category", since=at(0, 0, day=9))
@@ -113,7 +128,8 @@ async def test_breakdowns_by_endpoint_event_type_source_and_category(reader: Sta
 
 async def test_an_endpoint_with_its_pending_deliveries_and_last_error(reader: StatsReader) -> None:
     e = await reader.endpoint("t1", "ep_b")
-    assert (e.stats.attempts, e.stats.succeeded, e.stats.failed, e.pending) == (3, 1, 2, 1)
+    assert (e.stats.attempts, e.stats.succeeded, e.stats.failed, e.pending) == (3, 1, 2, 2)
+    assert (e.pending_by_reason["retrying"], e.pending_by_reason["circuit_open"]) == (1, 1)
     assert e.last_error == "connection refused" and e.last_failure_at == at(12, 20)
     window, failing = await reader.failing_endpoints("t1")
     assert [(f.endpoint_id, f.failures, f.dead, f.last_error, f.last_failure_at) for f in failing] == [

@@ -425,3 +425,75 @@ async def test_an_answer_postgresql_cannot_store_never_holds_up_the_deliveries_b
     async with store.pool.connection() as conn:
         cur = await conn.execute("SELECT message FROM delivery.deliveries WHERE id = %s", (odd_reply.delivery_id,))
         assert (await cur.fetchone())["message"]["payload"] == {"text": "ab", "k": ["c"]}
+
+
+async def notices_of(js, durable: str, expected: int) -> list[dict]:
+    """The delivery notices analytics was sent (``expected`` of them, and no more)."""
+    import nats.errors
+
+    sub = await js.pull_subscribe("attempts.t1.notice", durable)
+    found = [decode(m.data) for m in await sub.fetch(expected, timeout=5)] if expected else []
+    try:
+        found += [decode(m.data) for m in await sub.fetch(1, timeout=0.5)]
+    except nats.errors.TimeoutError:
+        pass
+    return found
+
+
+async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js) -> None:
+    import asyncio
+
+    await apply_migrations(pool, "delivery", MIGRATIONS)
+    await ensure_streams(js, Settings.from_env({}))
+    store = DeliveryStore(pool)
+    clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
+    async with outbound_client() as http:
+        worker = _worker_with_clock(js, store, http, clock)
+        with Receiver(status=503) as receiver:
+            endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+            for n in range(2):
+                await worker.deliver(message(endpoint.id, f"evt_{n}"))
+            # The circuit is open: the delivery comes back again and again, held each time.
+            for _ in range(5):
+                held = await worker.deliver(message(endpoint.id, "evt_held"))
+                assert held.action == "nak" and held.delay_s == 30
+            [notice] = await notices_of(js, "circuit", 1)
+            assert (notice["delivery_id"], notice["endpoint_id"], notice["state"]) == (
+                f"evt_held:{endpoint.id}", endpoint.id, "circuit_open")
+            assert (notice["event_type"], notice["source_id"]) == ("a.b", "s1")
+
+            # Attempted once the circuit half-opens, then held again: that is news again.
+            clock.now += 30
+            assert (await worker.deliver(message(endpoint.id, "evt_held"))).action == "nak"  # the probe fails
+            assert (await worker.deliver(message(endpoint.id, "evt_held"))).delay_s == 30
+            assert [n["state"] for n in await notices_of(js, "circuit-again", 2)] == ["circuit_open"] * 2
+
+    # An in-flight cap that clears at once is not reported; one that lasts is, once.
+    async with outbound_client() as http:
+        capped = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
+                                EndpointOptions(1, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
+                                5.0)
+        with Receiver(delay_s=1.5) as slow:
+            endpoint = await store.create_endpoint("t1", slow.url, "", "webhook", generate_webhook_secret())
+            first = asyncio.create_task(capped.deliver(message(endpoint.id, "evt_slow")))
+            while not capped.in_flight[endpoint.id]:
+                await asyncio.sleep(0.01)
+            holds = 0
+            while not first.done():
+                assert (await capped.deliver(message(endpoint.id, "evt_waiting"))).delay_s == 0.2
+                holds += 1
+                await asyncio.sleep(0.2)
+            assert (await first).action == "ack" and holds > 1
+            # It was held ~1.5 s: reported once, after it had lasted (held only for a moment, nothing).
+            assert [n["state"] for n in await notices_of(js, "capped", 3)] == [
+                "circuit_open", "circuit_open", "in_flight_cap"]
+
+
+async def test_a_delivery_its_endpoint_filters_out_is_reported_skipped(setup) -> None:
+    store, worker, js = setup
+    endpoint = await store.create_endpoint("t1", "http://127.0.0.1:9/x", "", "webhook", generate_webhook_secret(),
+                                           event_types=["invoice.*"])
+    assert (await worker.deliver(message(endpoint.id))).action == "ack"
+    assert await deliveries_of(store, "t1", "evt_1") == []
+    [notice] = await notices_of(js, "skipped", 1)
+    assert (notice["delivery_id"], notice["state"]) == (f"evt_1:{endpoint.id}", "skipped")

@@ -60,3 +60,30 @@ async def test_a_stored_event_is_reported_stored_once(pool) -> None:
     results = await asyncio.gather(*(store.store(event(n)) for n in (1, 2, 1, 3, 2)))
     assert sorted(results) == [False, False, True, True, True]
     assert await store.store(event(1)) is False
+
+
+async def test_each_event_is_reported_to_analytics_once_with_what_became_of_it(pool, js) -> None:
+    from switchboard.events import RoutingOutcome
+
+    await apply_migrations(pool, "router", MIGRATIONS)
+    await ensure_streams(js, Settings.from_env({}))
+    routes = RouteStore(pool)
+    await routes.create("t1", parse_route_spec({"name": "orders", "event_types": ["order.*"],
+                                                "endpoint_ids": ["ep_1", "ep_2"]}))
+    await routes.create("t1", parse_route_spec({"name": "no noise", "event_types": ["noise.*"], "action": "drop"}))
+    router = EventRouter(js, EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=None,
+                                                          replies=ReplyStore(pool)), 5.0)
+    kinds = {"order.created": "routed", "noise.ping": "dropped", "user.created": "unrouted"}
+    events = {t: Event(id=new_id("evt"), tenant_id="t1", source_id="src_1", type=t, received_at=1.7e9,
+                       payload={}) for t in kinds}
+    for e in [*events.values(), events["order.created"]]:  # the routed one twice: a redelivery
+        assert (await router.route(e)).action == "ack"
+
+    assert (await js.stream_info("ATTEMPTS")).state.messages == 3
+    sub = await js.pull_subscribe("attempts.t1.routing", "check")
+    reported = [RoutingOutcome.from_message(decode(m.data)) for m in await sub.fetch(3, timeout=5)]
+    assert {o.event_type: o.outcome for o in reported} == kinds
+    [delivered] = [o for o in reported if o.outcome == "routed"]
+    assert (delivered.event_id, delivered.endpoint_ids) == (events["order.created"].id, ("ep_1", "ep_2"))
+    assert delivered.delivery_ids == [f"{delivered.event_id}:ep_1", f"{delivered.event_id}:ep_2"]
+    assert {o.received_at for o in reported} == {1.7e9} and all(o.routed_at >= 1.7e9 for o in reported)
