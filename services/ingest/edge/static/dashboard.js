@@ -163,13 +163,18 @@
   function renderOverview(o) {
     $("window").textContent = `Counted from ${when(o.since)} to ${when(o.until)}`;
     const cards = [
-      ["events", o.events_received], ["succeeded", o.succeeded], ["failed", o.failed],
+      ["events", o.events_received], ["unrouted", o.unrouted], ["dropped", o.dropped],
+      ["succeeded", o.succeeded], ["failed", o.failed],
       ["pending", o.pending], ["dead", o.dead], ["success rate", percent(o.success_rate)],
       ["p50", ms(o.latency_ms.p50)], ["p95", ms(o.latency_ms.p95)], ["p99", ms(o.latency_ms.p99)],
     ];
-    $("overview").replaceChildren(...cards.map(([label, value]) => el("div", { class: "card", "data-stat": label },
+    // Why the pending deliveries wait (retrying, circuit open, ...), on the pending card.
+    const waiting = Object.entries(o.pending_by_reason || {}).filter(([, n]) => n)
+      .map(([why, n]) => `${count.format(n)} ${why.replace(/_/g, " ")}`).join(", ");
+    $("overview").replaceChildren(...cards.map(([label, value]) => el("div",
+      { class: "card", "data-stat": label, ...(label === "pending" && waiting ? { title: waiting } : {}) },
       el("span", { class: "value" }, typeof value === "number" ? count.format(value) : value),
-      el("span", { class: "label" }, label))));
+      el("span", { class: "label" }, label === "pending" && waiting ? `pending: ${waiting}` : label))));
 
     const width = 320, height = 28;
     const settled = o.succeeded + o.dead;
