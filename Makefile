@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 PROTOS := $(wildcard protos/switchboard/v1/*.proto)
 STUBS  := switchboard/v1/.generated-stamp
 
-.PHONY: run test protos bench lint clean setup browser
+.PHONY: run test fuzz protos bench lint clean setup browser
 
 setup: $(STAMP) $(STUBS)
 
@@ -37,6 +37,11 @@ run: setup
 
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# schemathesis over every operation of /openapi.json with many more examples than `make test` runs.
+fuzz: setup
+	SWITCHBOARD_FUZZ_EXAMPLES=$${SWITCHBOARD_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest \
+		tests/e2e/test_api_contract.py -k schemathesis $(PYTEST_ARGS)
 
 # Debian's chromium for the dashboard's browser test (tests/e2e/test_dashboard.py).
 # Nothing to do when it is there; installed when apt-get is at hand as root;

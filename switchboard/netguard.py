@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 
-__all__ = ["DestinationRefused", "Networks", "parse_networks", "check_url_shape", "checked_addresses",
+__all__ = ["DestinationRefused", "HostUnresolvable", "Networks", "parse_networks", "check_url_shape", "checked_addresses",
            "ensure_public_destination"]
 
 Networks = tuple["ipaddress.IPv4Network | ipaddress.IPv6Network", ...]
@@ -34,6 +34,14 @@ def parse_networks(cidrs: Iterable[str]) -> Networks:
 
 class DestinationRefused(ValueError):
     """The URL is malformed or resolves to an address outbound requests may not reach."""
+
+
+class HostUnresolvable(DestinationRefused):
+    """The URL's host has no address (now): not a refusal of where it points."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"cannot resolve host {host}: {reason}")
+        self.host = host
 
 
 # IPv6 prefixes that carry an IPv4 address in their low 32 bits: NAT64 (RFC 6052,
@@ -98,8 +106,8 @@ async def checked_addresses(host: str, port: int, allowed: Networks = ()) -> lis
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise DestinationRefused(f"cannot resolve {host}: {exc.strerror}") from None
+    except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: a label IDNA cannot encode
+        raise HostUnresolvable(host, getattr(exc, "strerror", None) or "not a valid host name") from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if any(_is_forbidden(address, allowed) for address in addresses):
         raise DestinationRefused(f"{host} resolves to a private or reserved address")

@@ -17,7 +17,7 @@ from plugins.manager import PluginRegistry, UnknownPlugin
 from services.delivery.options import validate_options
 from services.delivery.store import DeliveryStore, Endpoint
 from switchboard.errors import InvalidRequest, NotFound
-from switchboard.netguard import DestinationRefused, Networks, ensure_public_destination
+from switchboard.netguard import DestinationRefused, HostUnresolvable, Networks, ensure_public_destination
 from switchboard.patterns import check_type_patterns
 from switchboard.signatures import generate_webhook_secret
 
@@ -113,6 +113,9 @@ class EndpointManager:
             # Refused now, and again at every send (DNS can change in between).
             try:
                 await ensure_public_destination(endpoint.url, self.allow_private_destinations, self.allowed_networks)
+            except HostUnresolvable as exc:
+                # Said plainly: a typo or a missing DNS record, not a refusal of where it points.
+                raise InvalidRequest(f"url: {exc}") from None
             except DestinationRefused as exc:
                 raise InvalidRequest(f"url refused: {exc}") from None
         return endpoint

@@ -83,8 +83,9 @@ def _networks(values: list[str]) -> list[str]:
 class SourceStore:
     """Sources, with a short-lived cache for the webhook hot path.
 
-    The cache holds hits and misses for ``ttl_s``; creating a source through
-    this store invalidates its entry at once.
+    The cache holds hits and misses for ``ttl_s``; a change through this
+    store invalidates its entry in this process at once, and other edge
+    processes see it within ``ttl_s``.
     """
 
     def __init__(self, pool: AsyncConnectionPool, registry: PluginRegistry, ttl_s: float = 5.0) -> None:
@@ -162,16 +163,65 @@ class SourceStore:
         return updated
 
     async def disable(self, tenant_id: str, source_id: str) -> Source:
+        return await self.set_enabled(tenant_id, source_id, False)
+
+    async def set_enabled(self, tenant_id: str, source_id: str, enabled: bool) -> Source:
+        """Disabled, its webhooks are refused with 410 (kept: nothing is deleted); enabled, taken again."""
         await self.get(tenant_id, source_id)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                """UPDATE ingest.sources SET disabled_at = coalesce(disabled_at, now())
+                """UPDATE ingest.sources
+                   SET disabled_at = CASE WHEN %s THEN NULL ELSE coalesce(disabled_at, now()) END
                    WHERE tenant_id = %s AND id = %s RETURNING *""",
-                (tenant_id, source_id),
+                (enabled, tenant_id, source_id),
             )
             updated = _source(await cur.fetchone())
         self._cache.pop(source_id, None)
         return updated
+
+    async def update(self, tenant_id: str, source_id: str, changes: dict[str, Any]) -> Source:
+        """Change the name, config (checked by the source's plugin), allowed_ips or rate_limit
+        (a RateLimit, or None for the default): only the keys in ``changes``."""
+        source = await self.get(tenant_id, source_id)
+        unknown = set(changes) - {"name", "config", "allowed_ips", "rate_limit"}
+        if unknown:
+            raise InvalidRequest(f"cannot change {', '.join(sorted(unknown))}")
+        columns: dict[str, Any] = {}
+        if "name" in changes:
+            name = changes["name"]
+            if not isinstance(name, str) or not name or len(name) > 200:
+                raise InvalidRequest("name must be 1 to 200 characters")
+            columns["name"] = name
+        if "config" in changes:
+            if not isinstance(changes["config"], dict):
+                raise InvalidRequest("config must be a JSON object")
+            columns["config"] = Jsonb(self.registry.source(source.type).validate_config(changes["config"]))
+        if "allowed_ips" in changes:
+            columns["allowed_ips"] = _networks(changes["allowed_ips"] or [])
+        if "rate_limit" in changes:
+            limit: RateLimit | None = changes["rate_limit"]
+            columns["rate_per_s"] = limit.rate_per_s if limit else None
+            columns["rate_burst"] = limit.burst if limit else None
+        if not columns:
+            return source
+        assignments = ", ".join(f"{column} = %s" for column in columns)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"UPDATE ingest.sources SET {assignments} WHERE tenant_id = %s AND id = %s RETURNING *",
+                (*columns.values(), tenant_id, source_id),
+            )
+            updated = _source(await cur.fetchone())
+        self._cache.pop(source_id, None)
+        return updated
+
+    async def delete(self, tenant_id: str, source_id: str) -> None:
+        """Gone for good: its webhooks get 404 like any unknown source. The events it
+        brought stay (they are the router's, with their deliveries)."""
+        await self.get(tenant_id, source_id)
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM ingest.sources WHERE tenant_id = %s AND id = %s",
+                               (tenant_id, source_id))
+        self._cache.pop(source_id, None)
 
     async def get(self, tenant_id: str, source_id: str) -> Source:
         source = await self.find(source_id)

@@ -140,8 +140,28 @@ def _message(error: ValidationError) -> str:
 
 
 def body_required(schema: dict[str, Any]) -> bool:
-    """Whether a body must be sent: the schema names a required field."""
-    return bool(schema.get("required"))
+    """Whether a body must be sent: the schema names a required field (or one of several)."""
+    return bool(schema.get("required") or schema.get("oneOf"))
+
+
+def _integral(value: Any, schema: Any, schemas: dict[str, Any]) -> Any:
+    """``value`` with every number the schema calls an integer as an int: JSON's 5.0 is 5,
+    and the handlers and services below check ``isinstance(v, int)``."""
+    if not isinstance(schema, dict):
+        return value
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        schema = schemas.get(ref.rsplit("/", 1)[1], {})
+    kinds = schema.get("type")
+    if isinstance(value, float) and value.is_integer() and (kinds == "integer" or (
+            isinstance(kinds, list) and "integer" in kinds)):
+        return int(value)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return {k: _integral(v, properties.get(k), schemas) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_integral(v, schema["items"], schemas) for v in value]
+    return value
 
 
 @dataclass
@@ -189,6 +209,7 @@ class RequestContract:
             error = best_match(self.validator(route.request).iter_errors(body))
             if error is not None:
                 raise InvalidRequest(_message(error))
+            body.update(_integral(body, {"$ref": f"#/components/schemas/{route.request}"}, self.schemas))
 
 
 def query_value(request: Request, param: Param, default: Any = None) -> Any:

@@ -110,6 +110,13 @@ def _ai_event(**extra: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_ALLOWED_IPS = {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 64},
+                "description": "CIDRs; empty: any"}
+_SOURCE_RATE_LIMIT = {"type": ["object", "null"], "additionalProperties": False,
+                      "description": "Requests per second and burst; null or {}: the deployment default",
+                      "properties": {"per_second": {"type": "number", "minimum": 0, "maximum": 1_000_000},
+                                     "burst": {"type": "integer", "minimum": 0, "maximum": INT32_MAX}}}
+
 _NULLABLE_ID = {"type": ["string", "null"], "maxLength": 200}
 _ROUTE_FIELDS: dict[str, Any] = {
     "name": {"type": ["string", "null"], "maxLength": 200},
@@ -125,6 +132,8 @@ _ROUTE_FIELDS: dict[str, Any] = {
     "position": {"type": "integer", "minimum": 0, "maximum": 1_000_000,
                  "description": "Evaluation order, lowest first"},
     "enabled": {"type": "boolean"},
+    "review": {"type": "boolean", "default": False,
+               "description": "Reply routes: hold drafts for POST /v1/replies/{reply_id}/approve"},
 }
 
 # An event given in the body of a simulation or a template test.
@@ -142,8 +151,6 @@ _GIVEN_EVENT: dict[str, Any] = {
 _TEMPLATE_FIELDS: dict[str, Any] = {
     "name": _NAME, "source": {"type": "string", "minLength": 1, "description": "Jinja2, sandboxed"},
     "output": {"enum": ["json", "text"], "default": "json"}}
-    "review": {"type": "boolean", "default": False,
-               "description": "Reply routes: hold drafts for POST /v1/replies/{reply_id}/approve"},
 
 
 SCHEMAS: dict[str, Any] = {
@@ -157,13 +164,17 @@ SCHEMAS: dict[str, Any] = {
             "type": {"type": "string", "maxLength": 100, "default": "generic"},
             "config": {"type": "object", "description": "Source plugin configuration"},
             "secret": {"type": "string", "minLength": 16, "maxLength": 500, "description": "Generated when omitted"},
-            "allowed_ips": {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 64},
-                            "description": "CIDRs; empty: any"},
-            "rate_limit": {"type": ["object", "null"], "additionalProperties": False,
-                           "description": "Requests per second and burst; null or {}: the deployment default",
-                           "properties": {"per_second": {"type": "number", "minimum": 0, "maximum": 1_000_000},
-                                          "burst": {"type": "integer", "minimum": 0, "maximum": INT32_MAX}}},
+            "allowed_ips": _ALLOWED_IPS,
+            "rate_limit": _SOURCE_RATE_LIMIT,
         },
+    },
+    "SourceUpdate": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Only the fields given change (within the edge's 5-second source cache); "
+                       "config and allowed_ips are replaced whole; rate_limit null or {}: the default",
+        "properties": {"name": _NAME, "config": {"type": "object", "description": "Source plugin configuration"},
+                       "allowed_ips": _ALLOWED_IPS, "rate_limit": _SOURCE_RATE_LIMIT},
     },
     "Source": {
         "type": "object",
@@ -275,7 +286,13 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"providers": {"type": "array", "items": {"type": "string", "maxLength": 100}},
                        "categories": {"type": "array", "items": {"type": "string", "maxLength": 100}}},
     },
-    "AIUsage": {"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object"}}}},
+    "AIUsage": {"type": "object", "properties": {"data": {"type": "array", "items": {
+        "type": "object", "required": ["provider", "day", "requests", "input_tokens", "output_tokens", "cached",
+                                       "failures", "cost_usd"],
+        "properties": {"provider": {"type": "string"}, "day": {"type": "string", "format": "date"},
+                       **{n: {"type": "integer"} for n in ("requests", "input_tokens", "output_tokens", "cached",
+                                                           "failures")},
+                       "cost_usd": {"type": "number", "description": "Estimated"}}}}}},
     "AnalyticsOverview": {"type": "object", "properties": {
         **_ANALYTICS_RANGE, **_ANALYTICS_STATS,
         "pending": {"type": "integer", "description": "Deliveries of the range not settled now, attempted or not"},
@@ -368,6 +385,18 @@ SCHEMAS: dict[str, Any] = {
             "created_at": _TIMESTAMP, "updated_at": _TIMESTAMP,
         },
     },
+    "ReplyDraft": {"type": "object", "properties": {
+        "id": {"type": "string"}, "tenant_id": {"type": "string"}, "event_id": {"type": "string"},
+        "conversation_key": {"type": "string"}, "route_id": {"type": "string"},
+        "endpoint_ids": {"type": "array", "items": {"type": "string"}},
+        "status": {"enum": ["drafting", "sent", "held", "approved", "rejected", "failed"]},
+        "text": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]}, "created_at": _TIMESTAMP,
+        "decided_at": {"type": ["string", "null"], "format": "date-time"},
+        "decided_by": {"type": ["string", "null"], "description": "The API key that decided"}}},
+    "ReplyList": _list_of("ReplyDraft"),
+    "ReplyApproval": {"type": "object", "additionalProperties": False, "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": 4000,
+                 "description": "Send this instead of the draft (an edit); the draft when omitted"}}},
     "EventList": {
         "type": "object",
         "required": ["data", "next_cursor"],
@@ -395,22 +424,12 @@ SCHEMAS: dict[str, Any] = {
     },
     "EventWithDeliveries": {
         "type": "object",
-    "ReplyDraft": {"type": "object", "properties": {
-        "id": {"type": "string"}, "tenant_id": {"type": "string"}, "event_id": {"type": "string"},
-        "conversation_key": {"type": "string"}, "route_id": {"type": "string"},
-        "endpoint_ids": {"type": "array", "items": {"type": "string"}},
-        "status": {"enum": ["drafting", "sent", "held", "approved", "rejected", "failed"]},
-        "text": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]}, "created_at": _TIMESTAMP,
-        "decided_at": {"type": ["string", "null"], "format": "date-time"},
-        "decided_by": {"type": ["string", "null"], "description": "The API key that decided"}}},
-    "ReplyList": _list_of("ReplyDraft"),
-    "ReplyApproval": {"type": "object", "additionalProperties": False, "properties": {
-        "text": {"type": "string", "minLength": 1, "maxLength": 4000,
-                 "description": "Send this instead of the draft (an edit); the draft when omitted"}}},
         "properties": {
             "id": {"type": "string"}, "tenant_id": {"type": "string"}, "source_id": {"type": "string"},
             "type": {"type": "string"}, "provider_event_id": {"type": "string"}, "received_at": _TIMESTAMP,
             "headers": {"type": "object"}, "payload": {},
+            "author": {"enum": ["customer", "agent", "bot", "system"],
+                       "description": "Conversational sources: who wrote it (absent: not said)"},
             "deliveries": {"type": "array", "items": _ref("Delivery")},
         },
     },
@@ -438,8 +457,6 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"event_id": {"type": "string"}, "duplicate": {"type": "boolean"}},
     },
 }
-            "author": {"enum": ["customer", "agent", "bot", "system"],
-                       "description": "Conversational sources: who wrote it (absent: not said)"},
 
 
 def _error_responses(*statuses: int) -> dict[str, Any]:
@@ -500,7 +517,9 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Switchboard", "version": "0.1.0",
-                 "description": "The webhook gateway's HTTP API. Errors are {\"error\": {\"code\", \"message\"}}."},
+                 "description": "The webhook gateway's HTTP API. Errors are {\"error\": {\"code\", \"message\"}}; "
+                                "a malformed request is 400 invalid_request, its message starting with the field "
+                                "at fault. Request bodies may hold no NUL character."},
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,

@@ -34,7 +34,8 @@ from switchboard.v1 import auth_pb2, auth_pb2_grpc, delivery_pb2, delivery_pb2_g
 
 __all__ = [
     "publish_event", "list_audit",
-    "create_source", "list_sources", "get_source", "rotate_source_secret", "disable_source",
+    "create_source", "list_sources", "get_source", "rotate_source_secret", "disable_source", "enable_source",
+    "update_source", "delete_source",
     "create_endpoint", "list_endpoints", "get_endpoint", "update_endpoint", "delete_endpoint",
     "rotate_endpoint_secret", "set_endpoint_enabled", "retry_failed", "test_endpoint",
     "list_deliveries", "get_delivery", "retry_delivery",
@@ -124,6 +125,36 @@ async def disable_source(request: Request, principal: Principal, edge: EdgeConte
     source = await edge.sources.disable(principal.tenant_id, request.path_params["source_id"])
     await audit(edge, principal, "source.disable", source.id)
     return JSONResponse(_source(source, request))
+
+
+async def enable_source(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    source = await edge.sources.set_enabled(principal.tenant_id, request.path_params["source_id"], True)
+    await audit(edge, principal, "source.enable", source.id)
+    return JSONResponse(_source(source, request))
+
+
+async def update_source(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    body = await read_json_object(request, edge.settings.max_body_bytes)
+    changes: dict[str, Any] = {}
+    if "name" in body:
+        changes["name"] = string_field(body, "name", required=True)
+    if "config" in body:
+        changes["config"] = object_field(body, "config")
+    if "allowed_ips" in body:
+        changes["allowed_ips"] = strings_field(body, "allowed_ips")
+    if "rate_limit" in body:
+        limit = object_field(body, "rate_limit")
+        changes["rate_limit"] = rate_limit(limit.get("per_second"), limit.get("burst"))
+    source = await edge.sources.update(principal.tenant_id, request.path_params["source_id"], changes)
+    await audit(edge, principal, "source.update", source.id)
+    return JSONResponse(_source(source, request))
+
+
+async def delete_source(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
+    source_id = request.path_params["source_id"]
+    await edge.sources.delete(principal.tenant_id, source_id)
+    await audit(edge, principal, "source.delete", source_id)
+    return JSONResponse({"id": source_id, "deleted": True})
 
 
 async def list_sources(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
@@ -260,6 +291,14 @@ async def retry_failed(request: Request, principal: Principal, edge: EdgeContext
 
 # -- deliveries and dead letters (DeliveryService) ------------------------------------
 
+def _delivery(delivery: delivery_pb2.Delivery) -> dict[str, Any]:
+    data = as_dict(delivery)
+    for attempt in data.get("attempts", ()):
+        if "latency_ms" in attempt:
+            attempt["latency_ms"] = round(attempt["latency_ms"], 1)  # a tenth of a millisecond is plenty
+    return data
+
+
 async def list_deliveries(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     q = request.query_params
     reply = await call(_delivery_stub(edge).ListDeliveries(delivery_pb2.ListDeliveriesRequest(
@@ -268,20 +307,20 @@ async def list_deliveries(request: Request, principal: Principal, edge: EdgeCont
         until=timestamp_param(request, "until"), cursor=q.get("cursor", ""),
         limit=int_param(request, "limit", 50),
     ), timeout=edge.clients.timeout))
-    return JSONResponse({"data": [as_dict(d) for d in reply.deliveries], "next_cursor": reply.next_cursor or None})
+    return JSONResponse({"data": [_delivery(d) for d in reply.deliveries], "next_cursor": reply.next_cursor or None})
 
 
 async def get_delivery(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_delivery_stub(edge).GetDelivery(delivery_pb2.GetDeliveryRequest(
         tenant_id=principal.tenant_id, id=request.path_params["delivery_id"]), timeout=edge.clients.timeout))
-    return JSONResponse(as_dict(reply))
+    return JSONResponse(_delivery(reply))
 
 
 async def retry_delivery(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_delivery_stub(edge).RetryDelivery(delivery_pb2.GetDeliveryRequest(
         tenant_id=principal.tenant_id, id=request.path_params["delivery_id"]), timeout=edge.clients.timeout))
     await audit(edge, principal, "delivery.retry", reply.id)
-    return JSONResponse(as_dict(reply), status_code=202)
+    return JSONResponse(_delivery(reply), status_code=202)
 
 
 # -- routes and events (RouterService) -----------------------------------------------
@@ -298,6 +337,7 @@ def _route(route: router_pb2.Route) -> dict[str, Any]:
         data.setdefault(name, [])
     data.setdefault("position", 0)
     data.setdefault("enabled", False)
+    data.setdefault("review", False)
     return data
 
 
@@ -337,7 +377,6 @@ async def update_route(request: Request, principal: Principal, edge: EdgeContext
 
 async def get_route(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_router_stub(edge).GetRoute(router_pb2.GetRouteRequest(
-    data.setdefault("review", False)
         tenant_id=principal.tenant_id, id=request.path_params["route_id"]), timeout=edge.clients.timeout))
     return JSONResponse(_route(reply))
 
@@ -439,7 +478,7 @@ async def get_event(request: Request, principal: Principal, edge: EdgeContext) -
     data["headers"] = json.loads(data.pop("headers_json", "{}"))
     data["payload"] = json.loads(data.pop("payload_json", "null"))
     data["routing"] = json.loads(data.pop("routing_json", "") or "null")
-    data["deliveries"] = [as_dict(d) for d in deliveries.deliveries]
+    data["deliveries"] = [_delivery(d) for d in deliveries.deliveries]
     return JSONResponse(data)
 
 

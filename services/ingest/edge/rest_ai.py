@@ -72,7 +72,14 @@ async def save_prompt(request: Request, principal: Principal, edge: EdgeContext)
 async def get_ai_usage(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     reply = await call(_stub(edge).GetUsage(ai_pb2.GetUsageRequest(
         tenant_id=principal.tenant_id, since=timestamp_param(request, "since")), timeout=edge.clients.timeout))
-    return JSONResponse({"data": [as_dict(row) for row in reply.rows]})
+    return JSONResponse({"data": [_usage_row(row) for row in reply.rows]})
+
+
+def _usage_row(row: ai_pb2.UsageRow) -> dict[str, Any]:
+    # Spelled out: MessageToDict writes int64 as strings and leaves zeros out.
+    return {"provider": row.provider, "day": row.day, "requests": row.requests, "input_tokens": row.input_tokens,
+            "output_tokens": row.output_tokens, "cached": row.cached, "failures": row.failures,
+            "cost_usd": round(row.cost_usd, 6)}
 
 
 def _ai_timeout(edge: EdgeContext) -> float:

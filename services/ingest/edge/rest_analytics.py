@@ -52,7 +52,8 @@ def _stats(stats: pb.Stats) -> dict[str, Any]:
         "dropped": stats.dropped, "deliveries": stats.deliveries, "attempts": stats.attempts,
         "succeeded": stats.succeeded, "failed": stats.failed, "dead": stats.dead,
         "success_rate": stats.success_rate,
-        "latency_ms": {"p50": latency.p50_ms, "p95": latency.p95_ms, "p99": latency.p99_ms, "avg": latency.avg_ms},
+        "latency_ms": {"p50": round(latency.p50_ms, 1), "p95": round(latency.p95_ms, 1),
+                       "p99": round(latency.p99_ms, 1), "avg": round(latency.avg_ms, 1)},
     }
 
 
