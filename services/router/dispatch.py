@@ -67,7 +67,9 @@ class Dispatch:
 
 
 def template_context(event: Event, labels: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What a transform template sees."""
+    """What a transform template sees; InvalidRequest when given labels are not an object (a template test)."""
+    if labels is not None and not isinstance(labels, Mapping):
+        raise InvalidRequest("ai must be a JSON object of labels (category, priority, ...) or null")
     def iso(ts: float | None) -> str | None:
         return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts else None
 

@@ -135,6 +135,11 @@ def test_routes_and_endpoints_answer_as_their_schemas_say(api: httpx.Client) -> 
 def test_over_long_path_ids_are_400s_not_lookups(api: httpx.Client) -> None:
     refused(api.get(f"/v1/endpoints/{'e' * 65}"), "endpoint_id")
     assert api.get(f"/v1/endpoints/ep_{'0' * 32}").status_code == 404
+    # A delivery's id is two ids (three for a replay's): longer, and still looked up.
+    replayed = f"evt_{'0' * 32}:ep_{'0' * 32}:rpy_{'0' * 32}"
+    assert api.get(f"/v1/deliveries/{replayed}").status_code == 404
+    assert api.post(f"/v1/deliveries/{replayed}/retry").status_code == 404
+    refused(api.get(f"/v1/deliveries/{'d' * 201}"), "delivery_id")
 
 
 def test_sources_are_changed_enabled_and_deleted_with_their_webhooks_following(running: Platform,

@@ -29,14 +29,21 @@ from switchboard.errors import InvalidRequest
 if TYPE_CHECKING:
     from services.ingest.edge.routing import ApiRoute
 
-__all__ = ["Param", "integer_param", "string_param", "time_param", "PATH_PARAM", "INT32_MAX", "INT64_MAX",
+__all__ = ["Param", "integer_param", "string_param", "time_param", "PATH_PARAM", "path_param", "INT32_MAX", "INT64_MAX",
            "RequestContract"]
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
-# Every id we issue is <prefix>_<32 hex>; anything longer is no id of ours.
+# Every id we issue is <prefix>_<32 hex>; anything longer is no id of ours...
 PATH_PARAM: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 64}
+# ...but a delivery's id is <event_id>:<endpoint_id>[:<replay_id>].
+_LONGER_PATH_PARAMS: dict[str, dict[str, Any]] = {"delivery_id": {**PATH_PARAM, "maxLength": 200}}
+
+
+def path_param(name: str) -> dict[str, Any]:
+    """The schema of the path parameter ``name``."""
+    return _LONGER_PATH_PARAMS.get(name, PATH_PARAM)
 
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 
@@ -189,8 +196,9 @@ class RequestContract:
     async def check(self, request: Request, route: "ApiRoute", body_limit: int) -> None:
         """InvalidRequest naming the field unless the path, query and body are as declared."""
         for name, value in request.path_params.items():
-            if not isinstance(value, str) or not 1 <= len(value) <= PATH_PARAM["maxLength"]:
-                raise InvalidRequest(f"{name}: must have 1 to {PATH_PARAM['maxLength']} characters")
+            longest = path_param(name)["maxLength"]
+            if not isinstance(value, str) or not 1 <= len(value) <= longest:
+                raise InvalidRequest(f"{name}: must have 1 to {longest} characters")
         declared = {p.name: p for p in route.query}
         for name in request.query_params.keys():
             param = declared.get(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.ingest.edge.contract import INT32_MAX, PATH_PARAM, body_required
+from services.ingest.edge.contract import INT32_MAX, body_required, path_param
 from services.ingest.edge.routing import API_ROUTES
 
 __all__ = ["openapi_document"]
@@ -503,7 +503,7 @@ def openapi_document() -> dict[str, Any]:
             },
         }
         params = [seg[1:-1] for seg in route.path.split("/") if seg.startswith("{")]
-        parameters = [{"name": p, "in": "path", "required": True, "schema": PATH_PARAM} for p in params]
+        parameters = [{"name": p, "in": "path", "required": True, "schema": path_param(p)} for p in params]
         parameters += [{"name": q.name, "in": "query", "required": q.required, "schema": q.schema,
                         **({"description": q.description} if q.description else {})} for q in route.query]
         if parameters:

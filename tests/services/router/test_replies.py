@@ -198,3 +198,12 @@ def test_review_is_for_reply_routes_only() -> None:
         route_from_spec("t1", parse_route_spec({"endpoint_ids": ["ep_1"], "review": True}))
     with pytest.raises(InvalidRequest, match="review must be true or false"):
         parse_route_spec({"endpoint_ids": ["ep_1"], "action": "reply", "review": "yes"})
+
+
+@pytest.mark.parametrize("labels", [[[1]], "billing", 3])
+def test_a_template_test_with_labels_that_are_not_an_object_is_refused(labels) -> None:
+    from services.router.dispatch import template_context
+
+    with pytest.raises(InvalidRequest, match="ai must be a JSON object"):
+        template_context(message("customer"), labels)
+    assert template_context(message("customer"), {"category": "billing"})["event"]["author"] == "customer"
