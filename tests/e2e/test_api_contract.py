@@ -222,7 +222,7 @@ def fuzz(platform: Platform, max_examples: int, report: Path) -> subprocess.Comp
          "--generation-allow-x00", "false",
          "--workers", "1", "--request-timeout", "20", "--no-color", "--continue-on-failure",
          "--report", "junit", "--report-junit-path", str(report)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, cwd=report.parent,  # its .schemathesis/ state goes there
         env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.e2e.fuzz_hooks",
              "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
