@@ -12,7 +12,12 @@ from services.router.transforms import Transform, check_template
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.ids import is_id, new_id
 
-__all__ = ["Template", "TemplateStore"]
+__all__ = ["Template", "TemplateStore", "CACHE_ENTRIES", "CACHE_SOURCE_CHARS"]
+
+#: The templates a store keeps in memory: at most this many, of at most this much source in all
+#: (a source is up to 50,000 characters: 10,000 of them would be 500 MB).
+CACHE_ENTRIES = 10_000
+CACHE_SOURCE_CHARS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class TemplateStore:
         # Read for every routed event that uses one; a change shows within the TTL.
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, str], tuple[float, Template]] = {}
+        self.cached_source_chars = 0
 
     async def create(self, tenant_id: str, name: str, source: str, output: str) -> Template:
         check_template(source, output)
@@ -72,7 +78,7 @@ class TemplateStore:
                 await conn.execute(
                     """INSERT INTO router.template_versions (template_id, version, output, source)
                        VALUES (%s, %s, %s, %s)""", (template.id, template.version, output, source))
-        self._cache.pop((tenant_id, template_id), None)
+        self._forget((tenant_id, template_id))
         return template
 
     async def delete(self, tenant_id: str, template_id: str) -> None:
@@ -85,7 +91,7 @@ class TemplateStore:
                 raise Conflict(f"template {template_id} is used by route {used['id']}; change the route first")
             await conn.execute("DELETE FROM router.templates WHERE tenant_id = %s AND id = %s",
                                (tenant_id, template_id))
-        self._cache.pop((tenant_id, template_id), None)
+        self._forget((tenant_id, template_id))
 
     async def get(self, tenant_id: str, template_id: str) -> Template:
         if not is_id(template_id, "tpl"):
@@ -104,10 +110,18 @@ class TemplateStore:
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         template = await self.get(tenant_id, template_id)
-        if len(self._cache) > 10_000:
+        self._forget(key)
+        if len(self._cache) >= CACHE_ENTRIES or self.cached_source_chars + len(template.source) > CACHE_SOURCE_CHARS:
             self._cache.clear()
+            self.cached_source_chars = 0
         self._cache[key] = (time.monotonic() + self.cache_ttl_s, template)
+        self.cached_source_chars += len(template.source)
         return template
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        hit = self._cache.pop(key, None)
+        if hit is not None:
+            self.cached_source_chars -= len(hit[1].source)
 
     async def list(self, tenant_id: str) -> list[Template]:
         async with self.pool.connection() as conn:

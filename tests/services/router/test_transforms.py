@@ -1,5 +1,9 @@
 import json
 import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -254,3 +258,94 @@ def test_the_examples_in_the_docs_render() -> None:
     for output, source in examples:
         for ai in (AI, None):
             assert render(source, output, payload=payload, ai=ai).body
+
+
+# Each builds, or would have Jinja fold at compile time, a value of hundreds of MB or more from a short source.
+HUGE = [
+    "{{ 'x' | center(100000000) }}",
+    "{{ 'x' | center(100000000) | length }}",
+    "{% filter center(100000000) %}x{% endfilter %}",
+    "{{ 'x' * 100000000 }}",
+    "{{ 'x'.encode() * 100000000 }}",
+    "{{ range(100000000) | list }}",
+    "{{ '%100000000s' % 'x' }}",
+    "{{ '%0100000000d' % 1 }}",
+    "{{ '%.100000000f' % 1.5 }}",
+    "{{ '%100000000s' | format('x') }}",
+    "{{ 'x' | indent(100000000, true) }}",
+    "{{ 'x\ny' | indent(100000000) }}",
+    "{{ 'x'.center(100000000) }}",
+    "{{ 'x'.zfill(100000000) }}",
+    "{{ '\t'.expandtabs(100000000) }}",
+    "{{ '{:>100000000}'.format('x') }}",
+    "{{ '{0:>{1}}'.format('x', 100000000) }}",
+    "{{ (1).to_bytes(100000000, 'big') | length }}",
+    "{{ ('x' * 1000).translate({120: 'y' * 1000000}) | length }}",
+    "{{ range(100000) | join('x' * 1000000) }}",
+    "{{ ('x' * 1000) | replace('', 'y' * 100000) | length }}",
+    "{{ ('x ' * 100000) | wordwrap(1, wrapstring='y' * 1000) | length }}",
+    "{{ [1] | batch(100000000, 'x') | list | length }}",
+    "{{ [[]] | slice(100000000) | list | length }}",
+    "{% autoescape 'x' | center(100000000) %}{% endautoescape %}",
+    "{{ ['x' * 1000000] * 1000 }}",
+    "{{ (['x' * 1000000] * 1000) | tojson | length }}",
+    "{{ (['x' * 1000000] * 1000) | string | length }}",
+    "{{ ('' ~ (['x' * 1000000] * 1000)) | length }}",
+    "{% set big = 'x' * 1000000 %}{% macro m() %}{% for i in range(1000) %}{{ big }}{% endfor %}{% endmacro %}"
+    "{{ m() | length }}",
+    "{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% set ns.l = ns.l + ['x' * 1000000 ~ i] %}{% endfor %}"
+    "{{ ns.l | length }}",
+    "{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% set ns.l = [ns.l, 'x' * 1000000 ~ i] %}{% endfor %}"
+    "{{ ns.l | length }}",
+    "{% set ns = namespace(l=[]) %}{% set big = 'x' * 1000000 %}{% for i in range(1000) %}"
+    "{% set ns.l = [ns.l, big[i:]] %}{% endfor %}{{ ns.l | length }}",
+    "{{ ('\u2615' * 1000000) | list | length }}",
+]
+
+
+@pytest.mark.parametrize("source", HUGE)
+def test_templates_that_would_build_huge_values_fail_with_a_short_error(source: str) -> None:
+    with pytest.raises((InvalidRequest, TransformError)) as caught:
+        render(source, "text")
+    assert len(str(caught.value)) <= 300
+
+
+def test_compiling_and_rendering_huge_templates_keeps_memory_bounded(tmp_path) -> None:
+    # A fresh interpreter, so the high-water mark is this test's; the address space is limited so that code
+    # without the bounds fails here with MemoryError rather than taking the machine's memory.
+    script = tmp_path / "huge.py"
+    script.write_text(textwrap.dedent('''
+        import json, resource, sys
+
+        def peak_kib():
+            with open("/proc/self/status") as status:
+                return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+        from services.router.transforms import Transform, TransformError
+        from switchboard.errors import InvalidRequest
+
+        context = {"event": {"id": "evt_1"}, "payload": {"a": 1}, "ai": None}
+        assert Transform("{{ payload.a }}", "text").render(context).body == "1"
+        with open("/proc/self/status") as status:
+            size_kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+        limit = (size_kib + 1536 * 1024) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        before = peak_kib()
+        outcomes = []
+        for round in range(3):  # distinct sources each round: every one is compiled and cached anew
+            for source in json.loads(sys.argv[1]):
+                source = source.replace("100000000", str(100000000 + round))
+                try:
+                    Transform(source, "text").render(context)
+                    outcomes.append("rendered")
+                except (InvalidRequest, TransformError) as exc:
+                    outcomes.append(str(exc)[:80])
+        print(json.dumps({"grew_kib": peak_kib() - before, "outcomes": outcomes}))
+    '''))
+    done = subprocess.run([sys.executable, str(script), json.dumps(HUGE)], capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).parents[3])
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert "rendered" not in result["outcomes"]
+    assert not any("out of memory" in outcome for outcome in result["outcomes"]), result["outcomes"]
+    assert result["grew_kib"] < 50 * 1024, result
