@@ -46,12 +46,14 @@ class SeenEventIds:
     async def contains(self, event_id: str, timeout_s: float) -> bool:
         """Whether ``event_id`` was accepted within the dedup window; raises when the bucket cannot answer."""
         answer = await self.nc.request(self._get_prefix + event_id, b"", timeout=timeout_s)
-        status = answer.headers.get("Status") if answer.headers else None
+        headers = answer.headers or {}
+        status = headers.get("Status")
         if status == "404":
             return False
-        if status is not None:
-            raise RuntimeError(f"dedup look-up answered {status} {answer.headers.get('Description', '')}")
-        return True
+        if status is not None or "Nats-Sequence" not in headers:
+            raise RuntimeError(f"dedup look-up answered {status} {headers.get('Description', '')}".strip())
+        # An operator's `nats kv del` leaves a marker: the id is forgotten.
+        return headers.get("KV-Operation") not in ("DEL", "PURGE")
 
     async def add(self, event_id: str, timeout_s: float) -> None:
         """Remember ``event_id`` for the dedup window; returns once JetStream has stored it."""

@@ -103,6 +103,20 @@ async def test_a_retry_after_the_dedup_period_is_a_new_delivery(pool, nc) -> Non
     assert await events_stored(js, source.id) == 2
 
 
+async def test_an_id_an_operator_deleted_from_the_bucket_is_forgotten(pool, nc) -> None:
+    settings = Settings.from_env({"SWITCHBOARD_STREAM_DUPLICATE_WINDOW": "1"})
+    intake, source = await intake_with_source(pool, nc, settings, SeenEventIds(nc))
+    js = nc.jetstream()
+
+    first = await intake.accept(source.id, webhook(source.id, "d-1"))
+    await (await js.key_value(DEDUP_BUCKET)).delete(first.event_id)  # nats kv del EVENT_DEDUP <id>
+    await wait_out_duplicate_window(js, "events.probe.window")
+    again = await intake.accept(source.id, webhook(source.id, "d-1"))
+
+    assert (first.duplicate, again.duplicate) == (False, False)
+    assert await events_stored(js, source.id) == 2
+
+
 async def test_only_events_with_a_provider_id_are_remembered(pool, nc) -> None:
     settings = Settings.from_env({})
     intake, source = await intake_with_source(pool, nc, settings, SeenEventIds(nc))
