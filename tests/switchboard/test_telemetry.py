@@ -143,8 +143,9 @@ class Store:
 
 class OneEndpoint:
     async def dispatch(self, event: Event):
-        return SimpleNamespace(outgoing=[Outgoing(REPLAY_ROUTE, "ep_1", event.payload, None)], explanation={},
-                               category=None)
+        outgoing = [Outgoing(REPLAY_ROUTE, "ep_1", event.payload, None)]
+        return SimpleNamespace(outgoing=outgoing, explanation={}, category=None,
+                               plan=SimpleNamespace(dropped_by=None, deliveries=[(REPLAY_ROUTE, "ep_1")]))
 
 
 async def next_message(js, stream: str, durable: str):
