@@ -21,6 +21,7 @@ import httpx
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
+from tests.e2e.slice import wait_for
 from tests.e2e.test_auth import tenant_with_key
 from tests.e2e.test_routing import wait_routed
 from tests.e2e.test_sources import make_source, post, sender_headers
@@ -95,16 +96,6 @@ class EchoingSlack:
         self.server.server_close()
 
 
-def wait_until(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def test_a_slack_customer_is_answered_once_and_the_apps_own_reply_is_not_answered(platform: Platform) -> None:
     with EchoingSlack() as slack, platform.client() as api:
         source = make_source(api, "slack")
@@ -120,7 +111,7 @@ def test_a_slack_customer_is_answered_once_and_the_apps_own_reply_is_not_answere
         body = sample("slack")
         accepted = post(platform, source, body, sender_headers(source, body, source["ingest_url"]))
         assert accepted.status_code == 202, accepted.text
-        wait_until(lambda: slack.echoes)  # our reply, back as the bot's message event
+        wait_for(lambda: slack.echoes)  # our reply, back as the bot's message event
         echo = wait_routed(api, slack.echoes[0])
         assert echo["author"] == "bot"
         assert "replies answer customers' messages only" in echo["routing"]["reply"]["skipped"]
