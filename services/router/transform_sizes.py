@@ -57,23 +57,27 @@ def text_length(value: Any, limit: int, *, pretty: bool = False) -> int:
             total += indent + 1
         kind = type(item)  # the JSON types first, by exact type: this runs for every value of a payload
         if kind is str:
+            if len(item) > limit:
+                return len(item)
             total += len(item) + 2 + item.count("\\") + item.count("'") if item.isprintable() else _quoted_length(item)
         elif kind is int:
             total += item.bit_length() * 30103 // 100_000 + 2
         elif kind is float or kind is bool or item is None:
             total += 24
         elif kind is list or kind is tuple:
-            total += 14 + 2 * len(item)
+            total += 3 + 2 * len(item)  # brackets, ", " between items, a 1-tuple's comma
             if total > limit:
                 return total
             for entry in item:
-                if type(entry) is str and not pretty and entry.isprintable():
+                if type(entry) is str and not pretty and len(entry) <= limit and entry.isprintable():
                     total += len(entry) + 2 + entry.count("\\") + entry.count("'")
+                    if total > limit:
+                        return total
                 else:
                     stack.append((entry, indent + 1))
         elif isinstance(item, (Mapping, Namespace)):
             entries = item._Namespace__attrs if isinstance(item, Namespace) else item  # type: ignore[union-attr]
-            total += 14 + 4 * len(entries)
+            total += 2 + 4 * len(entries) + (12 if isinstance(item, Namespace) else 0)  # ": ", ", ", <Namespace >
             for key, entry in entries.items():
                 key_length = text_length(key, limit) + 2
                 total += key_length
@@ -81,6 +85,8 @@ def text_length(value: Any, limit: int, *, pretty: bool = False) -> int:
                 if total > limit:
                     return total
         elif isinstance(item, str):  # Markup and other str types
+            if len(item) > limit:
+                return len(item)
             total += _quoted_length(item) + 10
         elif isinstance(item, int):
             total += _int_length(item)
@@ -159,8 +165,8 @@ def format_length(template: str, args: tuple[Any, ...], kwargs: Mapping[str, Any
         total += len(literal)
         if name is None:
             continue
-        total += longest
         spec = spec or ""
+        total += longest * (2 if "," in spec or "_" in spec else 1)  # digits grouped
         if "{" in spec:  # a nested field: its number can be any of the arguments
             total += max(numbers, default=0) * 2 + len(spec)
         total += sum(int(n) if len(n) < 12 else limit + 1 for n in _SPEC_NUMBERS.findall(spec))

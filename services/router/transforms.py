@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import json
 import sys
 import threading
@@ -52,12 +53,14 @@ import types
 from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sized
+from collections import abc
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.ext import Extension
+from jinja2.filters import make_attrgetter
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.utils import Namespace, _PassArg
 from jinja2.visitor import NodeTransformer
@@ -144,7 +147,9 @@ def _charge(nbytes: int) -> None:
     """Counts ``nbytes`` towards what this rendering built (before building it, where that is known)."""
     budget = _budget.get()
     if budget is not None:
-        budget.charge(nbytes)
+        budget.built += nbytes  # Budget.charge, inlined: this runs for every operation
+        if budget.built > MAX_BUILT_BYTES:
+            budget.charge(0)
 
 
 def _refuse_over(what: str, length: int) -> None:
@@ -162,11 +167,18 @@ def _size(value: Any) -> int:
         return _OBJECT_BYTES
 
 
+# The types most results are, checked by exact type first: this runs for every operation.
+_PLAIN = frozenset({str, int, float, bool, list, tuple, dict, type(None)})
+
+
 def _charged(value: Any) -> Any:
     """``value``, counted as built; an iterator's items are counted as they come."""
-    if isinstance(value, Iterator) and not isinstance(value, str):
+    if type(value) in _PLAIN:
+        _charge(sys.getsizeof(value))
+    elif isinstance(value, abc.Iterator):
         return _counting(value)
-    _charge(_size(value))
+    else:
+        _charge(_size(value))
     return value
 
 
@@ -381,25 +393,25 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
     measure = FILTER_LENGTHS.get(name)
     stringifies = name not in _NOT_STRINGIFYING
     iterates = name in _MATERIALIZING
+    what = f"the {name} filter"
 
     @functools.wraps(function)
     def bounded(*args: Any, **kwargs: Any) -> Any:
         if len(args) > data:
             value = args[data]
-            what = f"the {name} filter"
             if stringifies and not isinstance(value, str):
                 _text(value, what)
             if iterates:
                 if isinstance(value, str):
                     _charge(len(value) * _OBJECT_BYTES)  # each character an object
-                elif isinstance(value, Sized):
+                elif isinstance(value, abc.Sized):
                     _charge(len(value) * _ITEM_BYTES)
-                elif isinstance(value, Iterator):
+                elif isinstance(value, abc.Iterator):
                     args = (*args[:data], _counting(value, _ITEM_BYTES), *args[data + 1:])
             if name in WORD_FILTERS and isinstance(value, str):
                 _charge(len(value) * 40)  # the words it splits the text into, held for a moment
-            if name in ("join", "sum"):
-                args = (*args[:data], _materialized(name, args[data], args[data + 1:], kwargs), *args[data + 1:])
+            if name == "join":
+                args = (*args[:data], _join_items(args[data], args[data + 1:], kwargs), *args[data + 1:])
             if measure is not None:
                 try:
                     length = measure(*args[data:], limit=MAX_VALUE_LENGTH, **kwargs)
@@ -418,21 +430,32 @@ _NOT_STRINGIFYING = frozenset({
     "select", "selectattr", "slice", "sort", "sum", "unique", "tojson", "filesizeformat", "pprint", "urlencode",
     "xmlattr", "escape", "e", "forceescape"})
 # Filters that hold every item of their value at once (a copy, a sorted list, groups...).
-_MATERIALIZING = frozenset({"list", "sort", "unique", "groupby", "dictsort", "slice", "batch", "join", "sum"})
+_MATERIALIZING = frozenset({"list", "sort", "unique", "groupby", "dictsort", "slice", "batch", "join"})
 
 
-def _materialized(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """For join and sum: the items, checked so that the result is at most 1 MiB before it is made."""
+def _join_items(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The items for join, checked so that the result is at most 1 MiB before it is made."""
     items = list(value) if not isinstance(value, (list, tuple)) else value
-    if name == "join":
-        separator = args[0] if args else kwargs.get("d", "")
-        length = len(str(separator)) * max(len(items) - 1, 0)
-        if "attribute" not in kwargs and len(args) < 2:
-            length += sum(text_length(item, MAX_VALUE_LENGTH) for item in items)
-        _refuse_over("the join filter", length)
-    else:  # sum: lists and strings added up
-        _refuse_over("the sum filter", sum(len(i) for i in items if isinstance(i, (str, bytes, list, tuple))))
+    separator = args[0] if args else kwargs.get("d", "")
+    length = len(str(separator)) * max(len(items) - 1, 0)
+    attribute = args[1] if len(args) > 1 else kwargs.get("attribute")
+    if attribute is None:
+        length += sum(text_length(item, MAX_VALUE_LENGTH) for item in items)
+    _refuse_over("the join filter", length)
     return items
+
+
+@jinja2.pass_environment
+def _sum(environment: jinja2.Environment, iterable: Iterable[Any], attribute: str | int | None = None,
+         start: Any = 0) -> Any:
+    """Jinja's sum, measured: lists and tuples are joined in one go (sum() copies the total for each one)."""
+    if attribute is not None:
+        iterable = map(make_attrgetter(environment, attribute), iterable)
+    values = list(_counting(iterable, _ITEM_BYTES))
+    if isinstance(start, (list, tuple)) and all(isinstance(v, type(start)) for v in values):
+        _refuse_over("the sum filter", len(start) + sum(map(len, values)))
+        return start + type(start)(itertools.chain.from_iterable(values))
+    return sum(values, start)
 
 
 def _finalize(value: Any) -> Any:
@@ -440,8 +463,16 @@ def _finalize(value: Any) -> Any:
     if value is None:
         return ""
     # Each output is counted: inside a block or macro it is held until the block's text is joined.
-    _charge(len(value) + 8 if isinstance(value, str) else _text(value, "an output") + _OBJECT_BYTES)
+    if isinstance(value, str):
+        _charge(len(value) + 8)
+    elif type(value) in _NUMBERS:
+        _charge(_OBJECT_BYTES)
+    else:
+        _charge(_text(value, "an output") + _OBJECT_BYTES)
     return value
+
+
+_NUMBERS = frozenset({int, float, bool})
 
 
 def _environment() -> _Environment:
@@ -454,6 +485,7 @@ def _environment() -> _Environment:
         extensions=[_BudgetChecks],
     )
     env.filters["tojson"] = _tojson
+    env.filters["sum"] = _sum
     env.filters = {name: _bounded_filter(name, function) for name, function in env.filters.items()}
     env.globals.pop("lipsum", None)  # text generation on demand, with no use here
     return env

@@ -349,3 +349,13 @@ def test_compiling_and_rendering_huge_templates_keeps_memory_bounded(tmp_path) -
     assert "rendered" not in result["outcomes"]
     assert not any("out of memory" in outcome for outcome in result["outcomes"]), result["outcomes"]
     assert result["grew_kib"] < 50 * 1024, result
+
+
+def test_sum_adds_up_lists_in_one_go_and_within_the_limit() -> None:
+    assert render("{{ [[1, 2], [3]] | sum(start=[]) }}", "text").body == "[1, 2, 3]"
+    assert render("{{ [{'a': [1]}, {'a': [2]}] | sum(attribute='a', start=[0]) }}", "text").body == "[0, 1, 2]"
+    assert render("{{ [1, 2, 3.5] | sum }}", "text").body == "6.5"
+    # Half a million one-item lists: sum() alone would copy the growing total half a million times.
+    assert render("{{ ([[1]] * 500000) | sum(start=[]) | length }}", "text").body == "500000"
+    with pytest.raises(TransformError, match="the result of the sum filter would be over 1 MiB"):
+        render("{{ ([{'a': [0] * 1000000}] * 3) | sum(attribute='a', start=[]) | length }}", "text")
