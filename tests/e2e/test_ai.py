@@ -59,13 +59,13 @@ def test_settings_prompts_and_the_three_tasks_with_the_local_provider(platform: 
 @pytest.mark.parametrize("path,body,message", [
     ("/v1/ai/settings", {"providers": ["skynet"]}, "unknown AI providers skynet"),
     ("/v1/ai/settings", {"categories": [""]}, "categories are 1 to 50 characters"),
-    ("/v1/ai/settings", {"model": "x"}, "cannot change model"),
+    ("/v1/ai/settings", {"model": "x"}, "model: unknown field"),
     ("/v1/ai/prompts", {"task": "classify", "system": "s", "template": "$password"}, "unknown placeholders"),
-    ("/v1/ai/prompts", {"task": "dance", "system": "s", "template": "t"}, "task is one of"),
-    ("/v1/ai/classify", {"type": "x"}, "payload is required"),
-    ("/v1/ai/classify", {**TICKET, "lane": "fast"}, "lane is one of"),
+    ("/v1/ai/prompts", {"task": "dance", "system": "s", "template": "t"}, "task: must be one of classify, extract"),
+    ("/v1/ai/classify", {"type": "x"}, "payload: is required"),
+    ("/v1/ai/classify", {**TICKET, "lane": "fast"}, "lane: must be one of urgent, normal"),
     ("/v1/ai/extract", {**TICKET, "schema": {"type": "array"}}, "schema must be a JSON schema of an object"),
-    ("/v1/ai/reply", TICKET, "conversation_key is required"),
+    ("/v1/ai/reply", TICKET, "conversation_key: is required"),
 ])
 def test_bad_ai_requests_are_400_with_a_clear_message(platform: Platform, path: str, body: dict, message: str) -> None:
     with platform.client() as api:

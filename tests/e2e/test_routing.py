@@ -148,7 +148,7 @@ def test_route_and_template_management_with_clear_400s(platform: Platform) -> No
         for spec, message in (
             ({"filters": {"all": [{"path": "amount", "op": "gt", "value": 1}]}}, "must start with $"),
             ({"filters": {"all": [{"path": "$.a", "op": "regex", "value": "("}]}}, "is invalid"),
-            ({"event_types": [""]}, "event type patterns"),
+            ({"event_types": [""]}, "event_types[0]: must have at least 1 character"),
             ({"template_id": "tpl_0000000000000000000000000"}, "not found"),
             ({"ai": {"priority": ["meh"]}}, "priority values"),
             ({"action": "drop"}, "no endpoint_ids"),
