@@ -29,6 +29,10 @@ __all__ = ["JetStreamPublisher", "SeenEventIds"]
 
 logger = logging.getLogger(__name__)
 
+# The record comes after the ack and only delays the answer: never given more than what is left of the
+# publish timeout, but always a moment.
+_MIN_RECORD_TIMEOUT_S = 0.25
+
 
 class SeenEventIds:
     """The ids of accepted events with a provider delivery id, in the JetStream KV bucket EVENT_DEDUP.
@@ -87,18 +91,17 @@ class JetStreamPublisher:
             raise PayloadTooLarge("the event is over the size limit once encoded")
         # Only a derived id can come again; a new one needs no look-up.
         remembered = self.seen if event.provider_event_id else None
-        timeout_s = self.timeout_s
+        # The look-up, the publish and the record share the publish timeout (the look-up at most half).
+        deadline = time.monotonic() + self.timeout_s
         if remembered is not None:
-            # The look-up and the publish share the publish timeout; the look-up gets at most half.
-            started = time.monotonic()
             try:
-                if await remembered.contains(event.id, timeout_s / 2):
+                if await remembered.contains(event.id, self.timeout_s / 2):
                     return True
             except Exception as exc:
                 metrics.record_dedup_failure("lookup")
                 logger.warning("dedup look-up failed; publishing anyway",
                                extra={"event_id": event.id, "error": f"{type(exc).__name__}: {exc}"})
-            timeout_s -= time.monotonic() - started
+        timeout_s = deadline - time.monotonic()
         try:
             ack = await self.js.publish(
                 event_subject(event.tenant_id, event.source_id),
@@ -109,9 +112,11 @@ class JetStreamPublisher:
         except Exception as exc:  # timeouts, no responders, stream full, closed connection
             logger.warning("publish failed", extra={"event_id": event.id, "error": f"{type(exc).__name__}: {exc}"})
             raise Unavailable("event store unavailable; nothing was accepted, retry later") from None
-        if remembered is not None and not ack.duplicate:
+        # Recorded even when the stream answers duplicate: the first copy may have been stored with its
+        # ack lost (the sender was told 503) or its record failed, and the window must start all the same.
+        if remembered is not None:
             try:
-                await remembered.add(event.id, self.timeout_s)
+                await remembered.add(event.id, max(_MIN_RECORD_TIMEOUT_S, deadline - time.monotonic()))
             except Exception as exc:
                 # Accepted all the same: a retry after the stream's window is then routed again,
                 # and the router, which has the event stored, does not deliver it twice.

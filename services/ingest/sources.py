@@ -51,6 +51,14 @@ class Source:
         return any(address in ipaddress.ip_network(cidr) for cidr in self.allowed_ips)
 
 
+def _updated(row: dict[str, Any] | None, source_id: str) -> Source:
+    """The row an UPDATE returned; none when the source was deleted meanwhile (another edge's
+    cache can still have shown it for a few seconds)."""
+    if row is None:
+        raise NotFound(f"source {source_id} not found")
+    return _source(row)
+
+
 def _source(row: dict[str, Any]) -> Source:
     rate = RateLimit(row["rate_per_s"], row["rate_burst"]) if row["rate_per_s"] else None
     return Source(
@@ -158,7 +166,7 @@ class SourceStore:
                    WHERE tenant_id = %s AND id = %s RETURNING *""",
                 (grace, new_secret, tenant_id, source_id),
             )
-            updated = _source(await cur.fetchone())
+            updated = _updated(await cur.fetchone(), source_id)
         self._cache.pop(source_id, None)
         return updated
 
@@ -175,7 +183,7 @@ class SourceStore:
                    WHERE tenant_id = %s AND id = %s RETURNING *""",
                 (enabled, tenant_id, source_id),
             )
-            updated = _source(await cur.fetchone())
+            updated = _updated(await cur.fetchone(), source_id)
         self._cache.pop(source_id, None)
         return updated
 
@@ -210,7 +218,7 @@ class SourceStore:
                 f"UPDATE ingest.sources SET {assignments} WHERE tenant_id = %s AND id = %s RETURNING *",
                 (*columns.values(), tenant_id, source_id),
             )
-            updated = _source(await cur.fetchone())
+            updated = _updated(await cur.fetchone(), source_id)
         self._cache.pop(source_id, None)
         return updated
 

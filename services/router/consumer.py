@@ -133,20 +133,20 @@ class EventRouter:
             return TERM
         with _tracer.start_as_current_span("router.route", context=extract_trace_context(msg.headers)):
             tag_current_span(event_id=event.id, tenant_id=event.tenant_id)
-            return await self.route(event, first_delivery=msg.metadata.num_delivered == 1)
+            return await self.route(event, msg.metadata.sequence.stream)
 
-    async def route(self, event: Event, first_delivery: bool = False) -> Decision:
-        """Store, match and queue the deliveries of ``event``; ``first_delivery`` when its
-        message comes from EVENTS for the first time (never a retry of this router's own)."""
+    async def route(self, event: Event, stream_seq: int | None = None) -> Decision:
+        """Store, match and queue the deliveries of ``event``, from the EVENTS message ``stream_seq``."""
         try:
             dispatch = await self.dispatcher.dispatch(event)
             # Stored (with its decision) before any delivery is queued: a delivery never names an unknown event.
-            stored = await self.events.insert(event, dispatch.explanation)
-            if stored is Stored.BEFORE and first_delivery:
-                # Another message with this id (a provider's retry the edge's dedup missed) was stored
-                # before the streams' duplicate window: its deliveries were queued then (its message is
+            stored = await self.events.insert(event, dispatch.explanation, stream_seq)
+            if stored is Stored.BEFORE:
+                # Another message with this id (a provider's retry the edge's dedup missed) stored it
+                # before the streams' duplicate window: its deliveries were queued then (that message is
                 # acked only after that, or is still being retried), and JetStream would no longer
-                # collapse them. Its own redeliveries (a crash between store and publish) still publish.
+                # collapse them. The storing message itself, however often redelivered (its router
+                # stopped between store and publish), still publishes.
                 logger.info("event already routed; not routed again", extra={"event_id": event.id})
                 return ACK
             await publish_deliveries(self.js, event, dispatch.outgoing, self.publish_timeout_s,

@@ -421,8 +421,11 @@ class Stored(enum.Enum):
     """What storing an event found."""
 
     NEW = "new"  # inserted now
-    AGAIN = "again"  # already stored within the streams' duplicate window: its decision replaced
-    BEFORE = "before"  # stored before that window (or no new decision given): left as it was
+    # Already stored within the streams' duplicate window (its decision replaced), or stored by this
+    # very message before (its router stopped before queueing the deliveries).
+    AGAIN = "again"
+    # Stored by another message before that window (or no new decision given): left as it was.
+    BEFORE = "before"
 
 
 class EventStore:
@@ -432,11 +435,10 @@ class EventStore:
     def __init__(self, pool: AsyncConnectionPool, duplicate_window_s: int | None = None) -> None:
         self.pool = pool
         # The events routed at once are stored in one statement and one commit (see Batcher).
-        self._stores: Batcher[tuple[Event, dict[str, Any] | None], Stored] = Batcher(self._store_all,
-                                                                                      max_concurrent=4)
-        self._replaced_only_within = (
-            "" if duplicate_window_s is None
-            else f" AND router.events.stored_at > now() - interval '{int(duplicate_window_s)} seconds'")
+        self._stores: Batcher[tuple[Event, dict[str, Any] | None, int | None], Stored] = Batcher(
+            self._store_all, max_concurrent=4)
+        self._recent = ("true" if duplicate_window_s is None
+                        else f"router.events.stored_at > now() - interval '{int(duplicate_window_s)} seconds'")
 
     async def store(self, event: Event, routing: dict[str, Any] | None = None) -> bool:
         """Insert the event with its explained routing decision; False when it was already
@@ -447,32 +449,37 @@ class EventStore:
         """
         return await self.insert(event, routing) is Stored.NEW
 
-    async def insert(self, event: Event, routing: dict[str, Any] | None = None) -> Stored:
-        """:meth:`store`, telling also whether an event already stored was stored before the
-        streams' duplicate window: then its deliveries, queued then, are no longer
-        de-duplicated by JetStream, and its decision is left as it was."""
-        return await self._stores.submit((event, routing))
+    async def insert(self, event: Event, routing: dict[str, Any] | None = None,
+                     stream_seq: int | None = None) -> Stored:
+        """:meth:`store`, telling also whether the event was already stored by another message
+        (``stream_seq``: the EVENTS message routing it) before the streams' duplicate window:
+        then its deliveries, queued then, are no longer de-duplicated by JetStream, and its
+        decision is left as it was."""
+        return await self._stores.submit((event, routing, stream_seq))
 
-    async def _store_all(self, items: Sequence[tuple[Event, dict[str, Any] | None]]) -> list[Stored | Exception]:
+    async def _store_all(self, items: Sequence[tuple[Event, dict[str, Any] | None, int | None]]
+                         ) -> list[Stored | Exception]:
         return await each_alone_on_bad_data(self._store_rows, items)
 
-    async def _store_rows(self, items: Sequence[tuple[Event, dict[str, Any] | None]]) -> list[Stored]:
+    async def _store_rows(self, items: Sequence[tuple[Event, dict[str, Any] | None, int | None]]) -> list[Stored]:
         stored = [Stored.BEFORE] * len(items)
         async with self.pool.connection() as conn, conn.transaction():
             # An event twice in a batch (a redelivered copy) is written again in a statement of its own.
-            for taken in distinct_rounds([event.id for event, _ in items]):
+            for taken in distinct_rounds([event.id for event, _, _ in items]):
                 rows = [items[i] for i in taken.values()]
-                events = [event for event, _ in rows]
+                events = [event for event, _, _ in rows]
                 cur = await conn.execute(
                     f"""INSERT INTO router.events
                            (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body,
-                            occurred_at, conversation_key, source_type, routing, author)
+                            occurred_at, conversation_key, source_type, routing, author, stream_seq)
                        SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
                                             %b::timestamptz[], %b::jsonb[], %b::jsonb[], %b::text[],
-                                            %b::timestamptz[], %b::text[], %b::text[], %b::jsonb[], %b::text[])
-                       ON CONFLICT (id) DO UPDATE SET routing = EXCLUDED.routing
-                           WHERE EXCLUDED.routing IS NOT NULL{self._replaced_only_within}
-                       RETURNING id, (xmax = 0) AS inserted""",
+                                            %b::timestamptz[], %b::text[], %b::text[], %b::jsonb[], %b::text[],
+                                            %b::int8[])
+                       ON CONFLICT (id) DO UPDATE
+                           SET routing = CASE WHEN {self._recent} THEN EXCLUDED.routing ELSE router.events.routing END
+                           WHERE EXCLUDED.routing IS NOT NULL
+                       RETURNING id, (xmax = 0) AS inserted, {self._recent} AS recent, stream_seq""",
                     ([e.id for e in events], [e.tenant_id for e in events], [e.source_id for e in events],
                      [e.type for e in events], [e.provider_event_id for e in events],
                      [datetime.fromtimestamp(e.received_at, timezone.utc) for e in events],
@@ -480,11 +487,14 @@ class EventStore:
                      [e.body for e in events],
                      [datetime.fromtimestamp(e.occurred_at, timezone.utc) if e.occurred_at else None for e in events],
                      [e.conversation_key for e in events], [e.source_type for e in events],
-                     [jsonb(routing) if routing is not None else None for _, routing in rows],
-                     [e.author for e in events]),
+                     [jsonb(routing) if routing is not None else None for _, routing, _ in rows],
+                     [e.author for e in events], [seq for _, _, seq in rows]),
                 )
                 for row in await cur.fetchall():
-                    stored[taken[row["id"]]] = Stored.NEW if row["inserted"] else Stored.AGAIN
+                    seq = items[taken[row["id"]]][2]
+                    again = row["recent"] or (seq is not None and row["stream_seq"] == seq)
+                    stored[taken[row["id"]]] = (Stored.NEW if row["inserted"]
+                                                else Stored.AGAIN if again else Stored.BEFORE)
         return stored
 
     async def get(self, tenant_id: str, event_id: str) -> StoredEvent:

@@ -233,3 +233,18 @@ def test_schemathesis_finds_no_5xx_and_no_answer_outside_the_schema(running: Pla
     errors = "\n".join(line for line in running.output if "Traceback" in line or " ERROR " in line
                        or line.startswith(("  File", "Traceback", " ")))
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-3000:] + errors[-8000:]
+
+
+def test_nul_in_a_path_or_query_value_is_a_400_not_a_database_error(api: httpx.Client) -> None:
+    # JSON bodies refused NUL already; PostgreSQL's text cannot hold it, so a query reaching it was a 500.
+    refused(api.get("/v1/replies", params={"conversation_key": "a\x00b"}), "conversation_key")
+    refused(api.get("/v1/events", params={"source_id": "\x00"}), "source_id")
+    refused(api.get("/v1/endpoints/ep_%00"), "endpoint_id")
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00"])
+def test_a_time_beyond_the_calendar_in_utc_is_a_400_not_an_overflow(api: httpx.Client, when: str) -> None:
+    for path in ("/v1/events", "/v1/deliveries", "/v1/analytics/overview"):
+        refused(api.get(path, params={"since": when}), "since")
+    reply = api.post("/v1/replays", json={"since": when})
+    assert reply.status_code == 400 and "since" in reply.json()["error"]["message"], reply.text

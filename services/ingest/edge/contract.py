@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from starlette.requests import Request
 
+from services.ingest.edge.fields import parse_time
 from services.ingest.edge.requests import read_json_object
 from switchboard.errors import InvalidRequest
 
@@ -56,6 +56,11 @@ class Param:
     schema: dict[str, Any]
     description: str = ""
     required: bool = False
+    # Compiled once: parse() runs for every parameter of every request.
+    _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_validator", Draft202012Validator(self.schema))
 
     def parse(self, raw: str) -> Any:
         """The value of ``raw`` as the schema's type, checked against it; InvalidRequest otherwise."""
@@ -68,11 +73,11 @@ class Param:
             value = raw
             if schema.get("format") == "date-time":
                 try:
-                    datetime.fromisoformat(raw)
-                except ValueError:
-                    raise InvalidRequest(f"{self.name}: must be an ISO 8601 time, like 2026-01-31T12:00:00Z") \
-                        from None
-        error = best_match(Draft202012Validator(schema).iter_errors(value))
+                    parse_time(raw, self.name)
+                except InvalidRequest:
+                    raise InvalidRequest(f"{self.name}: must be an ISO 8601 time between the years 1 and 9999 "
+                                         "(UTC), like 2026-01-31T12:00:00Z") from None
+        error = best_match(self._validator.iter_errors(value))
         if error is not None:
             raise InvalidRequest(f"{self.name}: {_problem(error)}")
         return value
@@ -199,6 +204,8 @@ class RequestContract:
             longest = path_param(name)["maxLength"]
             if not isinstance(value, str) or not 1 <= len(value) <= longest:
                 raise InvalidRequest(f"{name}: must have 1 to {longest} characters")
+            if "\x00" in value:  # PostgreSQL's text cannot hold it: refused here, as in bodies
+                raise InvalidRequest(f"{name}: must not contain NUL characters")
         declared = {p.name: p for p in route.query}
         for name in request.query_params.keys():
             param = declared.get(name)
@@ -208,6 +215,8 @@ class RequestContract:
             values = request.query_params.getlist(name)
             if len(values) > 1:
                 raise InvalidRequest(f"{name}: given more than once")
+            if "\x00" in values[0]:
+                raise InvalidRequest(f"{name}: must not contain NUL characters")
             param.parse(values[0])
         for param in route.query:
             if param.required and param.name not in request.query_params:

@@ -13,7 +13,7 @@ from switchboard.errors import InvalidRequest
 from switchboard.rpc import timestamp
 
 __all__ = ["as_dict", "string_field", "strings_field", "object_field", "grace_seconds", "int_param",
-           "timestamp_field", "timestamp_param"]
+           "parse_time", "timestamp_field", "timestamp_param"]
 
 
 def as_dict(message: Any) -> dict[str, Any]:
@@ -61,15 +61,22 @@ def strings_field(body: dict[str, Any], name: str) -> list[str]:
     return value
 
 
+def parse_time(raw: Any, name: str) -> datetime:
+    """An ISO 8601 time, UTC unless it says otherwise, as an aware UTC datetime; InvalidRequest otherwise
+    (also for a time that is no time in UTC, like 0001-01-01T00:00:00+01:00)."""
+    try:
+        value = datetime.fromisoformat(raw)
+        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidRequest(f"{name} must be an ISO 8601 time between the years 1 and 9999 (UTC), "
+                             "like 2026-01-31T12:00:00Z") from None
+
+
 def timestamp_field(raw: Any, name: str) -> Timestamp | None:
     """An ISO 8601 time (UTC unless it says otherwise) as a protobuf Timestamp; None when absent."""
     if raw is None or raw == "":
         return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"{name} must be an ISO 8601 time, like 2026-01-31T12:00:00Z") from None
-    return timestamp(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+    return timestamp(parse_time(raw, name))
 
 
 def timestamp_param(request: Request, name: str) -> Timestamp | None:

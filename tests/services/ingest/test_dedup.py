@@ -161,4 +161,21 @@ async def test_an_unusable_bucket_never_refuses_an_event(pool, nc) -> None:
     # Still accepted, and inside the stream's window still a duplicate.
     assert (accepted.duplicate, retried.duplicate) == (False, True)
     assert await events_stored(js, source.id) == 1
-    assert failures("lookup") - lookups == 2 and failures("record") - records == 1
+    assert failures("lookup") - lookups == 2 and failures("record") - records == 2  # each copy tries to record
+
+
+async def test_a_copy_the_stream_already_had_is_still_remembered(pool, nc) -> None:
+    """The first copy was stored but never remembered (its ack was lost, so its sender got 503 and
+    retried, or its record failed): the retry the stream answers duplicate starts the dedup period."""
+    settings = Settings.from_env({"SWITCHBOARD_STREAM_DUPLICATE_WINDOW": "1", "SWITCHBOARD_DEDUP_WINDOW": "3600"})
+    intake, source = await intake_with_source(pool, nc, settings, SeenEventIds(nc))
+    js = nc.jetstream()
+    unremembered = JetStreamPublisher(nc, js, 5.0, settings.max_message_bytes, seen=None)
+    intake_without = WebhookIntake(intake.sources, intake.registry, unremembered, RateLimit(1000.0, 1000))
+
+    lost = await intake_without.accept(source.id, webhook(source.id, "d-lost"))
+    retry = await intake.accept(source.id, webhook(source.id, "d-lost"))  # within the stream's window
+    assert (lost.duplicate, retry.duplicate) == (False, True)
+    await wait_out_duplicate_window(js, "events.probe.window")
+    late = await intake.accept(source.id, webhook(source.id, "d-lost"))
+    assert late.duplicate and await events_stored(js, source.id) == 1

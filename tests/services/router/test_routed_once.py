@@ -82,7 +82,7 @@ async def test_a_redelivered_message_queues_the_deliveries_its_crashed_attempt_d
     await publish_event(js)
     [attempt] = await events.fetch(1, timeout=5)
     # The first attempt stored the event, then its router died before queueing anything.
-    assert await store.insert(EVENT, {"routes": []}) is Stored.NEW
+    assert await store.insert(EVENT, {"routes": []}, attempt.metadata.sequence.stream) is Stored.NEW
     await attempt.nak()
     await wait_out_both_windows(js)  # came back only after the window (a router down for a while)
 
@@ -106,3 +106,22 @@ async def test_a_second_message_within_the_window_queues_again_and_jetstream_col
 
     assert await deliveries_queued(js) == 2
     assert (await store.get("t1", EVENT.id)).routing != {"routes": []}  # the decision acted on
+
+
+async def test_a_late_copy_whose_first_handling_failed_still_queues_nothing(router, js) -> None:
+    """The copy's first try failed for a passing reason (PostgreSQL away, a router killed): it comes back
+    delivered twice, which must not pass it off as the message that stored the event."""
+    event_router, _, events = router
+    await publish_event(js)
+    [first] = await events.fetch(1, timeout=5)
+    assert (await event_router.handle(first)).action == "ack"
+    await first.ack()
+    await wait_out_both_windows(js)
+
+    await publish_event(js)
+    [copy] = await events.fetch(1, timeout=5)
+    await copy.nak()  # its first handling failed
+    [again] = await events.fetch(1, timeout=5)
+    assert again.metadata.num_delivered == 2
+    assert (await event_router.handle(again)).action == "ack"
+    assert await deliveries_queued(js) == 2
