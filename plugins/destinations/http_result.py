@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_RETRYABLE_STATUSES",
     "EXCERPT_BYTES",
     "HttpAnswer",
+    "MAX_RETRY_AFTER_S",
     "exchange",
     "is_retryable_status",
     "parse_retry_after",
@@ -51,8 +52,8 @@ __all__ = [
 DEFAULT_RETRYABLE_STATUSES = frozenset({408, 425, 429})
 #: How much of a body is kept in a result.
 EXCERPT_BYTES = 512
-# A receiver cannot make us wait longer than this between attempts.
-_MAX_RETRY_AFTER_S = 3600.0
+#: A receiver cannot make us wait longer than this between attempts (its ``Retry-After``).
+MAX_RETRY_AFTER_S = 3600.0
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -68,7 +69,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
             return None
     if seconds != seconds:  # NaN
         return None
-    return max(0.0, min(seconds, _MAX_RETRY_AFTER_S))
+    return max(0.0, min(seconds, MAX_RETRY_AFTER_S))
 
 
 def is_retryable_status(status: int, context: DestinationContext) -> bool:

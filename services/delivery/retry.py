@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["RetryPolicy", "MAX_RETRY_AFTER_S"]
+# The longest wait a receiver's Retry-After can ask for, whatever the endpoint's max_delay_s.
+from plugins.destinations.http_result import MAX_RETRY_AFTER_S
 
-#: The longest wait a receiver's ``Retry-After`` can ask for, whatever the endpoint's ``max_delay_s``.
-MAX_RETRY_AFTER_S = 3600.0
+__all__ = ["RetryPolicy", "MAX_RETRY_AFTER_S"]
 
 
 @dataclass(frozen=True)

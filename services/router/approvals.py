@@ -11,7 +11,7 @@ from nats.js import JetStreamContext
 from services.router.consumer import publish_deliveries
 from services.router.dispatch import reply_outgoing
 from services.router.replies import ReplyDraft, ReplyStore
-from services.router.routing import EventStore, Route
+from services.router.routing import EventStore, Route, StoredEvent
 
 __all__ = ["ConversationLog", "Approvals"]
 
@@ -34,7 +34,13 @@ class Approvals:
 
     async def approve(self, tenant_id: str, reply_id: str, actor: str, text: str | None = None) -> ReplyDraft:
         """Send the held draft (or ``text`` instead) to its endpoints; Conflict unless it is held."""
-        decided = await self.replies.decide(tenant_id, reply_id, True, actor, text, self._send)
+        # Read before the draft is locked: the decision holds one connection, never two.
+        stored = await self.events.get(tenant_id, (await self.replies.get(tenant_id, reply_id)).event_id)
+
+        async def send(draft: ReplyDraft) -> None:
+            await self._send(stored, draft)
+
+        decided = await self.replies.decide(tenant_id, reply_id, True, actor, text, send)
         try:
             await self.conversations.record_agent_turn(tenant_id, decided.conversation_key, decided.text or "")
         except Exception as exc:  # the reply is sent; a missing turn only thins the next draft's context
@@ -45,8 +51,7 @@ class Approvals:
     async def reject(self, tenant_id: str, reply_id: str, actor: str) -> ReplyDraft:
         return await self.replies.decide(tenant_id, reply_id, False, actor)
 
-    async def _send(self, draft: ReplyDraft) -> None:
-        stored = await self.events.get(draft.tenant_id, draft.event_id)
+    async def _send(self, stored: StoredEvent, draft: ReplyDraft) -> None:
         route = Route(id=draft.route_id, tenant_id=draft.tenant_id, name="approved reply", source_id=None,
                       event_types=(), endpoint_ids=draft.endpoint_ids, enabled=True, created_at=draft.created_at,
                       action="reply")

@@ -26,15 +26,17 @@ from typing import Awaitable, Callable, Sequence
 
 from psycopg_pool import AsyncConnectionPool
 
-from switchboard.errors import Conflict, InvalidRequest, NotFound
+from switchboard.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from switchboard.events import Event
 from switchboard.ids import derived_id, is_id
 
-__all__ = ["ReplyDraft", "ReplyStore", "REPLY_STATUSES", "MAX_REPLY_CHARS", "reply_id", "why_not_answered"]
+__all__ = ["DraftUnderWay", "ReplyDraft", "ReplyStore", "REPLY_STATUSES", "MAX_REPLY_CHARS", "reply_id", "why_not_answered"]
 
 REPLY_STATUSES = ("drafting", "sent", "held", "approved", "rejected", "failed")
 # Chat APIs take a few thousand characters; an edited reply is held to the same.
 MAX_REPLY_CHARS = 4000
+# Longer than a router waits for a draft (three provider timeouts and a gRPC deadline: 65 s by default).
+DRAFT_LEASE = timedelta(minutes=2)
 
 
 def reply_id(event_id: str) -> str:
@@ -71,11 +73,17 @@ def _draft(row: dict) -> ReplyDraft:
     return ReplyDraft(**{**row, "endpoint_ids": tuple(row["endpoint_ids"])})
 
 
+class DraftUnderWay(Unavailable):
+    """Another router is drafting this event's reply right now: try the event again shortly."""
+
+
 class ReplyStore:
-    def __init__(self, pool: AsyncConnectionPool, budget: int = 10, window: timedelta = timedelta(hours=1)) -> None:
+    def __init__(self, pool: AsyncConnectionPool, budget: int = 10, window: timedelta = timedelta(hours=1),
+                 draft_lease: timedelta = DRAFT_LEASE) -> None:
         self.pool = pool
         self.budget = budget
         self.window = window
+        self.draft_lease = draft_lease
 
     async def reserve(self, event: Event, route_id: str, endpoint_ids: Sequence[str],
                       held: bool) -> tuple[ReplyDraft | None, int]:
@@ -84,7 +92,10 @@ class ReplyStore:
         ``(None, spent)`` when the conversation's budget is spent: ``spent``
         drafts within the window already. A kept draft is returned whatever
         the budget; ``held`` is remembered with the new draft (its status once
-        written).
+        written). A kept draft still ``drafting`` within ``draft_lease`` is
+        another router's at work (a slow AI outlasts the message's ack wait):
+        DraftUnderWay, rather than a second draft and a second AI call. Past
+        the lease its router is taken for dead and the draft is taken over.
         """
         assert event.conversation_key
         rid = reply_id(event.id)
@@ -92,10 +103,20 @@ class ReplyStore:
             # One conversation at a time: two routers counting at once could both pass the budget.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
                                (f"router.replies:{event.tenant_id}:{event.conversation_key}",))
-            cur = await conn.execute("SELECT * FROM router.replies WHERE id = %s", (rid,))
+            cur = await conn.execute(
+                "SELECT *, created_at > now() - %s AS leased FROM router.replies WHERE id = %s FOR UPDATE",
+                (self.draft_lease, rid))
             kept = await cur.fetchone()
             if kept is not None:
-                return _draft(kept), 0
+                leased = kept.pop("leased")
+                if kept["status"] != "drafting":
+                    return _draft(kept), 0
+                if leased:
+                    raise DraftUnderWay(f"the reply to event {event.id} is being drafted")
+                # Taken over: the lease starts again for this router.
+                cur = await conn.execute("UPDATE router.replies SET created_at = now() WHERE id = %s RETURNING *",
+                                         (rid,))
+                return _draft(await cur.fetchone()), 0
             cur = await conn.execute(
                 """SELECT count(*) AS spent FROM router.replies
                    WHERE tenant_id = %s AND conversation_key = %s AND created_at > now() - %s""",

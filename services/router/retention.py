@@ -11,7 +11,8 @@ until it finishes (nothing from its ``since`` on is pruned meanwhile). Each
 batch's statement reads the replays itself, so a replay created while a
 round is under way holds its range from the next batch on.
 AI-drafted replies (``router.replies``) go with the same retention, by when
-they were drafted, except those held for review: they wait for a person.
+they were drafted, except those held for review: they, and their events
+(an approval sends the event's reply), wait for a person.
 Docs: docs/operations.md#retention.
 """
 
@@ -28,6 +29,8 @@ _DELETE = """DELETE FROM router.events WHERE ctid = ANY(ARRAY(
                    AND received_at < LEAST(%(cutoff)s, (
                        SELECT min(since) FROM router.replays
                        WHERE tenant_id = %(tenant)s AND status IN ('queued', 'running')))
+                   AND NOT EXISTS (SELECT 1 FROM router.replies
+                                   WHERE replies.event_id = events.id AND replies.status = 'held')
                  LIMIT %(batch)s))"""
 
 

@@ -4,3 +4,6 @@
 -- provider's retry the edge's dedup missed: routed already), however often
 -- either has been delivered.
 ALTER TABLE events ADD COLUMN stream_seq bigint;
+
+-- Retention keeps an event while a reply drafted for it waits for review.
+CREATE INDEX replies_held_event ON replies (event_id) WHERE status = 'held';

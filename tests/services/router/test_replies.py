@@ -207,3 +207,21 @@ def test_a_template_test_with_labels_that_are_not_an_object_is_refused(labels) -
     with pytest.raises(InvalidRequest, match="ai must be a JSON object"):
         template_context(message("customer"), labels)
     assert template_context(message("customer"), {"category": "billing"})["event"]["author"] == "customer"
+
+
+async def test_a_draft_under_way_is_not_drafted_twice_until_its_lease_runs_out(pool, setup) -> None:
+    """A slow AI outlasts the message's ack wait, and the event comes back to another router."""
+    from services.router.replies import DraftUnderWay
+
+    await setup()
+    event = message("customer")
+    busy = ReplyStore(pool, draft_lease=timedelta(minutes=2))
+    draft, _ = await busy.reserve(event, "rt_1", ["ep_slack"], False)
+    assert draft.status == "drafting"
+    with pytest.raises(DraftUnderWay):
+        await busy.reserve(event, "rt_1", ["ep_slack"], False)
+    # Past the lease the drafting router is taken for dead: the draft is taken over, not counted again.
+    taken_over, spent = await ReplyStore(pool, draft_lease=timedelta(0)).reserve(event, "rt_1", ["ep_slack"], False)
+    assert (taken_over.id, taken_over.status, spent) == (draft.id, "drafting", 0)
+    finished = await busy.finish(taken_over, "hello", None, False)
+    assert finished.status == "sent" and (await busy.reserve(event, "rt_1", ["ep_slack"], False))[0].text == "hello"

@@ -107,3 +107,17 @@ async def test_drafted_replies_past_retention_go_but_held_ones_wait_for_a_person
     async with events.pool.connection() as conn:
         cur = await conn.execute("SELECT status FROM router.replies ORDER BY status")
         assert [row["status"] for row in await cur.fetchall()] == ["held", "sent"]
+
+
+async def test_an_event_whose_reply_waits_for_review_is_kept_past_retention(events: EventStore) -> None:
+    ids = await store_days_ago(events, "t1", [40, 40])
+    async with events.pool.connection() as conn:
+        for n, status in enumerate(("held", "sent")):
+            await conn.execute(
+                """INSERT INTO router.replies (id, tenant_id, event_id, conversation_key, route_id, endpoint_ids,
+                                               status)
+                   VALUES (%s, 't1', %s, 'c1', 'rt_1', '{}', %s)""", (derived_id("rpl", ids[n]), ids[n], status))
+    assert await EventPruner(events.pool, retention_days=30, now=lambda: NOW).prune() == 1
+    assert (await events.get("t1", ids[0])).event.id == ids[0]
+    with pytest.raises(NotFound):
+        await events.get("t1", ids[1])
