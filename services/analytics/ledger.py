@@ -13,7 +13,7 @@ in-flight cap) or skipped. A batch takes any mix, in one transaction:
   really inserted, move their deliveries' state (only a higher attempt number
   moves it);
 - notices move a delivery not yet settled to its hold (only a later notice
-  does), or settle it as ``skipped``;
+  does), or settle it, attempted or not, as ``skipped``;
 
 each returning only what was new. What that adds to each rollup row is summed
 in Python (:class:`RollupDeltas`) and upserted in one ``INSERT ... ON
@@ -198,26 +198,20 @@ ON CONFLICT (delivery_id) DO UPDATE SET state = excluded.state, state_at = exclu
 RETURNING delivery_id, (xmax = 0) AS inserted
 """
 
-# Skips: a delivery never attempted is settled as skipped. One already counted
-# comes back with the time it was counted at, to be taken off again; one not
-# seen yet is stored skipped (and so never counted).
+# Skips: a delivery not settled is settled as skipped (its endpoint filters the
+# type out, or is gone). One counted but never attempted comes back with the
+# time it was counted at, to be taken off again; one not seen yet is stored
+# skipped (and so never counted); one attempted stays counted. One statement, so
+# a skip racing the delivery's first report in another process cannot miss it.
 _SKIP = """
-WITH input AS (
-    SELECT * FROM unnest(%(delivery_id)b::text[], %(tenant_id)b::text[], %(endpoint_id)b::text[],
-                         %(at)b::timestamptz[]) AS t(delivery_id, tenant_id, endpoint_id, at)
-), unseen AS (
-    INSERT INTO analytics.deliveries (delivery_id, tenant_id, endpoint_id, first_at, last_number, state, state_at)
-    SELECT delivery_id, tenant_id, endpoint_id, at, 0, 'skipped', at FROM input ORDER BY delivery_id
-    ON CONFLICT DO NOTHING
-    RETURNING delivery_id
-), counted AS (
-    UPDATE analytics.deliveries d SET state = 'skipped', state_at = i.at
-    FROM input i
-    WHERE d.delivery_id = i.delivery_id AND d.last_number = 0 AND d.state <> ALL(%(settled)s::text[])
-    RETURNING d.delivery_id, d.first_at
-)
-SELECT delivery_id, first_at FROM counted
-UNION ALL SELECT delivery_id, NULL FROM unseen
+INSERT INTO analytics.deliveries AS d (delivery_id, tenant_id, endpoint_id, first_at, last_number, state, state_at)
+SELECT delivery_id, tenant_id, endpoint_id, at, 0, 'skipped', at
+FROM unnest(%(delivery_id)b::text[], %(tenant_id)b::text[], %(endpoint_id)b::text[], %(at)b::timestamptz[])
+    AS t(delivery_id, tenant_id, endpoint_id, at)
+ORDER BY delivery_id
+ON CONFLICT (delivery_id) DO UPDATE SET state = 'skipped', state_at = excluded.state_at
+    WHERE d.state <> ALL(%(settled)s::text[])
+RETURNING delivery_id, CASE WHEN xmax <> 0 AND d.last_number = 0 THEN d.first_at END AS first_at
 """
 
 # What those reports add to each rollup row, aggregated in Python.

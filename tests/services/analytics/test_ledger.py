@@ -182,6 +182,17 @@ async def test_a_skipped_delivery_is_taken_off_where_it_was_counted(ledger: Atte
     assert (billing.stats.events_received, billing.stats.deliveries) == (1, 1)
 
 
+async def test_an_attempted_delivery_whose_endpoint_is_gone_is_settled_and_stays_counted(
+        ledger: AttemptLedger) -> None:
+    await ledger.record_batch([routed("evt1", "ep_a", at=T0),
+                               attempt("evt1", 1, "retrying", at=T0 + timedelta(seconds=1), error="HTTP 503")])
+    # The endpoint was deleted before the retry: the delivery service skips the delivery.
+    await ledger.record_batch([notice("evt1", "skipped", at=T0 + timedelta(minutes=1))])
+    assert await states(ledger) == {"evt1:ep_a": "skipped"}
+    o = await StatsReader(ledger.pool, now=lambda: NOW).overview("t1")
+    assert (o.stats.deliveries, o.stats.attempts, o.pending) == (1, 1, 0)
+
+
 async def test_events_received_count_each_event_once_with_what_became_of_it(ledger: AttemptLedger) -> None:
     reports = [routed("evt1", "ep_a", at=T0), routed("evt2", at=T0), routed("evt3", at=T0, outcome="dropped"),
                routed("evt4", at=T0 - timedelta(hours=2), source="src_b")]
