@@ -108,12 +108,14 @@ class TemplateStore:
         key = (tenant_id, template_id)
         hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
+            self._cache[key] = self._cache.pop(key)  # the most recently used last
             return hit[1]
         template = await self.get(tenant_id, template_id)
         self._forget(key)
-        if len(self._cache) >= CACHE_ENTRIES or self.cached_source_chars + len(template.source) > CACHE_SOURCE_CHARS:
-            self._cache.clear()
-            self.cached_source_chars = 0
+        # Over either bound, the least recently used go first (never the whole cache at once).
+        while self._cache and (len(self._cache) >= CACHE_ENTRIES
+                               or self.cached_source_chars + len(template.source) > CACHE_SOURCE_CHARS):
+            self._forget(next(iter(self._cache)))
         self._cache[key] = (time.monotonic() + self.cache_ttl_s, template)
         self.cached_source_chars += len(template.source)
         return template

@@ -24,6 +24,10 @@ async def test_the_template_cache_is_bounded_by_the_size_of_its_sources(pool, mo
     await store.delete("t1", small[1].id)
     assert store.cached_source_chars <= 120_000
 
+    # Over the bound, only the least recently used go: the small ones stay cached beside a big one.
+    await store.cached("t1", made[0].id)
+    assert {small[0].id, small[2].id} <= {key[1] for key in store._cache}
+
 
 def test_the_cache_of_compiled_templates_is_bounded_by_count_and_source_size(monkeypatch) -> None:
     from services.router import transforms
