@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +19,10 @@ import httpx
 import pytest
 
 from tests.e2e.slice import send, wait_for
+from tests.e2e.test_auth import add_key, cli_json
+from tests.e2e.test_routing import wait_routed
+from tests.e2e.test_sources import make_source, post, sender_headers
+from tests.plugins.test_sources import sample
 from tests.platform_runner import Platform
 from tests.receivers import Receiver
 
@@ -369,4 +374,109 @@ def test_the_events_view_lists_filters_pages_and_opens_a_timeline(platform: Plat
         page.locator(f'#events tr[data-event-row="{dropped}"] button.link').click()
         page.locator("#event-facts dd", has_text=dropped).wait_for()
         page.locator('#timeline-steps li[data-step="routed"]', has_text="Dropped by route").wait_for()
+        assert page.evaluate("window.__violations") == []
+
+
+def test_the_replies_view_approves_an_edited_draft_and_rejects_another(platform: Platform, page) -> None:
+    edited = "A person wrote this, not the AI."
+    with Receiver(response_body=b"ok") as chat, platform.client() as api:
+        source = make_source(api, "intercom")
+        hook = api.post("/v1/endpoints", json={"url": chat.url, "destination": "slack"}).json()["id"]
+        api.post("/v1/routes", json={"source_id": source["id"], "action": "reply", "review": True,
+                                     "endpoint_ids": [hook]}).raise_for_status()
+        held_ids, event_ids = [], []
+        # The customers' conversation ids are theirs to choose: one is markup.
+        for n, conversation in enumerate(("conv_review_0", XSS, "conv_review_2")):
+            message = json.loads(sample("intercom"))
+            message.update(id=f"notif_review_{n}")
+            message["data"]["item"]["id"] = conversation
+            body = json.dumps(message).encode()
+            accepted = post(platform, source, body, sender_headers(source, body, source["ingest_url"]))
+            assert accepted.status_code == 202, accepted.text
+            event = wait_routed(api, accepted.json()["event_id"])
+            assert event["routing"]["reply"]["status"] == "held", event["routing"]
+            held_ids.append(event["routing"]["reply"]["reply_id"])
+            event_ids.append(event["id"])
+        first, second, third = held_ids
+        listed = api.get("/v1/replies", params={"status": "held"}).json()["data"]
+        assert {r["id"] for r in listed} == set(held_ids)
+        drafts = {r["id"]: r for r in listed}
+        [tenant] = cli_json(platform, "tenants", "list")
+        reader = add_key(platform, tenant["id"], "read")["secret"]
+
+        def row(reply_id: str):
+            return page.locator(f'#replies tr[data-reply="{reply_id}"]')
+
+        def decide(reply_id: str, action: str) -> str:
+            row(reply_id).locator(f"button.{action}").click()
+            result = row(reply_id).locator(".reply-result[data-outcome]")
+            result.wait_for()
+            return result.get_attribute("data-outcome")
+
+        # A read key sees the held drafts, newest first, as the API lists them; its approval is the API's 403.
+        sign_in(page, platform.edge_url, reader)
+        page.locator('body[data-replies="ready"]').wait_for(state="attached")
+        shown = page.eval_on_selector_all("#replies tbody tr", "rows => rows.map(r => r.dataset.reply)")
+        assert shown == [r["id"] for r in listed]
+        for reply_id in held_ids:
+            cells = row(reply_id).locator("td")
+            assert cells.nth(1).text_content() == drafts[reply_id]["conversation_key"]
+            assert row(reply_id).locator("button.link").text_content() == drafts[reply_id]["event_id"]
+            assert row(reply_id).locator("textarea").input_value() == drafts[reply_id]["text"]
+            assert row(reply_id).get_attribute("data-status") == "held"
+        assert row(second).locator("td").nth(1).text_content() == XSS
+        refused = httpx.post(f"{platform.edge_url}/v1/replies/{first}/approve",
+                             headers={"Authorization": f"Bearer {reader}"})
+        assert refused.status_code == 403
+        assert decide(first, "approve") == "error"
+        assert row(first).locator(".reply-result").text_content() == f"403 {refused.json()['error']['message']}"
+        assert row(first).get_attribute("data-status") == "held"
+        page.click("#sign-out")
+
+        # An admin approves the first with an edited text and rejects the second.
+        sign_in(page, platform.edge_url, platform.admin_key)
+        page.locator('body[data-replies="ready"]').wait_for(state="attached")
+        row(first).locator("textarea").fill(edited)
+        assert decide(first, "approve") == "approved"
+        assert row(first).get_attribute("data-status") == "approved"
+        assert row(first).locator("td.status").text_content().startswith("approved")
+        assert row(first).locator("textarea").input_value() == edited
+        assert row(first).locator("textarea").get_attribute("readonly") is not None
+        assert not row(first).locator("button.approve").is_visible()
+        assert decide(second, "reject") == "rejected"
+        assert row(second).locator("td.status").text_content().startswith("rejected")
+        # Someone else decides the third first: the API's 409, and the row then shows their decision.
+        assert api.post(f"/v1/replies/{third}/reject").status_code == 200
+        assert decide(third, "approve") == "error"
+        assert row(third).locator(".reply-result").text_content().startswith("409 ")
+        assert row(third).get_attribute("data-status") == "rejected"
+
+        [sent] = chat.wait_for(lambda r: len(r) >= 1)
+        assert json.loads(sent.body)["text"] == edited
+        time.sleep(1)
+        assert len(chat.requests) == 1  # once, and nothing for the rejected two
+        approved = api.get(f"/v1/replies/{first}").json()
+        assert (approved["status"], approved["text"]) == ("approved", edited) and approved["decided_by"]
+        assert [api.get(f"/v1/replies/{r}").json()["status"] for r in (second, third)] == ["rejected"] * 2
+
+        # The status filter: none held any more; any status lists all three as the API does.
+        page.click("#replies-form button[type=submit]")
+        page.locator('body[data-replies="ready"]').wait_for(state="attached")
+        assert page.locator("#replies tbody tr").count() == 0 and page.is_visible("#replies-empty")
+        page.select_option("#replies-status", "")
+        page.click("#replies-form button[type=submit]")
+        page.locator("#replies tbody tr").nth(2).wait_for()
+        everything = api.get("/v1/replies").json()["data"]
+        statuses = page.eval_on_selector_all("#replies tbody tr",
+                                             "rows => rows.map(r => [r.dataset.reply, r.dataset.status])")
+        assert statuses == [[r["id"], r["status"]] for r in everything]
+        assert not page.is_visible("#replies-more")
+
+        # A draft's event opens its timeline.
+        row(first).locator("button.link").click()
+        page.locator("#event-facts dd", has_text=event_ids[0]).wait_for()
+
+        # The markup was text throughout: no element made from it, nothing ran, no policy violated.
+        assert page.evaluate("document.querySelectorAll('img, main script').length") == 0
+        assert page.evaluate("window.__pwned") is None
         assert page.evaluate("window.__violations") == []

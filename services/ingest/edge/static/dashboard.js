@@ -27,14 +27,18 @@
     }
   }
 
-  async function api(method, path, params) {
+  // `json`, when given, is sent as the request's JSON body.
+  async function api(method, path, params, json) {
     const url = new URL(path, document.baseURI);
     for (const [name, value] of Object.entries(params || {})) {
       if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
     }
+    const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}`, Accept: "application/json" };
+    if (json !== undefined) headers["Content-Type"] = "application/json";
     const reply = await fetch(url, {
       method,
-      headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY) || ""}`, Accept: "application/json" },
+      headers,
+      body: json === undefined ? undefined : JSON.stringify(json),
       credentials: "omit",
       cache: "no-store",
       referrerPolicy: "no-referrer",
@@ -141,6 +145,7 @@
       renderDeadLetters(dead);
       await loadBreakdown();
       await loadEvents(false);
+      await loadReplies(false);
       document.body.dataset.state = "ready";
     } catch (error) {
       // A refused key (or one without the read scope) goes back to the sign-in form with the API's error.
@@ -407,6 +412,104 @@
     document.body.dataset.events = "ready";
   }
 
+  // -- replies: AI drafts a review route holds, approved (maybe edited) or rejected here --
+
+  const REPLIES_PAGE = 20;
+  // As for events: "Load more" goes on with the status the shown pages were asked for.
+  let repliesQuery = null;
+  let repliesBefore = null;
+
+  // The API's own message for a refusal (403 for a read key, 409 when someone decided first, ...).
+  const apiMessage = (error) => (error instanceof ApiError
+    ? `${error.status} ${error.body?.error?.message || error.message}` : String(error));
+
+  function replyRow(r) {
+    const draft = el("textarea", { class: "draft", rows: 4, maxlength: 4000, "aria-label": `draft ${r.id}` });
+    const status = el("td", {});
+    const approve = el("button", { type: "button", class: "approve" }, "Approve");
+    const reject = el("button", { type: "button", class: "reject" }, "Reject");
+    const result = el("span", { class: "reply-result" });
+    const row = el("tr", { "data-reply": r.id },
+      el("td", {}, when(r.created_at)), el("td", { class: "conversation" }, r.conversation_key || "—"),
+      el("td", {}, eventLink(r.event_id)), el("td", {}, draft), status,
+      el("td", { class: "actions" }, approve, reject, result));
+    // The draft as the API last told it: only a held one can still be edited and decided.
+    let shown = r;
+    const show = (reply) => {
+      shown = reply;
+      row.dataset.status = reply.status;
+      status.className = `status ${reply.status}`;
+      status.replaceChildren(reply.status,
+        ...(reply.decided_at ? [el("span", { class: "decided muted" },
+          `${when(reply.decided_at)}${reply.decided_by ? ` by ${reply.decided_by}` : ""}`)] : []),
+        ...(reply.error ? [el("span", { class: "decided error-text" }, reply.error)] : []));
+      const held = reply.status === "held";
+      draft.value = reply.text || "";
+      draft.readOnly = !held;
+      approve.hidden = !held;
+      reject.hidden = !held;
+    };
+    show(r);
+    const decide = async (action) => {
+      approve.disabled = true;
+      reject.disabled = true;
+      result.textContent = action === "approve" ? "approving…" : "rejecting…";
+      result.className = "reply-result";
+      delete result.dataset.outcome;
+      // The text is sent only when edited: otherwise the draft goes as it was made.
+      const edited = action === "approve" && draft.value !== (shown.text || "") ? { text: draft.value } : undefined;
+      try {
+        const decided = await api("POST", `v1/replies/${encodeURIComponent(r.id)}/${action}`, null, edited);
+        show(decided);
+        result.textContent = decided.status;
+        result.className = "reply-result ok-text";
+        result.dataset.outcome = decided.status;
+      } catch (error) {
+        // 409: someone decided first; the row then shows what they decided (before the outcome is set).
+        if (error instanceof ApiError && error.status === 409) {
+          const typed = draft.value;
+          try { show(await api("GET", `v1/replies/${encodeURIComponent(r.id)}`)); } catch (_) { /* the 409 stays */ }
+          if (row.dataset.status === "held") draft.value = typed;
+        }
+        result.textContent = apiMessage(error);
+        result.className = "reply-result bad-text";
+        result.dataset.outcome = "error";
+      } finally {
+        approve.disabled = false;
+        reject.disabled = false;
+      }
+    };
+    approve.addEventListener("click", () => decide("approve"));
+    reject.addEventListener("click", () => decide("reject"));
+    return row;
+  }
+
+  async function loadReplies(more) {
+    const box = $("replies-error");
+    box.hidden = true;
+    document.body.dataset.replies = "loading";
+    if (!more) repliesQuery = { status: $("replies-status").value, limit: REPLIES_PAGE };
+    let page;
+    try {
+      page = await api("GET", "v1/replies", more ? { ...repliesQuery, before: repliesBefore } : repliesQuery);
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 400) throw error;
+      box.textContent = error.body?.error?.message || error.message;
+      box.hidden = false;
+      document.body.dataset.replies = "refused";
+      return;
+    }
+    const body = $("replies").querySelector("tbody");
+    const rows = page.data.map(replyRow);
+    if (more) body.append(...rows);
+    else body.replaceChildren(...rows);
+    // A full page may have more behind it: the next one starts before its last id.
+    repliesBefore = page.data.length === REPLIES_PAGE ? page.data[page.data.length - 1].id : null;
+    $("replies-more").hidden = !repliesBefore;
+    $("replies-empty").hidden = body.children.length > 0;
+    document.body.dataset.replies = "ready";
+  }
+
   // -- one event's timeline ---------------------------------------------------------------
 
   async function openEvent(eventId) {
@@ -526,6 +629,11 @@
       loadEvents(false).catch(showError);
     });
     $("events-more").addEventListener("click", () => loadEvents(true).catch(showError));
+    $("replies-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      loadReplies(false).catch(showError);
+    });
+    $("replies-more").addEventListener("click", () => loadReplies(true).catch(showError));
     if (sessionStorage.getItem(KEY)) refresh();
     else signOut();
   });
