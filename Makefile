@@ -53,6 +53,7 @@ browser:
 
 bench: setup
 	$(BIN)/python -m tests.bench.ingest_bench
+	$(BIN)/python -m tests.bench.ingest_dedup_bench
 	$(BIN)/python -m tests.bench.auth_bench
 	$(BIN)/python -m tests.bench.sources_bench
 	$(BIN)/python -m tests.bench.end_to_end_bench
