@@ -137,7 +137,7 @@ class NoEndpoints:
 
 
 class Store:
-    async def insert(self, event: Event, explanation: dict) -> None:
+    async def insert(self, event: Event, explanation: dict, stream_seq: int | None = None) -> None:
         pass
 
 
