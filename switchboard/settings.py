@@ -166,6 +166,9 @@ class Settings:
     # Longer than the stream's duplicate window (Stripe retries for 3 days).
     dedup_window_s: int = 3 * 24 * 3600
     dedup_max_bytes: int = 1024**3
+    # The embedded nats-server's JetStream disk budget (0: its default); a
+    # small one simulates a full disk (tests/chaos).
+    nats_max_file_store: int = 0
 
     # The provider asked first when a tenant has no chain of its own; "local"
     # (no key, no network) always ends every chain.
@@ -294,6 +297,7 @@ class Settings:
             stream_replicas=_int(env, f"{p}STREAM_REPLICAS", 1, minimum=1),
             dedup_window_s=dedup_window_s,
             dedup_max_bytes=_int(env, f"{p}DEDUP_MAX_BYTES", 1024**3, minimum=1024 * 1024),
+            nats_max_file_store=_int(env, f"{p}NATS_MAX_FILE_STORE", 0, minimum=0),
             ai_provider=env.get(f"{p}AI_PROVIDER") or "local",
             ai_timeout_s=_float(env, f"{p}AI_TIMEOUT", 20.0),
             ai_max_wait_s=_float(env, f"{p}AI_MAX_WAIT", 2.0, allow_zero=True),
@@ -396,6 +400,7 @@ class Settings:
             f"{p}STREAM_REPLICAS": str(self.stream_replicas),
             f"{p}DEDUP_WINDOW": str(self.dedup_window_s),
             f"{p}DEDUP_MAX_BYTES": str(self.dedup_max_bytes),
+            f"{p}NATS_MAX_FILE_STORE": str(self.nats_max_file_store),
             f"{p}AI_PROVIDER": self.ai_provider,
             f"{p}AI_TIMEOUT": str(self.ai_timeout_s),
             f"{p}AI_MAX_WAIT": str(self.ai_max_wait_s),

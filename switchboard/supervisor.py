@@ -4,11 +4,18 @@ Each service runs as its own process (``python -m services.<name>``), exactly as
 in production. A service that crashes is restarted with backoff and the reason
 (exit code or signal) is logged; one that exits with EXIT_CONFIG (a taken port,
 a bad setting) is not restarted: everything stops with a clear message instead.
+
+The embedded nats-server and PostgreSQL are supervised the same way: one that
+dies is restarted with backoff on the port it had (a stale ``postmaster.pid``
+is cleared first), and the services, which were never stopped, reconnect by
+themselves. The supervisor is a child subreaper: processes orphaned under it
+(a killed postmaster's backends) are reaped, never left as zombies.
 Ctrl-C or SIGTERM stops the services first, then the embedded servers.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -60,6 +67,45 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Adopt the orphans of our children (Linux), so that we, not a container's
+    pid 1 that may never wait, reap them."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+def reap_orphans(known: set[int]) -> list[int]:
+    """Reap exited children that are not ours to poll (adopted orphans); returns their pids.
+
+    ``waitid(WNOWAIT)`` looks without reaping, so a service or server that died
+    is left for its ``Popen.poll()``, which reads its exit status.
+    """
+    reaped = []
+    while True:
+        try:
+            found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return reaped
+        if found is None or found.si_pid in known:
+            return reaped
+        os.waitpid(found.si_pid, 0)
+        reaped.append(found.si_pid)
+
+
+def restart_delay(restarts: int, ran_for_s: float) -> tuple[int, float]:
+    """Back off while a process keeps dying; one that ran a while starts fresh.
+
+    Returns the new restart count and the delay before the next start.
+    """
+    restarts = 0 if ran_for_s > 30 else restarts + 1
+    return restarts, min(0.5 * 2 ** restarts, 15.0)
+
+
 @dataclass
 class Child:
     name: str
@@ -69,6 +115,17 @@ class Child:
     next_start: float = 0.0
 
 
+@dataclass
+class Infrastructure:
+    """An embedded server under supervision."""
+
+    server: EmbeddedNats | EmbeddedPostgres
+    started_at: float = 0.0
+    restarts: int = 0
+    next_start: float = 0.0
+    down_since: float | None = None
+
+
 class Supervisor:
     def __init__(self, settings: Settings, services: tuple[str, ...] = SERVICE_NAMES) -> None:
         self.settings = settings
@@ -76,6 +133,7 @@ class Supervisor:
         self.nats: EmbeddedNats | None = None
         self.postgres: EmbeddedPostgres | None = None
         self.children = {name: Child(name) for name in services}
+        self.infrastructure: list[Infrastructure] = []
         self._stop = False
         self.run_dir = settings.state_dir / "run"
 
@@ -120,12 +178,15 @@ class Supervisor:
         nats_url, database_url = s.nats_url, s.database_url
         try:
             if not nats_url:
-                self.nats = EmbeddedNats(s.state_dir / "nats", max_payload=max(8 * 1024 * 1024, s.max_message_bytes))
+                self.nats = EmbeddedNats(s.state_dir / "nats", max_payload=max(8 * 1024 * 1024, s.max_message_bytes),
+                                         max_file_store=s.nats_max_file_store)
                 nats_url = self.nats.start()
+                self.infrastructure.append(Infrastructure(self.nats, started_at=time.monotonic()))
                 logger.info("embedded NATS started", extra={"url": nats_url})
             if not database_url:
                 self.postgres = EmbeddedPostgres(s.state_dir / "postgres")
                 database_url = self.postgres.start()
+                self.infrastructure.append(Infrastructure(self.postgres, started_at=time.monotonic()))
                 logger.info("embedded PostgreSQL started", extra={"port": self.postgres.port})
         except EmbeddedError as exc:
             raise StartupError(str(exc)) from None
@@ -216,6 +277,8 @@ class Supervisor:
     def _supervise(self) -> None:
         while not self._stop:
             now = time.monotonic()
+            for infra in self.infrastructure:
+                self._watch_infrastructure(infra, now)
             for child in self.children.values():
                 if child.process is None:
                     if now >= child.next_start:
@@ -228,16 +291,55 @@ class Supervisor:
                     raise StartupError(f"service {child.name} {_describe_exit(code)} (a configuration problem; "
                                        "see its log above); not restarting")
                 ran_for = now - child.started_at
-                # Back off while it keeps crashing; a service that ran a while starts fresh.
-                child.restarts = 0 if ran_for > 30 else child.restarts + 1
-                delay = min(0.5 * 2 ** child.restarts, 15.0)
+                child.restarts, delay = restart_delay(child.restarts, ran_for)
                 logger.error("service died; restarting", extra={
                     "service": child.name, "reason": _describe_exit(code), "ran_for_s": round(ran_for, 1),
                     "restart_in_s": delay,
                 })
                 child.process = None
                 child.next_start = now + delay
+            reaped = reap_orphans(self._known_pids())
+            if reaped:
+                logger.info("reaped orphaned processes", extra={"pids": reaped})
             time.sleep(0.2)
+
+    def _known_pids(self) -> set[int]:
+        processes = [c.process for c in self.children.values()] + [i.server.process for i in self.infrastructure]
+        return {p.pid for p in processes if p is not None}
+
+    def _watch_infrastructure(self, infra: Infrastructure, now: float) -> None:
+        """Restart an embedded server that died, with backoff, on the port it had."""
+        server = infra.server
+        if server.process is not None:
+            code = server.process.poll()  # also reaps it: a zombie would hold its lock file
+            if code is None:
+                return
+            ran_for = now - infra.started_at
+            infra.restarts, delay = restart_delay(infra.restarts, ran_for)
+            infra.down_since = now
+            infra.next_start = now + delay
+            server.process = None
+            logger.error("embedded server died; restarting", extra={
+                "server": server.name, "reason": _describe_exit(code), "ran_for_s": round(ran_for, 1),
+                "restart_in_s": delay,
+            })
+            return
+        if now < infra.next_start:
+            return
+        try:
+            server.start()
+        except EmbeddedError as exc:
+            infra.restarts, delay = restart_delay(infra.restarts, 0)
+            infra.next_start = time.monotonic() + delay
+            logger.error("embedded server did not start; trying again", extra={
+                "server": server.name, "error": str(exc).splitlines()[0], "restart_in_s": delay,
+            })
+            return
+        infra.started_at = time.monotonic()
+        logger.warning("embedded server restarted", extra={
+            "server": server.name, "down_for_s": round(infra.started_at - (infra.down_since or now), 1),
+        })
+        infra.down_since = None
 
     def _stop_services(self, timeout: float = 20.0) -> None:
         alive = [c.process for c in self.children.values() if c.process is not None and c.process.poll() is None]
@@ -263,6 +365,7 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
+        become_subreaper()
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(exist_ok=True)
         try:
