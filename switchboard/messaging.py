@@ -21,7 +21,10 @@ silently dropped.
 Beside them, the KV bucket EVENT_DEDUP (stream KV_EVENT_DEDUP): the ids of
 accepted events that carry a provider delivery id, each kept for
 SWITCHBOARD_DEDUP_WINDOW, so a provider's retry after the streams' duplicate
-window is still answered duplicate (services/ingest/publisher.py).
+window is still answered duplicate (services/ingest/publisher.py); and the KV
+bucket SOURCES (stream KV_SOURCES): every source as PostgreSQL last committed
+it, which every ingest process mirrors to find sources without PostgreSQL
+(services/ingest/source_feed.py).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ __all__ = [
     "duplicate_window_s",
     "DEDUP_BUCKET",
     "dedup_bucket_config",
+    "SOURCES_BUCKET",
+    "sources_bucket_config",
     "CONSUMERS",
     "connect_nats",
     "ensure_streams",
@@ -171,6 +176,31 @@ def dedup_bucket_config(settings: Settings) -> api.StreamConfig:
     )
 
 
+SOURCES_BUCKET = "SOURCES"
+
+
+def sources_bucket_config(settings: Settings) -> api.StreamConfig:
+    """The stream behind the KV bucket SOURCES: the latest record of each source (history 1),
+    kept until the source is deleted. When full a write is refused (the edges then ask
+    PostgreSQL for that source) rather than an older source dropped."""
+    return api.StreamConfig(
+        name=f"KV_{SOURCES_BUCKET}",
+        subjects=[f"$KV.{SOURCES_BUCKET}.>"],
+        retention=api.RetentionPolicy.LIMITS,
+        discard=api.DiscardPolicy.NEW,
+        max_bytes=settings.stream_max_bytes,
+        max_msgs_per_subject=1,
+        # A record holds at most what the API accepts for one source.
+        max_msg_size=settings.max_message_bytes,
+        duplicate_window=120.0,
+        storage=api.StorageType.FILE,
+        num_replicas=settings.stream_replicas,
+        allow_direct=True,
+        allow_rollup_hdrs=True,
+        deny_delete=True,
+    )
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
     stream: str
@@ -235,8 +265,9 @@ def _redact_url(url: str) -> str:
 
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
-    """Create or update every stream, and the dedup bucket, to its declared configuration."""
-    for config in [spec.config() for spec in stream_specs(settings)] + [dedup_bucket_config(settings)]:
+    """Create or update every stream, and the KV buckets, to its declared configuration."""
+    buckets = [dedup_bucket_config(settings), sources_bucket_config(settings)]
+    for config in [spec.config() for spec in stream_specs(settings)] + buckets:
         try:
             await js.stream_info(config.name)
         except NotFoundError:

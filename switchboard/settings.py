@@ -118,6 +118,13 @@ class Settings:
     # How long the edge trusts a verified key without asking AuthService again:
     # the bound on how long a revoked key keeps working.
     auth_cache_ttl_s: float = 30.0
+    # While AuthService cannot answer (it, or PostgreSQL, is down), a key it
+    # verified within this long is still accepted: the bound on how long a
+    # revoked key can keep working during such an outage.
+    auth_cache_stale_s: float = 600.0
+    # How often each ingest process compares the sources in PostgreSQL with
+    # the KV bucket SOURCES and repairs the bucket.
+    source_reconcile_interval_s: float = 30.0
     # Proxies (CIDRs) whose X-Forwarded-For the edge believes.
     trusted_proxies: tuple[str, ...] = ()
     # Sender gets 503 when JetStream has not acknowledged within this.
@@ -274,6 +281,8 @@ class Settings:
             source_rate_per_s=_float(env, f"{p}SOURCE_RATE", 500.0),
             source_burst=_int(env, f"{p}SOURCE_BURST", 1000, minimum=1),
             auth_cache_ttl_s=_float(env, f"{p}AUTH_CACHE_TTL", 30.0),
+            auth_cache_stale_s=_float(env, f"{p}AUTH_CACHE_STALE", 600.0, allow_zero=True),
+            source_reconcile_interval_s=_float(env, f"{p}SOURCE_RECONCILE_INTERVAL", 30.0),
             trusted_proxies=_networks(env, f"{p}TRUSTED_PROXIES"),
             publish_timeout_s=_float(env, f"{p}PUBLISH_TIMEOUT", 5.0),
             rpc_timeout_s=_float(env, f"{p}RPC_TIMEOUT", 5.0),
@@ -378,6 +387,8 @@ class Settings:
             f"{p}SOURCE_RATE": str(self.source_rate_per_s),
             f"{p}SOURCE_BURST": str(self.source_burst),
             f"{p}AUTH_CACHE_TTL": str(self.auth_cache_ttl_s),
+            f"{p}AUTH_CACHE_STALE": str(self.auth_cache_stale_s),
+            f"{p}SOURCE_RECONCILE_INTERVAL": str(self.source_reconcile_interval_s),
             f"{p}TRUSTED_PROXIES": ",".join(self.trusted_proxies),
             f"{p}PUBLISH_TIMEOUT": str(self.publish_timeout_s),
             f"{p}RPC_TIMEOUT": str(self.rpc_timeout_s),

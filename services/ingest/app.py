@@ -14,7 +14,8 @@ from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher, SeenEventIds
 from switchboard.ratelimit import RateLimit, TokenBuckets
 from services.ingest.servicer import IngestServicer
-from services.ingest.sources import SourceStore
+from services.ingest.source_feed import SourceFeed, SourceReconciler, SourceWatcher
+from services.ingest.sources import SourceMirror, SourceStore
 from switchboard.service import Runtime, ServiceApp
 from switchboard.v1 import ingest_pb2_grpc as rpc
 
@@ -27,25 +28,39 @@ class IngestApp(ServiceApp):
 
     name = "ingest"
 
-    def __init__(self, authenticator_factory=Authenticator) -> None:
+    def __init__(self, authenticator_factory=None) -> None:
         self.authenticator_factory = authenticator_factory
     grpc_services = ["switchboard.v1.IngestService"]
 
     def register(self, server, runtime: Runtime) -> None:
         self.registry = load_registry()
-        self.sources = SourceStore(runtime.pool, self.registry)
+        # Sources as the bucket SOURCES tells them: webhooks find theirs without PostgreSQL.
+        self.mirror = SourceMirror()
+        self.feed = SourceFeed(runtime.nc)
+        self.sources = SourceStore(runtime.pool, self.registry, mirror=self.mirror, feed=self.feed)
         rpc.add_IngestServiceServicer_to_server(IngestServicer(self.sources), server)
+
+    def authenticator(self, runtime: Runtime):
+        s = runtime.settings
+        if self.authenticator_factory is not None:
+            return self.authenticator_factory(runtime.clients, ttl_s=s.auth_cache_ttl_s)
+        return Authenticator(runtime.clients, ttl_s=s.auth_cache_ttl_s, stale_s=s.auth_cache_stale_s)
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings
         sock = bind_http(s.http_host, s.http_port)
+        # Until the watch has read the bucket (moments), webhooks find their source in PostgreSQL.
+        watcher = SourceWatcher(runtime.nc, self.mirror)
+        runtime.background(watcher.run(runtime.stopping), "sources watch")
+        reconciler = SourceReconciler(self.sources, self.feed, watcher, s.source_reconcile_interval_s)
+        runtime.background(reconciler.run(runtime.stopping), "sources reconciliation")
         publisher = JetStreamPublisher(runtime.nc, runtime.js, s.publish_timeout_s, s.max_message_bytes,
                                        SeenEventIds(runtime.nc))
         edge = EdgeContext(
             settings=s,
             intake=WebhookIntake(self.sources, self.registry, publisher, RateLimit(s.source_rate_per_s, s.source_burst)),
             sources=self.sources,
-            authenticator=self.authenticator_factory(runtime.clients, ttl_s=s.auth_cache_ttl_s),
+            authenticator=self.authenticator(runtime),
             clients=runtime.clients,
             nc=runtime.nc,
             key_buckets=TokenBuckets(),

@@ -1,23 +1,38 @@
-"""Sources in PostgreSQL: the domain storage of IngestService."""
+"""Sources in PostgreSQL: the domain storage of IngestService.
+
+PostgreSQL is the truth. Every committed change is also told to a change feed
+(the KV bucket SOURCES, :mod:`services.ingest.source_feed`), which every
+ingest process mirrors in memory, so the webhook hot path finds a source
+without PostgreSQL: a webhook is accepted while PostgreSQL is down.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, AsyncIterator, Iterable, Protocol
 
+import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from plugins.manager import PluginRegistry, UnknownPlugin
+from switchboard.database import DatabaseUnavailable
 from switchboard.ratelimit import RateLimit
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.ids import is_id, new_id
 
-__all__ = ["Source", "SourceStore", "rate_limit"]
+__all__ = ["Source", "SourceStore", "SourceMirror", "ChangeFeed", "rate_limit"]
+
+logger = logging.getLogger(__name__)
+
+# PostgreSQL cannot be reached (or the pool is shutting down): the caller gets 503, never 500.
+_DATABASE_DOWN = (psycopg.OperationalError, PoolTimeout, PoolClosed)
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,8 @@ class Source:
     previous_secret: str | None = None
     previous_secret_expires_at: datetime | None = None
     disabled_at: datetime | None = None
+    # Counted up by every change in PostgreSQL: a copy with a lower one is older.
+    revision: int = 0
 
     def accepted_secrets(self, now: datetime) -> list[str]:
         """The current secret, and the previous one while its grace period lasts."""
@@ -66,6 +83,7 @@ def _source(row: dict[str, Any]) -> Source:
         secret=row["secret"], created_at=row["created_at"], allowed_ips=tuple(row["allowed_ips"]),
         rate_limit=rate, previous_secret=row["previous_secret"],
         previous_secret_expires_at=row["previous_secret_expires_at"], disabled_at=row["disabled_at"],
+        revision=row["revision"],
     )
 
 
@@ -88,19 +106,100 @@ def _networks(values: list[str]) -> list[str]:
         raise InvalidRequest("allowed_ips must be IP addresses or CIDRs, like 203.0.113.0/24") from None
 
 
-class SourceStore:
-    """Sources, with a short-lived cache for the webhook hot path.
+class ChangeFeed(Protocol):
+    """Where every committed change of a source is told; raising when it could not be."""
 
-    The cache holds hits and misses for ``ttl_s``; a change through this
-    store invalidates its entry in this process at once, and other edge
-    processes see it within ``ttl_s``.
+    async def publish(self, source: Source) -> None:
+        """The source as PostgreSQL now has it (a copy of a newer revision is kept)."""
+
+    async def retract(self, source_id: str) -> None:
+        """The source is deleted."""
+
+
+class SourceMirror:
+    """Every source as the change feed last told it, in this process's memory.
+
+    ``loaded`` once the feed's whole content has been read: before that a
+    source missing here may just not have been read yet, so the mirror is not
+    asked. A copy never replaces a newer revision of the same source.
     """
 
-    def __init__(self, pool: AsyncConnectionPool, registry: PluginRegistry, ttl_s: float = 5.0) -> None:
+    def __init__(self) -> None:
+        self._sources: dict[str, Source] = {}
+        self.loaded = False
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def get(self, source_id: str) -> Source | None:
+        return self._sources.get(source_id)
+
+    def offer(self, source: Source) -> bool:
+        """Keep ``source`` unless a copy of the same or a newer revision is held; whether it was kept."""
+        held = self._sources.get(source.id)
+        if held is not None and held.revision >= source.revision:
+            return False
+        self._sources[source.id] = source
+        return True
+
+    def forget(self, source_id: str) -> None:
+        self._sources.pop(source_id, None)
+
+    def load(self, sources: Iterable[Source]) -> None:
+        """The feed's whole content, read anew (at start, and after NATS came back): a source it no
+        longer has is forgotten (deleted meanwhile); a newer copy held than the one read stays."""
+        fresh: dict[str, Source] = {}
+        for source in sources:
+            held = self._sources.get(source.id)
+            fresh[source.id] = held if held is not None and held.revision > source.revision else source
+        self._sources = fresh
+        self.loaded = True
+
+
+class SourceStore:
+    """Sources, and how the webhook hot path finds one.
+
+    With a loaded ``mirror`` (fed by the change feed), a source it holds is
+    answered without PostgreSQL; any other id is looked up in PostgreSQL.
+    Without one (or before it is loaded) every look-up reads PostgreSQL. Those
+    reads are cached, hits and misses, for ``ttl_s``; a change through this
+    store updates this process's mirror and cache at once, other processes'
+    mirrors as soon as the feed tells them (milliseconds; their cached misses
+    within ``ttl_s``). A look-up that needs PostgreSQL while it is down raises
+    :class:`~switchboard.errors.Unavailable` (503): never a 404 for a source
+    that could not be checked.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, registry: PluginRegistry, ttl_s: float = 5.0,
+                 mirror: SourceMirror | None = None, feed: ChangeFeed | None = None) -> None:
         self.pool = pool
         self.registry = registry
         self.ttl_s = ttl_s
+        self.mirror = mirror
+        self.feed = feed
         self._cache: dict[str, tuple[float, Source | None]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except _DATABASE_DOWN:
+            raise DatabaseUnavailable("the database is unavailable; retry later") from None
+
+    async def _committed(self, source: Source) -> Source:
+        """Tell this process and the change feed about a committed change."""
+        self._cache.pop(source.id, None)
+        if self.mirror is not None:
+            self.mirror.offer(source)
+        if self.feed is not None:
+            try:
+                await self.feed.publish(source)
+            except Exception as exc:
+                # The change stands (PostgreSQL is the truth); reconciliation writes it to the feed later.
+                logger.warning("source change not written to the feed",
+                               extra={"source_id": source.id, "error": f"{type(exc).__name__}: {exc}"})
+        return source
 
     async def create(
         self,
@@ -123,7 +222,7 @@ class SourceStore:
         clean = plugin.validate_config(config)
         secret = self._checked_secret(plugin, secret)
         networks = _networks(allowed_ips or [])
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(
                 """INSERT INTO ingest.sources (id, tenant_id, name, type, config, secret, allowed_ips,
                                               rate_per_s, rate_burst)
@@ -132,8 +231,7 @@ class SourceStore:
                  rate_limit.rate_per_s if rate_limit else None, rate_limit.burst if rate_limit else None),
             )
             source = _source(await cur.fetchone())
-        self._cache.pop(source.id, None)
-        return source
+        return await self._committed(source)
 
     @staticmethod
     def _checked_secret(plugin: Any, secret: str) -> str:
@@ -159,16 +257,15 @@ class SourceStore:
             raise InvalidRequest("the grace period is between 0 and 30 days")
         source = await self.get(tenant_id, source_id)
         new_secret = self._checked_secret(self.registry.source(source.type), secret)
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(
                 """UPDATE ingest.sources SET previous_secret = secret, previous_secret_expires_at = now() + %s,
-                          secret = %s
+                          secret = %s, revision = revision + 1
                    WHERE tenant_id = %s AND id = %s RETURNING *""",
                 (grace, new_secret, tenant_id, source_id),
             )
             updated = _updated(await cur.fetchone(), source_id)
-        self._cache.pop(source_id, None)
-        return updated
+        return await self._committed(updated)
 
     async def disable(self, tenant_id: str, source_id: str) -> Source:
         return await self.set_enabled(tenant_id, source_id, False)
@@ -176,16 +273,16 @@ class SourceStore:
     async def set_enabled(self, tenant_id: str, source_id: str, enabled: bool) -> Source:
         """Disabled, its webhooks are refused with 410 (kept: nothing is deleted); enabled, taken again."""
         await self.get(tenant_id, source_id)
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(
                 """UPDATE ingest.sources
-                   SET disabled_at = CASE WHEN %s THEN NULL ELSE coalesce(disabled_at, now()) END
+                   SET disabled_at = CASE WHEN %s THEN NULL ELSE coalesce(disabled_at, now()) END,
+                       revision = revision + 1
                    WHERE tenant_id = %s AND id = %s RETURNING *""",
                 (enabled, tenant_id, source_id),
             )
             updated = _updated(await cur.fetchone(), source_id)
-        self._cache.pop(source_id, None)
-        return updated
+        return await self._committed(updated)
 
     async def update(self, tenant_id: str, source_id: str, changes: dict[str, Any]) -> Source:
         """Change the name, config (checked by the source's plugin), allowed_ips or rate_limit
@@ -213,23 +310,32 @@ class SourceStore:
         if not columns:
             return source
         assignments = ", ".join(f"{column} = %s" for column in columns)
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(
-                f"UPDATE ingest.sources SET {assignments} WHERE tenant_id = %s AND id = %s RETURNING *",
+                f"""UPDATE ingest.sources SET {assignments}, revision = revision + 1
+                    WHERE tenant_id = %s AND id = %s RETURNING *""",
                 (*columns.values(), tenant_id, source_id),
             )
             updated = _updated(await cur.fetchone(), source_id)
-        self._cache.pop(source_id, None)
-        return updated
+        return await self._committed(updated)
 
     async def delete(self, tenant_id: str, source_id: str) -> None:
         """Gone for good: its webhooks get 404 like any unknown source. The events it
         brought stay (they are the router's, with their deliveries)."""
         await self.get(tenant_id, source_id)
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             await conn.execute("DELETE FROM ingest.sources WHERE tenant_id = %s AND id = %s",
                                (tenant_id, source_id))
         self._cache.pop(source_id, None)
+        if self.mirror is not None:
+            self.mirror.forget(source_id)
+        if self.feed is not None:
+            try:
+                await self.feed.retract(source_id)
+            except Exception as exc:
+                # Deleted all the same; reconciliation removes it from the feed later.
+                logger.warning("source deletion not written to the feed",
+                               extra={"source_id": source_id, "error": f"{type(exc).__name__}: {exc}"})
 
     async def get(self, tenant_id: str, source_id: str) -> Source:
         source = await self.find(source_id)
@@ -241,11 +347,15 @@ class SourceStore:
         """The source with this id, whichever tenant owns it (for POST /in/{id})."""
         if not is_id(source_id, "src"):
             return None
+        if self.mirror is not None and self.mirror.loaded:
+            mirrored = self.mirror.get(source_id)
+            if mirrored is not None:
+                return mirrored
         now = time.monotonic()
         cached = self._cache.get(source_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute("SELECT * FROM ingest.sources WHERE id = %s", (source_id,))
             row = await cur.fetchone()
         source = _source(row) if row else None
@@ -255,6 +365,20 @@ class SourceStore:
         return source
 
     async def list(self, tenant_id: str) -> list[Source]:
-        async with self.pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute("SELECT * FROM ingest.sources WHERE tenant_id = %s ORDER BY id", (tenant_id,))
+            return [_source(row) for row in await cur.fetchall()]
+
+    async def revisions(self) -> dict[str, int]:
+        """Every source's revision, by id, whichever tenant owns it: what reconciliation
+        compares the change feed with."""
+        async with self._connection() as conn:
+            cur = await conn.execute("SELECT id, revision FROM ingest.sources")
+            return {row["id"]: row["revision"] for row in await cur.fetchall()}
+
+    async def read(self, source_ids: Iterable[str]) -> list[Source]:
+        """These sources as PostgreSQL has them now (those that exist), read past the cache."""
+        async with self._connection() as conn:
+            cur = await conn.execute("SELECT * FROM ingest.sources WHERE id = ANY(%s) ORDER BY id",
+                                     (list(source_ids),))
             return [_source(row) for row in await cur.fetchall()]

@@ -1,24 +1,35 @@
 """Bearer API keys at the edge, verified by AuthService and cached briefly.
 
-A verified key is cached for ``ttl_s`` (default 30 s), so the hot path makes no
-gRPC call per request; a revoked key therefore stops working within ``ttl_s``.
-Failures are not cached. When AuthService cannot be reached, a key not in the
-cache gets 503: never "allow", never 500.
+A verified key is cached for ``ttl_s`` (SWITCHBOARD_AUTH_CACHE_TTL, 30 s), so
+the hot path makes no gRPC call per request; a revoked key therefore stops
+working within ``ttl_s``. Failures are not cached, and a key AuthService
+refuses is forgotten at once.
+
+Stale-if-error: when AuthService cannot answer (it, or its PostgreSQL, is
+down), a key it verified within ``stale_s`` (SWITCHBOARD_AUTH_CACHE_STALE,
+600 s) is still accepted with the principal it had, so API-key holders can
+keep publishing events (which needs only NATS) through a database outage.
+During such an outage a revoked key can therefore work for up to ``stale_s``
+after its last successful verification. A key never verified, or verified
+longer ago, gets 503: never "allow", never 500.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from switchboard.errors import PermissionDenied, Unauthenticated
+from switchboard.errors import PermissionDenied, Unauthenticated, Unavailable
 from switchboard.rpc import ServiceClients, call
 from switchboard.v1 import auth_pb2, auth_pb2_grpc
 
 __all__ = ["Principal", "Authenticator"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,12 +44,16 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, clients: ServiceClients, ttl_s: float = 30.0, max_entries: int = 10_000) -> None:
+    def __init__(self, clients: ServiceClients, ttl_s: float = 30.0, max_entries: int = 10_000,
+                 stale_s: float = 600.0) -> None:
         self.clients = clients
         self.ttl_s = ttl_s
+        self.stale_s = stale_s
         self.max_entries = max_entries
-        # Keyed by a digest so raw keys are not kept as dictionary keys.
+        # Keyed by a digest so raw keys are not kept as dictionary keys: (verified at, principal).
         self._cache: dict[bytes, tuple[float, Principal]] = {}
+        # Set while keys are accepted on their stale entries: logged once per outage.
+        self._serving_stale = False
 
     async def authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization")
@@ -53,12 +68,30 @@ class Authenticator:
         digest = hashlib.sha256(key.encode()).digest()
         now = time.monotonic()
         cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
+        if cached is not None and now - cached[0] < self.ttl_s:
             return cached[1]
         stub = self.clients.stub("auth", auth_pb2_grpc.AuthServiceStub)
-        reply = await call(stub.VerifyApiKey(auth_pb2.VerifyApiKeyRequest(key=key), timeout=self.clients.timeout))
+        try:
+            reply = await call(stub.VerifyApiKey(auth_pb2.VerifyApiKeyRequest(key=key),
+                                                 timeout=self.clients.timeout))
+        except Unavailable:
+            # Only an answer AuthService could not give falls back on the stale entry; a refusal
+            # (Unauthenticated, PermissionDenied) is never overridden.
+            if cached is not None and time.monotonic() - cached[0] < self.stale_s:
+                if not self._serving_stale:
+                    logger.warning("AuthService unavailable; accepting keys it verified within the stale bound",
+                                   extra={"stale_s": self.stale_s})
+                    self._serving_stale = True
+                return cached[1]
+            raise
+        except Exception:
+            self._cache.pop(digest, None)
+            raise
+        if self._serving_stale:
+            logger.info("AuthService answers again")
+            self._serving_stale = False
         principal = Principal(reply.tenant_id, reply.key_id, frozenset(reply.scopes))
         if len(self._cache) >= self.max_entries:
             self._cache.clear()
-        self._cache[digest] = (now + self.ttl_s, principal)
+        self._cache[digest] = (time.monotonic(), principal)
         return principal
