@@ -30,7 +30,9 @@ it, which every ingest process mirrors to find sources without PostgreSQL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -45,6 +47,7 @@ from nats.js.errors import NotFoundError
 
 from switchboard import metrics
 from switchboard.errors import Unavailable
+from switchboard.outages import platform_error
 from switchboard.settings import Settings
 
 __all__ = [
@@ -72,6 +75,9 @@ __all__ = [
     "ACK",
     "TERM",
     "retry_in",
+    "retry_after",
+    "Outage",
+    "ACK_WAIT_S",
     "consume",
 ]
 
@@ -201,12 +207,18 @@ def sources_bucket_config(settings: Settings) -> api.StreamConfig:
     )
 
 
+# A message not acked (nor marked in progress) within this is redelivered: the
+# in-flight messages of a process that died come back this soon. Work that
+# lasts longer (a slow receiver, an AI call) is kept by in-progress
+# heartbeats every ACK_WAIT_S / 3 (see consume()).
+ACK_WAIT_S = 4.0
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
     stream: str
     durable: str
-    # Redelivered when not acked within this (a crashed worker's messages).
-    ack_wait_s: float = 60.0
+    ack_wait_s: float = ACK_WAIT_S
     max_ack_pending: int = 1000
 
     def config(self) -> api.ConsumerConfig:
@@ -301,6 +313,8 @@ class Decision:
 
     action: str  # "ack" | "nak" | "term"
     delay_s: float | None = None
+    # NATS or PostgreSQL was down: the consumer pauses and decides the delay (see Outage).
+    outage: bool = False
 
 
 ACK = Decision("ack")
@@ -311,7 +325,51 @@ def retry_in(delay_s: float) -> Decision:
     return Decision("nak", delay_s)
 
 
+def retry_after(exc: BaseException, delay_s: float) -> Decision:
+    """Try again in ``delay_s``; or, when ``exc`` means a dependency is down, when the consumer's backoff says."""
+    if isinstance(platform_error(exc), Unavailable):
+        return Decision("nak", delay_s, outage=True)
+    return retry_in(delay_s)
+
+
 Handler = Callable[[Msg], Awaitable[Decision]]
+
+
+class Outage:
+    """A consumer's pause while a dependency is down: no hot loop of failing
+    statements, no redelivery storm.
+
+    Each message that fails for an outage is given back with a delay that grows
+    with the outage's age (``first_s`` up to ``cap_s``, with jitter, so
+    messages do not all return at once), and no new message is fetched until
+    that delay has passed. The first success ends the outage.
+    """
+
+    def __init__(self, name: str, first_s: float = 0.5, cap_s: float = 5.0) -> None:
+        self.name = name
+        self.first_s = first_s
+        self.cap_s = cap_s
+        self.since: float | None = None
+        self.paused_until = 0.0
+
+    def failed(self) -> float:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            logger.warning("a dependency is down; consumer pausing", extra={"consumer": self.name})
+        delay = min(self.cap_s, max(self.first_s, now - self.since)) * random.uniform(0.8, 1.2)
+        self.paused_until = max(self.paused_until, now + delay)
+        return delay
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            logger.warning("consumer resumed", extra={"consumer": self.name,
+                                                      "paused_for_s": round(time.monotonic() - self.since, 1)})
+            self.since = None
+            self.paused_until = 0.0
+
+    def pause_s(self) -> float:
+        return max(0.0, self.paused_until - time.monotonic())
 
 
 async def _settle(msg: Msg, decision: Decision) -> None:
@@ -321,6 +379,21 @@ async def _settle(msg: Msg, decision: Decision) -> None:
         await msg.nak(delay=decision.delay_s)
     else:
         await msg.term()
+
+
+async def _keep_in_progress(in_flight: dict[asyncio.Task, tuple[Msg, float]], interval_s: float,
+                            stream: str) -> None:
+    """Heartbeats: tell JetStream that messages in work for a while are still in progress,
+    so a short ack wait redelivers only the messages of a process that died."""
+    while True:
+        await asyncio.sleep(interval_s)
+        older_than = time.monotonic() - interval_s
+        for msg, started in list(in_flight.values()):
+            if started <= older_than:
+                try:
+                    await msg.in_progress()
+                except Exception as exc:  # NATS down: the message may come back; its handler's work is idempotent
+                    logger.debug("in-progress ack not sent", extra={"stream": stream, "error": str(exc)})
 
 
 async def consume(
@@ -335,20 +408,28 @@ async def consume(
     """Pull messages from a durable consumer and handle up to ``concurrency`` at once.
 
     Returns once ``stopping`` is set and every message in flight is settled. A
-    handler that raises gets its message redelivered after a short delay.
+    handler that raises gets its message redelivered after a short delay; one
+    that fails because NATS or PostgreSQL is down pauses the consumer (Outage).
     """
     await ensure_consumer(js, spec)
     sub = await js.pull_subscribe_bind(spec.durable, stream=spec.stream)
-    in_flight: set[asyncio.Task] = set()
+    # Task -> (its message, when it started), for the heartbeats.
+    in_flight: dict[asyncio.Task, tuple[Msg, float]] = {}
+    outage = Outage(spec.durable)
 
     async def handle(msg: Msg) -> None:
         started = time.perf_counter()
         try:
             try:
                 decision = await handler(msg)
-            except Exception:
-                logger.exception("handler failed; message will be redelivered", extra={"stream": spec.stream})
-                decision = retry_in(2.0)
+            except Exception as exc:
+                decision = retry_after(exc, 2.0)
+                if not decision.outage:
+                    logger.exception("handler failed; message will be redelivered", extra={"stream": spec.stream})
+            if decision.outage:
+                decision = retry_in(outage.failed())
+            else:
+                outage.succeeded()
             metrics.record_message(spec.durable, decision.action, time.perf_counter() - started)
             await _settle(msg, decision)
         except Exception:
@@ -363,12 +444,20 @@ async def consume(
     room = asyncio.Event()
 
     def finished(task: asyncio.Task) -> None:
-        in_flight.discard(task)
+        in_flight.pop(task, None)
         if concurrency - len(in_flight) >= refill:
             room.set()
 
+    heartbeats = asyncio.create_task(_keep_in_progress(in_flight, spec.ack_wait_s / 3, spec.stream),
+                                     name=f"{spec.durable} in-progress heartbeats")
     try:
         while not stopping.is_set():
+            pause = outage.pause_s()
+            if pause > 0:
+                # Woken early by stopping; otherwise wait out the pause.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), pause)
+                continue
             free = concurrency - len(in_flight)
             if free < refill:
                 room.clear()
@@ -382,13 +471,15 @@ async def consume(
                 logger.warning("fetch failed", extra={"stream": spec.stream, "error": str(exc)})
                 await asyncio.sleep(0.5)
                 continue
+            now = time.monotonic()
             for msg in msgs:
                 task = asyncio.create_task(handle(msg))
-                in_flight.add(task)
+                in_flight[task] = (msg, now)
                 task.add_done_callback(finished)
     finally:
         if in_flight:
             await asyncio.gather(*in_flight, return_exceptions=True)
+        heartbeats.cancel()
         try:
             await sub.unsubscribe()
         except Exception:

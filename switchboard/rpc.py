@@ -31,7 +31,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from switchboard import metrics
-from switchboard.database import as_platform_error
+from switchboard.outages import platform_error
 from switchboard.errors import SwitchboardError, from_grpc_code, grpc_status
 from switchboard.settings import Settings
 
@@ -80,7 +80,7 @@ def _translating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
         except SwitchboardError as exc:
             await context.abort(grpc_status(exc), exc.message)
         except Exception as exc:
-            mapped = as_platform_error(exc)
+            mapped = platform_error(exc)
             if mapped is not None:
                 await context.abort(grpc_status(mapped), mapped.message)
             # Never send internals (exception text can quote data) to the caller.

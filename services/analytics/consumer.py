@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from services.analytics.ledger import AttemptLedger, Report, check_report
 from switchboard.database import describe_error
 from switchboard.events import AttemptRecord, DeliveryNotice, RoutingOutcome
-from switchboard.messaging import ACK, TERM, Decision, decode, retry_in
+from switchboard.messaging import ACK, TERM, Decision, decode, retry_after, retry_in
 
 __all__ = ["AttemptIntake"]
 
@@ -106,7 +106,7 @@ class AttemptIntake:
         except Exception as exc:
             logger.warning("report batch not recorded; will retry", extra={"error": describe_error(exc),
                                                                             "reports": len(batch)})
-            decisions = [retry_in(RETRY_DELAY_S)] * len(batch)
+            decisions = [retry_after(exc, RETRY_DELAY_S)] * len(batch)
         for (_, done), decision in zip(batch, decisions):
             if not done.done():
                 done.set_result(decision)
@@ -117,5 +117,5 @@ class AttemptIntake:
         except Exception as exc:
             logger.warning("report not recorded; will retry",
                            extra={"error": describe_error(exc), "report": type(report).__name__})
-            return retry_in(RETRY_DELAY_S)
+            return retry_after(exc, RETRY_DELAY_S)
         return ACK

@@ -8,10 +8,12 @@ re-sends with the same ``webhook-id`` so the receiver can de-duplicate.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -24,7 +26,8 @@ from switchboard.circuit import CircuitBreakers
 from services.delivery.options import EndpointOptions, parse_options
 from services.delivery.store import Attempt, DeliveryStore, Endpoint
 from switchboard.database import describe_error, storable_text
-from switchboard.errors import NotFound
+from switchboard.errors import NotFound, Unavailable
+from switchboard.outages import platform_error
 from switchboard.events import SKIPPED, AttemptRecord, DeliveryMessage, DeliveryNotice
 from switchboard.ratelimit import TokenBuckets
 from switchboard.messaging import (
@@ -36,6 +39,7 @@ from switchboard.messaging import (
     decode,
     delivery_notice_subject,
     encode,
+    retry_after,
     retry_in,
 )
 from switchboard import metrics
@@ -56,6 +60,11 @@ def _bounded(headers: Mapping[str, str], count: int = 30, length: int = 256) -> 
 HOLD_REPORT_AFTER_S = 1.0
 # Deliveries whose holds are remembered; the oldest are forgotten beyond this.
 MAX_HOLDS_TRACKED = 50_000
+# How long an attempt already sent waits for PostgreSQL (or NATS) to record it
+# before its message is given back (and the delivery sent again, same webhook-id).
+RECORD_PATIENCE_S = 120.0
+
+T = TypeVar("T")
 
 
 class NotSent(Exception):
@@ -100,7 +109,7 @@ class DeliveryWorker:
             except Exception as exc:  # PostgreSQL or NATS trouble: try the whole step again
                 logger.warning("delivery step failed; will retry",
                                extra={"delivery_id": message.delivery_id, "error": describe_error(exc)})
-                return retry_in(2.0)
+                return retry_after(exc, 2.0)
 
     async def deliver(self, message: DeliveryMessage) -> Decision:
         try:
@@ -232,22 +241,19 @@ class DeliveryWorker:
         if outcome == "failed":
             # Dead-letter first: if this publish fails, the whole step is retried
             # and the attempt is not yet recorded as final.
-            await self.js.publish(
+            await self._once_recorded(message.delivery_id, lambda: self.js.publish(
                 dead_letter_subject(message.tenant_id, message.endpoint_id),
                 encode({**message.to_message(), "last_error": result.error, "attempts": number}),
                 timeout=self.publish_timeout_s,
                 # One dead letter per cycle: a manual retry that fails again is kept again.
                 headers={"Nats-Msg-Id": f"dead:{message.delivery_id}:{cycle_start}"},
-            )
-        recorded = await self.store.record_attempt(
-            message.delivery_id,
-            Attempt(number=number, started_at=started, outcome=outcome, status_code=result.status_code,
-                    latency_ms=latency_ms, response_excerpt=storable_text(result.response_excerpt),
-                    error=storable_text(result.error),
-                    response_headers=_bounded(result.response_headers),
-                    sent_to=target.id if target is not endpoint else None),
-            new=message if state is None else None,
-        )
+            ))
+        attempt = Attempt(number=number, started_at=started, outcome=outcome, status_code=result.status_code,
+                          latency_ms=latency_ms, response_excerpt=storable_text(result.response_excerpt),
+                          error=storable_text(result.error), response_headers=_bounded(result.response_headers),
+                          sent_to=target.id if target is not endpoint else None)
+        recorded = await self._once_recorded(message.delivery_id, lambda: self.store.record_attempt(
+            message.delivery_id, attempt, new=message if state is None else None))
         if not recorded:
             # A redelivered copy of this message raced us and recorded this attempt (or
             # stored the delivery) first. Let the message come back and act on the state it left.
@@ -262,6 +268,22 @@ class DeliveryWorker:
         if outcome == "retrying":
             return retry_in(policy.next_delay(number - cycle_start, result.retry_after_s))
         return ACK
+
+    async def _once_recorded(self, delivery_id: str, step: Callable[[], Awaitable[T]]) -> T:
+        """Run a step that records an attempt already made, waiting out an outage of PostgreSQL or
+        NATS (the consumer keeps the message in progress meanwhile) rather than giving the message
+        back, which would send it again. Past RECORD_PATIENCE_S, or on any other error, it raises."""
+        delay, deadline = 0.5, time.monotonic() + RECORD_PATIENCE_S
+        while True:
+            try:
+                return await step()
+            except Exception as exc:
+                if not isinstance(platform_error(exc), Unavailable) or time.monotonic() + delay > deadline:
+                    raise
+                logger.warning("attempt made but not recorded yet; waiting for the database",
+                               extra={"delivery_id": delivery_id, "error": describe_error(exc)})
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 5.0)
 
     async def _track_health(self, endpoint: Endpoint, options: EndpointOptions, result: SendResult) -> None:
         """Feed the circuit breaker and the failure streak that auto-disables an endpoint."""

@@ -24,7 +24,7 @@ from switchboard.messaging import (
     decode,
     delivery_subject,
     encode,
-    retry_in,
+    retry_after,
     routing_outcome_subject,
 )
 from switchboard.telemetry import extract_trace_context, inject_trace_headers, tag_current_span, tracer
@@ -158,7 +158,7 @@ class EventRouter:
             return await self._dead_letter(event)
         except Exception as exc:
             logger.warning("routing failed; will retry", extra={"event_id": event.id, "error": describe_error(exc)})
-            return retry_in(2.0)
+            return retry_after(exc, 2.0)
         return ACK
 
     async def _dead_letter(self, event: Event) -> Decision:
@@ -169,5 +169,5 @@ class EventRouter:
             )
         except Exception as exc:
             logger.warning("dead-letter publish failed; will retry", extra={"error": describe_error(exc)})
-            return retry_in(5.0)
+            return retry_after(exc, 5.0)
         return ACK

@@ -1,9 +1,25 @@
+import asyncio
+import time
 from dataclasses import replace
 
+import psycopg
 import pytest
 from nats.js import api
 
-from switchboard.messaging import ACK, decode, encode, ensure_streams, retry_in, stream_specs
+from switchboard.messaging import (
+    ACK,
+    ACK_WAIT_S,
+    ConsumerSpec,
+    Decision,
+    connect_nats,
+    consume,
+    decode,
+    encode,
+    ensure_consumer,
+    ensure_streams,
+    retry_in,
+    stream_specs,
+)
 from switchboard.settings import Settings
 
 
@@ -48,3 +64,82 @@ def test_encoding_round_trips_and_rejects_non_objects() -> None:
     with pytest.raises(ValueError):
         decode(b"[1]")
     assert retry_in(3).delay_s == 3 and ACK.action == "ack"
+
+
+# -- consumers: crash recovery, heartbeats, outages ----------------------------------------------
+
+
+async def _consumer_with_one_message(js, name: str) -> ConsumerSpec:
+    await js.add_stream(name=f"S_{name}", subjects=[f"{name}.>"])
+    await js.publish(f"{name}.1", b"{}")
+    return ConsumerSpec(f"S_{name}", name)
+
+
+async def _run(js, spec: ConsumerSpec, handler, seconds: float) -> None:
+    stopping = asyncio.Event()
+    task = asyncio.create_task(consume(js, spec, handler, concurrency=8, stopping=stopping))
+    await asyncio.sleep(seconds)
+    stopping.set()
+    await asyncio.wait_for(task, 30)
+
+
+async def test_a_dead_consumers_message_is_redelivered_within_five_seconds(nats_server, js) -> None:
+    spec = await _consumer_with_one_message(js, "crash")
+    await ensure_consumer(js, spec)
+    # A process that fetched the message and died: its connection goes, no ack ever comes.
+    doomed = await connect_nats(nats_server.url, "doomed")
+    fetched = await (await doomed.jetstream().pull_subscribe_bind(spec.durable, stream=spec.stream)).fetch(1)
+    assert len(fetched) == 1
+    died_at = time.monotonic()
+    await doomed.close()
+
+    redelivered: list[float] = []
+
+    async def handler(msg) -> Decision:
+        redelivered.append(time.monotonic() - died_at)
+        return ACK
+
+    await _run(js, spec, handler, 6.0)
+    assert len(redelivered) == 1 and redelivered[0] <= 5.0, redelivered
+
+
+async def test_long_work_is_kept_by_heartbeats_not_redelivered(js) -> None:
+    """Work longer than the ack wait (a slow receiver) is not handed to anyone else meanwhile."""
+    spec = await _consumer_with_one_message(js, "slow")
+    calls = 0
+
+    async def slow(msg) -> Decision:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(3 * ACK_WAIT_S)
+        return ACK
+
+    await _run(js, spec, slow, 3 * ACK_WAIT_S + 1)
+    assert calls == 1
+    info = await js.consumer_info(spec.stream, spec.durable)
+    assert info.num_redelivered == 0 and info.num_ack_pending == 0
+
+
+async def test_a_dependency_outage_pauses_the_consumer_instead_of_a_hot_loop(js) -> None:
+    """A backlog meeting a database that is down: the consumer does not run through it
+    failing statement after statement, and handles all of it once the database is back."""
+    spec = await _consumer_with_one_message(js, "outage")
+    for n in range(2, 201):
+        await js.publish(f"outage.{n}", b"{}")
+    failed = 0
+    database_back = time.monotonic() + 6.0
+    done: set[str] = set()
+
+    async def handler(msg) -> Decision:
+        nonlocal failed
+        if time.monotonic() < database_back:
+            failed += 1
+            raise psycopg.OperationalError("connection refused")
+        done.add(msg.subject)
+        return ACK
+
+    await _run(js, spec, handler, 14.0)
+    # Without the pause, 8 slots cycle through the 200 messages for 6 s (thousands of
+    # failing calls); paused, each round of 8 waits out a growing delay.
+    assert failed <= 100, failed
+    assert len(done) == 200

@@ -30,8 +30,9 @@ class NoKeys:
 
 
 def edge_client(**settings: object) -> TestClient:
-    # The routes used here need only the settings and an authenticator that refuses.
-    edge = SimpleNamespace(settings=Settings(**settings), authenticator=NoKeys())
+    # The routes used here need only the settings and an authenticator that refuses
+    # (and a pool for /readyz's probe, which they never call).
+    edge = SimpleNamespace(settings=Settings(**settings), authenticator=NoKeys(), sources=SimpleNamespace(pool=None))
     return TestClient(build_edge(edge), raise_server_exceptions=False)  # type: ignore[arg-type]
 
 

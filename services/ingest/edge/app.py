@@ -29,6 +29,7 @@ from services.ingest.edge.openapi import openapi_document
 from services.ingest.edge.responses import EXCEPTION_HANDLERS
 from services.ingest.edge.routing import starlette_routes
 from switchboard import metrics
+from switchboard.outages import PostgresProbe
 from switchboard.rpc import PortUnavailable
 from switchboard.telemetry import extract_asgi_context
 
@@ -48,6 +49,7 @@ def build_edge(edge: EdgeContext) -> Starlette:
         routes.append(Route("/metrics", metrics_endpoint(edge.settings.metrics_token), methods=["GET"]))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(EdgeTelemetry)])
     app.state.edge = edge
+    app.state.postgres = PostgresProbe(edge.sources.pool)
     return app
 
 

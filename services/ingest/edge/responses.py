@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from switchboard.errors import RateLimited, SwitchboardError, http_status
+from switchboard.outages import platform_error
 
 __all__ = ["error_body", "error_parts", "error_response", "EXCEPTION_HANDLERS"]
 
@@ -54,6 +55,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    dependency_down = platform_error(exc)
+    if dependency_down is not None:
+        # NATS or PostgreSQL failing under a handler: a 503 to retry, never a 500.
+        return await _switchboard_error(request, dependency_down)
     logger.exception("unhandled error", extra={"path": request.url.path})
     return error_response(500, "internal", "internal error")
 

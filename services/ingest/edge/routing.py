@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -26,7 +27,8 @@ from services.ingest.edge.contract import (
 )
 from services.ingest.edge.dashboard import dashboard_routes
 from services.ingest.edge.webhooks import WebhookReceiver
-from switchboard.errors import RateLimited
+from switchboard.errors import RateLimited, Unavailable
+from switchboard.outages import dependency_states
 
 __all__ = ["ApiRoute", "API_ROUTES", "starlette_routes"]
 
@@ -200,7 +202,13 @@ def _guarded(route: ApiRoute, contract: RequestContract) -> Callable[[Request], 
                               headers=verdict.headers())
         principal.require(route.scope)
         await contract.check(request, route, edge.settings.max_body_bytes)
-        response = await route.handler(request, principal, edge)
+        try:
+            # A hung dependency (a stopped database answers nothing, and gRPC calls
+            # have their own deadline) must not hold the caller for ever.
+            async with asyncio.timeout(edge.settings.rpc_timeout_s * 3):
+                response = await route.handler(request, principal, edge)
+        except TimeoutError:
+            raise Unavailable("a dependency did not answer in time; retry later") from None
         response.headers.update(verdict.headers())
         return response
 
@@ -214,11 +222,21 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: webhooks can be accepted (NATS is connected)."""
+    """Readiness, with the state of each dependency.
+
+    503 while NATS is down: no webhook can be acknowledged. With PostgreSQL
+    down, webhooks for known sources are still taken (sources are cached from
+    their change feed, JetStream makes them durable): 200 ``degraded``, so a
+    load balancer keeps sending them here.
+    """
     edge: EdgeContext = request.app.state.edge
-    if not edge.nc.is_connected:
-        return JSONResponse({"status": "unavailable", "nats": "disconnected"}, status_code=503)
-    return JSONResponse({"status": "ok"})
+    states = await dependency_states(edge.nc, request.app.state.postgres)
+    body = {name: state.as_json() for name, state in states.items()}
+    if not states["nats"].up:
+        return JSONResponse({"status": "unavailable", "dependencies": body}, status_code=503,
+                            headers={"Retry-After": "5"})
+    return JSONResponse({"status": "ok" if all(s.up for s in states.values()) else "degraded",
+                         "dependencies": body})
 
 
 def starlette_routes(openapi: Callable[[Request], Awaitable[Response]]) -> list[Route]:
