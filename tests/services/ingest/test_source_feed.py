@@ -9,7 +9,7 @@ import dataclasses
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
@@ -100,6 +100,22 @@ async def eventually(condition: Callable[[], object], timeout_s: float = 10.0) -
 
 async def bucket(edge: Edge):
     return await edge.nc.jetstream().key_value(SOURCES_BUCKET)
+
+
+def test_a_mirror_keeps_the_newest_revision_and_forgets_what_a_new_read_lacks() -> None:
+    created_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    first = Source("src_" + "1" * 32, "t1", "a", "generic", {}, "s" * 32, created_at, revision=1)
+    second = dataclasses.replace(first, secret="n" * 32, revision=2)
+    other = dataclasses.replace(first, id="src_" + "2" * 32)
+    mirror = SourceMirror()
+    assert mirror.offer(second) and not mirror.offer(first) and not mirror.offer(second)
+    assert not mirror.loaded
+
+    mirror.load([first])  # a read of the bucket that is behind what this process wrote: the newer stays
+    assert mirror.loaded and mirror.get(first.id) == second
+    mirror.offer(other)
+    mirror.load([second])  # a read without it: deleted meanwhile
+    assert mirror.get(other.id) is None and len(mirror) == 1
 
 
 async def test_a_source_created_on_one_edge_is_found_by_another_without_postgresql(edges, unreachable_pool) -> None:
