@@ -8,6 +8,7 @@ without PostgreSQL: a webhook is accepted while PostgreSQL is down.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # PostgreSQL cannot be reached (or the pool is shutting down): the caller gets 503, never 500.
 _DATABASE_DOWN = (psycopg.OperationalError, PoolTimeout, PoolClosed)
+# How long a webhook's look-up of a source the mirror does not hold may wait for PostgreSQL.
+LOOKUP_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -180,9 +183,9 @@ class SourceStore:
         self._cache: dict[str, tuple[float, Source | None]] = {}
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def _connection(self, timeout_s: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
         try:
-            async with self.pool.connection() as conn:
+            async with self.pool.connection(timeout=timeout_s) as conn:
                 yield conn
         except _DATABASE_DOWN:
             raise DatabaseUnavailable("the database is unavailable; retry later") from None
@@ -355,9 +358,14 @@ class SourceStore:
         cached = self._cache.get(source_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        async with self._connection() as conn:
-            cur = await conn.execute("SELECT * FROM ingest.sources WHERE id = %s", (source_id,))
-            row = await cur.fetchone()
+        try:
+            # A sender waits on this: a database that is down or hung is a prompt 503, not a 10 s wait.
+            async with asyncio.timeout(LOOKUP_TIMEOUT_S):
+                async with self._connection(LOOKUP_TIMEOUT_S) as conn:
+                    cur = await conn.execute("SELECT * FROM ingest.sources WHERE id = %s", (source_id,))
+                    row = await cur.fetchone()
+        except TimeoutError:
+            raise DatabaseUnavailable("the database is unavailable; retry later") from None
         source = _source(row) if row else None
         if len(self._cache) > 100_000:
             self._cache.clear()

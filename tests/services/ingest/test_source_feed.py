@@ -8,6 +8,8 @@ import asyncio
 import dataclasses
 import hashlib
 import hmac
+import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,7 +27,7 @@ from services.ingest.edge.context import EdgeContext
 from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher
 from services.ingest.source_feed import SourceFeed, SourceReconciler, SourceWatcher, decode_record, encode_record
-from services.ingest.sources import Source, SourceMirror, SourceStore
+from services.ingest.sources import LOOKUP_TIMEOUT_S, Source, SourceMirror, SourceStore
 from switchboard.database import apply_migrations
 from switchboard.embedded import EmbeddedNats, free_port
 from switchboard.errors import Unavailable
@@ -153,6 +155,26 @@ async def test_with_postgresql_unreachable_a_known_source_is_found_and_an_unknow
         await there.store.find("src_" + "0" * 32)
     # Never a 404 for an id we could not check, nor a crash for one that cannot be ours.
     assert await there.store.find("not-a-source-id") is None
+
+
+async def test_a_hung_database_makes_a_look_up_unavailable_in_two_seconds_not_the_pool_timeout(edges) -> None:
+    """A stopped PostgreSQL accepts connections and answers nothing: the sender gets a prompt 503."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    host, port = silent.getsockname()
+    pool = AsyncConnectionPool(f"host={host} port={port} dbname=hung user=hung", open=False, timeout=30,
+                               kwargs={"autocommit": True, "row_factory": dict_row})
+    await pool.open(wait=False)
+    try:
+        hung = await edges(pool)
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            await hung.store.find("src_" + "0" * 32)
+        assert time.monotonic() - started < LOOKUP_TIMEOUT_S + 1
+    finally:
+        await pool.close(timeout=1)
+        silent.close()
 
 
 async def test_before_its_snapshot_a_store_reads_postgresql_and_is_unavailable_without_it(
