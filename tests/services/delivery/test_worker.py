@@ -497,3 +497,37 @@ async def test_a_delivery_its_endpoint_filters_out_is_reported_skipped(setup) ->
     assert await deliveries_of(store, "t1", "evt_1") == []
     [notice] = await notices_of(js, "skipped", 1)
     assert (notice["delivery_id"], notice["state"]) == (f"evt_1:{endpoint.id}", "skipped")
+
+
+async def test_an_attempt_sent_while_the_database_goes_away_waits_to_be_recorded_not_sent_again(
+        setup, database_url, postgres_server) -> None:
+    """PostgreSQL is lost between the send and its record: the worker waits for it (the
+    consumer keeps the message in progress) instead of giving the message back to send again."""
+    import asyncio
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    store, worker, _ = setup
+    name = conninfo_to_dict(database_url)["dbname"]
+
+    def database_reachable(reachable: bool) -> None:
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(reachable).lower()}')
+            if not reachable:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+    with Receiver(delay_s=1.5) as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        delivering = asyncio.create_task(worker.deliver(message(endpoint.id)))
+        await asyncio.sleep(0.7)  # sent; the receiver has not answered yet
+        database_reachable(False)
+        try:
+            await asyncio.sleep(3.0)
+            assert not delivering.done()  # waiting for the database, not giving up
+        finally:
+            database_reachable(True)
+        assert (await asyncio.wait_for(delivering, 30)).action == "ack"
+    assert len(receiver.requests) == 1
+    [delivery] = await deliveries_of(store, "t1", "evt_1")
+    assert delivery.status == "succeeded" and len(delivery.history) == 1
