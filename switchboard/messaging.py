@@ -156,6 +156,23 @@ def stream_specs(settings: Settings) -> list[StreamSpec]:
     ]
 
 
+def _kv_bucket_config(bucket: str, settings: Settings, **limits: Any) -> api.StreamConfig:
+    """The stream behind a KV bucket with one entry per key, file storage and the platform's replicas."""
+    return api.StreamConfig(
+        name=f"KV_{bucket}",
+        subjects=[f"$KV.{bucket}.>"],
+        retention=api.RetentionPolicy.LIMITS,
+        max_msgs_per_subject=1,
+        storage=api.StorageType.FILE,
+        num_replicas=settings.stream_replicas,
+        # What makes a stream a KV bucket (as nats-py's create_key_value declares it).
+        allow_direct=True,
+        allow_rollup_hdrs=True,
+        deny_delete=True,
+        **limits,
+    )
+
+
 DEDUP_BUCKET = "EVENT_DEDUP"
 
 
@@ -163,22 +180,13 @@ def dedup_bucket_config(settings: Settings) -> api.StreamConfig:
     """The stream behind the KV bucket EVENT_DEDUP: one entry per key, each expiring
     after the dedup window. When full the oldest ids go first (the period
     shortens; the router still refuses to route a stored event twice)."""
-    return api.StreamConfig(
-        name=f"KV_{DEDUP_BUCKET}",
-        subjects=[f"$KV.{DEDUP_BUCKET}.>"],
-        retention=api.RetentionPolicy.LIMITS,
+    return _kv_bucket_config(
+        DEDUP_BUCKET, settings,
         discard=api.DiscardPolicy.OLD,
         max_bytes=settings.dedup_max_bytes,
         max_age=float(settings.dedup_window_s),
-        max_msgs_per_subject=1,
         max_msg_size=1024,
         duplicate_window=min(120.0, float(settings.dedup_window_s)),
-        storage=api.StorageType.FILE,
-        num_replicas=settings.stream_replicas,
-        # What makes a stream a KV bucket (as nats-py's create_key_value declares it).
-        allow_direct=True,
-        allow_rollup_hdrs=True,
-        deny_delete=True,
     )
 
 
@@ -189,21 +197,13 @@ def sources_bucket_config(settings: Settings) -> api.StreamConfig:
     """The stream behind the KV bucket SOURCES: the latest record of each source (history 1),
     kept until the source is deleted. When full a write is refused (the edges then ask
     PostgreSQL for that source) rather than an older source dropped."""
-    return api.StreamConfig(
-        name=f"KV_{SOURCES_BUCKET}",
-        subjects=[f"$KV.{SOURCES_BUCKET}.>"],
-        retention=api.RetentionPolicy.LIMITS,
+    return _kv_bucket_config(
+        SOURCES_BUCKET, settings,
         discard=api.DiscardPolicy.NEW,
         max_bytes=settings.stream_max_bytes,
-        max_msgs_per_subject=1,
         # A record holds at most what the API accepts for one source.
         max_msg_size=settings.max_message_bytes,
         duplicate_window=120.0,
-        storage=api.StorageType.FILE,
-        num_replicas=settings.stream_replicas,
-        allow_direct=True,
-        allow_rollup_hdrs=True,
-        deny_delete=True,
     )
 
 
