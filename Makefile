@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 PROTOS := $(wildcard protos/switchboard/v1/*.proto)
 STUBS  := switchboard/v1/.generated-stamp
 
-.PHONY: run test fuzz protos bench lint clean setup browser
+.PHONY: run test fuzz protos bench lint clean setup browser chaos
 
 setup: $(STAMP) $(STUBS)
 
@@ -42,6 +42,11 @@ test: setup browser
 fuzz: setup
 	SWITCHBOARD_FUZZ_EXAMPLES=$${SWITCHBOARD_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest \
 		tests/e2e/test_api_contract.py -k schemathesis $(PYTEST_ARGS)
+
+# Fault injection against the real platform (tests/chaos): every scenario, its zero-loss ledger printed.
+# `make test` runs only its short form (kill -9 of the delivery process).
+chaos: setup
+	SWITCHBOARD_CHAOS=full $(BIN)/python -m pytest tests/chaos -m chaos -p no:cacheprovider -s $(PYTEST_ARGS)
 
 # Debian's chromium for the dashboard's browser test (tests/e2e/test_dashboard.py).
 # Nothing to do when it is there; installed when apt-get is at hand as root;
