@@ -134,6 +134,7 @@ class Supervisor:
         self.postgres: EmbeddedPostgres | None = None
         self.children = {name: Child(name) for name in services}
         self.infrastructure: list[Infrastructure] = []
+        self.infrastructure_ports: dict[str, int] = {}
         self._stop = False
         self.run_dir = settings.state_dir / "run"
 
@@ -161,6 +162,9 @@ class Supervisor:
             taken.add(port)
             return port
 
+        # The embedded servers' ports are chosen here too, so they can never be one given to a service.
+        self.infrastructure_ports = {name: choose("127.0.0.1") for name, url in
+                                     (("nats", s.nats_url), ("postgres", s.database_url)) if not url}
         grpc_ports = {name: port or choose(s.grpc_host) for name, port in s.grpc_ports.items()}
         metrics_ports = {name: port or choose(s.metrics_host) for name, port in s.metrics_ports.items()} \
             if s.metrics_enabled else dict(s.metrics_ports)
@@ -180,11 +184,13 @@ class Supervisor:
             if not nats_url:
                 self.nats = EmbeddedNats(s.state_dir / "nats", max_payload=max(8 * 1024 * 1024, s.max_message_bytes),
                                          max_file_store=s.nats_max_file_store)
+                self.nats.port = self.infrastructure_ports["nats"]
                 nats_url = self.nats.start()
                 self.infrastructure.append(Infrastructure(self.nats, started_at=time.monotonic()))
                 logger.info("embedded NATS started", extra={"url": nats_url})
             if not database_url:
                 self.postgres = EmbeddedPostgres(s.state_dir / "postgres")
+                self.postgres.port = self.infrastructure_ports["postgres"]
                 database_url = self.postgres.start()
                 self.infrastructure.append(Infrastructure(self.postgres, started_at=time.monotonic()))
                 logger.info("embedded PostgreSQL started", extra={"port": self.postgres.port})
