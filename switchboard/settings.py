@@ -151,7 +151,7 @@ class Settings:
     # An endpoint's circuit opens after this many consecutive failures and
     # stays open (nothing sent) for the cooldown, then lets one probe through.
     circuit_threshold: int = 5
-    circuit_cooldown_s: float = 30.0
+    circuit_cooldown_s: float = 10.0
     # An endpoint failing without a single success for this long is disabled
     # (reason kept; re-enable through the API). 0 turns this off.
     endpoint_auto_disable_s: float = 5 * 24 * 3600
@@ -294,7 +294,7 @@ class Settings:
             delivery_concurrency=_int(env, f"{p}DELIVERY_CONCURRENCY", 256, minimum=1),
             endpoint_max_in_flight=_int(env, f"{p}ENDPOINT_MAX_IN_FLIGHT", 16, minimum=1),
             circuit_threshold=_int(env, f"{p}CIRCUIT_THRESHOLD", 5, minimum=1),
-            circuit_cooldown_s=_float(env, f"{p}CIRCUIT_COOLDOWN", 30.0),
+            circuit_cooldown_s=_float(env, f"{p}CIRCUIT_COOLDOWN", 10.0),
             endpoint_auto_disable_s=_float(env, f"{p}ENDPOINT_AUTO_DISABLE_AFTER", 5 * 24 * 3600,
                                            allow_zero=True),
             router_concurrency=_int(env, f"{p}ROUTER_CONCURRENCY", 64, minimum=1),

@@ -88,7 +88,7 @@ class DeliveryWorker:
         self.context = context
         self.defaults = defaults
         self.buckets = TokenBuckets()
-        self.circuits = circuits or CircuitBreakers(threshold=5, cooldown_s=30.0)
+        self.circuits = circuits or CircuitBreakers(threshold=5, cooldown_s=10.0)
         metrics.watch_circuits("delivery", self.circuits)
         self.in_flight: Counter[str] = Counter()
         # Delivery id -> (hold reason, since (monotonic), reported to analytics yet).
