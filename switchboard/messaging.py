@@ -396,8 +396,41 @@ async def _keep_in_progress(in_flight: dict[asyncio.Task, tuple[Msg, float]], in
                     logger.debug("in-progress ack not sent", extra={"stream": stream, "error": str(exc)})
 
 
+# Pull requests stay open this long, and the server says it is alive (an idle
+# heartbeat) this often while they wait: an idle consumer costs one request per
+# PULL_EXPIRES_S and a heartbeat per PULL_HEARTBEAT_S, not a fetch per half second.
+PULL_EXPIRES_S = 30.0
+PULL_HEARTBEAT_S = 5.0
+
+
+class PullCredit:
+    """How many messages a consumer has asked for and not received yet.
+
+    Topped up as slots free, so messages flow in as they are published,
+    without a request (a round trip) per message or per batch.
+    """
+
+    def __init__(self) -> None:
+        self.requested = 0
+        self.last_heard = time.monotonic()
+
+    def received(self) -> None:
+        self.requested = max(0, self.requested - 1)
+        self.last_heard = time.monotonic()
+
+    def ended(self, msg: Msg) -> None:
+        """A request expired or was cut short: what it still owed will not come."""
+        owed = (msg.headers or {}).get("Nats-Pending-Messages")
+        self.requested = max(0, self.requested - int(owed)) if owed and owed.isdigit() else 0
+        self.last_heard = time.monotonic()
+
+    def lost(self) -> bool:
+        """Nothing heard for two heartbeats while asking: the server forgot the requests (it restarted)."""
+        return self.requested > 0 and time.monotonic() - self.last_heard > 2 * PULL_HEARTBEAT_S + 1
+
+
 async def consume(
-    js: JetStreamContext,
+    nc: NATS,
     spec: ConsumerSpec,
     handler: Handler,
     *,
@@ -405,17 +438,26 @@ async def consume(
     stopping: asyncio.Event,
     batch: int = 64,
 ) -> None:
-    """Pull messages from a durable consumer and handle up to ``concurrency`` at once.
+    """Handle a durable consumer's messages as they come, up to ``concurrency`` at once.
 
+    Pull requests (each for up to ``batch`` messages, open for PULL_EXPIRES_S)
+    keep what was asked for plus what is in work within ``concurrency``; a
+    fetched message is handled at once, so none waits out its ack_wait here.
     Returns once ``stopping`` is set and every message in flight is settled. A
     handler that raises gets its message redelivered after a short delay; one
     that fails because NATS or PostgreSQL is down pauses the consumer (Outage).
     """
+    js = nc.jetstream()
     await ensure_consumer(js, spec)
-    sub = await js.pull_subscribe_bind(spec.durable, stream=spec.stream)
+    next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}"
+    inbox = nc.new_inbox()
+    credit = PullCredit()
     # Task -> (its message, when it started), for the heartbeats.
     in_flight: dict[asyncio.Task, tuple[Msg, float]] = {}
     outage = Outage(spec.durable)
+    # Ask again once this many slots are free: not a request per message.
+    refill = max(1, min(batch, concurrency // 4))
+    wake = asyncio.Event()
 
     async def handle(msg: Msg) -> None:
         started = time.perf_counter()
@@ -436,51 +478,59 @@ async def consume(
             # Settling failed (NATS down): the message is redelivered after ack_wait.
             logger.warning("could not settle message", extra={"stream": spec.stream}, exc_info=True)
 
-    # Fetch only what can start at once (a fetched message that waited here
-    # would run down its ack_wait), but not one at a time either: a fetch is a
-    # round trip, so wait until a quarter of the slots are free.
-    refill = max(1, min(batch, concurrency // 4))
-    # Set once that many slots are free (cheaper than asyncio.wait on every task in flight).
-    room = asyncio.Event()
-
     def finished(task: asyncio.Task) -> None:
         in_flight.pop(task, None)
-        if concurrency - len(in_flight) >= refill:
-            room.set()
+        if concurrency - len(in_flight) - credit.requested >= refill:
+            wake.set()
 
+    async def arrived(msg: Msg) -> None:
+        status = (msg.headers or {}).get("Status") if not msg.data else None
+        if status is not None:
+            if status == "100":  # an idle heartbeat (or flow control): the requests are alive
+                credit.last_heard = time.monotonic()
+            else:  # 408 expired, 409 cut short (a leader change, the consumer deleted, ...)
+                credit.ended(msg)
+                wake.set()
+            return
+        credit.received()
+        pause = outage.pause_s()
+        if pause > 0 or stopping.is_set():
+            # Arrived on a request made before the pause (or the stop): given back, not handled.
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=pause or None)
+            return
+        task = asyncio.create_task(handle(msg))
+        in_flight[task] = (msg, time.monotonic())
+        task.add_done_callback(finished)
+
+    sub = await nc.subscribe(inbox, cb=arrived)
     heartbeats = asyncio.create_task(_keep_in_progress(in_flight, spec.ack_wait_s / 3, spec.stream),
                                      name=f"{spec.durable} in-progress heartbeats")
+    reconnects = nc.stats["reconnects"]
+    request = {"expires": int(PULL_EXPIRES_S * 1e9), "idle_heartbeat": int(PULL_HEARTBEAT_S * 1e9)}
     try:
         while not stopping.is_set():
+            if nc.stats["reconnects"] != reconnects or credit.lost():
+                # A new connection (perhaps a restarted server) knows none of our requests.
+                reconnects = nc.stats["reconnects"]
+                credit.requested = 0
             pause = outage.pause_s()
-            if pause > 0:
-                # Woken early by stopping; otherwise wait out the pause.
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), pause)
-                continue
-            free = concurrency - len(in_flight)
-            if free < refill:
-                room.clear()
-                await room.wait()
-                continue
-            try:
-                msgs = await sub.fetch(min(batch, free), timeout=0.5)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                continue
-            except Exception as exc:
-                logger.warning("fetch failed", extra={"stream": spec.stream, "error": str(exc)})
-                await asyncio.sleep(0.5)
-                continue
-            now = time.monotonic()
-            for msg in msgs:
-                task = asyncio.create_task(handle(msg))
-                in_flight[task] = (msg, now)
-                task.add_done_callback(finished)
+            wanted = min(batch, concurrency - len(in_flight) - credit.requested)
+            if pause == 0 and wanted >= refill and nc.is_connected:
+                try:
+                    await nc.publish(next_subject, encode({**request, "batch": wanted}), reply=inbox)
+                    credit.requested += wanted
+                    credit.last_heard = time.monotonic()
+                except Exception as exc:
+                    logger.warning("pull request not sent", extra={"stream": spec.stream, "error": str(exc)})
+            wake.clear()
+            # Woken by free slots or a request's end; else look again (the stop, reconnects, pauses) in a second.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(pause, 1.0) if pause else 1.0)
     finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
         if in_flight:
             await asyncio.gather(*in_flight, return_exceptions=True)
         heartbeats.cancel()
-        try:
-            await sub.unsubscribe()
-        except Exception:
-            pass
+

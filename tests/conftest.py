@@ -69,10 +69,15 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
 
 
 @pytest.fixture
-async def js(nats_server: EmbeddedNats) -> AsyncIterator:
-    nc = await connect_nats(nats_server.url, "tests")
+async def nc(nats_server: EmbeddedNats) -> AsyncIterator:
+    connection = await connect_nats(nats_server.url, "tests")
     try:
-        yield nc.jetstream()
+        yield connection
     finally:
-        await nc.close()
+        await connection.close()
+
+
+@pytest.fixture
+async def js(nc) -> AsyncIterator:
+    yield nc.jetstream()
 

@@ -42,7 +42,7 @@ class AnalyticsApp(ServiceApp):
     async def start(self, runtime: Runtime) -> None:
         intake = AttemptIntake(AttemptLedger(runtime.pool), max_batch=MAX_BATCH)
         runtime.background(consume(
-            runtime.js, CONSUMERS["analytics"], intake.handle, concurrency=CONCURRENCY, batch=250,
+            runtime.nc, CONSUMERS["analytics"], intake.handle, concurrency=CONCURRENCY, batch=250,
             stopping=runtime.stopping,
         ), "attempts consumer")
         settings = runtime.settings

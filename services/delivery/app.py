@@ -55,7 +55,7 @@ class DeliveryApp(ServiceApp):
             CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s),
         )
         runtime.background(consume(
-            runtime.js, CONSUMERS["delivery"], worker.handle,
+            runtime.nc, CONSUMERS["delivery"], worker.handle,
             concurrency=s.delivery_concurrency, stopping=runtime.stopping,
         ), "deliveries consumer")
         runtime.background(DeliveryPruner(runtime.pool, s.retention_deliveries_days).run(

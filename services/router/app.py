@@ -43,7 +43,7 @@ class RouterApp(ServiceApp):
         timeout = runtime.settings.publish_timeout_s
         router = EventRouter(runtime.js, self.events, self.dispatcher, timeout)
         runtime.background(consume(
-            runtime.js, CONSUMERS["router"], router.handle,
+            runtime.nc, CONSUMERS["router"], router.handle,
             concurrency=runtime.settings.router_concurrency, stopping=runtime.stopping,
         ), "events consumer")
         runner = ReplayRunner(self.replays, replay_delivery(runtime.js, self.dispatcher, timeout))

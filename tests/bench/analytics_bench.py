@@ -116,7 +116,7 @@ async def through_nats(database_url: str, nats_url: str, count: int, end: dateti
         intake = AttemptIntake(AttemptLedger(pool), max_batch=MAX_BATCH)
         stopping = asyncio.Event()
         started = time.perf_counter()
-        task = asyncio.create_task(consume(js, CONSUMERS["analytics"], intake.handle, concurrency=CONCURRENCY,
+        task = asyncio.create_task(consume(nc, CONSUMERS["analytics"], intake.handle, concurrency=CONCURRENCY,
                                            batch=250, stopping=stopping))
         while True:
             info = await js.consumer_info("ATTEMPTS", "analytics")

@@ -113,6 +113,8 @@ def test_one_event_is_one_trace_across_the_processes_with_metrics_and_logs(
         SWITCHBOARD_OTEL_EXPORTER="otlp", SWITCHBOARD_OTLP_ENDPOINT=collector.url,
         OTEL_BSP_SCHEDULE_DELAY="200", SWITCHBOARD_CONSUMER_LAG_INTERVAL="0.5", SWITCHBOARD_LOG_FORMAT="json",
         SWITCHBOARD_EDGE_METRICS="true",
+        # A successful attempt's log line is at debug (at info only failures are logged per attempt).
+        SWITCHBOARD_LOG_LEVEL="DEBUG",
     )
     with Receiver() as receiver, platform.client() as api:
         s = create_slice(api, receiver.url)

@@ -75,15 +75,15 @@ async def _consumer_with_one_message(js, name: str) -> ConsumerSpec:
     return ConsumerSpec(f"S_{name}", name)
 
 
-async def _run(js, spec: ConsumerSpec, handler, seconds: float) -> None:
+async def _run(nc, spec: ConsumerSpec, handler, seconds: float) -> None:
     stopping = asyncio.Event()
-    task = asyncio.create_task(consume(js, spec, handler, concurrency=8, stopping=stopping))
+    task = asyncio.create_task(consume(nc, spec, handler, concurrency=8, stopping=stopping))
     await asyncio.sleep(seconds)
     stopping.set()
     await asyncio.wait_for(task, 30)
 
 
-async def test_a_dead_consumers_message_is_redelivered_within_five_seconds(nats_server, js) -> None:
+async def test_a_dead_consumers_message_is_redelivered_within_five_seconds(nats_server, nc, js) -> None:
     spec = await _consumer_with_one_message(js, "crash")
     await ensure_consumer(js, spec)
     # A process that fetched the message and died: its connection goes, no ack ever comes.
@@ -99,11 +99,11 @@ async def test_a_dead_consumers_message_is_redelivered_within_five_seconds(nats_
         redelivered.append(time.monotonic() - died_at)
         return ACK
 
-    await _run(js, spec, handler, 6.0)
+    await _run(nc, spec, handler, 6.0)
     assert len(redelivered) == 1 and redelivered[0] <= 5.0, redelivered
 
 
-async def test_long_work_is_kept_by_heartbeats_not_redelivered(js) -> None:
+async def test_long_work_is_kept_by_heartbeats_not_redelivered(nc, js) -> None:
     """Work longer than the ack wait (a slow receiver) is not handed to anyone else meanwhile."""
     spec = await _consumer_with_one_message(js, "slow")
     calls = 0
@@ -114,13 +114,13 @@ async def test_long_work_is_kept_by_heartbeats_not_redelivered(js) -> None:
         await asyncio.sleep(3 * ACK_WAIT_S)
         return ACK
 
-    await _run(js, spec, slow, 3 * ACK_WAIT_S + 1)
+    await _run(nc, spec, slow, 3 * ACK_WAIT_S + 1)
     assert calls == 1
     info = await js.consumer_info(spec.stream, spec.durable)
     assert info.num_redelivered == 0 and info.num_ack_pending == 0
 
 
-async def test_a_dependency_outage_pauses_the_consumer_instead_of_a_hot_loop(js) -> None:
+async def test_a_dependency_outage_pauses_the_consumer_instead_of_a_hot_loop(nc, js) -> None:
     """A backlog meeting a database that is down: the consumer does not run through it
     failing statement after statement, and handles all of it once the database is back."""
     spec = await _consumer_with_one_message(js, "outage")
@@ -138,8 +138,75 @@ async def test_a_dependency_outage_pauses_the_consumer_instead_of_a_hot_loop(js)
         done.add(msg.subject)
         return ACK
 
-    await _run(js, spec, handler, 14.0)
+    await _run(nc, spec, handler, 14.0)
     # Without the pause, 8 slots cycle through the 200 messages for 6 s (thousands of
     # failing calls); paused, each round of 8 waits out a growing delay.
     assert failed <= 100, failed
     assert len(done) == 200
+
+
+async def test_messages_flow_in_as_published_without_a_request_per_message(nats_server, nc, js) -> None:
+    """At a steady rate a consumer keeps pull requests open instead of fetching for each message."""
+    spec = await _consumer_with_one_message(js, "steady")
+    watcher = await connect_nats(nats_server.url, "watcher")
+    requests = 0
+
+    async def count(msg) -> None:
+        nonlocal requests
+        requests += 1
+
+    await watcher.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}", cb=count)
+    handled: list[str] = []
+
+    async def handler(msg) -> Decision:
+        handled.append(msg.subject)
+        return ACK
+
+    stopping = asyncio.Event()
+    task = asyncio.create_task(consume(nc, spec, handler, concurrency=64, stopping=stopping))
+    try:
+        for n in range(2, 201):  # 100 messages a second
+            await js.publish(f"steady.{n}", b"{}")
+            await asyncio.sleep(0.01)
+        deadline = time.monotonic() + 10
+        while len(handled) < 200 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 30)
+        await watcher.close()
+    assert len(handled) == 200
+    assert requests <= 20, requests  # fetching would be one or two requests per message
+
+
+async def test_a_consumer_resumes_by_itself_after_nats_server_restarts(nats_server, nc, js) -> None:
+    spec = await _consumer_with_one_message(js, "restart")
+    handled: list[str] = []
+
+    async def handler(msg) -> Decision:
+        handled.append(msg.subject)
+        return ACK
+
+    stopping = asyncio.Event()
+    task = asyncio.create_task(consume(nc, spec, handler, concurrency=8, stopping=stopping))
+    try:
+        deadline = time.monotonic() + 10
+        while not handled and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        nats_server.process.kill()
+        nats_server.process.wait()
+        nats_server.process = None
+        nats_server.start()  # the same port and store: the consumer and its stream are still there
+        back = time.monotonic()
+        while True:
+            try:
+                await js.publish("restart.2", b"{}", timeout=1)
+                break
+            except Exception:
+                assert time.monotonic() - back < 10, "the client did not reconnect"
+        while len(handled) < 2 and time.monotonic() - back < 15:
+            await asyncio.sleep(0.05)
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 30)
+    assert handled == ["restart.1", "restart.2"]

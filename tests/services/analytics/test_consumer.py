@@ -25,7 +25,7 @@ async def wait_until(check, timeout: float = 20.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-async def test_reports_are_recorded_in_batches_and_acked_once_committed(js, ledger: AttemptLedger) -> None:
+async def test_reports_are_recorded_in_batches_and_acked_once_committed(nc, js, ledger: AttemptLedger) -> None:
     await ensure_streams(js, Settings())
     await ensure_consumer(js, CONSUMERS["analytics"])
     reports = [attempt(f"evt{n}", 1, "succeeded" if n % 10 else "retrying", at=NOW - timedelta(minutes=n % 50),
@@ -51,7 +51,7 @@ async def test_reports_are_recorded_in_batches_and_acked_once_committed(js, ledg
 
     intake = AttemptIntake(ledger, max_batch=200, max_wait_s=0.05)
     stopping = asyncio.Event()
-    task = asyncio.create_task(consume(js, CONSUMERS["analytics"], intake.handle, concurrency=400, batch=100,
+    task = asyncio.create_task(consume(nc, CONSUMERS["analytics"], intake.handle, concurrency=400, batch=100,
                                        stopping=stopping))
     reader = StatsReader(ledger.pool, now=lambda: NOW + timedelta(minutes=1))
 
