@@ -149,20 +149,23 @@ def describe_dsn(dsn: str) -> str:
 
 
 async def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
-                    application_name: str | None = None) -> AsyncConnectionPool:
+                    application_name: str | None = None, wait: bool = True) -> AsyncConnectionPool:
     """Open a pool, failing fast with a clear message when the server is down.
 
     ``application_name`` names the pool's sessions in ``pg_stat_activity`` (and
-    in PostgreSQL's logs): which service a query or a lock belongs to.
+    in PostgreSQL's logs): which service a query or a lock belongs to. With
+    ``wait=False`` the pool opens at once whether the server is up or not, and
+    connects in the background (each use meanwhile fails as unavailable).
     """
-    try:
-        # One direct attempt first: the pool would otherwise retry quietly
-        # until its timeout and then report nothing useful.
-        conn = await psycopg.AsyncConnection.connect(dsn, connect_timeout=max(1, int(timeout)))
-        await conn.close()
-    except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {reason}") from None
+    if wait:
+        try:
+            # One direct attempt first: the pool would otherwise retry quietly
+            # until its timeout and then report nothing useful.
+            conn = await psycopg.AsyncConnection.connect(dsn, connect_timeout=max(1, int(timeout)))
+            await conn.close()
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {reason}") from None
     pool = AsyncConnectionPool(
         dsn,
         min_size=min_size,
@@ -172,7 +175,7 @@ async def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout:
                 **({"application_name": application_name} if application_name else {})},
         timeout=timeout,
     )
-    await pool.open(wait=True, timeout=timeout)
+    await pool.open(wait=wait, timeout=timeout)
     return pool
 
 

@@ -12,6 +12,7 @@ finish, drains NATS and closes the pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import logging
@@ -28,12 +29,13 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
-from switchboard.database import apply_migrations, open_pool
+from switchboard.database import DatabaseUnavailable, apply_migrations, open_pool
 from switchboard.embedded import die_with_parent
 from switchboard.errors import Unavailable
 from switchboard.logs import configure_logging
 from switchboard.messaging import CONSUMERS, connect_nats, ensure_streams
 from switchboard.metrics import MetricsServer, watch_consumer_lag
+from switchboard.outages import platform_error
 from switchboard.rpc import GrpcServer, PortUnavailable, ServiceClients
 from switchboard.settings import Settings, SettingsError
 from switchboard.telemetry import setup_tracing
@@ -90,6 +92,9 @@ class ServiceApp:
     name: ClassVar[str]
     # Full protobuf names of the gRPC services it serves (for health and reflection).
     grpc_services: ClassVar[list[str]]
+    # False for a service that can do its main work with PostgreSQL down (the
+    # edge takes webhooks): it starts all the same, and migrates once it is back.
+    needs_database_to_start: ClassVar[bool] = True
 
     @property
     def schema(self) -> str:
@@ -115,17 +120,29 @@ class ServiceApp:
 
 async def serve(app: ServiceApp, settings: Settings) -> None:
     nats_url, database_url = settings.require_infrastructure()
-    pool = await open_pool(database_url, max_size=20, application_name=f"switchboard-{app.name}")
+    pool_options = dict(max_size=20, application_name=f"switchboard-{app.name}")
+    try:
+        pool = await open_pool(database_url, **pool_options)
+        database_up = True
+    except DatabaseUnavailable as exc:
+        if app.needs_database_to_start:
+            raise
+        logger.warning("starting without PostgreSQL; migrating once it is back", extra={"error": exc.message})
+        pool = await open_pool(database_url, wait=False, **pool_options)
+        database_up = False
     nc: NATS | None = None
     server: GrpcServer | None = None
     metrics_server: MetricsServer | None = None
     clients = ServiceClients(settings)
     try:
-        await apply_migrations(pool, app.schema, app.migrations)
+        if database_up:
+            await apply_migrations(pool, app.schema, app.migrations)
         nc = await connect_nats(nats_url, f"switchboard-{app.name}")
         js = nc.jetstream()
         await ensure_streams(js, settings)
         runtime = Runtime(settings, pool, nc, js, clients)
+        if not database_up:
+            runtime.background(migrate_when_back(pool, app, runtime.stopping), "migrations")
         server = GrpcServer(app.name, app.grpc_services)
         app.register(server.server, runtime)
         await server.start(settings.grpc_host, settings.grpc_ports[app.name])
@@ -160,6 +177,21 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
             await nc.drain()
         await clients.close()
         await pool.close()
+
+
+async def migrate_when_back(pool: AsyncConnectionPool, app: ServiceApp, stopping: asyncio.Event,
+                            every_s: float = 2.0) -> None:
+    """Apply the service's migrations as soon as PostgreSQL answers (it started without it)."""
+    while not stopping.is_set():
+        try:
+            await apply_migrations(pool, app.schema, app.migrations)
+            logger.info("PostgreSQL is back; migrations checked")
+            return
+        except Exception as exc:  # the database still away (or the pool still connecting)
+            if platform_error(exc) is None:
+                raise
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stopping.wait(), every_s)
 
 
 def start_metrics(name: str, settings: Settings) -> MetricsServer:

@@ -27,6 +27,8 @@ class IngestApp(ServiceApp):
     service itself always uses :class:`Authenticator`."""
 
     name = "ingest"
+    # Webhooks need NATS only (sources come from the bucket SOURCES): start without PostgreSQL too.
+    needs_database_to_start = False
 
     def __init__(self, authenticator_factory=None) -> None:
         self.authenticator_factory = authenticator_factory
