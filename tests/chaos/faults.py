@@ -129,26 +129,41 @@ def _port_open(port: int) -> bool:
 
 # -- services ----------------------------------------------------------------
 
-class KillService:
-    def __init__(self, state_dir: Path, service: str, back_timeout_s: float = 30.0) -> None:
+class _Kill:
+    """kill -9 of one process, then waiting for its replacement to serve: the shape of every kill fault."""
+
+    what = "process"
+
+    def __init__(self, state_dir: Path, back_timeout_s: float = 30.0) -> None:
         self.state_dir = state_dir
-        self.service = service
         self.back_timeout_s = back_timeout_s
-        self.label = f"kill -9 {service}"
+
+    def pid(self) -> int | None:
+        raise NotImplementedError
+
+    def serving(self, killed_pid: int) -> bool:
+        """A process other than ``killed_pid`` has taken its place and serves."""
+        new = self.pid()
+        return new is not None and new != killed_pid and _alive(new)
 
     async def inject(self) -> FaultTiming:
-        pid = pid_files(self.state_dir).get(self.service)
+        pid = self.pid()
         if pid is None or not _alive(pid):
-            raise FaultNotInEffect(f"no running {self.service} in {self.state_dir / 'run'}")
+            raise FaultNotInEffect(f"no running {self.what} in {self.state_dir}")
         _kill(pid, signal.SIGKILL)
         start = time.monotonic()
+        back = await _wait_until(lambda: self.serving(pid), self.back_timeout_s)
+        return FaultTiming(start, start, back, _replaced(pid, self.pid(), back))
 
-        def restarted() -> bool:
-            new = pid_files(self.state_dir).get(self.service)
-            return new is not None and new != pid and _alive(new)
 
-        back = await _wait_until(restarted, self.back_timeout_s)
-        return FaultTiming(start, start, back, _replaced(pid, pid_files(self.state_dir).get(self.service), back))
+class KillService(_Kill):
+    def __init__(self, state_dir: Path, service: str, back_timeout_s: float = 30.0) -> None:
+        super().__init__(state_dir, back_timeout_s)
+        self.what = self.service = service
+        self.label = f"kill -9 {service}"
+
+    def pid(self) -> int | None:
+        return pid_files(self.state_dir).get(self.service)
 
 
 # -- NATS --------------------------------------------------------------------
@@ -174,26 +189,16 @@ def nats_port(state_dir: Path) -> int | None:
     return None
 
 
-class KillNats:
-    def __init__(self, state_dir: Path, back_timeout_s: float = 30.0) -> None:
-        self.state_dir = state_dir
-        self.back_timeout_s = back_timeout_s
-        self.label = "kill -9 nats-server"
+class KillNats(_Kill):
+    what = "nats-server"
+    label = "kill -9 nats-server"
 
-    async def inject(self) -> FaultTiming:
-        pid = _read_pid(nats_pid_file(self.state_dir))
-        if pid is None or not _alive(pid):
-            raise FaultNotInEffect(f"no running nats-server in {nats_pid_file(self.state_dir)}")
-        _kill(pid, signal.SIGKILL)
-        start = time.monotonic()
+    def pid(self) -> int | None:
+        return _read_pid(nats_pid_file(self.state_dir))
 
-        def serving() -> bool:
-            new = _read_pid(nats_pid_file(self.state_dir))
-            port = nats_port(self.state_dir)
-            return new is not None and new != pid and _alive(new) and port is not None and _port_open(port)
-
-        back = await _wait_until(serving, self.back_timeout_s)
-        return FaultTiming(start, start, back, _replaced(pid, _read_pid(nats_pid_file(self.state_dir)), back))
+    def serving(self, killed_pid: int) -> bool:
+        port = nats_port(self.state_dir)
+        return super().serving(killed_pid) and port is not None and _port_open(port)
 
 
 class NatsStoreFull:
@@ -282,20 +287,15 @@ def postgres_serving(state_dir: Path, not_pid: int | None = None) -> bool:
     return True
 
 
-class KillPostgres:
-    def __init__(self, state_dir: Path, back_timeout_s: float = 30.0) -> None:
-        self.state_dir = state_dir
-        self.back_timeout_s = back_timeout_s
-        self.label = "kill -9 postgres"
+class KillPostgres(_Kill):
+    what = "postmaster"
+    label = "kill -9 postgres"
 
-    async def inject(self) -> FaultTiming:
-        pid = _read_pid(postmaster_file(self.state_dir))
-        if pid is None or not _alive(pid):
-            raise FaultNotInEffect(f"no running postmaster in {postmaster_file(self.state_dir)}")
-        _kill(pid, signal.SIGKILL)
-        start = time.monotonic()
-        back = await _wait_until(lambda: postgres_serving(self.state_dir, not_pid=pid), self.back_timeout_s)
-        return FaultTiming(start, start, back, _replaced(pid, _read_pid(postmaster_file(self.state_dir)), back))
+    def pid(self) -> int | None:
+        return _read_pid(postmaster_file(self.state_dir))
+
+    def serving(self, killed_pid: int) -> bool:
+        return postgres_serving(self.state_dir, not_pid=killed_pid)
 
 
 class FreezePostgres:
