@@ -31,6 +31,10 @@ __all__ = ["Principal", "Authenticator"]
 
 logger = logging.getLogger(__name__)
 
+# How long after AuthService failed to answer a key with a usable stale entry is
+# accepted on it without asking again (a hung AuthService costs the RPC timeout each time).
+UNAVAILABLE_RECHECK_S = 5.0
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -54,6 +58,8 @@ class Authenticator:
         self._cache: dict[bytes, tuple[float, Principal]] = {}
         # Set while keys are accepted on their stale entries: logged once per outage.
         self._serving_stale = False
+        # After AuthService failed to answer, keys with a stale entry are not sent to it until then.
+        self._unavailable_until = 0.0
 
     async def authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization")
@@ -70,14 +76,19 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and now - cached[0] < self.ttl_s:
             return cached[1]
+        usable_stale = cached is not None and now - cached[0] < self.stale_s
+        if usable_stale and now < self._unavailable_until:
+            # AuthService just failed to answer: do not make every request wait for it again.
+            return cached[1]
         stub = self.clients.stub("auth", auth_pb2_grpc.AuthServiceStub)
         try:
             reply = await call(stub.VerifyApiKey(auth_pb2.VerifyApiKeyRequest(key=key),
                                                  timeout=self.clients.timeout))
         except Unavailable:
+            self._unavailable_until = time.monotonic() + UNAVAILABLE_RECHECK_S
             # Only an answer AuthService could not give falls back on the stale entry; a refusal
             # (Unauthenticated, PermissionDenied) is never overridden.
-            if cached is not None and time.monotonic() - cached[0] < self.stale_s:
+            if usable_stale:
                 if not self._serving_stale:
                     logger.warning("AuthService unavailable; accepting keys it verified within the stale bound",
                                    extra={"stale_s": self.stale_s})

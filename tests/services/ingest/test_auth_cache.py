@@ -5,6 +5,8 @@ down, within SWITCHBOARD_AUTH_CACHE_STALE, and never admits a key AuthService di
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -135,3 +137,27 @@ def test_the_stale_bound_is_a_setting() -> None:
     settings = Settings.from_env({"SWITCHBOARD_AUTH_CACHE_STALE": "120"})
     assert settings.auth_cache_stale_s == 120.0
     assert Settings.from_env(settings.as_env()).auth_cache_stale_s == 120.0
+
+
+async def test_a_hung_auth_service_costs_one_timeout_not_one_per_request(auth, clients) -> None:
+    """AuthService that accepts connections and answers nothing: after one call ran into its
+    deadline, keys with a usable stale entry are accepted at once for a few seconds."""
+    key, principal = await issue_key(auth)
+    authenticator = Authenticator(clients, ttl_s=0.05, stale_s=60.0)
+    assert await authenticator.verify(key) == principal
+    await asyncio.sleep(0.1)
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    hung = ServiceClients(Settings(grpc_targets={"auth": f"127.0.0.1:{silent.getsockname()[1]}"}, rpc_timeout_s=1.0))
+    authenticator.clients = hung
+    try:
+        assert await authenticator.verify(key) == principal  # after the deadline
+        started = time.monotonic()
+        for _ in range(5):
+            assert await authenticator.verify(key) == principal
+        assert time.monotonic() - started < 0.5
+    finally:
+        await hung.close()
+        silent.close()
