@@ -18,9 +18,14 @@ DUPLICATE_BOUND = 20
 def missed_targets(report: Report, *, expect_503: bool = False, in_flight_redelivered: bool = False) -> list[str]:
     """What ``report`` misses; ``in_flight_redelivered`` for a killed consumer (its in-flight messages)."""
     missed = []
-    if in_flight_redelivered and report.in_flight_max_s is not None and report.in_flight_max_s > IN_FLIGHT_S:
-        missed.append(f"in-flight events delivered {report.in_flight_max_s:.1f} s after the fault "
-                      f"(target {IN_FLIGHT_S} s)")
+    if in_flight_redelivered and report.in_flight_max_s is not None:
+        # With one process of the service (as `switchboard up` runs it) the redelivered messages wait
+        # for its replacement: a slow restart (a busy machine) is allowed, a wait beyond it is not.
+        restarted = (report.back_after_s or 0.0) + (report.recovery_delivery_s or 0.0) + 1.0
+        bound = max(IN_FLIGHT_S, restarted)
+        if report.in_flight_max_s > bound:
+            missed.append(f"in-flight events delivered {report.in_flight_max_s:.1f} s after the fault "
+                          f"(target {IN_FLIGHT_S} s, or 1 s after the restarted consumer's first delivery)")
     if report.lost:
         missed.append(f"{report.lost} accepted events never delivered, e.g. {report.lost_sample}")
     if report.delivered_never_accepted:
