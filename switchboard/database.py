@@ -21,7 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from switchboard.errors import InvalidRequest, SwitchboardError, Unavailable
 
@@ -132,7 +132,7 @@ def as_platform_error(exc: BaseException) -> SwitchboardError | None:
     """The platform error a database failure means for the caller, if it has one."""
     if isinstance(exc, psycopg.DataError):
         return InvalidRequest("the request holds characters or values that cannot be stored")
-    if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
+    if isinstance(exc, (psycopg.OperationalError, PoolTimeout, PoolClosed)):
         return DatabaseUnavailable("the database is unavailable; retry later")
     return None
 

@@ -16,14 +16,14 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator, Iterable, Protocol
+from typing import Any, AsyncIterator, Awaitable, Iterable, Protocol
 
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from plugins.manager import PluginRegistry, UnknownPlugin
-from switchboard.database import DatabaseUnavailable
+from switchboard.database import DatabaseUnavailable, as_platform_error
 from switchboard.ratelimit import RateLimit
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.ids import is_id, new_id
@@ -32,8 +32,6 @@ __all__ = ["Source", "SourceStore", "SourceMirror", "ChangeFeed", "rate_limit"]
 
 logger = logging.getLogger(__name__)
 
-# PostgreSQL cannot be reached (or the pool is shutting down): the caller gets 503, never 500.
-_DATABASE_DOWN = (psycopg.OperationalError, PoolTimeout, PoolClosed)
 # How long a webhook's look-up of a source the mirror does not hold may wait for PostgreSQL.
 LOOKUP_TIMEOUT_S = 2.0
 
@@ -187,8 +185,12 @@ class SourceStore:
         try:
             async with self.pool.connection(timeout=timeout_s) as conn:
                 yield conn
-        except _DATABASE_DOWN:
-            raise DatabaseUnavailable("the database is unavailable; retry later") from None
+        except Exception as exc:
+            # PostgreSQL cannot be reached (or the pool is shutting down): 503, never 500.
+            down = as_platform_error(exc)
+            if isinstance(down, DatabaseUnavailable):
+                raise down from None
+            raise
 
     async def _committed(self, source: Source) -> Source:
         """Tell this process and the change feed about a committed change."""
@@ -196,13 +198,16 @@ class SourceStore:
         if self.mirror is not None:
             self.mirror.offer(source)
         if self.feed is not None:
-            try:
-                await self.feed.publish(source)
-            except Exception as exc:
-                # The change stands (PostgreSQL is the truth); reconciliation writes it to the feed later.
-                logger.warning("source change not written to the feed",
-                               extra={"source_id": source.id, "error": f"{type(exc).__name__}: {exc}"})
+            await self._tell_feed(self.feed.publish(source), source.id, "source change not written to the feed")
         return source
+
+    @staticmethod
+    async def _tell_feed(told: Awaitable[None], source_id: str, failure: str) -> None:
+        try:
+            await told
+        except Exception as exc:
+            # The change stands (PostgreSQL is the truth); reconciliation writes it to the feed later.
+            logger.warning(failure, extra={"source_id": source_id, "error": f"{type(exc).__name__}: {exc}"})
 
     async def create(
         self,
@@ -333,12 +338,7 @@ class SourceStore:
         if self.mirror is not None:
             self.mirror.forget(source_id)
         if self.feed is not None:
-            try:
-                await self.feed.retract(source_id)
-            except Exception as exc:
-                # Deleted all the same; reconciliation removes it from the feed later.
-                logger.warning("source deletion not written to the feed",
-                               extra={"source_id": source_id, "error": f"{type(exc).__name__}: {exc}"})
+            await self._tell_feed(self.feed.retract(source_id), source_id, "source deletion not written to the feed")
 
     async def get(self, tenant_id: str, source_id: str) -> Source:
         source = await self.find(source_id)
