@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["RateLimit", "Verdict", "TokenBuckets"]
 
@@ -30,8 +31,9 @@ class RateLimit:
         return cls(float(per_second), int(burst or max(1, int(per_second))))
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
+    """A tuple rather than a frozen dataclass: one is made per request and per delivery."""
+
     allowed: bool
     limit: int
     remaining: int

@@ -17,12 +17,11 @@ import logging
 import time
 
 from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
 
 from switchboard import metrics
 from switchboard.errors import PayloadTooLarge, Unavailable
 from switchboard.events import Event
-from switchboard.messaging import DEDUP_BUCKET, encode, event_subject
+from switchboard.messaging import DEDUP_BUCKET, StreamPublisher, encode, event_subject
 from switchboard.telemetry import inject_trace_headers, tag_current_span
 
 __all__ = ["JetStreamPublisher", "SeenEventIds"]
@@ -41,9 +40,9 @@ class SeenEventIds:
     direct gets (any replica answers, no JetStream API round trip).
     """
 
-    def __init__(self, nc: NATS, bucket: str = DEDUP_BUCKET) -> None:
+    def __init__(self, nc: NATS, bucket: str = DEDUP_BUCKET, stream: StreamPublisher | None = None) -> None:
         self.nc = nc
-        self.js = nc.jetstream()
+        self.stream = stream or StreamPublisher(nc)
         self._key_prefix = f"$KV.{bucket}."
         self._get_prefix = f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}."
 
@@ -61,7 +60,7 @@ class SeenEventIds:
 
     async def add(self, event_id: str, timeout_s: float) -> None:
         """Remember ``event_id`` for the dedup window; returns once JetStream has stored it."""
-        await self.js.publish(self._key_prefix + event_id, b"", timeout=timeout_s)
+        await self.stream.publish(self._key_prefix + event_id, b"", timeout=timeout_s)
 
 
 class JetStreamPublisher:
@@ -71,10 +70,9 @@ class JetStreamPublisher:
     the dedup window is answered duplicate without being published again.
     """
 
-    def __init__(self, nc: NATS, js: JetStreamContext, timeout_s: float, max_message_bytes: int,
-                 seen: SeenEventIds | None = None) -> None:
+    def __init__(self, nc: NATS, timeout_s: float, max_message_bytes: int, seen: SeenEventIds | None = None) -> None:
         self.nc = nc
-        self.js = js
+        self.stream = seen.stream if seen is not None else StreamPublisher(nc)
         self.timeout_s = timeout_s
         self.max_message_bytes = max_message_bytes
         self.seen = seen
@@ -103,7 +101,7 @@ class JetStreamPublisher:
                                extra={"event_id": event.id, "error": f"{type(exc).__name__}: {exc}"})
         timeout_s = deadline - time.monotonic()
         try:
-            ack = await self.js.publish(
+            ack = await self.stream.publish(
                 event_subject(event.tenant_id, event.source_id),
                 message,
                 timeout=timeout_s,

@@ -11,6 +11,7 @@ from switchboard.messaging import (
     ACK_WAIT_S,
     ConsumerSpec,
     Decision,
+    StreamPublisher,
     connect_nats,
     consume,
     decode,
@@ -52,6 +53,39 @@ async def test_the_message_id_deduplicates_within_the_window(js) -> None:
     second = await js.publish("events.t.s", b"{}", headers={"Nats-Msg-Id": "same"})
     assert not first.duplicate and second.duplicate
     assert (await js.stream_info("EVENTS")).state.messages == 1
+
+
+async def test_the_lean_publisher_answers_as_jetstream_does(nc, js) -> None:
+    await ensure_streams(js, Settings.from_env({}))
+    stream = StreamPublisher(nc)
+    first, second, other = await asyncio.gather(
+        stream.publish("events.t.s", b"{}", timeout=5, headers={"Nats-Msg-Id": "a"}),
+        stream.publish("events.t.s", b"{}", timeout=5, headers={"Nats-Msg-Id": "b"}),
+        stream.publish("events.t.s", b"{}", timeout=5, headers={"Nats-Msg-Id": "c"}))
+    assert first.stream == "EVENTS" and sorted([first.seq, second.seq, other.seq]) == [1, 2, 3]
+    again = await stream.publish("events.t.s", b"{}", timeout=5, headers={"Nats-Msg-Id": "a"})
+    assert again.duplicate and not first.duplicate
+    assert (await js.stream_info("EVENTS")).state.messages == 3
+
+
+async def test_the_lean_publisher_raises_what_jetstream_publish_raises(nc, js) -> None:
+    import nats.errors
+    import nats.js.errors
+
+    stream = StreamPublisher(nc)
+    with pytest.raises(nats.js.errors.NoStreamResponseError):
+        await stream.publish("nowhere.at.all", b"{}", timeout=5)
+    await js.add_stream(api.StreamConfig(name="TINY", subjects=["tiny"], max_msgs=1, discard=api.DiscardPolicy.NEW))
+    await stream.publish("tiny", b"1", timeout=5)
+    with pytest.raises(nats.js.errors.APIError) as refused:
+        await stream.publish("tiny", b"2", timeout=5)
+    assert "maximum messages exceeded" in str(refused.value)
+    # Something that takes the message but never acknowledges it: the publish times out, and forgets it.
+    await nc.subscribe("silent")
+    started = time.monotonic()
+    with pytest.raises(nats.errors.TimeoutError):
+        await stream.publish("silent", b"{}", timeout=0.3)
+    assert 0.25 < time.monotonic() - started < 2 and not stream._pending
 
 
 def test_duplicate_window_never_exceeds_max_age() -> None:

@@ -159,7 +159,7 @@ async def next_message(js, stream: str, durable: str):
 
 async def test_one_events_spans_share_one_trace_from_the_edge_to_delivery(spans: InMemorySpanExporter, js) -> None:
     await ensure_streams(js, Settings())
-    publish = JetStreamPublisher(js._nc, js, timeout_s=5, max_message_bytes=1 << 20)
+    publish = JetStreamPublisher(js._nc, timeout_s=5, max_message_bytes=1 << 20)
 
     async def receive(request: Request) -> JSONResponse:
         # What the real intake does, minus verification: publish the event, then answer.

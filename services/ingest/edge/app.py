@@ -1,8 +1,10 @@
-"""The Starlette application of the edge, and the uvicorn server that runs it.
+"""The edge's ASGI application, and the uvicorn server that runs it.
 
-Every request is served inside a server span (continuing the caller's trace
-when it sends ``traceparent``) and counted and timed by route template
-(:class:`EdgeTelemetry`); ``GET /metrics`` serves this process's metrics
+:class:`EdgeApp` sends ``POST /in/{source_id}`` straight to its handler
+(webhooks.py) and everything else to the Starlette application of the API,
+dashboard and probes. Every request is served inside a server span
+(continuing the caller's trace when it sends ``traceparent``) and counted and
+timed by route template; ``GET /metrics`` serves this process's metrics
 unless ``SWITCHBOARD_EDGE_METRICS`` is off, behind ``SWITCHBOARD_METRICS_TOKEN``
 when one is set.
 """
@@ -28,17 +30,18 @@ from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.openapi import openapi_document
 from services.ingest.edge.responses import EXCEPTION_HANDLERS
 from services.ingest.edge.routing import starlette_routes
+from services.ingest.edge.webhooks import WEBHOOK_ROUTE, receive_webhook, webhook_source_id
 from switchboard import metrics
 from switchboard.outages import PostgresProbe
 from switchboard.rpc import PortUnavailable
 from switchboard.telemetry import extract_asgi_context
 
-__all__ = ["build_edge", "EdgeServer", "EdgeTelemetry", "bind_http"]
+__all__ = ["build_edge", "EdgeApp", "EdgeServer", "EdgeTelemetry", "bind_http"]
 
 _tracer = trace.get_tracer(__name__)
 
 
-def build_edge(edge: EdgeContext) -> Starlette:
+def build_edge(edge: EdgeContext) -> "EdgeApp":
     document = openapi_document()
 
     async def openapi(request: Request) -> JSONResponse:
@@ -50,7 +53,48 @@ def build_edge(edge: EdgeContext) -> Starlette:
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(EdgeTelemetry)])
     app.state.edge = edge
     app.state.postgres = PostgresProbe(edge.sources.pool)
-    return app
+    return EdgeApp(app, edge)
+
+
+class EdgeApp:
+    """The edge: webhooks first, without a framework on the way; the rest through Starlette."""
+
+    def __init__(self, api: Starlette, edge: EdgeContext) -> None:
+        self.api = api
+        self.edge = edge
+
+    @property
+    def state(self):
+        return self.api.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        source_id = webhook_source_id(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if source_id is None:
+            await self.api(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless an answer is sent
+        with _server_span(scope) as span:
+            try:
+                status = await receive_webhook(self.edge, source_id, scope, receive, send)
+            finally:
+                metrics.record_http(WEBHOOK_ROUTE, "POST", status, time.perf_counter() - started)
+                _describe(span, scope, WEBHOOK_ROUTE, status)
+
+
+def _server_span(scope: Scope):
+    return _tracer.start_as_current_span(f"{scope['method']} request", kind=SpanKind.SERVER,
+                                         context=extract_asgi_context(scope["headers"]))
+
+
+def _describe(span: trace.Span, scope: Scope, route: str, status: int) -> None:
+    if span.is_recording():
+        method = scope["method"]
+        span.update_name(f"{method} {route}")
+        span.set_attributes({"http.request.method": method, "url.path": scope["path"],
+                             "http.route": route, "http.response.status_code": status})
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
 
 
 def metrics_endpoint(token: str | None):
@@ -93,28 +137,28 @@ class EdgeTelemetry:
                 status = message["status"]
             await send(message)
 
-        with _tracer.start_as_current_span(f"{method} request", context=extract_asgi_context(scope["headers"]),
-                                           kind=SpanKind.SERVER) as span:
+        with _server_span(scope) as span:
             try:
                 await self.app(scope, receive, observed_send)
             finally:
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
                 metrics.record_http(route, method, status, time.perf_counter() - started)
-                if span.is_recording():
-                    span.update_name(f"{method} {route}")
-                    span.set_attributes({"http.request.method": method, "url.path": scope["path"],
-                                         "http.route": route, "http.response.status_code": status})
-                    if status >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
+                _describe(span, scope, route, status)
 
 
-def bind_http(host: str, port: int) -> socket.socket:
-    """Bind the listening socket ourselves so a taken port fails loudly at start."""
+def bind_http(host: str, port: int, shared: bool = False) -> socket.socket:
+    """Bind the listening socket ourselves so a taken port fails loudly at start.
+
+    ``shared``: several edge processes listen on the port (SO_REUSEPORT), and
+    the kernel spreads connections among them.
+    """
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets
     # only when the listener says TCP explicitly; without it every response
     # waits out a delayed ACK (~40 ms).
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

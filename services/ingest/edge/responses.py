@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from switchboard.errors import RateLimited, SwitchboardError, http_status
 from switchboard.outages import platform_error
 
-__all__ = ["error_body", "error_parts", "error_response", "EXCEPTION_HANDLERS"]
+__all__ = ["error_body", "error_parts", "error_response", "unexpected_error", "EXCEPTION_HANDLERS"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +54,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                           exc.headers)
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
+def unexpected_error(exc: Exception, path: str) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """Status, JSON body and headers for an exception that is not a platform error."""
     dependency_down = platform_error(exc)
     if dependency_down is not None:
         # NATS or PostgreSQL failing under a handler: a 503 to retry, never a 500.
-        return await _switchboard_error(request, dependency_down)
-    logger.exception("unhandled error", extra={"path": request.url.path})
-    return error_response(500, "internal", "internal error")
+        return error_parts(dependency_down)
+    logger.error("unhandled error", exc_info=exc, extra={"path": path})
+    return 500, error_body("internal", "internal error"), None
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    status, body, headers = unexpected_error(exc, request.url.path)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 EXCEPTION_HANDLERS = {

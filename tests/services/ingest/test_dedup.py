@@ -45,7 +45,7 @@ async def intake_with_source(pool, nc, settings: Settings, seen: SeenEventIds | 
     registry = load_registry()
     sources = SourceStore(pool, registry)
     source = await sources.create("t1", "shop", "generic", {"id_header": "x-delivery-id"}, secret="s" * 32)
-    publish = JetStreamPublisher(nc, js, 5.0, settings.max_message_bytes, seen)
+    publish = JetStreamPublisher(nc, 5.0, settings.max_message_bytes, seen)
     return WebhookIntake(sources, registry, publish, RateLimit(1000.0, 1000)), source
 
 
@@ -170,7 +170,7 @@ async def test_a_copy_the_stream_already_had_is_still_remembered(pool, nc) -> No
     settings = Settings.from_env({"SWITCHBOARD_STREAM_DUPLICATE_WINDOW": "1", "SWITCHBOARD_DEDUP_WINDOW": "3600"})
     intake, source = await intake_with_source(pool, nc, settings, SeenEventIds(nc))
     js = nc.jetstream()
-    unremembered = JetStreamPublisher(nc, js, 5.0, settings.max_message_bytes, seen=None)
+    unremembered = JetStreamPublisher(nc, 5.0, settings.max_message_bytes, seen=None)
     intake_without = WebhookIntake(intake.sources, intake.registry, unremembered, RateLimit(1000.0, 1000))
 
     lost = await intake_without.accept(source.id, webhook(source.id, "d-lost"))

@@ -316,7 +316,7 @@ async def test_a_webhook_is_accepted_with_postgresql_unreachable(edges, nats_ser
     there = await edges(unreachable_pool)
     await eventually(lambda: there.mirror.get(source.id) is not None)
     settings = Settings()
-    publisher = JetStreamPublisher(there.nc, there.nc.jetstream(), 5.0, settings.max_message_bytes)
+    publisher = JetStreamPublisher(there.nc, 5.0, settings.max_message_bytes)
     clients = ServiceClients(settings)
     edge = EdgeContext(
         settings=settings,
