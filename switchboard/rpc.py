@@ -173,16 +173,19 @@ class ClientTelemetry(grpc.aio.UnaryUnaryClientInterceptor):
 
 
 class GrpcServer:
-    """An aio gRPC server with health and reflection, bound without SO_REUSEPORT.
+    """An aio gRPC server with health and reflection.
 
-    SO_REUSEPORT is off so that a second server on the same port fails loudly
-    instead of silently sharing (and stealing half of) its traffic.
+    SO_REUSEPORT is off unless ``shared_port`` (several processes of one
+    service, SWITCHBOARD_<SERVICE>_PROCESSES): otherwise a second server on the
+    same port would silently share (and steal half of) its traffic instead of
+    failing loudly.
     """
 
-    def __init__(self, service_name: str, full_names: list[str]) -> None:
+    def __init__(self, service_name: str, full_names: list[str], shared_port: bool = False) -> None:
         self.service_name = service_name
         self.full_names = full_names
-        self.server = grpc.aio.server(interceptors=[ServerTelemetry()], options=[("grpc.so_reuseport", 0)])
+        self.server = grpc.aio.server(interceptors=[ServerTelemetry()],
+                                      options=[("grpc.so_reuseport", 1 if shared_port else 0)])
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -143,7 +143,7 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
         runtime = Runtime(settings, pool, nc, js, clients)
         if not database_up:
             runtime.background(migrate_when_back(pool, app, runtime.stopping), "migrations")
-        server = GrpcServer(app.name, app.grpc_services)
+        server = GrpcServer(app.name, app.grpc_services, shared_port=settings.process_count(app.name) > 1)
         app.register(server.server, runtime)
         await server.start(settings.grpc_host, settings.grpc_ports[app.name])
         if settings.metrics_enabled:

@@ -12,9 +12,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["Settings", "SettingsError", "SERVICE_NAMES", "DEFAULT_GRPC_PORTS", "DEFAULT_METRICS_PORTS"]
+__all__ = ["Settings", "SettingsError", "SERVICE_NAMES", "SCALABLE_SERVICES", "DEFAULT_GRPC_PORTS",
+           "DEFAULT_METRICS_PORTS"]
 
 SERVICE_NAMES = ("auth", "ingest", "router", "ai", "delivery", "analytics")
+# The services whose work several processes of one machine can share
+# (SWITCHBOARD_<SERVICE>_PROCESSES): the edge (one listening port, the kernel
+# spreads connections), and the consumers of EVENTS and DELIVERIES (one
+# durable consumer, each message to one of them). The others hold
+# per-process schedules (alerts, retention sweeps) and stay single.
+SCALABLE_SERVICES = ("ingest", "router", "delivery")
+# Processes per scalable service when none is configured: one per core, at most this.
+MAX_AUTO_PROCESSES = 4
 
 DEFAULT_GRPC_PORTS = {
     "ingest": 50051,
@@ -211,6 +220,11 @@ class Settings:
     master_key: str | None = None
     # Set by `switchboard up` for its children (internal): they die with it.
     supervisor_pid: int | None = None
+    # Processes per service (SWITCHBOARD_<SERVICE>_PROCESSES); 0: unset, which
+    # is one, except under `switchboard up` (with_machine_processes).
+    processes: Mapping[str, int] = field(default_factory=lambda: {name: 0 for name in SERVICE_NAMES})
+    # Which of its service's processes this one is, from 0 (set by `switchboard up`).
+    process_index: int = 0
     log_level: str = "INFO"
     log_format: str = "json"
     otel_console: bool = False
@@ -255,6 +269,11 @@ class Settings:
             name: _int(env, f"{p}{name.upper()}_METRICS_PORT", default, minimum=0)
             for name, default in DEFAULT_METRICS_PORTS.items()
         }
+        processes = {name: _int(env, f"{p}{name.upper()}_PROCESSES", 0, minimum=0) for name in SERVICE_NAMES}
+        for name, count in processes.items():
+            if count > 1 and name not in SCALABLE_SERVICES:
+                raise SettingsError(f"{p}{name.upper()}_PROCESSES: {name} runs as one process "
+                                    f"(several processes: {', '.join(SCALABLE_SERVICES)})")
         alert_failure_rate = _float(env, f"{p}ALERT_FAILURE_RATE", 0.5, allow_zero=True)
         if alert_failure_rate >= 1:
             raise SettingsError(f"{p}ALERT_FAILURE_RATE must be below 1 (a share of attempts), got {alert_failure_rate}")
@@ -326,6 +345,8 @@ class Settings:
             alert_cooldown_s=_float(env, f"{p}ALERT_COOLDOWN", 600.0, allow_zero=True),
             master_key=env.get(f"{p}MASTER_KEY") or None,
             supervisor_pid=_int(env, f"{p}SUPERVISOR_PID", 0) or None,
+            processes=processes,
+            process_index=_int(env, f"{p}PROCESS_INDEX", 0),
             log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
             log_format=log_format,
             otel_console=otel_console,
@@ -456,4 +477,18 @@ class Settings:
             env[f"{p}MASTER_KEY"] = self.master_key
         if self.supervisor_pid:
             env[f"{p}SUPERVISOR_PID"] = str(self.supervisor_pid)
+        for name, count in self.processes.items():
+            env[f"{p}{name.upper()}_PROCESSES"] = str(count)
+        env[f"{p}PROCESS_INDEX"] = str(self.process_index)
         return env
+
+    def process_count(self, service: str) -> int:
+        """How many processes of ``service`` run (unset: one)."""
+        return self.processes.get(service) or 1
+
+    def with_machine_processes(self) -> "Settings":
+        """What `switchboard up` runs: where unset, one process per core (at most
+        MAX_AUTO_PROCESSES) for each scalable service."""
+        auto = min(os.cpu_count() or 1, MAX_AUTO_PROCESSES)
+        return replace(self, processes={name: count or (auto if name in SCALABLE_SERVICES else 1)
+                                        for name, count in self.processes.items()})

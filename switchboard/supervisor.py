@@ -15,6 +15,7 @@ Ctrl-C or SIGTERM stops the services first, then the embedded servers.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -108,11 +109,20 @@ def restart_delay(restarts: int, ran_for_s: float) -> tuple[int, float]:
 
 @dataclass
 class Child:
-    name: str
+    """One process of a service: ``delivery``, then ``delivery-2``, ... when it runs several."""
+
+    service: str
+    index: int = 0
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     restarts: int = 0
     next_start: float = 0.0
+    # Its own /metrics port (the first process has the service's; the others one chosen at start).
+    metrics_port: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.service if self.index == 0 else f"{self.service}-{self.index + 1}"
 
 
 @dataclass
@@ -128,11 +138,12 @@ class Infrastructure:
 
 class Supervisor:
     def __init__(self, settings: Settings, services: tuple[str, ...] = SERVICE_NAMES) -> None:
-        self.settings = settings
+        self.settings = settings.with_machine_processes()
         self.services = services
         self.nats: EmbeddedNats | None = None
         self.postgres: EmbeddedPostgres | None = None
-        self.children = {name: Child(name) for name in services}
+        instances = [Child(name, index) for name in services for index in range(self.settings.process_count(name))]
+        self.children = {child.name: child for child in instances}
         self.infrastructure: list[Infrastructure] = []
         self.infrastructure_ports: dict[str, int] = {}
         self._stop = False
@@ -171,10 +182,12 @@ class Supervisor:
         self.settings = replace(s, http_port=s.http_port or choose(s.http_host), grpc_ports=grpc_ports,
                                 metrics_ports=metrics_ports)
         # Where everything listens, for operators and tools (ports may have been chosen here):
-        # "http", "<service>" (gRPC) and "<service>_metrics".
+        # "http", "<service>" (gRPC, shared by a service's processes) and "<process>_metrics".
         ports = {"http": self.settings.http_port, **grpc_ports}
         if s.metrics_enabled:
-            ports.update({f"{name}_metrics": port for name, port in metrics_ports.items()})
+            for child in self.children.values():
+                child.metrics_port = metrics_ports[child.service] if child.index == 0 else choose(s.metrics_host)
+                ports[f"{child.name}_metrics"] = child.metrics_port
         (self.run_dir / "ports.json").write_text(json.dumps(ports))
 
     def _start_infrastructure(self) -> None:
@@ -198,16 +211,19 @@ class Supervisor:
             raise StartupError(str(exc)) from None
         self.settings = s.with_infrastructure(nats_url, database_url)
 
-    def _child_env(self) -> dict[str, str]:
+    def _child_env(self, child: Child) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(replace(self.settings, supervisor_pid=os.getpid()).as_env())
+        settings = replace(self.settings, supervisor_pid=os.getpid(), process_index=child.index)
+        if child.metrics_port is not None:
+            settings = replace(settings, metrics_ports={**settings.metrics_ports, child.service: child.metrics_port})
+        env.update(settings.as_env())
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
     def _spawn(self, child: Child) -> None:
         child.process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{child.name}"],
-            env=self._child_env(),
+            [sys.executable, "-m", f"services.{child.service}"],
+            env=self._child_env(child),
             stdin=subprocess.DEVNULL,
             # Own process group: Ctrl-C reaches only the supervisor, which then
             # stops services before the databases they are using.
@@ -219,7 +235,7 @@ class Supervisor:
 
     def _wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        pending = set(self.services)
+        pending = set(self.children)
         while pending and time.monotonic() < deadline and not self._stop:
             for name in sorted(pending):
                 child = self.children[name]
@@ -227,14 +243,22 @@ class Supervisor:
                 code = child.process.poll()
                 if code is not None:
                     raise StartupError(f"service {name} {_describe_exit(code)} during start-up (see its log above)")
-                if self._serving(name):
+                if self._serving(child):
                     pending.discard(name)
             if pending:
                 time.sleep(0.2)
         if pending and not self._stop:
             raise StartupError(f"services not healthy after {timeout:.0f}s: {', '.join(sorted(pending))}")
 
-    def _serving(self, name: str) -> bool:
+    def _serving(self, child: Child) -> bool:
+        name = child.service
+        if child.index and child.metrics_port:
+            # A service's processes share its gRPC port, so a check there may reach another of them;
+            # a process's own metrics port opens once it serves (after its gRPC server started).
+            with contextlib.suppress(OSError), socket.create_connection((self.settings.metrics_host,
+                                                                         child.metrics_port), timeout=1):
+                return True
+            return False
         target = self.settings.grpc_target(name)
         try:
             with grpc.insecure_channel(target) as channel:

@@ -34,6 +34,9 @@ def base_env(state_dir: Path, **extra: str) -> dict[str, str]:
     for name in ("INGEST", "ROUTER", "AI", "DELIVERY", "AUTH", "ANALYTICS"):
         env[f"SWITCHBOARD_{name}_GRPC_PORT"] = "0"
         env[f"SWITCHBOARD_{name}_METRICS_PORT"] = "0"
+        # One process per service unless a test asks for more (test_multi_process.py): a
+        # platform per test file on 2 cores, and a fault aimed at "the delivery process" has one target.
+        env[f"SWITCHBOARD_{name}_PROCESSES"] = "1"
     env.update(extra)
     return env
 

@@ -50,13 +50,13 @@ class IngestApp(ServiceApp):
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings
-        sock = bind_http(s.http_host, s.http_port)
+        sock = bind_http(s.http_host, s.http_port, shared=s.process_count("ingest") > 1)
         # Until the watch has read the bucket (moments), webhooks find their source in PostgreSQL.
         watcher = SourceWatcher(runtime.nc, self.mirror)
         runtime.background(watcher.run(runtime.stopping), "sources watch")
         reconciler = SourceReconciler(self.sources, self.feed, watcher, s.source_reconcile_interval_s)
         runtime.background(reconciler.run(runtime.stopping), "sources reconciliation")
-        publisher = JetStreamPublisher(runtime.nc, runtime.js, s.publish_timeout_s, s.max_message_bytes,
+        publisher = JetStreamPublisher(runtime.nc, s.publish_timeout_s, s.max_message_bytes,
                                        SeenEventIds(runtime.nc))
         edge = EdgeContext(
             settings=s,

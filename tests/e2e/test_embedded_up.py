@@ -33,6 +33,8 @@ def processes_mentioning(text: str) -> list[str]:
 def test_up_starts_embedded_infrastructure_keeps_data_and_leaves_no_orphans(tmp_path: Path) -> None:
     state = tmp_path / "state"
     env = base_env(state)  # no SWITCHBOARD_NATS_URL, no SWITCHBOARD_DATABASE_URL
+    # And the processes a user gets: one per core for the edge, router and delivery.
+    env = {k: v for k, v in env.items() if not k.endswith("_PROCESSES")}
 
     first = Platform(env).start()
     try:
@@ -41,6 +43,8 @@ def test_up_starts_embedded_infrastructure_keeps_data_and_leaves_no_orphans(tmp_
         assert key_file.read_text().strip() == first.admin_key
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         assert (state / "nats").is_dir() and (state / "postgres" / "PG_VERSION").exists()
+        per_service = min(os.cpu_count() or 1, 4)
+        assert sum(name.startswith("delivery") for name in first.pids()) == per_service, first.pids()
         with first.client() as api:
             created = api.post("/v1/sources", json={"name": "kept across restarts"})
             assert created.status_code == 201, created.text

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,17 @@ def test_trusted_proxies_are_parsed_as_networks() -> None:
     assert s.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16", "::1/128")
     with pytest.raises(SettingsError, match="comma-separated CIDRs"):
         Settings.from_env({"SWITCHBOARD_TRUSTED_PROXIES": "proxy.internal"})
+
+
+def test_processes_per_service_default_to_one_alone_and_to_the_cores_under_up() -> None:
+    alone = Settings.from_env({"SWITCHBOARD_ROUTER_PROCESSES": "3"})
+    assert alone.process_count("router") == 3 and alone.process_count("delivery") == 1
+    under_up = alone.with_machine_processes()
+    cores = min(os.cpu_count() or 1, 4)
+    assert under_up.process_count("router") == 3
+    assert under_up.process_count("delivery") == under_up.process_count("ingest") == cores
+    assert under_up.process_count("auth") == under_up.process_count("analytics") == 1
+    assert Settings.from_env(under_up.as_env()).processes == under_up.processes
+    # Services with schedules of their own (alerts, sweeps) run once.
+    with pytest.raises(SettingsError, match="ANALYTICS_PROCESSES"):
+        Settings.from_env({"SWITCHBOARD_ANALYTICS_PROCESSES": "2"})
