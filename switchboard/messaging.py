@@ -35,7 +35,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 import nats
 import nats.errors
@@ -61,6 +61,8 @@ __all__ = [
     "dedup_bucket_config",
     "SOURCES_BUCKET",
     "sources_bucket_config",
+    "CIRCUITS_BUCKET",
+    "circuits_bucket_config",
     "CONSUMERS",
     "connect_nats",
     "ensure_streams",
@@ -82,6 +84,7 @@ __all__ = [
     "ACK_WAIT_S",
     "consume",
     "StreamPublisher",
+    "Publishing",
 ]
 
 logger = logging.getLogger(__name__)
@@ -210,6 +213,25 @@ def sources_bucket_config(settings: Settings) -> api.StreamConfig:
     )
 
 
+CIRCUITS_BUCKET = "DELIVERY_CIRCUITS"
+
+
+def circuits_bucket_config(settings: Settings) -> api.StreamConfig:
+    """The stream behind the KV bucket DELIVERY_CIRCUITS: each endpoint's circuit as a delivery
+    process last opened or closed it, watched by every delivery process
+    (services/delivery/limits.py). A record is gone after a day (an open circuit is written
+    again at each failed probe); when full the oldest go first."""
+    return _kv_bucket_config(
+        CIRCUITS_BUCKET, settings,
+        discard=api.DiscardPolicy.OLD,
+        # A record is ~100 bytes: room for hundreds of thousands of endpoints.
+        max_bytes=64 * 1024 * 1024,
+        max_age=86_400.0,
+        max_msg_size=1024,
+        duplicate_window=120.0,
+    )
+
+
 # A message not acked (nor marked in progress) within this is redelivered: the
 # in-flight messages of a process that died come back this soon. Work that
 # lasts longer (a slow receiver, an AI call) is kept by in-progress
@@ -281,7 +303,7 @@ def _redact_url(url: str) -> str:
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
     """Create or update every stream, and the KV buckets, to its declared configuration."""
-    buckets = [dedup_bucket_config(settings), sources_bucket_config(settings)]
+    buckets = [dedup_bucket_config(settings), sources_bucket_config(settings), circuits_bucket_config(settings)]
     for config in [spec.config() for spec in stream_specs(settings)] + buckets:
         try:
             await js.stream_info(config.name)
@@ -308,6 +330,13 @@ def decode(data: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("message is not a JSON object")
     return value
+
+
+class Publishing(Protocol):
+    """What publishes to JetStream and awaits the ack: a :class:`StreamPublisher` or nats-py's JetStreamContext."""
+
+    async def publish(self, subject: str, payload: bytes, *, timeout: float,
+                      headers: dict[str, str] | None = None) -> api.PubAck: ...
 
 
 class StreamPublisher:

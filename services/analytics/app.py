@@ -20,6 +20,10 @@ from switchboard.v1 import analytics_pb2_grpc as rpc
 # written (the consumer's max_ack_pending is 1,000).
 CONCURRENCY = 1000
 MAX_BATCH = 500
+# How long a report waits for others to share its write. Reports are on nobody's path to a receiver, so
+# a quarter of a second costs nothing visible, while at 100 events/s it makes one write of ~50 reports
+# (one transaction, a few statements) instead of one per report.
+BATCH_LINGER_S = 0.25
 
 
 def event_publisher(js: JetStreamContext, timeout_s: float):
@@ -40,7 +44,7 @@ class AnalyticsApp(ServiceApp):
         rpc.add_AnalyticsServiceServicer_to_server(AnalyticsServicer(StatsReader(runtime.pool)), server)
 
     async def start(self, runtime: Runtime) -> None:
-        intake = AttemptIntake(AttemptLedger(runtime.pool), max_batch=MAX_BATCH)
+        intake = AttemptIntake(AttemptLedger(runtime.pool), max_batch=MAX_BATCH, max_wait_s=BATCH_LINGER_S)
         runtime.background(consume(
             runtime.nc, CONSUMERS["analytics"], intake.handle, concurrency=CONCURRENCY, batch=250,
             stopping=runtime.stopping,

@@ -14,7 +14,7 @@ from services.router.retention import EventPruner, ReplyPruner
 from services.router.routing import EventStore, RouteStore
 from services.router.servicer import RouterServicer
 from services.router.templates import TemplateStore
-from switchboard.messaging import CONSUMERS, consume, duplicate_window_s
+from switchboard.messaging import CONSUMERS, StreamPublisher, consume, duplicate_window_s
 from switchboard.service import Runtime, ServiceApp
 from switchboard.v1 import router_pb2_grpc as rpc
 
@@ -41,12 +41,14 @@ class RouterApp(ServiceApp):
 
     async def start(self, runtime: Runtime) -> None:
         timeout = runtime.settings.publish_timeout_s
-        router = EventRouter(runtime.js, self.events, self.dispatcher, timeout)
+        # Every event's deliveries and outcome are published here: the lean publisher (messaging.py).
+        stream = StreamPublisher(runtime.nc)
+        router = EventRouter(stream, self.events, self.dispatcher, timeout)
         runtime.background(consume(
             runtime.nc, CONSUMERS["router"], router.handle,
             concurrency=runtime.settings.router_concurrency, stopping=runtime.stopping,
         ), "events consumer")
-        runner = ReplayRunner(self.replays, replay_delivery(runtime.js, self.dispatcher, timeout))
+        runner = ReplayRunner(self.replays, replay_delivery(stream, self.dispatcher, timeout))
         runtime.background(runner.run(runtime.stopping), "replay runner")
         for pruner in (EventPruner(runtime.pool, runtime.settings.retention_events_days),
                        ReplyPruner(runtime.pool, runtime.settings.retention_events_days)):

@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 
 import psycopg
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from services.router.dispatch import Dispatch, Dispatcher, Outgoing
 from services.router.routing import EventStore, Route, Stored
@@ -20,6 +19,7 @@ from switchboard.messaging import (
     ACK,
     TERM,
     Decision,
+    Publishing,
     dead_letter_subject,
     decode,
     delivery_subject,
@@ -65,7 +65,7 @@ def routing_outcome(event: Event, dispatch: Dispatch) -> RoutingOutcome:
         endpoint_ids=tuple(dict.fromkeys(o.endpoint_id for o in dispatch.outgoing)), category=dispatch.category)
 
 
-async def publish_deliveries(js: JetStreamContext, event: Event, outgoing: Sequence[Outgoing], timeout_s: float,
+async def publish_deliveries(js: Publishing, event: Event, outgoing: Sequence[Outgoing], timeout_s: float,
                              replay_id: str | None = None, category: str | None = None,
                              outcome: RoutingOutcome | None = None) -> None:
     """Queue the deliveries of ``event`` as the dispatcher planned them; returns once JetStream has them all.
@@ -100,7 +100,7 @@ REPLAY_ROUTE = Route(id="replay", tenant_id="", name="replay to one endpoint", s
                      endpoint_ids=(), enabled=True, created_at=datetime.fromtimestamp(0, timezone.utc))
 
 
-def replay_delivery(js: JetStreamContext, dispatcher: Dispatcher, timeout_s: float):
+def replay_delivery(js: Publishing, dispatcher: Dispatcher, timeout_s: float):
     """What a replay does with each event: to one endpoint as it was received, or through the routes."""
 
     async def deliver(event: Event, endpoint_id: str | None, replay_id: str) -> int:
@@ -117,7 +117,7 @@ def replay_delivery(js: JetStreamContext, dispatcher: Dispatcher, timeout_s: flo
 
 
 class EventRouter:
-    def __init__(self, js: JetStreamContext, events: EventStore, dispatcher: Dispatcher,
+    def __init__(self, js: Publishing, events: EventStore, dispatcher: Dispatcher,
                  publish_timeout_s: float) -> None:
         self.js = js
         self.events = events

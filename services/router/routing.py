@@ -33,7 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.router.conditions import AIConditions, Filters
 from switchboard.batching import Batcher, distinct_rounds
-from switchboard.database import each_alone_on_bad_data, jsonb
+from switchboard.database import atomically, each_alone_on_bad_data, jsonb
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.ids import is_id, new_id
@@ -463,9 +463,10 @@ class EventStore:
 
     async def _store_rows(self, items: Sequence[tuple[Event, dict[str, Any] | None, int | None]]) -> list[Stored]:
         stored = [Stored.BEFORE] * len(items)
-        async with self.pool.connection() as conn, conn.transaction():
-            # An event twice in a batch (a redelivered copy) is written again in a statement of its own.
-            for taken in distinct_rounds([event.id for event, _, _ in items]):
+        # An event twice in a batch (a redelivered copy) is written again in a statement of its own.
+        rounds = distinct_rounds([event.id for event, _, _ in items])
+        async with self.pool.connection() as conn, atomically(conn, len(rounds)):
+            for taken in rounds:
                 rows = [items[i] for i in taken.values()]
                 events = [event for event, _, _ in rows]
                 cur = await conn.execute(
