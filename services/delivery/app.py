@@ -6,6 +6,7 @@ from plugins.destinations.spec import DestinationContext
 from plugins.manager import load_registry
 from switchboard.circuit import CircuitBreakers
 from services.delivery.endpoints import EndpointManager
+from services.delivery.limits import CircuitSync, SharedRateLimits
 from services.delivery.options import EndpointOptions
 from services.delivery.retention import DeliveryPruner
 from services.delivery.retry import RetryPolicy
@@ -37,6 +38,10 @@ class DeliveryApp(ServiceApp):
         # Every connection goes to an address the SSRF guard has just checked.
         self.http = OutboundClient(allow_private=s.allow_private_destinations, allowed=self.allowed,
                                    max_idle_per_origin=s.delivery_concurrency)
+        # Every delivery process takes from one consumer: each endpoint's rate limit (in PostgreSQL)
+        # and circuit (in the DELIVERY_CIRCUITS bucket) are shared by all of them (limits.py).
+        circuits = CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s)
+        circuit_sync = CircuitSync(runtime.nc, circuits)
         worker = DeliveryWorker(
             runtime.js,
             self.store,
@@ -52,8 +57,12 @@ class DeliveryApp(ServiceApp):
                 auto_disable_after_s=s.endpoint_auto_disable_s,
             ),
             s.publish_timeout_s,
-            CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s),
+            circuits,
+            rate_limits=SharedRateLimits(self.store),
+            circuit_sync=circuit_sync,
+            processes=s.process_count("delivery"),
         )
+        runtime.background(circuit_sync.run(runtime.stopping), "circuits watch")
         runtime.background(consume(
             runtime.nc, CONSUMERS["delivery"], worker.handle,
             concurrency=s.delivery_concurrency, stopping=runtime.stopping,

@@ -18,6 +18,7 @@ from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import DeliveryMessage
 from switchboard.ids import is_id, new_id
 from switchboard.patterns import matches_any
+from switchboard.ratelimit import RateLimit
 
 __all__ = ["Endpoint", "Attempt", "Delivery", "DeliveryFilter", "DeliveryStore"]
 
@@ -122,6 +123,22 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidRequest("invalid cursor") from None
 
 
+# An endpoint's shared bucket refilled up to now (the database's clock; never backwards when a
+# statement waited for the row behind another whose clock was later).
+_REFILLED = ("least(%(burst)s::float8, b.tokens + %(rate)s::float8"
+             " * greatest(0, extract(epoch FROM statement_timestamp() - b.updated_at)::float8))")
+# Refill, take up to %(want)s whole tokens, and say how many were taken and how long until the
+# next token: one statement, the row locked for its length. A first lease finds a full bucket.
+_LEASE_TOKENS = f"""
+INSERT INTO delivery.endpoint_rate_buckets AS b (endpoint_id, tokens, updated_at, last_lease)
+VALUES (%(endpoint_id)s, %(burst)s - least(%(want)s, %(burst)s), statement_timestamp(), least(%(want)s, %(burst)s))
+ON CONFLICT (endpoint_id) DO UPDATE SET
+    last_lease = least(%(want)s, floor({_REFILLED})),
+    tokens = {_REFILLED} - least(%(want)s, floor({_REFILLED})),
+    updated_at = greatest(b.updated_at, statement_timestamp())
+RETURNING last_lease AS granted, greatest(0, 1 - tokens) / %(rate)s::float8 AS wait_s"""
+
+
 class DeliveryStore:
     def __init__(self, pool: AsyncConnectionPool, endpoint_ttl_s: float = 5.0) -> None:
         self.pool = pool
@@ -213,6 +230,15 @@ class DeliveryStore:
             await conn.execute(
                 "UPDATE delivery.endpoints SET failing_since = NULL WHERE id = %s AND failing_since IS NOT NULL",
                 (endpoint_id,))
+
+    async def lease_tokens(self, endpoint_id: str, limit: RateLimit, want: int) -> tuple[int, float]:
+        """Take up to ``want`` tokens from the endpoint's bucket shared by every delivery process:
+        ``(tokens taken, seconds until the bucket holds a whole token again)``."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_LEASE_TOKENS, {"endpoint_id": endpoint_id, "rate": limit.rate_per_s,
+                                                     "burst": limit.burst, "want": want})
+            row = await cur.fetchone()
+        return int(row["granted"]), float(row["wait_s"])
 
     def _changed(self, tenant_id: str, endpoint_id: str, row: dict[str, Any] | None) -> Endpoint:
         self._endpoints.pop((tenant_id, endpoint_id), None)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -23,13 +24,13 @@ from nats.js import JetStreamContext
 from plugins.destinations.spec import DestinationContext, EndpointTarget, OutboundMessage, SendResult
 from plugins.manager import PluginRegistry, UnknownPlugin
 from switchboard.circuit import CircuitBreakers
+from services.delivery.limits import CircuitSync, SharedRateLimits
 from services.delivery.options import EndpointOptions, parse_options
 from services.delivery.store import Attempt, DeliveryStore, Endpoint
 from switchboard.database import describe_error, storable_text
 from switchboard.errors import NotFound, Unavailable
 from switchboard.outages import platform_error
 from switchboard.events import SKIPPED, AttemptRecord, DeliveryMessage, DeliveryNotice
-from switchboard.ratelimit import TokenBuckets
 from switchboard.messaging import (
     ACK,
     TERM,
@@ -71,6 +72,16 @@ class NotSent(Exception):
     """Nothing is sent: the endpoint is off or deleted, or the route's transform failed."""
 
 
+class _Prepared(NamedTuple):
+    """What a delivery needs of its endpoint beyond the row, worked out once per cached copy of it."""
+
+    endpoint: Endpoint
+    options: EndpointOptions
+    context: DestinationContext
+    # This process's share of the endpoint's max_in_flight.
+    in_flight_cap: int
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -81,19 +92,28 @@ class DeliveryWorker:
         defaults: EndpointOptions,
         publish_timeout_s: float,
         circuits: CircuitBreakers | None = None,
+        *,
+        rate_limits: SharedRateLimits | None = None,
+        circuit_sync: CircuitSync | None = None,
+        processes: int = 1,
     ) -> None:
+        """``processes``: how many delivery processes share the work (and each endpoint's limits);
+        ``circuit_sync`` shares ``circuits`` with them (None: this process's circuits are its own)."""
         self.js = js
         self.store = store
         self.registry = registry
         self.context = context
         self.defaults = defaults
-        self.buckets = TokenBuckets()
+        # In PostgreSQL, shared by every delivery process (services/delivery/limits.py).
+        self.rate_limits = rate_limits or SharedRateLimits(store)
         self.circuits = circuits or CircuitBreakers(threshold=5, cooldown_s=10.0)
+        self.circuit_sync = circuit_sync
+        self.processes = max(1, processes)
         metrics.watch_circuits("delivery", self.circuits)
         self.in_flight: Counter[str] = Counter()
         # Delivery id -> (hold reason, since (monotonic), reported to analytics yet).
         self._holds: dict[str, tuple[str, float, bool]] = {}
-        self._parsed: dict[str, tuple[Endpoint, EndpointOptions, DestinationContext]] = {}
+        self._parsed: dict[str, _Prepared] = {}
         self.publish_timeout_s = publish_timeout_s
 
     async def handle(self, msg: Msg) -> Decision:
@@ -122,20 +142,26 @@ class DeliveryWorker:
             # The endpoint filters this type out: no delivery at all (analytics counted it queued).
             await self._notify(message, endpoint.id, SKIPPED)
             return ACK
-        options = self._options(endpoint)
+        _, options, _, in_flight_cap = self._prepared(endpoint)
         # Isolation: an endpoint over its share waits (no attempt is spent) and
         # leaves this process's other slots to other endpoints.
-        if self.in_flight[endpoint.id] >= options.max_in_flight:
+        if self.in_flight[endpoint.id] >= in_flight_cap:
             return await self._hold(message, endpoint.id, "in_flight_cap", 0.2)
         if options.rate_limit is not None:
-            verdict = self.buckets.take(endpoint.id, options.rate_limit)
-            if not verdict.allowed:
-                return await self._hold(message, endpoint.id, "rate_limited", max(0.05, verdict.retry_after_s))
+            wait = await self.rate_limits.take(endpoint.id, options.rate_limit)
+            if wait > 0:
+                return await self._hold(message, endpoint.id, "rate_limited", max(0.05, wait))
         # An endpoint that keeps failing is left alone for a while (the circuit
         # is open); its messages go to its failover meanwhile, if it has one,
         # or wait without spending attempts.
         target = endpoint
         wait = self.circuits.wait_s(endpoint.id)
+        if not wait and self.circuit_sync is not None and self.circuits.circuit(endpoint.id).probing:
+            # This process's turn to probe the half-open circuit: one process probes at a time.
+            if not await self.circuit_sync.claim_probe(endpoint.id):
+                self.circuits.release(endpoint.id)
+                # Another process probes; its outcome comes through the circuits bucket.
+                wait = min(1.0, self.circuits.circuit(endpoint.id).cooldown_s)
         if wait > 0:
             failover = await self._usable_failover(endpoint)
             if failover is None:
@@ -153,20 +179,23 @@ class DeliveryWorker:
 
     def _options(self, endpoint: Endpoint) -> EndpointOptions:
         """The endpoint's parsed options, parsed once per cached copy of the endpoint."""
-        return self._prepared(endpoint)[1]
+        return self._prepared(endpoint).options
 
     def _context(self, endpoint: Endpoint) -> DestinationContext:
         """The destination context with the endpoint's timeout and retry statuses."""
-        return self._prepared(endpoint)[2]
+        return self._prepared(endpoint).context
 
-    def _prepared(self, endpoint: Endpoint) -> tuple[Endpoint, EndpointOptions, DestinationContext]:
+    def _prepared(self, endpoint: Endpoint) -> _Prepared:
         cached = self._parsed.get(endpoint.id)
-        if cached is None or cached[0] is not endpoint:
+        if cached is None or cached.endpoint is not endpoint:
             if len(self._parsed) > 10_000:
                 self._parsed.clear()
             options = parse_options(endpoint.options, self.defaults)
             context = replace(self.context, timeout_s=options.timeout_s, retry_statuses=options.retry_statuses)
-            cached = self._parsed[endpoint.id] = (endpoint, options, context)
+            # max_in_flight stays what it is configured as, for the machine: each of its
+            # delivery processes takes an equal share (rounded up, so never 0).
+            cap = math.ceil(options.max_in_flight / self.processes)
+            cached = self._parsed[endpoint.id] = _Prepared(endpoint, options, context, cap)
         return cached
 
     async def _usable_failover(self, endpoint: Endpoint) -> Endpoint | None:
@@ -293,7 +322,8 @@ class DeliveryWorker:
         # A final 4xx means the receiver is up; only what a retry might cure counts against it.
         healthy = result.ok or not result.retryable
         had_failures = self.circuits.circuit(endpoint.id).failures > 0
-        self.circuits.record(endpoint.id, healthy)
+        if self.circuits.record(endpoint.id, healthy) is not None and self.circuit_sync is not None:
+            self.circuit_sync.tell(endpoint.id)  # opened or closed: the other processes hear of it
         if healthy:
             if had_failures or endpoint.failing_since is not None:
                 await self.store.note_success(endpoint.id)

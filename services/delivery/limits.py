@@ -1,0 +1,286 @@
+"""Per-endpoint limits shared by every delivery process of a machine (or of several).
+
+All delivery processes take from one durable consumer, so any of them may
+deliver to any endpoint: what limits an endpoint must be shared.
+
+- **Rate limits** (:class:`SharedRateLimits`): one token bucket per
+  rate-limited endpoint in PostgreSQL, refilled on the database's clock and
+  taken from in one statement (:meth:`DeliveryStore.lease_tokens`). Asking
+  the database for every delivery would add a statement per delivery, so a
+  process takes a *lease* of up to ``max(1, rate / 20)`` tokens (50 ms
+  worth, at most the burst) and spends it itself; a lease not spent within
+  LEASE_TTL_S is dropped. The total over all processes stays within the
+  bucket's rate (plus its burst); a process that found the bucket empty does
+  not ask again before the next token is due. Endpoints without a rate limit
+  never come here.
+- **Circuits** (:class:`CircuitSync`): the JetStream KV bucket
+  DELIVERY_CIRCUITS holds, under each endpoint id, its circuit as a process
+  last opened (``{"state": "open", "opened_at", "cooldown_s"}``, wall-clock
+  epoch seconds) or closed it (``{"state": "closed", "closed_at"}``). Each
+  process writes its own changes (after the delivery, never in its way) and
+  watches the bucket into its own :class:`CircuitBreakers`, so checking a
+  circuit stays a dictionary lookup. The half-open probe is claimed with a
+  compare-and-set on the key (an "open again from now" record): of the
+  processes whose cooldown ran out together, one wins and probes, the others
+  hold for another cooldown. While NATS is unreachable each process falls
+  back to its own circuits (and may probe on its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import nats.errors
+import orjson
+from nats.aio.client import Client as NATS
+from nats.js.errors import APIError, KeyWrongLastSequenceError
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from services.delivery.store import DeliveryStore
+from switchboard.circuit import CircuitBreakers
+from switchboard.errors import Unavailable
+from switchboard.messaging import CIRCUITS_BUCKET
+from switchboard.ratelimit import RateLimit
+
+__all__ = ["LEASE_S", "LEASE_TTL_S", "lease_size", "SharedRateLimits", "CircuitSync"]
+
+logger = logging.getLogger(__name__)
+
+# A lease is this long's worth of an endpoint's rate (at least one token, at most its burst).
+LEASE_S = 0.05
+# Tokens of a lease not spent within this are dropped: a process that stopped
+# delivering to an endpoint does not keep a part of its rate for later.
+LEASE_TTL_S = 1.0
+# Endpoints whose leases are remembered; beyond it they are forgotten (a new lease is asked).
+MAX_LEASES = 100_000
+
+
+def lease_size(limit: RateLimit) -> int:
+    """How many tokens a process takes from an endpoint's shared bucket at once."""
+    return max(1, min(limit.burst, int(limit.rate_per_s * LEASE_S)))
+
+
+@dataclass(slots=True)
+class _Lease:
+    tokens: int = 0
+    expires: float = 0.0
+    # The shared bucket was found without a whole token: none is due before then.
+    empty_until: float = 0.0
+
+
+class SharedRateLimits:
+    """Each endpoint's rate limit, across every delivery process, from leases of its shared bucket."""
+
+    def __init__(self, store: DeliveryStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.clock = clock
+        self._leases: dict[str, _Lease] = {}
+        # One lease asked at a time per endpoint: concurrent deliveries share its answer.
+        self._asking: dict[str, asyncio.Future[None]] = {}
+
+    async def take(self, endpoint_id: str, limit: RateLimit) -> float:
+        """Take a token for one delivery: 0 when it may go now, else seconds until one is due.
+
+        Raises what PostgreSQL raises when a lease must be asked and cannot be.
+        """
+        while True:
+            now = self.clock()
+            lease = self._leases.get(endpoint_id)
+            if lease is not None:
+                if lease.tokens and lease.expires > now:
+                    lease.tokens -= 1
+                    return 0.0
+                if lease.empty_until > now:
+                    return lease.empty_until - now
+            asking = self._asking.get(endpoint_id)
+            if asking is None:
+                asking = self._asking[endpoint_id] = asyncio.ensure_future(self._lease(endpoint_id, limit))
+                asking.add_done_callback(lambda done: self._asked(endpoint_id, done))
+            # Shielded: a delivery cancelled while waiting leaves the lease to the others.
+            await asyncio.shield(asking)
+            # Tokens came (or the bucket is empty until a known time): look again. Other deliveries
+            # waiting on the same lease may have spent it; then the next lease is asked.
+
+    def _asked(self, endpoint_id: str, done: asyncio.Future[None]) -> None:
+        if self._asking.get(endpoint_id) is done:
+            del self._asking[endpoint_id]
+        if not done.cancelled():
+            done.exception()  # retrieved: a failure is raised to the waiters, not logged as lost
+
+    async def _lease(self, endpoint_id: str, limit: RateLimit) -> None:
+        granted, wait_s = await self.store.lease_tokens(endpoint_id, limit, lease_size(limit))
+        now = self.clock()
+        if len(self._leases) >= MAX_LEASES and endpoint_id not in self._leases:
+            self._leases.clear()
+        lease = self._leases.setdefault(endpoint_id, _Lease())
+        lease.tokens, lease.expires = granted, now + LEASE_TTL_S
+        lease.empty_until = now + wait_s if wait_s > 0 else 0.0
+
+
+# The record format in DELIVERY_CIRCUITS.
+RECORD_VERSION = 1
+# How long a claim or a write may wait for NATS (a claim holds up its delivery).
+_NATS_TIMEOUT_S = 1.0
+# How often an idle watch looks at its connection, and how long it waits between its retries.
+_WATCH_IDLE_CHECK_S = 0.5
+_RETRY_FIRST_S = 0.5
+_RETRY_CAP_S = 5.0
+
+
+def encode_open(opened_at: float, cooldown_s: float, probing: bool = False) -> bytes:
+    record = {"v": RECORD_VERSION, "state": "open", "opened_at": opened_at, "cooldown_s": cooldown_s}
+    return orjson.dumps({**record, "probing": True} if probing else record)
+
+
+def encode_closed(closed_at: float) -> bytes:
+    return orjson.dumps({"v": RECORD_VERSION, "state": "closed", "closed_at": closed_at})
+
+
+class CircuitSync:
+    """Shares a process's endpoint circuits with the other delivery processes through DELIVERY_CIRCUITS.
+
+    :meth:`tell` writes a change the process made (in the background, in
+    order), :meth:`claim_probe` asks for the half-open probe, and :meth:`run`
+    watches the bucket into ``circuits`` for as long as the process runs.
+    """
+
+    def __init__(self, nc: NATS, circuits: CircuitBreakers, bucket: str = CIRCUITS_BUCKET,
+                 timeout_s: float = _NATS_TIMEOUT_S) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.circuits = circuits
+        self.bucket = bucket
+        self.timeout_s = timeout_s
+        self._kv: KeyValue | None = None
+        # Each key's last sequence as watched: what a probe's compare-and-set expects.
+        self._revisions: dict[str, int] = {}
+        # Records to write, the latest per key, by one writer task (so one key's writes stay in order).
+        self._pending: dict[str, bytes] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._write_failing = False
+
+    async def _open(self) -> KeyValue:
+        if not self.nc.is_connected:
+            raise Unavailable("NATS is not connected")
+        if self._kv is None:
+            self._kv = await self.js.key_value(self.bucket)
+        return self._kv
+
+    def tell(self, endpoint_id: str) -> None:
+        """Write the endpoint's circuit as it is here now (open or closed) for the other processes."""
+        opened_at = self.circuits.opened_at(endpoint_id)
+        if opened_at is None:
+            record = encode_closed(self.circuits.closed_at(endpoint_id) or self.circuits.wall_clock())
+        else:
+            record = encode_open(opened_at, self.circuits.circuit(endpoint_id).cooldown_s)
+        self._pending.pop(endpoint_id, None)  # re-inserted last: written after what came before it
+        self._pending[endpoint_id] = record
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(), name="circuit writes")
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            endpoint_id = next(iter(self._pending))
+            record = self._pending.pop(endpoint_id)
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    await (await self._open()).put(endpoint_id, record)
+            except Exception as exc:  # the others learn from their own failures meanwhile
+                log = logger.debug if self._write_failing else logger.warning
+                log("circuit change not shared", extra={"endpoint_id": endpoint_id,
+                                                       "error": f"{type(exc).__name__}: {exc}"})
+                self._write_failing = True
+            else:
+                self._write_failing = False
+
+    async def claim_probe(self, endpoint_id: str) -> bool:
+        """Whether this process sends the endpoint's half-open probe (its own circuit gave it the turn).
+
+        Claimed by writing "open again from now" over the record this process
+        last saw: a process that saw an older record (another claimed, or
+        closed, meanwhile) loses, and learns the news from the watch. When
+        NATS does not answer, the local turn stands.
+        """
+        record = encode_open(self.circuits.wall_clock(), self.circuits.circuit(endpoint_id).cooldown_s,
+                             probing=True)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await (await self._open()).update(endpoint_id, record, last=self._revisions.get(endpoint_id, 0))
+        except KeyWrongLastSequenceError:
+            return False
+        except APIError as exc:
+            if exc.err_code in (10071, 10164):  # a wrong last sequence, reported as such by older servers
+                return False
+            logger.warning("probe not claimed; probing anyway", extra={"endpoint_id": endpoint_id, "error": str(exc)})
+        except Exception as exc:
+            logger.debug("probe not claimed; probing anyway",
+                         extra={"endpoint_id": endpoint_id, "error": f"{type(exc).__name__}: {exc}"})
+        return True
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Watch the bucket until ``stopping`` is set; failures are retried with a growing delay, never raised."""
+        delay, failing = _RETRY_FIRST_S, False
+        try:
+            while not stopping.is_set():
+                try:
+                    await self._watch(stopping)
+                    delay, failing = _RETRY_FIRST_S, False
+                    continue
+                except Exception as exc:
+                    # Logged once per outage: NATS down is retried quietly until it is back.
+                    log = logger.debug if failing else logger.warning
+                    log("circuits watch failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+                    failing = True
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay)
+                delay = min(_RETRY_CAP_S, delay * 2)
+        finally:
+            if self._writer is not None:
+                # What this process changed last is worth sharing before it goes.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._writer), self.timeout_s)
+
+    async def _watch(self, stopping: asyncio.Event) -> None:
+        """One watch: every key's latest record, then each change, until stopping or NATS came back."""
+        reconnects = self.nc.stats["reconnects"]
+        watch = await (await self._open()).watchall()
+        try:
+            while not stopping.is_set():
+                if self.nc.stats["reconnects"] != reconnects:
+                    # The server may have been replaced: read the whole bucket again.
+                    logger.info("nats reconnected; reading the circuits bucket again")
+                    return
+                try:
+                    entry = await watch.updates(timeout=_WATCH_IDLE_CHECK_S)
+                except nats.errors.TimeoutError:
+                    continue
+                if entry is not None:  # None: the bucket has been read to its end
+                    self._apply(entry)
+        finally:
+            with contextlib.suppress(Exception):
+                await watch.stop()
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        endpoint_id = entry.key
+        if entry.revision is not None:
+            self._revisions[endpoint_id] = entry.revision
+        if entry.operation in (KV_DEL, KV_PURGE):  # removed by hand (or expired): closed from now
+            self.circuits.apply_closed(endpoint_id, self.circuits.wall_clock())
+            return
+        try:
+            record = orjson.loads(entry.value)
+            if record.get("v") != RECORD_VERSION:
+                raise ValueError(f"unknown record version {record.get('v')!r}")
+            if record["state"] == "open":
+                self.circuits.apply_opened(endpoint_id, float(record["opened_at"]), float(record["cooldown_s"]))
+            elif record["state"] == "closed":
+                self.circuits.apply_closed(endpoint_id, float(record["closed_at"]))
+            else:
+                raise ValueError(f"unknown state {record['state']!r}")
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # orjson's decode error is a ValueError
+            logger.warning("unreadable circuit record", extra={"endpoint_id": endpoint_id, "error": str(exc)})

@@ -1,0 +1,154 @@
+"""Several delivery processes share each endpoint's rate limit, circuit and in-flight cap.
+
+Each "process" here is a DeliveryWorker with what a delivery process of its own
+would have: its own NATS connection, PostgreSQL pool, HTTP client and circuit
+breakers (kept in step through the DELIVERY_CIRCUITS bucket); real JetStream,
+real PostgreSQL and a loopback receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import pytest
+
+from plugins.destinations.spec import DestinationContext
+from plugins.manager import load_registry
+from services.delivery.limits import CircuitSync
+from services.delivery.options import EndpointOptions
+from services.delivery.retry import RetryPolicy
+from services.delivery.store import DeliveryStore
+from services.delivery.worker import DeliveryWorker
+from switchboard.circuit import CircuitBreakers
+from switchboard.database import apply_migrations, open_pool
+from switchboard.events import DeliveryMessage
+from switchboard.messaging import CONSUMERS, connect_nats, consume, delivery_subject, encode, ensure_streams
+from switchboard.settings import Settings
+from switchboard.signatures import generate_webhook_secret
+from tests.outbound_fixture import outbound_client
+from tests.receivers import Receiver
+
+MIGRATIONS = Path(__file__).parents[3] / "services/delivery/migrations"
+DEFAULTS = EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0))
+
+
+def message(endpoint_id: str, n: int) -> DeliveryMessage:
+    return DeliveryMessage(event_id=f"evt_{n}", tenant_id="t1", endpoint_id=endpoint_id, route_id="rt_1",
+                           event_type="a.b", source_id="s1", received_at=0.0, payload={"n": n})
+
+
+@pytest.fixture
+async def store(pool, js) -> DeliveryStore:
+    await apply_migrations(pool, "delivery", MIGRATIONS)
+    await ensure_streams(js, Settings.from_env({}))
+    return DeliveryStore(pool)
+
+
+@contextlib.asynccontextmanager
+async def delivery_process(nats_url: str, database_url: str, circuits: CircuitBreakers | None = None,
+                           processes: int = 2) -> AsyncIterator[tuple]:
+    """One delivery process's connections, circuit sync (watching) and worker; yields (nc, worker)."""
+    nc = await connect_nats(nats_url, "delivery-test")
+    pool = await open_pool(database_url, max_size=5)
+    stopping = asyncio.Event()
+    circuits = circuits or CircuitBreakers(threshold=5, cooldown_s=10)
+    sync = CircuitSync(nc, circuits)
+    watching = asyncio.create_task(sync.run(stopping))
+    try:
+        async with outbound_client() as http:
+            yield nc, DeliveryWorker(nc.jetstream(), DeliveryStore(pool), load_registry(),
+                                     DestinationContext(http, 5.0, True), DEFAULTS, 5.0, circuits,
+                                     circuit_sync=sync, processes=processes)
+    finally:
+        stopping.set()
+        await watching
+        await pool.close()
+        await nc.close()
+
+
+async def eventually(condition: Callable[[], bool], within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_two_processes_together_keep_an_endpoints_rate_limit(store, js, nats_server, database_url) -> None:
+    with Receiver() as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret(),
+                                               options={"rate_limit": {"per_second": 20, "burst": 2}})
+        backlog = 100  # 5 s at 20/s: the demand outlasts the measurement
+        for n in range(backlog):
+            msg = message(endpoint.id, n)
+            await js.publish(delivery_subject("t1", endpoint.id), encode(msg.to_message()),
+                             headers={"Nats-Msg-Id": msg.delivery_id})
+        stopping = asyncio.Event()
+        async with delivery_process(nats_server.url, database_url) as (nc_a, a), \
+                delivery_process(nats_server.url, database_url) as (nc_b, b):
+            consumers = [asyncio.create_task(consume(nc, CONSUMERS["delivery"], worker.handle, concurrency=32,
+                                                     stopping=stopping)) for nc, worker in ((nc_a, a), (nc_b, b))]
+            try:
+                # Measured after the burst, over 3 s while both processes have more than enough to send.
+                assert await eventually(lambda: len(receiver.requests) >= 10, 10)
+                first, since = len(receiver.requests), time.monotonic()
+                await asyncio.sleep(3.0)
+                last, until = len(receiver.requests), time.monotonic()
+            finally:
+                stopping.set()
+                await asyncio.gather(*consumers)
+    rate = (last - first) / (until - since)
+    assert 18 <= rate <= 22, f"{rate:.1f}/s across both processes, limit 20/s"
+    assert last < backlog
+    senders = {r.headers["webhook-id"] for r in receiver.requests}
+    assert len(senders) == len(receiver.requests)  # each delivery sent once
+
+
+async def test_a_circuit_opened_in_one_process_holds_the_others_until_a_probe_closes_it(
+        store, nats_server, database_url) -> None:
+    def breakers() -> CircuitBreakers:
+        return CircuitBreakers(threshold=3, cooldown_s=2.0)
+
+    with Receiver(status=500) as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        async with delivery_process(nats_server.url, database_url, breakers()) as (_, a), \
+                delivery_process(nats_server.url, database_url, breakers()) as (_, b):
+            for n in range(3):
+                assert (await a.deliver(message(endpoint.id, n))).action == "nak"
+            assert a.circuits.circuit(endpoint.id).state == "open"
+            # B has sent nothing to the endpoint, yet holds its deliveries.
+            assert await eventually(lambda: b.circuits.wait_s(endpoint.id) > 0, 1.0)
+            held = await b.deliver(message(endpoint.id, 10))
+            assert held.action == "nak" and held.delay_s > 0 and len(receiver.requests) == 3
+
+            # Cooldown over: both processes are half-open, and one probe goes, from either.
+            await asyncio.sleep(2.0)
+            decisions = await asyncio.gather(a.deliver(message(endpoint.id, 11)), b.deliver(message(endpoint.id, 12)))
+            assert [d.action for d in decisions] == ["nak", "nak"] and len(receiver.requests) == 4
+            # It failed: open again, for both.
+            assert await eventually(lambda: a.circuits.wait_s(endpoint.id) > 0 and b.circuits.wait_s(endpoint.id) > 0,
+                                    1.0)
+
+            receiver.status = 200
+            await asyncio.sleep(2.0)
+            assert (await a.deliver(message(endpoint.id, 11))).action == "ack"  # A's probe succeeds
+            assert a.circuits.circuit(endpoint.id).state == "closed"
+            assert await eventually(lambda: b.circuits.circuit(endpoint.id).state == "closed", 1.0)
+            assert (await b.deliver(message(endpoint.id, 12))).action == "ack"
+            assert len(receiver.requests) == 6
+
+
+async def test_with_two_processes_each_takes_its_share_of_the_in_flight_cap(store, nats_server, database_url) -> None:
+    with Receiver(delay_s=1.0) as slow:
+        endpoint = await store.create_endpoint("t1", slow.url, "", "webhook", generate_webhook_secret(),
+                                               options={"max_in_flight": 3})
+        async with delivery_process(nats_server.url, database_url, processes=2) as (_, worker):
+            decisions = await asyncio.gather(*(worker.deliver(message(endpoint.id, n)) for n in range(3)))
+    # ceil(3 / 2) = 2 at once in this process: the third waits its turn without an attempt.
+    assert sorted((d.action, d.delay_s) for d in decisions) == [("ack", None), ("ack", None), ("nak", 0.2)]
+    assert len(slow.requests) == 2
