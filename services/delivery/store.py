@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from switchboard.batching import Batcher, distinct_rounds
-from switchboard.database import each_alone_on_bad_data, jsonb, storable_json
+from switchboard.database import atomically, each_alone_on_bad_data, jsonb, storable_json
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import DeliveryMessage
 from switchboard.ids import is_id, new_id
@@ -347,7 +347,7 @@ class DeliveryStore:
         rounds = distinct_rounds([delivery_id for delivery_id, _, _ in attempts])
         recorded = [False] * len(attempts)
         # One transaction: a caller is never told "failed" for an attempt that was kept.
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, atomically(conn, len(rounds)):
             for taken in rounds:
                 rows = [attempts[i] for i in taken.values()]
                 news = [new for _, _, new in rows]

@@ -9,6 +9,8 @@ re-sends with the same ``webhook-id`` so the receiver can de-duplicate.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import math
 import time
@@ -65,6 +67,11 @@ MAX_HOLDS_TRACKED = 50_000
 # before its message is given back (and the delivery sent again, same webhook-id).
 RECORD_PATIENCE_S = 120.0
 
+# How long a delivery over its endpoint's in-flight cap waits in the process for a slot, and how
+# many may wait per slot, before one is given back to the stream instead (a hold).
+SLOT_WAIT_S = 1.0
+SLOT_WAITERS_PER_SLOT = 4
+
 T = TypeVar("T")
 
 
@@ -111,6 +118,8 @@ class DeliveryWorker:
         self.processes = max(1, processes)
         metrics.watch_circuits("delivery", self.circuits)
         self.in_flight: Counter[str] = Counter()
+        # Endpoint id -> deliveries waiting for one of its slots, oldest first (_take_slot).
+        self._slot_waiters: dict[str, collections.deque[asyncio.Future[None]]] = {}
         # Delivery id -> (hold reason, since (monotonic), reported to analytics yet).
         self._holds: dict[str, tuple[str, float, bool]] = {}
         self._parsed: dict[str, _Prepared] = {}
@@ -145,8 +154,57 @@ class DeliveryWorker:
         _, options, _, in_flight_cap = self._prepared(endpoint)
         # Isolation: an endpoint over its share waits (no attempt is spent) and
         # leaves this process's other slots to other endpoints.
-        if self.in_flight[endpoint.id] >= in_flight_cap:
+        if not await self._take_slot(endpoint.id, in_flight_cap):
             return await self._hold(message, endpoint.id, "in_flight_cap", 0.2)
+        try:
+            return await self._deliver_in_slot(message, endpoint, options)
+        finally:
+            self._free_slot(endpoint.id)
+
+    async def _take_slot(self, endpoint_id: str, cap: int) -> bool:
+        """One of the endpoint's ``cap`` slots in this process, waiting up to SLOT_WAIT_S for one to
+        be handed on when a few of its deliveries wait here already (at most SLOT_WAITERS_PER_SLOT
+        per slot); False when there is none: the message goes back to the stream for a while.
+
+        Waiting here, rather than giving every message over the cap back at once, keeps a busy
+        endpoint's deliveries from circling through the stream (a redelivery costs NATS and this
+        process as much as a delivery) while its sends finish one after another.
+        """
+        if self.in_flight[endpoint_id] < cap:
+            self.in_flight[endpoint_id] += 1
+            return True
+        waiting = self._slot_waiters.setdefault(endpoint_id, collections.deque())
+        if len(waiting) >= cap * SLOT_WAITERS_PER_SLOT:
+            return False
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting.append(handed)
+        try:
+            async with asyncio.timeout(SLOT_WAIT_S):
+                await handed
+            return True
+        except TimeoutError:
+            # Handed a slot just as the wait ran out: it is this delivery's all the same.
+            return handed.done() and not handed.cancelled()
+        finally:
+            with contextlib.suppress(ValueError):
+                waiting.remove(handed)
+            if not waiting:
+                self._slot_waiters.pop(endpoint_id, None)
+
+    def _free_slot(self, endpoint_id: str) -> None:
+        """A slot is free: handed on to the longest-waiting delivery, if any, else given back."""
+        waiting = self._slot_waiters.get(endpoint_id)
+        while waiting:
+            handed = waiting.popleft()
+            if not handed.done():
+                handed.set_result(None)
+                return
+        self.in_flight[endpoint_id] -= 1
+        if not self.in_flight[endpoint_id]:
+            del self.in_flight[endpoint_id]
+
+    async def _deliver_in_slot(self, message: DeliveryMessage, endpoint: Endpoint, options: EndpointOptions
+                               ) -> Decision:
         if options.rate_limit is not None:
             wait = await self.rate_limits.take(endpoint.id, options.rate_limit)
             if wait > 0:
@@ -168,14 +226,10 @@ class DeliveryWorker:
                 return await self._hold(message, endpoint.id, "circuit_open", wait)
             target = failover
         self._holds.pop(message.delivery_id, None)  # attempted: a later hold is news again
-        self.in_flight[endpoint.id] += 1
         try:
             return await self._attempt(message, endpoint, options, target)
         finally:
             self.circuits.release(target.id)
-            self.in_flight[endpoint.id] -= 1
-            if not self.in_flight[endpoint.id]:
-                del self.in_flight[endpoint.id]
 
     def _options(self, endpoint: Endpoint) -> EndpointOptions:
         """The endpoint's parsed options, parsed once per cached copy of the endpoint."""

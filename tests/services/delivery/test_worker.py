@@ -4,6 +4,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tests.outbound_fixture import outbound_client
+import asyncio
 import pytest
 
 from plugins.destinations.spec import DestinationContext
@@ -11,7 +12,7 @@ from plugins.manager import load_registry
 from services.delivery.options import EndpointOptions
 from services.delivery.retry import RetryPolicy
 from services.delivery.store import DeliveryFilter, DeliveryStore
-from services.delivery.worker import DeliveryWorker
+from services.delivery.worker import SLOT_WAIT_S, SLOT_WAITERS_PER_SLOT, DeliveryWorker
 from switchboard.database import apply_migrations
 from switchboard.events import DeliveryMessage
 from switchboard.messaging import decode, ensure_streams
@@ -468,12 +469,13 @@ async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js
             assert (await worker.deliver(message(endpoint.id, "evt_held"))).delay_s == 30
             assert [n["state"] for n in await notices_of(js, "circuit-again", 2)] == ["circuit_open"] * 2
 
-    # An in-flight cap that clears at once is not reported; one that lasts is, once.
+    # An in-flight cap that clears at once is not reported; one that lasts is, once. (Each delivery
+    # over the cap first waits SLOT_WAIT_S for a slot; the receiver is slower than that.)
     async with outbound_client() as http:
         capped = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
                                 EndpointOptions(1, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
                                 5.0)
-        with Receiver(delay_s=1.5) as slow:
+        with Receiver(delay_s=SLOT_WAIT_S * 3.5) as slow:
             endpoint = await store.create_endpoint("t1", slow.url, "", "webhook", generate_webhook_secret())
             first = asyncio.create_task(capped.deliver(message(endpoint.id, "evt_slow")))
             while not capped.in_flight[endpoint.id]:
@@ -484,9 +486,28 @@ async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js
                 holds += 1
                 await asyncio.sleep(0.2)
             assert (await first).action == "ack" and holds > 1
-            # It was held ~1.5 s: reported once, after it had lasted (held only for a moment, nothing).
+            # It was held for seconds: reported once, after it had lasted (held only for a moment, nothing).
             assert [n["state"] for n in await notices_of(js, "capped", 3)] == [
                 "circuit_open", "circuit_open", "in_flight_cap"]
+
+
+async def test_deliveries_over_the_cap_wait_in_the_process_for_a_slot_instead_of_circling(setup) -> None:
+    """A busy endpoint's deliveries over its in-flight cap take the slots as they free up, in
+    order, without going back to the stream; only those beyond SLOT_WAITERS_PER_SLOT per slot do."""
+    store, _, js = setup
+    async with outbound_client() as http:
+        capped = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
+                                EndpointOptions(2, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
+                                5.0)
+        with Receiver(delay_s=0.1) as receiver:
+            endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+            room = 2 + 2 * SLOT_WAITERS_PER_SLOT  # two sending, eight waiting
+            decisions = await asyncio.gather(*(capped.deliver(message(endpoint.id, f"evt_{n}"))
+                                               for n in range(room + 3)))
+        assert sorted((d.action, d.delay_s or 0) for d in decisions) == [("ack", 0)] * room + [("nak", 0.2)] * 3
+        assert len(receiver.requests) == room
+        # Every slot was given back: nothing in flight, nobody waiting.
+        assert not capped.in_flight and not capped._slot_waiters
 
 
 async def test_a_delivery_its_endpoint_filters_out_is_reported_skipped(setup) -> None:
