@@ -24,7 +24,9 @@ SWITCHBOARD_DEDUP_WINDOW, so a provider's retry after the streams' duplicate
 window is still answered duplicate (services/ingest/publisher.py); and the KV
 bucket SOURCES (stream KV_SOURCES): every source as PostgreSQL last committed
 it, which every ingest process mirrors to find sources without PostgreSQL
-(services/ingest/source_feed.py).
+(services/ingest/source_feed.py); and the KV bucket DELIVERY_CIRCUITS: each
+endpoint's circuit as a delivery process last opened or closed it, watched by
+every delivery process (services/delivery/limits.py).
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ _RETRY_KEYS = {"max_attempts", "initial_delay_seconds", "max_delay_seconds", "mu
 
 @dataclass(frozen=True)
 class EndpointOptions:
-    # Deliveries to this endpoint in flight at once, per delivery process: a
-    # slow receiver can hold no more than this many of the process's slots.
+    # Deliveries to this endpoint in flight at once on this machine (each of K
+    # delivery processes takes ceil(max_in_flight / K)): a slow receiver can
+    # hold no more than this many of the processes' slots.
     max_in_flight: int
     rate_limit: RateLimit | None
     timeout_s: float
