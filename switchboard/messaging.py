@@ -48,6 +48,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api
 from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
 
 from switchboard import metrics
 from switchboard.errors import Unavailable
@@ -65,6 +66,8 @@ __all__ = [
     "sources_bucket_config",
     "CIRCUITS_BUCKET",
     "circuits_bucket_config",
+    "BucketFollower",
+    "follow_bucket",
     "CONSUMERS",
     "connect_nats",
     "ensure_streams",
@@ -301,6 +304,82 @@ def _redact_url(url: str) -> str:
         scheme, _, rest = url.partition("://")
         return f"{scheme}://***@{rest.rpartition('@')[2]}"
     return url
+
+
+class BucketFollower(Protocol):
+    """What :func:`follow_bucket` tells as it reads a KV bucket."""
+
+    def loaded(self, entries: list[KeyValue.Entry]) -> None:
+        """The whole bucket, read again from its start: each key's latest entry (deletions included)."""
+
+    def changed(self, entry: KeyValue.Entry) -> None:
+        """One change after the bucket was loaded."""
+
+    def lost(self) -> None:
+        """The watch ended (NATS failed or came back): what was loaded may be stale until the next load."""
+
+
+# How often an idle watch looks at its connection, and how long it waits between its retries.
+_WATCH_IDLE_CHECK_S = 0.5
+_WATCH_RETRY_FIRST_S = 0.5
+_WATCH_RETRY_CAP_S = 5.0
+
+
+async def follow_bucket(nc: NATS, bucket: str, follower: BucketFollower, stopping: asyncio.Event, *,
+                        snapshot_timeout_s: float = 10.0) -> None:
+    """Keep ``follower`` told of a KV bucket until ``stopping`` is set: the whole bucket, then each change.
+
+    When NATS comes back after a disconnection the whole bucket is read again
+    (the server may have been replaced). Failures are retried with a growing
+    delay and logged once per outage, never raised.
+    """
+    delay, failing = _WATCH_RETRY_FIRST_S, False
+    while not stopping.is_set():
+        try:
+            await _follow_once(nc, bucket, follower, stopping, snapshot_timeout_s)
+            delay, failing = _WATCH_RETRY_FIRST_S, False
+            continue
+        except Exception as exc:
+            log = logger.debug if failing else logger.warning
+            log("bucket watch failed; retrying", extra={"bucket": bucket, "error": f"{type(exc).__name__}: {exc}"})
+            failing = True
+        finally:
+            follower.lost()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+        delay = min(_WATCH_RETRY_CAP_S, delay * 2)
+
+
+async def _follow_once(nc: NATS, bucket: str, follower: BucketFollower, stopping: asyncio.Event,
+                       snapshot_timeout_s: float) -> None:
+    reconnects = nc.stats["reconnects"]
+    if not nc.is_connected:
+        raise Unavailable("NATS is not connected")
+    watch = await (await nc.jetstream().key_value(bucket)).watchall()
+    try:
+        entries: list[KeyValue.Entry] = []
+        while True:
+            try:
+                entry = await watch.updates(timeout=snapshot_timeout_s)
+            except nats.errors.TimeoutError:
+                raise Unavailable(f"the {bucket} bucket was not read in time") from None
+            if entry is None:  # the whole bucket has been read
+                break
+            entries.append(entry)
+        follower.loaded(entries)
+        while not stopping.is_set():
+            if nc.stats["reconnects"] != reconnects:
+                logger.info("nats reconnected; reading the bucket again", extra={"bucket": bucket})
+                return
+            try:
+                entry = await watch.updates(timeout=_WATCH_IDLE_CHECK_S)
+            except nats.errors.TimeoutError:
+                continue
+            if entry is not None:
+                follower.changed(entry)
+    finally:
+        with contextlib.suppress(Exception):
+            await watch.stop()
 
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:

@@ -35,7 +35,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import nats.errors
 import orjson
 from nats.aio.client import Client as NATS
 from nats.js.errors import APIError, KeyWrongLastSequenceError
@@ -44,7 +43,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from services.delivery.store import DeliveryStore
 from switchboard.circuit import CircuitBreakers
 from switchboard.errors import Unavailable
-from switchboard.messaging import CIRCUITS_BUCKET
+from switchboard.messaging import CIRCUITS_BUCKET, follow_bucket
 from switchboard.ratelimit import RateLimit
 
 __all__ = ["LEASE_S", "LEASE_TTL_S", "lease_size", "SharedRateLimits", "CircuitSync"]
@@ -126,10 +125,6 @@ class SharedRateLimits:
 RECORD_VERSION = 1
 # How long a claim or a write may wait for NATS (a claim holds up its delivery).
 _NATS_TIMEOUT_S = 1.0
-# How often an idle watch looks at its connection, and how long it waits between its retries.
-_WATCH_IDLE_CHECK_S = 0.5
-_RETRY_FIRST_S = 0.5
-_RETRY_CAP_S = 5.0
 
 
 def encode_open(opened_at: float, cooldown_s: float, probing: bool = False) -> bytes:
@@ -224,46 +219,24 @@ class CircuitSync:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Watch the bucket until ``stopping`` is set; failures are retried with a growing delay, never raised."""
-        delay, failing = _RETRY_FIRST_S, False
         try:
-            while not stopping.is_set():
-                try:
-                    await self._watch(stopping)
-                    delay, failing = _RETRY_FIRST_S, False
-                    continue
-                except Exception as exc:
-                    # Logged once per outage: NATS down is retried quietly until it is back.
-                    log = logger.debug if failing else logger.warning
-                    log("circuits watch failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
-                    failing = True
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), delay)
-                delay = min(_RETRY_CAP_S, delay * 2)
+            await follow_bucket(self.nc, self.bucket, self, stopping)
         finally:
             if self._writer is not None:
                 # What this process changed last is worth sharing before it goes.
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(self._writer), self.timeout_s)
 
-    async def _watch(self, stopping: asyncio.Event) -> None:
-        """One watch: every key's latest record, then each change, until stopping or NATS came back."""
-        reconnects = self.nc.stats["reconnects"]
-        watch = await (await self._open()).watchall()
-        try:
-            while not stopping.is_set():
-                if self.nc.stats["reconnects"] != reconnects:
-                    # The server may have been replaced: read the whole bucket again.
-                    logger.info("nats reconnected; reading the circuits bucket again")
-                    return
-                try:
-                    entry = await watch.updates(timeout=_WATCH_IDLE_CHECK_S)
-                except nats.errors.TimeoutError:
-                    continue
-                if entry is not None:  # None: the bucket has been read to its end
-                    self._apply(entry)
-        finally:
-            with contextlib.suppress(Exception):
-                await watch.stop()
+    # BucketFollower: every key's latest record, then each change.
+    def loaded(self, entries: list[KeyValue.Entry]) -> None:
+        for entry in entries:
+            self._apply(entry)
+
+    def changed(self, entry: KeyValue.Entry) -> None:
+        self._apply(entry)
+
+    def lost(self) -> None:
+        """Circuits stay as last seen; a claim against a stale revision loses and is read again."""
 
     def _apply(self, entry: KeyValue.Entry) -> None:
         endpoint_id = entry.key

@@ -30,14 +30,12 @@ NATS holds them, and whoever may read the bucket may sign webhooks
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-import nats.errors
 import orjson
 from nats.aio.client import Client as NATS
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
@@ -45,7 +43,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from services.ingest.sources import Source, SourceMirror, SourceStore
 from switchboard.errors import Unavailable
-from switchboard.messaging import SOURCES_BUCKET
+from switchboard.messaging import SOURCES_BUCKET, follow_bucket
 from switchboard.ratelimit import RateLimit
 
 __all__ = [
@@ -65,10 +63,6 @@ RECORD_VERSION = 1
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 # Writers racing on one key: look again this many times, then leave it to reconciliation.
 _CAS_ATTEMPTS = 3
-# How often an idle watch looks at its connection, and how long it waits between its retries.
-_WATCH_IDLE_CHECK_S = 0.5
-_RETRY_FIRST_S = 0.5
-_RETRY_CAP_S = 5.0
 
 
 def _when(value: datetime | None) -> str | None:
@@ -226,7 +220,6 @@ class SourceWatcher:
     def __init__(self, nc: NATS, mirror: SourceMirror, bucket: str = SOURCES_BUCKET,
                  snapshot_timeout_s: float = 10.0) -> None:
         self.nc = nc
-        self.js = nc.jetstream()
         self.mirror = mirror
         self.bucket = bucket
         self.snapshot_timeout_s = snapshot_timeout_s
@@ -241,70 +234,34 @@ class SourceWatcher:
         return dict(self._held)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        delay = _RETRY_FIRST_S
-        failing = False
-        while not stopping.is_set():
-            try:
-                await self._watch(stopping)
-                delay = _RETRY_FIRST_S
-                failing = False
-                continue
-            except Exception as exc:
-                # Logged once per outage: NATS down is retried quietly until it is back.
-                log = logger.debug if failing else logger.warning
-                log("sources watch failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
-                failing = True
-            finally:
-                self.synced = False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
-            delay = min(_RETRY_CAP_S, delay * 2)
+        await follow_bucket(self.nc, self.bucket, self, stopping, snapshot_timeout_s=self.snapshot_timeout_s)
 
-    async def _watch(self, stopping: asyncio.Event) -> None:
-        """One watch: the whole bucket, then its changes until stopping or NATS came back."""
-        reconnects = self.nc.stats["reconnects"]
-        if not self.nc.is_connected:
-            raise Unavailable("NATS is not connected")
-        kv = await self.js.key_value(self.bucket)
-        watch = await kv.watchall()
-        try:
-            held: dict[str, Held] = {}
-            sources: dict[str, Source] = {}
-            while True:
-                try:
-                    entry = await watch.updates(timeout=self.snapshot_timeout_s)
-                except nats.errors.TimeoutError:
-                    raise Unavailable("the sources bucket was not read in time") from None
-                if entry is None:  # the whole bucket has been read
-                    break
-                source = self._note(entry, held)
-                if source is not None:
-                    sources[source.id] = source
-                else:
-                    sources.pop(entry.key, None)
-            self._held = held
-            self.mirror.load(sources.values())
-            self.synced = True
-            self.resynced.set()
-            logger.info("sources mirrored", extra={"sources": len(sources)})
-            while not stopping.is_set():
-                if self.nc.stats["reconnects"] != reconnects:
-                    logger.info("nats reconnected; reading the sources bucket again")
-                    return
-                try:
-                    entry = await watch.updates(timeout=_WATCH_IDLE_CHECK_S)
-                except nats.errors.TimeoutError:
-                    continue
-                if entry is None:
-                    continue
-                source = self._note(entry, self._held)
-                if source is not None:
-                    self.mirror.offer(source)
-                else:
-                    self.mirror.forget(entry.key)
-        finally:
-            with contextlib.suppress(Exception):
-                await watch.stop()
+    # BucketFollower: the whole bucket (again after NATS came back), then each change.
+    def loaded(self, entries: list[KeyValue.Entry]) -> None:
+        held: dict[str, Held] = {}
+        sources: dict[str, Source] = {}
+        for entry in entries:
+            source = self._note(entry, held)
+            if source is not None:
+                sources[source.id] = source
+            else:
+                sources.pop(entry.key, None)
+        self._held = held
+        self.mirror.load(sources.values())
+        self.synced = True
+        self.resynced.set()
+        logger.info("sources mirrored", extra={"sources": len(sources)})
+
+    def changed(self, entry: KeyValue.Entry) -> None:
+        source = self._note(entry, self._held)
+        if source is not None:
+            self.mirror.offer(source)
+        else:
+            self.mirror.forget(entry.key)
+
+    def lost(self) -> None:
+        # The mirror keeps answering with what it has; reconciliation waits for the next full read.
+        self.synced = False
 
     @staticmethod
     def _note(entry: KeyValue.Entry, held: dict[str, Held]) -> Source | None:
