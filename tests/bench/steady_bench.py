@@ -217,6 +217,12 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
+def service_of(process_name: str) -> str:
+    """The service a process belongs to: ``delivery-2`` is delivery's second process."""
+    service, _, index = process_name.rpartition("-")
+    return service if service and index.isdigit() else process_name
+
+
 def machine_busy_seconds() -> float:
     values = [int(v) for v in open("/proc/stat").readline().split()[1:]]
     return (sum(values[:8]) - values[3] - values[4]) / CLK_TCK
@@ -228,6 +234,8 @@ class CpuSample:
     by_process: dict[str, float]
     system: float  # of which in the kernel, every process together
     services: dict[str, int]
+    # PostgreSQL's own processes by whom they serve: each service's connections, "background" for the rest.
+    postgres_for: dict[str, float] = field(default_factory=dict)
 
 
 # -- the platform ---------------------------------------------------------------
@@ -302,14 +310,25 @@ class Up:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
         return f"nats://127.0.0.1:{args[args.index('--port') + 1]}"
 
+    def postgres_clients(self) -> dict[int, str]:
+        """PostgreSQL backend pid -> the service on the other end (its connection's application_name)."""
+        import psycopg
+
+        lines = (self.state_dir / "postgres" / "postmaster.pid").read_text().splitlines()
+        with psycopg.connect(f"postgresql://switchboard@127.0.0.1:{lines[3]}/switchboard",
+                             application_name="bench", autocommit=True) as conn:
+            rows = conn.execute("SELECT pid, application_name FROM pg_stat_activity").fetchall()
+        return {pid: name.removeprefix("switchboard-") for pid, name in rows if name}
+
     def cpu(self, receiver_pid: int) -> CpuSample:
         """CPU seconds so far of every process of the platform's tree, by process (each service, nats,
         postgres: the postmaster, its children and, through its cutime, those it has reaped; the supervisor),
         and of the receiver."""
         assert self.process is not None
         services = self.services()
+        # A service's further processes (delivery-2, ...) count as that service.
         roots = {self.process.pid: "supervisor", receiver_pid: "receiver",
-                 **{pid: name for name, pid in services.items()}}
+                 **{pid: service_of(name) for name, pid in services.items()}}
         if (nats := _read_pid(self.state_dir / "nats" / "nats-server.pid")) is not None:
             roots[nats] = "nats"
         if (postmaster := _read_pid(self.state_dir / "postgres" / "postmaster.pid")) is not None:
@@ -327,17 +346,22 @@ class Up:
                 owner[p] = found
             return found
 
+        clients = self.postgres_clients()
         used = {name: 0.0 for name in PROCESS_ORDER}
+        postgres_for: dict[str, float] = {}
         system = 0.0
         for pid, (_, own, children, (stime, cstime)) in table.items():
             name = owner_of(pid)
+            if name == "postgres":
+                client = clients.get(pid, "background")
+                postgres_for[client] = postgres_for.get(client, 0.0) + own + children
             if name is not None:
                 # Children the supervisor reaped are other roots (counted while they lived); a postmaster's
                 # reaped children are backends and workers that ended meanwhile.
                 reaped = name != "supervisor"
                 used[name] = used.get(name, 0.0) + own + (children if reaped else 0.0)
                 system += (stime + (cstime if reaped else 0)) / CLK_TCK
-        return CpuSample(time.monotonic(), used, system, services)
+        return CpuSample(time.monotonic(), used, system, services, postgres_for)
 
 
 async def _backlog(nats_url: str) -> dict[str, int]:
@@ -489,10 +513,13 @@ class Bench:
         net = {n: used[n] - self.idle_per_s.get(n, 0.0) * span for n in PROCESS_ORDER}
         restarted = sorted(n for n, pid in cpu_after.services.items() if cpu_before.services.get(n) != pid)
         per_event_ms = {n: net[n] / max(accepted, 1) * 1000 for n in PROCESS_ORDER}
+        # Gross (idle not subtracted): which service's statements PostgreSQL spent its time on.
+        postgres_ms = {n: (v - cpu_before.postgres_for.get(n, 0.0)) / max(accepted, 1) * 1000
+                       for n, v in cpu_after.postgres_for.items()}
         return {
             "rate": rate, "accepted": accepted, "requested": len(ids), "statuses": sent["statuses"],
             "delivered": len(first), "expected": expected, "duplicates": duplicates, "drained": drained,
-            "per_event_ms": per_event_ms, "machine_ms": sum(per_event_ms.values()),
+            "per_event_ms": per_event_ms, "postgres_ms": postgres_ms, "machine_ms": sum(per_event_ms.values()),
             "gross_machine_ms": sum(used.values()) / max(accepted, 1) * 1000,
             "busy_ms": busy / max(accepted, 1) * 1000, "cpu_window_s": span,
             "system_share": (cpu_after.system - cpu_before.system) / max(1e-9, sum(used.values())),
@@ -618,7 +645,9 @@ def print_report(endpoints: int, idle: dict[str, float], results: list[dict], ar
               f"within {args.drain:.0f} s (CPU window {r['cpu_window_s']:.1f} s); {r['duplicates']} duplicate "
               f"deliveries; {r['log_bytes_per_event']:.0f} log bytes per event; the sender {r['sender_ms']:.2f} ms "
               f"per event; other work on the machine meanwhile: {r['other_load']:.2f} cores; "
-              f"{r['system_share']:.0%} of the measured CPU in the kernel"
+              f"{r['system_share']:.0%} of the measured CPU in the kernel; PostgreSQL's ms per event by client: "
+              + ", ".join(f"{n} {v:.2f}" for n, v in sorted(r["postgres_ms"].items(), key=lambda i: -i[1])
+                          if v >= 0.005)
               + (f"; RESTARTED: {', '.join(r['restarted'])}" if r["restarted"] else ""))
 
 

@@ -76,3 +76,24 @@ async def test_events_are_stored_once_and_only_read_by_their_tenant(pool) -> Non
                                                           "endpoint_ids": ["ep1", "ep1", "ep2"]}))
     assert created.endpoint_ids == ("ep1", "ep2")
     assert await routes.list("t2") == []
+
+
+async def test_json_scalars_nulls_and_text_survive_the_batched_insert(pool) -> None:
+    """Rows go to PostgreSQL as one jsonb document: a null payload, scalars and times come back as they were."""
+    from pathlib import Path
+
+    from switchboard.database import apply_migrations
+
+    await apply_migrations(pool, "router", Path(__file__).parents[3] / "services/router/migrations")
+    store = EventStore(pool)
+    kept = [
+        Event(id=new_id("evt"), tenant_id="t1", source_id="s1", type="a", received_at=1.5e9 + 0.123456,
+              payload=None, body="null"),
+        Event(id=new_id("evt"), tenant_id="t1", source_id="s1", type="b", received_at=1.7e9, payload="text",
+              occurred_at=1.6e9, conversation_key="c'k", author="a\"b", provider_event_id=None),
+        Event(id=new_id("evt"), tenant_id="t1", source_id="s1", type="c", received_at=1.7e9,
+              payload=[1, 2.5, True, {"n": None, "big": 2**62}], headers={"x-é": "caf\u00e9"}),
+    ]
+    assert [await store.store(e) for e in kept] == [True, True, True]
+    for e in kept:
+        assert (await store.get("t1", e.id)).event == e
