@@ -203,9 +203,12 @@ class CircuitSync:
         """
         record = encode_open(self.circuits.wall_clock(), self.circuits.circuit(endpoint_id).cooldown_s,
                              probing=True)
+        # The record this process decided on, read before any await: news the watch brings
+        # meanwhile (another's claim) must make this claim lose, not become what it expects.
+        last = self._revisions.get(endpoint_id, 0)
         try:
             async with asyncio.timeout(self.timeout_s):
-                await (await self._open()).update(endpoint_id, record, last=self._revisions.get(endpoint_id, 0))
+                await (await self._open()).update(endpoint_id, record, last=last)
         except KeyWrongLastSequenceError:
             return False
         except APIError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -77,6 +78,25 @@ T = TypeVar("T")
 
 class NotSent(Exception):
     """Nothing is sent: the endpoint is off or deleted, or the route's transform failed."""
+
+
+class _Slot:
+    """One of an endpoint's in-flight slots, given back once: as the send ends, or with the delivery.
+
+    max_in_flight bounds requests at the receiver; a slot kept while the attempt
+    is recorded would stretch each slot's turn by PostgreSQL's and NATS's round
+    trips, and under load turn the cap into the throughput limit.
+    """
+
+    __slots__ = ("_free",)
+
+    def __init__(self, free: Callable[[], None]) -> None:
+        self._free: Callable[[], None] | None = free
+
+    def release(self) -> None:
+        if self._free is not None:
+            free, self._free = self._free, None
+            free()
 
 
 class _Prepared(NamedTuple):
@@ -156,10 +176,11 @@ class DeliveryWorker:
         # leaves this process's other slots to other endpoints.
         if not await self._take_slot(endpoint.id, in_flight_cap):
             return await self._hold(message, endpoint.id, "in_flight_cap", 0.2)
+        slot = _Slot(functools.partial(self._free_slot, endpoint.id))
         try:
-            return await self._deliver_in_slot(message, endpoint, options)
+            return await self._deliver_in_slot(message, endpoint, options, slot)
         finally:
-            self._free_slot(endpoint.id)
+            slot.release()
 
     async def _take_slot(self, endpoint_id: str, cap: int) -> bool:
         """One of the endpoint's ``cap`` slots in this process, waiting up to SLOT_WAIT_S for one to
@@ -203,8 +224,8 @@ class DeliveryWorker:
         if not self.in_flight[endpoint_id]:
             del self.in_flight[endpoint_id]
 
-    async def _deliver_in_slot(self, message: DeliveryMessage, endpoint: Endpoint, options: EndpointOptions
-                               ) -> Decision:
+    async def _deliver_in_slot(self, message: DeliveryMessage, endpoint: Endpoint, options: EndpointOptions,
+                               slot: _Slot) -> Decision:
         if options.rate_limit is not None:
             wait = await self.rate_limits.take(endpoint.id, options.rate_limit)
             if wait > 0:
@@ -227,7 +248,7 @@ class DeliveryWorker:
             target = failover
         self._holds.pop(message.delivery_id, None)  # attempted: a later hold is news again
         try:
-            return await self._attempt(message, endpoint, options, target)
+            return await self._attempt(message, endpoint, options, target, slot)
         finally:
             self.circuits.release(target.id)
 
@@ -264,7 +285,7 @@ class DeliveryWorker:
         return failover
 
     async def _attempt(self, message: DeliveryMessage, endpoint: Endpoint, options: EndpointOptions,
-                       target: Endpoint) -> Decision:
+                       target: Endpoint, slot: _Slot) -> Decision:
         policy = options.retry
         state = await self.store.state(message.delivery_id)
         # Not stored yet: this is its first attempt, and its row is written with the outcome.
@@ -309,6 +330,8 @@ class DeliveryWorker:
             logger.exception("destination raised", extra={"delivery_id": message.delivery_id})
             result = SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
         latency_ms = (time.perf_counter() - clock) * 1000
+        # The receiver is done with it: recording the attempt does not keep the endpoint's slot.
+        slot.release()
         if sent:
             await self._track_health(target, target_options, result)
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from tests.outbound_fixture import outbound_client
 import asyncio
+import time
 import pytest
 
 from plugins.destinations.spec import DestinationContext
@@ -508,6 +509,36 @@ async def test_deliveries_over_the_cap_wait_in_the_process_for_a_slot_instead_of
         assert len(receiver.requests) == room
         # Every slot was given back: nothing in flight, nobody waiting.
         assert not capped.in_flight and not capped._slot_waiters
+
+
+async def test_an_endpoints_slot_is_given_back_as_the_send_ends_not_after_the_record(setup, database_url) -> None:
+    """max_in_flight bounds requests at the receiver: while PostgreSQL is slow to record the
+    attempts, the next deliveries of a one-slot endpoint are sent, one at a time."""
+    import psycopg
+
+    store, _, js = setup
+    async with outbound_client() as http:
+        one_slot = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
+                                  EndpointOptions(1, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
+                                  5.0)
+        with Receiver() as receiver:
+            endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+            async with await psycopg.AsyncConnection.connect(database_url) as locker:
+                # Attempts cannot be inserted until this transaction ends: every record waits.
+                await locker.execute("LOCK TABLE delivery.attempts IN SHARE MODE")
+                deliveries = [asyncio.create_task(one_slot.deliver(message(endpoint.id, f"evt_{n}")))
+                              for n in range(3)]
+                deadline = time.monotonic() + 3.0
+                while (len(receiver.requests) < 3 or one_slot.in_flight[endpoint.id]) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                sent_while_records_waited = len(receiver.requests)
+                in_flight_then = one_slot.in_flight[endpoint.id]
+                await locker.commit()
+            decisions = await asyncio.gather(*deliveries)
+    assert sent_while_records_waited == 3
+    assert in_flight_then == 0  # the slots were given back, though no attempt was recorded yet
+    assert [d.action for d in decisions] == ["ack"] * 3
+    assert len(receiver.requests) == 3 and not one_slot.in_flight and not one_slot._slot_waiters
 
 
 async def test_a_delivery_its_endpoint_filters_out_is_reported_skipped(setup) -> None:
