@@ -22,7 +22,7 @@ SERVICE_NAMES = ("auth", "ingest", "router", "ai", "delivery", "analytics")
 # durable consumer, each message to one of them). The others hold
 # per-process schedules (alerts, retention sweeps) and stay single.
 SCALABLE_SERVICES = ("ingest", "router", "delivery")
-# Processes per scalable service when none is configured: one per core, at most this.
+# Processes per scalable service when none is configured: one per two cores, at most this.
 MAX_AUTO_PROCESSES = 4
 
 DEFAULT_GRPC_PORTS = {
@@ -98,6 +98,14 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
         except ValueError:
             raise SettingsError(f"{name} must be comma-separated CIDRs, got {item!r}") from None
     return tuple(networks)
+
+
+def machine_processes(cores: int) -> int:
+    """Processes of each scalable service `switchboard up` runs on a machine of ``cores``: one per
+    two cores, at most MAX_AUTO_PROCESSES. Three scaled services share the cores with NATS,
+    PostgreSQL and the rest; on 2 cores a second process of each cost ~35% more CPU per event
+    at 500 events/s and moved nothing faster (docs/benchmarks.md)."""
+    return max(1, min(cores // 2, MAX_AUTO_PROCESSES))
 
 
 @dataclass(frozen=True)
@@ -487,8 +495,7 @@ class Settings:
         return self.processes.get(service) or 1
 
     def with_machine_processes(self) -> "Settings":
-        """What `switchboard up` runs: where unset, one process per core (at most
-        MAX_AUTO_PROCESSES) for each scalable service."""
-        auto = min(os.cpu_count() or 1, MAX_AUTO_PROCESSES)
+        """What `switchboard up` runs: where unset, :func:`machine_processes` for each scalable service."""
+        auto = machine_processes(os.cpu_count() or 1)
         return replace(self, processes={name: count or (auto if name in SCALABLE_SERVICES else 1)
                                         for name, count in self.processes.items()})

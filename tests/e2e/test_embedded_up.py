@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from switchboard.settings import machine_processes
 from tests.platform_runner import Platform, base_env
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +34,7 @@ def processes_mentioning(text: str) -> list[str]:
 def test_up_starts_embedded_infrastructure_keeps_data_and_leaves_no_orphans(tmp_path: Path) -> None:
     state = tmp_path / "state"
     env = base_env(state)  # no SWITCHBOARD_NATS_URL, no SWITCHBOARD_DATABASE_URL
-    # And the processes a user gets: one per core for the edge, router and delivery.
+    # And the processes a user gets: one per two cores for the edge, router and delivery.
     env = {k: v for k, v in env.items() if not k.endswith("_PROCESSES")}
 
     first = Platform(env).start()
@@ -43,7 +44,7 @@ def test_up_starts_embedded_infrastructure_keeps_data_and_leaves_no_orphans(tmp_
         assert key_file.read_text().strip() == first.admin_key
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         assert (state / "nats").is_dir() and (state / "postgres" / "PG_VERSION").exists()
-        per_service = min(os.cpu_count() or 1, 4)
+        per_service = machine_processes(os.cpu_count() or 1)
         assert sum(name.startswith("delivery") for name in first.pids()) == per_service, first.pids()
         with first.client() as api:
             created = api.post("/v1/sources", json={"name": "kept across restarts"})

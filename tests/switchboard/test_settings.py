@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.settings import DEFAULT_GRPC_PORTS, Settings, SettingsError
+from switchboard.settings import DEFAULT_GRPC_PORTS, Settings, SettingsError, machine_processes
 
 
 def test_defaults_need_no_environment() -> None:
@@ -65,13 +65,17 @@ def test_trusted_proxies_are_parsed_as_networks() -> None:
         Settings.from_env({"SWITCHBOARD_TRUSTED_PROXIES": "proxy.internal"})
 
 
+def test_up_runs_one_process_per_two_cores_of_each_scalable_service() -> None:
+    assert [machine_processes(cores) for cores in (1, 2, 3, 4, 6, 8, 16, 64)] == [1, 1, 1, 2, 3, 4, 4, 4]
+
+
 def test_processes_per_service_default_to_one_alone_and_to_the_cores_under_up() -> None:
     alone = Settings.from_env({"SWITCHBOARD_ROUTER_PROCESSES": "3"})
     assert alone.process_count("router") == 3 and alone.process_count("delivery") == 1
     under_up = alone.with_machine_processes()
-    cores = min(os.cpu_count() or 1, 4)
     assert under_up.process_count("router") == 3
-    assert under_up.process_count("delivery") == under_up.process_count("ingest") == cores
+    auto = machine_processes(os.cpu_count() or 1)
+    assert under_up.process_count("delivery") == under_up.process_count("ingest") == auto
     assert under_up.process_count("auth") == under_up.process_count("analytics") == 1
     assert Settings.from_env(under_up.as_env()).processes == under_up.processes
     # Services with schedules of their own (alerts, sweeps) run once.
