@@ -61,6 +61,7 @@ class DeliveryApp(ServiceApp):
             rate_limits=SharedRateLimits(self.store),
             circuit_sync=circuit_sync,
             processes=s.process_count("delivery"),
+            concurrency=s.delivery_concurrency,
         )
         runtime.background(circuit_sync.run(runtime.stopping), "circuits watch")
         runtime.background(consume(

@@ -123,6 +123,7 @@ class DeliveryWorker:
         rate_limits: SharedRateLimits | None = None,
         circuit_sync: CircuitSync | None = None,
         processes: int = 1,
+        concurrency: int = 0,
     ) -> None:
         """``processes``: how many delivery processes share the work (and each endpoint's limits);
         ``circuit_sync`` shares ``circuits`` with them (None: this process's circuits are its own)."""
@@ -136,6 +137,9 @@ class DeliveryWorker:
         self.circuits = circuits or CircuitBreakers(threshold=5, cooldown_s=10.0)
         self.circuit_sync = circuit_sync
         self.processes = max(1, processes)
+        # Deliveries the consumer hands this worker at once (0: unknown); one endpoint's may
+        # wait for its slots in up to half of them, the rest stay for the other endpoints.
+        self.concurrency = concurrency
         metrics.watch_circuits("delivery", self.circuits)
         self.in_flight: Counter[str] = Counter()
         # Endpoint id -> deliveries waiting for one of its slots, oldest first (_take_slot).
@@ -184,8 +188,9 @@ class DeliveryWorker:
 
     async def _take_slot(self, endpoint_id: str, cap: int) -> bool:
         """One of the endpoint's ``cap`` slots in this process, waiting up to SLOT_WAIT_S for one to
-        be handed on when a few of its deliveries wait here already (at most SLOT_WAITERS_PER_SLOT
-        per slot); False when there is none: the message goes back to the stream for a while.
+        be handed on when some of its deliveries wait here already (SLOT_WAITERS_PER_SLOT per slot,
+        or half the consumer's concurrency if more); False when there is none: the message goes
+        back to the stream for a while.
 
         Waiting here, rather than giving every message over the cap back at once, keeps a busy
         endpoint's deliveries from circling through the stream (a redelivery costs NATS and this
@@ -195,7 +200,7 @@ class DeliveryWorker:
             self.in_flight[endpoint_id] += 1
             return True
         waiting = self._slot_waiters.setdefault(endpoint_id, collections.deque())
-        if len(waiting) >= cap * SLOT_WAITERS_PER_SLOT:
+        if len(waiting) >= max(cap * SLOT_WAITERS_PER_SLOT, self.concurrency // 2):
             return False
         handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiting.append(handed)

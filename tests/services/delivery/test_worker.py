@@ -492,17 +492,22 @@ async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js
                 "circuit_open", "circuit_open", "in_flight_cap"]
 
 
-async def test_deliveries_over_the_cap_wait_in_the_process_for_a_slot_instead_of_circling(setup) -> None:
+@pytest.mark.parametrize(("concurrency", "waiting", "delay_s"), [
+    (0, 2 * SLOT_WAITERS_PER_SLOT, 0.1),  # SLOT_WAITERS_PER_SLOT per slot
+    (64, 32, 0.0),  # half the consumer's concurrency, when that is more
+])
+async def test_deliveries_over_the_cap_wait_in_the_process_for_a_slot_instead_of_circling(
+        setup, concurrency, waiting, delay_s) -> None:
     """A busy endpoint's deliveries over its in-flight cap take the slots as they free up, in
-    order, without going back to the stream; only those beyond SLOT_WAITERS_PER_SLOT per slot do."""
+    order, without going back to the stream; only those beyond the waiting room do."""
     store, _, js = setup
     async with outbound_client() as http:
         capped = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
                                 EndpointOptions(2, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
-                                5.0)
-        with Receiver(delay_s=0.1) as receiver:
+                                5.0, concurrency=concurrency)
+        with Receiver(delay_s=delay_s) as receiver:
             endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
-            room = 2 + 2 * SLOT_WAITERS_PER_SLOT  # two sending, eight waiting
+            room = 2 + waiting  # two sending, the rest waiting
             decisions = await asyncio.gather(*(capped.deliver(message(endpoint.id, f"evt_{n}"))
                                                for n in range(room + 3)))
         assert sorted((d.action, d.delay_s or 0) for d in decisions) == [("ack", 0)] * room + [("nak", 0.2)] * 3
