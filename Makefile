@@ -67,6 +67,7 @@ bench: setup
 	$(BIN)/python -m tests.bench.router_bench
 	$(BIN)/python -m tests.bench.ai_local_bench
 	$(BIN)/python -m tests.bench.analytics_bench
+	$(BIN)/python -m tests.bench.floor_pipeline
 	$(BIN)/python -m tests.bench.steady_bench
 
 clean:
