@@ -36,7 +36,7 @@ run: setup
 	$(BIN)/switchboard up
 
 test: setup browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)
 
 # schemathesis over every operation of /openapi.json with many more examples than `make test` runs.
 fuzz: setup

@@ -137,9 +137,10 @@ class DeliveryWorker:
         self.circuits = circuits or CircuitBreakers(threshold=5, cooldown_s=10.0)
         self.circuit_sync = circuit_sync
         self.processes = max(1, processes)
-        # Deliveries the consumer hands this worker at once (0: unknown); one endpoint's may
-        # wait for its slots in up to half of them, the rest stay for the other endpoints.
-        self.concurrency = concurrency
+        # Deliveries the consumer hands this worker at once (0: unknown). One endpoint's may wait
+        # for its slots in up to half of them (the rest stay for the other endpoints), shared out
+        # among the processes: what one process cannot send soon goes back for the others to take.
+        self.slot_waiting_room = concurrency // (2 * self.processes)
         metrics.watch_circuits("delivery", self.circuits)
         self.in_flight: Counter[str] = Counter()
         # Endpoint id -> deliveries waiting for one of its slots, oldest first (_take_slot).
@@ -189,8 +190,8 @@ class DeliveryWorker:
     async def _take_slot(self, endpoint_id: str, cap: int) -> bool:
         """One of the endpoint's ``cap`` slots in this process, waiting up to SLOT_WAIT_S for one to
         be handed on when some of its deliveries wait here already (SLOT_WAITERS_PER_SLOT per slot,
-        or half the consumer's concurrency if more); False when there is none: the message goes
-        back to the stream for a while.
+        or half the consumer's concurrency over the processes if more); False when there is none:
+        the message goes back to the stream for a while.
 
         Waiting here, rather than giving every message over the cap back at once, keeps a busy
         endpoint's deliveries from circling through the stream (a redelivery costs NATS and this
@@ -200,7 +201,7 @@ class DeliveryWorker:
             self.in_flight[endpoint_id] += 1
             return True
         waiting = self._slot_waiters.setdefault(endpoint_id, collections.deque())
-        if len(waiting) >= max(cap * SLOT_WAITERS_PER_SLOT, self.concurrency // 2):
+        if len(waiting) >= max(cap * SLOT_WAITERS_PER_SLOT, self.slot_waiting_room):
             return False
         handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiting.append(handed)

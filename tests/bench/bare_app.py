@@ -29,18 +29,22 @@ async def app(scope, receive, send) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
+    body = await read_body(receive)
+    msg_id = uuid.uuid4().hex
+    await _js.publish("bare.events", body, headers={"Nats-Msg-Id": msg_id}, timeout=5)
+    body = orjson.dumps({"event_id": msg_id})
+    await send({"type": "http.response.start", "status": 202,
+                "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive) -> bytes:
     chunks = []
     while True:
         message = await receive()
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    msg_id = uuid.uuid4().hex
-    await _js.publish("bare.events", b"".join(chunks), headers={"Nats-Msg-Id": msg_id}, timeout=5)
-    body = orjson.dumps({"event_id": msg_id})
-    await send({"type": "http.response.start", "status": 202,
-                "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+            return b"".join(chunks)
 
 
 async def _lifespan(receive, send) -> None:

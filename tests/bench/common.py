@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -168,3 +169,14 @@ def run_wrk(url: str, body: bytes, headers: dict[str, str], seconds: int, connec
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
     non2xx = int(re.search(r"non2xx (\d+)", out).group(1))
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non2xx": non2xx}
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 response from a kept connection (the load generators' hand-written client)."""
+    status = int((await reader.readline()).split(b" ", 2)[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)

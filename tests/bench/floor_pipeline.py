@@ -37,6 +37,8 @@ from pathlib import Path
 
 import orjson
 
+from tests.bench import bare_app
+from tests.bench.common import read_response
 from tests.bench.steady_bench import (
     _proc_table,
     free_port,
@@ -45,31 +47,23 @@ from tests.bench.steady_bench import (
 )
 
 SECRET = "floor-secret"
-STREAM, SUBJECT = "FLOOR", "floor.events"
+STREAM, SUBJECT = "BARE", "bare.events"  # bare_app's stream
 
 
 # -- the edge (uvicorn tests.bench.floor_pipeline:edge_app) ------------------------------------------
 
-_js = None
-
-
 async def edge_app(scope, receive, send) -> None:
+    """bare_app's route with the sender's HMAC checked (its lifespan: the BARE stream)."""
     if scope["type"] == "lifespan":
-        await _edge_lifespan(receive, send)
+        await bare_app._lifespan(receive, send)
         return
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    body = b"".join(chunks)
+    body = await bare_app.read_body(receive)
     signature = next((v for k, v in scope["headers"] if k == b"x-signature"), b"")
     if not hmac.compare_digest(hmac.digest(SECRET.encode(), body, "sha256").hex().encode(), signature):
         await _answer(send, 401, b'{"error":"bad signature"}')
         return
     event_id = os.urandom(12).hex()
-    await _js.publish(SUBJECT, body, headers={"Nats-Msg-Id": event_id}, timeout=5)
+    await bare_app._js.publish(SUBJECT, body, headers={"Nats-Msg-Id": event_id}, timeout=5)
     await _answer(send, 202, b'{"event_id":"%s"}' % event_id.encode())
 
 
@@ -77,28 +71,6 @@ async def _answer(send, status: int, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-async def _edge_lifespan(receive, send) -> None:
-    import nats
-    from nats.js import api
-
-    global _js
-    nc = None
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            nc = await nats.connect(os.environ["FLOOR_NATS_URL"])
-            _js = nc.jetstream()
-            await _js.add_stream(api.StreamConfig(
-                name=STREAM, subjects=[SUBJECT], storage=api.StorageType.FILE,
-                retention=api.RetentionPolicy.WORK_QUEUE, duplicate_window=120.0, max_bytes=1024**3))
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            if nc is not None:
-                await nc.drain()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 # -- the worker (its own process) ------------------------------------------------------------------------
@@ -115,13 +87,7 @@ class _Connections:
         writer.write(b"POST %s HTTP/1.1\r\nhost: %s:%d\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                      b"x-switchboard-event-id: %s\r\n\r\n%s" % (path.encode(), self.host.encode(), self.port,
                                                               len(body), event_id.encode(), body))
-        status = int((await reader.readline()).split(b" ", 2)[1])
-        length = 0
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        await reader.readexactly(length)
+        status, _ = await read_response(reader)
         self.idle.append((reader, writer))
         return status
 
@@ -193,7 +159,7 @@ def run(args: argparse.Namespace) -> None:
         receiver = subprocess.Popen([python, "-m", "tests.bench.steady_bench", "_receiver", str(receiver_port)])
         edge = subprocess.Popen([python, "-m", "uvicorn", "tests.bench.floor_pipeline:edge_app", "--loop", "uvloop",
                                  "--http", "httptools", "--port", str(edge_port), "--log-level", "warning",
-                                 "--no-access-log"], env={**os.environ, "FLOOR_NATS_URL": nats_url})
+                                 "--no-access-log"], env={**os.environ, "SWITCHBOARD_NATS_URL": nats_url})
         processes += [receiver, edge]
         deadline = time.monotonic() + 30
         while True:

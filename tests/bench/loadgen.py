@@ -11,6 +11,8 @@ import asyncio
 from typing import Callable
 from urllib.parse import urlsplit
 
+from tests.bench.common import read_response
+
 __all__ = ["post_many"]
 
 RequestMaker = Callable[[int], tuple[bytes, dict[str, str]]]
@@ -34,13 +36,7 @@ async def _connection(host: str, port: int, path: str, make: RequestMaker, queue
                 f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode()
                 + body
             )
-            status = int((await reader.readline()).split(b" ", 2)[1])
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
+            status, _ = await read_response(reader)
             statuses.append(status)
     finally:
         writer.close()

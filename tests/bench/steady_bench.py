@@ -58,6 +58,8 @@ from pathlib import Path
 
 import orjson
 
+from tests.bench.common import read_response
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROCESS_ORDER = ("ingest", "router", "delivery", "analytics", "auth", "ai", "nats", "postgres", "supervisor",
                  "receiver")
@@ -161,13 +163,7 @@ async def _send(url: str, secret: str, rate: float, seconds: float, connections:
             sent[i] = time.monotonic()
             try:
                 writer.write(request)
-                status = int((await reader.readline()).split(b" ", 2)[1])
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                reply = await reader.readexactly(length)
+                status, reply = await read_response(reader)
             except (OSError, IndexError, ValueError, asyncio.IncompleteReadError) as exc:
                 statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + 1
                 writer.close()

@@ -492,22 +492,24 @@ async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js
                 "circuit_open", "circuit_open", "in_flight_cap"]
 
 
-@pytest.mark.parametrize(("concurrency", "waiting", "delay_s"), [
-    (0, 2 * SLOT_WAITERS_PER_SLOT, 0.1),  # SLOT_WAITERS_PER_SLOT per slot
-    (64, 32, 0.0),  # half the consumer's concurrency, when that is more
+@pytest.mark.parametrize(("concurrency", "processes", "waiting", "delay_s"), [
+    (0, 1, 2 * SLOT_WAITERS_PER_SLOT, 0.1),  # SLOT_WAITERS_PER_SLOT per slot
+    (64, 1, 32, 0.0),  # half the consumer's concurrency, when that is more
+    (64, 2, 16, 0.0),  # shared out among the processes: the rest goes back for the other to take
 ])
 async def test_deliveries_over_the_cap_wait_in_the_process_for_a_slot_instead_of_circling(
-        setup, concurrency, waiting, delay_s) -> None:
+        setup, concurrency, processes, waiting, delay_s) -> None:
     """A busy endpoint's deliveries over its in-flight cap take the slots as they free up, in
     order, without going back to the stream; only those beyond the waiting room do."""
     store, _, js = setup
     async with outbound_client() as http:
         capped = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
                                 EndpointOptions(2, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
-                                5.0, concurrency=concurrency)
+                                5.0, concurrency=concurrency, processes=processes)
         with Receiver(delay_s=delay_s) as receiver:
-            endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
-            room = 2 + waiting  # two sending, the rest waiting
+            endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook",
+                                                   generate_webhook_secret(), options={"max_in_flight": 2 * processes})
+            room = 2 + waiting  # this process's two sending, the rest waiting
             decisions = await asyncio.gather(*(capped.deliver(message(endpoint.id, f"evt_{n}"))
                                                for n in range(room + 3)))
         assert sorted((d.action, d.delay_s or 0) for d in decisions) == [("ack", 0)] * room + [("nak", 0.2)] * 3
