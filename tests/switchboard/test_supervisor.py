@@ -9,12 +9,18 @@ from switchboard.settings import SERVICE_NAMES, Settings
 from switchboard.supervisor import Supervisor, reap_orphans, restart_delay
 
 
-def test_every_port_it_chooses_is_distinct_embedded_servers_included(tmp_path) -> None:
-    """An embedded PostgreSQL once took the port already promised to a service's gRPC server."""
-    env = {"SWITCHBOARD_STATE_DIR": str(tmp_path), "SWITCHBOARD_HTTP_PORT": "0"}
+def chosen_ports(env: dict[str, str]) -> dict[str, str]:
+    """Every port left to the supervisor to choose: the defaults may be held by a platform a test left up."""
+    env = {**env, "SWITCHBOARD_HTTP_PORT": "0"}
     for name in SERVICE_NAMES:
         env[f"SWITCHBOARD_{name.upper()}_GRPC_PORT"] = "0"
         env[f"SWITCHBOARD_{name.upper()}_METRICS_PORT"] = "0"
+    return env
+
+
+def test_every_port_it_chooses_is_distinct_embedded_servers_included(tmp_path) -> None:
+    """An embedded PostgreSQL once took the port already promised to a service's gRPC server."""
+    env = chosen_ports({"SWITCHBOARD_STATE_DIR": str(tmp_path)})
     for _ in range(20):
         supervisor = Supervisor(Settings.from_env(env))
         supervisor.run_dir.mkdir(parents=True, exist_ok=True)
@@ -27,9 +33,9 @@ def test_every_port_it_chooses_is_distinct_embedded_servers_included(tmp_path) -
 
 
 def test_configured_infrastructure_gets_no_port(tmp_path) -> None:
-    settings = Settings.from_env({"SWITCHBOARD_STATE_DIR": str(tmp_path),
-                                  "SWITCHBOARD_NATS_URL": "nats://127.0.0.1:4222",
-                                  "SWITCHBOARD_DATABASE_URL": "postgresql://x@127.0.0.1/x"})
+    settings = Settings.from_env(chosen_ports({"SWITCHBOARD_STATE_DIR": str(tmp_path),
+                                               "SWITCHBOARD_NATS_URL": "nats://127.0.0.1:4222",
+                                               "SWITCHBOARD_DATABASE_URL": "postgresql://x@127.0.0.1/x"}))
     supervisor = Supervisor(settings)
     supervisor.run_dir.mkdir(parents=True, exist_ok=True)
     supervisor._assign_ports()
