@@ -99,6 +99,11 @@ def event_subject(tenant_id: str, source_id: str) -> str:
     return f"events.{tenant_id}.{source_id}"
 
 
+# On a delivery the router queues (not a retry, not a test event): no row of it is stored before
+# its first attempt settles, so that attempt needs no state read (services/delivery/worker.py).
+NEW_DELIVERY_HEADER = "Switchboard-New-Delivery"
+
+
 def delivery_subject(tenant_id: str, endpoint_id: str) -> str:
     return f"deliveries.{tenant_id}.{endpoint_id}"
 

@@ -36,6 +36,7 @@ from switchboard.outages import platform_error
 from switchboard.events import SKIPPED, AttemptRecord, DeliveryMessage, DeliveryNotice
 from switchboard.messaging import (
     ACK,
+    NEW_DELIVERY_HEADER,
     TERM,
     Decision,
     attempt_subject,
@@ -99,6 +100,19 @@ class _Slot:
             free()
 
 
+def _never_stored(msg: Msg) -> bool:
+    """The router's copy of a delivery, handed out for the first time: nothing of it is stored yet.
+
+    A copy the router published again after the streams' duplicate window (all
+    routers down that long between publishing and acking) is the one exception:
+    it is sent again with the same webhook-id, then its record finds the first
+    one's and it comes back to act on the stored state, so it is never settled
+    twice. A hold, a retry or a redelivery has num_delivered > 1; a manual retry
+    or a test event has no header: each reads the state first.
+    """
+    return msg.metadata.num_delivered == 1 and (msg.headers or {}).get(NEW_DELIVERY_HEADER) == "1"
+
+
 class _Prepared(NamedTuple):
     """What a delivery needs of its endpoint beyond the row, worked out once per cached copy of it."""
 
@@ -159,13 +173,15 @@ class DeliveryWorker:
         with _tracer.start_as_current_span("delivery.send", context=extract_trace_context(msg.headers)):
             tag_current_span(event_id=message.event_id, tenant_id=message.tenant_id, delivery_id=message.delivery_id)
             try:
-                return await self.deliver(message)
+                return await self.deliver(message, new=_never_stored(msg))
             except Exception as exc:  # PostgreSQL or NATS trouble: try the whole step again
                 logger.warning("delivery step failed; will retry",
                                extra={"delivery_id": message.delivery_id, "error": describe_error(exc)})
                 return retry_after(exc, 2.0)
 
-    async def deliver(self, message: DeliveryMessage) -> Decision:
+    async def deliver(self, message: DeliveryMessage, *, new: bool = False) -> Decision:
+        """Attempt ``message`` (or hold or drop it). ``new``: no row of it can be stored yet (see
+        _never_stored), so its first attempt skips the state read; otherwise the state decides."""
         try:
             endpoint = await self.store.cached_endpoint(message.tenant_id, message.endpoint_id)
         except NotFound:
@@ -183,7 +199,7 @@ class DeliveryWorker:
             return await self._hold(message, endpoint.id, "in_flight_cap", 0.2)
         slot = _Slot(functools.partial(self._free_slot, endpoint.id))
         try:
-            return await self._deliver_in_slot(message, endpoint, options, slot)
+            return await self._deliver_in_slot(message, endpoint, options, slot, new)
         finally:
             slot.release()
 
@@ -231,7 +247,7 @@ class DeliveryWorker:
             del self.in_flight[endpoint_id]
 
     async def _deliver_in_slot(self, message: DeliveryMessage, endpoint: Endpoint, options: EndpointOptions,
-                               slot: _Slot) -> Decision:
+                               slot: _Slot, new: bool) -> Decision:
         if options.rate_limit is not None:
             wait = await self.rate_limits.take(endpoint.id, options.rate_limit)
             if wait > 0:
@@ -254,7 +270,7 @@ class DeliveryWorker:
             target = failover
         self._holds.pop(message.delivery_id, None)  # attempted: a later hold is news again
         try:
-            return await self._attempt(message, endpoint, options, target, slot)
+            return await self._attempt(message, endpoint, options, target, slot, new)
         finally:
             self.circuits.release(target.id)
 
@@ -291,9 +307,9 @@ class DeliveryWorker:
         return failover
 
     async def _attempt(self, message: DeliveryMessage, endpoint: Endpoint, options: EndpointOptions,
-                       target: Endpoint, slot: _Slot) -> Decision:
+                       target: Endpoint, slot: _Slot, new: bool) -> Decision:
         policy = options.retry
-        state = await self.store.state(message.delivery_id)
+        state = None if new else await self.store.state(message.delivery_id)
         # Not stored yet: this is its first attempt, and its row is written with the outcome.
         status, attempts_so_far, cycle_start = state or ("pending", 0, 0)
         if status != "pending":

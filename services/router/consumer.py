@@ -19,6 +19,7 @@ from switchboard.messaging import (
     ACK,
     TERM,
     Decision,
+    NEW_DELIVERY_HEADER,
     Publishing,
     dead_letter_subject,
     decode,
@@ -86,7 +87,8 @@ async def publish_deliveries(js: Publishing, event: Event, outgoing: Sequence[Ou
     for one in outgoing:
         delivery = delivery_message(event, one, replay_id, category)
         publishes.append(js.publish(delivery_subject(event.tenant_id, one.endpoint_id), encode(delivery.to_message()),
-                                    timeout=timeout_s, headers={**trace, "Nats-Msg-Id": delivery.delivery_id}))
+                                    timeout=timeout_s, headers={**trace, "Nats-Msg-Id": delivery.delivery_id,
+                                                                NEW_DELIVERY_HEADER: "1"}))
     if outcome is not None:
         publishes.append(js.publish(routing_outcome_subject(event.tenant_id), encode(outcome.to_message()),
                                     timeout=timeout_s, headers={**trace, "Nats-Msg-Id": f"routing:{event.id}"}))

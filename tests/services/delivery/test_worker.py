@@ -590,3 +590,55 @@ async def test_an_attempt_sent_while_the_database_goes_away_waits_to_be_recorded
     assert len(receiver.requests) == 1
     [delivery] = await deliveries_of(store, "t1", "evt_1")
     assert delivery.status == "succeeded" and len(delivery.history) == 1
+
+
+async def test_a_new_delivery_from_the_router_is_sent_without_a_state_read_and_a_late_copy_not_settled_twice(
+        setup, monkeypatch) -> None:
+    """The router's first copy of a delivery has no row yet: reading its state cost PostgreSQL a
+    statement per delivery. A copy published again past the duplicate window (its router was down
+    that long) may reach the receiver again, with the same webhook-id, but is never recorded twice."""
+    import nats.errors
+
+    from services.router.consumer import REPLAY_ROUTE, publish_deliveries
+    from services.router.dispatch import Outgoing
+    from switchboard.events import Event
+    from switchboard.messaging import NEW_DELIVERY_HEADER, delivery_subject, encode
+
+    store, worker, js = setup
+    reads: list[str] = []
+    read_state = store.state
+
+    async def counted_state(delivery_id: str):
+        reads.append(delivery_id)
+        return await read_state(delivery_id)
+
+    monkeypatch.setattr(store, "state", counted_state)
+    with Receiver() as receiver:
+        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        sub = await js.pull_subscribe(delivery_subject("t1", endpoint.id), "worker")
+        event = Event(id="evt_new", tenant_id="t1", source_id="s1", type="a.b", received_at=time.time(),
+                      payload={"n": 1})
+        await publish_deliveries(js, event, [Outgoing(REPLAY_ROUTE, endpoint.id, event.payload, None)], 5.0)
+
+        async def handle_next() -> str:
+            [msg] = await sub.fetch(1, timeout=5)
+            decision = await worker.handle(msg)
+            await (msg.ack() if decision.action == "ack" else msg.nak(delay=0))
+            return decision.action
+
+        assert await handle_next() == "ack"
+        assert reads == [] and len(receiver.requests) == 1
+        [delivery] = await deliveries_of(store, "t1", "evt_new")
+        # The router's copy again, as published after its duplicate window (another message id).
+        late = message(endpoint.id, "evt_new")
+        await js.publish(delivery_subject("t1", endpoint.id), encode({**late.to_message(), "payload": {"n": 1}}),
+                         headers={"Nats-Msg-Id": "published-again", NEW_DELIVERY_HEADER: "1"})
+        assert await handle_next() == "nak"  # sent again, found recorded: comes back to read its state
+        assert await handle_next() == "ack"  # settled: nothing more is sent
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.fetch(1, timeout=0.5)
+    ids = {r.headers["webhook-id"] for r in receiver.requests}
+    assert len(receiver.requests) == 2 and ids == {delivery.id}
+    [delivery] = await deliveries_of(store, "t1", "evt_new")
+    assert delivery.status == "succeeded" and [a.outcome for a in delivery.history] == ["succeeded"]
+    assert reads == [delivery.id]
