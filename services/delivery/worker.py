@@ -48,7 +48,7 @@ from switchboard.messaging import (
     retry_in,
 )
 from switchboard import metrics
-from switchboard.telemetry import extract_trace_context, tag_current_span, tracer
+from switchboard.telemetry import extract_trace_context, start_span, tag_current_span, tracer
 
 logger = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -170,7 +170,7 @@ class DeliveryWorker:
         except ValueError as exc:
             logger.error("unreadable delivery message dropped", extra={"error": str(exc)})
             return TERM
-        with _tracer.start_as_current_span("delivery.send", context=extract_trace_context(msg.headers)):
+        with start_span(_tracer, "delivery.send", parent=extract_trace_context(msg.headers)):
             tag_current_span(event_id=message.event_id, tenant_id=message.tenant_id, delivery_id=message.delivery_id)
             try:
                 return await self.deliver(message, new=_never_stored(msg))

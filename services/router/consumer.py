@@ -28,7 +28,7 @@ from switchboard.messaging import (
     retry_after,
     routing_outcome_subject,
 )
-from switchboard.telemetry import extract_trace_context, inject_trace_headers, tag_current_span, tracer
+from switchboard.telemetry import extract_trace_context, inject_trace_headers, start_span, tag_current_span, tracer
 
 logger = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -133,7 +133,7 @@ class EventRouter:
             # A message no router can read will not improve with retries.
             logger.error("unreadable event message dropped", extra={"error": str(exc)})
             return TERM
-        with _tracer.start_as_current_span("router.route", context=extract_trace_context(msg.headers)):
+        with start_span(_tracer, "router.route", parent=extract_trace_context(msg.headers)):
             tag_current_span(event_id=event.id, tenant_id=event.tenant_id)
             return await self.route(event, msg.metadata.sequence.stream)
 

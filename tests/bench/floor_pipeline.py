@@ -157,9 +157,9 @@ def run(args: argparse.Namespace) -> None:
         receiver_port, edge_port = free_port(), free_port()
         python = sys.executable
         receiver = subprocess.Popen([python, "-m", "tests.bench.steady_bench", "_receiver", str(receiver_port)])
-        edge = subprocess.Popen([python, "-m", "uvicorn", "tests.bench.floor_pipeline:edge_app", "--loop", "uvloop",
-                                 "--http", "httptools", "--port", str(edge_port), "--log-level", "warning",
-                                 "--no-access-log"], env={**os.environ, "SWITCHBOARD_NATS_URL": nats_url})
+        edge = subprocess.Popen([python, "-m", "uvicorn", "tests.bench.floor_pipeline:edge_app", "--port",
+                                 str(edge_port), *bare_app.UVICORN_ARGS],
+                                env={**os.environ, "SWITCHBOARD_NATS_URL": nats_url})
         processes += [receiver, edge]
         deadline = time.monotonic() + 30
         while True:

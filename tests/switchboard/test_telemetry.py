@@ -9,6 +9,8 @@ from typing import Iterator
 import grpc
 import pytest
 from opentelemetry import trace
+from opentelemetry.trace import TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -29,9 +31,11 @@ from switchboard.events import Event
 from switchboard.messaging import ConsumerSpec, ensure_consumer, ensure_streams
 from switchboard.rpc import GrpcServer, ServiceClients, call
 from switchboard.settings import Settings, SettingsError
+from switchboard import telemetry
 from switchboard.telemetry import span_exporter, tracer_provider
 
 SENDER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SENDER_SPAN = "00f067aa0ba902b7"
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +161,9 @@ async def next_message(js, stream: str, durable: str):
     return msg
 
 
-async def test_one_events_spans_share_one_trace_from_the_edge_to_delivery(spans: InMemorySpanExporter, js) -> None:
+async def route_a_traced_webhook(js) -> tuple:
+    """A webhook with the sender's traceparent through the edge's telemetry, the router and a delivery
+    worker: the EVENTS and DELIVERIES messages' traceparent headers."""
     await ensure_streams(js, Settings())
     publish = JetStreamPublisher(js._nc, timeout_s=5, max_message_bytes=1 << 20)
 
@@ -169,20 +175,25 @@ async def test_one_events_spans_share_one_trace_from_the_edge_to_delivery(spans:
         return JSONResponse({"event_id": event.id}, status_code=202)
 
     app = Starlette(routes=[Route("/in/{source_id}", receive, methods=["POST"])])
-    traceparent = f"00-{SENDER_TRACE}-00f067aa0ba902b7-01"
+    traceparent = f"00-{SENDER_TRACE}-{SENDER_SPAN}-01"
     with TestClient(EdgeTelemetry(app)) as client:
         # The sender's own trace is continued; TestClient runs the app in its own thread and loop.
         reply = await asyncio.to_thread(client.post, "/in/src_1", headers={"traceparent": traceparent})
     assert reply.status_code == 202
 
     event_msg = await next_message(js, "EVENTS", "trace_router")
-    assert event_msg.headers["traceparent"].split("-")[1] == SENDER_TRACE
     router = EventRouter(js, Store(), OneEndpoint(), publish_timeout_s=5)  # type: ignore[arg-type]
     assert (await router.handle(event_msg)).action == "ack"
 
     delivery_msg = await next_message(js, "DELIVERIES", "trace_delivery")
     worker = DeliveryWorker(js, NoEndpoints(), None, None, None, 5.0)  # type: ignore[arg-type]
     assert (await worker.handle(delivery_msg)).action == "term"
+    return event_msg.headers["traceparent"], delivery_msg.headers["traceparent"]
+
+
+async def test_one_events_spans_share_one_trace_from_the_edge_to_delivery(spans: InMemorySpanExporter, js) -> None:
+    to_router, _ = await route_a_traced_webhook(js)
+    assert to_router.split("-")[1] == SENDER_TRACE
 
     edge = named(spans, "POST /in/{source_id}")
     routed = named(spans, "router.route")
@@ -194,6 +205,41 @@ async def test_one_events_spans_share_one_trace_from_the_edge_to_delivery(spans:
     assert edge.attributes["http.route"] == "/in/{source_id}"
     assert edge.attributes["http.response.status_code"] == 202
     assert edge.attributes["switchboard.event_id"] == "evt_traced"
+
+
+async def test_where_spans_are_not_recorded_the_trace_still_joins_the_processes(
+        spans: InMemorySpanExporter, js, monkeypatch) -> None:
+    """Without an exporter, the hot paths make their spans without the SDK (start_span): each still
+    continues the trace and has an id of its own, as the SDK's unrecorded span would."""
+    monkeypatch.setattr(telemetry, "_spans_recorded", False)
+    to_router, to_delivery = await route_a_traced_webhook(js)
+    edge_hop, router_hop = to_router.split("-"), to_delivery.split("-")
+    assert edge_hop[1] == router_hop[1] == SENDER_TRACE
+    assert len({SENDER_SPAN, edge_hop[2], router_hop[2]}) == 3  # a span of each process's own
+    assert edge_hop[3] == router_hop[3] == "00"  # not sampled: nothing was recorded
+    assert spans.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("flags", [TraceFlags.DEFAULT, TraceFlags.SAMPLED])
+def test_the_traceparent_written_directly_is_the_w3c_propagators(flags: TraceFlags) -> None:
+    span = trace.NonRecordingSpan(trace.SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7,
+                                                    False, flags))
+    with trace.use_span(span):
+        ours = telemetry.inject_trace_headers({})
+        theirs: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(theirs)
+    assert ours == theirs
+
+
+def test_a_new_trace_without_a_recorded_span_has_fresh_ids(monkeypatch) -> None:
+    monkeypatch.setattr(telemetry, "_spans_recorded", False)
+    seen = set()
+    for _ in range(3):
+        with telemetry.start_span(trace.get_tracer("t"), "s") as span:
+            ids = span.get_span_context()
+            assert ids.is_valid and trace.get_current_span() is span
+            seen.add(ids.trace_id)
+    assert len(seen) == 3 and not trace.get_current_span().get_span_context().is_valid
 
 
 def test_a_request_without_traceparent_starts_a_new_trace(spans: InMemorySpanExporter) -> None:

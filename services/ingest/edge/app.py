@@ -34,7 +34,7 @@ from services.ingest.edge.webhooks import WEBHOOK_ROUTE, receive_webhook, webhoo
 from switchboard import metrics
 from switchboard.outages import PostgresProbe
 from switchboard.rpc import PortUnavailable
-from switchboard.telemetry import extract_asgi_context
+from switchboard.telemetry import extract_asgi_context, start_span
 
 __all__ = ["build_edge", "EdgeApp", "EdgeServer", "EdgeTelemetry", "bind_http"]
 
@@ -83,8 +83,8 @@ class EdgeApp:
 
 
 def _server_span(scope: Scope):
-    return _tracer.start_as_current_span(f"{scope['method']} request", kind=SpanKind.SERVER,
-                                         context=extract_asgi_context(scope["headers"]))
+    return start_span(_tracer, f"{scope['method']} request", kind=SpanKind.SERVER,
+                      parent=extract_asgi_context(scope["headers"]))
 
 
 def _describe(span: trace.Span, scope: Scope, route: str, status: int) -> None:
