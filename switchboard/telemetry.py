@@ -123,6 +123,9 @@ def start_span(tracer: trace.Tracer, name: str, *, parent: context.Context | Non
     return _CarrierSpan(parent)
 
 
+_NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)  # a TraceFlags, as the SDK reads its properties
+
+
 class _CarrierSpan:
     """A current span that records nothing: trace and span ids only (see start_span)."""
 
@@ -135,7 +138,7 @@ class _CarrierSpan:
         above = trace.get_current_span(self._parent).get_span_context()
         trace_id = above.trace_id if above.is_valid else random.getrandbits(128) or 1
         span = trace.NonRecordingSpan(trace.SpanContext(trace_id, random.getrandbits(64) or 1, False,
-                                                        trace.TraceFlags.DEFAULT, above.trace_state))
+                                                        _NOT_SAMPLED, above.trace_state))
         self._token = context.attach(trace.set_span_in_context(span, self._parent))
         return span
 

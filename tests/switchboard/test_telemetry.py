@@ -231,14 +231,18 @@ def test_the_traceparent_written_directly_is_the_w3c_propagators(flags: TraceFla
     assert ours == theirs
 
 
-def test_a_new_trace_without_a_recorded_span_has_fresh_ids(monkeypatch) -> None:
+def test_a_new_trace_without_a_recorded_span_has_fresh_ids_and_the_sdks_spans_continue_it(monkeypatch) -> None:
     monkeypatch.setattr(telemetry, "_spans_recorded", False)
+    sdk = tracer_provider("test", "none").get_tracer("t")
     seen = set()
     for _ in range(3):
         with telemetry.start_span(trace.get_tracer("t"), "s") as span:
             ids = span.get_span_context()
             assert ids.is_valid and trace.get_current_span() is span
             seen.add(ids.trace_id)
+            # A span the SDK makes inside it (a gRPC call's) reads the parent's flags: they must be TraceFlags.
+            with sdk.start_as_current_span("child") as child:
+                assert child.get_span_context().trace_id == ids.trace_id
     assert len(seen) == 3 and not trace.get_current_span().get_span_context().is_valid
 
 
