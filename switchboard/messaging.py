@@ -702,6 +702,9 @@ async def consume(
                     await nc.publish(next_subject, encode({**request, "batch": wanted}), reply=inbox)
                     credit.requested += wanted
                     credit.last_heard = time.monotonic()
+                    # Ask for the rest of the room before waiting: handlers that hold their messages
+                    # (analytics, filling a batch) must not wait for one to finish to get more.
+                    continue
                 except Exception as exc:
                     logger.warning("pull request not sent", extra={"stream": spec.stream, "error": str(exc)})
             wake.clear()

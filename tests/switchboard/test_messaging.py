@@ -244,3 +244,33 @@ async def test_a_consumer_resumes_by_itself_after_nats_server_restarts(nats_serv
         stopping.set()
         await asyncio.wait_for(task, 30)
     assert handled == ["restart.1", "restart.2"]
+
+
+async def test_handlers_that_hold_their_messages_get_the_whole_concurrency_at_once(nc, js) -> None:
+    """A handler that holds its message until a batch fills (analytics) must see up to ``concurrency``
+    messages without waiting for one to finish: one pull request per wake-up once held 1,000 reports
+    to a request's 250 until a batch's linger ran out, and analytics fell behind at 1,000 events/s."""
+    await js.add_stream(name="S_held", subjects=["held.>"])
+    for n in range(200):
+        await js.publish(f"held.{n}", b"{}")
+    spec = ConsumerSpec("S_held", "held")
+    holding: list[asyncio.Future] = []
+    all_held = asyncio.Event()
+
+    async def handler(msg) -> Decision:
+        waiting = asyncio.get_running_loop().create_future()
+        holding.append(waiting)
+        if len(holding) == 200:
+            all_held.set()
+        await waiting
+        return ACK
+
+    stopping = asyncio.Event()
+    task = asyncio.create_task(consume(nc, spec, handler, concurrency=200, batch=25, stopping=stopping))
+    try:
+        await asyncio.wait_for(all_held.wait(), 0.9)  # the consumer's own look-around is once a second
+    finally:
+        for waiting in holding:
+            waiting.set_result(None)
+        stopping.set()
+        await asyncio.wait_for(task, 30)
