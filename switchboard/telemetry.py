@@ -164,7 +164,26 @@ def extract_trace_context(headers: Mapping[str, str] | None) -> context.Context 
     """The trace context in message headers; None when they carry none (a new trace)."""
     if not headers or ("traceparent" not in headers and "baggage" not in headers):
         return None
+    if _default_propagators and "baggage" not in headers and "tracestate" not in headers:
+        parent = _parse_traceparent(headers["traceparent"])
+        if parent is not None:
+            return trace.set_span_in_context(trace.NonRecordingSpan(parent))
     return propagate.extract(dict(headers))
+
+
+def _parse_traceparent(value: str) -> trace.SpanContext | None:
+    """A version-00 ``traceparent`` as the W3C propagator reads it; None for anything else (the
+    propagator then decides, invalid ones included)."""
+    parts = value.split("-")
+    if len(parts) != 4 or parts[0] != "00" or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2:
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id or not value.islower():
+        return None
+    return trace.SpanContext(trace_id, span_id, True, trace.TraceFlags(flags))
 
 
 def extract_asgi_context(headers: Iterable[tuple[bytes, bytes]]) -> context.Context | None:

@@ -231,6 +231,23 @@ def test_the_traceparent_written_directly_is_the_w3c_propagators(flags: TraceFla
     assert ours == theirs
 
 
+@pytest.mark.parametrize("traceparent", [
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # invalid: no trace id
+    "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  # upper case
+    "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",  # a later version
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902bz-01",
+    "garbage",
+])
+def test_a_traceparent_read_directly_is_what_the_w3c_propagator_reads(traceparent: str) -> None:
+    ours = trace.get_current_span(telemetry.extract_trace_context({"traceparent": traceparent})).get_span_context()
+    theirs = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+    theirs = theirs.get_span_context()
+    assert (ours.trace_id, ours.span_id, ours.trace_flags, ours.is_remote, ours.is_valid) == \
+        (theirs.trace_id, theirs.span_id, theirs.trace_flags, theirs.is_remote, theirs.is_valid)
+
+
 def test_a_new_trace_without_a_recorded_span_has_fresh_ids_and_the_sdks_spans_continue_it(monkeypatch) -> None:
     monkeypatch.setattr(telemetry, "_spans_recorded", False)
     sdk = tracer_provider("test", "none").get_tracer("t")
