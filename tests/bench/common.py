@@ -98,6 +98,52 @@ def postgres_cpu_by_application(database_url: str) -> dict[str, float]:
     return used
 
 
+def proc_table() -> dict[int, tuple[int, float, float, tuple[int, int]]]:
+    """pid -> (ppid, own utime+stime, waited-for children's cutime+cstime (seconds), (stime, cstime) in ticks)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick,
+                             (int(fields[13]) + int(fields[14])) / tick, (int(fields[12]), int(fields[14])))
+    return table
+
+
+def root_owner(table: dict[int, tuple], roots: dict[int, str]):
+    """``owner(pid)``: the name of the root ``pid`` is or descends from, None for any other process
+    (each chain up the parents walked once)."""
+    owner: dict[int, str | None] = {}
+
+    def owner_of(pid: int) -> str | None:
+        chain = []
+        while pid not in owner and pid not in roots and pid in table and pid > 1:
+            chain.append(pid)
+            pid = table[pid][0]
+        found = owner[pid] if pid in owner else roots.get(pid)
+        for p in chain:
+            owner[p] = found
+        return found
+
+    return owner_of
+
+
+def tree_cpu_seconds(roots: dict[int, str]) -> dict[str, float]:
+    """CPU seconds so far of each root and its descendants (and those of them it has reaped)."""
+    table = proc_table()
+    owner_of = root_owner(table, roots)
+    used = {name: 0.0 for name in roots.values()}
+    for pid, (_, own, children, _) in table.items():
+        name = owner_of(pid)
+        if name is not None:
+            used[name] += own + children
+    return used
+
+
 def machine_cpu_seconds() -> float:
     """CPU time every core has spent busy (not idle or waiting for I/O)."""
     values = [int(v) for v in open("/proc/stat").readline().split()[1:]]

@@ -38,13 +38,8 @@ from pathlib import Path
 import orjson
 
 from tests.bench import bare_app
-from tests.bench.common import read_response
-from tests.bench.steady_bench import (
-    _proc_table,
-    free_port,
-    machine_busy_seconds,
-    percentile,
-)
+from tests.bench.common import machine_cpu_seconds, read_response, tree_cpu_seconds
+from tests.bench.steady_bench import free_port, percentile
 
 SECRET = "floor-secret"
 STREAM, SUBJECT = "BARE", "bare.events"  # bare_app's stream
@@ -129,19 +124,6 @@ def worker_main(config: str) -> None:
 
 # -- the run -----------------------------------------------------------------------------------------------
 
-def _tree_cpu(roots: dict[int, str]) -> dict[str, float]:
-    """CPU seconds so far of each root and its descendants (and those of them it has reaped)."""
-    table = _proc_table()
-    used = {name: 0.0 for name in roots.values()}
-    for pid, (ppid, own, children, _) in table.items():
-        at = pid
-        while at not in roots and at in table and at > 1:
-            at = table[at][0]
-        if at in roots:
-            used[roots[at]] += own + children
-    return used
-
-
 def run(args: argparse.Namespace) -> None:
     import httpx
 
@@ -178,9 +160,9 @@ def run(args: argparse.Namespace) -> None:
                  postgres.process.pid: "postgres", receiver.pid: "receiver"}
         time.sleep(2)
         print(f"floor pipeline up; {args.idle:.0f} s idle", flush=True)
-        before, t0 = _tree_cpu(roots), time.monotonic()
+        before, t0 = tree_cpu_seconds(roots), time.monotonic()
         time.sleep(args.idle)
-        idle = {n: (v - before[n]) / (time.monotonic() - t0) for n, v in _tree_cpu(roots).items()}
+        idle = {n: (v - before[n]) / (time.monotonic() - t0) for n, v in tree_cpu_seconds(roots).items()}
         rows = []
         for rate in args.rates:
             rows.append(_one_rate(rate, args, roots, idle, edge_port, receiver_port, scratch))
@@ -219,7 +201,7 @@ def _one_rate(rate: int, args: argparse.Namespace, roots: dict[int, str], idle: 
         "url": f"http://127.0.0.1:{edge_port}/in", "secret": SECRET, "rate": rate, "seconds": args.seconds,
         "connections": 8, "start_at": start_at, "out": str(out)})])
     time.sleep(max(0.0, start_at - 0.05 - time.monotonic()))
-    before, t0 = _tree_cpu(roots), time.monotonic()
+    before, t0 = tree_cpu_seconds(roots), time.monotonic()
     sender.wait()
     sent = orjson.loads(out.read_bytes())
     acked = {event_id: t for event_id, t in zip(sent["ids"], sent["acked"]) if event_id}
@@ -229,7 +211,7 @@ def _one_rate(rate: int, args: argparse.Namespace, roots: dict[int, str], idle: 
             break
         time.sleep(0.25)
     span = time.monotonic() - t0
-    after = _tree_cpu(roots)
+    after = tree_cpu_seconds(roots)
     dump = httpx.get(f"{receiver_url}/_dump", timeout=30).json()
     first: dict[str, float] = {}
     for event_id, t in zip(dump["events"], dump["times"]):

@@ -58,7 +58,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.bench.common import read_response
+from tests.bench.common import machine_cpu_seconds, proc_table, read_response, root_owner
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROCESS_ORDER = ("ingest", "router", "delivery", "analytics", "auth", "ai", "nats", "postgres", "supervisor",
@@ -191,21 +191,6 @@ def sender_main(config: str) -> None:
 
 # -- CPU from /proc ---------------------------------------------------------------
 
-def _proc_table() -> dict[int, tuple[int, float, float, float]]:
-    """pid -> (ppid, own utime+stime, waited-for children's cutime+cstime, system time of both), in seconds."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK,
-                             (int(fields[13]) + int(fields[14])) / CLK_TCK, (int(fields[12]), int(fields[14])))
-    return table
-
-
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().split()[0])
@@ -217,11 +202,6 @@ def service_of(process_name: str) -> str:
     """The service a process belongs to: ``delivery-2`` is delivery's second process."""
     service, _, index = process_name.rpartition("-")
     return service if service and index.isdigit() else process_name
-
-
-def machine_busy_seconds() -> float:
-    values = [int(v) for v in open("/proc/stat").readline().split()[1:]]
-    return (sum(values[:8]) - values[3] - values[4]) / CLK_TCK
 
 
 @dataclass
@@ -329,18 +309,8 @@ class Up:
             roots[nats] = "nats"
         if (postmaster := _read_pid(self.state_dir / "postgres" / "postmaster.pid")) is not None:
             roots[postmaster] = "postgres"
-        table = _proc_table()
-        owner: dict[int, str | None] = {}
-
-        def owner_of(pid: int) -> str | None:
-            chain = []
-            while pid not in owner and pid not in roots and pid in table and pid > 1:
-                chain.append(pid)
-                pid = table[pid][0]
-            found = owner.get(pid) if pid in owner else roots.get(pid)
-            for p in chain:
-                owner[p] = found
-            return found
+        table = proc_table()
+        owner_of = root_owner(table, roots)
 
         clients = self.postgres_clients()
         used = {name: 0.0 for name in PROCESS_ORDER}
@@ -450,7 +420,7 @@ class Bench:
         sender, start_at, out = self.send(rate, args.seconds, str(rate))
         time.sleep(max(0.0, start_at - 0.05 - time.monotonic()))
         cpu_before = self.up.cpu(self.receiver.pid)
-        busy_before = machine_busy_seconds()
+        busy_before = machine_cpu_seconds()
         mine_before = os.times()
         sender.wait()
         sending_ended = time.monotonic()
@@ -468,7 +438,7 @@ class Bench:
                 break
             time.sleep(0.25)
         cpu_after = self.up.cpu(self.receiver.pid)
-        busy = machine_busy_seconds() - busy_before
+        busy = machine_cpu_seconds() - busy_before
         mine = os.times()
         # The sender (reaped: its CPU is now this process's children's) and this process.
         sender_cpu = mine.children_user + mine.children_system - mine_before.children_user - mine_before.children_system
