@@ -38,11 +38,13 @@ class SwitchboardError(Exception):
 
     code = "internal"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        # The request field at fault, when there is one (``url``, ``config.channel``).
+        self.field = field
 
 
 class InvalidRequest(SwitchboardError):
@@ -160,11 +162,27 @@ def grpc_status(error: SwitchboardError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def from_grpc_code(code: grpc.StatusCode, details: str | None) -> SwitchboardError:
-    cls = _FROM_GRPC.get(code, SwitchboardError)
-    if cls is Unavailable:
-        # The channel's own text names internal addresses: say only what it means.
-        return Unavailable("a service is unavailable; retry later")
+# A stable code names its class wherever a class has one of its own (429 and 413 share a gRPC code).
+_BY_CODE: dict[str, type[SwitchboardError]] = {cls.code: cls for cls in HTTP_STATUS if cls is not SwitchboardError}
+
+
+def from_grpc_code(code: grpc.StatusCode, details: str | None, *, reason: str | None = None,
+                   field: str | None = None, retry_after_s: float | None = None,
+                   metadata: dict[str, str] | None = None) -> SwitchboardError:
+    """The platform error a gRPC status stands for.
+
+    ``reason`` and the rest come from the status's details (``ErrorInfo``,
+    ``BadRequest``, ``RetryInfo``, see switchboard/rpc.py) when one of our
+    services sent it: the error is then rebuilt with its stable code. Without
+    them (the channel failed, another server answered) only the class is known.
+    """
+    cls = _BY_CODE.get(reason or "") or _FROM_GRPC.get(code, SwitchboardError)
     if cls is SwitchboardError:
         return SwitchboardError("internal error")
-    return cls(details or code.name.lower())
+    if reason is None and cls is Unavailable:
+        # The channel's own text names internal addresses: say only what it means.
+        return Unavailable("a service is unavailable; retry later")
+    message = details or code.name.lower()
+    if cls is RateLimited:
+        return RateLimited(message, retry_after_s=retry_after_s or 1.0, headers=metadata)
+    return cls(message, code=reason, field=field)

@@ -2,9 +2,12 @@
 
 A servicer is a thin translation layer: decorate it with :func:`servicer` and
 any :class:`~switchboard.errors.SwitchboardError` raised by the domain becomes
-the matching status code (one table, :data:`switchboard.errors.GRPC_STATUS`).
-Clients made by :class:`ServiceClients` give every call the configured
-deadline and turn status codes back into the same exceptions.
+the matching status code (one table, :data:`switchboard.errors.GRPC_STATUS`)
+with ``google.rpc.Status`` details: ``ErrorInfo`` (the stable code as its
+reason, a rate limit's headers as its metadata), ``BadRequest`` (the field at
+fault) and ``RetryInfo`` (when to try again). Clients made by
+:class:`ServiceClients` give every call the configured deadline, and
+:func:`call` rebuilds the same exception, code included, from those details.
 
 Both ends are instrumented by the interceptors here: the client injects the
 current trace context into the call's metadata, the server extracts it and
@@ -23,7 +26,10 @@ from datetime import datetime
 from typing import Any, Awaitable, Callable, TypeVar
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -41,6 +47,8 @@ __all__ = [
     "servicer",
     "ServiceClients",
     "call",
+    "error_status",
+    "error_from_status",
     "timestamp",
     "ServerTelemetry",
     "ClientTelemetry",
@@ -78,16 +86,70 @@ def _translating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
         try:
             return await method(self, request, context)
         except SwitchboardError as exc:
-            await context.abort(grpc_status(exc), exc.message)
+            await _abort(context, exc)
         except Exception as exc:
             mapped = platform_error(exc)
             if mapped is not None:
-                await context.abort(grpc_status(mapped), mapped.message)
+                await _abort(context, mapped)
             # Never send internals (exception text can quote data) to the caller.
             logger.exception("rpc failed", extra={"rpc": method.__name__})
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
     return wrapper
+
+
+# ErrorInfo.domain of every error our services send.
+ERROR_DOMAIN = "switchboard"
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def error_status(error: SwitchboardError) -> grpc.Status:
+    """The gRPC status of a platform error, its meaning kept in ``google.rpc.Status`` details."""
+    details = [error_details_pb2.ErrorInfo(reason=error.code, domain=ERROR_DOMAIN,
+                                           metadata=getattr(error, "headers", None) or {})]
+    if error.field:
+        details.append(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)]))
+    retry_after_s = getattr(error, "retry_after_s", None)
+    if retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(retry_after_s * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    packed = []
+    for detail in details:
+        any_detail = any_pb2.Any()
+        any_detail.Pack(detail)
+        packed.append(any_detail)
+    return rpc_status.to_status(status_pb2.Status(code=grpc_status(error).value[0], message=error.message,
+                                                  details=packed))
+
+
+def error_from_status(code: grpc.StatusCode, message: str | None,
+                      trailing_metadata: Any) -> SwitchboardError:
+    """The platform error a call ended with, rebuilt from its status details where our service sent them."""
+    found: dict[str, Any] = {}
+    raw = next((v for k, v in (trailing_metadata or ()) if k == _DETAILS_KEY), None)
+    if isinstance(raw, bytes):
+        status = status_pb2.Status()
+        with contextlib.suppress(Exception):  # not ours, or not parseable: the code alone decides
+            status.ParseFromString(raw)
+        for detail in status.details:
+            info, bad, retry = (error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest(),
+                                error_details_pb2.RetryInfo())
+            if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
+                found["reason"], found["metadata"] = info.reason, dict(info.metadata)
+            elif detail.Unpack(bad) and bad.field_violations:
+                found["field"] = bad.field_violations[0].field
+            elif detail.Unpack(retry):
+                found["retry_after_s"] = retry.retry_delay.ToNanoseconds() / 1e9
+    if "reason" not in found:
+        return from_grpc_code(code, message)
+    return from_grpc_code(code, message, **found)
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: SwitchboardError) -> None:
+    status = error_status(error)
+    await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
 
 
 def _traced(method: str) -> bool:
@@ -218,7 +280,7 @@ async def call(awaitable: Awaitable[T]) -> T:
     try:
         return await awaitable
     except grpc.aio.AioRpcError as exc:
-        raise from_grpc_code(exc.code(), exc.details()) from None
+        raise error_from_status(exc.code(), exc.details(), exc.trailing_metadata()) from None
 
 
 class ServiceClients:

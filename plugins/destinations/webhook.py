@@ -49,20 +49,25 @@ def check_webhook_config(config: Mapping[str, object]) -> None:
     """InvalidEndpointConfig unless ``config`` is a valid webhook config."""
     unknown = set(config) - {"method", "headers"}
     if unknown:
-        raise InvalidEndpointConfig(f"unknown webhook config: {', '.join(sorted(unknown))}; it takes method, headers")
+        raise InvalidEndpointConfig(f"unknown webhook config: {', '.join(sorted(unknown))}; it takes method, headers",
+                                    field="config")
     method = config.get("method", "POST")
     if method not in _METHODS:
-        raise InvalidEndpointConfig(f"method is one of {', '.join(_METHODS)}")
+        raise InvalidEndpointConfig(f"method is one of {', '.join(_METHODS)}", field="config.method")
     headers = config.get("headers", {})
     if not isinstance(headers, Mapping) or len(headers) > _MAX_HEADERS:
-        raise InvalidEndpointConfig(f"headers is an object of at most {_MAX_HEADERS} names and values")
+        raise InvalidEndpointConfig(f"headers is an object of at most {_MAX_HEADERS} names and values",
+                                    field="config.headers")
     for name, value in headers.items():
         if not _TOKEN.match(name):
-            raise InvalidEndpointConfig(f"header name {name!r} is not a valid HTTP header name")
+            raise InvalidEndpointConfig(f"header name {name!r} is not a valid HTTP header name",
+                                        field="config.headers")
         if name.lower() in _RESERVED_HEADERS:
-            raise InvalidEndpointConfig(f"header {name} is set by Switchboard and cannot be overridden")
+            raise InvalidEndpointConfig(f"header {name} is set by Switchboard and cannot be overridden",
+                                        field="config.headers")
         if not isinstance(value, str) or len(value) > 1000 or not (value.isascii() and value.isprintable()):
-            raise InvalidEndpointConfig(f"header {name} needs a printable ASCII string value of at most 1000 characters")
+            raise InvalidEndpointConfig(
+                f"header {name} needs a printable ASCII string value of at most 1000 characters", field="config.headers")
 
 
 class WebhookDestination:
@@ -71,9 +76,12 @@ class WebhookDestination:
     def validate(self, target: EndpointTarget) -> None:
         try:
             check_url_shape(target.url)
-            decode_webhook_secret(target.secret)
         except (DestinationRefused, ValueError) as exc:
-            raise InvalidEndpointConfig(str(exc)) from None
+            raise InvalidEndpointConfig(str(exc), field="url") from None
+        try:
+            decode_webhook_secret(target.secret)
+        except ValueError as exc:
+            raise InvalidEndpointConfig(str(exc), field="secret") from None
         check_webhook_config(target.config)
 
     async def send(self, message: OutboundMessage, target: EndpointTarget, context: DestinationContext) -> SendResult:

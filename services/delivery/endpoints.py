@@ -81,11 +81,12 @@ class EndpointManager:
 
     async def rotate_secret(self, tenant_id: str, endpoint_id: str, secret: str, grace: timedelta) -> Endpoint:
         if not timedelta(0) <= grace <= MAX_GRACE:
-            raise InvalidRequest(f"grace_seconds is between 0 and {int(MAX_GRACE.total_seconds())}")
+            raise InvalidRequest(f"grace_seconds is between 0 and {int(MAX_GRACE.total_seconds())}",
+                                 field="grace_seconds")
         current = await self.store.get_endpoint(tenant_id, endpoint_id)
         new = secret or generate_webhook_secret()
         if new == current.secret:
-            raise InvalidRequest("the new secret must differ from the current one")
+            raise InvalidRequest("the new secret must differ from the current one", field="secret")
         await self._checked(replace(current, secret=new))
         return await self.store.rotate_secret(tenant_id, endpoint_id, new, grace)
 
@@ -94,28 +95,30 @@ class EndpointManager:
         try:
             destination = self.registry.destination(endpoint.destination)
         except UnknownPlugin as exc:
-            raise InvalidRequest(str(exc)) from None
+            raise InvalidRequest(str(exc), field="destination") from None
         if not isinstance(endpoint.config, Mapping):
-            raise InvalidRequest("config must be a JSON object")
+            raise InvalidRequest("config must be a JSON object", field="config")
         destination.validate(EndpointTarget(url=endpoint.url, secret=endpoint.secret, config=endpoint.config))
         endpoint = replace(endpoint, options=validate_options(endpoint.options),
                            event_types=check_type_patterns(endpoint.event_types))
         if endpoint.failover_endpoint_id:
             if endpoint.failover_endpoint_id == endpoint.id:
-                raise InvalidRequest("an endpoint cannot be its own failover")
+                raise InvalidRequest("an endpoint cannot be its own failover", field="failover_endpoint_id")
             try:
                 failover = await self.store.get_endpoint(endpoint.tenant_id, endpoint.failover_endpoint_id)
             except NotFound:
-                raise InvalidRequest(f"failover endpoint {endpoint.failover_endpoint_id} not found") from None
+                raise InvalidRequest(f"failover endpoint {endpoint.failover_endpoint_id} not found",
+                                     field="failover_endpoint_id") from None
             if failover.failover_endpoint_id:
-                raise InvalidRequest("a failover endpoint cannot have a failover of its own")
+                raise InvalidRequest("a failover endpoint cannot have a failover of its own",
+                                     field="failover_endpoint_id")
         if endpoint.url.startswith(("http://", "https://")):
             # Refused now, and again at every send (DNS can change in between).
             try:
                 await ensure_public_destination(endpoint.url, self.allow_private_destinations, self.allowed_networks)
             except HostUnresolvable as exc:
                 # Said plainly: a typo or a missing DNS record, not a refusal of where it points.
-                raise InvalidRequest(f"url: {exc}") from None
+                raise InvalidRequest(f"url: {exc}", field="url") from None
             except DestinationRefused as exc:
-                raise InvalidRequest(f"url refused: {exc}") from None
+                raise InvalidRequest(f"url refused: {exc}", field="url") from None
         return endpoint

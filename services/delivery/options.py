@@ -35,50 +35,51 @@ class EndpointOptions:
     retry_statuses: frozenset[int] | None = None
 
 
-def _number(config: Mapping[str, Any], key: str, low: float, high: float, integer: bool = False) -> float | None:
+def _number(config: Mapping[str, Any], key: str, low: float, high: float, integer: bool = False,
+            within: str = "options") -> float | None:
     value = config.get(key)
     if value is None:
         return None
+    field = f"{within}.{key}"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise InvalidRequest(f"{key} must be {'an integer' if integer else 'a number'}")
+        raise InvalidRequest(f"{key} must be {'an integer' if integer else 'a number'}", field=field)
     if not low <= value <= high:
-        raise InvalidRequest(f"{key} must be between {low:g} and {high:g}")
+        raise InvalidRequest(f"{key} must be between {low:g} and {high:g}", field=field)
     return value
 
 
 def validate_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """The endpoint options as given, checked; InvalidRequest otherwise."""
     if not isinstance(config, Mapping):
-        raise InvalidRequest("options must be an object")
+        raise InvalidRequest("options must be an object", field="options")
     unknown = set(config) - _KEYS
     if unknown:
-        raise InvalidRequest(f"unknown endpoint options: {', '.join(sorted(unknown))}")
+        raise InvalidRequest(f"unknown endpoint options: {', '.join(sorted(unknown))}", field="options")
     _number(config, "max_in_flight", 1, 1000, integer=True)
     _number(config, "timeout_seconds", 1, 60)
     _number(config, "auto_disable_after_seconds", 0, 90 * 86_400)
     rate = config.get("rate_limit")
     if rate is not None:
         if not isinstance(rate, Mapping) or set(rate) - {"per_second", "burst"}:
-            raise InvalidRequest('rate_limit is {"per_second": n, "burst": n}')
-        _number(rate, "per_second", 0.001, 100_000)
-        _number(rate, "burst", 1, 100_000, integer=True)
+            raise InvalidRequest('rate_limit is {"per_second": n, "burst": n}', field="options.rate_limit")
+        _number(rate, "per_second", 0.001, 100_000, within="options.rate_limit")
+        _number(rate, "burst", 1, 100_000, integer=True, within="options.rate_limit")
         if "per_second" not in rate:
-            raise InvalidRequest("rate_limit needs per_second")
+            raise InvalidRequest("rate_limit needs per_second", field="options.rate_limit.per_second")
     retry = config.get("retry")
     if retry is not None:
         if not isinstance(retry, Mapping) or set(retry) - _RETRY_KEYS:
-            raise InvalidRequest(f"retry takes {', '.join(sorted(_RETRY_KEYS))}")
-        _number(retry, "max_attempts", 1, 50, integer=True)
-        _number(retry, "initial_delay_seconds", 0.01, 86_400)
-        _number(retry, "max_delay_seconds", 0.01, 7 * 86_400)
-        _number(retry, "multiplier", 1, 10)
-        _number(retry, "jitter", 0, 1)
+            raise InvalidRequest(f"retry takes {', '.join(sorted(_RETRY_KEYS))}", field="options.retry")
+        for key, low, high in (("max_attempts", 1, 50), ("initial_delay_seconds", 0.01, 86_400),
+                               ("max_delay_seconds", 0.01, 7 * 86_400), ("multiplier", 1, 10), ("jitter", 0, 1)):
+            _number(retry, key, low, high, integer=key == "max_attempts", within="options.retry")
         statuses = retry.get("retry_statuses")
         if statuses is not None and (
             not isinstance(statuses, list) or len(statuses) > 100
             or not all(isinstance(c, int) and not isinstance(c, bool) and 400 <= c <= 599 for c in statuses)
         ):
-            raise InvalidRequest("retry_statuses is a list of HTTP statuses from 400 to 599")
+            raise InvalidRequest("retry_statuses is a list of HTTP statuses from 400 to 599",
+                                 field="options.retry.retry_statuses")
     return dict(config)
 
 

@@ -35,9 +35,9 @@ def _json_object(text: str, name: str) -> dict:
     try:
         value = json.loads(text or "{}")
     except ValueError:
-        raise InvalidRequest(f"{name} is not valid JSON") from None
+        raise InvalidRequest(f"{name} is not valid JSON", field=name) from None
     if not isinstance(value, dict):
-        raise InvalidRequest(f"{name} must be a JSON object")
+        raise InvalidRequest(f"{name} must be a JSON object", field=name)
     return value
 
 

@@ -70,29 +70,39 @@ def test_endpoints_are_created_changed_and_deleted_with_method_headers_and_type_
         assert {"endpoint.update", "endpoint.delete"} <= actions
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"colour": "red"}, "colour: unknown field"),
-    ({"url": "ftp://x/y"}, "http"),
-    ({"url": 5}, "url: must be a string"),
-    ({"config": {"method": "TRACE"}}, "method is one of"),
-    ({"config": {"headers": {"webhook-signature": "v1,forged"}}}, "cannot be overridden"),
-    ({"config": {"headers": {"X-Bad": "line\r\nbreak"}}}, "printable ASCII"),
-    ({"config": {"headers": {"bad name": "x"}}}, "not a valid HTTP header name"),
-    ({"config": {"proxy": "x"}}, "unknown webhook config"),
-    ({"options": {"retry": {"multiplier": 50}}}, "options.retry.multiplier: must be at most 10"),
-    ({"options": {"retry": {"retry_statuses": [200]}}}, "retry_statuses"),
-    ({"options": {"auto_disable_after_seconds": -1}}, "auto_disable_after_seconds"),
-    ({"event_types": [""]}, "event_types[0]: must have at least 1 character"),
-    ({"event_types": "order.*"}, "event_types: must be a list"),
-    ({"enabled": "yes"}, "enabled: must be true or false"),
-    ({"failover_endpoint_id": "ep_0000000000000000000000000"}, "not found"),
+INVALID, BAD_CONFIG = "invalid_request", "invalid_endpoint_config"
+
+
+# The code and field at fault, whichever side refused the change: the edge's request schema, or the
+# delivery service (its destination plugin, its failover rules) with the code it gave crossing gRPC.
+@pytest.mark.parametrize("change,message,code,field", [
+    ({"colour": "red"}, "colour: unknown field", INVALID, "colour"),
+    ({"url": "ftp://x/y"}, "http", BAD_CONFIG, "url"),
+    ({"url": 5}, "url: must be a string", INVALID, "url"),
+    ({"config": {"method": "TRACE"}}, "method is one of", BAD_CONFIG, "config.method"),
+    ({"config": {"headers": {"webhook-signature": "v1,forged"}}}, "cannot be overridden", BAD_CONFIG, "config.headers"),
+    ({"config": {"headers": {"X-Bad": "line\r\nbreak"}}}, "printable ASCII", BAD_CONFIG, "config.headers"),
+    ({"config": {"headers": {"bad name": "x"}}}, "not a valid HTTP header name", BAD_CONFIG, "config.headers"),
+    ({"config": {"proxy": "x"}}, "unknown webhook config", BAD_CONFIG, "config"),
+    ({"options": {"retry": {"multiplier": 50}}}, "options.retry.multiplier: must be at most 10", INVALID,
+     "options.retry.multiplier"),
+    ({"options": {"retry": {"retry_statuses": [200]}}}, "retry_statuses", INVALID, "options.retry.retry_statuses[0]"),
+    ({"options": {"auto_disable_after_seconds": -1}}, "auto_disable_after_seconds", INVALID,
+     "options.auto_disable_after_seconds"),
+    ({"event_types": [""]}, "event_types[0]: must have at least 1 character", INVALID, "event_types[0]"),
+    ({"event_types": "order.*"}, "event_types: must be a list", INVALID, "event_types"),
+    ({"enabled": "yes"}, "enabled: must be true or false", INVALID, "enabled"),
+    ({"failover_endpoint_id": "ep_0000000000000000000000000"}, "not found", INVALID, "failover_endpoint_id"),
 ])
-def test_bad_changes_are_400_with_a_clear_message(platform: Platform, change: dict, message: str) -> None:
+def test_bad_changes_are_400_with_a_clear_message(platform: Platform, change: dict, message: str, code: str,
+                                                  field: str) -> None:
     with platform.client() as api:
         endpoint = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/hook"}).json()
         reply = api.patch(f"/v1/endpoints/{endpoint['id']}", json=change)
         assert reply.status_code == 400, reply.text
-        assert message in reply.json()["error"]["message"]
+        error = reply.json()["error"]
+        assert message in error["message"]
+        assert (error["code"], error.get("field")) == (code, field), reply.text
         # Nothing changed.
         assert api.get(f"/v1/endpoints/{endpoint['id']}").json()["updated_at"] == endpoint["updated_at"]
 

@@ -67,7 +67,7 @@ class Param:
         schema = self.schema
         if schema.get("type") == "integer":
             if not _INTEGER.fullmatch(raw):
-                raise InvalidRequest(f"{self.name}: must be an integer")
+                raise InvalidRequest(f"{self.name}: must be an integer", field=self.name)
             value: Any = int(raw)
         else:
             value = raw
@@ -76,10 +76,10 @@ class Param:
                     parse_time(raw, self.name)
                 except InvalidRequest:
                     raise InvalidRequest(f"{self.name}: must be an ISO 8601 time between the years 1 and 9999 "
-                                         "(UTC), like 2026-01-31T12:00:00Z") from None
+                                         "(UTC), like 2026-01-31T12:00:00Z", field=self.name) from None
         error = best_match(self._validator.iter_errors(value))
         if error is not None:
-            raise InvalidRequest(f"{self.name}: {_problem(error)}")
+            raise InvalidRequest(f"{self.name}: {_problem(error)}", field=self.name)
         return value
 
 
@@ -136,19 +136,22 @@ def _problem(error: ValidationError) -> str:
     return error.message
 
 
-def _message(error: ValidationError) -> str:
+def _violation(error: ValidationError) -> InvalidRequest:
+    """The 400 for a body the request schema refuses: ``<field>: <problem>``, the field named too."""
     path = list(error.absolute_path)
     if error.validator == "required":
         missing = next((name for name in error.validator_value if name not in error.instance), "")
-        return f"{_field([*path, missing])}: is required"
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        field, problem = _field([*path, missing]), "is required"
+    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
         unknown = sorted(str(k) for k in error.instance if k not in allowed)
         takes = ", ".join(sorted(allowed))
-        return f"{_field([*path, unknown[0]])}: unknown field" + (f" (takes {takes})" if takes else "")
-    if error.validator == "oneOf" and error.schema.get("x-one-of-message"):
-        return f"{_field(path)}: {error.schema['x-one-of-message']}"
-    return f"{_field(path)}: {_problem(error)}"
+        field, problem = _field([*path, unknown[0]]), "unknown field" + (f" (takes {takes})" if takes else "")
+    elif error.validator == "oneOf" and error.schema.get("x-one-of-message"):
+        field, problem = _field(path), error.schema["x-one-of-message"]
+    else:
+        field, problem = _field(path), _problem(error)
+    return InvalidRequest(f"{field}: {problem}", field=field)
 
 
 def body_required(schema: dict[str, Any]) -> bool:
@@ -203,29 +206,29 @@ class RequestContract:
         for name, value in request.path_params.items():
             longest = path_param(name)["maxLength"]
             if not isinstance(value, str) or not 1 <= len(value) <= longest:
-                raise InvalidRequest(f"{name}: must have 1 to {longest} characters")
+                raise InvalidRequest(f"{name}: must have 1 to {longest} characters", field=name)
             if "\x00" in value:  # PostgreSQL's text cannot hold it: refused here, as in bodies
-                raise InvalidRequest(f"{name}: must not contain NUL characters")
+                raise InvalidRequest(f"{name}: must not contain NUL characters", field=name)
         declared = {p.name: p for p in route.query}
         for name in request.query_params.keys():
             param = declared.get(name)
             if param is None:
                 takes = ", ".join(sorted(declared)) or "none"
-                raise InvalidRequest(f"{name}: unknown query parameter (takes {takes})")
+                raise InvalidRequest(f"{name}: unknown query parameter (takes {takes})", field=name)
             values = request.query_params.getlist(name)
             if len(values) > 1:
-                raise InvalidRequest(f"{name}: given more than once")
+                raise InvalidRequest(f"{name}: given more than once", field=name)
             if "\x00" in values[0]:
-                raise InvalidRequest(f"{name}: must not contain NUL characters")
+                raise InvalidRequest(f"{name}: must not contain NUL characters", field=name)
             param.parse(values[0])
         for param in route.query:
             if param.required and param.name not in request.query_params:
-                raise InvalidRequest(f"{param.name}: is required")
+                raise InvalidRequest(f"{param.name}: is required", field=param.name)
         if route.request:
             body = await read_json_object(request, body_limit)
             error = best_match(self.validator(route.request).iter_errors(body))
             if error is not None:
-                raise InvalidRequest(_message(error))
+                raise _violation(error)
             body.update(_integral(body, {"$ref": f"#/components/schemas/{route.request}"}, self.schemas))
 
 

@@ -16,7 +16,8 @@ _ERROR = {
         "error": {
             "type": "object",
             "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                           "field": {"type": "string", "description": "the request field at fault, when one is"}},
         }
     },
 }

@@ -20,8 +20,12 @@ logger = logging.getLogger(__name__)
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "invalid_request"}
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    """``{"error": {"code", "message"}}``, with ``field`` when the error names the request field at fault."""
+    error = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    return {"error": error}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -39,7 +43,7 @@ def error_parts(exc: SwitchboardError) -> tuple[int, dict[str, Any], dict[str, s
     elif status == 503:
         # 503 always means "not acknowledged; try again shortly".
         headers = {"Retry-After": "5"}
-    return status, error_body(exc.code, exc.message), headers
+    return status, error_body(exc.code, exc.message, exc.field), headers
 
 
 async def _switchboard_error(request: Request, exc: Exception) -> Response:
