@@ -11,7 +11,8 @@ from datetime import timedelta
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from switchboard.settings import Settings
+from switchboard.masterkey import rotate_master_key
+from switchboard.settings import Settings, SettingsError
 from switchboard.supervisor import running_port
 from switchboard.v1 import auth_pb2 as pb, auth_pb2_grpc as rpc
 
@@ -119,3 +120,25 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("--tenant", required=True)
     tenants.set_defaults(func=_run)
     keys.set_defaults(func=_run)
+    master = key_actions.add_parser(
+        "rotate-master", help="replace master.key in the state folder (switchboard up); the old one is kept "
+                              "in master.key.previous until every secret is sealed and API key hashed anew")
+    master.set_defaults(func=_rotate_master)
+
+
+def _rotate_master(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.master_key:
+        print("switchboard: SWITCHBOARD_MASTER_KEY is set, so the master key is yours to change: set it to a new "
+              "key and SWITCHBOARD_PREVIOUS_MASTER_KEYS to the old one, then restart every service",
+              file=sys.stderr)
+        return 2
+    try:
+        rotate_master_key(settings.state_dir)
+    except SettingsError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    print(f"New master key in {settings.state_dir / 'master.key'}; the old one is in master.key.previous.\n"
+          "Restart `switchboard up`: every source and endpoint secret is sealed again with the new key as the\n"
+          "services start, and each API key is hashed again the next time it is used. Keep master.key.previous\n"
+          "until every API key has been used once since (an unused key needs it to verify).")
+    return 0

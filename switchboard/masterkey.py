@@ -16,9 +16,13 @@ from pathlib import Path
 
 from switchboard.settings import Settings, SettingsError
 
-__all__ = ["load_or_create_master_key", "require_master_key", "derive_key"]
+__all__ = ["load_or_create_master_key", "require_master_key", "previous_master_keys", "rotate_master_key",
+           "derive_key", "secret_box"]
 
 FILENAME = "master.key"
+# Master keys replaced by `switchboard keys rotate-master`, one a line: they still open the secrets
+# they sealed and verify the API keys hashed under them, until those are sealed and hashed again.
+PREVIOUS_FILENAME = "master.key.previous"
 
 
 def load_or_create_master_key(state_dir: Path) -> str:
@@ -42,5 +46,39 @@ def require_master_key(settings: Settings) -> str:
     raise SettingsError("SWITCHBOARD_MASTER_KEY must be set (or master.key exist in the state folder)")
 
 
+def previous_master_keys(settings: Settings) -> tuple[str, ...]:
+    """SWITCHBOARD_PREVIOUS_MASTER_KEYS, or the keys ``rotate-master`` kept in the state folder."""
+    if settings.previous_master_keys:
+        return settings.previous_master_keys
+    path = settings.state_dir / PREVIOUS_FILENAME
+    if not path.exists():
+        return ()
+    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+
+
+def rotate_master_key(state_dir: Path) -> None:
+    """A new ``master.key`` in the state folder, the old one kept in ``master.key.previous``."""
+    current = state_dir / FILENAME
+    if not current.exists():
+        raise SettingsError(f"there is no {current} to rotate")
+    old = current.read_text().strip()
+    fd = os.open(state_dir / PREVIOUS_FILENAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as handle:
+        handle.write(old + "\n")
+    staged = state_dir / (FILENAME + ".new")
+    staged.unlink(missing_ok=True)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48) + "\n")
+    os.replace(staged, current)
+
+
 def derive_key(master_key: str, purpose: str) -> bytes:
     return hmac.new(master_key.encode(), f"switchboard:{purpose}".encode(), hashlib.sha256).digest()
+
+
+def secret_box(settings: Settings):
+    """The box that seals this deployment's secrets at rest (switchboard/secretbox.py)."""
+    from switchboard.secretbox import SecretBox  # secretbox derives its key with derive_key, above
+
+    return SecretBox(require_master_key(settings), previous_master_keys(settings))

@@ -111,6 +111,10 @@ class ServiceApp:
     async def start(self, runtime: Runtime) -> None:
         """Start background work (consumers, the HTTP edge). Called after gRPC is up."""
 
+    async def migrated(self, runtime: Runtime) -> None:
+        """Once the schema is current (at start, or once PostgreSQL is back): bring stored data up to
+        date (secrets sealed in the clear or with a previous master key are sealed again)."""
+
     async def stop(self) -> None:
         """Stop taking new work (background consumers stop on ``runtime.stopping``)."""
 
@@ -141,10 +145,12 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
         js = nc.jetstream()
         await ensure_streams(js, settings)
         runtime = Runtime(settings, pool, nc, js, clients)
-        if not database_up:
-            runtime.background(migrate_when_back(pool, app, runtime.stopping), "migrations")
         server = GrpcServer(app.name, app.grpc_services, shared_port=settings.process_count(app.name) > 1)
         app.register(server.server, runtime)
+        if database_up:
+            await app.migrated(runtime)
+        else:
+            runtime.background(migrate_when_back(pool, app, runtime), "migrations")
         await server.start(settings.grpc_host, settings.grpc_ports[app.name])
         if settings.metrics_enabled:
             metrics_server = start_metrics(app.name, settings)
@@ -179,13 +185,15 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
         await pool.close()
 
 
-async def migrate_when_back(pool: AsyncConnectionPool, app: ServiceApp, stopping: asyncio.Event,
+async def migrate_when_back(pool: AsyncConnectionPool, app: ServiceApp, runtime: Runtime,
                             every_s: float = 2.0) -> None:
     """Apply the service's migrations as soon as PostgreSQL answers (it started without it)."""
+    stopping = runtime.stopping
     while not stopping.is_set():
         try:
             await apply_migrations(pool, app.schema, app.migrations)
             logger.info("PostgreSQL is back; migrations checked")
+            await app.migrated(runtime)
             return
         except Exception as exc:  # the database still away (or the pool still connecting)
             if platform_error(exc) is None:

@@ -226,6 +226,9 @@ class Settings:
     alert_backlog: int = 1000
     alert_cooldown_s: float = 600.0
     master_key: str | None = None
+    # Master keys that sealed secrets before the current one (switchboard/secretbox.py): they still
+    # open what they sealed, which is sealed again with the current key.
+    previous_master_keys: tuple[str, ...] = ()
     # Set by `switchboard up` for its children (internal): they die with it.
     supervisor_pid: int | None = None
     # Processes per service (SWITCHBOARD_<SERVICE>_PROCESSES); 0: unset, which
@@ -352,6 +355,8 @@ class Settings:
             alert_backlog=_int(env, f"{p}ALERT_BACKLOG", 1000, minimum=0),
             alert_cooldown_s=_float(env, f"{p}ALERT_COOLDOWN", 600.0, allow_zero=True),
             master_key=env.get(f"{p}MASTER_KEY") or None,
+            previous_master_keys=tuple(k.strip() for k in env.get(f"{p}PREVIOUS_MASTER_KEYS", "").split(",")
+                                       if k.strip()),
             supervisor_pid=_int(env, f"{p}SUPERVISOR_PID", 0) or None,
             processes=processes,
             process_index=_int(env, f"{p}PROCESS_INDEX", 0),
@@ -483,6 +488,8 @@ class Settings:
             env[f"{p}DATABASE_URL"] = self.database_url
         if self.master_key:
             env[f"{p}MASTER_KEY"] = self.master_key
+        if self.previous_master_keys:
+            env[f"{p}PREVIOUS_MASTER_KEYS"] = ",".join(self.previous_master_keys)
         if self.supervisor_pid:
             env[f"{p}SUPERVISOR_PID"] = str(self.supervisor_pid)
         for name, count in self.processes.items():

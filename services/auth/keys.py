@@ -18,6 +18,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 from psycopg_pool import AsyncConnectionPool
@@ -107,9 +108,12 @@ class Principal:
 
 
 class KeyStore:
-    def __init__(self, pool: AsyncConnectionPool, pepper: bytes) -> None:
+    def __init__(self, pool: AsyncConnectionPool, pepper: bytes, previous_peppers: Sequence[bytes] = ()) -> None:
+        """``previous_peppers``: those of previous master keys. A key hashed with one still verifies,
+        and is hashed again with the current pepper as it does (keys are never stored to re-hash)."""
         self.pool = pool
         self.pepper = pepper
+        self.previous_peppers = tuple(previous_peppers)
 
     def _hash(self, key: str) -> bytes:
         return hmac.new(self.pepper, key.encode(), hashlib.sha256).digest()
@@ -240,9 +244,16 @@ class KeyStore:
             )
             row = await cur.fetchone()
         # Hash even when the id is unknown so both paths take the same time.
-        expected = row["key_hash"] if row else b"\0" * 32
-        if not hmac.compare_digest(self._hash(presented), bytes(expected)) or row is None:
-            raise Unauthenticated("unknown API key")
+        expected = bytes(row["key_hash"]) if row else b"\0" * 32
+        current = self._hash(presented)
+        if not hmac.compare_digest(current, expected) or row is None:
+            if row is None or not any(
+                    hmac.compare_digest(hmac.new(p, presented.encode(), hashlib.sha256).digest(), expected)
+                    for p in self.previous_peppers):
+                raise Unauthenticated("unknown API key")
+            async with self.pool.connection() as conn:  # hashed under a previous master key: now the current
+                await conn.execute("UPDATE auth.api_keys SET key_hash = %s WHERE id = %s AND key_hash = %s",
+                                   (current, key_id, expected))
         if row["revoked_at"] is not None:
             raise Unauthenticated("API key revoked")
         now = datetime.now(timezone.utc)

@@ -15,6 +15,7 @@ from services.delivery.store import DeliveryStore
 from services.delivery.worker import DeliveryWorker
 from switchboard.messaging import CONSUMERS, consume
 from switchboard.netguard import parse_networks
+from switchboard.masterkey import secret_box
 from switchboard.outbound import OutboundClient
 from switchboard.service import Runtime, ServiceApp
 from switchboard.v1 import delivery_pb2_grpc as rpc
@@ -26,12 +27,16 @@ class DeliveryApp(ServiceApp):
 
     def register(self, server, runtime: Runtime) -> None:
         self.registry = load_registry()
-        self.store = DeliveryStore(runtime.pool)
+        # Signing secrets are sealed at rest.
+        self.store = DeliveryStore(runtime.pool, box=secret_box(runtime.settings))
         self.allowed = parse_networks(runtime.settings.destination_allowlist)
         endpoints = EndpointManager(self.store, self.registry, runtime.settings.allow_private_destinations,
                                     self.allowed)
         rpc.add_DeliveryServiceServicer_to_server(
             DeliveryServicer(self.store, endpoints, runtime.js, runtime.settings.publish_timeout_s), server)
+
+    async def migrated(self, runtime: Runtime) -> None:
+        await self.store.reseal()
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings

@@ -16,6 +16,7 @@ from switchboard.batching import Batcher, distinct_rounds
 from switchboard.database import atomically, each_alone_on_bad_data, jsonb, storable_json
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import DeliveryMessage
+from switchboard.secretbox import SecretBox, reseal_columns
 from switchboard.ids import is_id, new_id
 from switchboard.patterns import matches_any
 from switchboard.ratelimit import RateLimit
@@ -91,8 +92,12 @@ _STATUS_AFTER = {"succeeded": "succeeded", "failed": "failed"}
 _DELIVERY_COLUMNS = "id, tenant_id, event_id, endpoint_id, status, attempts, created_at, updated_at"
 
 
-def _endpoint(row: dict[str, Any]) -> Endpoint:
-    return Endpoint(**{k: row[k] for k in Endpoint.__dataclass_fields__})
+def _endpoint(row: dict[str, Any], box: SecretBox) -> Endpoint:
+    """The endpoint in a row, its signing secrets opened (sealed at rest: switchboard/secretbox.py)."""
+    endpoint = {k: row[k] for k in Endpoint.__dataclass_fields__}
+    endpoint["secret"] = box.open(row["secret"])
+    endpoint["previous_secret"] = box.open_optional(row["previous_secret"])
+    return Endpoint(**endpoint)
 
 
 def _check_lengths(url: str, description: str) -> None:
@@ -140,8 +145,10 @@ RETURNING last_lease AS granted, greatest(0, 1 - tokens) / %(rate)s::float8 AS w
 
 
 class DeliveryStore:
-    def __init__(self, pool: AsyncConnectionPool, endpoint_ttl_s: float = 5.0) -> None:
+    def __init__(self, pool: AsyncConnectionPool, endpoint_ttl_s: float = 5.0, *, box: SecretBox) -> None:
         self.pool = pool
+        # Seals the signing secrets PostgreSQL keeps, opens them as they are read.
+        self.box = box
         # Endpoints are read for every delivery and change rarely: a short cache.
         self.endpoint_ttl_s = endpoint_ttl_s
         self._endpoints: dict[tuple[str, str], tuple[float, Endpoint]] = {}
@@ -163,10 +170,10 @@ class DeliveryStore:
                 """INSERT INTO delivery.endpoints (id, tenant_id, url, description, destination, secret, config,
                                                    options, event_types, failover_endpoint_id)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-                (new_id("ep"), tenant_id, url, description, destination, secret, Jsonb(config or {}),
+                (new_id("ep"), tenant_id, url, description, destination, self.box.seal(secret), Jsonb(config or {}),
                  Jsonb(options or {}), event_types or [], failover_endpoint_id),
             )
-            return _endpoint(await cur.fetchone())
+            return _endpoint(await cur.fetchone(), self.box)
 
     async def update_endpoint(self, tenant_id: str, endpoint_id: str, changes: dict[str, Any]) -> Endpoint:
         """Change some of the :data:`UPDATABLE` fields (already validated)."""
@@ -193,10 +200,15 @@ class DeliveryStore:
                    SET previous_secret = secret, previous_secret_expires_at = now() + %s, secret = %s,
                        updated_at = now()
                    WHERE tenant_id = %s AND id = %s AND deleted_at IS NULL RETURNING *""",
-                (grace, secret, tenant_id, endpoint_id),
+                (grace, self.box.seal(secret), tenant_id, endpoint_id),
             )
             row = await cur.fetchone()
         return self._changed(tenant_id, endpoint_id, row)
+
+    async def reseal(self) -> int:
+        """Seal again, with the current master key, signing secrets stored in the clear (before secrets
+        were sealed) or with a previous master key; how many endpoints changed."""
+        return await reseal_columns(self.pool, self.box, "delivery.endpoints")
 
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> None:
         """Delete an endpoint; its log stays, its pending deliveries fail, nothing fails over to it."""
@@ -244,7 +256,7 @@ class DeliveryStore:
         self._endpoints.pop((tenant_id, endpoint_id), None)
         if row is None:
             raise NotFound(f"endpoint {endpoint_id} not found")
-        return _endpoint(row)
+        return _endpoint(row, self.box)
 
     async def cached_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
         """Like get_endpoint, from a cache at most ``endpoint_ttl_s`` old."""
@@ -269,13 +281,13 @@ class DeliveryStore:
             row = await cur.fetchone()
         if row is None or (row["deleted_at"] is not None and not include_deleted):
             raise NotFound(f"endpoint {endpoint_id} not found")
-        return _endpoint(row)
+        return _endpoint(row, self.box)
 
     async def list_endpoints(self, tenant_id: str) -> list[Endpoint]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT * FROM delivery.endpoints WHERE tenant_id = %s AND deleted_at IS NULL ORDER BY id", (tenant_id,))
-            return [_endpoint(row) for row in await cur.fetchall()]
+            return [_endpoint(row, self.box) for row in await cur.fetchall()]
 
     async def state(self, delivery_id: str) -> tuple[str, int, int] | None:
         """``(status, attempts so far, cycle start)`` of a stored delivery; None before its first

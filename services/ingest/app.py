@@ -12,6 +12,7 @@ from services.ingest.edge.auth import Authenticator
 from services.ingest.edge.context import EdgeContext
 from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher, SeenEventIds
+from switchboard.masterkey import secret_box
 from switchboard.ratelimit import RateLimit, TokenBuckets
 from services.ingest.servicer import IngestServicer
 from services.ingest.source_feed import SourceFeed, SourceReconciler, SourceWatcher
@@ -38,9 +39,14 @@ class IngestApp(ServiceApp):
         self.registry = load_registry()
         # Sources as the bucket SOURCES tells them: webhooks find theirs without PostgreSQL.
         self.mirror = SourceMirror()
-        self.feed = SourceFeed(runtime.nc)
-        self.sources = SourceStore(runtime.pool, self.registry, mirror=self.mirror, feed=self.feed)
+        # Sources' secrets are sealed at rest, in PostgreSQL and in the bucket alike.
+        self.box = secret_box(runtime.settings)
+        self.feed = SourceFeed(runtime.nc, self.box)
+        self.sources = SourceStore(runtime.pool, self.registry, mirror=self.mirror, feed=self.feed, box=self.box)
         rpc.add_IngestServiceServicer_to_server(IngestServicer(self.sources), server)
+
+    async def migrated(self, runtime: Runtime) -> None:
+        await self.sources.reseal()
 
     def authenticator(self, runtime: Runtime):
         s = runtime.settings
@@ -52,7 +58,7 @@ class IngestApp(ServiceApp):
         s = runtime.settings
         sock = bind_http(s.http_host, s.http_port, shared=s.process_count("ingest") > 1)
         # Until the watch has read the bucket (moments), webhooks find their source in PostgreSQL.
-        watcher = SourceWatcher(runtime.nc, self.mirror)
+        watcher = SourceWatcher(runtime.nc, self.mirror, self.box)
         runtime.background(watcher.run(runtime.stopping), "sources watch")
         reconciler = SourceReconciler(self.sources, self.feed, watcher, s.source_reconcile_interval_s)
         runtime.background(reconciler.run(runtime.stopping), "sources reconciliation")

@@ -45,6 +45,7 @@ from services.ingest.sources import Source, SourceMirror, SourceStore
 from switchboard.errors import Unavailable
 from switchboard.messaging import SOURCES_BUCKET, follow_bucket
 from switchboard.ratelimit import RateLimit
+from switchboard.secretbox import SealedWithUnknownKey, SecretBox
 
 __all__ = [
     "encode_record",
@@ -73,8 +74,9 @@ def _parsed_when(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value is not None else None
 
 
-def encode_record(source: Source) -> bytes:
-    """The bucket's record of a source: every field the webhook hot path needs, with its revision."""
+def encode_record(source: Source, box: SecretBox) -> bytes:
+    """The bucket's record of a source: every field the webhook hot path needs, with its revision
+    (its secrets sealed, as in PostgreSQL)."""
     return orjson.dumps({
         "v": RECORD_VERSION,
         "id": source.id,
@@ -83,8 +85,8 @@ def encode_record(source: Source) -> bytes:
         "name": source.name,
         "type": source.type,
         "config": source.config,
-        "secret": source.secret,
-        "previous_secret": source.previous_secret,
+        "secret": box.seal(source.secret),
+        "previous_secret": box.seal_optional(source.previous_secret),
         "previous_secret_expires_at": _when(source.previous_secret_expires_at),
         "created_at": _when(source.created_at),
         "allowed_ips": list(source.allowed_ips),
@@ -94,8 +96,8 @@ def encode_record(source: Source) -> bytes:
     })
 
 
-def decode_record(data: bytes) -> Source:
-    """The source in a record; ValueError when it is not one this code wrote."""
+def decode_record(data: bytes, box: SecretBox) -> Source:
+    """The source in a record, its secrets opened; ValueError when it is not one this code wrote."""
     try:
         record = orjson.loads(data)
         if record.get("v") != RECORD_VERSION:
@@ -103,12 +105,14 @@ def decode_record(data: bytes) -> Source:
         rate = RateLimit(record["rate_per_s"], record["rate_burst"]) if record["rate_per_s"] else None
         return Source(
             id=record["id"], tenant_id=record["tenant_id"], name=record["name"], type=record["type"],
-            config=record["config"], secret=record["secret"], created_at=_parsed_when(record["created_at"]),
-            allowed_ips=tuple(record["allowed_ips"]), rate_limit=rate, previous_secret=record["previous_secret"],
+            config=record["config"], secret=box.open(record["secret"]),
+            created_at=_parsed_when(record["created_at"]), allowed_ips=tuple(record["allowed_ips"]), rate_limit=rate,
+            previous_secret=box.open_optional(record["previous_secret"]),
             previous_secret_expires_at=_parsed_when(record["previous_secret_expires_at"]),
             disabled_at=_parsed_when(record["disabled_at"]), revision=int(record["revision"]),
         )
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # orjson's decode error is a ValueError
+    # orjson's decode error is a ValueError; a secret sealed with a master key this process lacks is unreadable too.
+    except (KeyError, TypeError, AttributeError, ValueError, SealedWithUnknownKey) as exc:
         raise ValueError(f"not a source record: {type(exc).__name__}: {exc}") from None
 
 
@@ -124,8 +128,9 @@ class SourceFeed:
     and reconciliation writes it later.
     """
 
-    def __init__(self, nc: NATS, bucket: str = SOURCES_BUCKET, timeout_s: float = 2.0) -> None:
+    def __init__(self, nc: NATS, box: SecretBox, bucket: str = SOURCES_BUCKET, timeout_s: float = 2.0) -> None:
         self.nc = nc
+        self.box = box
         self.js = nc.jetstream()
         self.bucket = bucket
         self.timeout_s = timeout_s
@@ -147,7 +152,7 @@ class SourceFeed:
                 if held is not None and held >= source.revision:
                     return
                 try:
-                    await kv.update(source.id, encode_record(source), last=last)
+                    await kv.update(source.id, encode_record(source, self.box), last=last)
                     return
                 except APIError as exc:
                     if not _wrong_last_sequence(exc):
@@ -165,7 +170,7 @@ class SourceFeed:
         (0: never written); False when another write came first."""
         async with asyncio.timeout(self.timeout_s):
             try:
-                await (await self._open()).update(source.id, encode_record(source), last=last)
+                await (await self._open()).update(source.id, encode_record(source, self.box), last=last)
             except APIError as exc:
                 if _wrong_last_sequence(exc):
                     return False
@@ -183,8 +188,7 @@ class SourceFeed:
                 raise
         return True
 
-    @staticmethod
-    async def _held(kv: KeyValue, key: str) -> tuple[int | None, int]:
+    async def _held(self, kv: KeyValue, key: str) -> tuple[int | None, int]:
         """The revision of the record held for ``key`` (None: none, or unreadable) and the key's last sequence."""
         try:
             entry = await kv.get(key)
@@ -192,7 +196,7 @@ class SourceFeed:
             # A deleted key keeps a marker, whose sequence a write must name.
             return None, exc.entry.revision if exc.entry is not None else 0
         try:
-            return decode_record(entry.value).revision, entry.revision
+            return decode_record(entry.value, self.box).revision, entry.revision
         except ValueError:
             return None, entry.revision
 
@@ -217,10 +221,11 @@ class SourceWatcher:
     growing delay, never raised: ``run`` returns only once ``stopping`` is set.
     """
 
-    def __init__(self, nc: NATS, mirror: SourceMirror, bucket: str = SOURCES_BUCKET,
+    def __init__(self, nc: NATS, mirror: SourceMirror, box: SecretBox, bucket: str = SOURCES_BUCKET,
                  snapshot_timeout_s: float = 10.0) -> None:
         self.nc = nc
         self.mirror = mirror
+        self.box = box
         self.bucket = bucket
         self.snapshot_timeout_s = snapshot_timeout_s
         # Whether the whole bucket has been read since the watch (re)started.
@@ -263,14 +268,13 @@ class SourceWatcher:
         # The mirror keeps answering with what it has; reconciliation waits for the next full read.
         self.synced = False
 
-    @staticmethod
-    def _note(entry: KeyValue.Entry, held: dict[str, Held]) -> Source | None:
+    def _note(self, entry: KeyValue.Entry, held: dict[str, Held]) -> Source | None:
         """Record what the bucket holds for the entry's key; the source in it, if any."""
         if entry.operation in (KV_DEL, KV_PURGE):
             held[entry.key] = Held(entry.revision, None, deleted=True)
             return None
         try:
-            source = decode_record(entry.value)
+            source = decode_record(entry.value, self.box)
         except ValueError as exc:
             # Left to reconciliation to overwrite; the edges ask PostgreSQL for it meanwhile.
             logger.warning("unreadable source record", extra={"source_id": entry.key, "error": str(exc)})

@@ -27,6 +27,7 @@ from switchboard.database import DatabaseUnavailable, as_platform_error
 from switchboard.ratelimit import RateLimit
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.ids import is_id, new_id
+from switchboard.secretbox import SecretBox, reseal_columns
 
 __all__ = ["Source", "SourceStore", "SourceMirror", "ChangeFeed", "rate_limit"]
 
@@ -69,20 +70,21 @@ class Source:
         return any(address in ipaddress.ip_network(cidr) for cidr in self.allowed_ips)
 
 
-def _updated(row: dict[str, Any] | None, source_id: str) -> Source:
+def _updated(row: dict[str, Any] | None, source_id: str, box: SecretBox) -> Source:
     """The row an UPDATE returned; none when the source was deleted meanwhile (another edge's
     cache can still have shown it for a few seconds)."""
     if row is None:
         raise NotFound(f"source {source_id} not found")
-    return _source(row)
+    return _source(row, box)
 
 
-def _source(row: dict[str, Any]) -> Source:
+def _source(row: dict[str, Any], box: SecretBox) -> Source:
+    """The source in a row, its secrets opened (they are sealed at rest: switchboard/secretbox.py)."""
     rate = RateLimit(row["rate_per_s"], row["rate_burst"]) if row["rate_per_s"] else None
     return Source(
         id=row["id"], tenant_id=row["tenant_id"], name=row["name"], type=row["type"], config=row["config"],
-        secret=row["secret"], created_at=row["created_at"], allowed_ips=tuple(row["allowed_ips"]),
-        rate_limit=rate, previous_secret=row["previous_secret"],
+        secret=box.open(row["secret"]), created_at=row["created_at"], allowed_ips=tuple(row["allowed_ips"]),
+        rate_limit=rate, previous_secret=box.open_optional(row["previous_secret"]),
         previous_secret_expires_at=row["previous_secret_expires_at"], disabled_at=row["disabled_at"],
         revision=row["revision"],
     )
@@ -172,9 +174,11 @@ class SourceStore:
     """
 
     def __init__(self, pool: AsyncConnectionPool, registry: PluginRegistry, ttl_s: float = 5.0,
-                 mirror: SourceMirror | None = None, feed: ChangeFeed | None = None) -> None:
+                 mirror: SourceMirror | None = None, feed: ChangeFeed | None = None, *, box: SecretBox) -> None:
         self.pool = pool
         self.registry = registry
+        # Seals the secrets PostgreSQL keeps, opens them as they are read.
+        self.box = box
         self.ttl_s = ttl_s
         self.mirror = mirror
         self.feed = feed
@@ -235,10 +239,10 @@ class SourceStore:
                 """INSERT INTO ingest.sources (id, tenant_id, name, type, config, secret, allowed_ips,
                                               rate_per_s, rate_burst)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-                (new_id("src"), tenant_id, name, plugin.name, Jsonb(clean), secret, networks,
+                (new_id("src"), tenant_id, name, plugin.name, Jsonb(clean), self.box.seal(secret), networks,
                  rate_limit.rate_per_s if rate_limit else None, rate_limit.burst if rate_limit else None),
             )
-            source = _source(await cur.fetchone())
+            source = _source(await cur.fetchone(), self.box)
         return await self._committed(source)
 
     @staticmethod
@@ -270,10 +274,16 @@ class SourceStore:
                 """UPDATE ingest.sources SET previous_secret = secret, previous_secret_expires_at = now() + %s,
                           secret = %s, revision = revision + 1
                    WHERE tenant_id = %s AND id = %s RETURNING *""",
-                (grace, new_secret, tenant_id, source_id),
+                (grace, self.box.seal(new_secret), tenant_id, source_id),
             )
-            updated = _updated(await cur.fetchone(), source_id)
+            updated = _updated(await cur.fetchone(), source_id, self.box)
         return await self._committed(updated)
+
+    async def reseal(self) -> int:
+        """Seal again, with the current master key, every secret stored in the clear (before secrets were
+        sealed) or with a previous master key; how many sources changed. Each row is changed only if it
+        still holds what was read, so a rotation meanwhile is never undone."""
+        return await reseal_columns(self.pool, self.box, "ingest.sources", bump=", revision = revision + 1")
 
     async def disable(self, tenant_id: str, source_id: str) -> Source:
         return await self.set_enabled(tenant_id, source_id, False)
@@ -289,7 +299,7 @@ class SourceStore:
                    WHERE tenant_id = %s AND id = %s RETURNING *""",
                 (enabled, tenant_id, source_id),
             )
-            updated = _updated(await cur.fetchone(), source_id)
+            updated = _updated(await cur.fetchone(), source_id, self.box)
         return await self._committed(updated)
 
     async def update(self, tenant_id: str, source_id: str, changes: dict[str, Any]) -> Source:
@@ -324,7 +334,7 @@ class SourceStore:
                     WHERE tenant_id = %s AND id = %s RETURNING *""",
                 (*columns.values(), tenant_id, source_id),
             )
-            updated = _updated(await cur.fetchone(), source_id)
+            updated = _updated(await cur.fetchone(), source_id, self.box)
         return await self._committed(updated)
 
     async def delete(self, tenant_id: str, source_id: str) -> None:
@@ -366,7 +376,7 @@ class SourceStore:
                     row = await cur.fetchone()
         except TimeoutError:
             raise DatabaseUnavailable("the database is unavailable; retry later") from None
-        source = _source(row) if row else None
+        source = _source(row, self.box) if row else None
         if len(self._cache) > 100_000:
             self._cache.clear()
         self._cache[source_id] = (now + self.ttl_s, source)
@@ -375,7 +385,7 @@ class SourceStore:
     async def list(self, tenant_id: str) -> list[Source]:
         async with self._connection() as conn:
             cur = await conn.execute("SELECT * FROM ingest.sources WHERE tenant_id = %s ORDER BY id", (tenant_id,))
-            return [_source(row) for row in await cur.fetchall()]
+            return [_source(row, self.box) for row in await cur.fetchall()]
 
     async def revisions(self) -> dict[str, int]:
         """Every source's revision, by id, whichever tenant owns it: what reconciliation
@@ -389,4 +399,4 @@ class SourceStore:
         async with self._connection() as conn:
             cur = await conn.execute("SELECT * FROM ingest.sources WHERE id = ANY(%s) ORDER BY id",
                                      (list(source_ids),))
-            return [_source(row) for row in await cur.fetchall()]
+            return [_source(row, self.box) for row in await cur.fetchall()]

@@ -31,6 +31,7 @@ from switchboard.events import DeliveryMessage
 from switchboard.messaging import delivery_subject, encode
 from switchboard.signatures import generate_webhook_secret
 from tests.bench.common import bench_env, command_cpu_seconds, cpu_seconds, infrastructure, spawn, stop, wait_http
+from tests.sealing import BOX
 
 DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "20000"))
 FAN_OUTS = tuple(int(n) for n in os.environ.get("BENCH_ENDPOINTS", "1,10,100").split(","))
@@ -40,7 +41,7 @@ TENANT = "t_bench"
 async def create_endpoints(database_url: str, receiver: str, count: int, run: int) -> list[str]:
     pool = await open_pool(database_url, max_size=2)
     try:
-        store = DeliveryStore(pool)
+        store = DeliveryStore(pool, box=BOX)
         return [(await store.create_endpoint(TENANT, f"{receiver}/hook?r={run}&e={n}", "", "webhook",
                                              generate_webhook_secret())).id for n in range(count)]
     finally:

@@ -123,3 +123,17 @@ async def test_expiry_bounds_and_audit_log(keys: KeyStore) -> None:
     entries = await keys.list_audit(tenant.id)
     assert [e.id for e in entries] == [second.id, first.id]
     assert [e.action for e in await keys.list_audit(tenant.id, before_id=second.id)] == ["source.create"]
+
+
+async def test_after_the_master_key_changes_a_key_still_verifies_and_is_hashed_anew(keys: KeyStore, pool) -> None:
+    """The pepper comes from the master key: a key hashed under the previous one verifies while that
+    key is given as previous, and is hashed with the new pepper as it does (then the old is not needed)."""
+    tenant = await keys.create_tenant("acme")
+    issued = await keys.create_key(tenant.id, "ci", ["read"])
+    rotated = KeyStore(pool, pepper=b"n" * 32, previous_peppers=[b"p" * 32])
+    assert (await rotated.verify(issued.secret)).tenant_id == tenant.id
+    assert (await KeyStore(pool, pepper=b"n" * 32).verify(issued.secret)).tenant_id == tenant.id
+    with pytest.raises(Unauthenticated):
+        await keys.verify(issued.secret)  # the old pepper alone no longer matches
+    with pytest.raises(Unauthenticated):
+        await KeyStore(pool, pepper=b"z" * 32, previous_peppers=[b"y" * 32]).verify(issued.secret)

@@ -31,6 +31,7 @@ from switchboard.settings import Settings
 from switchboard.signatures import generate_webhook_secret
 from tests.outbound_fixture import outbound_client
 from tests.receivers import Receiver
+from tests.sealing import BOX
 
 MIGRATIONS = Path(__file__).parents[3] / "services/delivery/migrations"
 DEFAULTS = EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0))
@@ -45,7 +46,7 @@ def message(endpoint_id: str, n: int) -> DeliveryMessage:
 async def store(pool, js) -> DeliveryStore:
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
-    return DeliveryStore(pool)
+    return DeliveryStore(pool, box=BOX)
 
 
 @contextlib.asynccontextmanager
@@ -60,7 +61,7 @@ async def delivery_process(nats_url: str, database_url: str, circuits: CircuitBr
     watching = asyncio.create_task(sync.run(stopping))
     try:
         async with outbound_client() as http:
-            yield nc, DeliveryWorker(nc.jetstream(), DeliveryStore(pool), load_registry(),
+            yield nc, DeliveryWorker(nc.jetstream(), DeliveryStore(pool, box=BOX), load_registry(),
                                      DestinationContext(http, 5.0, True), DEFAULTS, 5.0, circuits,
                                      circuit_sync=sync, processes=processes)
     finally:

@@ -20,6 +20,7 @@ from switchboard.messaging import decode, ensure_streams
 from switchboard.settings import Settings
 from switchboard.signatures import generate_webhook_secret
 from tests.receivers import Receiver
+from tests.sealing import BOX
 
 MIGRATIONS = Path(__file__).parents[3] / "services/delivery/migrations"
 
@@ -28,7 +29,7 @@ MIGRATIONS = Path(__file__).parents[3] / "services/delivery/migrations"
 async def setup(pool, js):
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
-    store = DeliveryStore(pool)
+    store = DeliveryStore(pool, box=BOX)
     async with outbound_client() as http:
         worker = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
                                 EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)), 5.0)
@@ -133,7 +134,7 @@ async def test_an_open_circuit_holds_deliveries_without_spending_attempts(pool, 
 
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
-    store = DeliveryStore(pool)
+    store = DeliveryStore(pool, box=BOX)
     clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
     async with outbound_client() as http:
         worker = DeliveryWorker(js, store, load_registry(), DestinationContext(http, 5.0, True),
@@ -166,7 +167,7 @@ def _worker_with_clock(js, store, http, clock, **defaults):
 async def test_while_the_circuit_is_open_deliveries_go_to_the_failover_with_the_same_webhook_id(pool, js) -> None:
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
-    store = DeliveryStore(pool)
+    store = DeliveryStore(pool, box=BOX)
     clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
     async with outbound_client() as http:
         worker = _worker_with_clock(js, store, http, clock)
@@ -209,7 +210,7 @@ async def test_an_endpoint_failing_for_the_configured_period_is_disabled_with_it
 
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
-    store = DeliveryStore(pool, endpoint_ttl_s=0)
+    store = DeliveryStore(pool, endpoint_ttl_s=0, box=BOX)
     clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
     async with outbound_client() as http:
         worker = _worker_with_clock(js, store, http, clock, auto_disable_after_s=0.5)
@@ -317,7 +318,7 @@ async def test_a_destination_plugin_that_raises_is_recorded_and_the_delivery_kep
 
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
-    store = DeliveryStore(pool)
+    store = DeliveryStore(pool, box=BOX)
     registry = PluginRegistry(destinations={"broken": Broken()})
     async with outbound_client() as http:
         worker = DeliveryWorker(js, store, registry, DestinationContext(http, 5.0, True),
@@ -447,7 +448,7 @@ async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js
 
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
-    store = DeliveryStore(pool)
+    store = DeliveryStore(pool, box=BOX)
     clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
     async with outbound_client() as http:
         worker = _worker_with_clock(js, store, http, clock)

@@ -23,6 +23,7 @@ from switchboard.messaging import DEDUP_BUCKET, connect_nats, ensure_streams
 from switchboard.ratelimit import RateLimit
 from switchboard.settings import Settings
 from tests.duplicate_window import wait_out_duplicate_window
+from tests.sealing import BOX
 
 MIGRATIONS = Path(__file__).parents[3] / "services/ingest/migrations"
 BODY = b'{"type": "order.created", "n": 1}'
@@ -43,7 +44,7 @@ async def intake_with_source(pool, nc, settings: Settings, seen: SeenEventIds | 
     js = nc.jetstream()
     await ensure_streams(js, settings)
     registry = load_registry()
-    sources = SourceStore(pool, registry)
+    sources = SourceStore(pool, registry, box=BOX)
     source = await sources.create("t1", "shop", "generic", {"id_header": "x-delivery-id"}, secret="s" * 32)
     publish = JetStreamPublisher(nc, 5.0, settings.max_message_bytes, seen)
     return WebhookIntake(sources, registry, publish, RateLimit(1000.0, 1000)), source

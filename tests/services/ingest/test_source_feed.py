@@ -35,6 +35,7 @@ from switchboard.messaging import SOURCES_BUCKET, connect_nats, ensure_streams
 from switchboard.ratelimit import RateLimit, TokenBuckets
 from switchboard.rpc import ServiceClients
 from switchboard.settings import Settings
+from tests.sealing import BOX
 
 MIGRATIONS = Path(__file__).parents[3] / "services/ingest/migrations"
 SETTINGS = Settings()
@@ -79,9 +80,9 @@ async def edges(nats_server: EmbeddedNats, pool) -> AsyncIterator[Callable[..., 
         nc = await connect_nats(nats_server.url, "tests-edge")
         connections.append(nc)
         mirror = SourceMirror()
-        feed = SourceFeed(nc)
-        store = SourceStore(database if database is not None else pool, REGISTRY, mirror=mirror, feed=feed)
-        watcher = SourceWatcher(nc, mirror)
+        feed = SourceFeed(nc, BOX)
+        store = SourceStore(database if database is not None else pool, REGISTRY, mirror=mirror, feed=feed, box=BOX)
+        watcher = SourceWatcher(nc, mirror, BOX)
         if watch:
             tasks.append(asyncio.create_task(watcher.run(stopping)))
             await eventually(lambda: mirror.loaded)
@@ -139,8 +140,9 @@ async def test_the_record_carries_every_field_a_source_needs(edges) -> None:
     disabled = await here.store.disable("t1", source.id)
 
     entry = await (await bucket(here)).get(source.id)
-    assert decode_record(entry.value) == disabled
-    assert decode_record(encode_record(rotated)) == rotated
+    assert decode_record(entry.value, BOX) == disabled
+    assert b"s" * 32 not in entry.value and b"n" * 32 not in entry.value  # the secrets are sealed there too
+    assert decode_record(encode_record(rotated, BOX), BOX) == rotated
     assert disabled.previous_secret == "s" * 32 and disabled.revision == 3
 
 
@@ -221,7 +223,7 @@ async def test_an_older_revision_never_replaces_a_newer_one(edges) -> None:
     await eventually(lambda: there.mirror.get(source.id) == rotated)
 
     # A late write of the first revision (a slow edge) lands in the bucket after the second.
-    await (await bucket(here)).put(source.id, encode_record(source))
+    await (await bucket(here)).put(source.id, encode_record(source, BOX))
     marker = await here.store.create("t1", "marker", "generic", {}, "m" * 32)  # written after the stale copy
     await eventually(lambda: there.mirror.get(marker.id) is not None)
     assert there.mirror.get(source.id) == rotated
@@ -230,7 +232,7 @@ async def test_an_older_revision_never_replaces_a_newer_one(edges) -> None:
     # And the feed does not write an older revision over a newer one.
     await here.feed.publish(rotated)
     await here.feed.publish(source)
-    assert decode_record((await (await bucket(here)).get(source.id)).value) == rotated
+    assert decode_record((await (await bucket(here)).get(source.id)).value, BOX) == rotated
 
 
 async def test_reconciliation_restores_what_the_bucket_lost_and_removes_what_postgresql_has_not(
@@ -241,13 +243,13 @@ async def test_reconciliation_restores_what_the_bucket_lost_and_removes_what_pos
     deleted_by_hand = await here.store.create("t1", "a", "generic", {}, "a" * 32)
     await kv.delete(deleted_by_hand.id)  # nats kv del SOURCES <id>
     # Changes whose KV write was lost (NATS was down): PostgreSQL has them, the bucket does not.
-    offline = SourceStore(pool, REGISTRY)
+    offline = SourceStore(pool, REGISTRY, box=BOX)
     never_written = await offline.create("t1", "b", "generic", {}, "b" * 32)
     behind = await here.store.create("t1", "c", "generic", {}, "c" * 32)
     newer = await offline.rotate_secret("t1", behind.id, timedelta(0), "n" * 32)
     # A source PostgreSQL no longer has (its KV delete was lost).
     ghost = dataclasses.replace(behind, id="src_" + "e" * 32)
-    await kv.put(ghost.id, encode_record(ghost))
+    await kv.put(ghost.id, encode_record(ghost, BOX))
     for edge in (here, there):
         await eventually(lambda: ghost.id in edge.watcher.bucket_view())
 
@@ -257,7 +259,7 @@ async def test_reconciliation_restores_what_the_bucket_lost_and_removes_what_pos
 
     assert (sum(o.put for o in outcomes), sum(o.deleted for o in outcomes)) == (3, 1)
     for expected in (deleted_by_hand, never_written, newer):
-        assert decode_record((await kv.get(expected.id)).value) == expected
+        assert decode_record((await kv.get(expected.id)).value, BOX) == expected
         await eventually(lambda: there.mirror.get(expected.id) == expected)
     with pytest.raises(Exception, match="not found"):
         await kv.get(ghost.id)

@@ -21,6 +21,7 @@ from switchboard.embedded import free_port
 from switchboard.messaging import connect_nats, ensure_streams
 from switchboard.settings import Settings
 from tests.platform_runner import base_env
+from tests.sealing import BOX, MASTER_KEY
 
 SECRET = "s" * 32
 
@@ -48,13 +49,13 @@ async def test_ingest_starts_takes_webhooks_and_migrates_once_postgresql_is_back
     await ensure_streams(js, Settings.from_env({}))
     source = Source(id="src_" + "a" * 32, tenant_id="ten_1", name="shop", type="generic", config={},
                     secret=SECRET, created_at=datetime.now(timezone.utc), revision=1)
-    await SourceFeed(nc).publish(source)
+    await SourceFeed(nc, BOX).publish(source)
     database = conninfo_to_dict(database_url)["dbname"]
     _reachable(postgres_server, database, False)
     http_port = free_port()
     env = base_env(tmp_path / "state", SWITCHBOARD_NATS_URL=nats_server.url, SWITCHBOARD_DATABASE_URL=database_url,
                    SWITCHBOARD_HTTP_PORT=str(http_port), SWITCHBOARD_INGEST_GRPC_PORT=str(free_port()),
-                   SWITCHBOARD_INGEST_METRICS_PORT=str(free_port()))
+                   SWITCHBOARD_INGEST_METRICS_PORT=str(free_port()), SWITCHBOARD_MASTER_KEY=MASTER_KEY)
     edge = f"http://127.0.0.1:{http_port}"
     process = subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -1,0 +1,112 @@
+"""Secrets at rest: sealed with AES-256-GCM under a key derived from the master key.
+
+A sealed value is text, so it fits the columns (and records) that held the
+secret before: ``sb1:<key id>:<base64 of nonce + ciphertext>``. The key id
+names the master key that sealed it (a hash of its derived key, never the key),
+so after the master key changes the previous one can still open what it sealed
+while everything is sealed again with the new one (:meth:`SecretBox.is_current`
+tells which values are due). A value without the prefix was stored before
+secrets were sealed and is read as it is, until it is sealed again.
+
+The key id is also the AES-GCM associated data: a value cannot be passed off as
+sealed by another key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from switchboard.masterkey import derive_key
+
+__all__ = ["SecretBox", "SealedWithUnknownKey"]
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "sb1:"
+_PURPOSE = "secrets-at-rest"
+
+
+class SealedWithUnknownKey(RuntimeError):
+    """A value sealed with a master key this process was not given (or damaged): configuration, not input."""
+
+
+class _Key:
+    def __init__(self, master_key: str) -> None:
+        derived = derive_key(master_key, _PURPOSE)
+        self.id = hashlib.sha256(b"key id:" + derived).hexdigest()[:12]
+        self.aead = AESGCM(derived)
+
+
+class SecretBox:
+    """Seals with the current master key; opens what it or any previous master key sealed."""
+
+    def __init__(self, master_key: str, previous_master_keys: Iterable[str] = ()) -> None:
+        self._current = _Key(master_key)
+        self._keys = {key.id: key for key in (_Key(k) for k in previous_master_keys if k)}
+        self._keys[self._current.id] = self._current
+
+    @property
+    def key_id(self) -> str:
+        return self._current.id
+
+    def seal(self, secret: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._current.aead.encrypt(nonce, secret.encode(), self._current.id.encode())
+        return f"{PREFIX}{self._current.id}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def seal_optional(self, secret: str | None) -> str | None:
+        return None if secret is None else self.seal(secret)
+
+    def open(self, stored: str) -> str:
+        """The secret in a stored value (sealed, or kept from before secrets were sealed)."""
+        if not stored.startswith(PREFIX):
+            return stored
+        key_id, _, blob = stored[len(PREFIX):].partition(":")
+        key = self._keys.get(key_id)
+        if key is None:
+            raise SealedWithUnknownKey(f"a secret was sealed with master key {key_id}, which this process was "
+                                       "not given (SWITCHBOARD_MASTER_KEY, SWITCHBOARD_PREVIOUS_MASTER_KEYS)")
+        try:
+            raw = base64.b64decode(blob, validate=True)
+            return key.aead.decrypt(raw[:12], raw[12:], key_id.encode()).decode()
+        except (InvalidTag, ValueError, binascii.Error):
+            raise SealedWithUnknownKey(f"a secret sealed with master key {key_id} does not open: "
+                                       "it was damaged or altered") from None
+
+    def open_optional(self, stored: str | None) -> str | None:
+        return None if stored is None else self.open(stored)
+
+    def is_current(self, stored: str | None) -> bool:
+        """Whether a stored value is sealed with the current master key (None: nothing to seal)."""
+        return stored is None or stored.startswith(f"{PREFIX}{self._current.id}:")
+
+
+
+async def reseal_columns(pool, box: SecretBox, table: str, *, bump: str = "") -> int:
+    """Seal again, with the current master key, the ``secret`` and ``previous_secret`` of every row of
+    ``table`` (``id`` its key) that holds one in the clear or sealed with a previous master key; how
+    many rows changed. A row is changed only if it still holds what was read (a rotation meanwhile
+    stands). ``bump``: more to set on a changed row (a revision, so copies elsewhere are rewritten)."""
+    changed = 0
+    async with pool.connection() as conn:
+        cur = await conn.execute(f"SELECT id, secret, previous_secret FROM {table}")
+        for row in await cur.fetchall():
+            if box.is_current(row["secret"]) and box.is_current(row["previous_secret"]):
+                continue
+            secret, previous = box.open(row["secret"]), box.open_optional(row["previous_secret"])
+            cur = await conn.execute(
+                f"""UPDATE {table} SET secret = %s, previous_secret = %s{bump}
+                    WHERE id = %s AND secret = %s AND previous_secret IS NOT DISTINCT FROM %s""",
+                (box.seal(secret), box.seal_optional(previous), row["id"], row["secret"], row["previous_secret"]))
+            changed += cur.rowcount
+    if changed:
+        logger.info("secrets sealed with the current master key", extra={"table": table, "rows": changed})
+    return changed

@@ -1,0 +1,52 @@
+"""Secrets at rest: sealed under the master key, opened by it or a previous one, never by another."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchboard.secretbox import SealedWithUnknownKey, SecretBox
+
+
+def test_a_sealed_secret_opens_and_shows_nothing_of_itself() -> None:
+    box = SecretBox("master-one")
+    sealed = box.seal("whsec_very_secret_value")
+    assert "very_secret" not in sealed and sealed.startswith("sb1:")
+    assert box.open(sealed) == "whsec_very_secret_value"
+    assert box.seal("same") != box.seal("same")  # a fresh nonce each time
+
+
+def test_a_previous_master_key_still_opens_what_it_sealed_and_the_value_is_due_again() -> None:
+    old = SecretBox("master-one")
+    sealed = old.seal("s3cret")
+    new = SecretBox("master-two", previous_master_keys=["master-one"])
+    assert new.open(sealed) == "s3cret"
+    assert not new.is_current(sealed) and new.is_current(new.seal("s3cret"))
+
+
+def test_another_master_key_or_an_altered_value_is_refused() -> None:
+    sealed = SecretBox("master-one").seal("s3cret")
+    with pytest.raises(SealedWithUnknownKey):
+        SecretBox("master-two").open(sealed)
+    key_id, blob = sealed[4:].split(":", 1)
+    flipped = blob[:-3] + ("A" if blob[-3] != "A" else "B") + blob[-2:]
+    with pytest.raises(SealedWithUnknownKey):
+        SecretBox("master-one").open(f"sb1:{key_id}:{flipped}")
+
+
+def test_a_value_stored_before_sealing_is_read_as_it_is_and_is_due() -> None:
+    box = SecretBox("master-one")
+    assert box.open("plain-old-secret") == "plain-old-secret"
+    assert not box.is_current("plain-old-secret") and box.is_current(None)
+
+
+def test_a_deployments_box_takes_the_master_key_and_the_previous_ones_from_its_settings(tmp_path) -> None:
+    from switchboard.masterkey import secret_box
+    from switchboard.settings import Settings
+
+    sealed = SecretBox("master-one").seal("s3cret")
+    settings = Settings.from_env({"SWITCHBOARD_STATE_DIR": str(tmp_path), "SWITCHBOARD_MASTER_KEY": "master-two",
+                                  "SWITCHBOARD_PREVIOUS_MASTER_KEYS": " master-one , master-zero"})
+    assert settings.previous_master_keys == ("master-one", "master-zero")
+    assert Settings.from_env(settings.as_env()).previous_master_keys == settings.previous_master_keys
+    box = secret_box(settings)
+    assert box.open(sealed) == "s3cret" and box.key_id == SecretBox("master-two").key_id
