@@ -19,19 +19,40 @@ import binascii
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from switchboard.masterkey import derive_key
 
-__all__ = ["SecretBox", "SealedWithUnknownKey"]
+__all__ = ["SecretBox", "SealedWithUnknownKey", "is_secret_name", "map_secrets", "reseal_columns"]
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "sb1:"
 _PURPOSE = "secrets-at-rest"
+
+
+# Words that make a config entry a credential (a token, a password, an Authorization or X-Api-Key
+# header): its value is sealed at rest and masked where the API shows it.
+SECRET_NAME_WORDS = ("token", "secret", "password", "key", "auth", "cookie", "signature")
+
+
+def is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_NAME_WORDS)
+
+
+def map_secrets(config: Mapping[str, Any], change: Callable[[str], Any]) -> dict[str, Any]:
+    """``config`` with ``change`` applied to each string under a credential's name, at any depth."""
+    def walk(name: str, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: walk(k, v) for k, v in value.items()}
+        return change(value) if isinstance(value, str) and is_secret_name(name) else value
+
+    return {k: walk(k, v) for k, v in config.items()}
 
 
 class SealedWithUnknownKey(RuntimeError):
@@ -83,6 +104,19 @@ class SecretBox:
 
     def open_optional(self, stored: str | None) -> str | None:
         return None if stored is None else self.open(stored)
+
+    def seal_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A destination's config with its credentials sealed (see is_secret_name)."""
+        return map_secrets(config, self.seal)
+
+    def open_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return map_secrets(config, self.open)
+
+    def config_is_current(self, config: Mapping[str, Any]) -> bool:
+        """Whether every credential in a stored config is sealed with the current master key."""
+        due: list[str] = []
+        map_secrets(config, lambda value: value if self.is_current(value) else due.append(value))
+        return not due
 
     def is_current(self, stored: str | None) -> bool:
         """Whether a stored value is sealed with the current master key (None: nothing to seal)."""

@@ -16,6 +16,7 @@ from plugins.destinations.spec import EndpointTarget
 from plugins.manager import PluginRegistry, UnknownPlugin
 from services.delivery.options import validate_options
 from services.delivery.store import DeliveryStore, Endpoint
+from switchboard.secretbox import map_secrets
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.netguard import DestinationRefused, HostUnresolvable, Networks, ensure_public_destination
 from switchboard.patterns import check_type_patterns
@@ -24,19 +25,9 @@ from switchboard.signatures import generate_webhook_secret
 __all__ = ["EndpointManager", "masked_config", "MAX_GRACE"]
 
 MAX_GRACE = timedelta(days=30)
-_SECRET_WORDS = ("token", "secret", "password", "key", "auth", "cookie", "signature")
-
-
 def masked_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config as shown through the API: secrets reduced to their last four characters."""
-    def mask(name: str, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {k: mask(k, v) for k, v in value.items()}
-        if isinstance(value, str) and any(word in name.lower() for word in _SECRET_WORDS):
-            return "…" + value[-4:] if len(value) > 8 else "…"
-        return value
-
-    return {k: mask(k, v) for k, v in config.items()}
+    """The config as shown through the API: credentials reduced to their last four characters."""
+    return map_secrets(config, lambda value: "…" + value[-4:] if len(value) > 8 else "…")
 
 
 class EndpointManager:

@@ -29,12 +29,19 @@ def test_no_secret_is_in_a_dump_and_a_master_key_rotation_keeps_sources_verifyin
         first = platform_factory()
         with first.client() as api:
             s = create_slice(api, receiver.url)
+            credential = "Bearer e2e-credential-" + "c" * 24  # a header the receiver wants: a credential too
+            configured = api.patch(f"/v1/endpoints/{s.endpoint_id}",
+                                   json={"config": {"headers": {"Authorization": credential}}})
+            assert configured.status_code == 200, configured.text
+            assert credential not in configured.text  # masked
             rotated = api.post(f"/v1/endpoints/{s.endpoint_id}/rotate-secret", json={"grace_seconds": 3600})
             assert rotated.status_code == 200, rotated.text
             signing = [s.endpoint_secret, rotated.json()["secret"]]
             wait_for_delivery(api, send(first, s.source_id, s.source_secret, {"type": "t", "n": 1}))
         admin_key = first.admin_key
-        secrets = [s.source_secret, *signing, *(secret.removeprefix("whsec_") for secret in signing)]
+        assert receiver.requests[-1].headers["authorization"] == credential
+        secrets = [s.source_secret, *signing, *(secret.removeprefix("whsec_") for secret in signing),
+                   credential.removeprefix("Bearer ")]
         before = dump(database_url)
         assert "ingest.sources" in before and "delivery.endpoints" in before  # the dump is of the platform
         assert not [secret for secret in secrets if secret in before]
@@ -54,10 +61,11 @@ def test_no_secret_is_in_a_dump_and_a_master_key_rotation_keeps_sources_verifyin
         delivered = receiver.requests[-1]
         for secret in signing:  # the endpoint signs with both of its secrets, as before
             assert Webhook(secret).verify(delivered.body, delivered.headers)["n"] == 2
+        assert delivered.headers["authorization"] == credential
         after = dump(database_url)
         assert not [secret for secret in secrets if secret in after]
         # Everything was sealed again with the new master key: the old one could go.
-        assert before.count("sb1:") == after.count("sb1:") > 0
+        assert before.count("sb1:") == after.count("sb1:") == 4  # the source's, two signing secrets, the header
         old_id = _key_id(old_key)
         assert f"sb1:{old_id}:" in before and f"sb1:{old_id}:" not in after
 

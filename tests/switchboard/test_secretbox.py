@@ -50,3 +50,17 @@ def test_a_deployments_box_takes_the_master_key_and_the_previous_ones_from_its_s
     assert Settings.from_env(settings.as_env()).previous_master_keys == settings.previous_master_keys
     box = secret_box(settings)
     assert box.open(sealed) == "s3cret" and box.key_id == SecretBox("master-two").key_id
+
+
+def test_a_configs_credentials_are_sealed_at_any_depth_and_nothing_else_is() -> None:
+    box = SecretBox("master-one")
+    config = {"method": "POST", "headers": {"Authorization": "Bearer abc123", "X-Api-Key": "k-456", "X-Trace": "on"},
+              "access_token": "xoxb-789", "channel": "#ops", "retries": 3}
+    sealed = box.seal_config(config)
+    assert sealed["method"] == "POST" and sealed["channel"] == "#ops" and sealed["retries"] == 3
+    assert sealed["headers"]["X-Trace"] == "on"
+    for value in (sealed["headers"]["Authorization"], sealed["headers"]["X-Api-Key"], sealed["access_token"]):
+        assert value.startswith("sb1:") and "abc123" not in value
+    assert box.open_config(sealed) == config
+    assert box.config_is_current(sealed) and not box.config_is_current(config)
+    assert not SecretBox("master-two", ["master-one"]).config_is_current(sealed)
