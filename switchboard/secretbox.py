@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from psycopg.types.json import Jsonb
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from switchboard.masterkey import derive_key
@@ -124,22 +125,30 @@ class SecretBox:
 
 
 
-async def reseal_columns(pool, box: SecretBox, table: str, *, bump: str = "") -> int:
-    """Seal again, with the current master key, the ``secret`` and ``previous_secret`` of every row of
-    ``table`` (``id`` its key) that holds one in the clear or sealed with a previous master key; how
-    many rows changed. A row is changed only if it still holds what was read (a rotation meanwhile
-    stands). ``bump``: more to set on a changed row (a revision, so copies elsewhere are rewritten)."""
+async def reseal_columns(pool, box: SecretBox, table: str, *, with_config: bool = False, bump: str = "") -> int:
+    """Seal again, with the current master key, the ``secret`` and ``previous_secret`` (and, with
+    ``with_config``, the credentials in ``config``) of every row of ``table`` (``id`` its key) that
+    holds one in the clear or sealed with a previous master key; how many rows changed. A row is
+    changed only if it still holds what was read (a change meanwhile stands). ``bump``: more to set on
+    a changed row (a revision, so copies elsewhere are rewritten)."""
+    columns = ["secret", "previous_secret", *(["config"] if with_config else [])]
     changed = 0
     async with pool.connection() as conn:
-        cur = await conn.execute(f"SELECT id, secret, previous_secret FROM {table}")
+        cur = await conn.execute(f"SELECT id, {', '.join(columns)} FROM {table}")
         for row in await cur.fetchall():
-            if box.is_current(row["secret"]) and box.is_current(row["previous_secret"]):
+            config = row.get("config")
+            if box.is_current(row["secret"]) and box.is_current(row["previous_secret"]) and (
+                    config is None or box.config_is_current(config)):
                 continue
-            secret, previous = box.open(row["secret"]), box.open_optional(row["previous_secret"])
-            cur = await conn.execute(
-                f"""UPDATE {table} SET secret = %s, previous_secret = %s{bump}
-                    WHERE id = %s AND secret = %s AND previous_secret IS NOT DISTINCT FROM %s""",
-                (box.seal(secret), box.seal_optional(previous), row["id"], row["secret"], row["previous_secret"]))
+            new = [box.seal(box.open(row["secret"])), box.seal_optional(box.open_optional(row["previous_secret"]))]
+            old = [row["secret"], row["previous_secret"]]
+            if with_config:
+                new.append(Jsonb(box.seal_config(box.open_config(config))))
+                old.append(Jsonb(config))
+            assignments = ", ".join(f"{column} = %s" for column in columns)
+            unchanged = " AND ".join(f"{column} IS NOT DISTINCT FROM %s" for column in columns)
+            cur = await conn.execute(f"UPDATE {table} SET {assignments}{bump} WHERE id = %s AND {unchanged}",
+                                     (*new, row["id"], *old))
             changed += cur.rowcount
     if changed:
         logger.info("secrets sealed with the current master key", extra={"table": table, "rows": changed})

@@ -25,6 +25,8 @@ from switchboard.signatures import generate_webhook_secret
 __all__ = ["EndpointManager", "masked_config", "MAX_GRACE"]
 
 MAX_GRACE = timedelta(days=30)
+
+
 def masked_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The config as shown through the API: credentials reduced to their last four characters."""
     return map_secrets(config, lambda value: "…" + value[-4:] if len(value) > 8 else "…")

@@ -172,8 +172,9 @@ class DeliveryStore:
                 """INSERT INTO delivery.endpoints (id, tenant_id, url, description, destination, secret, config,
                                                    options, event_types, failover_endpoint_id)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-                (new_id("ep"), tenant_id, url, description, destination, self.box.seal(secret), Jsonb(self.box.seal_config(config or {})),
-                 Jsonb(options or {}), event_types or [], failover_endpoint_id),
+                (new_id("ep"), tenant_id, url, description, destination, self.box.seal(secret),
+                 Jsonb(self.box.seal_config(config or {})), Jsonb(options or {}), event_types or [],
+                 failover_endpoint_id),
             )
             return _endpoint(await cur.fetchone(), self.box)
 
@@ -183,9 +184,8 @@ class DeliveryStore:
         if unknown:
             raise InvalidRequest(f"cannot change {', '.join(sorted(unknown))}")
         _check_lengths(changes.get("url", ""), changes.get("description", ""))
-        values = {k: Jsonb(v) if k in ("config", "options") else v for k, v in changes.items()}
-        if "config" in changes:
-            values["config"] = Jsonb(self.box.seal_config(changes["config"]))
+        sealed = {"config": self.box.seal_config(changes["config"])} if "config" in changes else {}
+        values = {k: Jsonb(v) if k in ("config", "options") else v for k, v in {**changes, **sealed}.items()}
         assignments = "".join(f"{column} = %({column})s, " for column in values)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -211,18 +211,8 @@ class DeliveryStore:
 
     async def reseal(self) -> int:
         """Seal again, with the current master key, signing secrets and config credentials stored in the
-        clear (before secrets were sealed) or with a previous master key; how many values changed."""
-        changed = await reseal_columns(self.pool, self.box, "delivery.endpoints")
-        async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT id, config FROM delivery.endpoints")
-            for row in await cur.fetchall():
-                if self.box.config_is_current(row["config"]):
-                    continue
-                sealed = self.box.seal_config(self.box.open_config(row["config"]))
-                cur = await conn.execute("UPDATE delivery.endpoints SET config = %s WHERE id = %s AND config = %s",
-                                         (Jsonb(sealed), row["id"], Jsonb(row["config"])))
-                changed += cur.rowcount
-        return changed
+        clear (before secrets were sealed) or with a previous master key; how many endpoints changed."""
+        return await reseal_columns(self.pool, self.box, "delivery.endpoints", with_config=True)
 
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> None:
         """Delete an endpoint; its log stays, its pending deliveries fail, nothing fails over to it."""

@@ -110,7 +110,7 @@ def _never_stored(msg: Msg) -> bool:
     twice. A hold, a retry or a redelivery has num_delivered > 1; a manual retry
     or a test event has no header: each reads the state first.
     """
-    return msg.metadata.num_delivered == 1 and (msg.headers or {}).get(NEW_DELIVERY_HEADER) == "1"
+    return (msg.headers or {}).get(NEW_DELIVERY_HEADER) == "1" and msg.metadata.num_delivered == 1
 
 
 class _Prepared(NamedTuple):
