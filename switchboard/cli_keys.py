@@ -11,7 +11,8 @@ from datetime import timedelta
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from switchboard.masterkey import rotate_master_key
+from switchboard.masterkey import rotate_master_key, service_token
+from switchboard.rpc import service_channel
 from switchboard.settings import Settings, SettingsError
 from switchboard.supervisor import running_port
 from switchboard.v1 import auth_pb2 as pb, auth_pb2_grpc as rpc
@@ -51,7 +52,12 @@ _KEY_FIELDS = ("id", "prefix", "name", "scopes", "created_at", "last_used_at", "
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    with grpc.insecure_channel(_auth_target(settings)) as channel:
+    try:
+        channel = service_channel(settings, _auth_target(settings))
+    except SettingsError as exc:  # neither a master key nor a service token to call AuthService with
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    with channel:
         stub = rpc.AuthServiceStub(channel)
         timeout = settings.rpc_timeout_s
         try:
@@ -124,6 +130,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "rotate-master", help="replace master.key in the state folder (switchboard up); the old one is kept "
                               "in master.key.previous until every secret is sealed and API key hashed anew")
     master.set_defaults(func=_rotate_master)
+    token = key_actions.add_parser(
+        "service-token", help="print the services' gRPC credential (derived from the master key), for "
+                              "SWITCHBOARD_SERVICE_TOKEN of a process that should not hold the master key")
+    token.set_defaults(func=_print_service_token)
+
+
+def _print_service_token(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        print(service_token(settings))
+    except SettingsError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _rotate_master(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,6 +8,7 @@ another.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -17,12 +18,14 @@ from pathlib import Path
 from switchboard.settings import Settings, SettingsError
 
 __all__ = ["load_or_create_master_key", "require_master_key", "previous_master_keys", "rotate_master_key",
-           "derive_key", "secret_box"]
+           "derive_key", "secret_box", "service_token", "accepted_service_tokens", "SERVICE_TOKEN_PREFIX"]
 
 FILENAME = "master.key"
 # Master keys replaced by `switchboard keys rotate-master`, one a line: they still open the secrets
 # they sealed and verify the API keys hashed under them, until those are sealed and hashed again.
 PREVIOUS_FILENAME = "master.key.previous"
+# The services' credential between themselves (switchboard/rpc_access.py).
+SERVICE_TOKEN_PREFIX = "sbsvc_"
 
 
 def load_or_create_master_key(state_dir: Path) -> str:
@@ -82,3 +85,22 @@ def secret_box(settings: Settings):
     from switchboard.secretbox import SecretBox  # secretbox derives its key with derive_key, above
 
     return SecretBox(require_master_key(settings), previous_master_keys(settings))
+
+
+def _derived_service_token(master_key: str) -> str:
+    digest = derive_key(master_key, "grpc-service-token")
+    return SERVICE_TOKEN_PREFIX + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def service_token(settings: Settings) -> str:
+    """The credential this process presents to the other services' gRPC servers: SWITCHBOARD_SERVICE_TOKEN,
+    else derived from the master key (nothing more to distribute)."""
+    return settings.service_token or _derived_service_token(require_master_key(settings))
+
+
+def accepted_service_tokens(settings: Settings) -> tuple[str, ...]:
+    """The service tokens this process's servers accept: its own, and those of previous master keys
+    (so a rolling master-key rotation does not cut the services apart)."""
+    if settings.service_token:
+        return (settings.service_token,)
+    return (service_token(settings), *(_derived_service_token(key) for key in previous_master_keys(settings)))

@@ -17,13 +17,14 @@ them by method and status code (:mod:`switchboard.metrics`).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import inspect
 import logging
 import time
 from datetime import datetime
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -39,16 +40,22 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from switchboard import metrics
 from switchboard.outages import platform_error
 from switchboard.errors import SwitchboardError, from_grpc_code, grpc_status
+from switchboard.masterkey import service_token
 from switchboard.settings import Settings
+
+if TYPE_CHECKING:
+    from switchboard.rpc_access import AccessControl
 
 __all__ = [
     "PortUnavailable",
     "GrpcServer",
     "servicer",
     "ServiceClients",
+    "service_channel",
     "call",
     "error_status",
     "error_from_status",
+    "abort_with",
     "timestamp",
     "ServerTelemetry",
     "ClientTelemetry",
@@ -86,11 +93,11 @@ def _translating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
         try:
             return await method(self, request, context)
         except SwitchboardError as exc:
-            await _abort(context, exc)
+            await abort_with(context, exc)
         except Exception as exc:
             mapped = platform_error(exc)
             if mapped is not None:
-                await _abort(context, mapped)
+                await abort_with(context, mapped)
             # Never send internals (exception text can quote data) to the caller.
             logger.exception("rpc failed", extra={"rpc": method.__name__})
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
@@ -147,7 +154,8 @@ def error_from_status(code: grpc.StatusCode, message: str | None,
     return from_grpc_code(code, message, **found)
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: SwitchboardError) -> None:
+async def abort_with(context: grpc.aio.ServicerContext, error: SwitchboardError) -> None:
+    """End the call with the error's status and details."""
     status = error_status(error)
     await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
 
@@ -211,7 +219,13 @@ def _rpc_attributes(method: str) -> dict[str, str]:
 
 
 class ClientTelemetry(grpc.aio.UnaryUnaryClientInterceptor):
-    """Calls another service in a client span whose context travels in the call's metadata; counts and times it."""
+    """Calls another service in a client span whose context travels in the call's metadata; counts and times it.
+
+    ``authorization``: the metadata value every call carries (the service token, switchboard/rpc_access.py).
+    """
+
+    def __init__(self, authorization: str | None = None) -> None:
+        self._credential = (("authorization", authorization),) if authorization else ()
 
     async def intercept_unary_unary(self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails,
                                     request: Any) -> Any:
@@ -222,7 +236,7 @@ class ClientTelemetry(grpc.aio.UnaryUnaryClientInterceptor):
                                            record_exception=False, set_status_on_exception=False) as span:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
-            metadata = grpc.aio.Metadata(*(tuple(details.metadata) if details.metadata else ()))
+            metadata = grpc.aio.Metadata(*self._credential, *(tuple(details.metadata) if details.metadata else ()))
             for key, value in carrier.items():
                 metadata.add(key, value)
             call = await continuation(details._replace(metadata=metadata), request)
@@ -243,10 +257,14 @@ class GrpcServer:
     failing loudly.
     """
 
-    def __init__(self, service_name: str, full_names: list[str], shared_port: bool = False) -> None:
+    def __init__(self, service_name: str, full_names: list[str], access: "AccessControl",
+                 shared_port: bool = False) -> None:
+        """``access``: who may call what (switchboard.rpc_access.AccessControl); every server has one."""
         self.service_name = service_name
         self.full_names = full_names
-        self.server = grpc.aio.server(interceptors=[ServerTelemetry()],
+        access.serve(full_names)
+        # Telemetry first: refused calls are counted and traced too.
+        self.server = grpc.aio.server(interceptors=[ServerTelemetry(), access],
                                       options=[("grpc.so_reuseport", 1 if shared_port else 0)])
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -284,7 +302,7 @@ async def call(awaitable: Awaitable[T]) -> T:
 
 
 class ServiceClients:
-    """Lazily opened channels to the other services, one per target."""
+    """Lazily opened channels to the other services, one per target, each call carrying the service token."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -293,7 +311,8 @@ class ServiceClients:
     def channel(self, service: str) -> grpc.aio.Channel:
         if service not in self._channels:
             self._channels[service] = grpc.aio.insecure_channel(
-                self.settings.grpc_target(service), interceptors=[ClientTelemetry()])
+                self.settings.grpc_target(service),
+                interceptors=[ClientTelemetry(f"Bearer {service_token(self.settings)}")])
         return self._channels[service]
 
     def stub(self, service: str, stub_class: Callable[[grpc.aio.Channel], T]) -> T:
@@ -308,6 +327,28 @@ class ServiceClients:
             await channel.close()
         self._channels.clear()
 
+
+
+class _CallDetails(collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
+                                                           "wait_for_ready", "compression")),
+                   grpc.ClientCallDetails):
+    pass
+
+
+class _SyncCredential(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, authorization: str) -> None:
+        self._credential = (("authorization", authorization),)
+
+    def intercept_unary_unary(self, continuation: Callable[..., Any], details: grpc.ClientCallDetails,
+                              request: Any) -> Any:
+        return continuation(_CallDetails(details.method, details.timeout,
+                                         (*self._credential, *(details.metadata or ())), details.credentials,
+                                         details.wait_for_ready, details.compression), request)
+
+
+def service_channel(settings: Settings, target: str) -> grpc.Channel:
+    """A blocking channel whose calls carry the service token (the supervisor's and the CLI's own calls)."""
+    return grpc.intercept_channel(grpc.insecure_channel(target), _SyncCredential(f"Bearer {service_token(settings)}"))
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:

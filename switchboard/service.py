@@ -36,7 +36,9 @@ from switchboard.logs import configure_logging
 from switchboard.messaging import CONSUMERS, connect_nats, ensure_streams
 from switchboard.metrics import MetricsServer, watch_consumer_lag
 from switchboard.outages import platform_error
+from switchboard.apikeys import Authenticator
 from switchboard.rpc import GrpcServer, PortUnavailable, ServiceClients
+from switchboard.rpc_access import AccessControl
 from switchboard.settings import Settings, SettingsError
 from switchboard.telemetry import setup_tracing
 
@@ -59,6 +61,8 @@ class Runtime:
     nc: NATS
     js: JetStreamContext
     clients: ServiceClients
+    # API keys as this process verifies them (one cache for its gRPC port and, in ingest, the REST API).
+    api_keys: Authenticator | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task] = field(default_factory=list)
     failure: BaseException | None = None
@@ -108,6 +112,11 @@ class ServiceApp:
         """Add this service's servicers to the server."""
         raise NotImplementedError
 
+    def api_keys(self, runtime: Runtime) -> Authenticator:
+        """How this process verifies API keys (its gRPC port, and the edge's REST API): AuthService, cached."""
+        s = runtime.settings
+        return Authenticator.over_grpc(runtime.clients, ttl_s=s.auth_cache_ttl_s, stale_s=s.auth_cache_stale_s)
+
     async def start(self, runtime: Runtime) -> None:
         """Start background work (consumers, the HTTP edge). Called after gRPC is up."""
 
@@ -145,7 +154,9 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
         js = nc.jetstream()
         await ensure_streams(js, settings)
         runtime = Runtime(settings, pool, nc, js, clients)
-        server = GrpcServer(app.name, app.grpc_services, shared_port=settings.process_count(app.name) > 1)
+        runtime.api_keys = app.api_keys(runtime)
+        server = GrpcServer(app.name, app.grpc_services, AccessControl.for_process(runtime.api_keys, settings),
+                            shared_port=settings.process_count(app.name) > 1)
         app.register(server.server, runtime)
         if database_up:
             await app.migrated(runtime)

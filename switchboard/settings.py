@@ -229,6 +229,9 @@ class Settings:
     # Master keys that sealed secrets before the current one (switchboard/secretbox.py): they still
     # open what they sealed, which is sealed again with the current key.
     previous_master_keys: tuple[str, ...] = ()
+    # The services' credential on each other's gRPC ports; unset: derived from the master key
+    # (switchboard/masterkey.py: service_token). Set it for a process that should not hold the master key.
+    service_token: str | None = None
     # Set by `switchboard up` for its children (internal): they die with it.
     supervisor_pid: int | None = None
     # Processes per service (SWITCHBOARD_<SERVICE>_PROCESSES); 0: unset, which
@@ -357,6 +360,7 @@ class Settings:
             master_key=env.get(f"{p}MASTER_KEY") or None,
             previous_master_keys=tuple(k.strip() for k in env.get(f"{p}PREVIOUS_MASTER_KEYS", "").split(",")
                                        if k.strip()),
+            service_token=env.get(f"{p}SERVICE_TOKEN") or None,
             supervisor_pid=_int(env, f"{p}SUPERVISOR_PID", 0) or None,
             processes=processes,
             process_index=_int(env, f"{p}PROCESS_INDEX", 0),
@@ -490,6 +494,8 @@ class Settings:
             env[f"{p}MASTER_KEY"] = self.master_key
         if self.previous_master_keys:
             env[f"{p}PREVIOUS_MASTER_KEYS"] = ",".join(self.previous_master_keys)
+        if self.service_token:
+            env[f"{p}SERVICE_TOKEN"] = self.service_token
         if self.supervisor_pid:
             env[f"{p}SUPERVISOR_PID"] = str(self.supervisor_pid)
         for name, count in self.processes.items():

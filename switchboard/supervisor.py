@@ -34,6 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switchboard.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, free_port
 from switchboard.masterkey import load_or_create_master_key
+from switchboard.rpc import service_channel
 from switchboard.service import EXIT_CONFIG
 from switchboard.settings import SERVICE_NAMES, Settings
 from switchboard.v1 import auth_pb2, auth_pb2_grpc
@@ -284,7 +285,7 @@ class Supervisor:
         if path.exists():
             return None
         try:
-            with grpc.insecure_channel(self.settings.grpc_target("auth")) as channel:
+            with service_channel(self.settings, self.settings.grpc_target("auth")) as channel:
                 stub = auth_pb2_grpc.AuthServiceStub(channel)
                 tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="default", actor="system"), timeout=10)
                 issued = stub.CreateApiKey(

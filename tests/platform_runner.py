@@ -11,8 +11,11 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 
+from switchboard.rpc import service_channel
+from switchboard.settings import Settings
 from switchboard.supervisor import listening_ports, pid_files
 
 _EDGE = re.compile(r"edge:\s+(http://\S+)")
@@ -96,6 +99,10 @@ class Platform:
 
     def grpc_target(self, service: str) -> str:
         return f"127.0.0.1:{listening_ports(self.state_dir)[service]}"
+
+    def service_channel(self, service: str) -> grpc.Channel:
+        """A blocking channel to a service, its calls carrying the deployment's service token."""
+        return service_channel(Settings(state_dir=self.state_dir), self.grpc_target(service))
 
     def client(self, key: str | None = None) -> httpx.Client:
         key = key or self.admin_key or (self.state_dir / "admin.key").read_text().strip()

@@ -8,7 +8,7 @@ import uvicorn
 
 from plugins.manager import load_registry
 from services.ingest.edge.app import EdgeServer, bind_http, build_edge
-from services.ingest.edge.auth import Authenticator
+from switchboard.apikeys import Authenticator
 from services.ingest.edge.context import EdgeContext
 from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher, SeenEventIds
@@ -48,11 +48,10 @@ class IngestApp(ServiceApp):
     async def migrated(self, runtime: Runtime) -> None:
         await self.sources.reseal()
 
-    def authenticator(self, runtime: Runtime):
-        s = runtime.settings
+    def api_keys(self, runtime: Runtime) -> Authenticator:
         if self.authenticator_factory is not None:
-            return self.authenticator_factory(runtime.clients, ttl_s=s.auth_cache_ttl_s)
-        return Authenticator(runtime.clients, ttl_s=s.auth_cache_ttl_s, stale_s=s.auth_cache_stale_s)
+            return self.authenticator_factory(runtime.clients, ttl_s=runtime.settings.auth_cache_ttl_s)
+        return super().api_keys(runtime)
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings
@@ -68,7 +67,7 @@ class IngestApp(ServiceApp):
             settings=s,
             intake=WebhookIntake(self.sources, self.registry, publisher, RateLimit(s.source_rate_per_s, s.source_burst)),
             sources=self.sources,
-            authenticator=self.authenticator(runtime),
+            authenticator=runtime.api_keys,
             clients=runtime.clients,
             nc=runtime.nc,
             key_buckets=TokenBuckets(),

@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import os
 
-import grpc
-
 from switchboard.embedded import free_port
 from switchboard.v1 import auth_pb2, auth_pb2_grpc
-from tests.bench.common import bench_env, infrastructure, run_wrk, spawn, stop, wait_http
+from tests.bench.common import bench_env, grpc_channel, infrastructure, run_wrk, spawn, stop, wait_http
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
@@ -33,8 +31,7 @@ def main() -> None:
         auth = spawn(["-m", "services.auth"], env)
         processes = [auth]
         try:
-            target = f"127.0.0.1:{env['SWITCHBOARD_AUTH_GRPC_PORT']}"
-            with grpc.insecure_channel(target) as channel:
+            with grpc_channel(env, "auth") as channel:
                 stub = auth_pb2_grpc.AuthServiceStub(channel)
                 # wait_for_ready: the service is still migrating its schema.
                 tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="bench"), timeout=60,

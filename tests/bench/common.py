@@ -14,10 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import grpc
 import httpx
 import psycopg
 
 from switchboard.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from switchboard.rpc import service_channel
+from switchboard.settings import Settings
 
 
 @contextmanager
@@ -148,6 +151,11 @@ def machine_cpu_seconds() -> float:
     """CPU time every core has spent busy (not idle or waiting for I/O)."""
     values = [int(v) for v in open("/proc/stat").readline().split()[1:]]
     return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def grpc_channel(env: dict[str, str], service: str) -> grpc.Channel:
+    """A blocking channel to a service the benchmark spawned, its calls carrying the service token."""
+    return service_channel(Settings.from_env(env), f"127.0.0.1:{env[f'SWITCHBOARD_{service.upper()}_GRPC_PORT']}")
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:

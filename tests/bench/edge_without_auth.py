@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from services.ingest.app import IngestApp
-from services.ingest.edge.auth import Principal
+from switchboard.apikeys import Principal
 from switchboard.service import run
 
 
@@ -17,7 +17,10 @@ class FixedPrincipal:
     def __init__(self, clients, ttl_s: float) -> None:
         self.principal = Principal(os.environ["BENCH_TENANT_ID"], "bench", frozenset({"admin"}))
 
-    async def authenticate(self, request) -> Principal:
+    async def bearer(self, header) -> Principal:
+        return self.principal
+
+    async def verify(self, key) -> Principal:
         return self.principal
 
 

@@ -16,12 +16,10 @@ import hmac
 import json
 import os
 
-import grpc
-
 from switchboard.embedded import free_port
 from switchboard.v1 import ingest_pb2, ingest_pb2_grpc
 from tests.bench.bare_app import ESSENTIAL_SECRET, UVICORN_ARGS
-from tests.bench.common import bench_env, cpu_seconds, infrastructure, run_wrk, spawn, stop, wait_http
+from tests.bench.common import bench_env, cpu_seconds, grpc_channel, infrastructure, run_wrk, spawn, stop, wait_http
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
@@ -52,7 +50,7 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{edge_port}/healthz")
             wait_http(f"http://127.0.0.1:{bare_port}/publish")
             wait_http(f"http://127.0.0.1:{essential_port}/in/src_bench")
-            with grpc.insecure_channel(f"127.0.0.1:{env['SWITCHBOARD_INGEST_GRPC_PORT']}") as channel:
+            with grpc_channel(env, "ingest") as channel:
                 created = ingest_pb2_grpc.IngestServiceStub(channel).CreateSource(ingest_pb2.CreateSourceRequest(
                     tenant_id="ten_bench", name="bench", type="generic",
                     config_json=json.dumps({"event_type_field": "type"})), timeout=10)

@@ -19,11 +19,9 @@ import json
 import os
 import time
 
-import grpc
-
 from switchboard.embedded import free_port
 from switchboard.v1 import ingest_pb2, ingest_pb2_grpc
-from tests.bench.common import bench_env, command_cpu_seconds, cpu_seconds, infrastructure, spawn, stop, wait_http
+from tests.bench.common import bench_env, command_cpu_seconds, cpu_seconds, grpc_channel, infrastructure, spawn, stop, wait_http
 from tests.bench.ingest_bench import one_kb_body
 from tests.bench.loadgen import post_many
 
@@ -39,7 +37,7 @@ def main() -> None:
         edge = spawn(["-m", "services.ingest"], env)
         try:
             wait_http(f"http://127.0.0.1:{edge_port}/healthz")
-            with grpc.insecure_channel(f"127.0.0.1:{env['SWITCHBOARD_INGEST_GRPC_PORT']}") as channel:
+            with grpc_channel(env, "ingest") as channel:
                 created = ingest_pb2_grpc.IngestServiceStub(channel).CreateSource(ingest_pb2.CreateSourceRequest(
                     tenant_id="ten_bench", name="bench", type="generic",
                     config_json=json.dumps({"event_type_field": "type", "id_header": "x-delivery-id"})), timeout=10)

@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 import os
 
-import grpc
 
 from plugins.manager import load_registry
 from switchboard.embedded import free_port
 from switchboard.v1 import ingest_pb2, ingest_pb2_grpc
-from tests.bench.common import bench_env, infrastructure, run_wrk, spawn, stop, wait_http
+from tests.bench.common import bench_env, grpc_channel, infrastructure, run_wrk, spawn, stop, wait_http
 from tests.plugins.test_sources import CASES, sample
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
@@ -35,7 +34,7 @@ def main() -> None:
         edge = spawn(["-m", "services.ingest"], env)
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz")
-            with grpc.insecure_channel(f"127.0.0.1:{env['SWITCHBOARD_INGEST_GRPC_PORT']}") as channel:
+            with grpc_channel(env, "ingest") as channel:
                 stub = ingest_pb2_grpc.IngestServiceStub(channel)
                 for case in CASES:
                     source = stub.CreateSource(ingest_pb2.CreateSourceRequest(

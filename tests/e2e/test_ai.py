@@ -105,7 +105,7 @@ def test_anthropic_answers_and_when_it_fails_local_does(platform_factory) -> Non
                 routing = api.get(f"/v1/events/{event_id}").json()["routing"]
                 assert routing["ai"]["provider"] == "local" and routing["ai"]["passed_over"][0].startswith("anthropic")
 
-        with grpc.insecure_channel(platform.grpc_target("ai")) as channel:
+        with platform.service_channel("ai") as channel:
             stub = ai_pb2_grpc.AIServiceStub(channel)
             with pytest.raises(grpc.RpcError) as refused:
                 stub.Classify(ai_pb2.ClassifyRequest(event=ai_pb2.AIEvent(tenant_id="t", payload_json="{nope")),

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 
 def other_tenant_key(platform: Platform, *scopes: str) -> str:
-    with grpc.insecure_channel(platform.grpc_target("auth")) as channel:
+    with platform.service_channel("auth") as channel:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
         tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="other"), timeout=5)
         return stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(tenant_id=tenant.id, scopes=list(scopes)),

@@ -84,7 +84,7 @@ def test_the_delivery_log_filters_and_pages_within_the_tenant(platform) -> None:
             reply = api.get("/v1/deliveries", params=params)
             assert reply.status_code == 400 and reply.json()["error"]["code"] == "invalid_request", params
 
-        with grpc.insecure_channel(platform.grpc_target("auth")) as channel:
+        with platform.service_channel("auth") as channel:
             stub = auth_pb2_grpc.AuthServiceStub(channel)
             tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="other"), timeout=5)
             other_key = stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(

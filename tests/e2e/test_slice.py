@@ -137,7 +137,7 @@ def test_rest_api_requires_a_key_and_scopes_every_query_to_its_tenant(platform: 
             "error": {"code": "unauthenticated", "message": "malformed API key"}}
 
         # A second tenant, made over AuthService's gRPC API, sees none of the first's resources.
-        with grpc.insecure_channel(platform.grpc_target("auth")) as channel:
+        with platform.service_channel("auth") as channel:
             stub = auth_pb2_grpc.AuthServiceStub(channel)
             tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="other"), timeout=5)
             other_key = stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(

@@ -18,6 +18,7 @@ from switchboard.errors import Unauthenticated
 from switchboard.messaging import ConsumerSpec, ensure_consumer, ensure_streams
 from switchboard.rpc import GrpcServer, ServiceClients, call
 from switchboard.settings import Settings
+from tests.credentials import SERVICE_TOKEN, service_only
 
 
 def value(name: str, **labels: str) -> float:
@@ -25,7 +26,7 @@ def value(name: str, **labels: str) -> float:
 
 
 class NoKeys:
-    async def authenticate(self, request: object) -> None:
+    async def bearer(self, header: object) -> None:
         raise Unauthenticated("no key")
 
 
@@ -136,11 +137,11 @@ async def test_grpc_calls_are_counted_on_both_sides_by_method_and_code() -> None
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
         return b"hello " + request
 
-    server = GrpcServer("test", [])
+    server = GrpcServer("test", [], service_only())
     server.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
         "test.Echo", {"Say": grpc.unary_unary_rpc_method_handler(say)})])
     port = await server.start("127.0.0.1", 0)
-    clients = ServiceClients(Settings(grpc_targets={"auth": f"127.0.0.1:{port}"}))
+    clients = ServiceClients(Settings(service_token=SERVICE_TOKEN, grpc_targets={"auth": f"127.0.0.1:{port}"}))
     labels = dict(service="test.Echo", method="Say")
     ok_before = value("switchboard_grpc_server_handled_total", code="OK", **labels)
     missing_before = value("switchboard_grpc_server_handled_total", code="NOT_FOUND", **labels)

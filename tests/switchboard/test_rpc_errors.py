@@ -17,8 +17,10 @@ from switchboard.errors import (
     SwitchboardError,
     Unavailable,
 )
-from switchboard.rpc import call, servicer
+from switchboard.rpc import GrpcServer, ServiceClients, call, servicer
+from switchboard.settings import Settings
 from switchboard.v1 import ingest_pb2, ingest_pb2_grpc
+from tests.credentials import SERVICE_TOKEN, service_only
 
 RAISED: dict[str, SwitchboardError] = {
     "config": InvalidEndpointConfig("slack needs a channel", field="config.channel"),
@@ -39,12 +41,12 @@ class Raising(ingest_pb2_grpc.IngestServiceServicer):
 
 @pytest.fixture
 async def stub():
-    server = grpc.aio.server()
-    ingest_pb2_grpc.add_IngestServiceServicer_to_server(Raising(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield ingest_pb2_grpc.IngestServiceStub(channel)
+    server = GrpcServer("ingest", ["switchboard.v1.IngestService"], service_only())
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(Raising(), server.server)
+    port = await server.start("127.0.0.1", 0)
+    clients = ServiceClients(Settings(service_token=SERVICE_TOKEN, grpc_targets={"ingest": f"127.0.0.1:{port}"}))
+    yield clients.stub("ingest", ingest_pb2_grpc.IngestServiceStub)
+    await clients.close()
     await server.stop(0)
 
 

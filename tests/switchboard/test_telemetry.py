@@ -33,6 +33,7 @@ from switchboard.rpc import GrpcServer, ServiceClients, call
 from switchboard.settings import Settings, SettingsError
 from switchboard import telemetry
 from switchboard.telemetry import span_exporter, tracer_provider
+from tests.credentials import SERVICE_TOKEN, service_only
 
 SENDER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SENDER_SPAN = "00f067aa0ba902b7"
@@ -111,11 +112,11 @@ async def test_a_grpc_call_continues_the_callers_trace(spans: InMemorySpanExport
         seen.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
         return request
 
-    server = GrpcServer("test", [])
+    server = GrpcServer("test", [], service_only())
     server.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
         "test.Echo", {"Say": grpc.unary_unary_rpc_method_handler(say)})])
     port = await server.start("127.0.0.1", 0)
-    clients = ServiceClients(Settings(grpc_targets={"ai": f"127.0.0.1:{port}"}))
+    clients = ServiceClients(Settings(service_token=SERVICE_TOKEN, grpc_targets={"ai": f"127.0.0.1:{port}"}))
     try:
         with trace.get_tracer("test").start_as_current_span("router.route") as parent:
             assert await call(clients.channel("ai").unary_unary("/test.Echo/Say")(b"x", timeout=5)) == b"x"

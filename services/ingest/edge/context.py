@@ -7,7 +7,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 from nats.aio.client import Client as NATS
 
-from services.ingest.edge.auth import Authenticator
+from switchboard.apikeys import Authenticator
 from services.ingest.intake import WebhookIntake
 from switchboard.ratelimit import RateLimit, TokenBuckets
 from services.ingest.sources import SourceStore

@@ -13,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from services.ingest.edge.auth import Principal
+from switchboard.apikeys import Principal
 from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.requests import read_json_object
 from services.ingest.edge.fields import as_dict, object_field, string_field, strings_field, timestamp_param

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from services.ingest.edge.auth import Principal
+from switchboard.apikeys import Principal
 from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.contract import Param, integer_param, query_value, string_param
 from services.ingest.edge.fields import as_dict

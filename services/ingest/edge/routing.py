@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from services.ingest.edge import rest, rest_ai, rest_analytics, rest_events, rest_replies
-from services.ingest.edge.auth import Principal
+from switchboard.apikeys import Principal
 from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.contract import (
     INT64_MAX,
@@ -196,7 +196,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
 def _guarded(route: ApiRoute, contract: RequestContract) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         edge: EdgeContext = request.app.state.edge
-        principal = await edge.authenticator.authenticate(request)
+        principal = await edge.authenticator.bearer(request.headers.get("authorization"))
         verdict = edge.key_buckets.take(principal.key_id, edge.key_rate)
         if not verdict.allowed:
             raise RateLimited("this API key is over its rate limit", retry_after_s=verdict.retry_after_s,

@@ -16,12 +16,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from services.auth.keys import KeyStore
 from services.auth.servicer import AuthServicer
-from services.ingest.edge.auth import Authenticator, Principal
+from switchboard.apikeys import Authenticator, Principal
 from switchboard.database import apply_migrations, open_pool
 from switchboard.errors import Unauthenticated, Unavailable
 from switchboard.rpc import GrpcServer, ServiceClients
 from switchboard.settings import Settings
 from switchboard.v1 import auth_pb2_grpc
+from tests.credentials import SERVICE_TOKEN, service_only
 
 MIGRATIONS = Path(__file__).parents[3] / "services/auth/migrations"
 
@@ -32,7 +33,7 @@ class AuthService:
     def __init__(self, keys: KeyStore, database_url: str) -> None:
         self.keys = keys
         self.database_url = database_url
-        self.server = GrpcServer("auth", ["switchboard.v1.AuthService"])
+        self.server = GrpcServer("auth", ["switchboard.v1.AuthService"], service_only())
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(keys), self.server.server)
 
     def kill_database(self) -> None:
@@ -60,7 +61,8 @@ async def auth(pool, database_url: str) -> AsyncIterator[AuthService]:
 
 @pytest.fixture
 async def clients(auth: AuthService) -> AsyncIterator[ServiceClients]:
-    connected = ServiceClients(Settings(grpc_targets={"auth": f"127.0.0.1:{auth.server.port}"}, rpc_timeout_s=3.0))
+    connected = ServiceClients(Settings(service_token=SERVICE_TOKEN, rpc_timeout_s=3.0,
+                                        grpc_targets={"auth": f"127.0.0.1:{auth.server.port}"}))
     try:
         yield connected
     finally:
@@ -75,7 +77,7 @@ async def issue_key(auth: AuthService) -> tuple[str, Principal]:
 
 async def test_a_key_verified_recently_is_accepted_while_the_database_is_down(auth, clients) -> None:
     key, principal = await issue_key(auth)
-    authenticator = Authenticator(clients, ttl_s=0.05, stale_s=60.0)
+    authenticator = Authenticator.over_grpc(clients, ttl_s=0.05, stale_s=60.0)
     assert await authenticator.verify(key) == principal
     await asyncio.sleep(0.1)  # past the TTL: the next use asks AuthService again
 
@@ -86,7 +88,7 @@ async def test_a_key_verified_recently_is_accepted_while_the_database_is_down(au
 
 async def test_a_key_verified_recently_is_accepted_while_auth_service_is_gone(auth, clients) -> None:
     key, principal = await issue_key(auth)
-    authenticator = Authenticator(clients, ttl_s=0.05, stale_s=60.0)
+    authenticator = Authenticator.over_grpc(clients, ttl_s=0.05, stale_s=60.0)
     assert await authenticator.verify(key) == principal
     await asyncio.sleep(0.1)
 
@@ -96,7 +98,7 @@ async def test_a_key_verified_recently_is_accepted_while_auth_service_is_gone(au
 
 async def test_beyond_the_stale_bound_the_answer_is_unavailable(auth, clients) -> None:
     key, principal = await issue_key(auth)
-    authenticator = Authenticator(clients, ttl_s=0.05, stale_s=0.3)
+    authenticator = Authenticator.over_grpc(clients, ttl_s=0.05, stale_s=0.3)
     assert await authenticator.verify(key) == principal
 
     auth.kill_database()
@@ -108,7 +110,7 @@ async def test_beyond_the_stale_bound_the_answer_is_unavailable(auth, clients) -
 async def test_a_key_never_verified_is_not_accepted_while_auth_service_is_down(auth, clients) -> None:
     key, _ = await issue_key(auth)
     other, principal = await issue_key(auth)
-    authenticator = Authenticator(clients, ttl_s=0.05, stale_s=60.0)
+    authenticator = Authenticator.over_grpc(clients, ttl_s=0.05, stale_s=60.0)
     assert await authenticator.verify(other) == principal
 
     auth.kill_database()
@@ -120,7 +122,7 @@ async def test_a_key_never_verified_is_not_accepted_while_auth_service_is_down(a
 
 async def test_a_key_auth_service_refused_is_never_served_stale(auth, clients) -> None:
     key, principal = await issue_key(auth)
-    authenticator = Authenticator(clients, ttl_s=0.05, stale_s=60.0)
+    authenticator = Authenticator.over_grpc(clients, ttl_s=0.05, stale_s=60.0)
     assert await authenticator.verify(key) == principal
     await auth.keys.revoke_key(principal.tenant_id, principal.key_id)
     await asyncio.sleep(0.1)
@@ -143,15 +145,16 @@ async def test_a_hung_auth_service_costs_one_timeout_not_one_per_request(auth, c
     """AuthService that accepts connections and answers nothing: after one call ran into its
     deadline, keys with a usable stale entry are accepted at once for a few seconds."""
     key, principal = await issue_key(auth)
-    authenticator = Authenticator(clients, ttl_s=0.05, stale_s=60.0)
+    authenticator = Authenticator.over_grpc(clients, ttl_s=0.05, stale_s=60.0)
     assert await authenticator.verify(key) == principal
     await asyncio.sleep(0.1)
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
-    hung = ServiceClients(Settings(grpc_targets={"auth": f"127.0.0.1:{silent.getsockname()[1]}"}, rpc_timeout_s=1.0))
-    authenticator.clients = hung
+    hung = ServiceClients(Settings(service_token=SERVICE_TOKEN, rpc_timeout_s=1.0,
+                                   grpc_targets={"auth": f"127.0.0.1:{silent.getsockname()[1]}"}))
+    authenticator.resolve.clients = hung
     try:
         assert await authenticator.verify(key) == principal  # after the deadline
         started = time.monotonic()

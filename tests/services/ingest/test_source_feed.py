@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from plugins.manager import load_registry
 from services.ingest.edge.app import build_edge
-from services.ingest.edge.auth import Authenticator
+from switchboard.apikeys import Authenticator
 from services.ingest.edge.context import EdgeContext
 from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher
@@ -323,7 +323,7 @@ async def test_a_webhook_is_accepted_with_postgresql_unreachable(edges, nats_ser
     edge = EdgeContext(
         settings=settings,
         intake=WebhookIntake(there.store, REGISTRY, publisher, RateLimit(100.0, 100)),
-        sources=there.store, authenticator=Authenticator(clients), clients=clients, nc=there.nc,
+        sources=there.store, authenticator=Authenticator.over_grpc(clients), clients=clients, nc=there.nc,
         key_buckets=TokenBuckets(), key_rate=RateLimit(10.0, 10), trusted_proxies=(),
     )
     body = b'{"type": "order.created"}'

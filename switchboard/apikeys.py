@@ -1,9 +1,10 @@
-"""Bearer API keys at the edge, verified by AuthService and cached briefly.
+"""API keys as every server checks them: who a bearer key speaks for, verified by AuthService and cached.
 
-A verified key is cached for ``ttl_s`` (SWITCHBOARD_AUTH_CACHE_TTL, 30 s), so
-the hot path makes no gRPC call per request; a revoked key therefore stops
-working within ``ttl_s``. Failures are not cached, and a key AuthService
-refuses is forgotten at once.
+The edge (REST) and every gRPC server (:mod:`switchboard.rpc_access`) share this
+one cache. A verified key is cached for ``ttl_s`` (SWITCHBOARD_AUTH_CACHE_TTL,
+30 s), so the hot path makes no call per request; a revoked key therefore stops
+working within ``ttl_s``. Failures are not cached, and a key AuthService refuses
+is forgotten at once.
 
 Stale-if-error: when AuthService cannot answer (it, or its PostgreSQL, is
 down), a key it verified within ``stale_s`` (SWITCHBOARD_AUTH_CACHE_STALE,
@@ -20,14 +21,14 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-
-from starlette.requests import Request
+from typing import Awaitable, Callable
 
 from switchboard.errors import PermissionDenied, Unauthenticated, Unavailable
+from switchboard.outages import platform_error
 from switchboard.rpc import ServiceClients, call
 from switchboard.v1 import auth_pb2, auth_pb2_grpc
 
-__all__ = ["Principal", "Authenticator"]
+__all__ = ["Principal", "Authenticator", "KeyResolver", "AuthServiceKeys", "bearer_credential"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ UNAVAILABLE_RECHECK_S = 5.0
 
 @dataclass(frozen=True)
 class Principal:
+    """Who a verified key speaks for."""
+
     tenant_id: str
     key_id: str
     scopes: frozenset[str]
@@ -47,10 +50,52 @@ class Principal:
             raise PermissionDenied(f"this key lacks the {scope!r} scope")
 
 
-class Authenticator:
-    def __init__(self, clients: ServiceClients, ttl_s: float = 30.0, max_entries: int = 10_000,
-                 stale_s: float = 600.0) -> None:
+# Resolves a presented key to its principal, or raises Unauthenticated (refused) or Unavailable.
+KeyResolver = Callable[[str], Awaitable[Principal]]
+
+
+def bearer_credential(header: str | None) -> str:
+    """The credential of an ``Authorization: Bearer <credential>`` header (or gRPC metadata)."""
+    if not header:
+        raise Unauthenticated("missing Authorization: Bearer <key> header")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthenticated("Authorization must be 'Bearer <key>'")
+    return credential.strip()
+
+
+class AuthServiceKeys:
+    """Resolves keys with AuthService's VerifyApiKey (every process but AuthService's own)."""
+
+    def __init__(self, clients: ServiceClients) -> None:
         self.clients = clients
+
+    async def __call__(self, key: str) -> Principal:
+        stub = self.clients.stub("auth", auth_pb2_grpc.AuthServiceStub)
+        reply = await call(stub.VerifyApiKey(auth_pb2.VerifyApiKeyRequest(key=key), timeout=self.clients.timeout))
+        return Principal(reply.tenant_id, reply.key_id, frozenset(reply.scopes))
+
+
+def local_keys(verify: Callable[[str], Awaitable[object]]) -> KeyResolver:
+    """Resolves keys in-process (AuthService's own server): ``verify`` is the key store's."""
+
+    async def resolve(key: str) -> Principal:
+        try:
+            found = await verify(key)
+        except Exception as exc:
+            mapped = platform_error(exc)  # its database down: Unavailable, as over gRPC
+            if mapped is None:
+                raise
+            raise mapped from None
+        return Principal(found.tenant_id, found.key_id, frozenset(found.scopes))
+
+    return resolve
+
+
+class Authenticator:
+    def __init__(self, resolve: KeyResolver, ttl_s: float = 30.0, max_entries: int = 10_000,
+                 stale_s: float = 600.0) -> None:
+        self.resolve = resolve
         self.ttl_s = ttl_s
         self.stale_s = stale_s
         self.max_entries = max_entries
@@ -61,14 +106,13 @@ class Authenticator:
         # After AuthService failed to answer, keys with a stale entry are not sent to it until then.
         self._unavailable_until = 0.0
 
-    async def authenticate(self, request: Request) -> Principal:
-        header = request.headers.get("authorization")
-        if not header:
-            raise Unauthenticated("missing Authorization: Bearer <key> header")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthenticated("Authorization must be 'Bearer <key>'")
-        return await self.verify(key.strip())
+    @classmethod
+    def over_grpc(cls, clients: ServiceClients, **options: float) -> "Authenticator":
+        return cls(AuthServiceKeys(clients), **options)
+
+    async def bearer(self, header: str | None) -> Principal:
+        """The principal of an ``Authorization`` header's key."""
+        return await self.verify(bearer_credential(header))
 
     async def verify(self, key: str) -> Principal:
         digest = hashlib.sha256(key.encode()).digest()
@@ -80,10 +124,8 @@ class Authenticator:
         if usable_stale and now < self._unavailable_until:
             # AuthService just failed to answer: do not make every request wait for it again.
             return cached[1]
-        stub = self.clients.stub("auth", auth_pb2_grpc.AuthServiceStub)
         try:
-            reply = await call(stub.VerifyApiKey(auth_pb2.VerifyApiKeyRequest(key=key),
-                                                 timeout=self.clients.timeout))
+            principal = await self.resolve(key)
         except Unavailable:
             self._unavailable_until = time.monotonic() + UNAVAILABLE_RECHECK_S
             # Only an answer AuthService could not give falls back on the stale entry; a refusal
@@ -101,7 +143,6 @@ class Authenticator:
         if self._serving_stale:
             logger.info("AuthService answers again")
             self._serving_stale = False
-        principal = Principal(reply.tenant_id, reply.key_id, frozenset(reply.scopes))
         if len(self._cache) >= self.max_entries:
             self._cache.clear()
         self._cache[digest] = (time.monotonic(), principal)
