@@ -13,6 +13,7 @@ from services.ai.gate import LANES
 from services.ai.prompts import check_template
 from services.ai.store import AIStore
 from switchboard.errors import InvalidRequest
+from switchboard.protojson import plain, struct
 from switchboard.rpc import servicer
 from switchboard.v1 import ai_pb2 as pb, ai_pb2_grpc as rpc
 
@@ -55,12 +56,10 @@ class AIServicer(rpc.AIServiceServicer):
                                  confidence=c.confidence, meta=_meta(answer))
 
     async def Extract(self, request, context):
-        try:
-            schema = json.loads(request.schema_json)
-        except ValueError:
-            raise InvalidRequest("schema_json is not valid JSON") from None
-        answer = await self.engine.extract(_event(request.event), schema, _lane(request.lane))
-        return pb.Extraction(json=json.dumps(answer.value), meta=_meta(answer))
+        if not request.HasField("schema"):
+            raise InvalidRequest("schema is required", field="schema")
+        answer = await self.engine.extract(_event(request.event), plain(request.schema), _lane(request.lane))
+        return pb.Extraction(data=struct(answer.value), meta=_meta(answer))
 
     async def DraftReply(self, request, context):
         answer = await self.engine.draft_reply(_event(request.event), request.conversation_key, _lane(request.lane),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -10,10 +9,11 @@ from nats.js import JetStreamContext
 
 from services.delivery.endpoints import EndpointManager, masked_config
 from services.delivery.store import Delivery, DeliveryFilter, DeliveryStore, Endpoint
-from switchboard.errors import InvalidRequest, Unavailable
+from switchboard.errors import Unavailable
 from switchboard.events import DeliveryMessage
 from switchboard.ids import new_id
 from switchboard.messaging import delivery_subject, encode
+from switchboard.protojson import from_message, struct, to_message
 from switchboard.rpc import servicer, timestamp
 from switchboard.v1 import delivery_pb2 as pb, delivery_pb2_grpc as rpc
 
@@ -22,23 +22,13 @@ def _endpoint(e: Endpoint) -> pb.Endpoint:
     return pb.Endpoint(
         id=e.id, tenant_id=e.tenant_id, url=e.url, description=e.description, destination=e.destination,
         created_at=timestamp(e.created_at), disabled_at=timestamp(e.disabled_at),
-        disabled_reason=e.disabled_reason or "", options_json=json.dumps(e.options),
-        config_json=json.dumps(masked_config(e.config)), event_types=e.event_types,
+        disabled_reason=e.disabled_reason or "", options=to_message(e.options, pb.DeliveryOptions),
+        config=struct(masked_config(e.config)), event_types=e.event_types,
         failover_endpoint_id=e.failover_endpoint_id or "", failing_since=timestamp(e.failing_since),
         previous_secret_expires_at=timestamp(
             e.previous_secret_expires_at if e.signing_secrets(datetime.now(timezone.utc))[1] else None),
         updated_at=timestamp(e.updated_at),
     )
-
-
-def _json_object(text: str, name: str) -> dict:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        raise InvalidRequest(f"{name} is not valid JSON", field=name) from None
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"{name} must be a JSON object", field=name)
-    return value
 
 
 def _time(value) -> datetime | None:
@@ -71,7 +61,7 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
     async def CreateEndpoint(self, request, context):
         endpoint = await self.endpoints.create(
             request.tenant_id, request.url, request.description, request.destination, request.secret,
-            _json_object(request.config_json, "config"), _json_object(request.options_json, "options"),
+            from_message(request, "config") or {}, from_message(request, "options") or {},
             list(request.event_types), request.failover_endpoint_id,
         )
         return pb.CreateEndpointResponse(endpoint=_endpoint(endpoint), secret=endpoint.secret)
@@ -84,10 +74,9 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         for name in ("url", "description", "failover_endpoint_id"):
             if request.HasField(name):
                 changes[name] = getattr(request, name)
-        if request.HasField("config_json"):
-            changes["config"] = _json_object(request.config_json, "config")
-        if request.HasField("options_json"):
-            changes["options"] = _json_object(request.options_json, "options")
+        for name in ("config", "options"):
+            if request.HasField(name):
+                changes[name] = from_message(request, name)
         if request.HasField("event_types"):
             changes["event_types"] = list(request.event_types.patterns)
         enabled = request.enabled if request.HasField("enabled") else None

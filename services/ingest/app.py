@@ -43,7 +43,13 @@ class IngestApp(ServiceApp):
         self.box = secret_box(runtime.settings)
         self.feed = SourceFeed(runtime.nc, self.box)
         self.sources = SourceStore(runtime.pool, self.registry, mirror=self.mirror, feed=self.feed, box=self.box)
-        rpc.add_IngestServiceServicer_to_server(IngestServicer(self.sources), server)
+        s = runtime.settings
+        publisher = JetStreamPublisher(runtime.nc, s.publish_timeout_s, s.max_message_bytes,
+                                       SeenEventIds(runtime.nc))
+        # One intake for webhooks and published events, over HTTP and gRPC alike.
+        self.intake = WebhookIntake(self.sources, self.registry, publisher,
+                                    RateLimit(s.source_rate_per_s, s.source_burst))
+        rpc.add_IngestServiceServicer_to_server(IngestServicer(self.sources, self.intake), server)
 
     async def migrated(self, runtime: Runtime) -> None:
         await self.sources.reseal()
@@ -61,11 +67,9 @@ class IngestApp(ServiceApp):
         runtime.background(watcher.run(runtime.stopping), "sources watch")
         reconciler = SourceReconciler(self.sources, self.feed, watcher, s.source_reconcile_interval_s)
         runtime.background(reconciler.run(runtime.stopping), "sources reconciliation")
-        publisher = JetStreamPublisher(runtime.nc, s.publish_timeout_s, s.max_message_bytes,
-                                       SeenEventIds(runtime.nc))
         edge = EdgeContext(
             settings=s,
-            intake=WebhookIntake(self.sources, self.registry, publisher, RateLimit(s.source_rate_per_s, s.source_burst)),
+            intake=self.intake,
             sources=self.sources,
             authenticator=runtime.api_keys,
             clients=runtime.clients,

@@ -151,8 +151,10 @@ class Dispatcher:
             return (None, draft.error), explained
         return None, explained
 
-    async def simulate(self, event: Event, proposed: list[Mapping[str, Any]] | None = None) -> dict[str, Any]:
-        """What would happen to ``event`` with the current routes or the ``proposed`` specs; nothing is sent."""
+    async def simulate(self, event: Event, proposed: list[Mapping[str, Any]] | None = None
+                       ) -> tuple[dict[str, Any], list[Outgoing]]:
+        """What would happen to ``event`` with the current routes or the ``proposed`` specs (the explained
+        decision, and what would be sent); nothing is sent."""
         routes = None
         if proposed is not None:
             if not isinstance(proposed, list) or len(proposed) > 200:
@@ -160,9 +162,7 @@ class Dispatcher:
             routes = [route_from_spec(event.tenant_id, parse_route_spec(spec), f"proposed-{n + 1}")
                       for n, spec in enumerate(proposed)]
         dispatch = await self.dispatch(event, routes, simulate=True)
-        return {**dispatch.explanation, "deliveries": [
-            {"route_id": o.route.id, "endpoint_id": o.endpoint_id, "action": o.route.action, "payload": o.payload,
-             "body": o.body, "error": o.error} for o in dispatch.outgoing]}
+        return dispatch.explanation, dispatch.outgoing
 
     async def _transformed(self, event: Event, route: Route, endpoint_id: str,
                            labels: Mapping[str, Any] | None) -> tuple[Outgoing, dict[str, Any]]:

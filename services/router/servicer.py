@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable
 
 from plugins.sources.spec import AUTHORS
 from services.router.approvals import Approvals
@@ -18,6 +18,7 @@ from services.router.templates import Template, TemplateStore
 from services.router.transforms import TransformError
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.events import Event
+from switchboard.protojson import from_message, plain, struct, to_message
 from switchboard.rpc import ServiceClients, call, servicer, timestamp
 from switchboard.v1 import delivery_pb2, delivery_pb2_grpc
 from switchboard.v1 import router_pb2 as pb, router_pb2_grpc as rpc
@@ -28,8 +29,8 @@ def _route(r: Route) -> pb.Route:
         id=r.id, tenant_id=r.tenant_id, name=r.name, source_id=r.source_id or "",
         event_types=r.event_types, endpoint_ids=r.endpoint_ids, enabled=r.enabled,
         created_at=timestamp(r.created_at), action=r.action, position=r.position,
-        filters_json=json.dumps(r.filters.to_json()) if r.filters else "",
-        ai_json=json.dumps(r.ai.to_json()) if r.ai else "", template_id=r.template_id or "",
+        filters=to_message(r.filters.to_json(), pb.RouteFilters) if r.filters else None,
+        ai=to_message(r.ai.to_json(), pb.AIConditions) if r.ai else None, template_id=r.template_id or "",
         updated_at=timestamp(r.updated_at), review=r.review,
     )
 
@@ -47,26 +48,36 @@ def _template(t: Template) -> pb.Template:
                        source=t.source, created_at=timestamp(t.created_at), updated_at=timestamp(t.updated_at))
 
 
-def _json(text: str, name: str, default: Any = None) -> Any:
-    if not text:
-        return default
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise InvalidRequest(f"{name} is not valid JSON") from None
+# What a RouteSpec field named in an update_mask but not set means: its proto default, in the
+# domain's terms (no source, no filters, ...), as parse_route_spec takes them.
+_CLEARED: dict[str, Any] = {"name": None, "source_id": None, "event_types": [], "endpoint_ids": [], "enabled": True,
+                            "action": "deliver", "position": 0, "filters": None, "ai": None, "template_id": None,
+                            "review": False}
 
 
-def _given_event(tenant_id: str, raw: Any) -> Event:
+def _spec_fields(spec: pb.RouteSpec, mask: Iterable[str] | None = None) -> dict[str, Any]:
+    """The fields of a spec as parse_route_spec takes them: those set, or (an update) those the mask names."""
+    given = plain(spec)
+    if mask is None:
+        return given
+    unknown = sorted(set(mask) - set(_CLEARED))
+    if unknown:
+        raise InvalidRequest(f"update_mask names unknown route fields: {', '.join(unknown)}", field="update_mask")
+    return {name: given.get(name, _CLEARED[name]) for name in mask}
+
+
+def _given_event(tenant_id: str, given: pb.GivenEvent) -> Event:
     """An event given for a simulation or a template test."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("type", ""), str):
-        raise InvalidRequest('the event is {"type", "payload", "source_id", "source_type", "conversation_key", '
-                             '"author"}')
-    if raw.get("author") is not None and raw["author"] not in AUTHORS:
-        raise InvalidRequest(f"the event's author is one of {', '.join(AUTHORS)}")
-    return Event(id="evt_simulated", tenant_id=tenant_id, source_id=str(raw.get("source_id") or "simulated"),
-                 type=raw.get("type") or "simulated", received_at=time.time(), payload=raw.get("payload"),
-                 source_type=str(raw.get("source_type") or ""), conversation_key=raw.get("conversation_key"),
-                 author=raw.get("author"))
+    if given.author and given.author not in AUTHORS:
+        raise InvalidRequest(f"the event's author is one of {', '.join(AUTHORS)}", field="event.author")
+    try:
+        payload = json.loads(given.payload_json or "null")
+    except ValueError:
+        raise InvalidRequest("the event's payload_json is not valid JSON", field="event.payload_json") from None
+    return Event(id="evt_simulated", tenant_id=tenant_id, source_id=given.source_id or "simulated",
+                 type=given.type or "simulated", received_at=time.time(), payload=payload,
+                 source_type=given.source_type, conversation_key=given.conversation_key or None,
+                 author=given.author or None)
 
 
 def _replay(r: Replay) -> pb.Replay:
@@ -116,8 +127,8 @@ class RouterServicer(rpc.RouterServiceServicer):
                 timeout=self.clients.timeout,
             ))
 
-    async def _checked_spec(self, tenant_id: str, spec_json: str, partial: bool) -> dict[str, Any]:
-        spec = parse_route_spec(_json(spec_json, "spec_json", {}), partial=partial)
+    async def _checked_spec(self, tenant_id: str, fields: dict[str, Any], partial: bool) -> dict[str, Any]:
+        spec = parse_route_spec(fields, partial=partial)
         await self._require_endpoints(tenant_id, spec.get("endpoint_ids", ()))
         if spec.get("template_id"):
             try:
@@ -127,12 +138,13 @@ class RouterServicer(rpc.RouterServiceServicer):
         return spec
 
     async def CreateRoute(self, request, context):
-        spec = await self._checked_spec(request.tenant_id, request.spec_json, partial=False)
+        spec = await self._checked_spec(request.tenant_id, _spec_fields(request.spec), partial=False)
         return _route(await self.routes.create(request.tenant_id, spec))
 
     async def UpdateRoute(self, request, context):
         await self.routes.get(request.tenant_id, request.id)  # 404 before any 400 about the changes
-        spec = await self._checked_spec(request.tenant_id, request.spec_json, partial=True)
+        mask = list(request.update_mask.paths) if request.update_mask.paths else None
+        spec = await self._checked_spec(request.tenant_id, _spec_fields(request.spec, mask), partial=True)
         return _route(await self.routes.update(request.tenant_id, request.id, spec))
 
     async def GetRoute(self, request, context):
@@ -149,9 +161,15 @@ class RouterServicer(rpc.RouterServiceServicer):
         if request.event_id:
             event = (await self.events.get(request.tenant_id, request.event_id)).event
         else:
-            event = _given_event(request.tenant_id, _json(request.event_json, "event_json"))
-        result = await self.dispatcher.simulate(event, _json(request.routes_json, "routes_json"))
-        return pb.Simulation(result_json=json.dumps(result, default=str))
+            if not request.HasField("event"):
+                raise InvalidRequest("give an event_id or an event", field="event")
+            event = _given_event(request.tenant_id, request.event)
+        proposed = [_spec_fields(spec) for spec in request.routes] if request.routes or request.use_proposed else None
+        decision, deliveries = await self.dispatcher.simulate(event, proposed)
+        return pb.Simulation(decision=struct(decision), deliveries=[
+            pb.SimulatedDelivery(route_id=d.route.id, endpoint_id=d.endpoint_id, action=d.route.action,
+                                 payload_json=json.dumps(d.payload), body=d.body, error=d.error)
+            for d in deliveries])
 
     async def CreateTemplate(self, request, context):
         template = await self.templates.create(request.tenant_id, request.name, request.source,
@@ -177,10 +195,9 @@ class RouterServicer(rpc.RouterServiceServicer):
 
     async def TestTemplate(self, request, context):
         template = await self.templates.get(request.tenant_id, request.id)
-        sample = _json(request.sample_json, "sample_json", {})
-        event = _given_event(request.tenant_id, sample)
+        event = _given_event(request.tenant_id, request.sample)
         try:
-            rendered = template.transform.render(template_context(event, sample.get("ai")))
+            rendered = template.transform.render(template_context(event, from_message(request, "ai")))
         except TransformError as exc:
             return pb.Rendered(error=str(exc))
         return pb.Rendered(payload_json=json.dumps(rendered.payload), body=rendered.body)
@@ -192,10 +209,10 @@ class RouterServicer(rpc.RouterServiceServicer):
             id=e.id, tenant_id=e.tenant_id, source_id=e.source_id, type=e.type,
             provider_event_id=e.provider_event_id or "",
             received_at=timestamp(datetime.fromtimestamp(e.received_at, timezone.utc)),
-            headers_json=json.dumps(e.headers), payload_json=json.dumps(e.payload),
+            headers=e.headers, payload_json=json.dumps(e.payload),
             occurred_at=timestamp(datetime.fromtimestamp(e.occurred_at, timezone.utc)) if e.occurred_at else None,
             conversation_key=e.conversation_key or "", source_type=e.source_type,
-            routing_json=json.dumps(stored.routing) if stored.routing is not None else "",
+            routing=struct(stored.routing) if stored.routing is not None else None,
             routed_at=timestamp(stored.stored_at), author=e.author or "",
         )
 

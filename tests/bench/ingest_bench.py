@@ -17,6 +17,7 @@ import json
 import os
 
 from switchboard.embedded import free_port
+from switchboard.protojson import struct
 from switchboard.v1 import ingest_pb2, ingest_pb2_grpc
 from tests.bench.bare_app import ESSENTIAL_SECRET, UVICORN_ARGS
 from tests.bench.common import bench_env, cpu_seconds, grpc_channel, infrastructure, run_wrk, spawn, stop, wait_http
@@ -53,7 +54,7 @@ def main() -> None:
             with grpc_channel(env, "ingest") as channel:
                 created = ingest_pb2_grpc.IngestServiceStub(channel).CreateSource(ingest_pb2.CreateSourceRequest(
                     tenant_id="ten_bench", name="bench", type="generic",
-                    config_json=json.dumps({"event_type_field": "type"})), timeout=10)
+                    config=struct({"event_type_field": "type"})), timeout=10)
             signature = hmac.new(created.secret.encode(), body, hashlib.sha256).hexdigest()
             headers = {"content-type": "application/json"}
             targets = {

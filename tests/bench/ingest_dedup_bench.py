@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import os
 import time
 
 from switchboard.embedded import free_port
+from switchboard.protojson import struct
 from switchboard.v1 import ingest_pb2, ingest_pb2_grpc
 from tests.bench.common import bench_env, command_cpu_seconds, cpu_seconds, grpc_channel, infrastructure, spawn, stop, wait_http
 from tests.bench.ingest_bench import one_kb_body
@@ -40,7 +40,7 @@ def main() -> None:
             with grpc_channel(env, "ingest") as channel:
                 created = ingest_pb2_grpc.IngestServiceStub(channel).CreateSource(ingest_pb2.CreateSourceRequest(
                     tenant_id="ten_bench", name="bench", type="generic",
-                    config_json=json.dumps({"event_type_field": "type", "id_header": "x-delivery-id"})), timeout=10)
+                    config=struct({"event_type_field": "type", "id_header": "x-delivery-id"})), timeout=10)
             url = f"http://127.0.0.1:{edge_port}/in/{created.source.id}"
             signed = {"content-type": "application/json",
                       "x-signature": hmac.new(created.secret.encode(), body, hashlib.sha256).hexdigest()}

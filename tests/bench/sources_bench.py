@@ -10,12 +10,12 @@ as a duplicate: the work (verify, normalize, publish, ack) is the same.
 
 from __future__ import annotations
 
-import json
 import os
 
 
 from plugins.manager import load_registry
 from switchboard.embedded import free_port
+from switchboard.protojson import struct
 from switchboard.v1 import ingest_pb2, ingest_pb2_grpc
 from tests.bench.common import bench_env, grpc_channel, infrastructure, run_wrk, spawn, stop, wait_http
 from tests.plugins.test_sources import CASES, sample
@@ -39,7 +39,7 @@ def main() -> None:
                 for case in CASES:
                     source = stub.CreateSource(ingest_pb2.CreateSourceRequest(
                         tenant_id="ten_bench", name=case.type, type=case.type, secret=case.secret,
-                        config_json=json.dumps(case.config or {})), timeout=10).source
+                        config=struct(case.config or {})), timeout=10).source
                     url = f"http://127.0.0.1:{port}/in/{source.id}"
                     plugin = registry.source(case.type)
                     body = sample(case.type)

@@ -17,6 +17,7 @@ from switchboard.embedded import EmbeddedNats
 from tests.e2e.slice import create_slice, signed
 from tests.e2e.test_slice import wait_for_delivery
 from tests.platform_runner import Platform, base_env
+from tests.sealing import MASTER_KEY
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -103,11 +104,16 @@ def test_a_port_in_use_is_a_clear_error_and_a_non_zero_exit(
         assert up.returncode == 1
         assert f"port {port} on 127.0.0.1 (HTTP edge) is already in use" in up.stderr
 
-        # One service alone: its gRPC port taken.
-        env = base_env(tmp_path / "state", SWITCHBOARD_NATS_URL=nats_server.url,
+        # One service alone, without the master key its service token is derived from: a clear 78.
+        env = base_env(tmp_path / "alone", SWITCHBOARD_NATS_URL=nats_server.url,
                        SWITCHBOARD_DATABASE_URL=database_url, SWITCHBOARD_AI_GRPC_PORT=str(port))
         alone = subprocess.run([sys.executable, "-m", "services.ai"], env=env, capture_output=True, text=True,
                                timeout=60)
+        assert alone.returncode == 78
+        assert "SWITCHBOARD_MASTER_KEY must be set" in alone.stderr
+        # With it, its gRPC port taken.
+        alone = subprocess.run([sys.executable, "-m", "services.ai"], env={**env, "SWITCHBOARD_MASTER_KEY": MASTER_KEY},
+                               capture_output=True, text=True, timeout=60)
         assert alone.returncode == 78
         assert f"cannot listen on 127.0.0.1:{port} for gRPC" in alone.stderr
 

@@ -29,6 +29,7 @@ from services.ingest.edge.requests import read_json_object
 from services.ingest.sources import Source, rate_limit
 from switchboard.errors import InvalidRequest
 from switchboard.events import PLATFORM_SOURCE
+from switchboard.protojson import from_message, plain, struct, to_message
 from switchboard.rpc import call, timestamp
 from switchboard.v1 import auth_pb2, auth_pb2_grpc, delivery_pb2, delivery_pb2_grpc, router_pb2, router_pb2_grpc
 
@@ -174,8 +175,7 @@ def _delivery_stub(edge: EdgeContext) -> delivery_pb2_grpc.DeliveryServiceStub:
 
 def _endpoint(endpoint: delivery_pb2.Endpoint) -> dict[str, Any]:
     data = as_dict(endpoint)
-    data["config"] = json.loads(data.pop("config_json", "{}"))
-    data["options"] = json.loads(data.pop("options_json", "{}"))
+    data["config"], data["options"] = plain(endpoint.config), plain(endpoint.options)
     data.setdefault("event_types", [])
     # Said explicitly: an absent disabled_at is easy to misread.
     data["enabled"] = "disabled_at" not in data
@@ -191,8 +191,8 @@ async def create_endpoint(request: Request, principal: Principal, edge: EdgeCont
             description=string_field(body, "description"),
             destination=string_field(body, "destination", "webhook"),
             secret=string_field(body, "secret"),
-            config_json=json.dumps(object_field(body, "config")),
-            options_json=json.dumps(object_field(body, "options")),
+            config=struct(object_field(body, "config"), "config"),
+            options=to_message(object_field(body, "options"), delivery_pb2.DeliveryOptions, "options"),
             event_types=strings_field(body, "event_types"),
             failover_endpoint_id=string_field(body, "failover_endpoint_id"),
         ),
@@ -215,9 +215,10 @@ async def update_endpoint(request: Request, principal: Principal, edge: EdgeCont
     for name in ("url", "description", "failover_endpoint_id"):
         if name in body:
             setattr(update, name, string_field(body, name))
-    for name in ("config", "options"):
-        if name in body:
-            setattr(update, f"{name}_json", json.dumps(object_field(body, name)))
+    if "config" in body:
+        update.config.CopyFrom(struct(object_field(body, "config"), "config"))
+    if "options" in body:
+        update.options.CopyFrom(to_message(object_field(body, "options"), delivery_pb2.DeliveryOptions, "options"))
     if "event_types" in body:
         update.event_types.patterns.extend(strings_field(body, "event_types"))
     if "enabled" in body:
@@ -329,10 +330,14 @@ def _router_stub(edge: EdgeContext) -> router_pb2_grpc.RouterServiceStub:
     return edge.clients.stub("router", router_pb2_grpc.RouterServiceStub)
 
 
+_NO_AI_CONDITIONS = {"category": [], "priority": [], "sentiment": [], "min_confidence": 0}
+
+
 def _route(route: router_pb2.Route) -> dict[str, Any]:
     data = as_dict(route)
-    data["filters"] = json.loads(data.pop("filters_json", "") or "null")
-    data["ai"] = json.loads(data.pop("ai_json", "") or "null")
+    data["filters"] = from_message(route, "filters")
+    # Every AI condition shown, the unset ones empty.
+    data["ai"] = {**_NO_AI_CONDITIONS, **plain(route.ai)} if route.HasField("ai") else None
     for name in ("event_types", "endpoint_ids"):
         data.setdefault(name, [])
     data.setdefault("position", 0)
@@ -341,15 +346,29 @@ def _route(route: router_pb2.Route) -> dict[str, Any]:
     return data
 
 
-async def _route_spec(request: Request, principal: Principal, edge: EdgeContext) -> str:
-    """The body as a route spec (checked by RouterService), its source the tenant's own."""
+def route_spec(body: dict[str, Any]) -> router_pb2.RouteSpec:
+    """A route as the API takes it (a null field: cleared), as the typed spec RouterService checks."""
+    given = {name: value for name, value in body.items() if value is not None}
+    ai = given.get("ai")
+    if isinstance(ai, dict):  # one label may be given alone: "category": "billing"
+        given["ai"] = {name: [v] if name != "min_confidence" and isinstance(v, str) else v for name, v in ai.items()}
+    return to_message(given, router_pb2.RouteSpec, "route")
+
+
+async def _route_request(request: Request, principal: Principal, edge: EdgeContext,
+                         route_id: str = "") -> router_pb2.RouteSpecRequest:
+    """The body as a route spec (checked by RouterService), its source the tenant's own; an update
+    changes the fields the body names."""
     body = await read_json_object(request, edge.settings.max_body_bytes)
     source_id = body.get("source_id")
     if source_id:
         if not isinstance(source_id, str):
             raise InvalidRequest("source_id must be a string")
         await _own_source(edge, principal, source_id)
-    return json.dumps(body)
+    spec_request = router_pb2.RouteSpecRequest(tenant_id=principal.tenant_id, id=route_id, spec=route_spec(body))
+    if route_id:
+        spec_request.update_mask.paths.extend(body)
+    return spec_request
 
 
 async def _own_source(edge: EdgeContext, principal: Principal, source_id: str) -> None:
@@ -359,17 +378,15 @@ async def _own_source(edge: EdgeContext, principal: Principal, source_id: str) -
 
 
 async def create_route(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
-    spec = await _route_spec(request, principal, edge)
-    reply = await call(_router_stub(edge).CreateRoute(
-        router_pb2.RouteSpecRequest(tenant_id=principal.tenant_id, spec_json=spec), timeout=edge.clients.timeout))
+    reply = await call(_router_stub(edge).CreateRoute(await _route_request(request, principal, edge),
+                                                       timeout=edge.clients.timeout))
     await audit(edge, principal, "route.create", reply.id)
     return JSONResponse(_route(reply), status_code=201)
 
 
 async def update_route(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
-    spec = await _route_spec(request, principal, edge)
-    reply = await call(_router_stub(edge).UpdateRoute(router_pb2.RouteSpecRequest(
-        tenant_id=principal.tenant_id, id=request.path_params["route_id"], spec_json=spec),
+    reply = await call(_router_stub(edge).UpdateRoute(
+        await _route_request(request, principal, edge, request.path_params["route_id"]),
         timeout=edge.clients.timeout))
     await audit(edge, principal, "route.update", reply.id)
     return JSONResponse(_route(reply))
@@ -399,12 +416,32 @@ async def simulate_routes(request: Request, principal: Principal, edge: EdgeCont
     unknown = set(body) - {"event_id", "event", "routes"}
     if unknown or ("event_id" in body) == ("event" in body):
         raise InvalidRequest('simulate takes "event_id" or "event", and optionally "routes" (proposed specs)')
-    reply = await call(_router_stub(edge).SimulateRoutes(router_pb2.SimulateRequest(
-        tenant_id=principal.tenant_id, event_id=string_field(body, "event_id"),
-        event_json=json.dumps(body["event"]) if "event" in body else "",
-        routes_json=json.dumps(body["routes"]) if body.get("routes") is not None else ""),
-        timeout=edge.clients.timeout + edge.settings.ai_timeout_s * 3))
-    return JSONResponse(json.loads(reply.result_json))
+    simulate = router_pb2.SimulateRequest(tenant_id=principal.tenant_id, event_id=string_field(body, "event_id"))
+    if "event" in body:
+        simulate.event.CopyFrom(given_event(body["event"], "event"))
+    routes = body.get("routes")
+    if routes is not None:
+        if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
+            raise InvalidRequest("routes is a list of route specs", field="routes")
+        simulate.routes.extend(route_spec(r) for r in routes)
+        simulate.use_proposed = True
+    reply = await call(_router_stub(edge).SimulateRoutes(
+        simulate, timeout=edge.clients.timeout + edge.settings.ai_timeout_s * 3))
+    return JSONResponse({**plain(reply.decision), "deliveries": [
+        {"route_id": d.route_id, "endpoint_id": d.endpoint_id, "action": d.action,
+         "payload": json.loads(d.payload_json), "body": d.body if d.HasField("body") else None,
+         "error": d.error if d.HasField("error") else None} for d in reply.deliveries]})
+
+
+def given_event(raw: Any, field: str) -> router_pb2.GivenEvent:
+    """An event given in a request body ({"type", "payload", ...}) for a simulation or a template test."""
+    if not isinstance(raw, dict):
+        raise InvalidRequest('the event is {"type", "payload", "source_id", "source_type", "conversation_key", '
+                             '"author"}', field=field)
+    return router_pb2.GivenEvent(
+        payload_json=json.dumps(raw.get("payload")),
+        **{name: string_field(raw, name) for name in
+           ("type", "source_id", "source_type", "conversation_key", "author")})
 
 
 # -- transform templates (RouterService) -------------------------------------------------
@@ -458,9 +495,11 @@ async def delete_template(request: Request, principal: Principal, edge: EdgeCont
 
 async def test_template(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     body = await read_json_object(request, edge.settings.max_body_bytes)
-    reply = await call(_router_stub(edge).TestTemplate(router_pb2.TestTemplateRequest(
-        tenant_id=principal.tenant_id, id=request.path_params["template_id"], sample_json=json.dumps(body)),
-        timeout=edge.clients.timeout))
+    test = router_pb2.TestTemplateRequest(tenant_id=principal.tenant_id, id=request.path_params["template_id"],
+                                          sample=given_event(body, "sample"))
+    if body.get("ai") is not None:
+        test.ai.CopyFrom(struct(object_field(body, "ai"), "ai"))
+    reply = await call(_router_stub(edge).TestTemplate(test, timeout=edge.clients.timeout))
     if reply.error:
         return JSONResponse({"ok": False, "error": reply.error})
     return JSONResponse({"ok": True, "payload": json.loads(reply.payload_json), "body": reply.body})
@@ -475,9 +514,9 @@ async def get_event(request: Request, principal: Principal, edge: EdgeContext) -
         delivery_pb2.ListDeliveriesRequest(tenant_id=principal.tenant_id, event_id=event_id, limit=1000),
         timeout=edge.clients.timeout))
     data = as_dict(event)
-    data["headers"] = json.loads(data.pop("headers_json", "{}"))
+    data["headers"] = dict(event.headers)
     data["payload"] = json.loads(data.pop("payload_json", "null"))
-    data["routing"] = json.loads(data.pop("routing_json", "") or "null")
+    data["routing"] = from_message(event, "routing")
     data["deliveries"] = [_delivery(d) for d in deliveries.deliveries]
     return JSONResponse(data)
 

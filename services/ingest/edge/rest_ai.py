@@ -19,6 +19,7 @@ from services.ingest.edge.requests import read_json_object
 from services.ingest.edge.fields import as_dict, object_field, string_field, strings_field, timestamp_param
 from services.ingest.edge.rest import audit
 from switchboard.errors import InvalidRequest
+from switchboard.protojson import plain, struct
 from switchboard.rpc import call
 from switchboard.v1 import ai_pb2, ai_pb2_grpc
 
@@ -97,9 +98,9 @@ async def ai_classify(request: Request, principal: Principal, edge: EdgeContext)
 async def ai_extract(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     body = await read_json_object(request, edge.settings.max_body_bytes)
     reply = await call(_stub(edge).Extract(ai_pb2.ExtractRequest(
-        event=_event(body, principal), schema_json=json.dumps(object_field(body, "schema")), lane=string_field(body, "lane")),
-        timeout=_ai_timeout(edge)))
-    return JSONResponse({"data": json.loads(reply.json), "meta": as_dict(reply.meta)})
+        event=_event(body, principal), schema=struct(object_field(body, "schema"), "schema"),
+        lane=string_field(body, "lane")), timeout=_ai_timeout(edge)))
+    return JSONResponse({"data": plain(reply.data), "meta": as_dict(reply.meta)})
 
 
 async def ai_reply(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:

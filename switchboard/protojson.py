@@ -1,0 +1,74 @@
+"""Typed messages to and from plain JSON values, with the proto field names.
+
+``google.protobuf.json_format`` does the work; what it adds here:
+
+* numbers in ``Struct``/``Value``/``ListValue`` are doubles on the wire, so a
+  whole number comes back as ``5.0``; :func:`plain` gives it back as ``5``
+  (within 2**53, where a double is exact), so a plugin that wants an integer
+  gets one;
+* a value that does not fit the message is an :class:`InvalidRequest` naming
+  the field, not a ``ParseError``.
+
+Event bodies do not travel as ``Struct``: a double cannot hold every integer
+a webhook may carry (ids above 2**53), so they stay their exact JSON text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, TypeVar
+
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
+
+from switchboard.errors import InvalidRequest
+
+__all__ = ["plain", "struct", "to_message", "from_message"]
+
+M = TypeVar("M", bound=Message)
+
+_EXACT = 2 ** 53
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
+def plain(message: Message) -> Any:
+    """A message as plain JSON values (dicts, lists, ...), whole numbers as ints."""
+    return _whole(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
+
+
+def struct(value: Mapping[str, Any] | None, field: str = "") -> struct_pb2.Struct:
+    """A JSON object (tuples taken as lists) as a Struct."""
+    return to_message(_lists(value or {}), struct_pb2.Struct, field)
+
+
+def to_message(value: Any, message_class: type[M], field: str = "") -> M:
+    """A JSON value as a message of ``message_class``; InvalidRequest (naming ``field``) when it does not fit."""
+    message = message_class()
+    try:
+        json_format.ParseDict(value, message)
+    except (json_format.ParseError, TypeError, ValueError) as exc:
+        raise InvalidRequest(f"{field or 'request'}: {exc}", field=field or None) from None
+    return message
+
+
+def from_message(message: Message, field: str) -> Any:
+    """A message field's value as plain JSON values (None when the field is a message and not set)."""
+    if message.HasField(field):
+        return plain(getattr(message, field))
+    return None
