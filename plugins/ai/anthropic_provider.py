@@ -71,6 +71,10 @@ class AnthropicProvider:
     def available(self) -> bool:
         return bool(self._api_key)
 
+    def with_api_key(self, api_key: str) -> "AnthropicProvider":
+        """The same provider answering with a tenant's own key (its own client, base URL and model kept)."""
+        return AnthropicProvider(api_key, base_url=self.base_url, model=self.model, timeout_s=self.timeout_s)
+
     async def complete(self, request: AIRequest) -> AIResponse:
         if not self.available:
             raise ProviderError("anthropic: no API key configured (SWITCHBOARD_AI_ANTHROPIC_API_KEY)",

@@ -87,6 +87,11 @@ class OpenAIProvider:
     def available(self) -> bool:
         return bool(self._api_key)
 
+    def with_api_key(self, api_key: str) -> "OpenAIProvider":
+        """The same provider answering with a tenant's own key (its own client, base URL and model kept)."""
+        return OpenAIProvider(api_key, base_url=self.base_url, model=self.model, timeout_s=self.timeout_s,
+                              reasoning_effort=self.reasoning_effort)
+
     async def complete(self, request: AIRequest) -> AIResponse:
         if not self.available:
             raise ProviderError("openai: no API key configured (SWITCHBOARD_AI_OPENAI_API_KEY)", retryable=False)

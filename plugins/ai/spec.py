@@ -122,6 +122,9 @@ class AIProvider(Protocol):
     async def complete(self, request: AIRequest) -> AIResponse:
         """Answer one request; raise ProviderError when no usable answer came."""
 
+    # Optional: ``def with_api_key(self, api_key: str) -> AIProvider``, the same provider answering
+    # with a tenant's own key ("bring your own key"). Only providers that define it take tenants' keys.
+
 
 @dataclass(frozen=True)
 class ProviderSettings:

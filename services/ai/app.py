@@ -13,6 +13,7 @@ from services.ai.gate import ProviderGate, ProviderLimits
 from services.ai.servicer import AIServicer
 from services.ai.store import AIStore
 from switchboard.circuit import CircuitBreakers
+from switchboard.masterkey import secret_box
 from switchboard.service import Runtime, ServiceApp
 from switchboard.settings import SettingsError
 from switchboard.v1 import ai_pb2_grpc as rpc
@@ -45,7 +46,8 @@ class AIApp(ServiceApp):
         s = runtime.settings
         registry = load_registry()
         registry.ai_provider(s.ai_provider)  # an unknown SWITCHBOARD_AI_PROVIDER stops the start, clearly
-        self.store = store = AIStore(runtime.pool)
+        # Tenants' own provider keys are sealed at rest with the master key.
+        self.store = store = AIStore(runtime.pool, secret_box(s))
         engine = AIEngine(
             registry, store, default_chain=(s.ai_provider,),
             gate=ProviderGate(provider_limits(list(registry.ai_providers), ProviderSettings(dict(os.environ)))),
@@ -53,6 +55,9 @@ class AIApp(ServiceApp):
             cache=ResponseCache(s.ai_cache_ttl_s), timeout_s=s.ai_timeout_s, max_wait_s=s.ai_max_wait_s,
         )
         rpc.add_AIServiceServicer_to_server(AIServicer(engine, store), server)
+
+    async def migrated(self, runtime: Runtime) -> None:
+        await self.store.reseal()
 
     async def start(self, runtime: Runtime) -> None:
         runtime.background(self._prune(runtime), "conversation pruning")

@@ -42,7 +42,7 @@ from services.ai.answers import (
 )
 from services.ai.gate import ProviderGate
 from services.ai.prompts import render
-from services.ai.store import AIStore
+from services.ai.store import AIStore, TenantAISettings
 from switchboard import metrics
 from switchboard.circuit import CircuitBreakers
 from switchboard.errors import InvalidRequest, Unavailable
@@ -52,6 +52,8 @@ __all__ = ["Answer", "AIEngine", "ResponseCache", "LOCAL"]
 logger = logging.getLogger(__name__)
 
 LOCAL = "local"
+# Providers with tenants' own keys kept (each holds an HTTP client); the least recently used is closed.
+MAX_KEYED_PROVIDERS = 1000
 _OUTPUT_TOKENS = {"classify": 300, "extract": 800, "reply": 500}
 
 
@@ -125,6 +127,8 @@ class AIEngine:
         self.max_wait_s = max_wait_s
         # Until when each provider asked not to be called (its Retry-After), on the circuits' clock.
         self._held_until: dict[str, float] = {}
+        # Providers answering with tenants' own keys, by (provider, key digest): one client each, reused.
+        self._keyed: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
 
     # -- the three tasks -------------------------------------------------------------
 
@@ -141,7 +145,7 @@ class AIEngine:
             limited = any(name in self.gate.limits for name in self.chain(settings.providers))
             lane = await self._lane(request, categories) if limited else "normal"
         return await self._ask(event.tenant_id, request, lambda answer: parse_classification(answer, categories),
-                               lane, settings.providers, prompt.version)
+                               lane, settings, prompt.version)
 
     async def extract(self, event: EventInput, schema: Mapping[str, Any], lane: str = "normal") -> Answer:
         schema = check_extraction_schema(schema)
@@ -150,7 +154,7 @@ class AIEngine:
         system, text = render(prompt, event, schema=schema)
         request = AIRequest("extract", system, text, schema, _OUTPUT_TOKENS["extract"], event=event)
         return await self._ask(event.tenant_id, request, lambda answer: parse_extraction(answer, schema), lane,
-                               settings.providers, prompt.version)
+                               settings, prompt.version)
 
     async def draft_reply(self, event: EventInput, conversation_key: str, lane: str = "normal",
                           author: str = "customer", hold: bool = False) -> Answer:
@@ -172,7 +176,7 @@ class AIEngine:
         prompt = await self.store.prompt(event.tenant_id, "reply")
         system, text = render(prompt, event, turns=turns)
         request = AIRequest("reply", system, text, None, _OUTPUT_TOKENS["reply"], event=event, turns=turns)
-        answer = await self._ask(event.tenant_id, request, parse_reply, lane, settings.providers, prompt.version)
+        answer = await self._ask(event.tenant_id, request, parse_reply, lane, settings, prompt.version)
         if not hold:
             await self.store.add_turn(event.tenant_id, conversation_key, "agent", answer.value)
         return answer
@@ -201,14 +205,31 @@ class AIEngine:
             return "normal"
         return "urgent" if priority in ("urgent", "high") else "normal"
 
+    def _provider(self, tenant_id: str, name: str, own_key: str | None) -> tuple[Any, str]:
+        """The provider to ask, and the name its circuit and Retry-After go by: with the tenant's own key,
+        the provider answering with it (its failures, a bad key above all, are the tenant's alone)."""
+        provider = self.registry.ai_provider(name)
+        if not own_key or not hasattr(provider, "with_api_key"):
+            return provider, name
+        cache_key = (name, hashlib.sha256(own_key.encode()).digest())
+        keyed = self._keyed.get(cache_key)
+        if keyed is None:
+            keyed = self._keyed[cache_key] = provider.with_api_key(own_key)
+            while len(self._keyed) > MAX_KEYED_PROVIDERS:
+                _, evicted = self._keyed.popitem(last=False)
+                if hasattr(evicted, "aclose"):
+                    asyncio.get_running_loop().create_task(evicted.aclose())
+        self._keyed.move_to_end(cache_key)
+        return keyed, f"{name}@{tenant_id}"
+
     async def _ask(self, tenant_id: str, request: AIRequest, parse: Callable[[str], Any], lane: str,
-                   tenant_chain: tuple[str, ...], prompt_version: int) -> Answer:
+                   settings: TenantAISettings, prompt_version: int) -> Answer:
         passed_over: list[str] = []
-        chain = self.chain(tenant_chain)
+        chain = self.chain(settings.providers)
         for name in chain:
-            provider = self.registry.ai_provider(name)
+            provider, circuit = self._provider(tenant_id, name, settings.provider_keys.get(name))
             key = ResponseCache.key(tenant_id, name, tuple(chain), prompt_version, request)
-            reason = await self._answer_or_reason(tenant_id, provider, request, parse, lane, key)
+            reason = await self._answer_or_reason(tenant_id, provider, request, parse, lane, key, circuit)
             if isinstance(reason, Answer):
                 return Answer(**{**reason.__dict__, "passed_over": tuple(passed_over)})
             passed_over.append(f"{name}: {reason}")
@@ -217,21 +238,22 @@ class AIEngine:
         raise Unavailable(f"no AI provider could {request.task} this event: {'; '.join(passed_over)}"[:500])
 
     async def _answer_or_reason(self, tenant_id: str, provider: Any, request: AIRequest,
-                                parse: Callable[[str], Any], lane: str, key: str) -> Answer | str:
+                                parse: Callable[[str], Any], lane: str, key: str, circuit: str) -> Answer | str:
         try:
-            return await self._consult(tenant_id, provider, request, parse, lane, key)
+            return await self._consult(tenant_id, provider, request, parse, lane, key, circuit)
         finally:
-            self.circuits.release(provider.name)  # a probe that asked nothing (cached, over budget)
+            self.circuits.release(circuit)  # a probe that asked nothing (cached, over budget)
 
     async def _consult(self, tenant_id: str, provider: Any, request: AIRequest, parse: Callable[[str], Any],
-                       lane: str, key: str) -> Answer | str:
+                       lane: str, key: str, circuit: str) -> Answer | str:
+        """``circuit``: the provider's name, or with a tenant's own key, that tenant's share of it."""
         name = provider.name
         if not provider.available:
             return "not configured"
-        held_s = self._held_until.get(name, 0.0) - self.circuits.clock()
+        held_s = self._held_until.get(circuit, 0.0) - self.circuits.clock()
         if held_s > 0:
             return f"asked to wait {held_s:.0f} s more (Retry-After)"
-        if name != LOCAL and self.circuits.wait_s(name) > 0:
+        if name != LOCAL and self.circuits.wait_s(circuit) > 0:
             return "circuit open after repeated failures"
         cached = self.cache.get(key) if name != LOCAL else None
         if cached is not None:
@@ -243,7 +265,9 @@ class AIEngine:
                 await self._usage(tenant_id, provider, None, cached=True)
                 metrics.record_ai_call(name, request.task, "cached")
                 return Answer(value, name, cached.model, cached=True)
-        if name != LOCAL and not await self.gate.admit(name, _estimated_tokens(request), lane, self.max_wait_s):
+        # The deployment's rate budget is for its own key; a tenant's key has the provider's limits of its own.
+        if name != LOCAL and circuit == name and \
+                not await self.gate.admit(name, _estimated_tokens(request), lane, self.max_wait_s):
             return "over its rate limit"
         problem = "no answer"
         for _ in range(2):  # an invalid answer is asked for once more
@@ -256,10 +280,10 @@ class AIEngine:
                 metrics.record_ai_call(name, request.task, "timeout" if timed_out else "error",
                                        time.perf_counter() - started)
                 problem = f"timed out after {self.timeout_s:g}s" if timed_out else str(exc).removeprefix(f"{name}: ")
-                self.circuits.record(name, False)
+                self.circuits.record(circuit, False)
                 if getattr(exc, "retry_after_s", None):
                     # The provider said when to come back: nobody asks it before then.
-                    self._held_until[name] = self.circuits.clock() + exc.retry_after_s
+                    self._held_until[circuit] = self.circuits.clock() + exc.retry_after_s
                 await self._usage(tenant_id, provider, None, failed=True)
                 return problem[:200]
             elapsed = time.perf_counter() - started
@@ -272,11 +296,11 @@ class AIEngine:
                 problem = f"invalid answer ({exc})"
                 continue
             metrics.record_ai_call(name, request.task, "ok", elapsed, response.input_tokens, response.output_tokens)
-            self.circuits.record(name, True)
+            self.circuits.record(circuit, True)
             if name != LOCAL:
                 self.cache.put(key, response)
             return Answer(value, name, response.model, response.input_tokens, response.output_tokens)
-        self.circuits.record(name, False)
+        self.circuits.record(circuit, False)
         return problem[:200]
 
     async def _usage(self, tenant_id: str, provider: Any, response: AIResponse | None, cached: bool = False,

@@ -84,8 +84,23 @@ class AIServicer(rpc.AIServiceServicer):
                                      f"{', '.join(sorted(self.engine.registry.ai_providers))}")
         if request.HasField("categories"):
             categories = check_categories(list(request.categories.values)) if request.categories.values else ()
-        await self.store.save_settings(request.tenant_id, providers, categories)
+        keys = {name: self._checked_key(name, key) for name, key in request.provider_keys.items()}
+        await self.store.save_settings(request.tenant_id, providers, categories, keys)
         return await self._settings(request.tenant_id)
+
+    def _checked_key(self, provider: str, key: str) -> str | None:
+        """A tenant's own key for ``provider`` (None: remove it); InvalidRequest for a provider that takes none."""
+        field = f"provider_keys.{provider}"
+        found = self.engine.registry.ai_providers.get(provider)
+        if found is None or not hasattr(found, "with_api_key"):
+            takes = sorted(n for n, p in self.engine.registry.ai_providers.items() if hasattr(p, "with_api_key"))
+            raise InvalidRequest(f"{provider!r} takes no key of a tenant's own; these do: {', '.join(takes)}",
+                                 field=field)
+        if not key:
+            return None
+        if not 8 <= len(key) <= 500 or not key.isprintable() or key != key.strip():
+            raise InvalidRequest("a provider key is 8 to 500 printable characters", field=field)
+        return key
 
     async def SavePrompt(self, request, context):
         if request.task not in TASKS:
@@ -108,5 +123,6 @@ class AIServicer(rpc.AIServiceServicer):
         return pb.AISettings(
             tenant_id=tenant_id, providers=self.engine.chain(settings.providers),
             categories=settings.categories or DEFAULT_CATEGORIES,
+            provider_keys={name: "…" + key[-4:] for name, key in settings.provider_keys.items()},
             prompts=[pb.Prompt(task=p.task, version=p.version, system=p.system, template=p.template)
                      for p in prompts])

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Mapping
 
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from plugins.ai.spec import Turn
 from services.ai.prompts import BUILTIN, PromptTemplate
+from switchboard.secretbox import SecretBox
 
 __all__ = ["TenantAISettings", "UsageRow", "AIStore"]
 
@@ -24,6 +27,8 @@ TURN_MAX_AGE = timedelta(days=7)
 class TenantAISettings:
     providers: tuple[str, ...]
     categories: tuple[str, ...]
+    # The tenant's own provider keys, by provider name (opened: held in memory only).
+    provider_keys: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,10 @@ class UsageRow:
 
 
 class AIStore:
-    def __init__(self, pool: AsyncConnectionPool, cache_ttl_s: float = 2.0) -> None:
+    def __init__(self, pool: AsyncConnectionPool, box: SecretBox, cache_ttl_s: float = 2.0) -> None:
+        """``box`` seals the tenants' provider keys at rest."""
         self.pool = pool
+        self.box = box
         # Settings and prompts are read for every request and change rarely:
         # other AI processes see a change within the TTL, this one at once.
         self.cache_ttl_s = cache_ttl_s
@@ -64,30 +71,62 @@ class AIStore:
 
     async def _load_settings(self, tenant_id: str) -> TenantAISettings:
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT providers, categories FROM ai.tenant_settings WHERE tenant_id = %s",
-                                     (tenant_id,))
+            cur = await conn.execute(
+                "SELECT providers, categories, provider_keys FROM ai.tenant_settings WHERE tenant_id = %s",
+                (tenant_id,))
             row = await cur.fetchone()
         if row is None:
             return TenantAISettings((), ())
-        return TenantAISettings(tuple(row["providers"]), tuple(row["categories"]))
+        return self._settings(row)
+
+    def _settings(self, row: Mapping) -> TenantAISettings:
+        keys = {name: self.box.open(sealed) for name, sealed in row["provider_keys"].items()}
+        return TenantAISettings(tuple(row["providers"]), tuple(row["categories"]), keys)
 
     async def save_settings(self, tenant_id: str, providers: tuple[str, ...] | None,
-                            categories: tuple[str, ...] | None) -> TenantAISettings:
-        """Change the fields given (None keeps one as it is)."""
+                            categories: tuple[str, ...] | None,
+                            provider_keys: Mapping[str, str | None] | None = None) -> TenantAISettings:
+        """Change the fields given (None keeps one as it is); ``provider_keys`` sets the keys it names
+        (None removes one) and keeps the others."""
         self._forget(tenant_id)
+        sealed = {name: self.box.seal(key) for name, key in (provider_keys or {}).items() if key}
+        removed = [name for name, key in (provider_keys or {}).items() if not key]
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                """INSERT INTO ai.tenant_settings (tenant_id, providers, categories)
-                   VALUES (%(tenant)s, coalesce(%(providers)s::text[], '{}'), coalesce(%(categories)s::text[], '{}'))
+                """INSERT INTO ai.tenant_settings (tenant_id, providers, categories, provider_keys)
+                   VALUES (%(tenant)s, coalesce(%(providers)s::text[], '{}'), coalesce(%(categories)s::text[], '{}'),
+                           %(sealed)s)
                    ON CONFLICT (tenant_id) DO UPDATE
                    SET providers = coalesce(%(providers)s::text[], tenant_settings.providers),
-                       categories = coalesce(%(categories)s::text[], tenant_settings.categories), updated_at = now()
-                   RETURNING providers, categories""",
+                       categories = coalesce(%(categories)s::text[], tenant_settings.categories),
+                       provider_keys = (tenant_settings.provider_keys - %(removed)s::text[]) || %(sealed)s,
+                       updated_at = now()
+                   RETURNING providers, categories, provider_keys""",
                 {"tenant": tenant_id, "providers": list(providers) if providers is not None else None,
-                 "categories": list(categories) if categories is not None else None},
+                 "categories": list(categories) if categories is not None else None, "sealed": Jsonb(sealed),
+                 "removed": removed},
             )
             row = await cur.fetchone()
-        return TenantAISettings(tuple(row["providers"]), tuple(row["categories"]))
+        return self._settings(row)
+
+    async def reseal(self) -> int:
+        """Seal again, with the current master key, the provider keys sealed with a previous one (or stored
+        in the clear); how many tenants' keys changed. A row changed meanwhile is left as it is."""
+        changed = 0
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT tenant_id, provider_keys FROM ai.tenant_settings "
+                                     "WHERE provider_keys <> '{}'")
+            for row in await cur.fetchall():
+                keys = row["provider_keys"]
+                if all(self.box.is_current(sealed) for sealed in keys.values()):
+                    continue
+                resealed = {name: self.box.seal(self.box.open(sealed)) for name, sealed in keys.items()}
+                cur = await conn.execute(
+                    "UPDATE ai.tenant_settings SET provider_keys = %s WHERE tenant_id = %s AND provider_keys = %s",
+                    (Jsonb(resealed), row["tenant_id"], Jsonb(keys)))
+                changed += cur.rowcount
+        self._cache.clear()
+        return changed
 
     async def prompt(self, tenant_id: str, task: str) -> PromptTemplate:
         """The tenant's latest override of the task's template, else the built-in one."""

@@ -38,6 +38,7 @@ from switchboard.messaging import ensure_streams
 from switchboard.settings import Settings
 from tests.ai_servers import FakeAIServer, Reply, anthropic_message
 from tests.bench.common import infrastructure
+from tests.sealing import BOX
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "3000"))
 ROOT = Path(__file__).parents[2]
@@ -112,7 +113,7 @@ async def cache_hit_rate(database_url: str) -> tuple[float, float]:
                 [{"type": "tool_use", "id": "toolu_1", "name": "answer", "input": labels}]))] * 200)
             registry = load_registry(env={"SWITCHBOARD_AI_ANTHROPIC_API_KEY": "k",
                                           "SWITCHBOARD_AI_ANTHROPIC_BASE_URL": anthropic.url})
-            engine = AIEngine(registry, AIStore(pool), ("anthropic",), ProviderGate({}),
+            engine = AIEngine(registry, AIStore(pool, BOX), ("anthropic",), ProviderGate({}),
                               CircuitBreakers(threshold=5, cooldown_s=30), ResponseCache(3600))
             start = time.perf_counter()
             for n in range(2000):

@@ -60,6 +60,8 @@ def test_settings_prompts_and_the_three_tasks_with_the_local_provider(platform: 
     ("/v1/ai/settings", {"providers": ["skynet"]}, "unknown AI providers skynet"),
     ("/v1/ai/settings", {"categories": [""]}, "categories are 1 to 50 characters"),
     ("/v1/ai/settings", {"model": "x"}, "model: unknown field"),
+    ("/v1/ai/settings", {"provider_keys": {"local": "sk-local-1234"}}, "'local' takes no key of a tenant's own"),
+    ("/v1/ai/settings", {"provider_keys": {"anthropic": "short"}}, "8 to 500 printable characters"),
     ("/v1/ai/prompts", {"task": "classify", "system": "s", "template": "$password"}, "unknown placeholders"),
     ("/v1/ai/prompts", {"task": "dance", "system": "s", "template": "t"}, "task: must be one of classify, extract"),
     ("/v1/ai/classify", {"type": "x"}, "payload: is required"),
@@ -111,3 +113,30 @@ def test_anthropic_answers_and_when_it_fails_local_does(platform_factory) -> Non
                 stub.Classify(ai_pb2.ClassifyRequest(event=ai_pb2.AIEvent(tenant_id="t", payload_json="{nope")),
                               timeout=5)
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_tenant_brings_its_own_anthropic_key(platform_factory) -> None:
+    """The deployment has no Anthropic key; a tenant that sets its own is answered by Anthropic with it,
+    shown only masked; removed, local answers again."""
+    with FakeAIServer() as anthropic:
+        platform = platform_factory(SWITCHBOARD_AI_PROVIDER="anthropic", SWITCHBOARD_AI_ANTHROPIC_BASE_URL=anthropic.url,
+                                    SWITCHBOARD_AI_CACHE_TTL="0")
+        own = "sk-ant-tenant-" + "t" * 20 + "9876"
+        labels = {"category": "billing", "priority": "urgent", "sentiment": "negative", "confidence": 0.97,
+                  "summary": "Customer charged twice"}
+        anthropic.reply(Reply(body=anthropic_message(
+            [{"type": "tool_use", "id": "toolu_1", "name": "answer", "input": labels}], model="claude-test")))
+        with platform.client() as api:
+            assert api.post("/v1/ai/classify", json=TICKET).json()["meta"]["passed_over"] == \
+                ["anthropic: not configured"]
+            changed = api.patch("/v1/ai/settings", json={"provider_keys": {"anthropic": own}})
+            assert changed.status_code == 200 and changed.json()["provider_keys"] == {"anthropic": "…9876"}
+            assert own not in changed.text and own not in api.get("/v1/audit").text
+            answer = api.post("/v1/ai/classify", json=TICKET).json()
+            assert answer["meta"]["provider"] == "anthropic" and answer["priority"] == "urgent"
+            assert anthropic.received[-1].headers["authorization"] == f"Bearer {own}"
+
+            removed = api.patch("/v1/ai/settings", json={"provider_keys": {"anthropic": None}}).json()
+            assert "provider_keys" not in removed
+            assert api.post("/v1/ai/classify", json=TICKET).json()["meta"]["provider"] == "local"
+            assert len(anthropic.received) == 1

@@ -37,11 +37,14 @@ def test_no_secret_is_in_a_dump_and_a_master_key_rotation_keeps_sources_verifyin
             rotated = api.post(f"/v1/endpoints/{s.endpoint_id}/rotate-secret", json={"grace_seconds": 3600})
             assert rotated.status_code == 200, rotated.text
             signing = [s.endpoint_secret, rotated.json()["secret"]]
+            ai_key = "sk-ant-e2e-tenant-" + "k" * 24  # the tenant's own Anthropic key
+            settings = api.patch("/v1/ai/settings", json={"provider_keys": {"anthropic": ai_key}})
+            assert settings.status_code == 200 and settings.json()["provider_keys"] == {"anthropic": "…kkkk"}
             wait_for_delivery(api, send(first, s.source_id, s.source_secret, {"type": "t", "n": 1}))
         admin_key = first.admin_key
         assert receiver.requests[-1].headers["authorization"] == credential
         secrets = [s.source_secret, *signing, *(secret.removeprefix("whsec_") for secret in signing),
-                   credential.removeprefix("Bearer ")]
+                   credential.removeprefix("Bearer "), ai_key]
         before = dump(database_url)
         assert "ingest.sources" in before and "delivery.endpoints" in before  # the dump is of the platform
         assert not [secret for secret in secrets if secret in before]
@@ -58,6 +61,7 @@ def test_no_secret_is_in_a_dump_and_a_master_key_rotation_keeps_sources_verifyin
         with second.client(admin_key) as api:  # an API key hashed under the old master key still works
             event_id = send(second, s.source_id, s.source_secret, {"type": "t", "n": 2})  # the source verifies
             wait_for_delivery(api, event_id)
+            assert api.get("/v1/ai/settings").json()["provider_keys"] == {"anthropic": "…kkkk"}  # opens
         delivered = receiver.requests[-1]
         for secret in signing:  # the endpoint signs with both of its secrets, as before
             assert Webhook(secret).verify(delivered.body, delivered.headers)["n"] == 2
@@ -65,7 +69,8 @@ def test_no_secret_is_in_a_dump_and_a_master_key_rotation_keeps_sources_verifyin
         after = dump(database_url)
         assert not [secret for secret in secrets if secret in after]
         # Everything was sealed again with the new master key: the old one could go.
-        assert before.count("sb1:") == after.count("sb1:") == 4  # the source's, two signing secrets, the header
+        # The source's, two signing secrets, the header, the AI key.
+        assert before.count("sb1:") == after.count("sb1:") == 5
         old_id = _key_id(old_key)
         assert f"sb1:{old_id}:" in before and f"sb1:{old_id}:" not in after
 

@@ -279,13 +279,21 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {"providers": {"type": "array", "items": {"type": "string"}},
                        "categories": {"type": "array", "items": {"type": "string"}},
-                       "prompts": {"type": "array", "items": _ref("Prompt")}},
+                       "prompts": {"type": "array", "items": _ref("Prompt")},
+                       "provider_keys": {"type": "object", "additionalProperties": {"type": "string"},
+                                         "description": "The tenant's own provider keys, masked (…abcd)"}},
     },
     "AISettingsUpdate": {
         "type": "object",
         "additionalProperties": False,
         "properties": {"providers": {"type": "array", "items": {"type": "string", "maxLength": 100}},
-                       "categories": {"type": "array", "items": {"type": "string", "maxLength": 100}}},
+                       "categories": {"type": "array", "items": {"type": "string", "maxLength": 100}},
+                       "provider_keys": {
+                           "type": "object", "maxProperties": 20,
+                           "additionalProperties": {"type": ["string", "null"], "maxLength": 500},
+                           "description": "Bring your own key: a provider (anthropic, openai) answers this "
+                                          "tenant's requests with the key given; null or \"\" removes it",
+                           "example": {"anthropic": "sk-ant-..."}}},
     },
     "AIUsage": {"type": "object", "properties": {"data": {"type": "array", "items": {
         "type": "object", "required": ["provider", "day", "requests", "input_tokens", "output_tokens", "cached",

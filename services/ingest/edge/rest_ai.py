@@ -47,14 +47,20 @@ async def get_ai_settings(request: Request, principal: Principal, edge: EdgeCont
 
 async def update_ai_settings(request: Request, principal: Principal, edge: EdgeContext) -> JSONResponse:
     body = await read_json_object(request, edge.settings.max_body_bytes)
-    unknown = set(body) - {"providers", "categories"}
+    unknown = set(body) - {"providers", "categories", "provider_keys"}
     if unknown:
-        raise InvalidRequest(f"cannot change {', '.join(sorted(unknown))}; it takes providers, categories")
+        raise InvalidRequest(f"cannot change {', '.join(sorted(unknown))}; it takes providers, categories, "
+                             f"provider_keys")
     update = ai_pb2.UpdateAISettingsRequest(tenant_id=principal.tenant_id)
     for name in ("providers", "categories"):
         if name in body:
             getattr(update, name).SetInParent()
             getattr(update, name).values.extend(strings_field(body, name))
+    keys = object_field(body, "provider_keys")
+    for provider, key in keys.items():
+        if key is not None and not isinstance(key, str):
+            raise InvalidRequest("a provider key is a string, or null to remove it", field=f"provider_keys.{provider}")
+        update.provider_keys[provider] = key or ""
     reply = await call(_stub(edge).UpdateSettings(update, timeout=edge.clients.timeout))
     await audit(edge, principal, "ai.settings.update", principal.tenant_id)
     return JSONResponse(as_dict(reply))

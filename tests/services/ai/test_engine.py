@@ -1,8 +1,9 @@
 """The AI engine against real PostgreSQL and the official Anthropic and OpenAI SDKs talking to
 loopback servers that speak their APIs: fallbacks, retries of invalid answers, the cache, the
-circuit breaker, rate limits and usage."""
+circuit breaker, rate limits, usage, and tenants' own provider keys."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from services.ai.gate import ProviderGate, ProviderLimits
 from services.ai.store import AIStore
 from switchboard.circuit import CircuitBreakers
 from switchboard.database import apply_migrations
+from switchboard.secretbox import SecretBox
 from tests.ai_servers import FakeAIServer, Reply, anthropic_error, anthropic_message, openai_completion, openai_error
+from tests.sealing import BOX
 
 MIGRATIONS = Path(__file__).parents[3] / "services/ai/migrations"
 EVENT = EventInput("t1", "stripe", "invoice.payment_failed", {"data": {"object": {"amount_due": 4900}}},
@@ -42,7 +45,7 @@ async def servers():
 async def make_engine(pool, servers):
     await apply_migrations(pool, "ai", MIGRATIONS)
     anthropic, openai = servers
-    store = AIStore(pool)
+    store = AIStore(pool, BOX)
 
     def make(keys: bool = True, limits: dict | None = None, max_wait_s: float = 0.0, cache_ttl_s: float = 60):
         env = {"SWITCHBOARD_AI_ANTHROPIC_BASE_URL": anthropic.url, "SWITCHBOARD_AI_ANTHROPIC_TIMEOUT": "1",
@@ -259,3 +262,72 @@ async def test_a_providers_retry_after_is_honoured_before_asking_it_again(make_e
     anthropic.reply(tool_answer(LABELS))
     assert (await engine.classify(EventInput(**{**EVENT.__dict__, "text": "c"}), lane="normal")).provider == "anthropic"
     assert len(anthropic.received) == 2
+
+
+# -- a tenant's own provider keys ----------------------------------------------------------------
+
+async def test_a_tenants_own_key_answers_its_requests_and_no_other_tenants(make_engine, servers, pool) -> None:
+    make, store = make_engine
+    anthropic, _ = servers
+    own = "sk-ant-tenant-one-" + "x" * 16
+    await store.save_settings("t1", None, None, {"anthropic": own})
+    anthropic.reply(tool_answer(LABELS), tool_answer(LABELS))
+    engine = make()
+    assert (await engine.classify(EVENT, lane="normal")).provider == "anthropic"
+    assert (await engine.classify(replace(EVENT, tenant_id="t2"), lane="normal")).provider == "anthropic"
+    # The SDK sends its key as a bearer token.
+    assert [r.headers["authorization"] for r in anthropic.received] == [f"Bearer {own}", "Bearer sk-ant-test"]
+    async with pool.connection() as conn:
+        stored = (await (await conn.execute(
+            "SELECT provider_keys::text AS keys FROM ai.tenant_settings WHERE tenant_id = 't1'")).fetchone())["keys"]
+    assert own not in stored and "sb1:" in stored  # sealed at rest
+
+    await store.save_settings("t1", None, None, {"anthropic": None})  # removed: the deployment's key again
+    anthropic.reply(tool_answer(LABELS))
+    await engine.classify(replace(EVENT, payload={"n": 2}), lane="normal")
+    assert anthropic.received[-1].headers["authorization"] == "Bearer sk-ant-test"
+
+
+async def test_a_tenants_key_makes_a_provider_the_deployment_has_no_key_for_answer_it(make_engine, servers) -> None:
+    make, store = make_engine
+    anthropic, openai = servers
+    await store.save_settings("t1", None, None, {"anthropic": "sk-ant-tenant-one-key"})
+    anthropic.reply(tool_answer(LABELS))
+    openai.reply(json_answer(LABELS))
+    engine = make(keys=False)
+    assert (await engine.classify(EVENT, lane="normal")).provider == "anthropic"
+    other = await engine.classify(replace(EVENT, tenant_id="t2"), lane="normal")
+    assert other.provider == "openai" and other.passed_over == ("anthropic: not configured",)
+
+
+async def test_a_bad_tenant_key_opens_that_tenants_circuit_only(make_engine, servers) -> None:
+    make, store = make_engine
+    anthropic, openai = servers
+    await store.save_settings("t1", None, None, {"anthropic": "sk-ant-revoked-key"})
+    refused = Reply(status=401, body=anthropic_error("authentication_error", "invalid x-api-key"))
+    anthropic.reply(refused, refused)
+    openai.reply(json_answer(LABELS), json_answer(LABELS), json_answer(LABELS))
+    engine = make(cache_ttl_s=0)
+    for n in range(3):  # threshold 2: the third is not sent to Anthropic with that key
+        answer = await engine.classify(replace(EVENT, payload={"n": n}), lane="normal")
+        assert answer.provider == "openai"
+    assert answer.passed_over == ("anthropic: circuit open after repeated failures",)
+    assert len(anthropic.received) == 2
+    anthropic.reply(tool_answer(LABELS))  # another tenant, on the deployment's key, is not held back
+    assert (await engine.classify(replace(EVENT, tenant_id="t2"), lane="normal")).provider == "anthropic"
+
+
+async def test_provider_keys_are_sealed_again_under_a_new_master_key(pool) -> None:
+    await apply_migrations(pool, "ai", MIGRATIONS)
+    old = AIStore(pool, SecretBox("old-master-key-" + "o" * 32))
+    await old.save_settings("t9", None, None, {"openai": "sk-openai-tenant-nine"})
+    new_box = SecretBox("new-master-key-" + "n" * 32, ["old-master-key-" + "o" * 32])
+    new = AIStore(pool, new_box)
+    assert (await new.settings("t9")).provider_keys == {"openai": "sk-openai-tenant-nine"}  # opens with the old
+    assert await new.reseal() == 1 and await new.reseal() == 0
+    async with pool.connection() as conn:
+        stored = (await (await conn.execute(
+            "SELECT provider_keys->>'openai' AS key FROM ai.tenant_settings WHERE tenant_id = 't9'")).fetchone())["key"]
+    assert new_box.is_current(stored)
+    assert (await AIStore(pool, SecretBox("new-master-key-" + "n" * 32)).settings("t9")).provider_keys == \
+        {"openai": "sk-openai-tenant-nine"}

@@ -21,6 +21,7 @@ from services.ai.prompts import BUILTIN, check_template, render
 from services.ai.store import AIStore
 from switchboard.database import apply_migrations
 from switchboard.errors import InvalidRequest
+from tests.sealing import BOX
 
 MIGRATIONS = Path(__file__).parents[3] / "services/ai/migrations"
 CATEGORIES = ("billing", "support", "other")
@@ -124,7 +125,7 @@ def test_the_cache_answers_the_same_question_within_its_ttl() -> None:
 
 async def test_conversation_context_keeps_recent_turns_within_size_and_age(pool) -> None:
     await apply_migrations(pool, "ai", MIGRATIONS)
-    store = AIStore(pool)
+    store = AIStore(pool, BOX)
     for n in range(25):
         await store.add_turn("t1", "conv-1", "customer" if n % 2 == 0 else "agent", f"turn {n}")
     await store.add_turn("t1", "conv-2", "customer", "elsewhere")
