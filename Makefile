@@ -26,7 +26,9 @@ $(STUBS): $(STAMP) $(PROTOS)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \
 		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. \
 		$(PROTOS)
-	touch switchboard/v1/__init__.py $@
+	touch switchboard/v1/__init__.py
+	$(BIN)/python -m switchboard.client_methods_gen switchboard/v1/client_methods.py
+	touch $@
 
 protos:
 	rm -f $(STUBS)

@@ -8,14 +8,14 @@ import re
 import sys
 from datetime import timedelta
 
-import grpc
 from google.protobuf.json_format import MessageToDict
 
+from switchboard.client import Client
+from switchboard.errors import SwitchboardError
 from switchboard.masterkey import rotate_master_key, service_token
-from switchboard.rpc import service_channel
 from switchboard.settings import Settings, SettingsError
 from switchboard.supervisor import running_port
-from switchboard.v1 import auth_pb2 as pb, auth_pb2_grpc as rpc
+from switchboard.v1 import auth_pb2 as pb
 
 __all__ = ["add_commands"]
 
@@ -53,41 +53,35 @@ _KEY_FIELDS = ("id", "prefix", "name", "scopes", "created_at", "last_used_at", "
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        channel = service_channel(settings, _auth_target(settings))
-    except SettingsError as exc:  # neither a master key nor a service token to call AuthService with
+        # The operator's own calls: the services' token, from the master key (or SWITCHBOARD_SERVICE_TOKEN).
+        client = Client(service_token(settings), targets={"auth": _auth_target(settings)},
+                        timeout_s=settings.rpc_timeout_s)
+    except SettingsError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2
-    with channel:
-        stub = rpc.AuthServiceStub(channel)
-        timeout = settings.rpc_timeout_s
+    with client:
         try:
             if args.command == "tenants" and args.action == "create":
-                _show(stub.CreateTenant(pb.CreateTenantRequest(name=args.name, actor="cli"), timeout=timeout),
-                      args.json, ("id", "name"))
+                _show(client.create_tenant(name=args.name, actor="cli"), args.json, ("id", "name"))
             elif args.command == "tenants":
-                for tenant in stub.ListTenants(pb.ListTenantsRequest(), timeout=timeout).tenants:
+                for tenant in client.list_tenants().tenants:
                     _show(tenant, args.json, ("id", "name", "created_at"))
             elif args.action == "create":
                 expires = int(args.expires_in.total_seconds()) if args.expires_in else 0
-                issued = stub.CreateApiKey(pb.CreateApiKeyRequest(
-                    tenant_id=args.tenant, name=args.name, scopes=args.scope, expires_in_seconds=expires,
-                    actor="cli"), timeout=timeout)
-                _print_issued(issued, args.json)
+                _print_issued(client.create_api_key(tenant_id=args.tenant, name=args.name, scopes=args.scope,
+                                                    expires_in_seconds=expires, actor="cli"), args.json)
             elif args.action == "list":
-                for key in stub.ListApiKeys(pb.ListApiKeysRequest(tenant_id=args.tenant), timeout=timeout).keys:
+                for key in client.list_api_keys(tenant_id=args.tenant).keys:
                     _show(key, args.json, _KEY_FIELDS)
             elif args.action == "revoke":
-                _show(stub.RevokeApiKey(pb.RevokeApiKeyRequest(tenant_id=args.tenant, key_id=args.key_id,
-                                                               actor="cli"), timeout=timeout),
-                      args.json, _KEY_FIELDS)
+                _show(client.revoke_api_key(tenant_id=args.tenant, key_id=args.key_id, actor="cli"), args.json,
+                      _KEY_FIELDS)
             else:
                 grace = int(args.grace.total_seconds()) if args.grace else 0
-                issued = stub.RotateApiKey(pb.RotateApiKeyRequest(tenant_id=args.tenant, key_id=args.key_id,
-                                                                  grace_seconds=grace, actor="cli"),
-                                           timeout=timeout)
-                _print_issued(issued, args.json)
-        except grpc.RpcError as exc:
-            print(f"switchboard: {exc.code().name.lower()}: {exc.details()}", file=sys.stderr)
+                _print_issued(client.rotate_api_key(tenant_id=args.tenant, key_id=args.key_id, grace_seconds=grace,
+                                                    actor="cli"), args.json)
+        except SwitchboardError as exc:
+            print(f"switchboard: {exc.code}: {exc.message}", file=sys.stderr)
             return 1
     return 0
 

@@ -1,0 +1,273 @@
+"""The Python client of Switchboard's gRPC API: every RPC as a typed method, sync or async.
+
+    from switchboard.client import Client
+
+    with Client(api_key="sb_live_...", host="switchboard.internal") as sb:
+        endpoint = sb.create_endpoint(url="https://example.com/hooks").endpoint
+        sb.publish_event(type="order.created", payload_json='{"id": 1}', idempotency_key="order-1")
+        for delivery in sb.iter_deliveries(endpoint_id=endpoint.id):
+            print(delivery.status)
+
+Each method is named after its RPC (``CreateEndpoint`` -> ``create_endpoint``)
+and takes the request message or its fields as keywords (a dict for a
+``Struct`` or a typed message, a ``datetime`` for a ``Timestamp``); it returns
+the response message. The methods are generated from the ``.proto`` files
+(``switchboard/v1/client_methods.py``), so every RPC is there.
+
+* **Credentials**: an API key (its scopes and tenant, as on REST; leave
+  ``tenant_id`` empty) or the deployment's service token.
+* **Errors** are the platform's exceptions (:mod:`switchboard.errors`) with the
+  stable ``code``, the ``field`` at fault and a rate limit's ``retry_after_s``.
+* **Retries**: ``UNAVAILABLE`` is retried with exponential backoff and jitter
+  (``retries`` times, 3 by default) for every call that is safe to repeat:
+  reads, updates, deletes, and an event published with an ``idempotency_key``.
+  A call that creates something (a source, an endpoint, a key, a replay, a
+  retry...) is not, since the first attempt may have done it. A rate limit
+  (``RESOURCE_EXHAUSTED`` with a retry delay) is retried after that delay for
+  every call: nothing was done.
+* **Pages**: ``iter_deliveries``, ``iter_events``, ``iter_replies`` and
+  ``iter_audit`` follow the pages for you.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import datetime
+from typing import Any, AsyncIterator, Iterator, Mapping
+
+import grpc
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from switchboard.errors import RateLimited, SwitchboardError, Unavailable
+from switchboard.protojson import to_message
+from switchboard.rpc import error_from_status
+from switchboard.settings import DEFAULT_GRPC_PORTS
+from switchboard.v1.client_methods import AsyncClientMethods, ClientMethods
+
+__all__ = ["Client", "AsyncClient", "build_request", "retry_safe"]
+
+# Methods whose repetition does nothing more than the first call did (PublishEvent: with an idempotency key).
+_NOT_RETRIED_PREFIXES = ("Create", "Rotate", "Retry", "Test", "Save", "Record", "Approve", "Reject", "Cancel")
+
+
+def retry_safe(path: str, request: Message) -> bool:
+    """Whether an UNAVAILABLE call may be sent again."""
+    method = path.rsplit("/", 1)[-1]
+    if method == "PublishEvent":
+        return bool(getattr(request, "idempotency_key", ""))
+    return not method.startswith(_NOT_RETRIED_PREFIXES)
+
+
+def build_request(request_type: type[Message], request: Message | None, fields: Mapping[str, Any]) -> Message:
+    """The request: given, or made from keyword fields (a message field may be given as its JSON form, a dict
+    or list, and a Timestamp as a datetime)."""
+    if request is not None:
+        if fields:
+            raise TypeError("give the request message or its fields, not both")
+        return request
+    message = request_type()
+    for name, value in fields.items():
+        field = request_type.DESCRIPTOR.fields_by_name.get(name)
+        if field is None:
+            raise TypeError(f"{request_type.DESCRIPTOR.name} has no field {name!r}")
+        kind = field.message_type
+        if kind is None:
+            if field.is_repeated:
+                getattr(message, name).extend(value)
+            else:
+                setattr(message, name, value)
+        elif kind.GetOptions().map_entry:
+            getattr(message, name).update(value)
+        elif field.is_repeated:
+            getattr(message, name).extend(_as_message(v, GetMessageClass(kind)) for v in value)
+        else:
+            getattr(message, name).CopyFrom(_as_message(value, GetMessageClass(kind)))
+    return message
+
+
+def _as_message(value: Any, message_type: type[Message]) -> Message:
+    if isinstance(value, Message):
+        return value
+    if isinstance(value, datetime) and message_type is Timestamp:
+        stamp = Timestamp()
+        stamp.FromDatetime(value)
+        return stamp
+    return to_message(value, message_type)
+
+
+def _delay(error: SwitchboardError, attempt: int, backoff_s: float) -> float:
+    if isinstance(error, RateLimited):
+        return error.retry_after_s
+    return backoff_s * (2 ** attempt) * (0.5 + random.random())
+
+
+def _retried(error: SwitchboardError, safe: bool) -> bool:
+    return isinstance(error, RateLimited) or (safe and isinstance(error, Unavailable))
+
+
+def _targets(host: str, targets: Mapping[str, str] | None) -> dict[str, str]:
+    return {service: (targets or {}).get(service) or f"{host}:{port}" for service, port in DEFAULT_GRPC_PORTS.items()}
+
+
+class _Base:
+    def __init__(self, api_key: str, host: str, targets: Mapping[str, str] | None, timeout_s: float, retries: int,
+                 backoff_s: float, credentials: grpc.ChannelCredentials | None) -> None:
+        if not api_key:
+            raise ValueError("an API key (or the service token) is required")
+        self._metadata = (("authorization", f"Bearer {api_key}"),)
+        self._targets = _targets(host, targets)
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        # TLS (grpc.ssl_channel_credentials()) when the gRPC ports are behind a TLS proxy or mesh.
+        self._credentials = credentials
+        self._channels: dict[str, Any] = {}
+
+
+class Client(_Base, ClientMethods):
+    """A blocking client over gRPC; see the module docstring.
+
+    ``host``: where the services listen on their default ports (50051...);
+    ``targets``: ``host:port`` per service (``{"delivery": "delivery:50054"}``) where they differ.
+    """
+
+    def __init__(self, api_key: str, *, host: str = "127.0.0.1", targets: Mapping[str, str] | None = None,
+                 timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.2,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        super().__init__(api_key, host, targets, timeout_s, retries, backoff_s, credentials)
+
+    def _channel(self, service: str) -> grpc.Channel:
+        if service not in self._channels:
+            target = self._targets[service]
+            self._channels[service] = grpc.secure_channel(target, self._credentials) if self._credentials \
+                else grpc.insecure_channel(target)
+        return self._channels[service]
+
+    def _call(self, service: str, path: str, request_type: Any, response_type: Any, request: Any,
+              fields: dict[str, Any]) -> Any:
+        message = build_request(request_type, request, fields)
+        rpc = self._channel(service).unary_unary(path, request_serializer=request_type.SerializeToString,
+                                                 response_deserializer=response_type.FromString)
+        safe = retry_safe(path, message)
+        for attempt in range(self.retries + 1):
+            try:
+                return rpc(message, metadata=self._metadata, timeout=self.timeout_s)
+            except grpc.RpcError as exc:
+                error = error_from_status(exc.code(), exc.details(), exc.trailing_metadata())
+                if attempt == self.retries or not _retried(error, safe):
+                    raise error from None
+                time.sleep(_delay(error, attempt, self.backoff_s))
+        raise AssertionError("unreachable")
+
+    def iter_deliveries(self, **filters: Any) -> Iterator[Any]:
+        """Every delivery the filters select, newest first, page after page."""
+        yield from self._pages(self.list_deliveries, "deliveries", filters)
+
+    def iter_events(self, **filters: Any) -> Iterator[Any]:
+        """Every event summary the filters select, newest first, page after page."""
+        yield from self._pages(self.list_events, "events", filters)
+
+    def iter_replies(self, **filters: Any) -> Iterator[Any]:
+        """Every AI-drafted reply the filters select, newest first."""
+        while True:
+            page = list(self.list_replies(**filters).replies)
+            yield from page
+            if not page:
+                return
+            filters = {**filters, "before": page[-1].id}
+
+    def iter_audit(self, **filters: Any) -> Iterator[Any]:
+        """The audit log, newest first."""
+        while True:
+            page = list(self.list_audit(**filters).entries)
+            yield from page
+            if not page:
+                return
+            filters = {**filters, "before_id": page[-1].id}
+
+    @staticmethod
+    def _pages(method: Any, items: str, filters: dict[str, Any]) -> Iterator[Any]:
+        while True:
+            page = method(**filters)
+            yield from getattr(page, items)
+            if not page.next_cursor:
+                return
+            filters = {**filters, "cursor": page.next_cursor}
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(_Base, AsyncClientMethods):
+    """The same client for asyncio (grpc.aio); use it inside one event loop."""
+
+    def __init__(self, api_key: str, *, host: str = "127.0.0.1", targets: Mapping[str, str] | None = None,
+                 timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.2,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        super().__init__(api_key, host, targets, timeout_s, retries, backoff_s, credentials)
+
+    def _channel(self, service: str) -> grpc.aio.Channel:
+        if service not in self._channels:
+            target = self._targets[service]
+            self._channels[service] = grpc.aio.secure_channel(target, self._credentials) if self._credentials \
+                else grpc.aio.insecure_channel(target)
+        return self._channels[service]
+
+    async def _call(self, service: str, path: str, request_type: Any, response_type: Any, request: Any,
+                    fields: dict[str, Any]) -> Any:
+        message = build_request(request_type, request, fields)
+        rpc = self._channel(service).unary_unary(path, request_serializer=request_type.SerializeToString,
+                                                 response_deserializer=response_type.FromString)
+        safe = retry_safe(path, message)
+        for attempt in range(self.retries + 1):
+            try:
+                return await rpc(message, metadata=self._metadata, timeout=self.timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                error = error_from_status(exc.code(), exc.details(), exc.trailing_metadata())
+                if attempt == self.retries or not _retried(error, safe):
+                    raise error from None
+                await asyncio.sleep(_delay(error, attempt, self.backoff_s))
+        raise AssertionError("unreachable")
+
+    async def iter_deliveries(self, **filters: Any) -> AsyncIterator[Any]:
+        """Every delivery the filters select, newest first, page after page."""
+        while True:
+            page = await self.list_deliveries(**filters)
+            for delivery in page.deliveries:
+                yield delivery
+            if not page.next_cursor:
+                return
+            filters = {**filters, "cursor": page.next_cursor}
+
+    async def iter_events(self, **filters: Any) -> AsyncIterator[Any]:
+        """Every event summary the filters select, newest first, page after page."""
+        while True:
+            page = await self.list_events(**filters)
+            for event in page.events:
+                yield event
+            if not page.next_cursor:
+                return
+            filters = {**filters, "cursor": page.next_cursor}
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
