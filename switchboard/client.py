@@ -109,6 +109,13 @@ def _retried(error: SwitchboardError, safe: bool) -> bool:
     return isinstance(error, RateLimited) or (safe and isinstance(error, Unavailable))
 
 
+def _following(page: Any, found: list[Any], after: str) -> Any:
+    """What asks for the next page: the page's cursor, or the last id shown (None: this was the last)."""
+    if after == "cursor":
+        return page.next_cursor or None
+    return found[-1].id if found else None
+
+
 def _targets(host: str, targets: Mapping[str, str] | None) -> dict[str, str]:
     return {service: (targets or {}).get(service) or f"{host}:{port}" for service, port in DEFAULT_GRPC_PORTS.items()}
 
@@ -126,6 +133,23 @@ class _Base:
         # TLS (grpc.ssl_channel_credentials()) when the gRPC ports are behind a TLS proxy or mesh.
         self._credentials = credentials
         self._channels: dict[str, Any] = {}
+
+    # Pages, followed (an iterator, or an async one for AsyncClient).
+    def iter_deliveries(self, **filters: Any) -> Any:
+        """Every delivery the filters select, newest first, page after page."""
+        return self._pages(self.list_deliveries, "deliveries", "cursor", filters)
+
+    def iter_events(self, **filters: Any) -> Any:
+        """Every event summary the filters select, newest first, page after page."""
+        return self._pages(self.list_events, "events", "cursor", filters)
+
+    def iter_replies(self, **filters: Any) -> Any:
+        """Every AI-drafted reply the filters select, newest first."""
+        return self._pages(self.list_replies, "replies", "before", filters)
+
+    def iter_audit(self, **filters: Any) -> Any:
+        """The audit log, newest first."""
+        return self._pages(self.list_audit, "entries", "before_id", filters)
 
 
 class Client(_Base, ClientMethods):
@@ -163,40 +187,16 @@ class Client(_Base, ClientMethods):
                 time.sleep(_delay(error, attempt, self.backoff_s))
         raise AssertionError("unreachable")
 
-    def iter_deliveries(self, **filters: Any) -> Iterator[Any]:
-        """Every delivery the filters select, newest first, page after page."""
-        yield from self._pages(self.list_deliveries, "deliveries", filters)
-
-    def iter_events(self, **filters: Any) -> Iterator[Any]:
-        """Every event summary the filters select, newest first, page after page."""
-        yield from self._pages(self.list_events, "events", filters)
-
-    def iter_replies(self, **filters: Any) -> Iterator[Any]:
-        """Every AI-drafted reply the filters select, newest first."""
-        while True:
-            page = list(self.list_replies(**filters).replies)
-            yield from page
-            if not page:
-                return
-            filters = {**filters, "before": page[-1].id}
-
-    def iter_audit(self, **filters: Any) -> Iterator[Any]:
-        """The audit log, newest first."""
-        while True:
-            page = list(self.list_audit(**filters).entries)
-            yield from page
-            if not page:
-                return
-            filters = {**filters, "before_id": page[-1].id}
-
     @staticmethod
-    def _pages(method: Any, items: str, filters: dict[str, Any]) -> Iterator[Any]:
+    def _pages(method: Any, items: str, after: str, filters: dict[str, Any]) -> Iterator[Any]:
         while True:
             page = method(**filters)
-            yield from getattr(page, items)
-            if not page.next_cursor:
+            found = list(getattr(page, items))
+            yield from found
+            following = _following(page, found, after)
+            if following is None:
                 return
-            filters = {**filters, "cursor": page.next_cursor}
+            filters = {**filters, after: following}
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -241,25 +241,17 @@ class AsyncClient(_Base, AsyncClientMethods):
                 await asyncio.sleep(_delay(error, attempt, self.backoff_s))
         raise AssertionError("unreachable")
 
-    async def iter_deliveries(self, **filters: Any) -> AsyncIterator[Any]:
-        """Every delivery the filters select, newest first, page after page."""
+    @staticmethod
+    async def _pages(method: Any, items: str, after: str, filters: dict[str, Any]) -> AsyncIterator[Any]:
         while True:
-            page = await self.list_deliveries(**filters)
-            for delivery in page.deliveries:
-                yield delivery
-            if not page.next_cursor:
+            page = await method(**filters)
+            found = list(getattr(page, items))
+            for item in found:
+                yield item
+            following = _following(page, found, after)
+            if following is None:
                 return
-            filters = {**filters, "cursor": page.next_cursor}
-
-    async def iter_events(self, **filters: Any) -> AsyncIterator[Any]:
-        """Every event summary the filters select, newest first, page after page."""
-        while True:
-            page = await self.list_events(**filters)
-            for event in page.events:
-                yield event
-            if not page.next_cursor:
-                return
-            filters = {**filters, "cursor": page.next_cursor}
+            filters = {**filters, after: following}
 
     async def close(self) -> None:
         for channel in self._channels.values():
