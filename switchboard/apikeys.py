@@ -28,7 +28,7 @@ from switchboard.outages import platform_error
 from switchboard.rpc import ServiceClients, call
 from switchboard.v1 import auth_pb2, auth_pb2_grpc
 
-__all__ = ["Principal", "Authenticator", "KeyResolver", "AuthServiceKeys", "bearer_credential"]
+__all__ = ["Principal", "Authenticator", "KeyResolver", "AuthServiceKeys", "bearer_credential", "record_audit"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,13 @@ class AuthServiceKeys:
         stub = self.clients.stub("auth", auth_pb2_grpc.AuthServiceStub)
         reply = await call(stub.VerifyApiKey(auth_pb2.VerifyApiKeyRequest(key=key), timeout=self.clients.timeout))
         return Principal(reply.tenant_id, reply.key_id, frozenset(reply.scopes))
+
+
+async def record_audit(clients: ServiceClients, tenant_id: str, actor: str, action: str, resource: str) -> None:
+    """Write one entry of AuthService's audit log (a mutation an API key made, over REST or gRPC)."""
+    stub = clients.stub("auth", auth_pb2_grpc.AuthServiceStub)
+    await call(stub.RecordAudit(auth_pb2.RecordAuditRequest(tenant_id=tenant_id, actor=actor, action=action,
+                                                            resource=resource), timeout=clients.timeout))
 
 
 def local_keys(verify: Callable[[str], Awaitable[object]]) -> KeyResolver:

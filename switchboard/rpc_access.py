@@ -33,7 +33,8 @@ from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 
 from switchboard.apikeys import Authenticator, Principal, bearer_credential
-from switchboard.errors import PermissionDenied, SwitchboardError, Unauthenticated
+from switchboard.errors import PermissionDenied, RateLimited, SwitchboardError, Unauthenticated
+from switchboard.ratelimit import RateLimit, TokenBuckets
 from switchboard.masterkey import accepted_service_tokens
 from switchboard.rpc import abort_with
 from switchboard.settings import Settings
@@ -50,6 +51,9 @@ from switchboard.v1 import (  # noqa: F401
 
 __all__ = ["AccessControl", "MethodAccess", "method_access"]
 
+# Records one audited call: (tenant id, actor, action, resource).
+AuditRecorder = Callable[[str, str, str, str], Awaitable[object]]
+
 # Open without a credential: health checks and reflection.
 _OPEN_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
@@ -60,6 +64,8 @@ class MethodAccess:
 
     scope: str | None
     tenant_path: tuple[str, ...]
+    # The audit action recorded for a successful call with an API key; None: not audited here.
+    audit: str | None = None
 
     def tenant_of(self, request: Message) -> tuple[Message, str] | None:
         """The message holding the tenant field, and that field's name (None: the request has none)."""
@@ -81,7 +87,8 @@ def method_access(full_service_names: Iterable[str]) -> dict[str, MethodAccess]:
             declared = options.Extensions[access_pb2.access] if options.HasExtension(access_pb2.access) else None
             tenant_field = (declared.tenant_field if declared else "") or "tenant_id"
             table[f"/{full_name}/{method.name}"] = MethodAccess(
-                scope=(declared.scope or None) if declared else None, tenant_path=tuple(tenant_field.split(".")))
+                scope=(declared.scope or None) if declared else None, tenant_path=tuple(tenant_field.split(".")),
+                audit=(declared.audit or None) if declared else None)
     return table
 
 
@@ -92,17 +99,27 @@ class AccessControl(grpc.aio.ServerInterceptor):
     """
 
     def __init__(self, api_keys: Authenticator | None, service_tokens: Sequence[str],
-                 methods: dict[str, MethodAccess] | None = None) -> None:
+                 methods: dict[str, MethodAccess] | None = None, key_rate: RateLimit | None = None,
+                 audit: AuditRecorder | None = None) -> None:
+        """``key_rate``: each API key's rate on this server (SWITCHBOARD_KEY_RATE and _BURST, as on REST);
+        ``audit``: records the audited calls API keys make."""
         if not service_tokens:
             raise ValueError("a server needs the service token it accepts")
         self.api_keys = api_keys
         self._service_tokens = tuple(t.encode() for t in service_tokens)
         self.methods: dict[str, MethodAccess] = dict(methods or {})
+        self.key_rate = key_rate
+        self._buckets = TokenBuckets()
+        self.audit = audit
 
     @classmethod
-    def for_process(cls, api_keys: Authenticator | None, settings: Settings) -> "AccessControl":
-        """The access control of a service process: its API-key cache, and the service tokens it accepts."""
-        return cls(api_keys, accepted_service_tokens(settings))
+    def for_process(cls, api_keys: Authenticator | None, settings: Settings,
+                    audit: AuditRecorder | None = None) -> "AccessControl":
+        """The access control of a service process: its API-key cache, the service tokens it accepts, the
+        keys' rate limit and where audited calls are recorded."""
+        return cls(api_keys, accepted_service_tokens(settings), key_rate=RateLimit(settings.key_rate_per_s,
+                                                                                   settings.key_burst),
+                   audit=audit)
 
     def serve(self, full_service_names: Iterable[str]) -> None:
         """Read the access rules of the services this server serves."""
@@ -126,28 +143,42 @@ class AccessControl(grpc.aio.ServerInterceptor):
 
         async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                await self._admit(request, context, method, access)
+                principal = await self._admit(request, context, method, access)
             except SwitchboardError as exc:
                 await abort_with(context, exc)
-            return await inner(request, context)
+            response = await inner(request, context)
+            if principal is not None and access is not None and access.audit and self.audit is not None:
+                try:  # as over REST: the mutation is in the audit log before the caller hears of it
+                    await self.audit(principal.tenant_id, principal.key_id, access.audit,
+                                     _resource(request, response))
+                except SwitchboardError as exc:
+                    await abort_with(context, exc)
+            return response
 
         return grpc.unary_unary_rpc_method_handler(
             checked, request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer)
 
     async def _admit(self, request: Message, context: grpc.aio.ServicerContext, method: str,
-                     access: MethodAccess | None) -> None:
+                     access: MethodAccess | None) -> Principal | None:
+        """The API key's principal (None: the service token), once it may make this call."""
         header = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), None)
         credential = bearer_credential(header if isinstance(header, str) else None)
         if self.is_service(credential):
-            return
+            return None
         if self.api_keys is None:
             raise Unauthenticated("this server takes the service token only")
         principal = await self.api_keys.verify(credential)
+        if self.key_rate is not None:
+            verdict = self._buckets.take(principal.key_id, self.key_rate)
+            if not verdict.allowed:
+                raise RateLimited("this API key is over its rate limit", retry_after_s=verdict.retry_after_s,
+                                  headers=verdict.headers())
         if access is None or access.scope is None:
             raise PermissionDenied(f"{method.rsplit('/', 1)[-1]} is internal: API keys cannot call it")
         principal.require(access.scope)
         _bind_tenant(request, access, principal)
+        return principal
 
 
 def _bind_tenant(request: Message, access: MethodAccess, principal: Principal) -> None:
@@ -162,6 +193,16 @@ def _bind_tenant(request: Message, access: MethodAccess, principal: Principal) -
     # Mutations record who asked: the key, never what the request claims.
     if hasattr(request, "actor"):
         request.actor = principal.key_id
+
+
+def _resource(request: Message, response: Message) -> str:
+    """The id of what an audited call changed: the answer's, its resource's (a created endpoint), the request's."""
+    for message in (response, *(getattr(response, f.name) for f in response.DESCRIPTOR.fields
+                                 if f.message_type is not None and not f.is_repeated), request):
+        found = getattr(message, "id", None)
+        if isinstance(found, str) and found:
+            return found
+    return getattr(request, "tenant_id", "") or "-"
 
 
 def _refusing(handler: Any, error: SwitchboardError) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import inspect
 import logging
@@ -36,7 +37,7 @@ from switchboard.logs import configure_logging
 from switchboard.messaging import CONSUMERS, connect_nats, ensure_streams
 from switchboard.metrics import MetricsServer, watch_consumer_lag
 from switchboard.outages import platform_error
-from switchboard.apikeys import Authenticator
+from switchboard.apikeys import Authenticator, record_audit
 from switchboard.rpc import GrpcServer, PortUnavailable, ServiceClients
 from switchboard.rpc_access import AccessControl
 from switchboard.settings import Settings, SettingsError
@@ -112,6 +113,10 @@ class ServiceApp:
         """Add this service's servicers to the server."""
         raise NotImplementedError
 
+    async def record_audit(self, runtime: Runtime, tenant_id: str, actor: str, action: str, resource: str) -> None:
+        """Write an audited call an API key made over gRPC to AuthService's audit log."""
+        await record_audit(runtime.clients, tenant_id, actor, action, resource)
+
     def api_keys(self, runtime: Runtime) -> Authenticator:
         """How this process verifies API keys (its gRPC port, and the edge's REST API): AuthService, cached."""
         s = runtime.settings
@@ -155,8 +160,9 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
         await ensure_streams(js, settings)
         runtime = Runtime(settings, pool, nc, js, clients)
         runtime.api_keys = app.api_keys(runtime)
-        server = GrpcServer(app.name, app.grpc_services, AccessControl.for_process(runtime.api_keys, settings),
-                            shared_port=settings.process_count(app.name) > 1)
+        access = AccessControl.for_process(runtime.api_keys, settings,
+                                           audit=functools.partial(app.record_audit, runtime))
+        server = GrpcServer(app.name, app.grpc_services, access, shared_port=settings.process_count(app.name) > 1)
         app.register(server.server, runtime)
         if database_up:
             await app.migrated(runtime)

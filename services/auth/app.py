@@ -23,5 +23,8 @@ class AuthApp(ServiceApp):
         self.keys = KeyStore(runtime.pool, pepper, previous)
         return Authenticator(local_keys(self.keys.verify), ttl_s=s.auth_cache_ttl_s, stale_s=s.auth_cache_stale_s)
 
+    async def record_audit(self, runtime: Runtime, tenant_id: str, actor: str, action: str, resource: str) -> None:
+        await self.keys.record_audit(tenant_id, actor, action, resource)
+
     def register(self, server, runtime: Runtime) -> None:
         rpc.add_AuthServiceServicer_to_server(AuthServicer(self.keys), server)

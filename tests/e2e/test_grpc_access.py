@@ -13,7 +13,9 @@ from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from switchboard.errors import RateLimited
 from switchboard.masterkey import service_token
+from switchboard.rpc import error_from_status
 from switchboard.rpc_access import method_access  # loads every service's descriptors
 from switchboard.settings import Settings
 from switchboard.v1 import auth_pb2, auth_pb2_grpc, delivery_pb2, delivery_pb2_grpc
@@ -122,6 +124,10 @@ def test_an_api_key_works_over_grpc_in_its_own_tenant_only(platform: Platform) -
             admin_key_id = auth_pb2_grpc.AuthServiceStub(service).VerifyApiKey(
                 auth_pb2.VerifyApiKeyRequest(key=keys["admin"]), timeout=10).key_id
         assert created_by[issued.key.id] == admin_key_id
+        # A mutation of another service made with the key is in the audit log too, as over REST.
+        audited = {(e.action, e.resource): e.actor for e in auth.ListAudit(
+            auth_pb2.ListAuditRequest(limit=20), metadata=admin, timeout=10).entries}
+        assert audited[("endpoint.create", created.endpoint.id)] == admin_key_id
         assert auth.GetTenant(auth_pb2.GetTenantRequest(), metadata=reader, timeout=10).id == mine
         assert theirs != mine
 
@@ -146,3 +152,18 @@ def test_health_and_reflection_need_no_credential_and_the_service_token_reaches_
                 if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)}
     assert let_through["/switchboard.v1.AuthService/ListTenants"] is grpc.StatusCode.OK
     assert let_through["/switchboard.v1.AuthService/VerifyApiKey"] is grpc.StatusCode.OK
+
+
+def test_an_api_key_over_its_rate_on_grpc_is_told_when_to_come_back(platform_factory) -> None:
+    platform = platform_factory(SWITCHBOARD_KEY_RATE="0.5", SWITCHBOARD_KEY_BURST="3")
+    _, keys = tenant_with_keys(platform, "busy")
+    reader = (("authorization", f"Bearer {keys['read']}"),)
+    with grpc.insecure_channel(platform.grpc_target("delivery")) as channel:
+        delivery = delivery_pb2_grpc.DeliveryServiceStub(channel)
+        for _ in range(3):
+            delivery.ListEndpoints(delivery_pb2.ListEndpointsRequest(), metadata=reader, timeout=10)
+        with pytest.raises(grpc.RpcError) as limited:
+            delivery.ListEndpoints(delivery_pb2.ListEndpointsRequest(), metadata=reader, timeout=10)
+    assert limited.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    error = error_from_status(limited.value.code(), limited.value.details(), limited.value.trailing_metadata())
+    assert isinstance(error, RateLimited) and 0 < error.retry_after_s <= 2

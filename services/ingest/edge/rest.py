@@ -13,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from switchboard.apikeys import Principal
+from switchboard.apikeys import Principal, record_audit
 from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.fields import (
     as_dict,
@@ -69,9 +69,7 @@ def _auth_stub(edge: EdgeContext) -> auth_pb2_grpc.AuthServiceStub:
 
 async def audit(edge: EdgeContext, principal: Principal, action: str, resource: str) -> None:
     """Record a mutation in the audit log (AuthService) before answering it."""
-    await call(_auth_stub(edge).RecordAudit(auth_pb2.RecordAuditRequest(
-        tenant_id=principal.tenant_id, actor=principal.key_id, action=action, resource=resource),
-        timeout=edge.clients.timeout))
+    await record_audit(edge.clients, principal.tenant_id, principal.key_id, action, resource)
 
 
 # -- events published through the API -----------------------------------------------
