@@ -17,10 +17,10 @@ from services.router.routing import EventStore, Route, RouteStore, parse_route_s
 from services.router.templates import Template, TemplateStore
 from services.router.transforms import TransformError
 from switchboard.errors import InvalidRequest, NotFound
-from switchboard.events import Event
+from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.protojson import from_message, plain, struct, to_message
 from switchboard.rpc import ServiceClients, call, servicer, timestamp
-from switchboard.v1 import delivery_pb2, delivery_pb2_grpc
+from switchboard.v1 import delivery_pb2, delivery_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from switchboard.v1 import router_pb2 as pb, router_pb2_grpc as rpc
 
 
@@ -127,8 +127,16 @@ class RouterServicer(rpc.RouterServiceServicer):
                 timeout=self.clients.timeout,
             ))
 
+    async def _require_source(self, tenant_id: str, source_id: str | None) -> None:
+        """A source named must be the tenant's own, or the platform's (its alerts); NOT_FOUND otherwise."""
+        if source_id and source_id != PLATFORM_SOURCE:
+            ingest = self.clients.stub("ingest", ingest_pb2_grpc.IngestServiceStub)
+            await call(ingest.GetSource(ingest_pb2.GetSourceRequest(tenant_id=tenant_id, id=source_id),
+                                        timeout=self.clients.timeout))
+
     async def _checked_spec(self, tenant_id: str, fields: dict[str, Any], partial: bool) -> dict[str, Any]:
         spec = parse_route_spec(fields, partial=partial)
+        await self._require_source(tenant_id, spec.get("source_id"))
         await self._require_endpoints(tenant_id, spec.get("endpoint_ids", ()))
         if spec.get("template_id"):
             try:
@@ -227,6 +235,7 @@ class RouterServicer(rpc.RouterServiceServicer):
         return pb.ListEventsResponse(events=[_event_summary(e) for e in page.events], next_cursor=page.next_cursor)
 
     async def CreateReplay(self, request, context):
+        await self._require_source(request.tenant_id, request.source_id)
         if request.endpoint_id:
             await self._require_endpoints(request.tenant_id, [request.endpoint_id])
         replay = await self.replays.create(request.tenant_id, ReplayRequest(

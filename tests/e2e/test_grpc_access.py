@@ -18,7 +18,16 @@ from switchboard.masterkey import service_token
 from switchboard.rpc import error_from_status
 from switchboard.rpc_access import method_access  # loads every service's descriptors
 from switchboard.settings import Settings
-from switchboard.v1 import auth_pb2, auth_pb2_grpc, delivery_pb2, delivery_pb2_grpc
+from switchboard.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    delivery_pb2,
+    delivery_pb2_grpc,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    router_pb2,
+    router_pb2_grpc,
+)
 from tests.platform_runner import Platform
 
 pytestmark = pytest.mark.e2e
@@ -112,6 +121,21 @@ def test_an_api_key_works_over_grpc_in_its_own_tenant_only(platform: Platform) -
             delivery.GetEndpoint(delivery_pb2.GetEndpointRequest(id=created.endpoint.id), metadata=other,
                                  timeout=10)
         assert hidden.value.code() is grpc.StatusCode.NOT_FOUND
+    # A route or replay may not name another tenant's source, whoever asks (RouterService checks it).
+    with grpc.insecure_channel(platform.grpc_target("ingest")) as channel:
+        their_source = ingest_pb2_grpc.IngestServiceStub(channel).CreateSource(
+            ingest_pb2.CreateSourceRequest(name="theirs"), metadata=other, timeout=10).source.id
+    with grpc.insecure_channel(platform.grpc_target("router")) as channel:
+        router = router_pb2_grpc.RouterServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as foreign:
+            router.CreateRoute(router_pb2.RouteSpecRequest(spec=router_pb2.RouteSpec(
+                source_id=their_source, endpoint_ids=[created.endpoint.id])), metadata=admin, timeout=10)
+        assert foreign.value.code() is grpc.StatusCode.NOT_FOUND
+    with platform.client(keys["admin"]) as api:
+        assert api.post("/v1/routes", json={"source_id": their_source, "endpoint_ids": [created.endpoint.id]}
+                        ).status_code == 404
+        assert api.post("/v1/replays", json={"since": "2026-01-01T00:00:00Z", "source_id": their_source}
+                        ).status_code == 404
     with grpc.insecure_channel(platform.grpc_target("auth")) as channel:
         auth = auth_pb2_grpc.AuthServiceStub(channel)
         # A tenant admin manages its own keys; the audit log names the key that asked, not the request.
