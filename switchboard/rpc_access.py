@@ -34,10 +34,11 @@ from google.protobuf.message import Message
 
 from switchboard.apikeys import Authenticator, Principal, bearer_credential
 from switchboard.errors import PermissionDenied, RateLimited, SwitchboardError, Unauthenticated
-from switchboard.ratelimit import RateLimit, TokenBuckets
 from switchboard.masterkey import accepted_service_tokens
+from switchboard.ratelimit import RateLimit, TokenBuckets
 from switchboard.rpc import abort_with
 from switchboard.settings import Settings
+
 # The whole contract in the descriptor pool, so any service's rules can be read here.
 from switchboard.v1 import (  # noqa: F401
     access_pb2,

@@ -30,6 +30,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
+from switchboard.apikeys import Authenticator, record_audit
 from switchboard.database import DatabaseUnavailable, apply_migrations, open_pool
 from switchboard.embedded import die_with_parent
 from switchboard.errors import Unavailable
@@ -37,7 +38,6 @@ from switchboard.logs import configure_logging
 from switchboard.messaging import CONSUMERS, connect_nats, ensure_streams
 from switchboard.metrics import MetricsServer, watch_consumer_lag
 from switchboard.outages import platform_error
-from switchboard.apikeys import Authenticator, record_audit
 from switchboard.rpc import GrpcServer, PortUnavailable, ServiceClients
 from switchboard.rpc_access import AccessControl
 from switchboard.settings import Settings, SettingsError

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from services.ingest.intake import WebhookIntake
 from services.ingest.sources import Source, SourceStore, rate_limit
+from switchboard.database import contains_nul
 from switchboard.errors import InvalidRequest
 from switchboard.protojson import from_message, struct
 from switchboard.rpc import servicer, timestamp
@@ -41,6 +42,11 @@ class IngestServicer(rpc.IngestServiceServicer):
             payload = json.loads(request.payload_json)
         except ValueError:
             raise InvalidRequest("payload_json is not valid JSON", field="payload_json") from None
+        # PostgreSQL cannot store NUL: refuse it now, not after the event was accepted (as the REST reader does).
+        raw = request.payload_json
+        if "\x00" in request.type + request.idempotency_key or (
+                ("\\u0000" in raw or "\x00" in raw) and contains_nul(payload)):
+            raise InvalidRequest("the event holds NUL characters, which cannot be stored", field="payload_json")
         accepted = await self.intake.publish_api_event(request.tenant_id, request.actor or "grpc", request.type,
                                                        payload, request.idempotency_key or None)
         return pb.PublishEventResponse(event_id=accepted.event_id, duplicate=accepted.duplicate)

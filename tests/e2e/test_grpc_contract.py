@@ -122,6 +122,12 @@ def test_an_internal_team_runs_sources_endpoints_routes_and_events_over_grpc(pla
             type="order.created", payload_json=json.dumps(body), idempotency_key="order-1"),
             metadata=publisher, timeout=10)
         assert again.event_id == published.event_id and again.duplicate
+        for bad in ({"payload_json": '{"a": "\\u0000"}'}, {"payload_json": "{nope"}, {"payload_json": ""},
+                    {"payload_json": "{}", "type": ""}):
+            with pytest.raises(grpc.RpcError) as refused_event:
+                ingest.PublishEvent(ingest_pb2.PublishEventRequest(**{"type": "t", **bad}), metadata=publisher,
+                                    timeout=10)
+            assert refused_event.value.code() is grpc.StatusCode.INVALID_ARGUMENT, bad
         delivered = receiver.wait_for(lambda got: len(got) >= 1, timeout=30)
         assert json.loads(delivered[0].body) == body
         event = router.GetEvent(router_pb2.GetEventRequest(id=published.event_id), metadata=admin, timeout=10)
