@@ -22,7 +22,7 @@ from services.delivery.limits import CircuitSync
 from services.delivery.options import EndpointOptions
 from services.delivery.retry import RetryPolicy
 from services.delivery.store import DeliveryStore
-from services.delivery.worker import DeliveryWorker
+from services.delivery.worker import SLOT_WAIT_S, DeliveryWorker
 from switchboard.circuit import CircuitBreakers
 from switchboard.database import apply_migrations, open_pool
 from switchboard.events import DeliveryMessage
@@ -145,7 +145,9 @@ async def test_a_circuit_opened_in_one_process_holds_the_others_until_a_probe_cl
 
 
 async def test_with_two_processes_each_takes_its_share_of_the_in_flight_cap(store, nats_server, database_url) -> None:
-    with Receiver(delay_s=1.0) as slow:
+    # The receiver answers well after a waiting delivery gives up (SLOT_WAIT_S): at 1 s each, which came
+    # first depended on the machine's load.
+    with Receiver(delay_s=SLOT_WAIT_S * 3) as slow:
         endpoint = await store.create_endpoint("t1", slow.url, "", "webhook", generate_webhook_secret(),
                                                options={"max_in_flight": 3})
         async with delivery_process(nats_server.url, database_url, processes=2) as (_, worker):
