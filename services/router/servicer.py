@@ -10,7 +10,7 @@ from typing import Any, Iterable
 from plugins.sources.spec import AUTHORS
 from services.router.approvals import Approvals
 from services.router.replay import Replay, ReplayRequest, ReplayStore
-from services.router.replies import ReplyDraft, ReplyStore
+from services.router.replies import ReplyDraft
 from services.router.dispatch import Dispatcher, template_context
 from services.router.event_search import DEFAULT_LIMIT, EventQuery, EventSearch, EventSummary
 from services.router.routing import EventStore, Route, RouteStore, parse_route_spec
