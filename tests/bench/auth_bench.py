@@ -41,7 +41,7 @@ def main() -> None:
             processes.append(spawn(["-m", "services.ingest"], {**env, "SWITCHBOARD_HTTP_PORT": str(with_auth)}))
             processes.append(spawn(["-m", "tests.bench.edge_without_auth"], {
                 **env, "SWITCHBOARD_HTTP_PORT": str(without_auth), "BENCH_TENANT_ID": tenant.id,
-                "SWITCHBOARD_INGEST_GRPC_PORT": str(free_port())}))
+                "SWITCHBOARD_INGEST_GRPC_PORT": str(free_port()), "SWITCHBOARD_INGEST_METRICS_PORT": str(free_port())}))
             wait_http(f"http://127.0.0.1:{with_auth}/healthz")
             wait_http(f"http://127.0.0.1:{without_auth}/healthz")
             headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
