@@ -133,8 +133,12 @@ async def reseal_columns(pool, box: SecretBox, table: str, *, with_config: bool 
     a changed row (a revision, so copies elsewhere are rewritten)."""
     columns = ["secret", "previous_secret", *(["config"] if with_config else [])]
     changed = 0
+    # Only rows that may be due are read (a config's credentials can sit anywhere: a row with one is read).
+    due = "NOT (secret LIKE %(current)s AND (previous_secret IS NULL OR previous_secret LIKE %(current)s))" + (
+        " OR config <> '{}'::jsonb" if with_config else "")
     async with pool.connection() as conn:
-        cur = await conn.execute(f"SELECT id, {', '.join(columns)} FROM {table}")
+        cur = await conn.execute(f"SELECT id, {', '.join(columns)} FROM {table} WHERE {due}",
+                                 {"current": f"{PREFIX}{box.key_id}:%"})
         for row in await cur.fetchall():
             config = row.get("config")
             if box.is_current(row["secret"]) and box.is_current(row["previous_secret"]) and (
