@@ -134,6 +134,14 @@ class _Base:
         self._credentials = credentials
         self._channels: dict[str, Any] = {}
 
+    def _prepared(self, service: str, path: str, request_type: Any, response_type: Any, request: Any,
+                  fields: dict[str, Any]) -> tuple[Any, Message, bool]:
+        """The call's method on its channel, its request, and whether UNAVAILABLE may be retried."""
+        message = build_request(request_type, request, fields)
+        rpc = self._channel(service).unary_unary(path, request_serializer=request_type.SerializeToString,
+                                                 response_deserializer=response_type.FromString)
+        return rpc, message, retry_safe(path, message)
+
     # Pages, followed (an iterator, or an async one for AsyncClient).
     def iter_deliveries(self, **filters: Any) -> Any:
         """Every delivery the filters select, newest first, page after page."""
@@ -173,10 +181,7 @@ class Client(_Base, ClientMethods):
 
     def _call(self, service: str, path: str, request_type: Any, response_type: Any, request: Any,
               fields: dict[str, Any]) -> Any:
-        message = build_request(request_type, request, fields)
-        rpc = self._channel(service).unary_unary(path, request_serializer=request_type.SerializeToString,
-                                                 response_deserializer=response_type.FromString)
-        safe = retry_safe(path, message)
+        rpc, message, safe = self._prepared(service, path, request_type, response_type, request, fields)
         for attempt in range(self.retries + 1):
             try:
                 return rpc(message, metadata=self._metadata, timeout=self.timeout_s)
@@ -227,10 +232,7 @@ class AsyncClient(_Base, AsyncClientMethods):
 
     async def _call(self, service: str, path: str, request_type: Any, response_type: Any, request: Any,
                     fields: dict[str, Any]) -> Any:
-        message = build_request(request_type, request, fields)
-        rpc = self._channel(service).unary_unary(path, request_serializer=request_type.SerializeToString,
-                                                 response_deserializer=response_type.FromString)
-        safe = retry_safe(path, message)
+        rpc, message, safe = self._prepared(service, path, request_type, response_type, request, fields)
         for attempt in range(self.retries + 1):
             try:
                 return await rpc(message, metadata=self._metadata, timeout=self.timeout_s)
