@@ -17,7 +17,6 @@ them by method and status code (:mod:`switchboard.metrics`).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import inspect
@@ -51,7 +50,6 @@ __all__ = [
     "GrpcServer",
     "servicer",
     "ServiceClients",
-    "service_channel",
     "call",
     "error_status",
     "error_from_status",
@@ -327,28 +325,6 @@ class ServiceClients:
             await channel.close()
         self._channels.clear()
 
-
-
-class _CallDetails(collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
-                                                           "wait_for_ready", "compression")),
-                   grpc.ClientCallDetails):
-    pass
-
-
-class _SyncCredential(grpc.UnaryUnaryClientInterceptor):
-    def __init__(self, authorization: str) -> None:
-        self._credential = (("authorization", authorization),)
-
-    def intercept_unary_unary(self, continuation: Callable[..., Any], details: grpc.ClientCallDetails,
-                              request: Any) -> Any:
-        return continuation(_CallDetails(details.method, details.timeout,
-                                         (*self._credential, *(details.metadata or ())), details.credentials,
-                                         details.wait_for_ready, details.compression), request)
-
-
-def service_channel(settings: Settings, target: str) -> grpc.Channel:
-    """A blocking channel whose calls carry the service token (the supervisor's and the CLI's own calls)."""
-    return grpc.intercept_channel(grpc.insecure_channel(target), _SyncCredential(f"Bearer {service_token(settings)}"))
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:

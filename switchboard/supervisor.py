@@ -32,12 +32,12 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from switchboard.client import Client
 from switchboard.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, free_port
-from switchboard.masterkey import load_or_create_master_key
-from switchboard.rpc import service_channel
+from switchboard.errors import SwitchboardError
+from switchboard.masterkey import load_or_create_master_key, service_token
 from switchboard.service import EXIT_CONFIG
 from switchboard.settings import SERVICE_NAMES, Settings
-from switchboard.v1 import auth_pb2, auth_pb2_grpc
 
 __all__ = ["Supervisor", "StartupError"]
 
@@ -285,16 +285,13 @@ class Supervisor:
         if path.exists():
             return None
         try:
-            with service_channel(self.settings, self.settings.grpc_target("auth")) as channel:
-                stub = auth_pb2_grpc.AuthServiceStub(channel)
-                tenant = stub.CreateTenant(auth_pb2.CreateTenantRequest(name="default", actor="system"), timeout=10)
-                issued = stub.CreateApiKey(
-                    auth_pb2.CreateApiKeyRequest(tenant_id=tenant.id, name="bootstrap admin", scopes=["admin"],
-                                                 actor="system"),
-                    timeout=10,
-                )
-        except grpc.RpcError as exc:
-            raise StartupError(f"could not create the bootstrap admin key: {exc.code().name}") from None
+            with Client(service_token(self.settings), targets={"auth": self.settings.grpc_target("auth")},
+                        timeout_s=10) as auth:
+                tenant = auth.create_tenant(name="default", actor="system")
+                issued = auth.create_api_key(tenant_id=tenant.id, name="bootstrap admin", scopes=["admin"],
+                                             actor="system")
+        except SwitchboardError as exc:
+            raise StartupError(f"could not create the bootstrap admin key: {exc.code}") from None
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(issued.secret + "\n")

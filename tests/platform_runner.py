@@ -14,9 +14,9 @@ from pathlib import Path
 import grpc
 import httpx
 
-from switchboard.rpc import service_channel
 from switchboard.settings import Settings
 from switchboard.supervisor import listening_ports, pid_files
+from tests.credentials import service_channel
 
 _EDGE = re.compile(r"edge:\s+(http://\S+)")
 _KEY = re.compile(r"admin key:\s+(sb_live_\S+)")

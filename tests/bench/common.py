@@ -19,8 +19,8 @@ import httpx
 import psycopg
 
 from switchboard.embedded import EmbeddedNats, EmbeddedPostgres, free_port
-from switchboard.rpc import service_channel
 from switchboard.settings import Settings
+from tests.credentials import service_channel
 
 
 @contextmanager
