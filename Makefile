@@ -8,6 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PROTOS := $(wildcard protos/switchboard/v1/*.proto)
 STUBS  := switchboard/v1/.generated-stamp
+GOOGLE_API_PROTOS = $(BIN)/python -c 'import google.api, pathlib; print(pathlib.Path(google.api.__path__[0]).parents[1])'
 
 .PHONY: run test fuzz protos bench lint clean setup browser chaos
 
@@ -23,7 +24,8 @@ $(STAMP): pyproject.toml
 # .gitignore), so they can never drift from protos/.
 $(STUBS): $(STAMP) $(PROTOS)
 	mkdir -p switchboard/v1
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \
+	# google/api/*.proto (the http bindings) ship with googleapis-common-protos.
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos -I"$$($(GOOGLE_API_PROTOS))" \
 		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. \
 		$(PROTOS)
 	touch switchboard/v1/__init__.py

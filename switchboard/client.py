@@ -1,4 +1,4 @@
-"""The Python client of Switchboard's gRPC API: every RPC as a typed method, sync or async.
+"""The Python client of Switchboard: every RPC as a typed method, sync or async, over gRPC or REST.
 
     from switchboard.client import Client
 
@@ -14,6 +14,11 @@ and takes the request message or its fields as keywords (a dict for a
 the response message. The methods are generated from the ``.proto`` files
 (``switchboard/v1/client_methods.py``), so every RPC is there.
 
+* **Transports**: gRPC by default; with ``rest_url="https://switchboard.example.com"``
+  the same methods call the REST API (each RPC's ``google.api.http``
+  binding, switchboard/transcoding.py), for callers that reach only the
+  edge. Answers are the same messages either way; RPCs without a REST
+  binding (tenants, API keys) are gRPC only.
 * **Credentials**: an API key (its scopes and tenant, as on REST; leave
   ``tenant_id`` empty) or the deployment's service token.
 * **Errors** are the platform's exceptions (:mod:`switchboard.errors`) with the
@@ -38,14 +43,16 @@ from datetime import datetime
 from typing import Any, AsyncIterator, Iterator, Mapping
 
 import grpc
+import httpx
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from switchboard.errors import RateLimited, SwitchboardError, Unavailable
+from switchboard.errors import InvalidRequest, RateLimited, SwitchboardError, Unavailable, from_rest_error
 from switchboard.protojson import to_message
 from switchboard.rpc import error_from_status
 from switchboard.settings import DEFAULT_GRPC_PORTS
+from switchboard.transcoding import Binding, binding_for, from_rest_answer, rest_request
 from switchboard.v1.client_methods import AsyncClientMethods, ClientMethods
 
 __all__ = ["Client", "AsyncClient", "build_request", "retry_safe"]
@@ -116,6 +123,26 @@ def _following(page: Any, found: list[Any], after: str) -> Any:
     return found[-1].id if found else None
 
 
+def _rest_parts(path: str, message: Message) -> tuple[Binding, str, dict[str, str], dict[str, Any] | None]:
+    binding = binding_for(path)
+    if binding is None:
+        raise InvalidRequest(f"{path.rsplit('/', 1)[-1]} has no REST binding: call it over gRPC")
+    return (binding, *rest_request(binding, message))
+
+
+def _rest_answer(answer: httpx.Response, response_type: Any) -> Any:
+    """The answer as its message, or the platform error it carries."""
+    if answer.status_code < 400:
+        return from_rest_answer(answer.json(), response_type())
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    retry_after = answer.headers.get("retry-after")
+    raise from_rest_error(answer.status_code, body, float(retry_after) if retry_after else None,
+                          dict(answer.headers))
+
+
 def _targets(host: str, targets: Mapping[str, str] | None) -> dict[str, str]:
     return {service: (targets or {}).get(service) or f"{host}:{port}" for service, port in DEFAULT_GRPC_PORTS.items()}
 
@@ -126,6 +153,7 @@ class _Base:
         if not api_key:
             raise ValueError("an API key (or the service token) is required")
         self._metadata = (("authorization", f"Bearer {api_key}"),)
+        self._headers = {"authorization": f"Bearer {api_key}"}
         self._targets = _targets(host, targets)
         self.timeout_s = timeout_s
         self.retries = retries
@@ -134,13 +162,10 @@ class _Base:
         self._credentials = credentials
         self._channels: dict[str, Any] = {}
 
-    def _prepared(self, service: str, path: str, request_type: Any, response_type: Any, request: Any,
-                  fields: dict[str, Any]) -> tuple[Any, Message, bool]:
-        """The call's method on its channel, its request, and whether UNAVAILABLE may be retried."""
-        message = build_request(request_type, request, fields)
-        rpc = self._channel(service).unary_unary(path, request_serializer=request_type.SerializeToString,
-                                                 response_deserializer=response_type.FromString)
-        return rpc, message, retry_safe(path, message)
+    def _rpc(self, service: str, path: str, request_type: Any, response_type: Any) -> Any:
+        """The call's method on its service's channel."""
+        return self._channel(service).unary_unary(path, request_serializer=request_type.SerializeToString,
+                                                  response_deserializer=response_type.FromString)
 
     # Pages, followed (an iterator, or an async one for AsyncClient).
     def iter_deliveries(self, **filters: Any) -> Any:
@@ -169,8 +194,9 @@ class Client(_Base, ClientMethods):
 
     def __init__(self, api_key: str, *, host: str = "127.0.0.1", targets: Mapping[str, str] | None = None,
                  timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.2,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, rest_url: str | None = None) -> None:
         super().__init__(api_key, host, targets, timeout_s, retries, backoff_s, credentials)
+        self._http = httpx.Client(base_url=rest_url, headers=self._headers, timeout=timeout_s) if rest_url else None
 
     def _channel(self, service: str) -> grpc.Channel:
         if service not in self._channels:
@@ -181,16 +207,34 @@ class Client(_Base, ClientMethods):
 
     def _call(self, service: str, path: str, request_type: Any, response_type: Any, request: Any,
               fields: dict[str, Any]) -> Any:
-        rpc, message, safe = self._prepared(service, path, request_type, response_type, request, fields)
+        message = build_request(request_type, request, fields)
+        safe = retry_safe(path, message)
         for attempt in range(self.retries + 1):
             try:
-                return rpc(message, metadata=self._metadata, timeout=self.timeout_s)
-            except grpc.RpcError as exc:
-                error = error_from_status(exc.code(), exc.details(), exc.trailing_metadata())
+                if self._http is not None:
+                    return self._over_rest(path, response_type, message)
+                return self._over_grpc(service, path, request_type, response_type, message)
+            except SwitchboardError as error:
                 if attempt == self.retries or not _retried(error, safe):
-                    raise error from None
+                    raise
                 time.sleep(_delay(error, attempt, self.backoff_s))
         raise AssertionError("unreachable")
+
+    def _over_grpc(self, service: str, path: str, request_type: Any, response_type: Any, message: Message) -> Any:
+        try:
+            return self._rpc(service, path, request_type, response_type)(
+                message, metadata=self._metadata, timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_status(exc.code(), exc.details(), exc.trailing_metadata()) from None
+
+    def _over_rest(self, path: str, response_type: Any, message: Message) -> Any:
+        assert self._http is not None
+        binding, url, query, body = _rest_parts(path, message)
+        try:
+            answer = self._http.request(binding.verb, url, params=query, json=body)
+        except httpx.TransportError:
+            raise Unavailable("the edge is unavailable; retry later") from None
+        return _rest_answer(answer, response_type)
 
     @staticmethod
     def _pages(method: Any, items: str, after: str, filters: dict[str, Any]) -> Iterator[Any]:
@@ -207,6 +251,8 @@ class Client(_Base, ClientMethods):
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -220,8 +266,10 @@ class AsyncClient(_Base, AsyncClientMethods):
 
     def __init__(self, api_key: str, *, host: str = "127.0.0.1", targets: Mapping[str, str] | None = None,
                  timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.2,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, rest_url: str | None = None) -> None:
         super().__init__(api_key, host, targets, timeout_s, retries, backoff_s, credentials)
+        self._http = httpx.AsyncClient(base_url=rest_url, headers=self._headers, timeout=timeout_s) \
+            if rest_url else None
 
     def _channel(self, service: str) -> grpc.aio.Channel:
         if service not in self._channels:
@@ -232,16 +280,35 @@ class AsyncClient(_Base, AsyncClientMethods):
 
     async def _call(self, service: str, path: str, request_type: Any, response_type: Any, request: Any,
                     fields: dict[str, Any]) -> Any:
-        rpc, message, safe = self._prepared(service, path, request_type, response_type, request, fields)
+        message = build_request(request_type, request, fields)
+        safe = retry_safe(path, message)
         for attempt in range(self.retries + 1):
             try:
-                return await rpc(message, metadata=self._metadata, timeout=self.timeout_s)
-            except grpc.aio.AioRpcError as exc:
-                error = error_from_status(exc.code(), exc.details(), exc.trailing_metadata())
+                if self._http is not None:
+                    return await self._over_rest(path, response_type, message)
+                return await self._over_grpc(service, path, request_type, response_type, message)
+            except SwitchboardError as error:
                 if attempt == self.retries or not _retried(error, safe):
-                    raise error from None
+                    raise
                 await asyncio.sleep(_delay(error, attempt, self.backoff_s))
         raise AssertionError("unreachable")
+
+    async def _over_grpc(self, service: str, path: str, request_type: Any, response_type: Any,
+                         message: Message) -> Any:
+        try:
+            return await self._rpc(service, path, request_type, response_type)(
+                message, metadata=self._metadata, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_status(exc.code(), exc.details(), exc.trailing_metadata()) from None
+
+    async def _over_rest(self, path: str, response_type: Any, message: Message) -> Any:
+        assert self._http is not None
+        binding, url, query, body = _rest_parts(path, message)
+        try:
+            answer = await self._http.request(binding.verb, url, params=query, json=body)
+        except httpx.TransportError:
+            raise Unavailable("the edge is unavailable; retry later") from None
+        return _rest_answer(answer, response_type)
 
     @staticmethod
     async def _pages(method: Any, items: str, after: str, filters: dict[str, Any]) -> AsyncIterator[Any]:
@@ -259,6 +326,8 @@ class AsyncClient(_Base, AsyncClientMethods):
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def __aenter__(self) -> "AsyncClient":
         return self

@@ -14,13 +14,11 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pool
 
-# The contract, loaded into the descriptor pool.
-from switchboard.v1 import ai_pb2, analytics_pb2, auth_pb2, delivery_pb2, ingest_pb2, router_pb2  # noqa: F401
+# The contract (loaded into the descriptor pool by this import), and its services by process name.
+from switchboard.transcoding import SERVICES
 
 MODULES = {"ai": "ai_pb2", "analytics": "analytics_pb2", "auth": "auth_pb2", "delivery": "delivery_pb2",
            "ingest": "ingest_pb2", "router": "router_pb2"}
-SERVICES = {"ingest": "IngestService", "router": "RouterService", "ai": "AIService", "delivery": "DeliveryService",
-            "auth": "AuthService", "analytics": "AnalyticsService"}
 
 
 def snake(name: str) -> str:

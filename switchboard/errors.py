@@ -9,6 +9,8 @@ meant.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "RateLimited",
     "Unavailable",
     "HTTP_STATUS",
+    "from_rest_error",
     "GRPC_STATUS",
     "from_grpc_code",
 ]
@@ -186,3 +189,20 @@ def from_grpc_code(code: grpc.StatusCode, details: str | None, *, reason: str | 
     if cls is RateLimited:
         return RateLimited(message, retry_after_s=retry_after_s or 1.0, headers=metadata)
     return cls(message, code=reason, field=field)
+
+
+_FROM_HTTP = {status: cls for cls, status in HTTP_STATUS.items() if cls is not SwitchboardError}
+
+
+def from_rest_error(status: int, body: Any, retry_after_s: float | None = None,
+                    headers: dict[str, str] | None = None) -> SwitchboardError:
+    """The platform error a REST error answer stands for: ``{"error": {"code", "message", "field"}}`` rebuilt
+    with its stable code, as :func:`from_grpc_code` does for a gRPC status."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {}
+    code, message = str(error.get("code") or ""), str(error.get("message") or f"HTTP {status}")
+    cls = _BY_CODE.get(code) or _FROM_HTTP.get(status) or (Unavailable if status >= 500 else SwitchboardError)
+    if cls is RateLimited:
+        return RateLimited(message, retry_after_s=retry_after_s or 1.0, headers=headers)
+    return cls(message, code=code or None, field=error.get("field"))

@@ -15,33 +15,34 @@ a webhook may carry (ids above 2**53), so they stay their exact JSON text.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, TypeVar
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, TypeVar
 
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
 from switchboard.errors import InvalidRequest
 
-__all__ = ["plain", "struct", "to_message", "from_message"]
+__all__ = ["plain", "whole", "struct", "to_message", "from_message", "parse_time", "changed_fields"]
 
 M = TypeVar("M", bound=Message)
 
 _EXACT = 2 ** 53
 
 
-def _whole(value: Any) -> Any:
+def whole(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT:
         return int(value)
     if isinstance(value, dict):
-        return {k: _whole(v) for k, v in value.items()}
+        return {k: whole(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_whole(v) for v in value]
+        return [whole(v) for v in value]
     return value
 
 
 def plain(message: Message) -> Any:
     """A message as plain JSON values (dicts, lists, ...), whole numbers as ints."""
-    return _whole(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    return whole(json_format.MessageToDict(message, preserving_proto_field_name=True))
 
 
 def _lists(value: Any) -> Any:
@@ -72,3 +73,29 @@ def from_message(message: Message, field: str) -> Any:
     if message.HasField(field):
         return plain(getattr(message, field))
     return None
+
+
+def parse_time(raw: Any, name: str) -> datetime:
+    """An ISO 8601 time, UTC unless it says otherwise, as an aware UTC datetime; InvalidRequest otherwise
+    (also for a time that is no time in UTC, like 0001-01-01T00:00:00+01:00)."""
+    try:
+        value = datetime.fromisoformat(raw)
+        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidRequest(f"{name} must be an ISO 8601 time between the years 1 and 9999 (UTC), "
+                             "like 2026-01-31T12:00:00Z") from None
+
+
+def changed_fields(request: Message, updatable: Iterable[str]) -> list[str]:
+    """The fields an update changes (AIP-134): those its ``update_mask`` names (a field named but unset is
+    cleared), or without a mask those set. InvalidRequest for a mask naming a field it cannot change."""
+    names = list(updatable)
+    mask = list(request.update_mask.paths)
+    if mask:
+        unknown = sorted(set(mask) - set(names))
+        if unknown:
+            raise InvalidRequest(f"cannot change {', '.join(unknown)}; an update takes {', '.join(names)}",
+                                 field=unknown[0])
+        return mask
+    fields = request.DESCRIPTOR.fields_by_name
+    return [n for n in names if (len(getattr(request, n)) > 0 if fields[n].is_repeated else request.HasField(n))]

@@ -219,7 +219,8 @@ def _rpc_attributes(method: str) -> dict[str, str]:
 class ClientTelemetry(grpc.aio.UnaryUnaryClientInterceptor):
     """Calls another service in a client span whose context travels in the call's metadata; counts and times it.
 
-    ``authorization``: the metadata value every call carries (the service token, switchboard/rpc_access.py).
+    ``authorization``: the metadata value every call carries (the service token, switchboard/rpc_access.py),
+    unless the call brings its own (the edge calling for a REST caller, with the caller's key).
     """
 
     def __init__(self, authorization: str | None = None) -> None:
@@ -234,7 +235,9 @@ class ClientTelemetry(grpc.aio.UnaryUnaryClientInterceptor):
                                            record_exception=False, set_status_on_exception=False) as span:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
-            metadata = grpc.aio.Metadata(*self._credential, *(tuple(details.metadata) if details.metadata else ()))
+            given = tuple(details.metadata) if details.metadata else ()
+            own = any(key == "authorization" for key, _ in given)
+            metadata = grpc.aio.Metadata(*(() if own else self._credential), *given)
             for key, value in carrier.items():
                 metadata.add(key, value)
             call = await continuation(details._replace(metadata=metadata), request)

@@ -39,16 +39,9 @@ from switchboard.ratelimit import RateLimit, TokenBuckets
 from switchboard.rpc import abort_with
 from switchboard.settings import Settings
 
-# The whole contract in the descriptor pool, so any service's rules can be read here.
-from switchboard.v1 import (  # noqa: F401
-    access_pb2,
-    ai_pb2,
-    analytics_pb2,
-    auth_pb2,
-    delivery_pb2,
-    ingest_pb2,
-    router_pb2,
-)
+# Loads the whole contract into the descriptor pool, so any service's rules can be read here.
+from switchboard.transcoding import SERVICES  # noqa: F401
+from switchboard.v1 import access_pb2
 
 __all__ = ["AccessControl", "MethodAccess", "method_access"]
 

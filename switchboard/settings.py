@@ -121,6 +121,8 @@ class Settings:
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # Where senders reach the edge (a source's ingest_url); unset: the address a caller used.
+    public_url: str = ""
     grpc_host: str = "127.0.0.1"
     grpc_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_GRPC_PORTS))
     # host:port per service for clients; defaults to grpc_host:grpc_port.
@@ -305,6 +307,7 @@ class Settings:
             database_url=env.get(f"{p}DATABASE_URL") or None,
             http_host=env.get(f"{p}HTTP_HOST") or "127.0.0.1",
             http_port=_int(env, f"{p}HTTP_PORT", 8080),
+            public_url=env.get(f"{p}PUBLIC_URL") or "",
             grpc_host=env.get(f"{p}GRPC_HOST") or "127.0.0.1",
             grpc_ports=ports,
             grpc_targets=targets,
@@ -418,6 +421,7 @@ class Settings:
             f"{p}STATE_DIR": str(self.state_dir),
             f"{p}HTTP_HOST": self.http_host,
             f"{p}HTTP_PORT": str(self.http_port),
+            f"{p}PUBLIC_URL": self.public_url,
             f"{p}GRPC_HOST": self.grpc_host,
             f"{p}MAX_BODY_BYTES": str(self.max_body_bytes),
             f"{p}KEY_RATE": str(self.key_rate_per_s),

@@ -13,7 +13,7 @@ from services.ai.gate import LANES
 from services.ai.prompts import check_template
 from services.ai.store import AIStore
 from switchboard.errors import InvalidRequest
-from switchboard.protojson import plain, struct
+from switchboard.protojson import changed_fields, plain, struct
 from switchboard.rpc import servicer
 from switchboard.v1 import ai_pb2 as pb, ai_pb2_grpc as rpc
 
@@ -76,14 +76,16 @@ class AIServicer(rpc.AIServiceServicer):
 
     async def UpdateSettings(self, request, context):
         providers = categories = None
-        if request.HasField("providers"):
-            providers = tuple(dict.fromkeys(request.providers.values))
+        # provider_keys may be named too: its entries are merged into the tenant's keys whatever the mask says.
+        changed = changed_fields(request, ("providers", "categories", "provider_keys"))
+        if "providers" in changed:
+            providers = tuple(dict.fromkeys(request.providers))
             unknown = [p for p in providers if p not in self.engine.registry.ai_providers]
             if unknown:
                 raise InvalidRequest(f"unknown AI providers {', '.join(unknown)}; known: "
                                      f"{', '.join(sorted(self.engine.registry.ai_providers))}")
-        if request.HasField("categories"):
-            categories = check_categories(list(request.categories.values)) if request.categories.values else ()
+        if "categories" in changed:
+            categories = check_categories(list(request.categories)) if request.categories else ()
         keys = {name: self._checked_key(name, key) for name, key in request.provider_keys.items()}
         await self.store.save_settings(request.tenant_id, providers, categories, keys)
         return await self._settings(request.tenant_id)
@@ -113,9 +115,10 @@ class AIServicer(rpc.AIServiceServicer):
         since = (request.since.ToDatetime(tzinfo=timezone.utc).date() if request.since.seconds
                  else date.today() - timedelta(days=30))
         rows = await self.store.usage(request.tenant_id, since)
-        return pb.Usage(rows=[pb.UsageRow(provider=r.provider, day=r.day.isoformat(), requests=r.requests,
-                                          input_tokens=r.input_tokens, output_tokens=r.output_tokens,
-                                          cost_usd=r.cost_usd, cached=r.cached, failures=r.failures) for r in rows])
+        return pb.Usage(rows=[pb.UsageRow(
+            provider=r.provider, day=r.day.isoformat(), requests=r.requests, input_tokens=r.input_tokens,
+            output_tokens=r.output_tokens, cost_usd=round(r.cost_usd, 6), cached=r.cached, failures=r.failures)
+            for r in rows])
 
     async def _settings(self, tenant_id: str) -> pb.AISettings:
         settings = await self.store.settings(tenant_id)

@@ -26,8 +26,9 @@ def _stats(stats: Stats) -> pb.Stats:
         events_received=stats.events_received, routed=stats.routed, unrouted=stats.unrouted, dropped=stats.dropped,
         deliveries=stats.deliveries, attempts=stats.attempts,
         succeeded=stats.succeeded, failed=stats.failed, dead=stats.dead, success_rate=stats.success_rate,
-        latency=pb.Latency(p50_ms=latency.p50_ms, p95_ms=latency.p95_ms, p99_ms=latency.p99_ms,
-                           avg_ms=latency.avg_ms),
+        # A tenth of a millisecond is plenty (the histogram's slots are coarser).
+        latency=pb.Latency(p50_ms=round(latency.p50_ms, 1), p95_ms=round(latency.p95_ms, 1),
+                           p99_ms=round(latency.p99_ms, 1), avg_ms=round(latency.avg_ms, 1)),
     )
 
 
@@ -42,7 +43,7 @@ class AnalyticsServicer(rpc.AnalyticsServiceServicer):
                            pending_by_reason=o.pending_by_reason)
 
     async def GetTrends(self, request, context):
-        t = await self.reader.trends(request.tenant_id, request.bucket, *_times(request.range),
+        t = await self.reader.trends(request.tenant_id, request.bucket or "hour", *_times(request.range),
                                      endpoint_id=request.endpoint_id)
         return pb.Trends(range=_range(t.range), bucket=t.bucket, points=[
             pb.TrendPoint(start=timestamp(p.start), stats=_stats(p.stats)) for p in t.points])

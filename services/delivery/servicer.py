@@ -13,7 +13,7 @@ from switchboard.errors import Unavailable
 from switchboard.events import DeliveryMessage
 from switchboard.ids import new_id
 from switchboard.messaging import delivery_subject, encode
-from switchboard.protojson import from_message, struct, to_message
+from switchboard.protojson import changed_fields, from_message, struct, to_message
 from switchboard.rpc import servicer, timestamp
 from switchboard.v1 import delivery_pb2 as pb, delivery_pb2_grpc as rpc
 
@@ -27,7 +27,7 @@ def _endpoint(e: Endpoint) -> pb.Endpoint:
         failover_endpoint_id=e.failover_endpoint_id or "", failing_since=timestamp(e.failing_since),
         previous_secret_expires_at=timestamp(
             e.previous_secret_expires_at if e.signing_secrets(datetime.now(timezone.utc))[1] else None),
-        updated_at=timestamp(e.updated_at),
+        updated_at=timestamp(e.updated_at), enabled=e.disabled_at is None,
     )
 
 
@@ -41,12 +41,17 @@ def _delivery(d: Delivery) -> pb.Delivery:
         created_at=timestamp(d.created_at), updated_at=timestamp(d.updated_at),
         attempts=[
             pb.Attempt(number=a.number, started_at=timestamp(a.started_at), outcome=a.outcome,
-                       status_code=a.status_code or 0, latency_ms=a.latency_ms,
+                       status_code=a.status_code or 0, latency_ms=round(a.latency_ms, 1),
                        response_excerpt=a.response_excerpt, error=a.error or "",
                        response_headers=a.response_headers, sent_to=a.sent_to or "")
             for a in d.history
         ],
     )
+
+
+_UPDATABLE = ("url", "description", "config", "options", "event_types", "failover_endpoint_id", "enabled")
+# How long a rotated secret keeps signing beside the new one when the caller does not say.
+DEFAULT_GRACE_S = 24 * 3600
 
 
 @servicer
@@ -71,24 +76,24 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
 
     async def UpdateEndpoint(self, request, context):
         changes: dict = {}
-        for name in ("url", "description", "failover_endpoint_id"):
-            if request.HasField(name):
+        for name in changed_fields(request, _UPDATABLE):
+            if name in ("config", "options"):
+                changes[name] = from_message(request, name) or {}
+            elif name == "event_types":
+                changes[name] = list(request.event_types)
+            else:
                 changes[name] = getattr(request, name)
-        for name in ("config", "options"):
-            if request.HasField(name):
-                changes[name] = from_message(request, name)
-        if request.HasField("event_types"):
-            changes["event_types"] = list(request.event_types.patterns)
-        enabled = request.enabled if request.HasField("enabled") else None
+        enabled = changes.pop("enabled", None)
         return _endpoint(await self.endpoints.update(request.tenant_id, request.id, changes, enabled))
 
     async def DeleteEndpoint(self, request, context):
         await self.store.delete_endpoint(request.tenant_id, request.id)
-        return pb.DeleteEndpointResponse(id=request.id)
+        return pb.DeleteEndpointResponse(id=request.id, deleted=True)
 
     async def RotateEndpointSecret(self, request, context):
         endpoint = await self.endpoints.rotate_secret(
-            request.tenant_id, request.id, request.secret, timedelta(seconds=request.grace_seconds))
+            request.tenant_id, request.id, request.secret,
+            timedelta(seconds=request.grace_seconds if request.HasField("grace_seconds") else DEFAULT_GRACE_S))
         return pb.CreateEndpointResponse(endpoint=_endpoint(endpoint), secret=endpoint.secret)
 
     async def ListEndpoints(self, request, context):
@@ -133,9 +138,12 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
             raise Unavailable("could not queue the test event; try again") from None
         return pb.TestEndpointResponse(event_id=message.event_id, delivery_id=message.delivery_id)
 
-    async def SetEndpointEnabled(self, request, context):
-        reason = None if request.enabled else (request.reason or "disabled by an operator")
-        return _endpoint(await self.store.set_endpoint_disabled(request.tenant_id, request.id, reason))
+    async def DisableEndpoint(self, request, context):
+        return _endpoint(await self.store.set_endpoint_disabled(
+            request.tenant_id, request.id, request.reason or "disabled by an operator"))
+
+    async def EnableEndpoint(self, request, context):
+        return _endpoint(await self.store.set_endpoint_disabled(request.tenant_id, request.id, None))
 
     async def _resend(self, tenant_id: str, delivery_id: str) -> None:
         """Pending again first, then queued: a worker never sees the message while it is still failed."""

@@ -49,7 +49,8 @@ class IngestApp(ServiceApp):
         # One intake for webhooks and published events, over HTTP and gRPC alike.
         self.intake = WebhookIntake(self.sources, self.registry, publisher,
                                     RateLimit(s.source_rate_per_s, s.source_burst))
-        rpc.add_IngestServiceServicer_to_server(IngestServicer(self.sources, self.intake), server)
+        self.servicer = IngestServicer(self.sources, self.intake, s.public_url)
+        rpc.add_IngestServiceServicer_to_server(self.servicer, server)
 
     async def migrated(self, runtime: Runtime) -> None:
         await self.sources.reseal()
@@ -84,7 +85,9 @@ class IngestApp(ServiceApp):
         )
         self.server = EdgeServer(config)
         runtime.background(self.server.serve(sockets=[sock]), "http edge")
-        logger.info("http edge listening", extra={"url": f"http://{s.http_host}:{sock.getsockname()[1]}"})
+        host = "localhost" if s.http_host in ("", "0.0.0.0", "::") else s.http_host
+        self.servicer.edge_url = f"http://{host}:{sock.getsockname()[1]}"
+        logger.info("http edge listening", extra={"url": self.servicer.edge_url})
 
     async def stop(self) -> None:
         # Stop accepting requests and finish those in flight (each awaits its

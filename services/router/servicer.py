@@ -160,7 +160,7 @@ class RouterServicer(rpc.RouterServiceServicer):
 
     async def DeleteRoute(self, request, context):
         await self.routes.delete(request.tenant_id, request.id)
-        return pb.Deleted(id=request.id)
+        return pb.Deleted(id=request.id, deleted=True)
 
     async def ListRoutes(self, request, context):
         return pb.ListRoutesResponse(routes=[_route(r) for r in await self.routes.list(request.tenant_id)])
@@ -199,7 +199,7 @@ class RouterServicer(rpc.RouterServiceServicer):
 
     async def DeleteTemplate(self, request, context):
         await self.templates.delete(request.tenant_id, request.id)
-        return pb.Deleted(id=request.id)
+        return pb.Deleted(id=request.id, deleted=True)
 
     async def TestTemplate(self, request, context):
         template = await self.templates.get(request.tenant_id, request.id)
@@ -207,12 +207,16 @@ class RouterServicer(rpc.RouterServiceServicer):
         try:
             rendered = template.transform.render(template_context(event, from_message(request, "ai")))
         except TransformError as exc:
-            return pb.Rendered(error=str(exc))
-        return pb.Rendered(payload_json=json.dumps(rendered.payload), body=rendered.body)
+            return pb.Rendered(ok=False, error=str(exc))
+        return pb.Rendered(ok=True, payload_json=json.dumps(rendered.payload), body=rendered.body)
 
     async def GetEvent(self, request, context):
         stored = await self.events.get(request.tenant_id, request.id)
         e = stored.event
+        deliveries = await call(self.clients.stub("delivery", delivery_pb2_grpc.DeliveryServiceStub).ListDeliveries(
+            # The store's page limit: an event fans out to at most that many endpoints here.
+            delivery_pb2.ListDeliveriesRequest(tenant_id=request.tenant_id, event_id=e.id, limit=1000),
+            timeout=self.clients.timeout))
         return pb.Event(
             id=e.id, tenant_id=e.tenant_id, source_id=e.source_id, type=e.type,
             provider_event_id=e.provider_event_id or "",
@@ -221,7 +225,7 @@ class RouterServicer(rpc.RouterServiceServicer):
             occurred_at=timestamp(datetime.fromtimestamp(e.occurred_at, timezone.utc)) if e.occurred_at else None,
             conversation_key=e.conversation_key or "", source_type=e.source_type,
             routing=struct(stored.routing) if stored.routing is not None else None,
-            routed_at=timestamp(stored.stored_at), author=e.author or "",
+            routed_at=timestamp(stored.stored_at), author=e.author or "", deliveries=deliveries.deliveries,
         )
 
     async def ListEvents(self, request, context):
@@ -239,7 +243,8 @@ class RouterServicer(rpc.RouterServiceServicer):
         if request.endpoint_id:
             await self._require_endpoints(request.tenant_id, [request.endpoint_id])
         replay = await self.replays.create(request.tenant_id, ReplayRequest(
-            since=_time(request.since, "since"), until=_time(request.until, "until"),
+            since=_time(request.since, "since"),
+            until=_time(request.until, "until") if request.HasField("until") else datetime.now(timezone.utc),
             source_id=request.source_id or None, event_types=tuple(request.event_types),
             endpoint_id=request.endpoint_id or None,
         ))

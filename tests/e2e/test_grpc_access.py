@@ -18,6 +18,7 @@ from switchboard.masterkey import service_token
 from switchboard.rpc import error_from_status
 from switchboard.rpc_access import method_access  # loads every service's descriptors
 from switchboard.settings import Settings
+from switchboard.transcoding import SERVICES
 from switchboard.v1 import (
     auth_pb2,
     auth_pb2_grpc,
@@ -32,8 +33,6 @@ from tests.platform_runner import Platform
 
 pytestmark = pytest.mark.e2e
 
-SERVICES = {"ingest": "IngestService", "router": "RouterService", "ai": "AIService",
-            "delivery": "DeliveryService", "auth": "AuthService", "analytics": "AnalyticsService"}
 
 
 def rpcs() -> Iterator[tuple[str, str, type]]:

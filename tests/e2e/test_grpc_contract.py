@@ -64,12 +64,12 @@ def test_an_internal_team_runs_sources_endpoints_routes_and_events_over_grpc(pla
         source_id = created.source.id
         assert plain(created.source.config)["event_type_field"] == "type" and created.secret
         changed = ingest.UpdateSource(ingest_pb2.UpdateSourceRequest(
-            id=source_id, name="orders-v2", allowed_ips=ingest_pb2.AllowedIps(cidrs=["127.0.0.0/8"])),
+            id=source_id, name="orders-v2", allowed_ips=["127.0.0.0/8"]),
             metadata=admin, timeout=10)
         assert (changed.name, list(changed.allowed_ips)) == ("orders-v2", ["127.0.0.0/8"])
         assert plain(changed.config) == plain(created.source.config)  # not set: kept
-        assert ingest.SetSourceEnabled(ingest_pb2.SetSourceEnabledRequest(id=source_id, enabled=False),
-                                       metadata=admin, timeout=10).HasField("disabled_at")
+        assert ingest.DisableSource(ingest_pb2.GetSourceRequest(id=source_id),
+                                    metadata=admin, timeout=10).HasField("disabled_at")
         rotated = ingest.RotateSourceSecret(ingest_pb2.RotateSourceSecretRequest(id=source_id, grace_seconds=60),
                                             metadata=admin, timeout=10)
         assert rotated.secret != created.secret and rotated.source.HasField("previous_secret_expires_at")

@@ -4,6 +4,7 @@ the error it raises; and requests built from keyword fields."""
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
@@ -14,6 +15,7 @@ from switchboard.client import AsyncClient, Client, build_request
 from switchboard.errors import InvalidRequest, RateLimited, Unavailable
 from switchboard.rpc import error_status
 from switchboard.v1 import delivery_pb2, ingest_pb2, router_pb2
+from tests.receivers import Receiver
 
 
 class FlakyServer:
@@ -116,3 +118,45 @@ def test_requests_are_built_from_fields_in_their_json_form() -> None:
     assert list(spec.update_mask.paths) == ["name", "enabled"]
     with pytest.raises(TypeError, match="no field 'colour'"):
         build_request(delivery_pb2.CreateEndpointRequest, None, {"colour": "red"})
+
+
+# -- over REST: the same methods against a loopback stand-in of the edge ----------------------------------
+
+def _edge(status: int, body: dict, headers: dict[str, str] | None = None) -> Receiver:
+    return Receiver(status=status, headers={"content-type": "application/json", **(headers or {})},
+                    response_body=json.dumps(body).encode())
+
+
+def test_over_rest_a_method_is_its_binding_and_the_answer_its_message() -> None:
+    endpoint = {"id": "ep_1", "url": "https://example.com/h", "enabled": True, "options": {"max_in_flight": 2},
+                "config": {}, "event_types": ["a.*"], "created_at": "2026-12-04T12:00:00Z", "new_field": 1}
+    with _edge(200, endpoint) as edge, Client("sb_live_k_s", rest_url=edge.url.removesuffix("/hook")) as sb:
+        got = sb.update_endpoint(id="ep_1", description="x", update_mask="description,eventTypes")
+        assert isinstance(got, delivery_pb2.Endpoint) and got.enabled and got.options.max_in_flight == 2
+        [sent] = edge.requests
+        assert (sent.method, sent.path) == ("PATCH", "/v1/endpoints/ep_1")
+        assert sent.headers["authorization"] == "Bearer sb_live_k_s"
+        # The mask's fields are the body's keys; one named but unset is sent as null (cleared).
+        assert json.loads(sent.body) == {"description": "x", "event_types": None}
+        sb.list_deliveries(endpoint_id="ep_1", limit=5)
+        assert edge.requests[-1].path == "/v1/deliveries?endpoint_id=ep_1&limit=5"
+        with pytest.raises(InvalidRequest, match="no REST binding"):
+            sb.create_api_key(name="k")
+
+
+def test_over_rest_errors_are_the_platforms_with_their_code_and_503_is_retried_only_when_safe() -> None:
+    refusal = {"error": {"code": "invalid_endpoint_config", "message": "url: bad", "field": "url"}}
+    with _edge(400, refusal) as edge, Client("k", rest_url=edge.url.removesuffix("/hook"), retries=2,
+                                             backoff_s=0.01) as sb:
+        with pytest.raises(InvalidRequest) as caught:
+            sb.create_endpoint(url="x")
+        assert (caught.value.code, caught.value.field) == ("invalid_endpoint_config", "url")
+    down = {"error": {"code": "unavailable", "message": "later"}}
+    with _edge(503, down, {"retry-after": "5"}) as edge, Client("k", rest_url=edge.url.removesuffix("/hook"),
+                                                                 retries=2, backoff_s=0.01) as sb:
+        with pytest.raises(Unavailable):
+            sb.get_endpoint(id="ep_1")
+        assert len(edge.requests) == 3  # a read: retried
+        with pytest.raises(Unavailable):
+            sb.create_endpoint(url="https://example.com/h")
+        assert len(edge.requests) == 4  # a create: not retried, it may have been done

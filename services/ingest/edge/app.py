@@ -30,6 +30,7 @@ from services.ingest.edge.context import EdgeContext
 from services.ingest.edge.openapi import openapi_document
 from services.ingest.edge.responses import EXCEPTION_HANDLERS
 from services.ingest.edge.routing import starlette_routes
+from services.ingest.edge.transcoder import Transcoder
 from services.ingest.edge.webhooks import WEBHOOK_ROUTE, receive_webhook, webhook_source_id
 from switchboard import metrics
 from switchboard.outages import PostgresProbe
@@ -52,6 +53,7 @@ def build_edge(edge: EdgeContext) -> "EdgeApp":
         routes.append(Route("/metrics", metrics_endpoint(edge.settings.metrics_token), methods=["GET"]))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(EdgeTelemetry)])
     app.state.edge = edge
+    app.state.transcoder = Transcoder(edge)
     app.state.postgres = PostgresProbe(edge.sources.pool)
     return EdgeApp(app, edge)
 

@@ -1,14 +1,13 @@
 """The request contract of the ``/v1`` API: what ``/openapi.json`` declares is what the edge enforces.
 
-Each :class:`~services.ingest.edge.routing.ApiRoute` declares its query
-parameters (:class:`Param`) and names its request body's schema in
-``openapi.SCHEMAS``; the path parameters share :data:`PATH_PARAM`. One step,
-:meth:`RequestContract.check`, run for every API route after the key and
-scope are checked and before the handler, refuses anything else with 400
-``invalid_request`` and a message that starts with the field at fault
-(``rate_limit.burst: must be at most 2147483647``). Handlers keep the
+Each route's path and query parameters and body schema come from its RPC's
+binding in the contract (schemas.py builds them from the descriptors). One
+step, :meth:`RouteContract.check`, run for every API route after the key and
+scope are checked and before the RPC is called, refuses anything else with
+400 ``invalid_request`` and a message that starts with the field at fault
+(``rate_limit.burst: must be at most 2147483647``). The services keep the
 domain's own checks (defence in depth); the schema only keeps out what no
-handler should ever see (wrong types, unknown fields, numbers beyond what the
+service should ever see (wrong types, unknown fields, numbers beyond what the
 wire or the database can carry).
 """
 
@@ -16,34 +15,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from starlette.requests import Request
 
-from services.ingest.edge.fields import parse_time
 from services.ingest.edge.requests import read_json_object
+from services.ingest.edge.schemas import body_schema, parameter_schema
 from switchboard.errors import InvalidRequest
+from switchboard.protojson import parse_time
+from switchboard.transcoding import Binding, rules
 
-if TYPE_CHECKING:
-    from services.ingest.edge.routing import ApiRoute
-
-__all__ = ["Param", "integer_param", "string_param", "time_param", "PATH_PARAM", "path_param", "INT32_MAX", "INT64_MAX",
-           "RequestContract"]
-
-INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
-
-# Every id we issue is <prefix>_<32 hex>; anything longer is no id of ours...
-PATH_PARAM: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 64}
-# ...but a delivery's id is <event_id>:<endpoint_id>[:<replay_id>].
-_LONGER_PATH_PARAMS: dict[str, dict[str, Any]] = {"delivery_id": {**PATH_PARAM, "maxLength": 200}}
-
-
-def path_param(name: str) -> dict[str, Any]:
-    """The schema of the path parameter ``name``."""
-    return _LONGER_PATH_PARAMS.get(name, PATH_PARAM)
+__all__ = ["Param", "RouteContract", "contracts"]
 
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 
@@ -81,23 +65,6 @@ class Param:
         if error is not None:
             raise InvalidRequest(f"{self.name}: {_problem(error)}", field=self.name)
         return value
-
-
-def integer_param(name: str, minimum: int, maximum: int, description: str = "") -> Param:
-    return Param(name, {"type": "integer", "minimum": minimum, "maximum": maximum}, description)
-
-
-def string_param(name: str, description: str = "", *, max_length: int = 200,
-                 enum: Iterable[str] | None = None, required: bool = False) -> Param:
-    schema: dict[str, Any] = {"type": "string", "maxLength": max_length}
-    if enum is not None:
-        schema = {"type": "string", "enum": list(enum)}
-    return Param(name, schema, description, required)
-
-
-def time_param(name: str, description: str = "") -> Param:
-    return Param(name, {"type": "string", "format": "date-time", "maxLength": 64},
-                 description or "ISO 8601 time (UTC unless it says otherwise)")
 
 
 def _field(path: Iterable[Any]) -> str:
@@ -154,85 +121,73 @@ def _violation(error: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"{field}: {problem}", field=field)
 
 
-def body_required(schema: dict[str, Any]) -> bool:
-    """Whether a body must be sent: the schema names a required field (or one of several)."""
-    return bool(schema.get("required") or schema.get("oneOf"))
-
-
-def _integral(value: Any, schema: Any, schemas: dict[str, Any]) -> Any:
+def _integral(value: Any, schema: Any) -> Any:
     """``value`` with every number the schema calls an integer as an int: JSON's 5.0 is 5,
-    and the handlers and services below check ``isinstance(v, int)``."""
+    and the services below take integers only."""
     if not isinstance(schema, dict):
         return value
-    ref = schema.get("$ref", "")
-    if ref.startswith("#/components/schemas/"):
-        schema = schemas.get(ref.rsplit("/", 1)[1], {})
     kinds = schema.get("type")
     if isinstance(value, float) and value.is_integer() and (kinds == "integer" or (
             isinstance(kinds, list) and "integer" in kinds)):
         return int(value)
     if isinstance(value, dict):
         properties = schema.get("properties", {})
-        return {k: _integral(v, properties.get(k), schemas) for k, v in value.items()}
+        return {k: _integral(v, properties.get(k)) for k, v in value.items()}
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [_integral(v, schema["items"], schemas) for v in value]
+        return [_integral(v, schema["items"]) for v in value]
     return value
 
 
-@dataclass
-class RequestContract:
-    """The compiled checks of every API route, built once from the OpenAPI schemas."""
+@dataclass(frozen=True)
+class RouteContract:
+    """What one route takes: its path and query parameters and its body, as /openapi.json declares them."""
 
-    schemas: dict[str, Any]
-    _validators: dict[str, Draft202012Validator] = field(default_factory=dict)
+    path: dict[str, Param]
+    query: dict[str, Param]
+    body: Draft202012Validator | None
 
-    def validator(self, name: str) -> Draft202012Validator:
-        found = self._validators.get(name)
-        if found is None:
-            # The components travel with the schema so its $refs resolve.
-            schema = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": self.schemas}}
-            found = Draft202012Validator(schema)
-            self._validators[name] = found
-        return found
+    @classmethod
+    def of(cls, binding: Binding) -> "RouteContract":
+        path = {ref.name: Param(ref.name, parameter_schema(ref, in_path=True)) for ref in binding.path_fields}
+        query = {ref.name: Param(ref.name, parameter_schema(ref), rules(ref.field).description,
+                                 rules(ref.field).required) for ref in binding.query_fields()}
+        schema = body_schema(binding)
+        return cls(path, query, Draft202012Validator(schema) if schema is not None else None)
 
-    def compile(self, routes: Iterable["ApiRoute"]) -> "RequestContract":
-        for route in routes:
-            if route.request:
-                self.validator(route.request)
-        return self
-
-    async def check(self, request: Request, route: "ApiRoute", body_limit: int) -> None:
-        """InvalidRequest naming the field unless the path, query and body are as declared."""
+    async def check(self, request: Request, body_limit: int) -> dict[str, Any]:
+        """The request's path, query and body values (REST names), checked; InvalidRequest naming the field
+        at fault otherwise."""
+        given: dict[str, Any] = {}
         for name, value in request.path_params.items():
-            longest = path_param(name)["maxLength"]
-            if not isinstance(value, str) or not 1 <= len(value) <= longest:
-                raise InvalidRequest(f"{name}: must have 1 to {longest} characters", field=name)
             if "\x00" in value:  # PostgreSQL's text cannot hold it: refused here, as in bodies
                 raise InvalidRequest(f"{name}: must not contain NUL characters", field=name)
-        declared = {p.name: p for p in route.query}
+            longest = self.path[name].schema["maxLength"]
+            if not 1 <= len(value) <= longest:
+                raise InvalidRequest(f"{name}: must have 1 to {longest} characters", field=name)
+            given[name] = value
         for name in request.query_params.keys():
-            param = declared.get(name)
+            param = self.query.get(name)
             if param is None:
-                takes = ", ".join(sorted(declared)) or "none"
+                takes = ", ".join(sorted(self.query)) or "none"
                 raise InvalidRequest(f"{name}: unknown query parameter (takes {takes})", field=name)
             values = request.query_params.getlist(name)
             if len(values) > 1:
                 raise InvalidRequest(f"{name}: given more than once", field=name)
             if "\x00" in values[0]:
                 raise InvalidRequest(f"{name}: must not contain NUL characters", field=name)
-            param.parse(values[0])
-        for param in route.query:
+            given[name] = param.parse(values[0])
+        for param in self.query.values():
             if param.required and param.name not in request.query_params:
                 raise InvalidRequest(f"{param.name}: is required", field=param.name)
-        if route.request:
+        if self.body is not None:
             body = await read_json_object(request, body_limit)
-            error = best_match(self.validator(route.request).iter_errors(body))
+            error = best_match(self.body.iter_errors(body))
             if error is not None:
                 raise _violation(error)
-            body.update(_integral(body, {"$ref": f"#/components/schemas/{route.request}"}, self.schemas))
+            given["body"] = _integral(body, self.body.schema)
+        return given
 
 
-def query_value(request: Request, param: Param, default: Any = None) -> Any:
-    """A declared query parameter's checked value, or ``default`` when absent."""
-    raw = request.query_params.get(param.name)
-    return default if raw is None else param.parse(raw)
+def contracts(bindings: Iterable[Binding]) -> dict[str, RouteContract]:
+    """Every binding's compiled contract, by its gRPC path."""
+    return {binding.grpc_path: RouteContract.of(binding) for binding in bindings}
