@@ -11,7 +11,8 @@ from services.delivery.options import EndpointOptions
 from services.delivery.retention import DeliveryPruner
 from services.delivery.retry import RetryPolicy
 from services.delivery.servicer import DeliveryServicer
-from services.delivery.store import DeliveryStore
+from services.delivery.delivery_log import DeliveryLog
+from services.delivery.endpoint_store import EndpointStore
 from services.delivery.worker import DeliveryWorker
 from switchboard.messaging import CONSUMERS, consume
 from switchboard.netguard import parse_networks
@@ -28,15 +29,16 @@ class DeliveryApp(ServiceApp):
     def register(self, server, runtime: Runtime) -> None:
         self.registry = load_registry()
         # Signing secrets are sealed at rest.
-        self.store = DeliveryStore(runtime.pool, box=secret_box(runtime.settings))
+        self.endpoints = EndpointStore(runtime.pool, box=secret_box(runtime.settings))
+        self.log = DeliveryLog(runtime.pool)
         self.allowed = parse_networks(runtime.settings.destination_allowlist)
-        endpoints = EndpointManager(self.store, self.registry, runtime.settings.allow_private_destinations,
+        endpoints = EndpointManager(self.endpoints, self.registry, runtime.settings.allow_private_destinations,
                                     self.allowed)
         rpc.add_DeliveryServiceServicer_to_server(
-            DeliveryServicer(self.store, endpoints, runtime.js, runtime.settings.publish_timeout_s), server)
+            DeliveryServicer(self.endpoints, endpoints, self.log, runtime.js, runtime.settings.publish_timeout_s), server)
 
     async def migrated(self, runtime: Runtime) -> None:
-        await self.store.reseal()
+        await self.endpoints.reseal()
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings
@@ -49,7 +51,8 @@ class DeliveryApp(ServiceApp):
         circuit_sync = CircuitSync(runtime.nc, circuits)
         worker = DeliveryWorker(
             runtime.js,
-            self.store,
+            self.endpoints,
+            self.log,
             self.registry,
             DestinationContext(http=self.http, timeout_s=s.delivery_timeout_s,
                                allow_private_networks=s.allow_private_destinations,
@@ -63,7 +66,7 @@ class DeliveryApp(ServiceApp):
             ),
             s.publish_timeout_s,
             circuits,
-            rate_limits=SharedRateLimits(self.store),
+            rate_limits=SharedRateLimits(self.endpoints),
             circuit_sync=circuit_sync,
             processes=s.process_count("delivery"),
             concurrency=s.delivery_concurrency,

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from plugins.destinations.spec import EndpointTarget
 from plugins.manager import PluginRegistry, UnknownPlugin
 from services.delivery.options import validate_options
-from services.delivery.store import DeliveryStore, Endpoint
+from services.delivery.endpoint_store import Endpoint, EndpointStore
 from switchboard.secretbox import map_secrets
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.netguard import DestinationRefused, HostUnresolvable, Networks, ensure_public_destination
@@ -33,7 +33,7 @@ def masked_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class EndpointManager:
-    def __init__(self, store: DeliveryStore, registry: PluginRegistry, allow_private_destinations: bool,
+    def __init__(self, store: EndpointStore, registry: PluginRegistry, allow_private_destinations: bool,
                  allowed_networks: Networks = ()) -> None:
         self.store = store
         self.registry = registry
@@ -52,23 +52,23 @@ class EndpointManager:
             event_types=list(event_types), failover_endpoint_id=failover_endpoint_id or None,
         )
         checked = await self._checked(draft)
-        return await self.store.create_endpoint(
+        return await self.store.create(
             tenant_id, checked.url, checked.description, checked.destination, checked.secret, checked.config,
             checked.options, checked.event_types, checked.failover_endpoint_id,
         )
 
     async def update(self, tenant_id: str, endpoint_id: str, changes: dict[str, Any],
                      enabled: bool | None = None) -> Endpoint:
-        current = await self.store.get_endpoint(tenant_id, endpoint_id)
+        current = await self.store.get(tenant_id, endpoint_id)
         if "failover_endpoint_id" in changes:
             changes["failover_endpoint_id"] = changes["failover_endpoint_id"] or None
         checked = await self._checked(replace(current, **changes))
         endpoint = current
         if changes:
-            endpoint = await self.store.update_endpoint(
+            endpoint = await self.store.update(
                 tenant_id, endpoint_id, {k: getattr(checked, k) for k in changes})
         if enabled is not None and enabled == (endpoint.disabled_at is not None):
-            endpoint = await self.store.set_endpoint_disabled(
+            endpoint = await self.store.set_disabled(
                 tenant_id, endpoint_id, None if enabled else "disabled by an operator")
         return endpoint
 
@@ -76,7 +76,7 @@ class EndpointManager:
         if not timedelta(0) <= grace <= MAX_GRACE:
             raise InvalidRequest(f"grace_seconds is between 0 and {int(MAX_GRACE.total_seconds())}",
                                  field="grace_seconds")
-        current = await self.store.get_endpoint(tenant_id, endpoint_id)
+        current = await self.store.get(tenant_id, endpoint_id)
         new = secret or generate_webhook_secret()
         if new == current.secret:
             raise InvalidRequest("the new secret must differ from the current one", field="secret")
@@ -98,7 +98,7 @@ class EndpointManager:
             if endpoint.failover_endpoint_id == endpoint.id:
                 raise InvalidRequest("an endpoint cannot be its own failover", field="failover_endpoint_id")
             try:
-                failover = await self.store.get_endpoint(endpoint.tenant_id, endpoint.failover_endpoint_id)
+                failover = await self.store.get(endpoint.tenant_id, endpoint.failover_endpoint_id)
             except NotFound:
                 raise InvalidRequest(f"failover endpoint {endpoint.failover_endpoint_id} not found",
                                      field="failover_endpoint_id") from None

@@ -5,7 +5,7 @@ deliver to any endpoint: what limits an endpoint must be shared.
 
 - **Rate limits** (:class:`SharedRateLimits`): one token bucket per
   rate-limited endpoint in PostgreSQL, refilled on the database's clock and
-  taken from in one statement (:meth:`DeliveryStore.lease_tokens`). Asking
+  taken from in one statement (:meth:`EndpointStore.lease_tokens`). Asking
   the database for every delivery would add a statement per delivery, so a
   process takes a *lease* of up to ``max(1, rate / 20)`` tokens (50 ms
   worth, at most the burst) and spends it itself; a lease not spent within
@@ -40,7 +40,7 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import APIError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from services.delivery.store import DeliveryStore
+from services.delivery.endpoint_store import EndpointStore
 from switchboard.circuit import CircuitBreakers
 from switchboard.errors import Unavailable
 from switchboard.messaging import CIRCUITS_BUCKET, follow_bucket
@@ -75,7 +75,7 @@ class _Lease:
 class SharedRateLimits:
     """Each endpoint's rate limit, across every delivery process, from leases of its shared bucket."""
 
-    def __init__(self, store: DeliveryStore, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: EndpointStore, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.clock = clock
         self._leases: dict[str, _Lease] = {}

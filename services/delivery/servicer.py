@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 from nats.js import JetStreamContext
 
 from services.delivery.endpoints import EndpointManager, masked_config
-from services.delivery.store import Delivery, DeliveryFilter, DeliveryStore, Endpoint
+from services.delivery.delivery_log import Delivery, DeliveryFilter, DeliveryLog
+from services.delivery.endpoint_store import Endpoint, EndpointStore
 from switchboard.errors import Unavailable
 from switchboard.events import DeliveryMessage
 from switchboard.ids import new_id
@@ -56,10 +57,12 @@ DEFAULT_GRACE_S = 24 * 3600
 
 @servicer
 class DeliveryServicer(rpc.DeliveryServiceServicer):
-    def __init__(self, store: DeliveryStore, endpoints: EndpointManager, js: JetStreamContext,
+    def __init__(self, store: EndpointStore, endpoints: EndpointManager, log: DeliveryLog, js: JetStreamContext,
                  publish_timeout_s: float) -> None:
         self.store = store
+        # What changes an endpoint goes through the manager: it checks the endpoint as it would be.
         self.endpoints = endpoints
+        self.log = log
         self.js = js
         self.publish_timeout_s = publish_timeout_s
 
@@ -72,7 +75,7 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         return pb.CreateEndpointResponse(endpoint=_endpoint(endpoint), secret=endpoint.secret)
 
     async def GetEndpoint(self, request, context):
-        return _endpoint(await self.store.get_endpoint(request.tenant_id, request.id))
+        return _endpoint(await self.store.get(request.tenant_id, request.id))
 
     async def UpdateEndpoint(self, request, context):
         changes: dict = {}
@@ -87,7 +90,7 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         return _endpoint(await self.endpoints.update(request.tenant_id, request.id, changes, enabled))
 
     async def DeleteEndpoint(self, request, context):
-        await self.store.delete_endpoint(request.tenant_id, request.id)
+        await self.store.delete(request.tenant_id, request.id)
         return pb.DeleteEndpointResponse(id=request.id, deleted=True)
 
     async def RotateEndpointSecret(self, request, context):
@@ -97,10 +100,10 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         return pb.CreateEndpointResponse(endpoint=_endpoint(endpoint), secret=endpoint.secret)
 
     async def ListEndpoints(self, request, context):
-        return pb.ListEndpointsResponse(endpoints=[_endpoint(e) for e in await self.store.list_endpoints(request.tenant_id)])
+        return pb.ListEndpointsResponse(endpoints=[_endpoint(e) for e in await self.store.for_tenant(request.tenant_id)])
 
     async def ListDeliveries(self, request, context):
-        deliveries, cursor = await self.store.list_deliveries(request.tenant_id, DeliveryFilter(
+        deliveries, cursor = await self.log.page(request.tenant_id, DeliveryFilter(
             event_id=request.event_id or None, endpoint_id=request.endpoint_id or None,
             status=request.status or None, since=_time(request.since), until=_time(request.until),
             cursor=request.cursor or None, limit=request.limit or 50,
@@ -108,27 +111,28 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         return pb.ListDeliveriesResponse(deliveries=[_delivery(d) for d in deliveries], next_cursor=cursor)
 
     async def GetDelivery(self, request, context):
-        return _delivery(await self.store.get_delivery(request.tenant_id, request.id))
+        return _delivery(await self.log.get(request.tenant_id, request.id))
 
     async def RetryDelivery(self, request, context):
         await self._resend(request.tenant_id, request.id)
-        return _delivery(await self.store.get_delivery(request.tenant_id, request.id))
+        return _delivery(await self.log.get(request.tenant_id, request.id))
 
     async def RetryFailedDeliveries(self, request, context):
-        ids = await self.store.failed_ids(request.tenant_id, request.endpoint_id)
+        await self.store.get(request.tenant_id, request.endpoint_id)  # 404 for others' and unknown ids
+        ids = await self.log.failed_ids(request.tenant_id, request.endpoint_id)
         for delivery_id in ids:
             await self._resend(request.tenant_id, delivery_id)
         return pb.RetryFailedDeliveriesResponse(retried=len(ids))
 
     async def TestEndpoint(self, request, context):
-        endpoint = await self.store.get_endpoint(request.tenant_id, request.id)
+        endpoint = await self.store.get(request.tenant_id, request.id)
         message = DeliveryMessage(
             event_id=new_id("evt"), tenant_id=endpoint.tenant_id, endpoint_id=endpoint.id, route_id="test",
             event_type="switchboard.test", source_id="test", received_at=time.time(),
             payload={"type": "switchboard.test", "message": "A test event from Switchboard."},
         )
         # Followed at once (GET /v1/deliveries/{id}), so stored now, not when its first attempt is recorded.
-        await self.store.add_pending(message)
+        await self.log.add_pending(message)
         try:
             await self.js.publish(
                 delivery_subject(endpoint.tenant_id, endpoint.id), encode(message.to_message()),
@@ -139,20 +143,20 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         return pb.TestEndpointResponse(event_id=message.event_id, delivery_id=message.delivery_id)
 
     async def DisableEndpoint(self, request, context):
-        return _endpoint(await self.store.set_endpoint_disabled(
+        return _endpoint(await self.store.set_disabled(
             request.tenant_id, request.id, request.reason or "disabled by an operator"))
 
     async def EnableEndpoint(self, request, context):
-        return _endpoint(await self.store.set_endpoint_disabled(request.tenant_id, request.id, None))
+        return _endpoint(await self.store.set_disabled(request.tenant_id, request.id, None))
 
     async def _resend(self, tenant_id: str, delivery_id: str) -> None:
         """Pending again first, then queued: a worker never sees the message while it is still failed."""
-        message = await self.store.restart(tenant_id, delivery_id)
+        message = await self.log.restart(tenant_id, delivery_id)
         try:
             await self.js.publish(
                 delivery_subject(tenant_id, message.endpoint_id), encode(message.to_message()),
                 timeout=self.publish_timeout_s, headers={"Nats-Msg-Id": new_id("rty")},
             )
         except Exception:
-            await self.store.mark_failed(tenant_id, delivery_id)
+            await self.log.mark_failed(tenant_id, delivery_id)
             raise Unavailable("could not queue the retry; it is still failed, try again") from None

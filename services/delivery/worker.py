@@ -1,5 +1,13 @@
-"""The DELIVERIES consumer: send through the destination, record the attempt, then
-ack, retry later, or dead-letter.
+"""The DELIVERIES consumer: one attempt walks admit -> send -> settle -> apply.
+
+- admit: the delivery waits (a hold: no attempt spent) while its endpoint is
+  over its in-flight cap or rate limit or its circuit is open; a delivery
+  already settled is acknowledged; one that cannot be sent (endpoint off or
+  deleted, transform failed, unknown destination) is attempted without a send.
+- send: through the target's destination plugin, with its signing secrets.
+- settle: the pure verdict on the result (services/delivery/settle.py).
+- apply: the dead letter (for a dead one), the attempt recorded, analytics
+  told, then ack or retry later.
 
 Exactly-once *in effect*: a delivery already succeeded (or failed for good) is
 acknowledged without sending again, and a crash between sending and recording
@@ -24,12 +32,15 @@ from datetime import datetime, timezone
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from plugins.destinations.spec import DestinationContext, EndpointTarget, OutboundMessage, SendResult
+from plugins.destinations.spec import Destination, DestinationContext, EndpointTarget, OutboundMessage, SendResult
 from plugins.manager import PluginRegistry, UnknownPlugin
 from switchboard.circuit import CircuitBreakers
+from services.delivery.delivery_log import Attempt, DeliveryLog
+from services.delivery.endpoint_store import Endpoint, EndpointStore
+from services.delivery.health import EndpointHealth
 from services.delivery.limits import CircuitSync, SharedRateLimits
 from services.delivery.options import EndpointOptions, parse_options
-from services.delivery.store import Attempt, DeliveryStore, Endpoint
+from services.delivery.settle import Dead, Retry, Verdict, settle
 from switchboard.database import describe_error, storable_text
 from switchboard.errors import NotFound, Unavailable
 from switchboard.outages import platform_error
@@ -75,10 +86,6 @@ SLOT_WAIT_S = 1.0
 SLOT_WAITERS_PER_SLOT = 4
 
 T = TypeVar("T")
-
-
-class NotSent(Exception):
-    """Nothing is sent: the endpoint is off or deleted, or the route's transform failed."""
 
 
 class _Slot:
@@ -127,7 +134,8 @@ class DeliveryWorker:
     def __init__(
         self,
         js: JetStreamContext,
-        store: DeliveryStore,
+        endpoints: EndpointStore,
+        log: DeliveryLog,
         registry: PluginRegistry,
         context: DestinationContext,
         defaults: EndpointOptions,
@@ -142,14 +150,15 @@ class DeliveryWorker:
         """``processes``: how many delivery processes share the work (and each endpoint's limits);
         ``circuit_sync`` shares ``circuits`` with them (None: this process's circuits are its own)."""
         self.js = js
-        self.store = store
+        self.endpoints = endpoints
+        self.log = log
         self.registry = registry
         self.context = context
         self.defaults = defaults
         # In PostgreSQL, shared by every delivery process (services/delivery/limits.py).
-        self.rate_limits = rate_limits or SharedRateLimits(store)
+        self.rate_limits = rate_limits or SharedRateLimits(endpoints)
         self.circuits = circuits or CircuitBreakers(threshold=5, cooldown_s=10.0)
-        self.circuit_sync = circuit_sync
+        self.health = EndpointHealth(endpoints, self.circuits, circuit_sync)
         self.processes = max(1, processes)
         # Deliveries the consumer hands this worker at once (0: unknown). One endpoint's may wait
         # for its slots in up to half of them (the rest stay for the other endpoints), shared out
@@ -183,15 +192,11 @@ class DeliveryWorker:
         """Attempt ``message`` (or hold or drop it). ``new``: no row of it can be stored yet (see
         _never_stored), so its first attempt skips the state read; otherwise the state decides."""
         try:
-            endpoint = await self.store.cached_endpoint(message.tenant_id, message.endpoint_id)
+            endpoint = await self.endpoints.cached(message.tenant_id, message.endpoint_id)
         except NotFound:
             logger.error("delivery for a missing endpoint dropped", extra={"delivery_id": message.delivery_id})
             await self._notify(message, message.endpoint_id, SKIPPED)
             return TERM
-        if message.route_id != "test" and not endpoint.takes(message.event_type):
-            # The endpoint filters this type out: no delivery at all (analytics counted it queued).
-            await self._notify(message, endpoint.id, SKIPPED)
-            return ACK
         _, options, _, in_flight_cap = self._prepared(endpoint)
         # Isolation: an endpoint over its share waits (no attempt is spent) and
         # leaves this process's other slots to other endpoints.
@@ -256,13 +261,7 @@ class DeliveryWorker:
         # is open); its messages go to its failover meanwhile, if it has one,
         # or wait without spending attempts.
         target = endpoint
-        wait = self.circuits.wait_s(endpoint.id)
-        if not wait and self.circuit_sync is not None and self.circuits.circuit(endpoint.id).probing:
-            # This process's turn to probe the half-open circuit: one process probes at a time.
-            if not await self.circuit_sync.claim_probe(endpoint.id):
-                self.circuits.release(endpoint.id)
-                # Another process probes; its outcome comes through the circuits bucket.
-                wait = min(1.0, self.circuits.circuit(endpoint.id).cooldown_s)
+        wait = await self.health.wait_s(endpoint.id)
         if wait > 0:
             failover = await self._usable_failover(endpoint)
             if failover is None:
@@ -272,7 +271,7 @@ class DeliveryWorker:
         try:
             return await self._attempt(message, endpoint, options, target, slot, new)
         finally:
-            self.circuits.release(target.id)
+            self.health.release(target.id)
 
     def _options(self, endpoint: Endpoint) -> EndpointOptions:
         """The endpoint's parsed options, parsed once per cached copy of the endpoint."""
@@ -299,38 +298,58 @@ class DeliveryWorker:
         if not endpoint.failover_endpoint_id:
             return None
         try:
-            failover = await self.store.cached_endpoint(endpoint.tenant_id, endpoint.failover_endpoint_id)
+            failover = await self.endpoints.cached(endpoint.tenant_id, endpoint.failover_endpoint_id)
         except NotFound:
             return None
-        if failover.disabled_at or failover.deleted_at or self.circuits.wait_s(failover.id) > 0:
-            return None
-        return failover
+        return failover if self.health.usable(failover) else None
 
     async def _attempt(self, message: DeliveryMessage, endpoint: Endpoint, options: EndpointOptions,
                        target: Endpoint, slot: _Slot, new: bool) -> Decision:
-        policy = options.retry
-        state = None if new else await self.store.state(message.delivery_id)
+        state = None if new else await self.log.state(message.delivery_id)
         # Not stored yet: this is its first attempt, and its row is written with the outcome.
         status, attempts_so_far, cycle_start = state or ("pending", 0, 0)
         if status != "pending":
             return ACK  # a redelivery of something already settled
         number = attempts_so_far + 1
-        sent = False
         started = datetime.now(timezone.utc)
-        clock = time.perf_counter()
-        target_options = options if target is endpoint else self._options(target)
+        admitted = self._admit(message, endpoint, target)
+        if isinstance(admitted, str):
+            result, latency_ms = SendResult(ok=False, error=admitted, retryable=False), 0.0
+        else:
+            result, latency_ms = await self._send(admitted, message, target, number, started)
+        # The receiver is done with it: recording the attempt does not keep the endpoint's slot.
+        slot.release()
+        if not isinstance(admitted, str):
+            target_options = options if target is endpoint else self._options(target)
+            await self.health.observe(target, result, target_options.auto_disable_after_s)
+        verdict = settle(result, number - cycle_start, options.retry)
+        attempt = Attempt(number=number, started_at=started, outcome=verdict.outcome, status_code=result.status_code,
+                          latency_ms=latency_ms, response_excerpt=storable_text(result.response_excerpt),
+                          error=storable_text(result.error), response_headers=_bounded(result.response_headers),
+                          sent_to=target.id if target is not endpoint else None)
+        return await self._apply(message, verdict, attempt, target, cycle_start, first=state is None,
+                                 recheck_s=options.retry.base_delay_s)
+
+    def _admit(self, message: DeliveryMessage, endpoint: Endpoint, target: Endpoint) -> Destination | str:
+        """The destination to send through, or why nothing is sent (the attempt then fails for good, kept
+        with its dead letter: fix the cause, then retry it by hand or replay the event)."""
+        if message.transform_error:
+            return message.transform_error
+        if endpoint.deleted_at is not None:
+            return "endpoint deleted"
+        if endpoint.disabled_at is not None:
+            return f"endpoint disabled: {endpoint.disabled_reason or 'by an operator'}"
         try:
-            if message.transform_error:
-                # The event is kept: fix the template (or the AI), then replay it.
-                raise NotSent(message.transform_error)
-            if endpoint.deleted_at is not None:
-                raise NotSent("endpoint deleted")
-            if endpoint.disabled_at is not None:
-                # Kept as a failed delivery (and dead letter): retried by hand once re-enabled.
-                raise NotSent(f"endpoint disabled: {endpoint.disabled_reason or 'by an operator'}")
-            destination = self.registry.destination(target.destination)
-            secret, previous_secret = target.signing_secrets(started)
-            sent = True
+            return self.registry.destination(target.destination)
+        except UnknownPlugin as exc:
+            return str(exc)
+
+    async def _send(self, destination: Destination, message: DeliveryMessage, target: Endpoint, number: int,
+                    started: datetime) -> tuple[SendResult, float]:
+        """Send once: the result and how long it took (ms)."""
+        secret, previous_secret = target.signing_secrets(started)
+        clock = time.perf_counter()
+        try:
             result = await destination.send(
                 OutboundMessage(
                     delivery_id=message.delivery_id,
@@ -346,58 +365,46 @@ class DeliveryWorker:
                 EndpointTarget(url=target.url, secret=secret, config=target.config, previous_secret=previous_secret),
                 self._context(target),
             )
-        except (UnknownPlugin, NotSent) as exc:
-            result = SendResult(ok=False, error=str(exc), retryable=False)
         except Exception as exc:  # a plugin bug must not lose the delivery
             logger.exception("destination raised", extra={"delivery_id": message.delivery_id})
             result = SendResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
-        latency_ms = (time.perf_counter() - clock) * 1000
-        # The receiver is done with it: recording the attempt does not keep the endpoint's slot.
-        slot.release()
-        if sent:
-            await self._track_health(target, target_options, result)
+        return result, (time.perf_counter() - clock) * 1000
 
-        if result.disable_endpoint:
-            await self.store.set_endpoint_disabled(message.tenant_id, target.id, result.disable_endpoint)
-            logger.warning("endpoint disabled by its receiver", extra={"endpoint_id": target.id})
-        if result.ok:
-            outcome = "succeeded"
-        elif policy.should_retry(number - cycle_start, result.retryable):
-            outcome = "retrying"
-        else:
-            outcome = "failed"
-        if outcome == "failed":
+    async def _apply(self, message: DeliveryMessage, verdict: Verdict, attempt: Attempt, target: Endpoint,
+                     cycle_start: int, *, first: bool, recheck_s: float) -> Decision:
+        """Act on the verdict: dead-letter, record the attempt, tell analytics; ack or retry later.
+
+        ``first``: no row of the delivery is stored yet (written now, with the attempt).
+        """
+        if isinstance(verdict, Dead):
             # Dead-letter first: if this publish fails, the whole step is retried
             # and the attempt is not yet recorded as final.
             await self._once_recorded(message.delivery_id, lambda: self.js.publish(
                 dead_letter_subject(message.tenant_id, message.endpoint_id),
-                encode({**message.to_message(), "last_error": result.error, "attempts": number}),
+                encode({**message.to_message(), "last_error": attempt.error, "attempts": attempt.number}),
                 timeout=self.publish_timeout_s,
                 # One dead letter per cycle: a manual retry that fails again is kept again.
                 headers={"Nats-Msg-Id": f"dead:{message.delivery_id}:{cycle_start}"},
             ))
-        attempt = Attempt(number=number, started_at=started, outcome=outcome, status_code=result.status_code,
-                          latency_ms=latency_ms, response_excerpt=storable_text(result.response_excerpt),
-                          error=storable_text(result.error), response_headers=_bounded(result.response_headers),
-                          sent_to=target.id if target is not endpoint else None)
-        recorded = await self._once_recorded(message.delivery_id, lambda: self.store.record_attempt(
-            message.delivery_id, attempt, new=message if state is None else None))
+        recorded = await self._once_recorded(message.delivery_id, lambda: self.log.record_attempt(
+            message.delivery_id, attempt, new=message if first else None))
         if not recorded:
             # A redelivered copy of this message raced us and recorded this attempt (or
             # stored the delivery) first. Let the message come back and act on the state it left.
             logger.warning("attempt already recorded by another worker", extra={"delivery_id": message.delivery_id})
-            return retry_in(policy.base_delay_s)
-        metrics.record_delivery_attempt(target.destination, outcome, latency_ms / 1000)
-        await self._report(message, target.id, number, outcome, result.status_code, latency_ms, result.error)
+            return retry_in(recheck_s)
+        metrics.record_delivery_attempt(target.destination, verdict.outcome, attempt.latency_ms / 1000)
+        await self._report(message, target.id, attempt)
         # A success is counted (switchboard_delivery_attempts_total), not logged at info: one line per
         # delivery was a good part of a busy platform's CPU. Failures stay at info: an open circuit
         # holds a failing endpoint's deliveries, so they are few.
-        logger.log(logging.DEBUG if outcome == "succeeded" else logging.INFO, "delivery attempt", extra={
-            "delivery_id": message.delivery_id, "tenant_id": message.tenant_id, "attempt": number,
-            "outcome": outcome, "status_code": result.status_code,
+        logger.log(logging.INFO if isinstance(verdict, (Retry, Dead)) else logging.DEBUG, "delivery attempt", extra={
+            "delivery_id": message.delivery_id, "tenant_id": message.tenant_id, "attempt": attempt.number,
+            "outcome": verdict.outcome, "status_code": attempt.status_code,
+            **({"reason": verdict.reason} if isinstance(verdict, Dead) else {}),
         })
-        if outcome == "retrying":
-            return retry_in(policy.next_delay(number - cycle_start, result.retry_after_s))
+        if isinstance(verdict, Retry):
+            return retry_in(verdict.delay_s)
         return ACK
 
     async def _once_recorded(self, delivery_id: str, step: Callable[[], Awaitable[T]]) -> T:
@@ -415,24 +422,6 @@ class DeliveryWorker:
                                extra={"delivery_id": delivery_id, "error": describe_error(exc)})
             await asyncio.sleep(delay)
             delay = min(2 * delay, 5.0)
-
-    async def _track_health(self, endpoint: Endpoint, options: EndpointOptions, result: SendResult) -> None:
-        """Feed the circuit breaker and the failure streak that auto-disables an endpoint."""
-        # A final 4xx means the receiver is up; only what a retry might cure counts against it.
-        healthy = result.ok or not result.retryable
-        had_failures = self.circuits.circuit(endpoint.id).failures > 0
-        if self.circuits.record(endpoint.id, healthy) is not None and self.circuit_sync is not None:
-            self.circuit_sync.tell(endpoint.id)  # opened or closed: the other processes hear of it
-        if healthy:
-            if had_failures or endpoint.failing_since is not None:
-                await self.store.note_success(endpoint.id)
-            return
-        since = await self.store.note_failure(endpoint.id)
-        failing_for = (datetime.now(timezone.utc) - since).total_seconds()
-        if options.auto_disable_after_s and failing_for >= options.auto_disable_after_s:
-            reason = f"failing since {since.isoformat(timespec='seconds')}: {result.error or 'no success'}"[:500]
-            await self.store.set_endpoint_disabled(endpoint.tenant_id, endpoint.id, reason)
-            logger.warning("endpoint auto-disabled", extra={"endpoint_id": endpoint.id, "reason": reason})
 
     async def _hold(self, message: DeliveryMessage, endpoint_id: str, reason: str, delay_s: float) -> Decision:
         """Give the message back for ``delay_s`` without an attempt; tell analytics why, once per reason.
@@ -474,17 +463,17 @@ class DeliveryWorker:
         except Exception as exc:
             logger.warning("report to analytics not published", extra={"error": str(exc)})
 
-    async def _report(self, message: DeliveryMessage, sent_to: str, number: int, outcome: str,
-                      status_code: int | None, latency_ms: float, error: str | None) -> None:
+    async def _report(self, message: DeliveryMessage, sent_to: str, attempt: Attempt) -> None:
         """Tell analytics; a lost report never fails a delivery.
 
         The attempt counts for the endpoint it went to (a failover's answers are its own).
         """
         record = AttemptRecord(
-            delivery_id=message.delivery_id, number=number, tenant_id=message.tenant_id,
-            endpoint_id=sent_to, event_type=message.event_type, outcome=outcome,
-            status_code=status_code, latency_ms=latency_ms, at=time.time(),
-            source_id=message.source_id, category=message.category, error=error[:200] if error else None,
+            delivery_id=message.delivery_id, number=attempt.number, tenant_id=message.tenant_id,
+            endpoint_id=sent_to, event_type=message.event_type, outcome=attempt.outcome,
+            status_code=attempt.status_code, latency_ms=attempt.latency_ms, at=time.time(),
+            source_id=message.source_id, category=message.category,
+            error=attempt.error[:200] if attempt.error else None,
         )
         await self._tell_analytics(attempt_subject(message.tenant_id), encode(record.to_message()),
-                                   f"{message.delivery_id}#{number}")
+                                   f"{message.delivery_id}#{attempt.number}")

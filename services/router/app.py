@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from services.router.ai_client import GrpcAIClient
+from services.router.endpoint_types import GrpcEndpointTypes
 from services.router.approvals import Approvals
 from services.router.consumer import EventRouter, replay_delivery
 from services.router.dispatch import Dispatcher
@@ -32,7 +33,7 @@ class RouterApp(ServiceApp):
         # A classification may walk the whole provider chain, each with its own deadline.
         ai = GrpcAIClient(runtime.clients, timeout_s=s.ai_timeout_s * 3 + s.rpc_timeout_s)
         replies = ReplyStore(runtime.pool, s.reply_budget, timedelta(seconds=s.reply_budget_window_s))
-        self.dispatcher = Dispatcher(self.routes, templates, ai, replies)
+        self.dispatcher = Dispatcher(self.routes, templates, ai, replies, GrpcEndpointTypes(runtime.clients))
         approvals = Approvals(replies, self.events, runtime.js, ai, s.publish_timeout_s)
         rpc.add_RouterServiceServicer_to_server(
             RouterServicer(self.routes, self.events, self.replays, templates, self.dispatcher, runtime.clients,

@@ -108,7 +108,9 @@ def replay_delivery(js: Publishing, dispatcher: Dispatcher, timeout_s: float):
     async def deliver(event: Event, endpoint_id: str | None, replay_id: str) -> int:
         category = None
         if endpoint_id:
-            outgoing = [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, event.body)]
+            # As it was received, if the endpoint takes its type.
+            takes = await dispatcher.takes(event, endpoint_id)
+            outgoing = [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, event.body)] if takes else []
         else:
             dispatch = await dispatcher.dispatch(event, replay=True)
             outgoing, category = dispatch.outgoing, dispatch.category

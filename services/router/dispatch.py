@@ -2,20 +2,22 @@
 
 Used alike by the EVENTS consumer, by replays and by route simulation (which
 sends nothing and drafts no reply). The AI is reached through
-:class:`AIClient`, so this module has no gRPC in it.
+:class:`AIClient` and the endpoints' own event-type filters through
+:class:`EndpointTypes`, so this module has no gRPC in it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence
 
 from services.router.routing import (
     Plan,
     Route,
     RouteStore,
     decide,
+    endpoint_takes,
     needs_classification,
     parse_route_spec,
     route_from_spec,
@@ -26,7 +28,7 @@ from services.router.transforms import TransformError
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.events import Event
 
-__all__ = ["AIClient", "Outgoing", "Dispatch", "Dispatcher", "template_context"]
+__all__ = ["AIClient", "EndpointTypes", "Outgoing", "Dispatch", "Dispatcher", "template_context"]
 
 SIMULATED_REPLY = "(an AI-drafted reply to the conversation)"
 
@@ -38,6 +40,11 @@ class AIClient(Protocol):
     async def draft_reply(self, event: Event, hold: bool = False) -> tuple[str | None, str | None]:
         """``(reply, None)``, or ``(None, why not)``; ``hold``: the draft is not sent yet, so it does not
         join the conversation (it does when approved)."""
+
+
+class EndpointTypes(Protocol):
+    async def of(self, tenant_id: str) -> Mapping[str, Sequence[str]]:
+        """Each of the tenant's endpoints' ``event_types`` patterns (none: it takes every type)."""
 
 
 @dataclass(frozen=True)
@@ -88,11 +95,13 @@ def reply_outgoing(route: Route, endpoint_id: str, text: str | None, error: str 
 
 
 class Dispatcher:
-    def __init__(self, routes: RouteStore, templates: TemplateStore, ai: AIClient, replies: ReplyStore) -> None:
+    def __init__(self, routes: RouteStore, templates: TemplateStore, ai: AIClient, replies: ReplyStore,
+                 endpoint_types: EndpointTypes) -> None:
         self.routes = routes
         self.templates = templates
         self.ai = ai
         self.replies = replies
+        self.endpoint_types = endpoint_types
 
     async def dispatch(self, event: Event, routes: list[Route] | None = None, simulate: bool = False,
                        replay: bool = False) -> Dispatch:
@@ -104,6 +113,9 @@ class Dispatcher:
         if needs_classification(event, routes):
             labels, note = await self.ai.classify(event)
         plan = decide(event, routes, labels, explain_all=simulate)
+        if plan.deliveries:
+            # Decided here, so that the explanation kept with the event names only deliveries made.
+            plan = plan.within(event.type, await self.endpoint_types.of(event.tenant_id))
         outgoing: list[Outgoing] = []
         transforms: list[dict[str, Any]] = []
         replying = [(route, endpoint_id) for route, endpoint_id in plan.deliveries if route.action == "reply"]
@@ -150,6 +162,10 @@ class Dispatcher:
         if draft.status == "failed":
             return (None, draft.error), explained
         return None, explained
+
+    async def takes(self, event: Event, endpoint_id: str) -> bool:
+        """Whether the endpoint takes the event's type (a replay to one endpoint)."""
+        return endpoint_takes(event.type, (await self.endpoint_types.of(event.tenant_id)).get(endpoint_id))
 
     async def simulate(self, event: Event, proposed: list[Mapping[str, Any]] | None = None
                        ) -> tuple[dict[str, Any], list[Outgoing]]:

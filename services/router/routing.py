@@ -39,7 +39,7 @@ from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.ids import is_id, new_id
 from switchboard.patterns import check_type_patterns, compiled_patterns, matches_any
 
-__all__ = ["ACTIONS", "Route", "RouteSet", "RouteVerdict", "Plan", "decide", "needs_classification", "parse_route_spec",
+__all__ = ["ACTIONS", "Route", "RouteSet", "RouteVerdict", "Plan", "decide", "endpoint_takes", "needs_classification", "parse_route_spec",
            "route_from_spec", "check_route",
            "RouteStore", "EventStore", "Stored", "StoredEvent", "event_from_row"]
 
@@ -118,6 +118,11 @@ class Route:
                 "ai": self.ai.to_json() if self.ai else None, "template_id": self.template_id, "review": self.review}
 
 
+def endpoint_takes(event_type: str, patterns: Sequence[str] | None) -> bool:
+    """Whether an endpoint with these ``event_types`` patterns takes the type (none: every type)."""
+    return not patterns or matches_any(event_type, patterns)
+
+
 @dataclass(frozen=True)
 class RouteVerdict:
     route: Route
@@ -133,6 +138,17 @@ class Plan:
     dropped_by: Route | None = None
     # Routes that did not match and are not explained (routing explains what matched).
     not_shown: int = 0
+    # (route, endpoint id) the routes chose but the endpoint's own event types leave out.
+    filtered_out: list[tuple[Route, str]] = field(default_factory=list)
+
+    def within(self, event_type: str, endpoint_types: Mapping[str, Sequence[str]]) -> Plan:
+        """The plan without the deliveries whose endpoint does not take ``event_type`` (its
+        ``event_types`` patterns; an endpoint not in ``endpoint_types`` keeps its delivery)."""
+        kept, left_out = [], []
+        for route, endpoint_id in self.deliveries:
+            (kept if endpoint_takes(event_type, endpoint_types.get(endpoint_id)) else left_out).append(
+                (route, endpoint_id))
+        return replace(self, deliveries=kept, filtered_out=self.filtered_out + left_out) if left_out else self
 
     def explain(self, labels: Mapping[str, Any] | None = None, ai_note: str | None = None) -> dict[str, Any]:
         """The decision as kept with the event and shown by ``GET /v1/events/{id}``.
@@ -149,6 +165,8 @@ class Plan:
             "ai_note": ai_note,
             "dropped_by": self.dropped_by.id if self.dropped_by else None,
             "deliveries": [{"route_id": r.id, "endpoint_id": e, "action": r.action} for r, e in self.deliveries],
+            "filtered_out": [{"route_id": r.id, "endpoint_id": e, "reason": "the endpoint's event_types leave it out"}
+                             for r, e in self.filtered_out],
         }
 
 

@@ -24,7 +24,7 @@ import time
 import httpx
 import nats
 
-from services.delivery.store import DeliveryStore
+from services.delivery.endpoint_store import EndpointStore
 from switchboard.database import open_pool
 from switchboard.embedded import free_port
 from switchboard.events import DeliveryMessage
@@ -41,8 +41,8 @@ TENANT = "t_bench"
 async def create_endpoints(database_url: str, receiver: str, count: int, run: int) -> list[str]:
     pool = await open_pool(database_url, max_size=2)
     try:
-        store = DeliveryStore(pool, box=BOX)
-        return [(await store.create_endpoint(TENANT, f"{receiver}/hook?r={run}&e={n}", "", "webhook",
+        store = EndpointStore(pool, box=BOX)
+        return [(await store.create(TENANT, f"{receiver}/hook?r={run}&e={n}", "", "webhook",
                                              generate_webhook_secret())).id for n in range(count)]
     finally:
         await pool.close()

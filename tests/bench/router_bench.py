@@ -36,6 +36,7 @@ from switchboard.events import Event
 from switchboard.ids import new_id
 from switchboard.messaging import ensure_streams
 from switchboard.settings import Settings
+from tests.services.router.endpoint_types import NO_FILTERS
 from tests.ai_servers import FakeAIServer, Reply, anthropic_message
 from tests.bench.common import infrastructure
 from tests.sealing import BOX
@@ -86,7 +87,7 @@ async def router_rate(database_url: str, nats_url: str, count: int) -> float:
         routes = RouteStore(pool)
         for spec in specs(count):
             await routes.create("t1", parse_route_spec(spec))
-        router = EventRouter(js, EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool)), 5.0)
+        router = EventRouter(js, EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool), endpoint_types=NO_FILTERS), 5.0)
         events = [event(n) for n in range(EVENTS)]
         limit = asyncio.Semaphore(64)
 

@@ -48,7 +48,10 @@ def test_endpoints_are_created_changed_and_deleted_with_method_headers_and_type_
         assert got.headers["x-team"] == "ops" and json.loads(got.body)["n"] == 1
         time.sleep(1.0)  # the filtered event had its chance to arrive
         assert len(receiver.requests) == 1
-        assert api.get(f"/v1/events/{skipped}").json()["deliveries"] == []
+        skipped_event = api.get(f"/v1/events/{skipped}").json()
+        # Left out by the router: no delivery, and the explanation names none.
+        assert skipped_event["deliveries"] == [] and skipped_event["routing"]["deliveries"] == []
+        assert [f["endpoint_id"] for f in skipped_event["routing"]["filtered_out"]] == [s.endpoint_id]
 
         moved = api.patch(f"/v1/endpoints/{s.endpoint_id}", json={"url": other.url, "event_types": []})
         assert moved.status_code == 200 and moved.json()["url"] == other.url

@@ -137,7 +137,11 @@ async def test_a_grpc_call_continues_the_callers_trace(spans: InMemorySpanExport
 
 
 class NoEndpoints:
-    async def cached_endpoint(self, tenant_id: str, endpoint_id: str):
+    """No endpoint at all: a delivery is dropped before any attempt (so before any note of health)."""
+
+    note_failures = note_successes = None
+
+    async def cached(self, tenant_id: str, endpoint_id: str):
         raise NotFound("no endpoint")
 
 
@@ -187,7 +191,7 @@ async def route_a_traced_webhook(js) -> tuple:
     assert (await router.handle(event_msg)).action == "ack"
 
     delivery_msg = await next_message(js, "DELIVERIES", "trace_delivery")
-    worker = DeliveryWorker(js, NoEndpoints(), None, None, None, 5.0)  # type: ignore[arg-type]
+    worker = DeliveryWorker(js, NoEndpoints(), None, None, None, None, 5.0)  # type: ignore[arg-type]
     assert (await worker.handle(delivery_msg)).action == "term"
     return event_msg.headers["traceparent"], delivery_msg.headers["traceparent"]
 

@@ -21,7 +21,7 @@ from plugins.manager import load_registry
 from services.delivery.limits import CircuitSync
 from services.delivery.options import EndpointOptions
 from services.delivery.retry import RetryPolicy
-from services.delivery.store import DeliveryStore
+from tests.services.delivery.stores import Stores, delivery_stores
 from services.delivery.worker import SLOT_WAIT_S, DeliveryWorker
 from switchboard.circuit import CircuitBreakers
 from switchboard.database import apply_migrations, open_pool
@@ -31,7 +31,6 @@ from switchboard.settings import Settings
 from switchboard.signatures import generate_webhook_secret
 from tests.outbound_fixture import outbound_client
 from tests.receivers import Receiver
-from tests.sealing import BOX
 
 MIGRATIONS = Path(__file__).parents[3] / "services/delivery/migrations"
 DEFAULTS = EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0))
@@ -43,10 +42,10 @@ def message(endpoint_id: str, n: int) -> DeliveryMessage:
 
 
 @pytest.fixture
-async def store(pool, js) -> DeliveryStore:
+async def store(pool, js) -> Stores:
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
-    return DeliveryStore(pool, box=BOX)
+    return delivery_stores(pool)
 
 
 @contextlib.asynccontextmanager
@@ -61,7 +60,7 @@ async def delivery_process(nats_url: str, database_url: str, circuits: CircuitBr
     watching = asyncio.create_task(sync.run(stopping))
     try:
         async with outbound_client() as http:
-            yield nc, DeliveryWorker(nc.jetstream(), DeliveryStore(pool, box=BOX), load_registry(),
+            yield nc, DeliveryWorker(nc.jetstream(), *delivery_stores(pool), load_registry(),
                                      DestinationContext(http, 5.0, True), DEFAULTS, 5.0, circuits,
                                      circuit_sync=sync, processes=processes)
     finally:
@@ -82,7 +81,7 @@ async def eventually(condition: Callable[[], bool], within_s: float) -> bool:
 
 async def test_two_processes_together_keep_an_endpoints_rate_limit(store, js, nats_server, database_url) -> None:
     with Receiver() as receiver:
-        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret(),
+        endpoint = await store.endpoints.create("t1", receiver.url, "", "webhook", generate_webhook_secret(),
                                                options={"rate_limit": {"per_second": 20, "burst": 2}})
         backlog = 100  # 5 s at 20/s: the demand outlasts the measurement
         for n in range(backlog):
@@ -116,7 +115,7 @@ async def test_a_circuit_opened_in_one_process_holds_the_others_until_a_probe_cl
         return CircuitBreakers(threshold=3, cooldown_s=2.0)
 
     with Receiver(status=500) as receiver:
-        endpoint = await store.create_endpoint("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        endpoint = await store.endpoints.create("t1", receiver.url, "", "webhook", generate_webhook_secret())
         async with delivery_process(nats_server.url, database_url, breakers()) as (_, a), \
                 delivery_process(nats_server.url, database_url, breakers()) as (_, b):
             for n in range(3):
@@ -148,7 +147,7 @@ async def test_with_two_processes_each_takes_its_share_of_the_in_flight_cap(stor
     # The receiver answers well after a waiting delivery gives up (SLOT_WAIT_S): at 1 s each, which came
     # first depended on the machine's load.
     with Receiver(delay_s=SLOT_WAIT_S * 3) as slow:
-        endpoint = await store.create_endpoint("t1", slow.url, "", "webhook", generate_webhook_secret(),
+        endpoint = await store.endpoints.create("t1", slow.url, "", "webhook", generate_webhook_secret(),
                                                options={"max_in_flight": 3})
         async with delivery_process(nats_server.url, database_url, processes=2) as (_, worker):
             decisions = await asyncio.gather(*(worker.deliver(message(endpoint.id, n)) for n in range(3)))

@@ -14,6 +14,7 @@ from switchboard.events import DeliveryMessage, Event
 from switchboard.ids import new_id
 from switchboard.messaging import decode, ensure_streams
 from switchboard.settings import Settings
+from tests.services.router.endpoint_types import NO_FILTERS, StaticEndpointTypes
 
 MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
 
@@ -33,7 +34,8 @@ async def test_concurrent_events_are_stored_together_and_a_bad_one_fails_alone(p
     await routes.create("t1", parse_route_spec({"name": "all", "endpoint_ids": ["ep_1", "ep_2"]}))
     store = EventStore(pool)
     # No route needs the AI, so the dispatcher never calls it.
-    router = EventRouter(js, store, Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool)), 5.0)
+    router = EventRouter(js, store, Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool),
+                                               endpoint_types=NO_FILTERS), 5.0)
 
     good = [event(n) for n in range(40)]
     unstorable = event(99, body="nul \x00 inside")  # PostgreSQL text cannot hold NUL
@@ -72,7 +74,7 @@ async def test_each_event_is_reported_to_analytics_once_with_what_became_of_it(p
                                                 "endpoint_ids": ["ep_1", "ep_2"]}))
     await routes.create("t1", parse_route_spec({"name": "no noise", "event_types": ["noise.*"], "action": "drop"}))
     router = EventRouter(js, EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=None,
-                                                          replies=ReplyStore(pool)), 5.0)
+                                                          replies=ReplyStore(pool), endpoint_types=NO_FILTERS), 5.0)
     kinds = {"order.created": "routed", "noise.ping": "dropped", "user.created": "unrouted"}
     events = {t: Event(id=new_id("evt"), tenant_id="t1", source_id="src_1", type=t, received_at=1.7e9,
                        payload={}) for t in kinds}
@@ -87,3 +89,25 @@ async def test_each_event_is_reported_to_analytics_once_with_what_became_of_it(p
     assert (delivered.event_id, delivered.endpoint_ids) == (events["order.created"].id, ("ep_1", "ep_2"))
     assert delivered.delivery_ids == [f"{delivered.event_id}:ep_1", f"{delivered.event_id}:ep_2"]
     assert {o.received_at for o in reported} == {1.7e9} and all(o.routed_at >= 1.7e9 for o in reported)
+
+
+async def test_an_endpoint_that_leaves_the_type_out_gets_no_delivery_and_the_explanation_says_so(pool, js) -> None:
+    await apply_migrations(pool, "router", MIGRATIONS)
+    await ensure_streams(js, Settings.from_env({}))
+    routes = RouteStore(pool)
+    route = await routes.create("t1", parse_route_spec({"name": "all", "endpoint_ids": ["ep_orders", "ep_invoices"]}))
+    store = EventStore(pool)
+    filters = StaticEndpointTypes({"ep_orders": ["order.*"], "ep_invoices": ["invoice.*"]})
+    router = EventRouter(js, store, Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool),
+                                               endpoint_types=filters), 5.0)
+
+    assert (await router.route(event(0))).action == "ack"
+
+    sub = await js.pull_subscribe("deliveries.t1.>", "filter-check")
+    [queued] = [DeliveryMessage.from_message(decode(m.data)) for m in await sub.fetch(1, timeout=5)]
+    assert queued.endpoint_id == "ep_orders"
+    assert (await js.stream_info("DELIVERIES")).state.messages == 1
+    routing = (await store.get("t1", IDS[0])).routing
+    assert routing["deliveries"] == [{"route_id": route.id, "endpoint_id": "ep_orders", "action": "deliver"}]
+    assert routing["filtered_out"] == [{"route_id": route.id, "endpoint_id": "ep_invoices",
+                                        "reason": "the endpoint's event_types leave it out"}]

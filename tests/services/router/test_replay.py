@@ -18,6 +18,7 @@ from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import Event
 from switchboard.messaging import decode, ensure_streams
 from switchboard.settings import Settings
+from tests.services.router.endpoint_types import NO_FILTERS
 
 MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
 NOW = datetime.now(timezone.utc)
@@ -105,7 +106,7 @@ async def test_a_replay_through_routes_follows_the_current_routes_and_can_be_can
     await routes.create("t1", parse_route_spec({"name": "orders", "event_types": ["order.*"],
                                                 "endpoint_ids": ["ep_a", "ep_b"]}))
     sent: list[tuple[str, str]] = []
-    dispatcher = Dispatcher(routes, TemplateStore(routes.pool), ai=None, replies=ReplyStore(routes.pool))  # no route needs the AI
+    dispatcher = Dispatcher(routes, TemplateStore(routes.pool), ai=None, replies=ReplyStore(routes.pool), endpoint_types=NO_FILTERS)  # no route needs the AI
 
     async def record(event, endpoint_id, replay_id):
         outgoing = (await dispatcher.dispatch(event)).outgoing

@@ -21,6 +21,7 @@ from switchboard.database import apply_migrations
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import Event
 from switchboard.ids import new_id
+from tests.services.router.endpoint_types import NO_FILTERS
 
 MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
 
@@ -59,7 +60,7 @@ async def setup(pool):
         await routes.create("t1", parse_route_spec({"name": "log", "endpoint_ids": ["ep_log"], "position": 1}))
         replies = ReplyStore(pool, budget=budget, window=timedelta(hours=1))
         ai = ai or RecordingAI()
-        return Dispatcher(routes, TemplateStore(pool), ai, replies), ai, replies
+        return Dispatcher(routes, TemplateStore(pool), ai, replies, NO_FILTERS), ai, replies
 
     return make
 

@@ -19,6 +19,7 @@ from switchboard.events import Event
 from switchboard.ids import derived_id
 from switchboard.messaging import encode, ensure_streams, event_subject
 from switchboard.settings import Settings
+from tests.services.router.endpoint_types import NO_FILTERS
 from tests.duplicate_window import wait_out_duplicate_window
 
 MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
@@ -35,7 +36,7 @@ async def start_router(pool, js, settings: Settings):
     routes = RouteStore(pool)
     await routes.create("t1", parse_route_spec({"name": "all", "endpoint_ids": ["ep_1", "ep_2"]}))
     store = EventStore(pool, settings.stream_duplicate_window_s)
-    dispatcher = Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool))
+    dispatcher = Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool), endpoint_types=NO_FILTERS)
     events = await js.pull_subscribe("events.t1.>", "router-test")
     return EventRouter(js, store, dispatcher, 5.0), store, events
 
