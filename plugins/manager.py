@@ -7,7 +7,6 @@ plugins register into a :class:`PluginRegistry` that services look things up in.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ import pluggy
 from plugins.ai import spec as ai_spec
 from plugins.destinations import spec as destination_spec
 from plugins.sources import spec as source_spec
+from switchboard.settings import Settings
 
 __all__ = ["BUILTIN_PLUGINS", "PluginRegistry", "get_plugin_manager", "load_registry", "UnknownPlugin"]
 
@@ -92,11 +92,13 @@ def _collector(table: dict[str, Any], kind: str):
 
 
 def load_registry(pm: pluggy.PluginManager | None = None, env: Mapping[str, str] | None = None) -> PluginRegistry:
-    """Every plugin's registrations; AI providers read their settings from ``env`` (default: the environment)."""
+    """Every plugin's registrations; AI providers read their ``SWITCHBOARD_AI_<PROVIDER>_*`` settings from ``env``
+    (default: :attr:`Settings.ai_provider_variables` of the environment)."""
     pm = pm or get_plugin_manager()
     registry = PluginRegistry()
     pm.hook.register_sources(register=_collector(registry.sources, "source type"))
     pm.hook.register_destinations(register=_collector(registry.destinations, "destination"))
     pm.hook.register_ai_providers(register=_collector(registry.ai_providers, "AI provider"),
-                                  settings=ai_spec.ProviderSettings(dict(os.environ if env is None else env)))
+                                  settings=ai_spec.ProviderSettings(
+                                      Settings.from_env().ai_provider_variables if env is None else env))
     return registry

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any, TextIO
@@ -32,8 +31,9 @@ def progress_bar(done: int, total: int, width: int = 30) -> str:
 
 
 def _api_key(args: argparse.Namespace, settings: Settings) -> str | None:
-    if args.key or os.environ.get("SWITCHBOARD_API_KEY"):
-        return args.key or os.environ["SWITCHBOARD_API_KEY"]
+    key = args.key or settings.api_key
+    if key:
+        return key
     try:
         return (settings.state_dir / ADMIN_KEY_FILE).read_text().strip()
     except OSError:

@@ -2,18 +2,31 @@
 
 Every ``SWITCHBOARD_*`` variable is read here and nowhere else; the object is
 passed down to whatever needs it.
+
+Each setting is declared once, as a field of :class:`Settings` made by
+:func:`setting`: its variable, how the variable's text is read (with its
+bounds), its default and a line of documentation. Reading the environment
+(:meth:`Settings.from_env`), writing it for a child process
+(:meth:`Settings.as_env`) and the configuration table of README.md
+(``python -m switchboard.settings --markdown``) all follow from the
+declarations. A variable that is unset or empty leaves its setting at the
+default. A variable named with ``<SERVICE>`` is one variable per service (the
+setting maps service names to values); one named with another ``<...>`` stands
+for every variable that begins as it does (the setting maps their names to
+their text).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field, replace
+import sys
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 __all__ = ["Settings", "SettingsError", "SERVICE_NAMES", "SCALABLE_SERVICES", "DEFAULT_GRPC_PORTS",
-           "DEFAULT_METRICS_PORTS"]
+           "DEFAULT_METRICS_PORTS", "markdown_table"]
 
 SERVICE_NAMES = ("auth", "ingest", "router", "ai", "delivery", "analytics")
 # The services whose work several processes of one machine can share
@@ -49,36 +62,64 @@ class SettingsError(ValueError):
     """A SWITCHBOARD_* variable has a value that cannot be used."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+# How a variable's text becomes a setting's value: called with the variable's
+# name (for the error) and its text (never empty).
+Parse = Callable[[str, str], Any]
+
+
+def text(name: str, raw: str) -> str:
+    return raw
+
+
+def upper(name: str, raw: str) -> str:
+    return raw.upper()
+
+
+def path(name: str, raw: str) -> Path:
+    return Path(raw).absolute()
+
+
+def words(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated values, blanks dropped."""
+    return tuple(word.strip() for word in raw.split(",") if word.strip())
+
+
+def integer(minimum: int = 0) -> Parse:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def number(zero: bool = False) -> Parse:
+    """A positive number; with ``zero``, zero too."""
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if value < 0 or (value == 0 and not zero):
+            raise SettingsError(f"{name} must be {'zero or ' if zero else ''}positive, got {value}")
+        return value
+
+    return parse
+
+
+def share(name: str, raw: str) -> float:
+    """A share of a whole: 0 up to, not including, 1."""
+    value = number(zero=True)(name, raw)
+    if value >= 1:
+        raise SettingsError(f"{name} must be below 1 (a share of attempts), got {value}")
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, allow_zero: bool = False) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0 or (value == 0 and not allow_zero):
-        raise SettingsError(f"{name} must be {'zero or ' if allow_zero else ''}positive, got {value}")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def boolean(name: str, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -87,17 +128,53 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
-def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    raw = env.get(name) or ""
-    networks = []
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
+def choice(*options: str, normalise: Callable[[str], str] = str) -> Parse:
+    def parse(name: str, raw: str) -> str:
+        value = normalise(raw)
+        if value not in options:
+            raise SettingsError(f"{name} must be {', '.join(options[:-1])} or {options[-1]}, got {value!r}")
+        return value
+
+    return parse
+
+
+def networks(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated CIDRs (a bare address is its own network)."""
+    found = []
+    for item in words(name, raw):
         try:
-            networks.append(str(ipaddress.ip_network(item, strict=False)))
+            found.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
             raise SettingsError(f"{name} must be comma-separated CIDRs, got {item!r}") from None
-    return tuple(networks)
+    return tuple(found)
+
+
+def pid(name: str, raw: str) -> int | None:
+    return integer()(name, raw) or None
+
+
+def setting(default: Any, env: str, doc: str, parse: Parse = text, *, shown: str | None = None,
+            fallback: Callable[[Mapping[str, str], dict[str, Any]], Any] | None = None) -> Any:
+    """A field of :class:`Settings`, read from the variable ``env`` with ``parse``.
+
+    ``default`` may be a function that makes it (a fresh dict; a path from the
+    working directory). ``doc`` is the setting's line in the configuration
+    table, and ``shown`` its default there where the value alone would not say
+    what happens. ``fallback`` chooses the value of an unset variable from the
+    environment and the settings declared before it.
+    """
+    metadata = {"env": env, "parse": parse, "doc": doc, "shown": shown, "fallback": fallback}
+    if callable(default):
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _exporter_by_endpoint(env: Mapping[str, str], chosen: dict[str, Any]) -> str:
+    # A collector named anywhere means spans should go there; the older switch means console.
+    standard = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if chosen["otlp_endpoint"] or standard:
+        return "otlp"
+    return "console" if chosen["otel_console"] else "none"
 
 
 def machine_processes(cores: int) -> int:
@@ -112,273 +189,284 @@ def machine_processes(cores: int) -> int:
 class Settings:
     """Everything configurable, with the defaults a fresh machine needs."""
 
-    # Where embedded NATS/PostgreSQL data, the master key and the bootstrap
-    # admin key live.
-    state_dir: Path = Path(".switchboard")
-    # Unset means "start an embedded server" (switchboard up only).
-    nats_url: str | None = None
-    database_url: str | None = None
+    state_dir: Path = setting(
+        lambda: Path(".switchboard").absolute(), "SWITCHBOARD_STATE_DIR", parse=path, shown="`.switchboard`",
+        doc="embedded NATS and PostgreSQL data, the master key, the bootstrap admin key, pid files")
+    nats_url: str | None = setting(
+        None, "SWITCHBOARD_NATS_URL", shown="unset: embedded (`switchboard up`)",
+        doc="NATS server with JetStream")
+    database_url: str | None = setting(
+        None, "SWITCHBOARD_DATABASE_URL", shown="unset: embedded (`switchboard up`)",
+        doc="PostgreSQL connection string")
 
-    http_host: str = "127.0.0.1"
-    http_port: int = 8080
-    # Where senders reach the edge (a source's ingest_url); unset: the address a caller used.
-    public_url: str = ""
-    grpc_host: str = "127.0.0.1"
-    grpc_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_GRPC_PORTS))
-    # host:port per service for clients; defaults to grpc_host:grpc_port.
-    grpc_targets: Mapping[str, str] = field(default_factory=dict)
+    http_host: str = setting("127.0.0.1", "SWITCHBOARD_HTTP_HOST", doc="where the edge listens")
+    http_port: int = setting(8080, "SWITCHBOARD_HTTP_PORT", parse=integer(),
+                             doc="the edge's HTTP port (0 = pick a free port)")
+    public_url: str = setting(
+        "", "SWITCHBOARD_PUBLIC_URL",
+        doc="where senders reach the edge, for a source's `ingest_url` (`<url>/in/<id>`); unset: the address "
+            "the REST caller used (the edge forwards it to IngestService as `x-forwarded-host`), or the edge's "
+            "own for a gRPC caller")
+    grpc_host: str = setting("127.0.0.1", "SWITCHBOARD_GRPC_HOST", doc="where gRPC servers bind")
+    grpc_ports: Mapping[str, int] = setting(
+        lambda: dict(DEFAULT_GRPC_PORTS), "SWITCHBOARD_<SERVICE>_GRPC_PORT", parse=integer(),
+        doc="each service's gRPC port (0 = pick a free port)")
+    grpc_targets: Mapping[str, str] = setting(
+        dict, "SWITCHBOARD_<SERVICE>_GRPC_TARGET", shown="`<grpc host>:<port>`",
+        doc="where clients reach a service (e.g. `auth:50055`)")
 
-    max_body_bytes: int = 1024 * 1024
-    # Per API key on /v1 and per source on /in (a source may set its own).
-    key_rate_per_s: float = 50.0
-    key_burst: int = 100
-    source_rate_per_s: float = 500.0
-    source_burst: int = 1000
-    # How long the edge trusts a verified key without asking AuthService again:
-    # the bound on how long a revoked key keeps working.
-    auth_cache_ttl_s: float = 30.0
-    # While AuthService cannot answer (it, or PostgreSQL, is down), a key it
-    # verified within this long is still accepted: the bound on how long a
-    # revoked key can keep working during such an outage.
-    auth_cache_stale_s: float = 600.0
-    # How often each ingest process compares the sources in PostgreSQL with
-    # the KV bucket SOURCES and repairs the bucket.
-    source_reconcile_interval_s: float = 30.0
-    # Proxies (CIDRs) whose X-Forwarded-For the edge believes.
-    trusted_proxies: tuple[str, ...] = ()
-    # Sender gets 503 when JetStream has not acknowledged within this.
-    publish_timeout_s: float = 5.0
-    # Every gRPC call between services carries this deadline.
-    rpc_timeout_s: float = 5.0
-    # Outbound requests to private/loopback/link-local addresses are refused
-    # unless the operator allows them (tests and local walkthroughs do).
-    allow_private_destinations: bool = False
-    # Networks (CIDRs) outbound requests may reach even though they are not
-    # public, e.g. an internal receiver's subnet. Everything else private stays refused.
-    destination_allowlist: tuple[str, ...] = ()
-    delivery_timeout_s: float = 10.0
-    delivery_max_attempts: int = 8
-    # First retry delay; each next one doubles (services/delivery/retry.py).
-    delivery_retry_base_s: float = 5.0
-    # Sends in flight per delivery process. Many: a send mostly waits (for the
-    # receiver, for the group commit its attempt shares), and the more wait
-    # together, the more each statement and round trip is shared (64 gave about
-    # two thirds of 256's deliveries/s on two cores).
-    delivery_concurrency: int = 256
-    # Per endpoint and delivery process, unless the endpoint sets its own.
-    endpoint_max_in_flight: int = 16
-    # An endpoint's circuit opens after this many consecutive failures and
-    # stays open (nothing sent) for the cooldown, then lets one probe through.
-    circuit_threshold: int = 5
-    circuit_cooldown_s: float = 10.0
-    # An endpoint failing without a single success for this long is disabled
-    # (reason kept; re-enable through the API). 0 turns this off.
-    endpoint_auto_disable_s: float = 5 * 24 * 3600
-    router_concurrency: int = 64
-    # The reply loop guard's last line: at most this many AI-drafted replies
-    # per conversation in any reply_budget_window_s (docs/ai.md#replies).
-    reply_budget: int = 10
-    reply_budget_window_s: float = 3600.0
+    max_body_bytes: int = setting(1024 * 1024, "SWITCHBOARD_MAX_BODY_BYTES", parse=integer(1),
+                                  doc="webhook and API body limit in bytes (413 above)")
+    key_rate_per_s: float = setting(50.0, "SWITCHBOARD_KEY_RATE", parse=number(),
+                                    doc="requests per second per API key on `/v1`")
+    key_burst: int = setting(100, "SWITCHBOARD_KEY_BURST", parse=integer(1),
+                             doc="requests per API key on `/v1` allowed in a burst above the rate")
+    source_rate_per_s: float = setting(
+        500.0, "SWITCHBOARD_SOURCE_RATE", parse=number(),
+        doc="requests per second per source on `/in`, unless the source sets its own `rate_limit`")
+    source_burst: int = setting(
+        1000, "SWITCHBOARD_SOURCE_BURST", parse=integer(1),
+        doc="requests per source on `/in` allowed in a burst above the rate, unless the source sets its own")
+    auth_cache_ttl_s: float = setting(
+        30.0, "SWITCHBOARD_AUTH_CACHE_TTL", parse=number(),
+        doc="seconds the edge trusts a verified key without asking AuthService again: a revoked key stops "
+            "working within this")
+    auth_cache_stale_s: float = setting(
+        600.0, "SWITCHBOARD_AUTH_CACHE_STALE", parse=number(zero=True),
+        doc="seconds after its last verification that a key is still accepted while AuthService (or its "
+            "PostgreSQL) is unavailable; 0 turns this off "
+            "([docs/operations.md](docs/operations.md#ingest-without-postgresql))")
+    source_reconcile_interval_s: float = setting(
+        30.0, "SWITCHBOARD_SOURCE_RECONCILE_INTERVAL", parse=number(),
+        doc="seconds between each ingest process's comparison of the KV bucket `SOURCES` with PostgreSQL "
+            "(a change lost while NATS was down heals within this)")
+    trusted_proxies: tuple[str, ...] = setting(
+        (), "SWITCHBOARD_TRUSTED_PROXIES", parse=networks,
+        doc="comma-separated CIDRs of proxies whose `X-Forwarded-For` the edge believes")
+    publish_timeout_s: float = setting(5.0, "SWITCHBOARD_PUBLISH_TIMEOUT", parse=number(),
+                                       doc="seconds to wait for a JetStream ack before answering 503")
+    rpc_timeout_s: float = setting(5.0, "SWITCHBOARD_RPC_TIMEOUT", parse=number(),
+                                   doc="seconds: the deadline of every call between services")
+    # Outbound requests to private addresses are refused unless allowed: a
+    # tenant's endpoint must not reach into the operator's network.
+    allow_private_destinations: bool = setting(
+        False, "SWITCHBOARD_ALLOW_PRIVATE_DESTINATIONS", parse=boolean,
+        doc="allow deliveries to every private, loopback and link-local address (tests, local walkthroughs)")
+    destination_allowlist: tuple[str, ...] = setting(
+        (), "SWITCHBOARD_DESTINATION_ALLOWLIST", parse=networks,
+        doc="comma-separated CIDRs deliveries may reach although they are not public (e.g. an internal "
+            "receiver's subnet); everything else private stays refused")
+    delivery_timeout_s: float = setting(10.0, "SWITCHBOARD_DELIVERY_TIMEOUT", parse=number(),
+                                        doc="seconds per delivery request")
+    delivery_max_attempts: int = setting(8, "SWITCHBOARD_DELIVERY_MAX_ATTEMPTS", parse=integer(1),
+                                         doc="attempts before a delivery is dead-lettered")
+    delivery_retry_base_s: float = setting(
+        5.0, "SWITCHBOARD_DELIVERY_RETRY_BASE", parse=number(),
+        doc="first retry delay in seconds; each next one doubles (capped at 1 h, ±20% jitter)")
+    # Many: a send mostly waits (for the receiver, for the group commit its
+    # attempt shares), and the more wait together, the more each statement and
+    # round trip is shared.
+    delivery_concurrency: int = setting(
+        256, "SWITCHBOARD_DELIVERY_CONCURRENCY", parse=integer(1),
+        doc="sends in flight per delivery process (64 gave about two thirds of 256's throughput, "
+            "[docs/benchmarks.md](docs/benchmarks.md#delivery-1-10-and-100-endpoints))")
+    endpoint_max_in_flight: int = setting(
+        16, "SWITCHBOARD_ENDPOINT_MAX_IN_FLIGHT", parse=integer(1),
+        doc="deliveries to one endpoint in flight at once on the machine, split between its delivery "
+            "processes (an endpoint may set its own): a slow receiver never holds the others' slots")
+    circuit_threshold: int = setting(
+        5, "SWITCHBOARD_CIRCUIT_THRESHOLD", parse=integer(1),
+        doc="consecutive failures (5xx, timeouts, connection errors) after which an endpoint's circuit "
+            "opens; shared by the delivery processes")
+    circuit_cooldown_s: float = setting(
+        10.0, "SWITCHBOARD_CIRCUIT_COOLDOWN", parse=number(),
+        doc="seconds an open circuit sends nothing before it lets one probe through: how long deliveries "
+            "wait after a receiver is back")
+    endpoint_auto_disable_s: float = setting(
+        5 * 24 * 3600, "SWITCHBOARD_ENDPOINT_AUTO_DISABLE_AFTER", parse=number(zero=True),
+        doc="seconds an endpoint may fail without a success before it is disabled, its reason kept "
+            "(an endpoint may set its own; 0: never)")
+    router_concurrency: int = setting(64, "SWITCHBOARD_ROUTER_CONCURRENCY", parse=integer(1),
+                                      doc="events handled at once per router process")
+    reply_budget: int = setting(
+        10, "SWITCHBOARD_REPLY_BUDGET", parse=integer(1),
+        doc="AI-drafted replies per conversation within the reply budget window: the reply loop guard's "
+            "last line ([docs/ai.md](docs/ai.md#replies-and-the-loop-guard))")
+    reply_budget_window_s: float = setting(3600.0, "SWITCHBOARD_REPLY_BUDGET_WINDOW", parse=number(),
+                                           doc="seconds: the window of the reply budget")
 
     # Stream limits, explicit so a runaway sender cannot fill the disk.
-    stream_max_bytes: int = 1024**3
-    stream_max_age_s: int = 7 * 24 * 3600
-    stream_duplicate_window_s: int = 2 * 3600
-    # 3 on a production NATS cluster; 1 for a single server.
-    stream_replicas: int = 1
-    # How long the edge remembers the id of an event that carries a provider
-    # delivery id (or an API idempotency key), in the JetStream KV bucket
-    # EVENT_DEDUP: a retry within it is answered duplicate and not published.
-    # Longer than the stream's duplicate window (Stripe retries for 3 days).
-    dedup_window_s: int = 3 * 24 * 3600
-    dedup_max_bytes: int = 1024**3
-    # The embedded nats-server's JetStream disk budget (0: its default); a
-    # small one simulates a full disk (tests/chaos).
-    nats_max_file_store: int = 0
+    stream_max_bytes: int = setting(1024**3, "SWITCHBOARD_STREAM_MAX_BYTES", parse=integer(1024 * 1024),
+                                    doc="bytes every JetStream stream may hold (oldest dropped first)")
+    stream_max_age_s: int = setting(7 * 24 * 3600, "SWITCHBOARD_STREAM_MAX_AGE", parse=integer(60),
+                                    doc="seconds every JetStream stream keeps a message")
+    stream_duplicate_window_s: int = setting(
+        2 * 3600, "SWITCHBOARD_STREAM_DUPLICATE_WINDOW", parse=integer(1),
+        doc="seconds within which JetStream drops a message whose id it has seen")
+    stream_replicas: int = setting(1, "SWITCHBOARD_STREAM_REPLICAS", parse=integer(1),
+                                   doc="stream replicas (3 on a NATS cluster)")
+    # Longer than the stream's duplicate window: Stripe retries for 3 days.
+    dedup_window_s: int = setting(
+        3 * 24 * 3600, "SWITCHBOARD_DEDUP_WINDOW", parse=integer(1),
+        doc="seconds (at least the stream duplicate window) a provider delivery id or API idempotency key "
+            "is answered `duplicate` and not published again (JetStream KV bucket `EVENT_DEDUP`) "
+            "([docs/operations.md](docs/operations.md#dedup))")
+    dedup_max_bytes: int = setting(
+        1024**3, "SWITCHBOARD_DEDUP_MAX_BYTES", parse=integer(1024 * 1024),
+        doc="bytes of the bucket `EVENT_DEDUP` (~82 an id: 1 GiB holds ~13 M, 3 days at ~50 ids/s; when "
+            "full the oldest go first)")
+    nats_max_file_store: int = setting(
+        0, "SWITCHBOARD_NATS_MAX_FILE_STORE", parse=integer(),
+        doc="the embedded nats-server's JetStream disk budget in bytes (0: nats-server's default); when it "
+            "is full the edge answers 503")
 
-    # The provider asked first when a tenant has no chain of its own; "local"
-    # (no key, no network) always ends every chain.
-    ai_provider: str = "local"
-    # Deadline of one provider call; the longest wait for a provider's rate
-    # budget before the next provider is asked; how long answers are cached.
-    ai_timeout_s: float = 20.0
-    ai_max_wait_s: float = 2.0
-    ai_cache_ttl_s: float = 3600.0
-    # Analytics retention (docs/analytics.md): raw attempts and minute rollups;
-    # hour and day rollups; how often the pruning job runs.
-    retention_attempts_days: int = 30
-    retention_rollups_days: int = 400
-    retention_prune_interval_s: float = 3600.0
-    # Retention of the router's stored events and the delivery log (settled
-    # deliveries and their attempts), in days (docs/operations.md#retention);
-    # pruned every retention_prune_interval_s.
-    retention_events_days: int = 30
-    retention_deliveries_days: int = 30
-    # Alert rules (docs/alerts.md), evaluated by analytics every
-    # alert_interval_s over the last alert_window_s: an endpoint's failure rate
-    # (with at least alert_min_attempts attempts), its p95 latency against its
-    # previous day's (factor and floor), a tenant's deliveries waiting for a
-    # retry; a resolved alert does not fire again within alert_cooldown_s.
-    alert_interval_s: float = 60.0
-    alert_window_s: float = 300.0
-    alert_failure_rate: float = 0.5
-    alert_min_attempts: int = 20
-    alert_latency_factor: float = 3.0
-    alert_latency_floor_ms: float = 500.0
-    alert_backlog: int = 1000
-    alert_cooldown_s: float = 600.0
-    master_key: str | None = None
-    # Master keys that sealed secrets before the current one (switchboard/secretbox.py): they still
-    # open what they sealed, which is sealed again with the current key.
-    previous_master_keys: tuple[str, ...] = ()
-    # The services' credential on each other's gRPC ports; unset: derived from the master key
-    # (switchboard/masterkey.py: service_token). Set it for a process that should not hold the master key.
-    service_token: str | None = None
-    # Set by `switchboard up` for its children (internal): they die with it.
-    supervisor_pid: int | None = None
-    # Processes per service (SWITCHBOARD_<SERVICE>_PROCESSES); 0: unset, which
-    # is one, except under `switchboard up` (with_machine_processes).
-    processes: Mapping[str, int] = field(default_factory=lambda: {name: 0 for name in SERVICE_NAMES})
-    # Which of its service's processes this one is, from 0 (set by `switchboard up`).
-    process_index: int = 0
-    log_level: str = "INFO"
-    log_format: str = "json"
-    otel_console: bool = False
-    # Observability (docs/observability.md). Where spans go: none, console or
-    # otlp (to otlp_endpoint, else the standard OTEL_EXPORTER_OTLP_* variables).
-    otel_exporter: str = "none"
-    otlp_endpoint: str | None = None
-    # Each service serves /metrics on its own port (0: any free one). The
-    # edge's public HTTP port serves it only when asked (edge_metrics), or
-    # behind `Authorization: Bearer <metrics_token>` when one is set: traffic
-    # figures are nobody's business but the operator's.
-    metrics_enabled: bool = True
-    metrics_host: str = "127.0.0.1"
-    metrics_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
-    edge_metrics: bool = False
-    metrics_token: str | None = None
-    # How often JetStream consumer lag is read for the metrics.
-    consumer_lag_interval_s: float = 15.0
+    ai_provider: str = setting(
+        "local", "SWITCHBOARD_AI_PROVIDER",
+        doc="the AI provider asked first when a tenant has no chain of its own (`local`, which needs no key "
+            "and no network, always ends every chain)")
+    ai_timeout_s: float = setting(20.0, "SWITCHBOARD_AI_TIMEOUT", parse=number(),
+                                  doc="seconds: the deadline of one provider call")
+    ai_max_wait_s: float = setting(
+        2.0, "SWITCHBOARD_AI_MAX_WAIT", parse=number(zero=True),
+        doc="seconds: the longest wait for a provider's rate budget before the next provider is asked")
+    ai_cache_ttl_s: float = setting(3600.0, "SWITCHBOARD_AI_CACHE_TTL", parse=number(zero=True),
+                                    doc="seconds AI answers are cached")
+    # Each provider reads its own (plugins/ai/spec.py: ProviderSettings).
+    ai_provider_variables: Mapping[str, str] = setting(
+        dict, "SWITCHBOARD_AI_<PROVIDER>_<NAME>", shown="none",
+        doc="a provider's own settings: `_API_KEY` (without one it is skipped), `_BASE_URL` (any "
+            "OpenAI-compatible server for `openai`), `_MODEL`, `_TIMEOUT`, and its rate budget "
+            "`_REQUESTS_PER_MINUTE` / `_TOKENS_PER_MINUTE` (unlimited unless set; over it, urgent events go first)")
+    retention_attempts_days: int = setting(
+        30, "SWITCHBOARD_RETENTION_ATTEMPTS_DAYS", parse=integer(1),
+        doc="days analytics keeps its raw attempts and minute rollups "
+            "([docs/operations.md](docs/operations.md#retention))")
+    retention_rollups_days: int = setting(400, "SWITCHBOARD_RETENTION_ROLLUPS_DAYS", parse=integer(1),
+                                          doc="days analytics keeps its hour and day rollups")
+    retention_prune_interval_s: float = setting(3600.0, "SWITCHBOARD_RETENTION_PRUNE_INTERVAL", parse=number(),
+                                                doc="seconds between pruning rounds, in every service")
+    retention_events_days: int = setting(30, "SWITCHBOARD_RETENTION_EVENTS_DAYS", parse=integer(1),
+                                         doc="days the router keeps stored events")
+    retention_deliveries_days: int = setting(
+        30, "SWITCHBOARD_RETENTION_DELIVERIES_DAYS", parse=integer(1),
+        doc="days the delivery log keeps settled deliveries and their attempts (pending ones are never pruned)")
+    alert_interval_s: float = setting(
+        60.0, "SWITCHBOARD_ALERT_INTERVAL", parse=number(),
+        doc="seconds between rounds of the alert rules ([docs/alerts.md](docs/alerts.md#settings))")
+    alert_window_s: float = setting(300.0, "SWITCHBOARD_ALERT_WINDOW", parse=number(),
+                                    doc="seconds of attempts each alert round looks at")
+    alert_failure_rate: float = setting(0.5, "SWITCHBOARD_ALERT_FAILURE_RATE", parse=share,
+                                        doc="failure rate above which an endpoint alerts (0 ≤ rate < 1)")
+    alert_min_attempts: int = setting(
+        20, "SWITCHBOARD_ALERT_MIN_ATTEMPTS", parse=integer(1),
+        doc="attempts in the window (and in the latency baseline) below which no verdict is given")
+    alert_latency_factor: float = setting(
+        3.0, "SWITCHBOARD_ALERT_LATENCY_FACTOR", parse=number(),
+        doc="an endpoint's p95 latency over this many times its previous day's alerts")
+    alert_latency_floor_ms: float = setting(500.0, "SWITCHBOARD_ALERT_LATENCY_FLOOR_MS", parse=number(zero=True),
+                                            doc="... and only above this many ms")
+    alert_backlog: int = setting(1000, "SWITCHBOARD_ALERT_BACKLOG", parse=integer(),
+                                 doc="deliveries waiting for a retry above which a tenant alerts")
+    alert_cooldown_s: float = setting(600.0, "SWITCHBOARD_ALERT_COOLDOWN", parse=number(zero=True),
+                                      doc="seconds after resolving before the same alert fires again")
+    master_key: str | None = setting(
+        None, "SWITCHBOARD_MASTER_KEY", shown="`master.key` in the state folder",
+        doc="secret from which the API-key pepper and the key that seals source and endpoint secrets (and "
+            "endpoint config credentials) at rest are derived "
+            "([docs/operations.md](docs/operations.md#secrets-at-rest)); `switchboard keys rotate-master` "
+            "replaces the state folder's")
+    previous_master_keys: tuple[str, ...] = setting(
+        (), "SWITCHBOARD_PREVIOUS_MASTER_KEYS", parse=words, shown="`master.key.previous` in the state folder",
+        doc="master keys replaced, comma-separated: they still open what they sealed (sealed again at start) "
+            "and verify API keys hashed under them (hashed again on use)")
+    service_token: str | None = setting(
+        None, "SWITCHBOARD_SERVICE_TOKEN", shown="derived from the master key",
+        doc="the credential services present to each other's gRPC ports ([gRPC API](#grpc-api)); set it "
+            "(from `switchboard keys service-token`) for a process that should not hold the master key")
+    api_key: str | None = setting(
+        None, "SWITCHBOARD_API_KEY", shown="`admin.key` in the state folder",
+        doc="the API key `switchboard replay` presents when `--key` is not given")
+    supervisor_pid: int | None = setting(
+        None, "SWITCHBOARD_SUPERVISOR_PID", parse=pid,
+        doc="internal: set by `switchboard up` for its children, which stop when it does")
+    # 0 is unset: one alone, a machine's share under `switchboard up` (with_machine_processes).
+    processes: Mapping[str, int] = setting(
+        lambda: {name: 0 for name in SERVICE_NAMES}, "SWITCHBOARD_<SERVICE>_PROCESSES", parse=integer(),
+        shown="`switchboard up`: one per two cores (at least 1, at most 4) for `INGEST`, `ROUTER` and "
+              "`DELIVERY`; 1 otherwise",
+        doc="processes of a service on this machine: the edge's processes share its HTTP port and each "
+            "service's its gRPC port (`SO_REUSEPORT`, the kernel spreads connections), the router's and "
+            "delivery's share their durable consumer; per-endpoint rate limits and circuits are shared "
+            "between delivery processes (see [Delivery](#delivery)); auth, ai and analytics run once (alerts "
+            "and sweeps are scheduled per process)")
+    process_index: int = setting(
+        0, "SWITCHBOARD_PROCESS_INDEX", parse=integer(),
+        doc="internal: which of its service's processes this one is, from 0 (set by `switchboard up`)")
+    log_level: str = setting("INFO", "SWITCHBOARD_LOG_LEVEL", parse=upper, doc="level of the logs on stderr")
+    log_format: str = setting("json", "SWITCHBOARD_LOG_FORMAT", parse=choice("json", "text"),
+                              doc="logs as `json`, or `text` for a terminal")
+    otel_console: bool = setting(False, "SWITCHBOARD_OTEL_CONSOLE", parse=boolean,
+                                 doc="the older switch for `SWITCHBOARD_OTEL_EXPORTER=console`")
+    otlp_endpoint: str | None = setting(
+        None, "SWITCHBOARD_OTLP_ENDPOINT",
+        doc="OTLP/HTTP collector base URL (chooses `otlp`; the standard `OTEL_EXPORTER_OTLP_*` variables "
+            "work too)")
+    otel_exporter: str = setting(
+        "none", "SWITCHBOARD_OTEL_EXPORTER", fallback=_exporter_by_endpoint,
+        parse=choice("none", "console", "otlp", normalise=lambda raw: raw.strip().lower()),
+        shown="`none`; `otlp` when a collector is set, `console` when `SWITCHBOARD_OTEL_CONSOLE` is",
+        doc="where spans go: `none`, `console` or `otlp` ([docs/observability.md](docs/observability.md))")
+    # Traffic figures are nobody's business but the operator's: the edge's
+    # public port serves /metrics only when asked, or behind a token.
+    metrics_enabled: bool = setting(True, "SWITCHBOARD_METRICS", parse=boolean,
+                                    doc="each service's Prometheus `/metrics` on its own port")
+    metrics_host: str = setting("127.0.0.1", "SWITCHBOARD_METRICS_HOST",
+                                doc="where the services' `/metrics` listen")
+    metrics_ports: Mapping[str, int] = setting(
+        lambda: dict(DEFAULT_METRICS_PORTS), "SWITCHBOARD_<SERVICE>_METRICS_PORT", parse=integer(),
+        doc="each service's `/metrics` port (0 = pick a free port)")
+    edge_metrics: bool = setting(
+        False, "SWITCHBOARD_EDGE_METRICS", parse=boolean,
+        doc="`/metrics` on the edge's public HTTP port too (the ingest process's metrics port has them anyway)")
+    metrics_token: str | None = setting(
+        None, "SWITCHBOARD_METRICS_TOKEN",
+        doc="turns the edge's `/metrics` on behind `Authorization: Bearer <token>`")
+    consumer_lag_interval_s: float = setting(15.0, "SWITCHBOARD_CONSUMER_LAG_INTERVAL", parse=number(),
+                                             doc="seconds between reads of JetStream consumer lag for the metrics")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
-        p = "SWITCHBOARD_"
-        ports = {
-            name: _int(env, f"{p}{name.upper()}_GRPC_PORT", default, minimum=0)
-            for name, default in DEFAULT_GRPC_PORTS.items()
-        }
-        targets = {
-            name: env[f"{p}{name.upper()}_GRPC_TARGET"]
-            for name in SERVICE_NAMES
-            if env.get(f"{p}{name.upper()}_GRPC_TARGET")
-        }
-        otel_console = _bool(env, f"{p}OTEL_CONSOLE", False)
-        otlp_endpoint = env.get(f"{p}OTLP_ENDPOINT") or None
-        otel_exporter = (env.get(f"{p}OTEL_EXPORTER") or "").strip().lower()
-        if not otel_exporter:
-            standard = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-            otel_exporter = "otlp" if otlp_endpoint or standard else "console" if otel_console else "none"
-        if otel_exporter not in ("none", "console", "otlp"):
-            raise SettingsError(f"{p}OTEL_EXPORTER must be none, console or otlp, got {otel_exporter!r}")
-        metrics_ports = {
-            name: _int(env, f"{p}{name.upper()}_METRICS_PORT", default, minimum=0)
-            for name, default in DEFAULT_METRICS_PORTS.items()
-        }
-        processes = {name: _int(env, f"{p}{name.upper()}_PROCESSES", 0, minimum=0) for name in SERVICE_NAMES}
-        for name, count in processes.items():
+        chosen: dict[str, Any] = {}
+        for declared in fields(cls):
+            chosen[declared.name] = _read(declared, env, chosen)
+        settings = cls(**chosen)
+        settings._check_combinations()
+        return settings
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env: dict[str, str] = {}
+        for declared in fields(self):
+            name, value = declared.metadata["env"], getattr(self, declared.name)
+            if "<SERVICE>" in name:
+                env.update({name.replace("<SERVICE>", service.upper()): _env_text(each)
+                            for service, each in value.items()})
+            elif "<" in name:
+                env.update(value)
+            elif value is not None:
+                env[name] = _env_text(value)
+        return env
+
+    def _check_combinations(self) -> None:
+        """What no single variable can be checked for alone."""
+        for name, count in self.processes.items():
             if count > 1 and name not in SCALABLE_SERVICES:
-                raise SettingsError(f"{p}{name.upper()}_PROCESSES: {name} runs as one process "
+                raise SettingsError(f"SWITCHBOARD_{name.upper()}_PROCESSES: {name} runs as one process "
                                     f"(several processes: {', '.join(SCALABLE_SERVICES)})")
-        alert_failure_rate = _float(env, f"{p}ALERT_FAILURE_RATE", 0.5, allow_zero=True)
-        if alert_failure_rate >= 1:
-            raise SettingsError(f"{p}ALERT_FAILURE_RATE must be below 1 (a share of attempts), got {alert_failure_rate}")
-        duplicate_window_s = _int(env, f"{p}STREAM_DUPLICATE_WINDOW", 2 * 3600, minimum=1)
-        dedup_window_s = _int(env, f"{p}DEDUP_WINDOW", 3 * 24 * 3600, minimum=1)
-        if dedup_window_s < duplicate_window_s:
-            raise SettingsError(f"{p}DEDUP_WINDOW ({dedup_window_s}) must be at least "
-                                f"{p}STREAM_DUPLICATE_WINDOW ({duplicate_window_s})")
-        log_format = env.get(f"{p}LOG_FORMAT", "json")
-        if log_format not in ("json", "text"):
-            raise SettingsError(f"{p}LOG_FORMAT must be json or text, got {log_format!r}")
-        return cls(
-            state_dir=Path(env.get(f"{p}STATE_DIR") or ".switchboard").absolute(),
-            nats_url=env.get(f"{p}NATS_URL") or None,
-            database_url=env.get(f"{p}DATABASE_URL") or None,
-            http_host=env.get(f"{p}HTTP_HOST") or "127.0.0.1",
-            http_port=_int(env, f"{p}HTTP_PORT", 8080),
-            public_url=env.get(f"{p}PUBLIC_URL") or "",
-            grpc_host=env.get(f"{p}GRPC_HOST") or "127.0.0.1",
-            grpc_ports=ports,
-            grpc_targets=targets,
-            max_body_bytes=_int(env, f"{p}MAX_BODY_BYTES", 1024 * 1024, minimum=1),
-            key_rate_per_s=_float(env, f"{p}KEY_RATE", 50.0),
-            key_burst=_int(env, f"{p}KEY_BURST", 100, minimum=1),
-            source_rate_per_s=_float(env, f"{p}SOURCE_RATE", 500.0),
-            source_burst=_int(env, f"{p}SOURCE_BURST", 1000, minimum=1),
-            auth_cache_ttl_s=_float(env, f"{p}AUTH_CACHE_TTL", 30.0),
-            auth_cache_stale_s=_float(env, f"{p}AUTH_CACHE_STALE", 600.0, allow_zero=True),
-            source_reconcile_interval_s=_float(env, f"{p}SOURCE_RECONCILE_INTERVAL", 30.0),
-            trusted_proxies=_networks(env, f"{p}TRUSTED_PROXIES"),
-            publish_timeout_s=_float(env, f"{p}PUBLISH_TIMEOUT", 5.0),
-            rpc_timeout_s=_float(env, f"{p}RPC_TIMEOUT", 5.0),
-            allow_private_destinations=_bool(env, f"{p}ALLOW_PRIVATE_DESTINATIONS", False),
-            destination_allowlist=_networks(env, f"{p}DESTINATION_ALLOWLIST"),
-            delivery_timeout_s=_float(env, f"{p}DELIVERY_TIMEOUT", 10.0),
-            delivery_max_attempts=_int(env, f"{p}DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
-            delivery_retry_base_s=_float(env, f"{p}DELIVERY_RETRY_BASE", 5.0),
-            delivery_concurrency=_int(env, f"{p}DELIVERY_CONCURRENCY", 256, minimum=1),
-            endpoint_max_in_flight=_int(env, f"{p}ENDPOINT_MAX_IN_FLIGHT", 16, minimum=1),
-            circuit_threshold=_int(env, f"{p}CIRCUIT_THRESHOLD", 5, minimum=1),
-            circuit_cooldown_s=_float(env, f"{p}CIRCUIT_COOLDOWN", 10.0),
-            endpoint_auto_disable_s=_float(env, f"{p}ENDPOINT_AUTO_DISABLE_AFTER", 5 * 24 * 3600,
-                                           allow_zero=True),
-            router_concurrency=_int(env, f"{p}ROUTER_CONCURRENCY", 64, minimum=1),
-            reply_budget=_int(env, f"{p}REPLY_BUDGET", 10, minimum=1),
-            reply_budget_window_s=_float(env, f"{p}REPLY_BUDGET_WINDOW", 3600.0),
-            stream_max_bytes=_int(env, f"{p}STREAM_MAX_BYTES", 1024**3, minimum=1024 * 1024),
-            stream_max_age_s=_int(env, f"{p}STREAM_MAX_AGE", 7 * 24 * 3600, minimum=60),
-            stream_duplicate_window_s=duplicate_window_s,
-            stream_replicas=_int(env, f"{p}STREAM_REPLICAS", 1, minimum=1),
-            dedup_window_s=dedup_window_s,
-            dedup_max_bytes=_int(env, f"{p}DEDUP_MAX_BYTES", 1024**3, minimum=1024 * 1024),
-            nats_max_file_store=_int(env, f"{p}NATS_MAX_FILE_STORE", 0, minimum=0),
-            ai_provider=env.get(f"{p}AI_PROVIDER") or "local",
-            ai_timeout_s=_float(env, f"{p}AI_TIMEOUT", 20.0),
-            ai_max_wait_s=_float(env, f"{p}AI_MAX_WAIT", 2.0, allow_zero=True),
-            ai_cache_ttl_s=_float(env, f"{p}AI_CACHE_TTL", 3600.0, allow_zero=True),
-            retention_attempts_days=_int(env, f"{p}RETENTION_ATTEMPTS_DAYS", 30, minimum=1),
-            retention_rollups_days=_int(env, f"{p}RETENTION_ROLLUPS_DAYS", 400, minimum=1),
-            retention_prune_interval_s=_float(env, f"{p}RETENTION_PRUNE_INTERVAL", 3600.0),
-            retention_events_days=_int(env, f"{p}RETENTION_EVENTS_DAYS", 30, minimum=1),
-            retention_deliveries_days=_int(env, f"{p}RETENTION_DELIVERIES_DAYS", 30, minimum=1),
-            alert_interval_s=_float(env, f"{p}ALERT_INTERVAL", 60.0),
-            alert_window_s=_float(env, f"{p}ALERT_WINDOW", 300.0),
-            alert_failure_rate=alert_failure_rate,
-            alert_min_attempts=_int(env, f"{p}ALERT_MIN_ATTEMPTS", 20, minimum=1),
-            alert_latency_factor=_float(env, f"{p}ALERT_LATENCY_FACTOR", 3.0),
-            alert_latency_floor_ms=_float(env, f"{p}ALERT_LATENCY_FLOOR_MS", 500.0, allow_zero=True),
-            alert_backlog=_int(env, f"{p}ALERT_BACKLOG", 1000, minimum=0),
-            alert_cooldown_s=_float(env, f"{p}ALERT_COOLDOWN", 600.0, allow_zero=True),
-            master_key=env.get(f"{p}MASTER_KEY") or None,
-            previous_master_keys=tuple(k.strip() for k in env.get(f"{p}PREVIOUS_MASTER_KEYS", "").split(",")
-                                       if k.strip()),
-            service_token=env.get(f"{p}SERVICE_TOKEN") or None,
-            supervisor_pid=_int(env, f"{p}SUPERVISOR_PID", 0) or None,
-            processes=processes,
-            process_index=_int(env, f"{p}PROCESS_INDEX", 0),
-            log_level=(env.get(f"{p}LOG_LEVEL") or "INFO").upper(),
-            log_format=log_format,
-            otel_console=otel_console,
-            otel_exporter=otel_exporter,
-            otlp_endpoint=otlp_endpoint,
-            metrics_enabled=_bool(env, f"{p}METRICS", True),
-            metrics_host=env.get(f"{p}METRICS_HOST") or "127.0.0.1",
-            metrics_ports=metrics_ports,
-            edge_metrics=_bool(env, f"{p}EDGE_METRICS", False),
-            metrics_token=env.get(f"{p}METRICS_TOKEN") or None,
-            consumer_lag_interval_s=_float(env, f"{p}CONSUMER_LAG_INTERVAL", 15.0),
-        )
+        if self.dedup_window_s < self.stream_duplicate_window_s:
+            raise SettingsError(f"SWITCHBOARD_DEDUP_WINDOW ({self.dedup_window_s}) must be at least "
+                                f"SWITCHBOARD_STREAM_DUPLICATE_WINDOW ({self.stream_duplicate_window_s})")
 
     @property
     def max_message_bytes(self) -> int:
@@ -414,99 +502,6 @@ class Settings:
         assert self.nats_url and self.database_url
         return self.nats_url, self.database_url
 
-    def as_env(self) -> dict[str, str]:
-        """The environment that reproduces these settings in a child process."""
-        p = "SWITCHBOARD_"
-        env = {
-            f"{p}STATE_DIR": str(self.state_dir),
-            f"{p}HTTP_HOST": self.http_host,
-            f"{p}HTTP_PORT": str(self.http_port),
-            f"{p}PUBLIC_URL": self.public_url,
-            f"{p}GRPC_HOST": self.grpc_host,
-            f"{p}MAX_BODY_BYTES": str(self.max_body_bytes),
-            f"{p}KEY_RATE": str(self.key_rate_per_s),
-            f"{p}KEY_BURST": str(self.key_burst),
-            f"{p}SOURCE_RATE": str(self.source_rate_per_s),
-            f"{p}SOURCE_BURST": str(self.source_burst),
-            f"{p}AUTH_CACHE_TTL": str(self.auth_cache_ttl_s),
-            f"{p}AUTH_CACHE_STALE": str(self.auth_cache_stale_s),
-            f"{p}SOURCE_RECONCILE_INTERVAL": str(self.source_reconcile_interval_s),
-            f"{p}TRUSTED_PROXIES": ",".join(self.trusted_proxies),
-            f"{p}PUBLISH_TIMEOUT": str(self.publish_timeout_s),
-            f"{p}RPC_TIMEOUT": str(self.rpc_timeout_s),
-            f"{p}ALLOW_PRIVATE_DESTINATIONS": "true" if self.allow_private_destinations else "false",
-            f"{p}DESTINATION_ALLOWLIST": ",".join(self.destination_allowlist),
-            f"{p}DELIVERY_TIMEOUT": str(self.delivery_timeout_s),
-            f"{p}DELIVERY_MAX_ATTEMPTS": str(self.delivery_max_attempts),
-            f"{p}DELIVERY_RETRY_BASE": str(self.delivery_retry_base_s),
-            f"{p}DELIVERY_CONCURRENCY": str(self.delivery_concurrency),
-            f"{p}ENDPOINT_MAX_IN_FLIGHT": str(self.endpoint_max_in_flight),
-            f"{p}CIRCUIT_THRESHOLD": str(self.circuit_threshold),
-            f"{p}CIRCUIT_COOLDOWN": str(self.circuit_cooldown_s),
-            f"{p}ENDPOINT_AUTO_DISABLE_AFTER": str(self.endpoint_auto_disable_s),
-            f"{p}ROUTER_CONCURRENCY": str(self.router_concurrency),
-            f"{p}REPLY_BUDGET": str(self.reply_budget),
-            f"{p}REPLY_BUDGET_WINDOW": str(self.reply_budget_window_s),
-            f"{p}STREAM_MAX_BYTES": str(self.stream_max_bytes),
-            f"{p}STREAM_MAX_AGE": str(self.stream_max_age_s),
-            f"{p}STREAM_DUPLICATE_WINDOW": str(self.stream_duplicate_window_s),
-            f"{p}STREAM_REPLICAS": str(self.stream_replicas),
-            f"{p}DEDUP_WINDOW": str(self.dedup_window_s),
-            f"{p}DEDUP_MAX_BYTES": str(self.dedup_max_bytes),
-            f"{p}NATS_MAX_FILE_STORE": str(self.nats_max_file_store),
-            f"{p}AI_PROVIDER": self.ai_provider,
-            f"{p}AI_TIMEOUT": str(self.ai_timeout_s),
-            f"{p}AI_MAX_WAIT": str(self.ai_max_wait_s),
-            f"{p}AI_CACHE_TTL": str(self.ai_cache_ttl_s),
-            f"{p}RETENTION_ATTEMPTS_DAYS": str(self.retention_attempts_days),
-            f"{p}RETENTION_ROLLUPS_DAYS": str(self.retention_rollups_days),
-            f"{p}RETENTION_PRUNE_INTERVAL": str(self.retention_prune_interval_s),
-            f"{p}RETENTION_EVENTS_DAYS": str(self.retention_events_days),
-            f"{p}RETENTION_DELIVERIES_DAYS": str(self.retention_deliveries_days),
-            f"{p}ALERT_INTERVAL": str(self.alert_interval_s),
-            f"{p}ALERT_WINDOW": str(self.alert_window_s),
-            f"{p}ALERT_FAILURE_RATE": str(self.alert_failure_rate),
-            f"{p}ALERT_MIN_ATTEMPTS": str(self.alert_min_attempts),
-            f"{p}ALERT_LATENCY_FACTOR": str(self.alert_latency_factor),
-            f"{p}ALERT_LATENCY_FLOOR_MS": str(self.alert_latency_floor_ms),
-            f"{p}ALERT_BACKLOG": str(self.alert_backlog),
-            f"{p}ALERT_COOLDOWN": str(self.alert_cooldown_s),
-            f"{p}LOG_LEVEL": self.log_level,
-            f"{p}LOG_FORMAT": self.log_format,
-            f"{p}OTEL_CONSOLE": "true" if self.otel_console else "false",
-            f"{p}OTEL_EXPORTER": self.otel_exporter,
-            f"{p}METRICS": "true" if self.metrics_enabled else "false",
-            f"{p}METRICS_HOST": self.metrics_host,
-            f"{p}EDGE_METRICS": "true" if self.edge_metrics else "false",
-            f"{p}CONSUMER_LAG_INTERVAL": str(self.consumer_lag_interval_s),
-        }
-        for name, port in self.metrics_ports.items():
-            env[f"{p}{name.upper()}_METRICS_PORT"] = str(port)
-        if self.otlp_endpoint:
-            env[f"{p}OTLP_ENDPOINT"] = self.otlp_endpoint
-        if self.metrics_token:
-            env[f"{p}METRICS_TOKEN"] = self.metrics_token
-        for name, port in self.grpc_ports.items():
-            env[f"{p}{name.upper()}_GRPC_PORT"] = str(port)
-        for name, target in self.grpc_targets.items():
-            env[f"{p}{name.upper()}_GRPC_TARGET"] = target
-        if self.nats_url:
-            env[f"{p}NATS_URL"] = self.nats_url
-        if self.database_url:
-            env[f"{p}DATABASE_URL"] = self.database_url
-        if self.master_key:
-            env[f"{p}MASTER_KEY"] = self.master_key
-        if self.previous_master_keys:
-            env[f"{p}PREVIOUS_MASTER_KEYS"] = ",".join(self.previous_master_keys)
-        if self.service_token:
-            env[f"{p}SERVICE_TOKEN"] = self.service_token
-        if self.supervisor_pid:
-            env[f"{p}SUPERVISOR_PID"] = str(self.supervisor_pid)
-        for name, count in self.processes.items():
-            env[f"{p}{name.upper()}_PROCESSES"] = str(count)
-        env[f"{p}PROCESS_INDEX"] = str(self.process_index)
-        return env
-
     def process_count(self, service: str) -> int:
         """How many processes of ``service`` run (unset: one)."""
         return self.processes.get(service) or 1
@@ -516,3 +511,79 @@ class Settings:
         auto = machine_processes(os.cpu_count() or 1)
         return replace(self, processes={name: count or (auto if name in SCALABLE_SERVICES else 1)
                                         for name, count in self.processes.items()})
+
+
+def _default(declared: Field) -> Any:
+    return declared.default_factory() if declared.default is MISSING else declared.default
+
+
+def _variables(declared: Field) -> list[str]:
+    """The variables a setting is read from, ``<SERVICE>`` spelled out."""
+    name = declared.metadata["env"]
+    if "<SERVICE>" in name:
+        return [name.replace("<SERVICE>", service.upper()) for service in SERVICE_NAMES]
+    return [] if "<" in name else [name]
+
+
+# Every variable some setting reads by name: a variable family (``<PROVIDER>``) leaves these out.
+_DECLARED = frozenset(variable for declared in fields(Settings) for variable in _variables(declared))
+
+
+def _read(declared: Field, env: Mapping[str, str], chosen: dict[str, Any]) -> Any:
+    name, parse = declared.metadata["env"], declared.metadata["parse"]
+    if "<SERVICE>" in name:
+        read = {}
+        for service in SERVICE_NAMES:
+            variable = name.replace("<SERVICE>", service.upper())
+            if env.get(variable):
+                read[service] = parse(variable, env[variable])
+        return {**_default(declared), **read}
+    if "<" in name:
+        prefix = name[:name.index("<")]
+        return {variable: raw for variable, raw in env.items()
+                if raw and variable.startswith(prefix) and variable not in _DECLARED}
+    raw = env.get(name)
+    if raw:
+        return parse(name, raw)
+    fallback = declared.metadata["fallback"]
+    return fallback(env, chosen) if fallback else _default(declared)
+
+
+def _env_text(value: Any) -> str:
+    """A value as its variable spells it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def _shown(value: Any) -> str:
+    """A default as the configuration table states it."""
+    if value is None or value == "":
+        return "unset"
+    if isinstance(value, (tuple, Mapping)) and not value:
+        return "none"
+    if isinstance(value, (bool, str, Path)):
+        return f"`{_env_text(value)}`"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key} {each}" for key, each in value.items())
+    return _env_text(value)
+
+
+def markdown_table() -> str:
+    """The configuration table of README.md, from the declarations."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for declared in fields(Settings):
+        meta = declared.metadata
+        shown = meta["shown"] or _shown(_default(declared))
+        rows.append(f"| `{meta['env']}` | {shown} | {meta['doc']} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m switchboard.settings --markdown  (prints README.md's configuration table)")
+    sys.stdout.write(markdown_table())

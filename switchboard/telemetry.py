@@ -22,7 +22,6 @@ done by the interceptors in :mod:`switchboard.rpc`. See docs/observability.md.
 
 from __future__ import annotations
 
-import os
 import random
 from typing import Iterable, Mapping
 
@@ -54,9 +53,9 @@ _TRACE_HEADERS = (b"traceparent", b"tracestate", b"baggage")
 # their own provider keep it True.
 _spans_recorded = True
 # The default propagators (W3C trace context and baggage), whose traceparent header is written
-# directly where no span is recorded; any other choice goes through opentelemetry's propagate.
-_default_propagators = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage").replace(" ", "") \
-    in ("", "tracecontext,baggage")
+# directly where no span is recorded; any other choice (OTEL_PROPAGATORS, which opentelemetry
+# reads itself) goes through opentelemetry's propagate.
+_default_propagators = propagate.get_global_textmap().fields == {"traceparent", "tracestate", "baggage"}
 
 
 def span_exporter(exporter: str, otlp_endpoint: str | None = None) -> SpanExporter | None:

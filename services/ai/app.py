@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from plugins.ai.spec import ProviderSettings
 from plugins.manager import load_registry
@@ -44,13 +43,13 @@ class AIApp(ServiceApp):
 
     def register(self, server, runtime: Runtime) -> None:
         s = runtime.settings
-        registry = load_registry()
+        registry = load_registry(env=s.ai_provider_variables)
         registry.ai_provider(s.ai_provider)  # an unknown SWITCHBOARD_AI_PROVIDER stops the start, clearly
         # Tenants' own provider keys are sealed at rest with the master key.
         self.store = store = AIStore(runtime.pool, secret_box(s))
         engine = AIEngine(
             registry, store, default_chain=(s.ai_provider,),
-            gate=ProviderGate(provider_limits(list(registry.ai_providers), ProviderSettings(dict(os.environ)))),
+            gate=ProviderGate(provider_limits(list(registry.ai_providers), ProviderSettings(s.ai_provider_variables))),
             circuits=CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s),
             cache=ResponseCache(s.ai_cache_ttl_s), timeout_s=s.ai_timeout_s, max_wait_s=s.ai_max_wait_s,
         )
