@@ -11,6 +11,7 @@ trip per batch instead of per call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Hashable, TypeVar
 
@@ -28,14 +29,18 @@ class Batcher(Generic[T, R]):
     exception is raised to that item's caller alone. If ``run`` raises, every
     caller in that batch gets the exception (and may retry on its own). At
     most ``max_concurrent`` batches run at once, each of at most ``max_batch``
-    items.
+    items. With ``linger_s``, a batch that is not full waits up to that long
+    for more items: fewer, fuller batches where a lone call may wait (reports
+    to analytics, where no caller is in a hurry).
     """
 
     def __init__(self, run: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_batch: int = 256,
-                 max_concurrent: int = 2) -> None:
+                 max_concurrent: int = 2, linger_s: float = 0.0) -> None:
         self._run = run
         self._max_batch = max_batch
         self._max_concurrent = max_concurrent
+        self._linger_s = linger_s
+        self._full = asyncio.Event()
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._running = 0
         # The drains running (a task nobody refers to may be collected mid-way).
@@ -44,6 +49,8 @@ class Batcher(Generic[T, R]):
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
+        if len(self._pending) >= self._max_batch:
+            self._full.set()
         if self._running < self._max_concurrent:
             self._running += 1
             drain = asyncio.get_running_loop().create_task(self._drain())
@@ -56,6 +63,11 @@ class Batcher(Generic[T, R]):
             # Let the callers woken in this turn of the loop join the first batch.
             await asyncio.sleep(0)
             while self._pending:
+                if self._linger_s and len(self._pending) < self._max_batch:
+                    self._full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._linger_s):
+                            await self._full.wait()
                 batch, self._pending = self._pending[:self._max_batch], self._pending[self._max_batch:]
                 try:
                     results = await self._run([item for item, _ in batch])

@@ -1,17 +1,14 @@
-"""The platform's one exception hierarchy, and its two mapping tables.
+"""The platform's one exception hierarchy, and its HTTP mapping (no gRPC here).
 
 Domain code raises these; the HTTP edge maps them to statuses with
-``HTTP_STATUS`` and gRPC servicers to status codes with ``GRPC_STATUS``. A gRPC
-error coming back from another service is turned into the same exception by
-:func:`from_grpc_code`, so the edge answers with the status the owning service
-meant.
+``HTTP_STATUS``, and a REST error answer is turned back into the same exception
+by :func:`from_rest_error`. The gRPC side (status codes, the exception a gRPC
+status stands for) is in :mod:`switchboard.rpc`.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-import grpc
 
 __all__ = [
     "SwitchboardError",
@@ -26,9 +23,8 @@ __all__ = [
     "RateLimited",
     "Unavailable",
     "HTTP_STATUS",
+    "BY_CODE",
     "from_rest_error",
-    "GRPC_STATUS",
-    "from_grpc_code",
 ]
 
 
@@ -132,24 +128,6 @@ HTTP_STATUS: dict[type[SwitchboardError], int] = {
     SwitchboardError: 500,
 }
 
-GRPC_STATUS: dict[type[SwitchboardError], grpc.StatusCode] = {
-    InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    Conflict: grpc.StatusCode.ALREADY_EXISTS,
-    Gone: grpc.StatusCode.FAILED_PRECONDITION,
-    PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,
-    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Unavailable: grpc.StatusCode.UNAVAILABLE,
-    SwitchboardError: grpc.StatusCode.INTERNAL,
-}
-
-_FROM_GRPC = {code: cls for cls, code in GRPC_STATUS.items() if cls not in (RateLimited, UnsupportedMediaType)}
-# A deadline passing on a call to another service means it is not answering.
-_FROM_GRPC[grpc.StatusCode.DEADLINE_EXCEEDED] = Unavailable
-
 
 def http_status(error: SwitchboardError) -> int:
     for cls in type(error).__mro__:
@@ -158,37 +136,8 @@ def http_status(error: SwitchboardError) -> int:
     return 500
 
 
-def grpc_status(error: SwitchboardError) -> grpc.StatusCode:
-    for cls in type(error).__mro__:
-        if cls in GRPC_STATUS:
-            return GRPC_STATUS[cls]  # type: ignore[index]
-    return grpc.StatusCode.INTERNAL
-
-
 # A stable code names its class wherever a class has one of its own (429 and 413 share a gRPC code).
-_BY_CODE: dict[str, type[SwitchboardError]] = {cls.code: cls for cls in HTTP_STATUS if cls is not SwitchboardError}
-
-
-def from_grpc_code(code: grpc.StatusCode, details: str | None, *, reason: str | None = None,
-                   field: str | None = None, retry_after_s: float | None = None,
-                   metadata: dict[str, str] | None = None) -> SwitchboardError:
-    """The platform error a gRPC status stands for.
-
-    ``reason`` and the rest come from the status's details (``ErrorInfo``,
-    ``BadRequest``, ``RetryInfo``, see switchboard/rpc.py) when one of our
-    services sent it: the error is then rebuilt with its stable code. Without
-    them (the channel failed, another server answered) only the class is known.
-    """
-    cls = _BY_CODE.get(reason or "") or _FROM_GRPC.get(code, SwitchboardError)
-    if cls is SwitchboardError:
-        return SwitchboardError("internal error")
-    if reason is None and cls is Unavailable:
-        # The channel's own text names internal addresses: say only what it means.
-        return Unavailable("a service is unavailable; retry later")
-    message = details or code.name.lower()
-    if cls is RateLimited:
-        return RateLimited(message, retry_after_s=retry_after_s or 1.0, headers=metadata)
-    return cls(message, code=reason, field=field)
+BY_CODE: dict[str, type[SwitchboardError]] = {cls.code: cls for cls in HTTP_STATUS if cls is not SwitchboardError}
 
 
 _FROM_HTTP = {status: cls for cls, status in HTTP_STATUS.items() if cls is not SwitchboardError}
@@ -197,12 +146,12 @@ _FROM_HTTP = {status: cls for cls, status in HTTP_STATUS.items() if cls is not S
 def from_rest_error(status: int, body: Any, retry_after_s: float | None = None,
                     headers: dict[str, str] | None = None) -> SwitchboardError:
     """The platform error a REST error answer stands for: ``{"error": {"code", "message", "field"}}`` rebuilt
-    with its stable code, as :func:`from_grpc_code` does for a gRPC status."""
+    with its stable code, as :func:`switchboard.rpc.from_grpc_code` does for a gRPC status."""
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         error = {}
     code, message = str(error.get("code") or ""), str(error.get("message") or f"HTTP {status}")
-    cls = _BY_CODE.get(code) or _FROM_HTTP.get(status) or (Unavailable if status >= 500 else SwitchboardError)
+    cls = BY_CODE.get(code) or _FROM_HTTP.get(status) or (Unavailable if status >= 500 else SwitchboardError)
     if cls is RateLimited:
         return RateLimited(message, retry_after_s=retry_after_s or 1.0, headers=headers)
     return cls(message, code=code or None, field=error.get("field"))

@@ -1,6 +1,21 @@
 """The messages on the bus: one Event per accepted webhook, one DeliveryMessage
-per (event, endpoint). Producers and consumers in different services share
-these shapes through here, never through each other's modules.
+per (event, endpoint), and what follows from them (dead letters, reports to
+analytics). Producers and consumers in different services share these shapes
+through here, never through each other's modules.
+
+Each message names its subject and its message id: the ``Nats-Msg-Id`` that
+makes JetStream drop a repeat within the streams' duplicate window, on which
+every exactly-once step rests (switchboard/bus.py publishes them).
+
+| message         | subject                      | message id                        |
+| --------------- | ---------------------------- | --------------------------------- |
+| Event           | events.<t>.<source>          | the event id                      |
+| DeliveryMessage | deliveries.<t>.<endpoint>    | the delivery id (``webhook-id``), a manual retry's with its cycle |
+| DeadLetter      | dead.<t>.<endpoint>          | dead:<delivery id>:<cycle>        |
+| UnstorableEvent | dead.<t>.router              | dead:<event id>                   |
+| AttemptRecord   | attempts.<t>                 | <delivery id>#<attempt number>    |
+| RoutingOutcome  | attempts.<t>.routing         | routing:<event id>                |
+| DeliveryNotice  | attempts.<t>.notice          | <delivery id>#<state>@<time>      |
 """
 
 from __future__ import annotations
@@ -8,12 +23,38 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PLATFORM_SOURCE", "Event", "DeliveryMessage", "AttemptRecord", "RoutingOutcome", "DeliveryNotice",
-           "ROUTING_OUTCOMES", "HOLD_REASONS", "SKIPPED"]
+__all__ = ["PLATFORM_SOURCE", "Event", "DeliveryMessage", "DeadLetter", "UnstorableEvent", "AttemptRecord",
+           "RoutingOutcome", "DeliveryNotice", "ROUTING_OUTCOMES", "HOLD_REASONS", "SKIPPED", "event_subject",
+           "delivery_subject", "dead_letter_subject", "attempt_subject", "routing_outcome_subject",
+           "delivery_notice_subject", "Report"]
 
 #: The source of the platform's own events (``switchboard.alert.*``). Only routes
 #: that name it, or name ``switchboard.`` types, receive them.
 PLATFORM_SOURCE = "switchboard"
+
+
+def event_subject(tenant_id: str, source_id: str) -> str:
+    return f"events.{tenant_id}.{source_id}"
+
+
+def delivery_subject(tenant_id: str, endpoint_id: str) -> str:
+    return f"deliveries.{tenant_id}.{endpoint_id}"
+
+
+def dead_letter_subject(tenant_id: str, endpoint_id: str) -> str:
+    return f"dead.{tenant_id}.{endpoint_id}"
+
+
+def attempt_subject(tenant_id: str) -> str:
+    return f"attempts.{tenant_id}"
+
+
+def routing_outcome_subject(tenant_id: str) -> str:
+    return f"attempts.{tenant_id}.routing"
+
+
+def delivery_notice_subject(tenant_id: str) -> str:
+    return f"attempts.{tenant_id}.notice"
 
 
 def _require(data: dict[str, Any], *names: str) -> None:
@@ -60,6 +101,14 @@ class Event:
             "author": self.author,
         }
 
+    @property
+    def subject(self) -> str:
+        return event_subject(self.tenant_id, self.source_id)
+
+    @property
+    def message_id(self) -> str:
+        return self.id
+
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> "Event":
         _require(data, "id", "tenant_id", "source_id", "type", "received_at", "payload")
@@ -101,12 +150,23 @@ class DeliveryMessage:
     # The AI category the router classified the event as, when a route asked
     # for one; carried on so analytics can break deliveries down by it.
     category: str | None = None
+    # A manual retry's cycle of attempts (the attempts before it); 0 (or None) for the first cycle.
+    cycle: int | None = 0
 
     @property
     def delivery_id(self) -> str:
-        """Stable for the pair (and replay): the JetStream message id and the ``webhook-id``."""
+        """Stable for the pair (and replay): the ``webhook-id``."""
         pair = f"{self.event_id}:{self.endpoint_id}"
         return f"{pair}:{self.replay_id}" if self.replay_id else pair
+
+    @property
+    def subject(self) -> str:
+        return delivery_subject(self.tenant_id, self.endpoint_id)
+
+    @property
+    def message_id(self) -> str:
+        """The delivery id; a manual retry's names its cycle, so it is not taken for the first copy."""
+        return f"{self.delivery_id}@{self.cycle}" if self.cycle else self.delivery_id
 
     def to_message(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -116,6 +176,46 @@ class DeliveryMessage:
         _require(data, "event_id", "tenant_id", "endpoint_id", "route_id", "event_type", "source_id",
                  "received_at", "payload")
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A delivery out of attempts (or that could never be sent), kept in DEAD_LETTERS: once per cycle of
+    attempts, so a manual retry that fails again is kept again."""
+
+    delivery: DeliveryMessage
+    last_error: str | None
+    attempts: int
+    cycle: int
+
+    @property
+    def subject(self) -> str:
+        return dead_letter_subject(self.delivery.tenant_id, self.delivery.endpoint_id)
+
+    @property
+    def message_id(self) -> str:
+        return f"dead:{self.delivery.delivery_id}:{self.cycle}"
+
+    def to_message(self) -> dict[str, Any]:
+        return {**self.delivery.to_message(), "last_error": self.last_error, "attempts": self.attempts}
+
+
+@dataclass(frozen=True)
+class UnstorableEvent:
+    """An event the router can never store (PostgreSQL refuses it), kept in DEAD_LETTERS."""
+
+    event: Event
+
+    @property
+    def subject(self) -> str:
+        return dead_letter_subject(self.event.tenant_id, "router")
+
+    @property
+    def message_id(self) -> str:
+        return f"dead:{self.event.id}"
+
+    def to_message(self) -> dict[str, Any]:
+        return self.event.to_message()
 
 
 @dataclass(frozen=True)
@@ -134,6 +234,14 @@ class AttemptRecord:
     source_id: str | None = None
     category: str | None = None
     error: str | None = None
+
+    @property
+    def subject(self) -> str:
+        return attempt_subject(self.tenant_id)
+
+    @property
+    def message_id(self) -> str:
+        return f"{self.delivery_id}#{self.number}"
 
     def to_message(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -167,6 +275,14 @@ class RoutingOutcome:
     @property
     def delivery_ids(self) -> list[str]:
         return [f"{self.event_id}:{e}" for e in self.endpoint_ids]
+
+    @property
+    def subject(self) -> str:
+        return routing_outcome_subject(self.tenant_id)
+
+    @property
+    def message_id(self) -> str:
+        return f"routing:{self.event_id}"
 
     def to_message(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -202,6 +318,14 @@ class DeliveryNotice:
     source_id: str | None = None
     category: str | None = None
 
+    @property
+    def subject(self) -> str:
+        return delivery_notice_subject(self.tenant_id)
+
+    @property
+    def message_id(self) -> str:
+        return f"{self.delivery_id}#{self.state}@{self.at:.3f}"
+
     def to_message(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
@@ -209,3 +333,7 @@ class DeliveryNotice:
     def from_message(cls, data: dict[str, Any]) -> "DeliveryNotice":
         _require(data, "delivery_id", "tenant_id", "endpoint_id", "event_type", "state", "at")
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+#: What analytics is told, on the ATTEMPTS stream.
+Report = AttemptRecord | RoutingOutcome | DeliveryNotice

@@ -74,12 +74,6 @@ __all__ = [
     "ensure_consumer",
     "encode",
     "decode",
-    "event_subject",
-    "delivery_subject",
-    "dead_letter_subject",
-    "attempt_subject",
-    "routing_outcome_subject",
-    "delivery_notice_subject",
     "Decision",
     "ACK",
     "TERM",
@@ -88,6 +82,8 @@ __all__ = [
     "Outage",
     "ACK_WAIT_S",
     "consume",
+    "reader",
+    "Reader",
     "StreamPublisher",
     "Publishing",
 ]
@@ -95,33 +91,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def event_subject(tenant_id: str, source_id: str) -> str:
-    return f"events.{tenant_id}.{source_id}"
-
-
 # On a delivery the router queues (not a retry, not a test event): no row of it is stored before
 # its first attempt settles, so that attempt needs no state read (services/delivery/worker.py).
 NEW_DELIVERY_HEADER = "Switchboard-New-Delivery"
-
-
-def delivery_subject(tenant_id: str, endpoint_id: str) -> str:
-    return f"deliveries.{tenant_id}.{endpoint_id}"
-
-
-def dead_letter_subject(tenant_id: str, endpoint_id: str) -> str:
-    return f"dead.{tenant_id}.{endpoint_id}"
-
-
-def attempt_subject(tenant_id: str) -> str:
-    return f"attempts.{tenant_id}"
-
-
-def routing_outcome_subject(tenant_id: str) -> str:
-    return f"attempts.{tenant_id}.routing"
-
-
-def delivery_notice_subject(tenant_id: str) -> str:
-    return f"attempts.{tenant_id}.notice"
 
 
 @dataclass(frozen=True)
@@ -514,6 +486,13 @@ def retry_after(exc: BaseException, delay_s: float) -> Decision:
 
 
 Handler = Callable[[Msg], Awaitable[Decision]]
+# What a message holds, read from it: ValueError (or TypeError) when it holds nothing readable.
+Reader = Callable[[Msg], Any]
+
+
+def reader(message_class: Any) -> Reader:
+    """Reads a JSON message of ``message_class`` (switchboard/events.py) with its ``from_message``."""
+    return lambda msg: message_class.from_message(decode(msg.data))
 
 
 class Outage:
@@ -560,6 +539,16 @@ async def _settle(msg: Msg, decision: Decision) -> None:
         await msg.nak(delay=decision.delay_s)
     else:
         await msg.term()
+
+
+async def _read_then_handle(handler: Callable[..., Awaitable[Decision]], read: Reader, msg: Msg,
+                            stream: str) -> Decision:
+    try:
+        message = read(msg)
+    except (ValueError, TypeError) as exc:  # no retry will make it readable
+        logger.error("unreadable message dropped", extra={"stream": stream, "subject": msg.subject, "error": str(exc)})
+        return TERM
+    return await handler(message, msg)
 
 
 async def _keep_in_progress(in_flight: dict[asyncio.Task, tuple[Msg, float]], interval_s: float,
@@ -613,13 +602,18 @@ class PullCredit:
 async def consume(
     nc: NATS,
     spec: ConsumerSpec,
-    handler: Handler,
+    handler: Callable[..., Awaitable[Decision]],
     *,
     concurrency: int,
     stopping: asyncio.Event,
     batch: int = 64,
+    read: Reader | None = None,
 ) -> None:
     """Handle a durable consumer's messages as they come, up to ``concurrency`` at once.
+
+    With ``read``, the handler is called with what it read and the message;
+    a message it cannot read is dropped (terminated: no retry will make it
+    readable) and logged. Without, with the message alone.
 
     Pull requests (each for up to ``batch`` messages, open for PULL_EXPIRES_S)
     keep what was asked for plus what is in work within ``concurrency``; a
@@ -644,7 +638,7 @@ async def consume(
         started = time.perf_counter()
         try:
             try:
-                decision = await handler(msg)
+                decision = await (handler(msg) if read is None else _read_then_handle(handler, read, msg, spec.stream))
             except Exception as exc:
                 decision = retry_after(exc, 2.0)
                 if not decision.outage:

@@ -2,7 +2,7 @@
 
 A servicer is a thin translation layer: decorate it with :func:`servicer` and
 any :class:`~switchboard.errors.SwitchboardError` raised by the domain becomes
-the matching status code (one table, :data:`switchboard.errors.GRPC_STATUS`)
+the matching status code (one table, :data:`GRPC_STATUS`)
 with ``google.rpc.Status`` details: ``ErrorInfo`` (the stable code as its
 reason, a rate limit's headers as its metadata), ``BadRequest`` (the field at
 fault) and ``RetryInfo`` (when to try again). Clients made by
@@ -38,7 +38,20 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from switchboard import metrics
 from switchboard.outages import platform_error
-from switchboard.errors import SwitchboardError, from_grpc_code, grpc_status
+from switchboard.errors import (
+    BY_CODE,
+    Conflict,
+    Gone,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    SwitchboardError,
+    Unauthenticated,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from switchboard.masterkey import service_token
 from switchboard.settings import Settings
 
@@ -51,6 +64,9 @@ __all__ = [
     "servicer",
     "ServiceClients",
     "call",
+    "GRPC_STATUS",
+    "grpc_status",
+    "from_grpc_code",
     "error_status",
     "error_from_status",
     "abort_with",
@@ -106,6 +122,53 @@ def _translating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
 # ErrorInfo.domain of every error our services send.
 ERROR_DOMAIN = "switchboard"
 _DETAILS_KEY = "grpc-status-details-bin"
+
+GRPC_STATUS: dict[type[SwitchboardError], grpc.StatusCode] = {
+    InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Conflict: grpc.StatusCode.ALREADY_EXISTS,
+    Gone: grpc.StatusCode.FAILED_PRECONDITION,
+    PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    UnsupportedMediaType: grpc.StatusCode.INVALID_ARGUMENT,
+    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+    SwitchboardError: grpc.StatusCode.INTERNAL,
+}
+
+_FROM_GRPC = {code: cls for cls, code in GRPC_STATUS.items() if cls not in (RateLimited, UnsupportedMediaType)}
+# A deadline passing on a call to another service means it is not answering.
+_FROM_GRPC[grpc.StatusCode.DEADLINE_EXCEEDED] = Unavailable
+
+
+def grpc_status(error: SwitchboardError) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in GRPC_STATUS:
+            return GRPC_STATUS[cls]  # type: ignore[index]
+    return grpc.StatusCode.INTERNAL
+
+
+def from_grpc_code(code: grpc.StatusCode, details: str | None, *, reason: str | None = None,
+                   field: str | None = None, retry_after_s: float | None = None,
+                   metadata: dict[str, str] | None = None) -> SwitchboardError:
+    """The platform error a gRPC status stands for.
+
+    ``reason`` and the rest come from the status's details (``ErrorInfo``,
+    ``BadRequest``, ``RetryInfo``, see :func:`error_from_status`) when one of our
+    services sent it: the error is then rebuilt with its stable code. Without
+    them (the channel failed, another server answered) only the class is known.
+    """
+    cls = BY_CODE.get(reason or "") or _FROM_GRPC.get(code, SwitchboardError)
+    if cls is SwitchboardError:
+        return SwitchboardError("internal error")
+    if reason is None and cls is Unavailable:
+        # The channel's own text names internal addresses: say only what it means.
+        return Unavailable("a service is unavailable; retry later")
+    message = details or code.name.lower()
+    if cls is RateLimited:
+        return RateLimited(message, retry_after_s=retry_after_s or 1.0, headers=metadata)
+    return cls(message, code=reason, field=field)
 
 
 def error_status(error: SwitchboardError) -> grpc.Status:

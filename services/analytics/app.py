@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from nats.js import JetStreamContext
-
 from services.analytics.alerts import AlertEvaluator, AlertPolicy
-from services.analytics.consumer import AttemptIntake
+from services.analytics.consumer import AttemptIntake, read_report
 from services.analytics.ledger import AttemptLedger
 from services.analytics.retention import AnalyticsPruner, RetentionPolicy
 from services.analytics.servicer import AnalyticsServicer
 from services.analytics.stats import StatsReader
-from switchboard.events import Event
-from switchboard.messaging import CONSUMERS, consume, encode, event_subject
+from switchboard.bus import Bus
+from switchboard.messaging import CONSUMERS, consume
 from switchboard.service import Runtime, ServiceApp
-from switchboard.telemetry import inject_trace_headers
 from switchboard.v1 import analytics_pb2_grpc as rpc
 
 # Reports handled at once: two batches' worth, so one fills while the other is
@@ -26,16 +23,6 @@ MAX_BATCH = 500
 BATCH_LINGER_S = 0.25
 
 
-def event_publisher(js: JetStreamContext, timeout_s: float):
-    """Publish a platform event (an alert) to EVENTS as ingest does: ``Nats-Msg-Id`` = event id, await the ack."""
-
-    async def publish(event: Event) -> None:
-        await js.publish(event_subject(event.tenant_id, event.source_id), encode(event.to_message()),
-                         timeout=timeout_s, headers=inject_trace_headers({"Nats-Msg-Id": event.id}))
-
-    return publish
-
-
 class AnalyticsApp(ServiceApp):
     name = "analytics"
     grpc_services = ["switchboard.v1.AnalyticsService"]
@@ -46,7 +33,7 @@ class AnalyticsApp(ServiceApp):
     async def start(self, runtime: Runtime) -> None:
         intake = AttemptIntake(AttemptLedger(runtime.pool), max_batch=MAX_BATCH, max_wait_s=BATCH_LINGER_S)
         runtime.background(consume(
-            runtime.nc, CONSUMERS["analytics"], intake.handle, concurrency=CONCURRENCY, batch=250,
+            runtime.nc, CONSUMERS["analytics"], intake.handle, read=read_report, concurrency=CONCURRENCY, batch=250,
             stopping=runtime.stopping,
         ), "attempts consumer")
         settings = runtime.settings
@@ -54,5 +41,6 @@ class AnalyticsApp(ServiceApp):
                                                       settings.retention_rollups_days))
         runtime.background(pruner.run(settings.retention_prune_interval_s, runtime.stopping), "retention pruning")
         alerts = AlertEvaluator(runtime.pool, AlertPolicy.from_settings(settings),
-                                event_publisher(runtime.js, settings.publish_timeout_s))
+                                # An alert is an event of the tenant, published to EVENTS as ingest does.
+                                Bus(runtime.js, settings.publish_timeout_s).publish)
         runtime.background(alerts.run(settings.alert_interval_s, runtime.stopping), "alert rules")

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Iterable, Union
+from typing import Iterable
 
 from psycopg_pool import AsyncConnectionPool
 
 from services.analytics.histogram import SLOTS, slot_of
 from switchboard.database import storable_text
-from switchboard.events import HOLD_REASONS, ROUTING_OUTCOMES, SKIPPED, AttemptRecord, DeliveryNotice, RoutingOutcome
+from switchboard.events import (HOLD_REASONS, ROUTING_OUTCOMES, SKIPPED, AttemptRecord, DeliveryNotice, Report,
+                               RoutingOutcome)
 
 __all__ = ["BatchResult", "AttemptLedger", "Report", "event_id_of", "check_attempt", "check_report", "OUTCOMES",
            "SETTLED", "PENDING_STATES"]
@@ -43,7 +44,6 @@ SETTLED = ("succeeded", "failed", SKIPPED)
 #: Why a delivery is pending: not attempted yet, waiting for its next attempt, or held.
 PENDING_STATES = ("queued", "retrying", *HOLD_REASONS)
 
-Report = Union[AttemptRecord, RoutingOutcome, DeliveryNotice]
 
 
 def event_id_of(delivery_id: str) -> str:

@@ -14,7 +14,9 @@ from services.delivery.servicer import DeliveryServicer
 from services.delivery.delivery_log import DeliveryLog
 from services.delivery.endpoint_store import EndpointStore
 from services.delivery.worker import DeliveryWorker
-from switchboard.messaging import CONSUMERS, consume
+from switchboard.bus import Bus
+from switchboard.events import DeliveryMessage
+from switchboard.messaging import CONSUMERS, consume, reader
 from switchboard.netguard import parse_networks
 from switchboard.masterkey import secret_box
 from switchboard.outbound import OutboundClient
@@ -35,7 +37,8 @@ class DeliveryApp(ServiceApp):
         endpoints = EndpointManager(self.endpoints, self.registry, runtime.settings.allow_private_destinations,
                                     self.allowed)
         rpc.add_DeliveryServiceServicer_to_server(
-            DeliveryServicer(self.endpoints, endpoints, self.log, runtime.js, runtime.settings.publish_timeout_s), server)
+            DeliveryServicer(self.endpoints, endpoints, self.log, Bus(runtime.js, runtime.settings.publish_timeout_s)),
+            server)
 
     async def migrated(self, runtime: Runtime) -> None:
         await self.endpoints.reseal()
@@ -50,7 +53,8 @@ class DeliveryApp(ServiceApp):
         circuits = CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s)
         circuit_sync = CircuitSync(runtime.nc, circuits)
         worker = DeliveryWorker(
-            runtime.js,
+            # Reports to analytics go out unacked on the connection (switchboard/bus.py).
+            Bus(runtime.js, s.publish_timeout_s, nc=runtime.nc),
             self.endpoints,
             self.log,
             self.registry,
@@ -64,7 +68,6 @@ class DeliveryApp(ServiceApp):
                 retry=RetryPolicy(max_attempts=s.delivery_max_attempts, base_delay_s=s.delivery_retry_base_s),
                 auto_disable_after_s=s.endpoint_auto_disable_s,
             ),
-            s.publish_timeout_s,
             circuits,
             rate_limits=SharedRateLimits(self.endpoints),
             circuit_sync=circuit_sync,
@@ -73,7 +76,7 @@ class DeliveryApp(ServiceApp):
         )
         runtime.background(circuit_sync.run(runtime.stopping), "circuits watch")
         runtime.background(consume(
-            runtime.nc, CONSUMERS["delivery"], worker.handle,
+            runtime.nc, CONSUMERS["delivery"], worker.handle, read=reader(DeliveryMessage),
             concurrency=s.delivery_concurrency, stopping=runtime.stopping,
         ), "deliveries consumer")
         runtime.background(DeliveryPruner(runtime.pool, s.retention_deliveries_days).run(

@@ -7,7 +7,7 @@ queued, for a test event), and moves only forward from pending.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Sequence
 
@@ -243,19 +243,19 @@ class DeliveryLog:
         return delivery
 
     async def restart(self, tenant_id: str, delivery_id: str) -> DeliveryMessage:
-        """Make a failed delivery pending again, for a new cycle of attempts; its message."""
+        """Make a failed delivery pending again, for a new cycle of attempts; its message, of that cycle."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """UPDATE delivery.deliveries SET status = 'pending', cycle_start = attempts, updated_at = now()
                    WHERE tenant_id = %s AND id = %s AND status = 'failed' AND message IS NOT NULL
-                   RETURNING message""",
+                   RETURNING message, cycle_start""",
                 (tenant_id, delivery_id),
             )
             row = await cur.fetchone()
         if row is None:
             current = await self.get(tenant_id, delivery_id)  # 404 for others' and unknown ids
             raise Conflict(f"delivery {delivery_id} is {current.status}; only failed deliveries are retried")
-        return DeliveryMessage.from_message(row["message"])
+        return replace(DeliveryMessage.from_message(row["message"]), cycle=row["cycle_start"])
 
     async def mark_failed(self, tenant_id: str, delivery_id: str) -> None:
         async with self.pool.connection() as conn:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
-from nats.js import JetStreamContext
-
 from services.delivery.endpoints import EndpointManager, masked_config
 from services.delivery.delivery_log import Delivery, DeliveryFilter, DeliveryLog
 from services.delivery.endpoint_store import Endpoint, EndpointStore
 from switchboard.errors import Unavailable
 from switchboard.events import DeliveryMessage
 from switchboard.ids import new_id
-from switchboard.messaging import delivery_subject, encode
+from switchboard.bus import Bus
 from switchboard.protojson import changed_fields, from_message, struct, to_message
 from switchboard.rpc import servicer, timestamp
 from switchboard.v1 import delivery_pb2 as pb, delivery_pb2_grpc as rpc
@@ -57,14 +55,12 @@ DEFAULT_GRACE_S = 24 * 3600
 
 @servicer
 class DeliveryServicer(rpc.DeliveryServiceServicer):
-    def __init__(self, store: EndpointStore, endpoints: EndpointManager, log: DeliveryLog, js: JetStreamContext,
-                 publish_timeout_s: float) -> None:
+    def __init__(self, store: EndpointStore, endpoints: EndpointManager, log: DeliveryLog, bus: Bus) -> None:
         self.store = store
         # What changes an endpoint goes through the manager: it checks the endpoint as it would be.
         self.endpoints = endpoints
         self.log = log
-        self.js = js
-        self.publish_timeout_s = publish_timeout_s
+        self.bus = bus
 
     async def CreateEndpoint(self, request, context):
         endpoint = await self.endpoints.create(
@@ -134,10 +130,7 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         # Followed at once (GET /v1/deliveries/{id}), so stored now, not when its first attempt is recorded.
         await self.log.add_pending(message)
         try:
-            await self.js.publish(
-                delivery_subject(endpoint.tenant_id, endpoint.id), encode(message.to_message()),
-                timeout=self.publish_timeout_s, headers={"Nats-Msg-Id": message.delivery_id},
-            )
+            await self.bus.publish(message)
         except Exception:
             raise Unavailable("could not queue the test event; try again") from None
         return pb.TestEndpointResponse(event_id=message.event_id, delivery_id=message.delivery_id)
@@ -153,10 +146,7 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         """Pending again first, then queued: a worker never sees the message while it is still failed."""
         message = await self.log.restart(tenant_id, delivery_id)
         try:
-            await self.js.publish(
-                delivery_subject(tenant_id, message.endpoint_id), encode(message.to_message()),
-                timeout=self.publish_timeout_s, headers={"Nats-Msg-Id": new_id("rty")},
-            )
+            await self.bus.publish(message)
         except Exception:
             await self.log.mark_failed(tenant_id, delivery_id)
             raise Unavailable("could not queue the retry; it is still failed, try again") from None

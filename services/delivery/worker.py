@@ -30,7 +30,6 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from plugins.destinations.spec import Destination, DestinationContext, EndpointTarget, OutboundMessage, SendResult
 from plugins.manager import PluginRegistry, UnknownPlugin
@@ -44,20 +43,9 @@ from services.delivery.settle import Dead, Retry, Verdict, settle
 from switchboard.database import describe_error, storable_text
 from switchboard.errors import NotFound, Unavailable
 from switchboard.outages import platform_error
-from switchboard.events import SKIPPED, AttemptRecord, DeliveryMessage, DeliveryNotice
-from switchboard.messaging import (
-    ACK,
-    NEW_DELIVERY_HEADER,
-    TERM,
-    Decision,
-    attempt_subject,
-    dead_letter_subject,
-    decode,
-    delivery_notice_subject,
-    encode,
-    retry_after,
-    retry_in,
-)
+from switchboard.bus import Bus
+from switchboard.events import SKIPPED, AttemptRecord, DeadLetter, DeliveryMessage, DeliveryNotice
+from switchboard.messaging import ACK, NEW_DELIVERY_HEADER, TERM, Decision, retry_after, retry_in
 from switchboard import metrics
 from switchboard.telemetry import extract_trace_context, start_span, tag_current_span, tracer
 
@@ -133,13 +121,12 @@ class _Prepared(NamedTuple):
 class DeliveryWorker:
     def __init__(
         self,
-        js: JetStreamContext,
+        bus: Bus,
         endpoints: EndpointStore,
         log: DeliveryLog,
         registry: PluginRegistry,
         context: DestinationContext,
         defaults: EndpointOptions,
-        publish_timeout_s: float,
         circuits: CircuitBreakers | None = None,
         *,
         rate_limits: SharedRateLimits | None = None,
@@ -149,7 +136,7 @@ class DeliveryWorker:
     ) -> None:
         """``processes``: how many delivery processes share the work (and each endpoint's limits);
         ``circuit_sync`` shares ``circuits`` with them (None: this process's circuits are its own)."""
-        self.js = js
+        self.bus = bus
         self.endpoints = endpoints
         self.log = log
         self.registry = registry
@@ -171,14 +158,9 @@ class DeliveryWorker:
         # Delivery id -> (hold reason, since (monotonic), reported to analytics yet).
         self._holds: dict[str, tuple[str, float, bool]] = {}
         self._parsed: dict[str, _Prepared] = {}
-        self.publish_timeout_s = publish_timeout_s
 
-    async def handle(self, msg: Msg) -> Decision:
-        try:
-            message = DeliveryMessage.from_message(decode(msg.data))
-        except ValueError as exc:
-            logger.error("unreadable delivery message dropped", extra={"error": str(exc)})
-            return TERM
+    async def handle(self, message: DeliveryMessage, msg: Msg) -> Decision:
+        """One DELIVERIES message (``consume(..., decode=...)`` has read it)."""
         with start_span(_tracer, "delivery.send", parent=extract_trace_context(msg.headers)):
             tag_current_span(event_id=message.event_id, tenant_id=message.tenant_id, delivery_id=message.delivery_id)
             try:
@@ -379,13 +361,8 @@ class DeliveryWorker:
         if isinstance(verdict, Dead):
             # Dead-letter first: if this publish fails, the whole step is retried
             # and the attempt is not yet recorded as final.
-            await self._once_recorded(message.delivery_id, lambda: self.js.publish(
-                dead_letter_subject(message.tenant_id, message.endpoint_id),
-                encode({**message.to_message(), "last_error": attempt.error, "attempts": attempt.number}),
-                timeout=self.publish_timeout_s,
-                # One dead letter per cycle: a manual retry that fails again is kept again.
-                headers={"Nats-Msg-Id": f"dead:{message.delivery_id}:{cycle_start}"},
-            ))
+            await self._once_recorded(message.delivery_id, lambda: self.bus.publish(
+                DeadLetter(message, attempt.error, attempt.number, cycle_start)))
         recorded = await self._once_recorded(message.delivery_id, lambda: self.log.record_attempt(
             message.delivery_id, attempt, new=message if first else None))
         if not recorded:
@@ -444,36 +421,20 @@ class DeliveryWorker:
 
     async def _notify(self, message: DeliveryMessage, endpoint_id: str, state: str) -> None:
         """Tell analytics a delivery is held (``state`` a hold reason) or skipped; never fails the delivery."""
-        notice = DeliveryNotice(
+        await self.bus.report(DeliveryNotice(
             delivery_id=message.delivery_id, tenant_id=message.tenant_id, endpoint_id=endpoint_id,
             event_type=message.event_type, state=state, at=time.time(), source_id=message.source_id,
-            category=message.category)
-        await self._tell_analytics(delivery_notice_subject(message.tenant_id), encode(notice.to_message()),
-                                   f"{message.delivery_id}#{state}@{notice.at:.3f}")
-
-    async def _tell_analytics(self, subject: str, data: bytes, message_id: str) -> None:
-        headers = {"Nats-Msg-Id": message_id}
-        try:
-            if self.context.nats is not None:
-                # The ATTEMPTS stream captures the subject; not waiting for its ack
-                # keeps reporting off the delivery's critical path.
-                await self.context.nats.publish(subject, data, headers=headers)
-            else:
-                await self.js.publish(subject, data, timeout=self.publish_timeout_s, headers=headers)
-        except Exception as exc:
-            logger.warning("report to analytics not published", extra={"error": str(exc)})
+            category=message.category))
 
     async def _report(self, message: DeliveryMessage, sent_to: str, attempt: Attempt) -> None:
         """Tell analytics; a lost report never fails a delivery.
 
         The attempt counts for the endpoint it went to (a failover's answers are its own).
         """
-        record = AttemptRecord(
+        await self.bus.report(AttemptRecord(
             delivery_id=message.delivery_id, number=attempt.number, tenant_id=message.tenant_id,
             endpoint_id=sent_to, event_type=message.event_type, outcome=attempt.outcome,
             status_code=attempt.status_code, latency_ms=attempt.latency_ms, at=time.time(),
             source_id=message.source_id, category=message.category,
             error=attempt.error[:200] if attempt.error else None,
-        )
-        await self._tell_analytics(attempt_subject(message.tenant_id), encode(record.to_message()),
-                                   f"{message.delivery_id}#{attempt.number}")
+        ))

@@ -21,8 +21,9 @@ from nats.aio.client import Client as NATS
 from switchboard import metrics
 from switchboard.errors import PayloadTooLarge, Unavailable
 from switchboard.events import Event
-from switchboard.messaging import DEDUP_BUCKET, StreamPublisher, encode, event_subject
-from switchboard.telemetry import inject_trace_headers, tag_current_span
+from switchboard.bus import Bus
+from switchboard.messaging import DEDUP_BUCKET, StreamPublisher, encode
+from switchboard.telemetry import tag_current_span
 
 __all__ = ["JetStreamPublisher", "SeenEventIds"]
 
@@ -72,7 +73,7 @@ class JetStreamPublisher:
 
     def __init__(self, nc: NATS, timeout_s: float, max_message_bytes: int, seen: SeenEventIds | None = None) -> None:
         self.nc = nc
-        self.stream = seen.stream if seen is not None else StreamPublisher(nc)
+        self.bus = Bus(seen.stream if seen is not None else StreamPublisher(nc), timeout_s)
         self.timeout_s = timeout_s
         self.max_message_bytes = max_message_bytes
         self.seen = seen
@@ -101,12 +102,7 @@ class JetStreamPublisher:
                                extra={"event_id": event.id, "error": f"{type(exc).__name__}: {exc}"})
         timeout_s = deadline - time.monotonic()
         try:
-            ack = await self.stream.publish(
-                event_subject(event.tenant_id, event.source_id),
-                message,
-                timeout=timeout_s,
-                headers=inject_trace_headers({"Nats-Msg-Id": event.id}),
-            )
+            ack = await self.bus.publish(event, data=message, timeout_s=timeout_s)
         except Exception as exc:  # timeouts, no responders, stream full, closed connection
             logger.warning("publish failed", extra={"event_id": event.id, "error": f"{type(exc).__name__}: {exc}"})
             raise Unavailable("event store unavailable; nothing was accepted, retry later") from None

@@ -12,10 +12,13 @@ from services.router.dispatch import Dispatcher
 from services.router.replay import ReplayRunner, ReplayStore
 from services.router.replies import ReplyStore
 from services.router.retention import EventPruner, ReplyPruner
-from services.router.routing import EventStore, RouteStore
+from services.router.event_store import EventStore
+from services.router.route_store import RouteStore
 from services.router.servicer import RouterServicer
 from services.router.templates import TemplateStore
-from switchboard.messaging import CONSUMERS, StreamPublisher, consume, duplicate_window_s
+from switchboard.bus import Bus
+from switchboard.events import Event
+from switchboard.messaging import CONSUMERS, StreamPublisher, consume, duplicate_window_s, reader
 from switchboard.service import Runtime, ServiceApp
 from switchboard.v1 import router_pb2_grpc as rpc
 
@@ -34,22 +37,21 @@ class RouterApp(ServiceApp):
         ai = GrpcAIClient(runtime.clients, timeout_s=s.ai_timeout_s * 3 + s.rpc_timeout_s)
         replies = ReplyStore(runtime.pool, s.reply_budget, timedelta(seconds=s.reply_budget_window_s))
         self.dispatcher = Dispatcher(self.routes, templates, ai, replies, GrpcEndpointTypes(runtime.clients))
-        approvals = Approvals(replies, self.events, runtime.js, ai, s.publish_timeout_s)
+        approvals = Approvals(replies, self.events, Bus(runtime.js, s.publish_timeout_s), ai)
         rpc.add_RouterServiceServicer_to_server(
             RouterServicer(self.routes, self.events, self.replays, templates, self.dispatcher, runtime.clients,
                            approvals),
             server)
 
     async def start(self, runtime: Runtime) -> None:
-        timeout = runtime.settings.publish_timeout_s
         # Every event's deliveries and outcome are published here: the lean publisher (messaging.py).
-        stream = StreamPublisher(runtime.nc)
-        router = EventRouter(stream, self.events, self.dispatcher, timeout)
+        bus = Bus(StreamPublisher(runtime.nc), runtime.settings.publish_timeout_s)
+        router = EventRouter(bus, self.events, self.dispatcher)
         runtime.background(consume(
-            runtime.nc, CONSUMERS["router"], router.handle,
+            runtime.nc, CONSUMERS["router"], router.handle, read=reader(Event),
             concurrency=runtime.settings.router_concurrency, stopping=runtime.stopping,
         ), "events consumer")
-        runner = ReplayRunner(self.replays, replay_delivery(stream, self.dispatcher, timeout))
+        runner = ReplayRunner(self.replays, replay_delivery(bus, self.dispatcher))
         runtime.background(runner.run(runtime.stopping), "replay runner")
         for pruner in (EventPruner(runtime.pool, runtime.settings.retention_events_days),
                        ReplyPruner(runtime.pool, runtime.settings.retention_events_days)):

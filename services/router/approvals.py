@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from nats.js import JetStreamContext
-
 from services.router.consumer import publish_deliveries
 from services.router.dispatch import reply_outgoing
 from services.router.replies import ReplyDraft, ReplyStore
-from services.router.routing import EventStore, Route, StoredEvent
+from services.router.event_store import EventStore, StoredEvent
+from services.router.routing import Route
+from switchboard.bus import Bus
 
 __all__ = ["ConversationLog", "Approvals"]
 
@@ -24,13 +24,11 @@ class ConversationLog(Protocol):
 
 
 class Approvals:
-    def __init__(self, replies: ReplyStore, events: EventStore, js: JetStreamContext, conversations: ConversationLog,
-                 publish_timeout_s: float) -> None:
+    def __init__(self, replies: ReplyStore, events: EventStore, bus: Bus, conversations: ConversationLog) -> None:
         self.replies = replies
         self.events = events
-        self.js = js
+        self.bus = bus
         self.conversations = conversations
-        self.publish_timeout_s = publish_timeout_s
 
     async def approve(self, tenant_id: str, reply_id: str, actor: str, text: str | None = None) -> ReplyDraft:
         """Send the held draft (or ``text`` instead) to its endpoints; Conflict unless it is held."""
@@ -57,4 +55,4 @@ class Approvals:
                       action="reply")
         category = ((stored.routing or {}).get("ai") or {}).get("category")
         outgoing = [reply_outgoing(route, endpoint_id, draft.text, None) for endpoint_id in draft.endpoint_ids]
-        await publish_deliveries(self.js, stored.event, outgoing, self.publish_timeout_s, category=category)
+        await publish_deliveries(self.bus, stored.event, outgoing, category=category)

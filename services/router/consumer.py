@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -12,23 +11,13 @@ import psycopg
 from nats.aio.msg import Msg
 
 from services.router.dispatch import Dispatch, Dispatcher, Outgoing
-from services.router.routing import EventStore, Route, Stored
-from switchboard.events import DeliveryMessage, Event, RoutingOutcome
+from services.router.event_store import EventStore, Stored
+from services.router.routing import Route
+from switchboard.bus import Bus
+from switchboard.events import DeliveryMessage, Event, RoutingOutcome, UnstorableEvent
 from switchboard.database import describe_error
-from switchboard.messaging import (
-    ACK,
-    TERM,
-    Decision,
-    NEW_DELIVERY_HEADER,
-    Publishing,
-    dead_letter_subject,
-    decode,
-    delivery_subject,
-    encode,
-    retry_after,
-    routing_outcome_subject,
-)
-from switchboard.telemetry import extract_trace_context, inject_trace_headers, start_span, tag_current_span, tracer
+from switchboard.messaging import ACK, Decision, NEW_DELIVERY_HEADER, retry_after
+from switchboard.telemetry import extract_trace_context, start_span, tag_current_span, tracer
 
 logger = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -66,43 +55,27 @@ def routing_outcome(event: Event, dispatch: Dispatch) -> RoutingOutcome:
         endpoint_ids=tuple(dict.fromkeys(o.endpoint_id for o in dispatch.outgoing)), category=dispatch.category)
 
 
-async def publish_deliveries(js: Publishing, event: Event, outgoing: Sequence[Outgoing], timeout_s: float,
-                             replay_id: str | None = None, category: str | None = None,
-                             outcome: RoutingOutcome | None = None) -> None:
-    """Queue the deliveries of ``event`` as the dispatcher planned them; returns once JetStream has them all.
+async def publish_deliveries(bus: Bus, event: Event, outgoing: Sequence[Outgoing], replay_id: str | None = None,
+                             category: str | None = None, outcome: RoutingOutcome | None = None) -> None:
+    """Queue the deliveries of ``event`` as the dispatcher planned them; returns once JetStream has them all
+    (an event fanned out to 100 endpoints costs one wait, not 100). Publishing a delivery again (a
+    redelivered event, a resumed replay, a retry after one of them failed) is a no-op: see
+    switchboard/events.py for each message's id.
 
-    They are published together and their acknowledgements awaited together
-    (an event fanned out to 100 endpoints costs one wait, not 100). Not with
-    ``publish_async``: a publish that fails before it is sent (NATS away, its
-    buffer full) never gives back that call's permit, and enough of them would
-    stop the router for good. Publishing a delivery again (a redelivered
-    event, a resumed replay, a retry after one of them failed) is a no-op: its
-    id is the JetStream message id.
-
-    ``outcome``, when given, goes to analytics in the same round (its id,
-    ``routing:<event_id>``, makes a repeat a no-op too).
+    ``outcome``, when given, goes to analytics in the same round.
     """
-    trace = inject_trace_headers({})  # one trace context for all of the event's deliveries
-    publishes = []
-    for one in outgoing:
-        delivery = delivery_message(event, one, replay_id, category)
-        publishes.append(js.publish(delivery_subject(event.tenant_id, one.endpoint_id), encode(delivery.to_message()),
-                                    timeout=timeout_s, headers={**trace, "Nats-Msg-Id": delivery.delivery_id,
-                                                                NEW_DELIVERY_HEADER: "1"}))
+    messages: list = [(delivery_message(event, one, replay_id, category), {NEW_DELIVERY_HEADER: "1"})
+                      for one in outgoing]
     if outcome is not None:
-        publishes.append(js.publish(routing_outcome_subject(event.tenant_id), encode(outcome.to_message()),
-                                    timeout=timeout_s, headers={**trace, "Nats-Msg-Id": f"routing:{event.id}"}))
-    answers = await asyncio.gather(*publishes, return_exceptions=True)
-    failed = next((a for a in answers if isinstance(a, BaseException)), None)
-    if failed is not None:
-        raise failed
+        messages.append((outcome, None))
+    await bus.publish_all(messages)
 
 
 REPLAY_ROUTE = Route(id="replay", tenant_id="", name="replay to one endpoint", source_id=None, event_types=(),
                      endpoint_ids=(), enabled=True, created_at=datetime.fromtimestamp(0, timezone.utc))
 
 
-def replay_delivery(js: Publishing, dispatcher: Dispatcher, timeout_s: float):
+def replay_delivery(bus: Bus, dispatcher: Dispatcher):
     """What a replay does with each event: to one endpoint as it was received, or through the routes."""
 
     async def deliver(event: Event, endpoint_id: str | None, replay_id: str) -> int:
@@ -114,27 +87,20 @@ def replay_delivery(js: Publishing, dispatcher: Dispatcher, timeout_s: float):
         else:
             dispatch = await dispatcher.dispatch(event, replay=True)
             outgoing, category = dispatch.outgoing, dispatch.category
-        await publish_deliveries(js, event, outgoing, timeout_s, replay_id, category)
+        await publish_deliveries(bus, event, outgoing, replay_id, category)
         return len(outgoing)
 
     return deliver
 
 
 class EventRouter:
-    def __init__(self, js: Publishing, events: EventStore, dispatcher: Dispatcher,
-                 publish_timeout_s: float) -> None:
-        self.js = js
+    def __init__(self, bus: Bus, events: EventStore, dispatcher: Dispatcher) -> None:
+        self.bus = bus
         self.events = events
         self.dispatcher = dispatcher
-        self.publish_timeout_s = publish_timeout_s
 
-    async def handle(self, msg: Msg) -> Decision:
-        try:
-            event = Event.from_message(decode(msg.data))
-        except ValueError as exc:
-            # A message no router can read will not improve with retries.
-            logger.error("unreadable event message dropped", extra={"error": str(exc)})
-            return TERM
+    async def handle(self, event: Event, msg: Msg) -> Decision:
+        """One EVENTS message (``consume(..., read=...)`` has read it)."""
         with start_span(_tracer, "router.route", parent=extract_trace_context(msg.headers)):
             tag_current_span(event_id=event.id, tenant_id=event.tenant_id)
             return await self.route(event, msg.metadata.sequence.stream)
@@ -153,8 +119,8 @@ class EventRouter:
                 # stopped between store and publish), still publishes.
                 logger.info("event already routed; not routed again", extra={"event_id": event.id})
                 return ACK
-            await publish_deliveries(self.js, event, dispatch.outgoing, self.publish_timeout_s,
-                                     category=dispatch.category, outcome=routing_outcome(event, dispatch))
+            await publish_deliveries(self.bus, event, dispatch.outgoing, category=dispatch.category,
+                                     outcome=routing_outcome(event, dispatch))
         except psycopg.DataError as exc:
             # This event can never be stored; keep it in DEAD_LETTERS rather than retry for ever.
             logger.error("event cannot be stored; dead-lettered",
@@ -167,10 +133,7 @@ class EventRouter:
 
     async def _dead_letter(self, event: Event) -> Decision:
         try:
-            await self.js.publish(
-                dead_letter_subject(event.tenant_id, "router"), encode(event.to_message()),
-                timeout=self.publish_timeout_s, headers={"Nats-Msg-Id": f"dead:{event.id}"},
-            )
+            await self.bus.publish(UnstorableEvent(event))
         except Exception as exc:
             logger.warning("dead-letter publish failed; will retry", extra={"error": describe_error(exc)})
             return retry_after(exc, 5.0)

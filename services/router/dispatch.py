@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping, Protocol, Sequence
 
+from services.router.route_store import RouteStore
 from services.router.routing import (
     Plan,
     Route,
-    RouteStore,
     decide,
     endpoint_takes,
     needs_classification,

@@ -2,7 +2,7 @@
 (:class:`services.router.dispatch.EndpointTypes`).
 
 Read for every routed event, changed rarely: each tenant's are cached for a
-second, as its routes are (services/router/routing.py: RouteStore), so a change
+second, as its routes are (services/router/route_store.py), so a change
 shows within that in every router process. They are loaded once however many
 events ask at the same moment, and the last known are kept while DeliveryService
 cannot be reached (routing never stops for it); with none known yet, routing

@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable
 
 from psycopg_pool import AsyncConnectionPool
 
-from services.router.routing import event_from_row
+from services.router.event_store import event_from_row
 from switchboard.database import describe_error
 from switchboard.errors import Conflict, InvalidRequest, NotFound
 from switchboard.events import Event

@@ -1,4 +1,7 @@
-"""Routes and events: the domain of RouterService (no gRPC, no NATS).
+"""Routing rules: which routes an event takes, and what makes a valid route.
+
+Pure rules, nothing stored here (routes are kept by :mod:`services.router.route_store`,
+events by :mod:`services.router.event_store`), no gRPC, no NATS.
 
 A route matches an event when every condition it has holds: its source (if
 set), one of its event-type globs (if any), its payload filters (if any) and,
@@ -20,28 +23,19 @@ first of them. Every evaluation is explained: which routes matched and why.
 
 from __future__ import annotations
 
-import enum
 import re
-import time
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
-from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
-
 from services.router.conditions import AIConditions, Filters
-from switchboard.batching import Batcher, distinct_rounds
-from switchboard.database import atomically, each_alone_on_bad_data, jsonb
-from switchboard.errors import InvalidRequest, NotFound
+from switchboard.errors import InvalidRequest
 from switchboard.events import PLATFORM_SOURCE, Event
-from switchboard.ids import is_id, new_id
 from switchboard.patterns import check_type_patterns, compiled_patterns, matches_any
 
 __all__ = ["ACTIONS", "Route", "RouteSet", "RouteVerdict", "Plan", "decide", "endpoint_takes", "needs_classification", "parse_route_spec",
-           "route_from_spec", "check_route",
-           "RouteStore", "EventStore", "Stored", "StoredEvent", "event_from_row"]
+           "route_from_spec", "check_route"]
 
 MAX_ENDPOINTS = 50
 ACTIONS = ("deliver", "reply", "drop")
@@ -313,222 +307,3 @@ def route_from_spec(tenant_id: str, spec: Mapping[str, Any], route_id: str = "")
                   review=spec.get("review", False))
     check_route(route)
     return route
-
-
-def _route(row: dict[str, Any]) -> Route:
-    return Route(
-        id=row["id"], tenant_id=row["tenant_id"], name=row["name"], source_id=row["source_id"],
-        event_types=tuple(row["event_types"]), endpoint_ids=tuple(row["endpoint_ids"]), enabled=row["enabled"],
-        created_at=row["created_at"], action=row["action"], position=row["position"],
-        filters=Filters.parse(row["filters"]), ai=AIConditions.parse(row["ai"]), template_id=row["template_id"],
-        updated_at=row["updated_at"], review=row["review"],
-    )
-
-
-def _columns(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Spec values as stored: conditions as JSON."""
-    values = dict(spec)
-    for name in ("filters", "ai"):
-        if name in values:
-            values[name] = Jsonb(values[name].to_json()) if values[name] is not None else None
-    return values
-
-
-class RouteStore:
-    def __init__(self, pool: AsyncConnectionPool, cache_ttl_s: float = 1.0) -> None:
-        self.pool = pool
-        # Every event reads its tenant's enabled routes: a short cache keeps
-        # that off the database (a change shows within the TTL in every
-        # router process, at once in the one that made it).
-        self.cache_ttl_s = cache_ttl_s
-        self._enabled: dict[str, tuple[float, RouteSet]] = {}
-
-    async def enabled(self, tenant_id: str) -> RouteSet:
-        """The tenant's enabled routes in evaluation order, at most ``cache_ttl_s`` old."""
-        now = time.monotonic()
-        cached = self._enabled.get(tenant_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        routes = RouteSet(await self.list(tenant_id, enabled_only=True))
-        if len(self._enabled) > 10_000:
-            self._enabled.clear()
-        self._enabled[tenant_id] = (now + self.cache_ttl_s, routes)
-        return routes
-
-    async def create(self, tenant_id: str, spec: Mapping[str, Any]) -> Route:
-        """A route from a checked spec (:func:`parse_route_spec`)."""
-        draft = route_from_spec(tenant_id, spec)
-        self._enabled.pop(tenant_id, None)
-        values = _columns({"name": draft.name, "source_id": draft.source_id, "event_types": list(draft.event_types),
-                           "endpoint_ids": list(draft.endpoint_ids), "enabled": draft.enabled,
-                           "action": draft.action, "position": draft.position, "filters": draft.filters,
-                           "ai": draft.ai, "template_id": draft.template_id, "review": draft.review})
-        names = ", ".join(values)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                f"""INSERT INTO router.routes (id, tenant_id, {names})
-                    VALUES (%(id)s, %(tenant)s, {", ".join(f"%({n})s" for n in values)}) RETURNING *""",
-                {**values, "id": new_id("rt"), "tenant": tenant_id})
-            return _route(await cur.fetchone())
-
-    async def update(self, tenant_id: str, route_id: str, changes: Mapping[str, Any]) -> Route:
-        current = await self.get(tenant_id, route_id)
-        check_route(replace(current, **{k: tuple(v) if k in ("event_types", "endpoint_ids") else v
-                                        for k, v in changes.items()}))
-        if not changes:
-            return current
-        self._enabled.pop(tenant_id, None)
-        values = _columns(changes)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                f"""UPDATE router.routes SET {"".join(f"{n} = %({n})s, " for n in values)}updated_at = now()
-                    WHERE tenant_id = %(tenant)s AND id = %(id)s RETURNING *""",
-                {**values, "tenant": tenant_id, "id": route_id})
-            row = await cur.fetchone()
-        if row is None:
-            raise NotFound(f"route {route_id} not found")
-        return _route(row)
-
-    async def delete(self, tenant_id: str, route_id: str) -> None:
-        self._enabled.pop(tenant_id, None)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute("DELETE FROM router.routes WHERE tenant_id = %s AND id = %s",
-                                     (tenant_id, route_id))
-        if cur.rowcount == 0:
-            raise NotFound(f"route {route_id} not found")
-
-    async def get(self, tenant_id: str, route_id: str) -> Route:
-        if not is_id(route_id, "rt"):
-            raise NotFound(f"route {route_id} not found")
-        async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT * FROM router.routes WHERE tenant_id = %s AND id = %s",
-                                     (tenant_id, route_id))
-            row = await cur.fetchone()
-        if row is None:
-            raise NotFound(f"route {route_id} not found")
-        return _route(row)
-
-    async def list(self, tenant_id: str, enabled_only: bool = False) -> list[Route]:
-        query = "SELECT * FROM router.routes WHERE tenant_id = %s"
-        if enabled_only:
-            query += " AND enabled"
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(query + " ORDER BY position, created_at, id", (tenant_id,))
-            return [_route(row) for row in await cur.fetchall()]
-
-
-def event_from_row(row: dict[str, Any]) -> Event:
-    return Event(
-        id=row["id"], tenant_id=row["tenant_id"], source_id=row["source_id"], type=row["type"],
-        received_at=row["received_at"].timestamp(), payload=row["payload"], headers=row["headers"],
-        provider_event_id=row["provider_event_id"], body=row["body"],
-        occurred_at=row["occurred_at"].timestamp() if row["occurred_at"] else None,
-        conversation_key=row["conversation_key"], source_type=row["source_type"], author=row["author"],
-    )
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    event: Event
-    stored_at: datetime
-    # The explained routing decision (None until routed).
-    routing: dict[str, Any] | None = None
-
-
-class Stored(enum.Enum):
-    """What storing an event found."""
-
-    NEW = "new"  # inserted now
-    # Already stored within the streams' duplicate window (its decision replaced), or stored by this
-    # very message before (its router stopped before queueing the deliveries).
-    AGAIN = "again"
-    # Stored by another message before that window (or no new decision given): left as it was.
-    BEFORE = "before"
-
-
-class EventStore:
-    """``duplicate_window_s``: the streams' duplicate window; an event stored longer ago
-    than that keeps its decision (see :meth:`insert`). None: always replaced."""
-
-    def __init__(self, pool: AsyncConnectionPool, duplicate_window_s: int | None = None) -> None:
-        self.pool = pool
-        # The events routed at once are stored in one statement and one commit (see Batcher).
-        self._stores: Batcher[tuple[Event, dict[str, Any] | None, int | None], Stored] = Batcher(
-            self._store_all, max_concurrent=4)
-        self._recent = ("true" if duplicate_window_s is None
-                        else f"router.events.stored_at > now() - interval '{int(duplicate_window_s)} seconds'")
-
-    async def store(self, event: Event, routing: dict[str, Any] | None = None) -> bool:
-        """Insert the event with its explained routing decision; False when it was already
-        stored (a redelivery: its decision is replaced by the new one, if given).
-
-        Concurrent calls share one statement and one durable commit. Data
-        PostgreSQL refuses (psycopg.DataError) fails only its own call.
-        """
-        return await self.insert(event, routing) is Stored.NEW
-
-    async def insert(self, event: Event, routing: dict[str, Any] | None = None,
-                     stream_seq: int | None = None) -> Stored:
-        """:meth:`store`, telling also whether the event was already stored by another message
-        (``stream_seq``: the EVENTS message routing it) before the streams' duplicate window:
-        then its deliveries, queued then, are no longer de-duplicated by JetStream, and its
-        decision is left as it was."""
-        return await self._stores.submit((event, routing, stream_seq))
-
-    async def _store_all(self, items: Sequence[tuple[Event, dict[str, Any] | None, int | None]]
-                         ) -> list[Stored | Exception]:
-        return await each_alone_on_bad_data(self._store_rows, items)
-
-    async def _store_rows(self, items: Sequence[tuple[Event, dict[str, Any] | None, int | None]]) -> list[Stored]:
-        stored = [Stored.BEFORE] * len(items)
-        # An event twice in a batch (a redelivered copy) is written again in a statement of its own.
-        rounds = distinct_rounds([event.id for event, _, _ in items])
-        async with self.pool.connection() as conn, atomically(conn, len(rounds)):
-            for taken in rounds:
-                rows = [items[i] for i in taken.values()]
-                # The rows as one jsonb parameter: one value to encode and parse, where an array per
-                # column cost the client and PostgreSQL twice as much per statement.
-                given = [{"id": e.id, "tenant_id": e.tenant_id, "source_id": e.source_id, "type": e.type,
-                          "provider_event_id": e.provider_event_id,
-                          "received_at": datetime.fromtimestamp(e.received_at, timezone.utc),
-                          "headers": e.headers, "payload": e.payload, "body": e.body,
-                          "occurred_at": datetime.fromtimestamp(e.occurred_at, timezone.utc) if e.occurred_at else None,
-                          "conversation_key": e.conversation_key, "source_type": e.source_type, "routing": routing,
-                          "author": e.author, "stream_seq": seq}
-                         for e, routing, seq in rows]
-                cur = await conn.execute(
-                    f"""INSERT INTO router.events
-                           (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body,
-                            occurred_at, conversation_key, source_type, routing, author, stream_seq)
-                       -- A JSON null in the records is SQL NULL: a payload of null is kept as jsonb null.
-                       SELECT id, tenant_id, source_id, type, provider_event_id, received_at, headers,
-                              coalesce(payload, 'null'::jsonb), body, occurred_at, conversation_key, source_type,
-                              routing, author, stream_seq
-                       FROM jsonb_to_recordset(%s::jsonb)
-                           AS g(id text, tenant_id text, source_id text, type text, provider_event_id text,
-                                received_at timestamptz, headers jsonb, payload jsonb, body text,
-                                occurred_at timestamptz, conversation_key text, source_type text, routing jsonb,
-                                author text, stream_seq int8)
-                       ON CONFLICT (id) DO UPDATE
-                           SET routing = CASE WHEN {self._recent} THEN EXCLUDED.routing ELSE router.events.routing END
-                           WHERE EXCLUDED.routing IS NOT NULL
-                       RETURNING id, (xmax = 0) AS inserted, {self._recent} AS recent, stream_seq""",
-                    (jsonb(given),))
-                for row in await cur.fetchall():
-                    seq = items[taken[row["id"]]][2]
-                    again = row["recent"] or (seq is not None and row["stream_seq"] == seq)
-                    stored[taken[row["id"]]] = (Stored.NEW if row["inserted"]
-                                                else Stored.AGAIN if again else Stored.BEFORE)
-        return stored
-
-    async def get(self, tenant_id: str, event_id: str) -> StoredEvent:
-        if not is_id(event_id, "evt"):
-            raise NotFound(f"event {event_id} not found")
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT * FROM router.events WHERE tenant_id = %s AND id = %s", (tenant_id, event_id)
-            )
-            row = await cur.fetchone()
-        if row is None:
-            raise NotFound(f"event {event_id} not found")
-        return StoredEvent(event=event_from_row(row), stored_at=row["stored_at"], routing=row["routing"])

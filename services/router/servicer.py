@@ -13,7 +13,9 @@ from services.router.replay import Replay, ReplayRequest, ReplayStore
 from services.router.replies import ReplyDraft
 from services.router.dispatch import Dispatcher, template_context
 from services.router.event_search import DEFAULT_LIMIT, EventQuery, EventSearch, EventSummary
-from services.router.routing import EventStore, Route, RouteStore, parse_route_spec
+from services.router.event_store import EventStore
+from services.router.route_store import RouteStore
+from services.router.routing import Route, parse_route_spec
 from services.router.templates import Template, TemplateStore
 from services.router.transforms import TransformError
 from switchboard.errors import InvalidRequest, NotFound

@@ -30,12 +30,12 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from services.analytics.app import CONCURRENCY, MAX_BATCH
-from services.analytics.consumer import AttemptIntake
+from services.analytics.consumer import AttemptIntake, read_report
 from services.analytics.ledger import AttemptLedger
 from services.analytics.stats import StatsReader
 from switchboard.database import apply_migrations, open_pool
-from switchboard.events import AttemptRecord
-from switchboard.messaging import CONSUMERS, attempt_subject, consume, encode, ensure_consumer, ensure_streams
+from switchboard.events import AttemptRecord, attempt_subject
+from switchboard.messaging import CONSUMERS, consume, encode, ensure_consumer, ensure_streams
 from switchboard.settings import Settings
 from tests.bench.common import infrastructure
 
@@ -116,7 +116,7 @@ async def through_nats(database_url: str, nats_url: str, count: int, end: dateti
         intake = AttemptIntake(AttemptLedger(pool), max_batch=MAX_BATCH)
         stopping = asyncio.Event()
         started = time.perf_counter()
-        task = asyncio.create_task(consume(nc, CONSUMERS["analytics"], intake.handle, concurrency=CONCURRENCY,
+        task = asyncio.create_task(consume(nc, CONSUMERS["analytics"], intake.handle, read=read_report, concurrency=CONCURRENCY,
                                            batch=250, stopping=stopping))
         while True:
             info = await js.consumer_info("ATTEMPTS", "analytics")

@@ -27,8 +27,8 @@ import nats
 from services.delivery.endpoint_store import EndpointStore
 from switchboard.database import open_pool
 from switchboard.embedded import free_port
-from switchboard.events import DeliveryMessage
-from switchboard.messaging import delivery_subject, encode
+from switchboard.events import DeliveryMessage, delivery_subject
+from switchboard.messaging import encode
 from switchboard.signatures import generate_webhook_secret
 from tests.bench.common import bench_env, command_cpu_seconds, cpu_seconds, infrastructure, spawn, stop, wait_http
 from tests.sealing import BOX

@@ -27,7 +27,9 @@ from services.ai.gate import ProviderGate
 from services.ai.store import AIStore
 from services.router.consumer import EventRouter
 from services.router.dispatch import Dispatcher
-from services.router.routing import EventStore, RouteSet, RouteStore, decide, parse_route_spec, route_from_spec
+from services.router.event_store import EventStore
+from services.router.route_store import RouteStore
+from services.router.routing import RouteSet, decide, parse_route_spec, route_from_spec
 from services.router.replies import ReplyStore
 from services.router.templates import TemplateStore
 from switchboard.circuit import CircuitBreakers
@@ -40,6 +42,7 @@ from tests.services.router.endpoint_types import NO_FILTERS
 from tests.ai_servers import FakeAIServer, Reply, anthropic_message
 from tests.bench.common import infrastructure
 from tests.sealing import BOX
+from switchboard.bus import Bus
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "3000"))
 ROOT = Path(__file__).parents[2]
@@ -87,7 +90,8 @@ async def router_rate(database_url: str, nats_url: str, count: int) -> float:
         routes = RouteStore(pool)
         for spec in specs(count):
             await routes.create("t1", parse_route_spec(spec))
-        router = EventRouter(js, EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool), endpoint_types=NO_FILTERS), 5.0)
+        router = EventRouter(Bus(js, 5.0), EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=None,
+                                                                    replies=ReplyStore(pool), endpoint_types=NO_FILTERS))
         events = [event(n) for n in range(EVENTS)]
         limit = asyncio.Semaphore(64)
 

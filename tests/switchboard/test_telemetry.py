@@ -27,13 +27,14 @@ from services.ingest.publisher import JetStreamPublisher
 from services.router.consumer import REPLAY_ROUTE, EventRouter
 from services.router.dispatch import Outgoing
 from switchboard.errors import NotFound
-from switchboard.events import Event
-from switchboard.messaging import ConsumerSpec, ensure_consumer, ensure_streams
+from switchboard.events import DeliveryMessage, Event
+from switchboard.messaging import ConsumerSpec, ensure_consumer, ensure_streams, reader
 from switchboard.rpc import GrpcServer, ServiceClients, call
 from switchboard.settings import Settings, SettingsError
 from switchboard import telemetry
 from switchboard.telemetry import span_exporter, tracer_provider
 from tests.credentials import SERVICE_TOKEN, service_only
+from switchboard.bus import Bus
 
 SENDER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SENDER_SPAN = "00f067aa0ba902b7"
@@ -187,12 +188,12 @@ async def route_a_traced_webhook(js) -> tuple:
     assert reply.status_code == 202
 
     event_msg = await next_message(js, "EVENTS", "trace_router")
-    router = EventRouter(js, Store(), OneEndpoint(), publish_timeout_s=5)  # type: ignore[arg-type]
-    assert (await router.handle(event_msg)).action == "ack"
+    router = EventRouter(Bus(js, 5.0), Store(), OneEndpoint())  # type: ignore[arg-type]
+    assert (await router.handle(reader(Event)(event_msg), event_msg)).action == "ack"
 
     delivery_msg = await next_message(js, "DELIVERIES", "trace_delivery")
-    worker = DeliveryWorker(js, NoEndpoints(), None, None, None, None, 5.0)  # type: ignore[arg-type]
-    assert (await worker.handle(delivery_msg)).action == "term"
+    worker = DeliveryWorker(Bus(js, 5.0), NoEndpoints(), None, None, None, None)  # type: ignore[arg-type]
+    assert (await worker.handle(reader(DeliveryMessage)(delivery_msg), delivery_msg)).action == "term"
     return event_msg.headers["traceparent"], delivery_msg.headers["traceparent"]
 
 

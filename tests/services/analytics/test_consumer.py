@@ -6,12 +6,12 @@ import asyncio
 import time
 from datetime import timedelta
 
-from services.analytics.consumer import AttemptIntake
+from services.analytics.consumer import AttemptIntake, read_report
 from services.analytics.ledger import AttemptLedger
 from services.analytics.stats import StatsReader
 from switchboard.database import open_pool
-from switchboard.messaging import (ACK, CONSUMERS, attempt_subject, consume, delivery_notice_subject, encode,
-                                   ensure_consumer, ensure_streams, routing_outcome_subject)
+from switchboard.events import attempt_subject, delivery_notice_subject, routing_outcome_subject
+from switchboard.messaging import ACK, CONSUMERS, consume, encode, ensure_consumer, ensure_streams
 from switchboard.settings import Settings
 from tests.services.analytics.conftest import NOW, attempt, notice, routed
 
@@ -51,7 +51,7 @@ async def test_reports_are_recorded_in_batches_and_acked_once_committed(nc, js, 
 
     intake = AttemptIntake(ledger, max_batch=200, max_wait_s=0.05)
     stopping = asyncio.Event()
-    task = asyncio.create_task(consume(nc, CONSUMERS["analytics"], intake.handle, concurrency=400, batch=100,
+    task = asyncio.create_task(consume(nc, CONSUMERS["analytics"], intake.handle, read=read_report, concurrency=400, batch=100,
                                        stopping=stopping))
     reader = StatsReader(ledger.pool, now=lambda: NOW + timedelta(minutes=1))
 

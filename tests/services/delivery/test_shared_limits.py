@@ -25,8 +25,9 @@ from tests.services.delivery.stores import Stores, delivery_stores
 from services.delivery.worker import SLOT_WAIT_S, DeliveryWorker
 from switchboard.circuit import CircuitBreakers
 from switchboard.database import apply_migrations, open_pool
-from switchboard.events import DeliveryMessage
-from switchboard.messaging import CONSUMERS, connect_nats, consume, delivery_subject, encode, ensure_streams
+from switchboard.bus import Bus
+from switchboard.events import DeliveryMessage, delivery_subject
+from switchboard.messaging import CONSUMERS, connect_nats, consume, encode, ensure_streams, reader
 from switchboard.settings import Settings
 from switchboard.signatures import generate_webhook_secret
 from tests.outbound_fixture import outbound_client
@@ -60,8 +61,8 @@ async def delivery_process(nats_url: str, database_url: str, circuits: CircuitBr
     watching = asyncio.create_task(sync.run(stopping))
     try:
         async with outbound_client() as http:
-            yield nc, DeliveryWorker(nc.jetstream(), *delivery_stores(pool), load_registry(),
-                                     DestinationContext(http, 5.0, True), DEFAULTS, 5.0, circuits,
+            yield nc, DeliveryWorker(Bus(nc.jetstream(), 5.0), *delivery_stores(pool), load_registry(),
+                                     DestinationContext(http, 5.0, True), DEFAULTS, circuits,
                                      circuit_sync=sync, processes=processes)
     finally:
         stopping.set()
@@ -91,7 +92,7 @@ async def test_two_processes_together_keep_an_endpoints_rate_limit(store, js, na
         stopping = asyncio.Event()
         async with delivery_process(nats_server.url, database_url) as (nc_a, a), \
                 delivery_process(nats_server.url, database_url) as (nc_b, b):
-            consumers = [asyncio.create_task(consume(nc, CONSUMERS["delivery"], worker.handle, concurrency=32,
+            consumers = [asyncio.create_task(consume(nc, CONSUMERS["delivery"], worker.handle, read=reader(DeliveryMessage), concurrency=32,
                                                      stopping=stopping)) for nc, worker in ((nc_a, a), (nc_b, b))]
             try:
                 # Measured after the burst, over 3 s while both processes have more than enough to send.

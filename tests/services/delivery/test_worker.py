@@ -21,6 +21,7 @@ from switchboard.messaging import decode, ensure_streams
 from switchboard.settings import Settings
 from switchboard.signatures import generate_webhook_secret
 from tests.receivers import Receiver
+from switchboard.bus import Bus
 
 MIGRATIONS = Path(__file__).parents[3] / "services/delivery/migrations"
 
@@ -31,8 +32,8 @@ async def setup(pool, js):
     await ensure_streams(js, Settings.from_env({}))
     store = delivery_stores(pool)
     async with outbound_client() as http:
-        worker = DeliveryWorker(js, *store, load_registry(), DestinationContext(http, 5.0, True),
-                                EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)), 5.0)
+        worker = DeliveryWorker(Bus(js, 5.0), *store, load_registry(), DestinationContext(http, 5.0, True),
+                                EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)))
         yield store, worker, js
 
 
@@ -137,9 +138,8 @@ async def test_an_open_circuit_holds_deliveries_without_spending_attempts(pool, 
     store = delivery_stores(pool)
     clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
     async with outbound_client() as http:
-        worker = DeliveryWorker(js, *store, load_registry(), DestinationContext(http, 5.0, True),
-                                EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0)),
-                                5.0, CircuitBreakers(threshold=2, cooldown_s=30, clock=clock))
+        worker = DeliveryWorker(Bus(js, 5.0), *store, load_registry(), DestinationContext(http, 5.0, True),
+                                EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0)), CircuitBreakers(threshold=2, cooldown_s=30, clock=clock))
         with Receiver(status=503) as receiver:
             endpoint = await store.endpoints.create("t1", receiver.url, "", "webhook", generate_webhook_secret())
             for n in range(2):
@@ -158,10 +158,9 @@ async def test_an_open_circuit_holds_deliveries_without_spending_attempts(pool, 
 def _worker_with_clock(js, store, http, clock, **defaults):
     from switchboard.circuit import CircuitBreakers
 
-    return DeliveryWorker(js, *store, load_registry(), DestinationContext(http, 5.0, True),
+    return DeliveryWorker(Bus(js, 5.0), *store, load_registry(), DestinationContext(http, 5.0, True),
                           EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0),
-                                          **defaults),
-                          5.0, CircuitBreakers(threshold=2, cooldown_s=30, clock=clock))
+                                          **defaults), CircuitBreakers(threshold=2, cooldown_s=30, clock=clock))
 
 
 async def test_while_the_circuit_is_open_deliveries_go_to_the_failover_with_the_same_webhook_id(pool, js) -> None:
@@ -321,9 +320,8 @@ async def test_a_destination_plugin_that_raises_is_recorded_and_the_delivery_kep
     store = delivery_stores(pool)
     registry = PluginRegistry(destinations={"broken": Broken()})
     async with outbound_client() as http:
-        worker = DeliveryWorker(js, *store, registry, DestinationContext(http, 5.0, True),
-                                EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
-                                5.0)
+        worker = DeliveryWorker(Bus(js, 5.0), *store, registry, DestinationContext(http, 5.0, True),
+                                EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)))
         endpoint = await store.endpoints.create("t1", "http://127.0.0.1:9/x", "", "broken", generate_webhook_secret())
         assert (await worker.deliver(message(endpoint.id))).action == "nak"  # retried, not lost
     [delivery] = await deliveries_of(store, "t1", "evt_1")
@@ -474,9 +472,8 @@ async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js
     # An in-flight cap that clears at once is not reported; one that lasts is, once. (Each delivery
     # over the cap first waits SLOT_WAIT_S for a slot; the receiver is slower than that.)
     async with outbound_client() as http:
-        capped = DeliveryWorker(js, *store, load_registry(), DestinationContext(http, 5.0, True),
-                                EndpointOptions(1, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
-                                5.0)
+        capped = DeliveryWorker(Bus(js, 5.0), *store, load_registry(), DestinationContext(http, 5.0, True),
+                                EndpointOptions(1, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)))
         with Receiver(delay_s=SLOT_WAIT_S * 3.5) as slow:
             endpoint = await store.endpoints.create("t1", slow.url, "", "webhook", generate_webhook_secret())
             first = asyncio.create_task(capped.deliver(message(endpoint.id, "evt_slow")))
@@ -504,9 +501,8 @@ async def test_deliveries_over_the_cap_wait_in_the_process_for_a_slot_instead_of
     order, without going back to the stream; only those beyond the waiting room do."""
     store, _, js = setup
     async with outbound_client() as http:
-        capped = DeliveryWorker(js, *store, load_registry(), DestinationContext(http, 5.0, True),
-                                EndpointOptions(2, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
-                                5.0, concurrency=concurrency, processes=processes)
+        capped = DeliveryWorker(Bus(js, 5.0), *store, load_registry(), DestinationContext(http, 5.0, True),
+                                EndpointOptions(2, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)), concurrency=concurrency, processes=processes)
         with Receiver(delay_s=delay_s) as receiver:
             endpoint = await store.endpoints.create("t1", receiver.url, "", "webhook",
                                                    generate_webhook_secret(), options={"max_in_flight": 2 * processes})
@@ -526,9 +522,8 @@ async def test_an_endpoints_slot_is_given_back_as_the_send_ends_not_after_the_re
 
     store, _, js = setup
     async with outbound_client() as http:
-        one_slot = DeliveryWorker(js, *store, load_registry(), DestinationContext(http, 5.0, True),
-                                  EndpointOptions(1, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
-                                  5.0)
+        one_slot = DeliveryWorker(Bus(js, 5.0), *store, load_registry(), DestinationContext(http, 5.0, True),
+                                  EndpointOptions(1, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)))
         with Receiver() as receiver:
             endpoint = await store.endpoints.create("t1", receiver.url, "", "webhook", generate_webhook_secret())
             async with await psycopg.AsyncConnection.connect(database_url) as locker:
@@ -592,8 +587,8 @@ async def test_a_new_delivery_from_the_router_is_sent_without_a_state_read_and_a
 
     from services.router.consumer import REPLAY_ROUTE, publish_deliveries
     from services.router.dispatch import Outgoing
-    from switchboard.events import Event
-    from switchboard.messaging import NEW_DELIVERY_HEADER, delivery_subject, encode
+    from switchboard.events import Event, delivery_subject
+    from switchboard.messaging import NEW_DELIVERY_HEADER, encode, reader
 
     store, worker, js = setup
     reads: list[str] = []
@@ -609,11 +604,11 @@ async def test_a_new_delivery_from_the_router_is_sent_without_a_state_read_and_a
         sub = await js.pull_subscribe(delivery_subject("t1", endpoint.id), "worker")
         event = Event(id="evt_new", tenant_id="t1", source_id="s1", type="a.b", received_at=time.time(),
                       payload={"n": 1})
-        await publish_deliveries(js, event, [Outgoing(REPLAY_ROUTE, endpoint.id, event.payload, None)], 5.0)
+        await publish_deliveries(Bus(js, 5.0), event, [Outgoing(REPLAY_ROUTE, endpoint.id, event.payload, None)])
 
         async def handle_next() -> str:
             [msg] = await sub.fetch(1, timeout=5)
-            decision = await worker.handle(msg)
+            decision = await worker.handle(reader(DeliveryMessage)(msg), msg)
             await (msg.ack() if decision.action == "ack" else msg.nak(delay=0))
             return decision.action
 

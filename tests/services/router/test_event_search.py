@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.router.event_search import EventQuery, EventSearch, glob_to_regex
-from services.router.routing import EventStore
+from services.router.event_store import EventStore
 from switchboard.database import apply_migrations
 from switchboard.errors import InvalidRequest
 from switchboard.events import Event

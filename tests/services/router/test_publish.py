@@ -11,6 +11,7 @@ from services.router.routing import Route
 from switchboard.events import DeliveryMessage, Event
 from switchboard.messaging import decode, ensure_streams
 from switchboard.settings import Settings
+from switchboard.bus import Bus
 
 ROUTE = Route(id="rt_1", tenant_id="t1", name="all", source_id=None, event_types=(), endpoint_ids=(), enabled=True,
               created_at=datetime.fromtimestamp(0, timezone.utc))
@@ -20,8 +21,8 @@ EVENT = Event(id="evt_1", tenant_id="t1", source_id="src_1", type="a.b", receive
 async def test_every_delivery_lands_once_even_when_published_again(js) -> None:
     await ensure_streams(js, Settings.from_env({}))
     outgoing = [Outgoing(ROUTE, f"ep_{n}", {"n": n}, None) for n in range(50)]
-    await publish_deliveries(js, EVENT, outgoing, 5.0, category="billing")
-    await publish_deliveries(js, EVENT, outgoing[:10], 5.0, category="billing")  # a redelivered event
+    await publish_deliveries(Bus(js, 5.0), EVENT, outgoing, category="billing")
+    await publish_deliveries(Bus(js, 5.0), EVENT, outgoing[:10], category="billing")  # a redelivered event
     assert (await js.stream_info("DELIVERIES")).state.messages == 50
     sub = await js.pull_subscribe("deliveries.t1.>", "check")
     messages = [DeliveryMessage.from_message(decode(m.data)) for m in await sub.fetch(50, timeout=5)]
@@ -31,4 +32,4 @@ async def test_every_delivery_lands_once_even_when_published_again(js) -> None:
 
 async def test_a_publish_that_no_stream_takes_is_an_error(js) -> None:
     with pytest.raises(nats.js.errors.NoStreamResponseError):
-        await publish_deliveries(js, EVENT, [Outgoing(ROUTE, "ep_1", {}, None)], 5.0)
+        await publish_deliveries(Bus(js, 5.0), EVENT, [Outgoing(ROUTE, "ep_1", {}, None)])

@@ -10,7 +10,9 @@ import pytest
 from services.router.consumer import REPLAY_ROUTE, publish_deliveries
 from services.router.dispatch import Dispatcher, Outgoing
 from services.router.replay import ReplayRequest, ReplayRunner, ReplayStore
-from services.router.routing import EventStore, RouteStore, parse_route_spec
+from services.router.event_store import EventStore
+from services.router.route_store import RouteStore
+from services.router.routing import parse_route_spec
 from services.router.replies import ReplyStore
 from services.router.templates import TemplateStore
 from switchboard.database import apply_migrations
@@ -19,6 +21,7 @@ from switchboard.events import Event
 from switchboard.messaging import decode, ensure_streams
 from switchboard.settings import Settings
 from tests.services.router.endpoint_types import NO_FILTERS
+from switchboard.bus import Bus
 
 MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
 NOW = datetime.now(timezone.utc)
@@ -69,7 +72,7 @@ async def test_a_run_that_dies_is_resumed_after_its_cursor_and_delivers_each_eve
     async def flaky(event, endpoint_id, replay_id):
         if len(published) == 3:
             raise ConnectionError("NATS went away")
-        await publish_deliveries(js, event, [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None)], 5.0, replay_id)
+        await publish_deliveries(Bus(js, 5.0), event, [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None)], replay_id)
         published.append(event.id)
         return 1
 
@@ -83,7 +86,7 @@ async def test_a_run_that_dies_is_resumed_after_its_cursor_and_delivers_each_eve
     await asyncio.sleep(0.3)  # the lease lapses; another runner takes over
 
     async def steady(event, endpoint_id, replay_id):
-        await publish_deliveries(js, event, [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None)], 5.0, replay_id)
+        await publish_deliveries(Bus(js, 5.0), event, [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None)], replay_id)
         published.append(event.id)
         return 1
 

@@ -15,7 +15,8 @@ import pytest
 
 from services.router.dispatch import Dispatcher
 from services.router.replies import ReplyStore, reply_id
-from services.router.routing import RouteStore, parse_route_spec
+from services.router.route_store import RouteStore
+from services.router.routing import parse_route_spec
 from services.router.templates import TemplateStore
 from switchboard.database import apply_migrations
 from switchboard.errors import Conflict, InvalidRequest, NotFound

@@ -9,7 +9,7 @@ import pytest
 
 from services.router.replay import ReplayRequest, ReplayStore
 from services.router.retention import EventPruner
-from services.router.routing import EventStore
+from services.router.event_store import EventStore
 from switchboard.database import apply_migrations
 from switchboard.errors import NotFound
 from switchboard.events import Event

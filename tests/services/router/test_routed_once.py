@@ -12,15 +12,18 @@ import pytest
 from services.router.consumer import EventRouter
 from services.router.dispatch import Dispatcher
 from services.router.replies import ReplyStore
-from services.router.routing import EventStore, RouteStore, Stored, parse_route_spec
+from services.router.event_store import EventStore, Stored
+from services.router.route_store import RouteStore
+from services.router.routing import parse_route_spec
 from services.router.templates import TemplateStore
 from switchboard.database import apply_migrations
-from switchboard.events import Event
+from switchboard.events import Event, event_subject
 from switchboard.ids import derived_id
-from switchboard.messaging import encode, ensure_streams, event_subject
+from switchboard.messaging import encode, ensure_streams, reader
 from switchboard.settings import Settings
 from tests.services.router.endpoint_types import NO_FILTERS
 from tests.duplicate_window import wait_out_duplicate_window
+from switchboard.bus import Bus
 
 MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
 # Test-sized: JetStream forgets message ids after a second.
@@ -38,7 +41,7 @@ async def start_router(pool, js, settings: Settings):
     store = EventStore(pool, settings.stream_duplicate_window_s)
     dispatcher = Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool), endpoint_types=NO_FILTERS)
     events = await js.pull_subscribe("events.t1.>", "router-test")
-    return EventRouter(js, store, dispatcher, 5.0), store, events
+    return EventRouter(Bus(js, 5.0), store, dispatcher), store, events
 
 
 @pytest.fixture
@@ -65,7 +68,7 @@ async def test_a_second_message_for_an_event_stored_before_the_window_queues_not
     event_router, _, events = router
     await publish_event(js)
     [first] = await events.fetch(1, timeout=5)
-    assert (await event_router.handle(first)).action == "ack"
+    assert (await event_router.handle(reader(Event)(first), first)).action == "ack"
     await first.ack()
     assert await deliveries_queued(js) == 2
 
@@ -73,7 +76,7 @@ async def test_a_second_message_for_an_event_stored_before_the_window_queues_not
     await publish_event(js)
     [second] = await events.fetch(1, timeout=5)
     assert second.metadata.num_delivered == 1
-    assert (await event_router.handle(second)).action == "ack"
+    assert (await event_router.handle(reader(Event)(second), second)).action == "ack"
 
     assert await deliveries_queued(js) == 2
 
@@ -89,7 +92,7 @@ async def test_a_redelivered_message_queues_the_deliveries_its_crashed_attempt_d
 
     [again] = await events.fetch(1, timeout=5)
     assert again.metadata.num_delivered == 2
-    assert (await event_router.handle(again)).action == "ack"
+    assert (await event_router.handle(reader(Event)(again), again)).action == "ack"
 
     assert await deliveries_queued(js) == 2
     assert (await store.get("t1", EVENT.id)).routing == {"routes": []}  # stored before the window: kept
@@ -103,7 +106,7 @@ async def test_a_second_message_within_the_window_queues_again_and_jetstream_col
         await js.publish(event_subject("t1", "src_1"), encode(EVENT.to_message()))  # no message id: not collapsed
         [message] = await events.fetch(1, timeout=5)
         assert message.metadata.num_delivered == 1
-        assert (await event_router.handle(message)).action == "ack"
+        assert (await event_router.handle(reader(Event)(message), message)).action == "ack"
 
     assert await deliveries_queued(js) == 2
     assert (await store.get("t1", EVENT.id)).routing != {"routes": []}  # the decision acted on
@@ -115,7 +118,7 @@ async def test_a_late_copy_whose_first_handling_failed_still_queues_nothing(rout
     event_router, _, events = router
     await publish_event(js)
     [first] = await events.fetch(1, timeout=5)
-    assert (await event_router.handle(first)).action == "ack"
+    assert (await event_router.handle(reader(Event)(first), first)).action == "ack"
     await first.ack()
     await wait_out_both_windows(js)
 
@@ -124,5 +127,5 @@ async def test_a_late_copy_whose_first_handling_failed_still_queues_nothing(rout
     await copy.nak()  # its first handling failed
     [again] = await events.fetch(1, timeout=5)
     assert again.metadata.num_delivered == 2
-    assert (await event_router.handle(again)).action == "ack"
+    assert (await event_router.handle(reader(Event)(again), again)).action == "ack"
     assert await deliveries_queued(js) == 2

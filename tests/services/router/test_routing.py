@@ -1,6 +1,8 @@
 from datetime import datetime, timezone
 
-from services.router.routing import EventStore, Route, RouteStore, decide, parse_route_spec
+from services.router.event_store import EventStore
+from services.router.route_store import RouteStore
+from services.router.routing import Route, decide, parse_route_spec
 from switchboard.events import Event
 from switchboard.ids import new_id
 
