@@ -39,8 +39,14 @@ protos:
 run: setup
 	$(BIN)/switchboard up
 
-test: setup browser
+test: setup browser lint
 	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)
+
+# ruff and mypy over the whole tree, the generated stubs' .pyi included ([tool.ruff] and [tool.mypy] in
+# pyproject.toml); `make test` runs it first.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # schemathesis over every operation of /openapi.json with many more examples than `make test` runs.
 fuzz: setup

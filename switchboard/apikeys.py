@@ -21,7 +21,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from switchboard.errors import PermissionDenied, Unauthenticated, Unavailable
 from switchboard.outages import platform_error
@@ -114,7 +114,7 @@ class Authenticator:
         self._unavailable_until = 0.0
 
     @classmethod
-    def over_grpc(cls, clients: ServiceClients, **options: float) -> "Authenticator":
+    def over_grpc(cls, clients: ServiceClients, **options: float) -> Authenticator:
         return cls(AuthServiceKeys(clients), **options)
 
     async def bearer(self, header: str | None) -> Principal:

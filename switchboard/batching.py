@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, Hashable, TypeVar
+from typing import Generic, TypeVar
+from collections.abc import Hashable
 
 __all__ = ["Batcher", "distinct_rounds"]
 
@@ -85,7 +86,7 @@ class Batcher(Generic[T, R]):
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), result in zip(batch, results):
+                for (_, future), result in zip(batch, results, strict=True):
                     if future.done():
                         continue
                     if isinstance(result, BaseException):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from nats.aio.client import Client as NATS
 from nats.js import api

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
+from collections.abc import Callable
 
 __all__ = ["EndpointCircuit", "CircuitBreakers", "Change", "OPENED", "CLOSED"]
 

@@ -40,7 +40,8 @@ import asyncio
 import random
 import time
 from datetime import datetime
-from typing import Any, AsyncIterator, Iterator, Mapping
+from typing import Any
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import grpc
 import httpx
@@ -254,7 +255,7 @@ class Client(_Base, ClientMethods):
         if self._http is not None:
             self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -329,7 +330,7 @@ class AsyncClient(_Base, AsyncClientMethods):
         if self._http is not None:
             await self._http.aclose()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

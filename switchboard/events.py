@@ -110,7 +110,7 @@ class Event:
         return self.id
 
     @classmethod
-    def from_message(cls, data: dict[str, Any]) -> "Event":
+    def from_message(cls, data: dict[str, Any]) -> Event:
         _require(data, "id", "tenant_id", "source_id", "type", "received_at", "payload")
         return cls(
             id=data["id"],
@@ -172,7 +172,7 @@ class DeliveryMessage:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def from_message(cls, data: dict[str, Any]) -> "DeliveryMessage":
+    def from_message(cls, data: dict[str, Any]) -> DeliveryMessage:
         _require(data, "event_id", "tenant_id", "endpoint_id", "route_id", "event_type", "source_id",
                  "received_at", "payload")
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
@@ -247,7 +247,7 @@ class AttemptRecord:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def from_message(cls, data: dict[str, Any]) -> "AttemptRecord":
+    def from_message(cls, data: dict[str, Any]) -> AttemptRecord:
         _require(data, "delivery_id", "number", "tenant_id", "endpoint_id", "event_type", "outcome",
                  "status_code", "latency_ms", "at")
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
@@ -288,7 +288,7 @@ class RoutingOutcome:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def from_message(cls, data: dict[str, Any]) -> "RoutingOutcome":
+    def from_message(cls, data: dict[str, Any]) -> RoutingOutcome:
         _require(data, "event_id", "tenant_id", "source_id", "event_type", "received_at", "routed_at", "outcome")
         values = {k: data.get(k) for k in cls.__dataclass_fields__}
         if not isinstance(values["endpoint_ids"], (list, tuple)):
@@ -330,7 +330,7 @@ class DeliveryNotice:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def from_message(cls, data: dict[str, Any]) -> "DeliveryNotice":
+    def from_message(cls, data: dict[str, Any]) -> DeliveryNotice:
         _require(data, "delivery_id", "tenant_id", "endpoint_id", "event_type", "state", "at")
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
 

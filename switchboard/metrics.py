@@ -16,7 +16,8 @@ import asyncio
 import functools
 import logging
 import threading
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily

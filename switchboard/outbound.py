@@ -103,7 +103,7 @@ class _Origin:
     target: str  # path and query, percent-encoded
 
     @classmethod
-    def of(cls, url: str) -> "_Origin":
+    def of(cls, url: str) -> _Origin:
         try:
             parts = urlsplit(url)
             port = parts.port

@@ -15,8 +15,9 @@ a webhook may carry (ids above 2**53), so they stay their exact JSON text.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, TypeVar
+from datetime import datetime, UTC
+from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping
 
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
@@ -80,7 +81,7 @@ def parse_time(raw: Any, name: str) -> datetime:
     (also for a time that is no time in UTC, like 0001-01-01T00:00:00+01:00)."""
     try:
         value = datetime.fromisoformat(raw)
-        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     except (TypeError, ValueError, OverflowError):
         raise InvalidRequest(f"{name} must be an ISO 8601 time between the years 1 and 9999 (UTC), "
                              "like 2026-01-31T12:00:00Z") from None

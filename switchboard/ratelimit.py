@@ -26,7 +26,7 @@ class RateLimit:
             raise ValueError("a rate limit needs a positive rate and a burst of at least 1")
 
     @classmethod
-    def of(cls, per_second: float, burst: int | None = None) -> "RateLimit":
+    def of(cls, per_second: float, burst: int | None = None) -> RateLimit:
         """From API input: the burst defaults to one second's worth (at least 1)."""
         return cls(float(per_second), int(burst or max(1, int(per_second))))
 

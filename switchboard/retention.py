@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, ClassVar, Mapping
+from datetime import datetime, timedelta, UTC
+from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Mapping
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -60,7 +61,7 @@ async def periodic(interval_s: float, work: Callable[[], Awaitable[Any]], stoppi
             logger.warning("%s failed; the next round will retry", name, extra={"error": describe_error(exc)})
         try:
             await asyncio.wait_for(stopping.wait(), interval_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 
@@ -102,7 +103,7 @@ class TenantPruner(Pruner):
         self.pool = pool
         self.retention_days = retention_days
         self.batch_size = batch_size
-        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.now = now or (lambda: datetime.now(UTC))
 
     async def prune(self) -> int:
         cutoff = self.now() - timedelta(days=self.retention_days)

@@ -23,7 +23,8 @@ import inspect
 import logging
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -321,7 +322,7 @@ class GrpcServer:
     failing loudly.
     """
 
-    def __init__(self, service_name: str, full_names: list[str], access: "AccessControl",
+    def __init__(self, service_name: str, full_names: list[str], access: AccessControl,
                  shared_port: bool = False) -> None:
         """``access``: who may call what (switchboard.rpc_access.AccessControl); every server has one."""
         self.service_name = service_name

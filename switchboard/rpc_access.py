@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -108,7 +109,7 @@ class AccessControl(grpc.aio.ServerInterceptor):
 
     @classmethod
     def for_process(cls, api_keys: Authenticator | None, settings: Settings,
-                    audit: AuditRecorder | None = None) -> "AccessControl":
+                    audit: AuditRecorder | None = None) -> AccessControl:
         """The access control of a service process: its API-key cache, the service tokens it accepts, the
         keys' rate limit and where audited calls are recorded."""
         return cls(api_keys, accepted_service_tokens(settings), key_rate=RateLimit(settings.key_rate_per_s,

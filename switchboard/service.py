@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import gc
 import inspect
@@ -22,7 +23,8 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Coroutine
+from typing import Any, ClassVar
+from collections.abc import Coroutine
 
 import grpc
 import uvloop
@@ -32,7 +34,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from switchboard.apikeys import Authenticator, record_audit
 from switchboard.database import DatabaseUnavailable, apply_migrations, open_pool
-from switchboard.embedded import die_with_parent
 from switchboard.errors import Unavailable
 from switchboard.logs import configure_logging
 from switchboard.messaging import CONSUMERS, connect_nats, ensure_streams
@@ -43,7 +44,7 @@ from switchboard.rpc_access import AccessControl
 from switchboard.settings import Settings, SettingsError
 from switchboard.telemetry import setup_tracing
 
-__all__ = ["Runtime", "ServiceApp", "run", "EXIT_CONFIG", "EXIT_UNAVAILABLE"]
+__all__ = ["Runtime", "ServiceApp", "run", "EXIT_CONFIG", "EXIT_UNAVAILABLE", "die_with_parent"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,17 @@ logger = logging.getLogger(__name__)
 # setting) is not fixed by restarting, an unreachable dependency may be.
 EXIT_CONFIG = 78  # EX_CONFIG
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Have the kernel send SIGTERM to this process when its parent dies (call in the child)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: best effort only
+        pass
 
 
 @dataclass

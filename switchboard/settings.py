@@ -23,7 +23,8 @@ import os
 import sys
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 __all__ = ["Settings", "SettingsError", "SERVICE_NAMES", "SCALABLE_SERVICES", "DEFAULT_GRPC_PORTS",
            "DEFAULT_METRICS_PORTS", "markdown_table"]
@@ -435,7 +436,7 @@ class Settings:
                                              doc="seconds between reads of JetStream consumer lag for the metrics")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         chosen: dict[str, Any] = {}
         for declared in fields(cls):
@@ -481,7 +482,7 @@ class Settings:
         """The address clients dial for ``service``."""
         return self.grpc_targets.get(service) or f"{self.grpc_host}:{self.grpc_ports[service]}"
 
-    def with_infrastructure(self, nats_url: str, database_url: str) -> "Settings":
+    def with_infrastructure(self, nats_url: str, database_url: str) -> Settings:
         return replace(self, nats_url=nats_url, database_url=database_url)
 
     def require_infrastructure(self) -> tuple[str, str]:
@@ -506,7 +507,7 @@ class Settings:
         """How many processes of ``service`` run (unset: one)."""
         return self.processes.get(service) or 1
 
-    def with_machine_processes(self) -> "Settings":
+    def with_machine_processes(self) -> Settings:
         """What `switchboard up` runs: where unset, :func:`machine_processes` for each scalable service."""
         auto = machine_processes(os.cpu_count() or 1)
         return replace(self, processes={name: count or (auto if name in SCALABLE_SERVICES else 1)

@@ -23,7 +23,7 @@ done by the interceptors in :mod:`switchboard.rpc`. See docs/observability.md.
 from __future__ import annotations
 
 import random
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.sdk.resources import Resource

@@ -23,7 +23,8 @@ import functools
 import re
 from urllib.parse import quote
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
+from collections.abc import Iterator, Mapping
 
 import orjson
 from google.api import annotations_pb2, http_pb2
@@ -242,7 +243,7 @@ def from_rest_answer(value: Mapping[str, Any], message: Message) -> Message:
     return message
 
 
-def rest_request(binding: "Binding", message: Message) -> tuple[str, dict[str, str], dict[str, Any] | None]:
+def rest_request(binding: Binding, message: Message) -> tuple[str, dict[str, str], dict[str, Any] | None]:
     """The REST call for a request message: its path, query parameters and JSON body (None: no body)."""
     path = binding.path
     for ref in binding.path_fields:

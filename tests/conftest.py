@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
 from switchboard.database import open_pool
-from switchboard.embedded import EmbeddedNats, EmbeddedPostgres
+from switchboard.cli.embedded import EmbeddedNats, EmbeddedPostgres
 from switchboard.messaging import connect_nats
 
 

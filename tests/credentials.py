@@ -2,7 +2,8 @@
 the master key: switchboard.masterkey.service_token)."""
 
 import collections
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import grpc
 

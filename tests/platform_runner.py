@@ -15,7 +15,7 @@ import grpc
 import httpx
 
 from switchboard.settings import Settings
-from switchboard.supervisor import listening_ports, pid_files
+from switchboard.cli.supervisor import listening_ports, pid_files
 from tests.credentials import service_channel
 
 _EDGE = re.compile(r"edge:\s+(http://\S+)")
@@ -55,7 +55,7 @@ class Platform:
         self.edge_url = ""
         self.admin_key: str | None = None
 
-    def start(self, timeout: float = 90.0) -> "Platform":
+    def start(self, timeout: float = 90.0) -> Platform:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "switchboard.cli", "up"],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,

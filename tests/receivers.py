@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from collections.abc import Callable
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Receiver:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the sender gave up waiting (a timeout under test)
 
-            do_POST = do_PUT = do_PATCH = do_DELETE = do_GET = _answer  # noqa: N815 (http.server's naming)
+            do_POST = do_PUT = do_PATCH = do_DELETE = do_GET = _answer
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -74,7 +74,7 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         self.thread.start()
         return self
 

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import anthropic
 
@@ -71,7 +72,7 @@ class AnthropicProvider:
     def available(self) -> bool:
         return bool(self._api_key)
 
-    def with_api_key(self, api_key: str) -> "AnthropicProvider":
+    def with_api_key(self, api_key: str) -> AnthropicProvider:
         """The same provider answering with a tenant's own key (its own client, base URL and model kept)."""
         return AnthropicProvider(api_key, base_url=self.base_url, model=self.model, timeout_s=self.timeout_s)
 

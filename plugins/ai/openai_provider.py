@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import openai
@@ -87,7 +88,7 @@ class OpenAIProvider:
     def available(self) -> bool:
         return bool(self._api_key)
 
-    def with_api_key(self, api_key: str) -> "OpenAIProvider":
+    def with_api_key(self, api_key: str) -> OpenAIProvider:
         """The same provider answering with a tenant's own key (its own client, base URL and model kept)."""
         return OpenAIProvider(api_key, base_url=self.base_url, model=self.model, timeout_s=self.timeout_s,
                               reasoning_effort=self.reasoning_effort)

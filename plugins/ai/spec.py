@@ -21,7 +21,8 @@ the host whether and when to ask this provider again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable, Mapping
 
 from plugins.destinations.http_result import DEFAULT_RETRYABLE_STATUSES, parse_retry_after
 from plugins.markers import hookspec
@@ -98,7 +99,7 @@ class ProviderError(Exception):
 
     @classmethod
     def from_status(cls, provider: str, status: int, detail: str, secret: str,
-                    retry_after: str | None) -> "ProviderError":
+                    retry_after: str | None) -> ProviderError:
         """An API's error answer: 408, 425, 429 and 5xx are retryable (after ``Retry-After``); the secret
         (the API key) never appears in the message."""
         if secret:

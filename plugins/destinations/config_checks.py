@@ -5,7 +5,8 @@ Every failure raises :class:`InvalidEndpointConfig` (400 at endpoint creation).
 
 from __future__ import annotations
 
-from typing import Any, Collection, Mapping
+from typing import Any
+from collections.abc import Collection, Mapping
 
 from plugins.destinations.spec import InvalidEndpointConfig
 

@@ -32,7 +32,7 @@ other 4xx are final, per :mod:`plugins.destinations.http_result`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
 
 import orjson
 

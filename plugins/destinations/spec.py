@@ -10,7 +10,8 @@ a retryable error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable, Mapping
 
 from plugins.markers import hookspec
 from switchboard.outbound import OutboundClient

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from plugins.markers import hookimpl
 from plugins.sources.spec import InboundRequest, InvalidSourceConfig, NormalizedEvent, SignatureInvalid

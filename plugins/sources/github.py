@@ -10,7 +10,8 @@ Docs: https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deli
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from plugins.markers import hookimpl
 from plugins.sources.spec import InboundRequest, MalformedRequest, NormalizedEvent, Reply, SignatureInvalid

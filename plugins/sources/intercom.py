@@ -13,7 +13,8 @@ Docs: https://developers.intercom.com/docs/references/webhooks/webhook-models#si
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from plugins.markers import hookimpl
 from plugins.sources.spec import InboundRequest, NormalizedEvent, SignatureInvalid

@@ -17,7 +17,8 @@ Docs: https://api.slack.com/authentication/verifying-requests-from-slack
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import orjson
 

@@ -27,7 +27,8 @@ webhook, so they must be fast and must not do I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable, Mapping
 
 from plugins.markers import hookspec
 from switchboard.errors import InvalidRequest, Unauthenticated, UnsupportedMediaType

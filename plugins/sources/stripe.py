@@ -10,7 +10,8 @@ Docs: https://docs.stripe.com/webhooks#verify-manually
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from plugins.markers import hookimpl
 from plugins.sources.spec import InboundRequest, NormalizedEvent, SignatureInvalid

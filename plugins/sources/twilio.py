@@ -19,7 +19,8 @@ Docs: https://www.twilio.com/docs/usage/security#validating-requests
 from __future__ import annotations
 
 import base64
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from plugins.markers import hookimpl

@@ -27,7 +27,8 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from plugins.ai.spec import AIRequest, AIResponse, EventInput, ProviderError
 from plugins.manager import PluginRegistry, UnknownPlugin

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from switchboard.ratelimit import RateLimit, TokenBuckets
 

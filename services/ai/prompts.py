@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from string import Template
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from plugins.ai.spec import EventInput, Turn
 from switchboard.errors import InvalidRequest

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta, timezone
+from datetime import date, timedelta, UTC
 
 from plugins.ai.spec import TASKS, EventInput
 from services.ai.answers import DEFAULT_CATEGORIES, check_categories
@@ -112,7 +112,7 @@ class AIServicer(rpc.AIServiceServicer):
         return pb.Prompt(task=prompt.task, version=prompt.version, system=prompt.system, template=prompt.template)
 
     async def GetUsage(self, request, context):
-        since = (request.since.ToDatetime(tzinfo=timezone.utc).date() if request.since.seconds
+        since = (request.since.ToDatetime(tzinfo=UTC).date() if request.since.seconds
                  else date.today() - timedelta(days=30))
         rows = await self.store.usage(request.tenant_id, since)
         return pb.Usage(rows=[pb.UsageRow(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Mapping
+from collections.abc import Mapping
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool

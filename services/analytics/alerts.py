@@ -44,8 +44,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Iterable
+from datetime import datetime, timedelta, UTC
+from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -91,7 +92,7 @@ class AlertPolicy:
     backlog_horizon_s: float = 86400.0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "AlertPolicy":
+    def from_settings(cls, settings: Any) -> AlertPolicy:
         return cls(window_s=settings.alert_window_s, failure_rate=settings.alert_failure_rate,
                    min_attempts=settings.alert_min_attempts, latency_factor=settings.alert_latency_factor,
                    latency_floor_ms=settings.alert_latency_floor_ms, backlog=settings.alert_backlog,
@@ -134,7 +135,7 @@ class AlertState:
         return self.tenant_id, self.rule, self.subject
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "AlertState":
+    def from_row(cls, row: dict[str, Any]) -> AlertState:
         return cls(row["tenant_id"], row["rule"], row["subject"], row["state"], row["started_at"],
                    row["resolved_at"], row["value"], row["threshold"], dict(row["details"] or {}))
 
@@ -167,7 +168,7 @@ def decide(current: AlertState | None, observed: Observation | None, now: dateti
 
 
 def _iso(when: datetime | None) -> str | None:
-    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if when else None
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z") if when else None
 
 
 def alert_event(alert: AlertState, window_s: float) -> Event:
@@ -326,7 +327,7 @@ class AlertEvaluator:
         self.pool = pool
         self.policy = policy
         self.publish = publish
-        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.now = now or (lambda: datetime.now(UTC))
 
     async def evaluate(self) -> list[AlertState] | None:
         """One round of the rules: the transitions recorded (committed, not yet published), or None
@@ -406,6 +407,6 @@ class AlertEvaluator:
         try:
             await asyncio.wait_for(stopping.wait(), interval_s)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         await periodic(interval_s, self.run_once, stopping, "alert evaluation")

@@ -13,7 +13,7 @@ at a time per process; the next fills meanwhile.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import psycopg
 from nats.aio.msg import Msg

@@ -13,7 +13,7 @@ need a migration that rebuilds the rollups.
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["LATENCY_BOUNDS_MS", "SLOTS", "slot_of", "slot_range", "percentile", "empty_histogram"]
 

@@ -25,8 +25,8 @@ and a batch that fails leaves nothing behind.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import Iterable
+from datetime import datetime, UTC
+from collections.abc import Iterable
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -322,7 +322,7 @@ class RollupDeltas(dict[RollupKey, RollupDelta]):
 
 
 def _utc(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, timezone.utc)
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 class AttemptLedger:

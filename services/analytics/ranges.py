@@ -11,7 +11,7 @@ edges, so a month costs ~30 + 46 + 118 rows, not 43,200.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from switchboard.errors import InvalidRequest
 
@@ -24,7 +24,7 @@ DEFAULT_SPAN = timedelta(hours=24)
 # The most buckets one trends answer holds: a day of minutes, two months of hours.
 MAX_POINTS = 1500
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Span:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def floor(value: datetime, grain: str) -> datetime:

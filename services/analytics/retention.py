@@ -11,8 +11,8 @@ alerts (``alerts.py``) go with the raw attempts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import datetime, timedelta, UTC
+from collections.abc import Callable
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -63,7 +63,7 @@ class AnalyticsPruner(Pruner):
                  now: Callable[[], datetime] | None = None) -> None:
         self.pool = pool
         self.policy = policy
-        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.now = now or (lambda: datetime.now(UTC))
 
     async def prune(self) -> dict[str, int]:
         """Delete everything past retention; rows deleted per kind."""

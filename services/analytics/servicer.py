@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from services.analytics.ranges import TimeRange
 from services.analytics.stats import Stats, StatsReader
@@ -11,8 +11,8 @@ from switchboard.v1 import analytics_pb2 as pb, analytics_pb2_grpc as rpc
 
 
 def _times(message: pb.TimeRange) -> tuple[datetime | None, datetime | None]:
-    since = message.since.ToDatetime(tzinfo=timezone.utc) if message.HasField("since") else None
-    until = message.until.ToDatetime(tzinfo=timezone.utc) if message.HasField("until") else None
+    since = message.since.ToDatetime(tzinfo=UTC) if message.HasField("since") else None
+    until = message.until.ToDatetime(tzinfo=UTC) if message.HasField("until") else None
     return since, until
 
 

@@ -8,8 +8,9 @@ raw attempts. What each figure means is in docs/analytics.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -63,7 +64,7 @@ class Stats:
                        self.latency_sum_ms / self.attempts if self.attempts else 0.0)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Stats":
+    def from_row(cls, row: dict[str, Any]) -> Stats:
         counts = {name: int(row[name] or 0) for name in ("routed", "unrouted", "dropped", "deliveries", "attempts",
                                                           "succeeded", "failed", "dead")}
         return cls(events_received=int(row["events"] or 0), **counts,
@@ -156,7 +157,7 @@ def _limit(value: int, default: int) -> int:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(timezone.utc) if value is not None else None
+    return value.astimezone(UTC) if value is not None else None
 
 
 class StatsReader:
@@ -164,7 +165,7 @@ class StatsReader:
 
     def __init__(self, pool: AsyncConnectionPool, now: Callable[[], datetime] | None = None) -> None:
         self.pool = pool
-        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.now = now or (lambda: datetime.now(UTC))
 
     async def overview(self, tenant_id: str, since: datetime | None = None, until: datetime | None = None) -> Overview:
         window = resolve_range(since, until, self.now())

@@ -19,7 +19,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -199,7 +199,7 @@ class KeyStore:
             raise InvalidRequest("a revoked key cannot be rotated")
         remaining = None
         if old.expires_at is not None:
-            remaining = old.expires_at - datetime.now(timezone.utc)
+            remaining = old.expires_at - datetime.now(UTC)
             if remaining <= timedelta(0):
                 raise InvalidRequest("an expired key cannot be rotated")
         issued = await self.create_key(tenant_id, old.name, list(old.scopes), remaining)
@@ -256,7 +256,7 @@ class KeyStore:
                                    (current, key_id, expected))
         if row["revoked_at"] is not None:
             raise Unauthenticated("API key revoked")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if row["expires_at"] is not None and row["expires_at"] <= now:
             raise Unauthenticated("API key expired")
         if row["last_used_at"] is None or now - row["last_used_at"] > LAST_USED_RESOLUTION:

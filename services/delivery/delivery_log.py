@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Sequence
+from collections.abc import Sequence
 
 import orjson
 from psycopg_pool import AsyncConnectionPool

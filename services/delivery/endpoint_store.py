@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool

@@ -9,8 +9,9 @@ endpoint of the same tenant, and an HTTP URL must not reach a private network.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import datetime, timedelta, UTC
+from typing import Any
+from collections.abc import Mapping
 
 from plugins.destinations.spec import EndpointTarget
 from plugins.manager import PluginRegistry, UnknownPlugin
@@ -48,7 +49,7 @@ class EndpointManager:
         secret = secret or generate_webhook_secret()
         draft = Endpoint(
             id="", tenant_id=tenant_id, url=url, description=description, destination=destination or "webhook",
-            secret=secret, config=dict(config), created_at=datetime.now(timezone.utc), options=dict(options),
+            secret=secret, config=dict(config), created_at=datetime.now(UTC), options=dict(options),
             event_types=list(event_types), failover_endpoint_id=failover_endpoint_id or None,
         )
         checked = await self._checked(draft)

@@ -9,7 +9,7 @@ statement (switchboard/batching.py), and a success writes only to end a streak.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from plugins.destinations.spec import SendResult
 from services.delivery.endpoint_store import Endpoint, EndpointStore
 from services.delivery.limits import CircuitSync
@@ -63,7 +63,7 @@ class EndpointHealth:
                 await self._successes.submit(endpoint.id)
         else:
             since = await self._failures.submit(endpoint.id)
-            failing_for = (datetime.now(timezone.utc) - since).total_seconds()
+            failing_for = (datetime.now(UTC) - since).total_seconds()
             if auto_disable_after_s and failing_for >= auto_disable_after_s:
                 reason = f"failing since {since.isoformat(timespec='seconds')}: {result.error or 'no success'}"
                 await self._disable(endpoint, reason[:500], "endpoint auto-disabled")

@@ -33,7 +33,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 from nats.aio.client import Client as NATS

@@ -7,7 +7,8 @@ deployment's defaults (settings). Validated at creation with clear 400s.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from services.delivery.retry import RetryPolicy
 from switchboard.errors import InvalidRequest

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from services.delivery.endpoints import EndpointManager, masked_config
 from services.delivery.delivery_log import Delivery, DeliveryFilter, DeliveryLog
@@ -25,13 +25,13 @@ def _endpoint(e: Endpoint) -> pb.Endpoint:
         config=struct(masked_config(e.config)), event_types=e.event_types,
         failover_endpoint_id=e.failover_endpoint_id or "", failing_since=timestamp(e.failing_since),
         previous_secret_expires_at=timestamp(
-            e.previous_secret_expires_at if e.signing_secrets(datetime.now(timezone.utc))[1] else None),
+            e.previous_secret_expires_at if e.signing_secrets(datetime.now(UTC))[1] else None),
         updated_at=timestamp(e.updated_at), enabled=e.disabled_at is None,
     )
 
 
 def _time(value) -> datetime | None:
-    return value.ToDatetime(tzinfo=timezone.utc) if value.seconds or value.nanos else None
+    return value.ToDatetime(tzinfo=UTC) if value.seconds or value.nanos else None
 
 
 def _delivery(d: Delivery) -> pb.Delivery:

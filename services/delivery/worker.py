@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple, TypeVar
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from nats.aio.msg import Msg
 
@@ -293,7 +293,7 @@ class DeliveryWorker:
         if status != "pending":
             return ACK  # a redelivery of something already settled
         number = attempts_so_far + 1
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         admitted = self._admit(message, endpoint, target)
         if isinstance(admitted, str):
             result, latency_ms = SendResult(ok=False, error=admitted, retryable=False), 0.0

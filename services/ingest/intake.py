@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Protocol
 
 from plugins.manager import PluginRegistry
@@ -104,7 +104,7 @@ class WebhookIntake:
             raise RateLimited("this source is over its rate limit", retry_after_s=verdict.retry_after_s,
                               headers=verdict.headers())
         plugin = self.registry.source(source.type)
-        _verify_with_any(plugin, request, source.accepted_secrets(datetime.now(timezone.utc)), source.config)
+        _verify_with_any(plugin, request, source.accepted_secrets(datetime.now(UTC)), source.config)
         handshake = getattr(plugin, "handshake", None)
         reply = handshake(request, source.config) if handshake else None
         if reply is not None:

@@ -34,7 +34,8 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import orjson
 from nats.aio.client import Client as NATS

@@ -16,7 +16,8 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator, Awaitable, Iterable, Protocol
+from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Iterable
 
 import psycopg
 from psycopg.types.json import Jsonb

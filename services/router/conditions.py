@@ -20,7 +20,8 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from switchboard.errors import InvalidRequest
 
@@ -106,7 +107,7 @@ class PayloadFilter:
     value: Any = None
 
     @classmethod
-    def parse(cls, raw: Any) -> "PayloadFilter":
+    def parse(cls, raw: Any) -> PayloadFilter:
         if not isinstance(raw, Mapping) or set(raw) - {"path", "op", "value"} or "path" not in raw or "op" not in raw:
             raise InvalidRequest('a filter is {"path": "$...", "op": "...", "value": ...}')
         op, value = raw["op"], raw.get("value")
@@ -160,7 +161,7 @@ class Filters:
     conditions: tuple[PayloadFilter, ...]
 
     @classmethod
-    def parse(cls, raw: Any) -> "Filters | None":
+    def parse(cls, raw: Any) -> Filters | None:
         """``{"all": [...]}`` or ``{"any": [...]}``; None for no filters."""
         if raw is None or raw == {}:
             return None
@@ -199,7 +200,7 @@ class AIConditions:
     min_confidence: float = 0.0
 
     @classmethod
-    def parse(cls, raw: Any) -> "AIConditions | None":
+    def parse(cls, raw: Any) -> AIConditions | None:
         if raw is None or raw == {}:
             return None
         keys = {"category", "priority", "sentiment", "min_confidence"}

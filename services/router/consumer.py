@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import psycopg
 from nats.aio.msg import Msg
@@ -72,7 +72,7 @@ async def publish_deliveries(bus: Bus, event: Event, outgoing: Sequence[Outgoing
 
 
 REPLAY_ROUTE = Route(id="replay", tenant_id="", name="replay to one endpoint", source_id=None, event_types=(),
-                     endpoint_ids=(), enabled=True, created_at=datetime.fromtimestamp(0, timezone.utc))
+                     endpoint_ids=(), enabled=True, created_at=datetime.fromtimestamp(0, UTC))
 
 
 def replay_delivery(bus: Bus, dispatcher: Dispatcher):

@@ -9,8 +9,9 @@ sends nothing and drafts no reply). The AI is reached through
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping, Protocol, Sequence
+from datetime import datetime, UTC
+from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
 
 from services.router.route_store import RouteStore
 from services.router.routing import (
@@ -78,7 +79,7 @@ def template_context(event: Event, labels: Mapping[str, Any] | None) -> dict[str
     if labels is not None and not isinstance(labels, Mapping):
         raise InvalidRequest("ai must be a JSON object of labels (category, priority, ...) or null")
     def iso(ts: float | None) -> str | None:
-        return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts else None
+        return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
 
     return {
         "event": {"id": event.id, "type": event.type, "source_id": event.source_id, "source_type": event.source_type,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from switchboard.errors import Unavailable
 from switchboard.rpc import ServiceClients, call

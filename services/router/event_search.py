@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 import orjson
@@ -31,7 +31,7 @@ __all__ = ["STATUSES", "MAX_LIMIT", "DEFAULT_LIMIT", "EventQuery", "EventSummary
 STATUSES = ("routed", "unrouted", "dropped")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 50
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Sequence
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -93,9 +94,9 @@ class EventStore:
                 # column cost the client and PostgreSQL twice as much per statement.
                 given = [{"id": e.id, "tenant_id": e.tenant_id, "source_id": e.source_id, "type": e.type,
                           "provider_event_id": e.provider_event_id,
-                          "received_at": datetime.fromtimestamp(e.received_at, timezone.utc),
+                          "received_at": datetime.fromtimestamp(e.received_at, UTC),
                           "headers": e.headers, "payload": e.payload, "body": e.body,
-                          "occurred_at": datetime.fromtimestamp(e.occurred_at, timezone.utc) if e.occurred_at else None,
+                          "occurred_at": datetime.fromtimestamp(e.occurred_at, UTC) if e.occurred_at else None,
                           "conversation_key": e.conversation_key, "source_type": e.source_type, "routing": routing,
                           "author": e.author, "stream_seq": seq}
                          for e, routing, seq in rows]

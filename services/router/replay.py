@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from datetime import datetime, timedelta, UTC
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -88,7 +89,7 @@ class ReplayStore:
             raise InvalidRequest("since must be before until")
         if until - since > MAX_RANGE:
             raise InvalidRequest(f"a replay covers at most {MAX_RANGE.days} days")
-        if since > datetime.now(timezone.utc):
+        if since > datetime.now(UTC):
             raise InvalidRequest("since is in the future: there is nothing to replay")
         patterns = check_type_patterns(list(request.event_types))
         where, params = _filters(tenant_id, since, until, request.source_id)

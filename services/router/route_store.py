@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool

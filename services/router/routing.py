@@ -26,8 +26,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from services.router.conditions import AIConditions, Filters
 from switchboard.errors import InvalidRequest
@@ -301,7 +302,7 @@ def route_from_spec(tenant_id: str, spec: Mapping[str, Any], route_id: str = "")
     """The route a checked spec describes (not stored); its cross-field rules checked."""
     route = Route(id=route_id, tenant_id=tenant_id, name=spec.get("name") or "route", source_id=spec.get("source_id"),
                   event_types=tuple(spec.get("event_types", ())), endpoint_ids=tuple(spec.get("endpoint_ids", ())),
-                  enabled=spec.get("enabled", True), created_at=datetime.now(timezone.utc),
+                  enabled=spec.get("enabled", True), created_at=datetime.now(UTC),
                   action=spec.get("action", "deliver"), position=spec.get("position", 0),
                   filters=spec.get("filters"), ai=spec.get("ai"), template_id=spec.get("template_id"),
                   review=spec.get("review", False))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Iterable
 
 from plugins.sources.spec import AUTHORS
 from services.router.approvals import Approvals
@@ -94,7 +95,7 @@ def _replay(r: Replay) -> pb.Replay:
 def _time(value, name: str) -> datetime:
     if not (value.seconds or value.nanos):
         raise InvalidRequest(f"{name} is required")
-    return value.ToDatetime(tzinfo=timezone.utc)
+    return value.ToDatetime(tzinfo=UTC)
 
 
 def _event_summary(e: EventSummary) -> pb.EventSummary:
@@ -222,9 +223,9 @@ class RouterServicer(rpc.RouterServiceServicer):
         return pb.Event(
             id=e.id, tenant_id=e.tenant_id, source_id=e.source_id, type=e.type,
             provider_event_id=e.provider_event_id or "",
-            received_at=timestamp(datetime.fromtimestamp(e.received_at, timezone.utc)),
+            received_at=timestamp(datetime.fromtimestamp(e.received_at, UTC)),
             headers=e.headers, payload_json=json.dumps(e.payload),
-            occurred_at=timestamp(datetime.fromtimestamp(e.occurred_at, timezone.utc)) if e.occurred_at else None,
+            occurred_at=timestamp(datetime.fromtimestamp(e.occurred_at, UTC)) if e.occurred_at else None,
             conversation_key=e.conversation_key or "", source_type=e.source_type,
             routing=struct(stored.routing) if stored.routing is not None else None,
             routed_at=timestamp(stored.stored_at), author=e.author or "", deliveries=deliveries.deliveries,
@@ -233,8 +234,8 @@ class RouterServicer(rpc.RouterServiceServicer):
     async def ListEvents(self, request, context):
         page = await self.search.page(request.tenant_id, EventQuery(
             source_id=request.source_id or None, type=request.type or None,
-            since=request.since.ToDatetime(tzinfo=timezone.utc) if request.HasField("since") else None,
-            until=request.until.ToDatetime(tzinfo=timezone.utc) if request.HasField("until") else None,
+            since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
+            until=request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None,
             status=request.status or None, category=request.category or None, cursor=request.cursor or None,
             limit=request.limit if request.HasField("limit") else DEFAULT_LIMIT,
         ))
@@ -246,7 +247,7 @@ class RouterServicer(rpc.RouterServiceServicer):
             await self._require_endpoints(request.tenant_id, [request.endpoint_id])
         replay = await self.replays.create(request.tenant_id, ReplayRequest(
             since=_time(request.since, "since"),
-            until=_time(request.until, "until") if request.HasField("until") else datetime.now(timezone.utc),
+            until=_time(request.until, "until") if request.HasField("until") else datetime.now(UTC),
             source_id=request.source_id or None, event_types=tuple(request.event_types),
             endpoint_id=request.endpoint_id or None,
         ))

@@ -13,7 +13,8 @@ import operator
 import re
 import string
 from collections.abc import ItemsView, KeysView, Mapping, ValuesView
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import jinja2
 from jinja2.utils import Namespace

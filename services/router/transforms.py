@@ -54,7 +54,8 @@ from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass
 from collections import abc
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import jinja2
 from jinja2 import nodes
@@ -326,7 +327,7 @@ class _Environment(ImmutableSandboxedEnvironment):
     def call_unop(self, context: jinja2.runtime.Context, operator: str, arg: Any) -> Any:
         return _charged(super().call_unop(context, operator, arg))
 
-    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _tick()
         method = getattr(__obj, "__wrapped__", __obj)  # the sandbox wraps str.format in a safe formatter
         owner = getattr(method, "__self__", None)

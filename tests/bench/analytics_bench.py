@@ -21,9 +21,9 @@ import os
 import random
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
-from typing import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import nats
 import psycopg
@@ -175,7 +175,7 @@ async def queries(pool, end: datetime) -> list[tuple[str, float, float, str]]:
 
 
 async def main_async(database_url: str, nats_url: str) -> None:
-    end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
     pool = await open_pool(database_url, max_size=5)
     try:
         await apply_migrations(pool, "analytics", MIGRATIONS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from switchboard.embedded import free_port
+from switchboard.cli.embedded import free_port
 from switchboard.v1 import auth_pb2, auth_pb2_grpc
 from tests.bench.common import bench_env, grpc_channel, infrastructure, run_wrk, spawn, stop, wait_http
 

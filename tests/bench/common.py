@@ -12,13 +12,13 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import httpx
 import psycopg
 
-from switchboard.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from switchboard.cli.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from switchboard.settings import Settings
 from tests.credentials import service_channel
 

@@ -30,7 +30,7 @@ import time
 import httpx
 import nats
 
-from switchboard.embedded import free_port
+from switchboard.cli.embedded import free_port
 from tests.bench.common import (bench_env, command_cpu_seconds, cpu_seconds, infrastructure, machine_cpu_seconds,
                                 postgres_cpu_by_application, spawn, stop, wait_http)
 from tests.bench.end_to_end_bench import percentile, send_all

@@ -26,7 +26,7 @@ import nats
 
 from services.delivery.endpoint_store import EndpointStore
 from switchboard.database import open_pool
-from switchboard.embedded import free_port
+from switchboard.cli.embedded import free_port
 from switchboard.events import DeliveryMessage, delivery_subject
 from switchboard.messaging import encode
 from switchboard.signatures import generate_webhook_secret

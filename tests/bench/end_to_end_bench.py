@@ -19,7 +19,7 @@ import time
 import httpx
 import orjson
 
-from switchboard.embedded import free_port
+from switchboard.cli.embedded import free_port
 from tests.bench.common import bench_env, infrastructure, spawn, stop, wait_http
 from tests.bench.loadgen import post_many
 from tests.platform_runner import Platform

@@ -38,7 +38,7 @@ from pathlib import Path
 import orjson
 
 from tests.bench import bare_app
-from tests.bench.common import machine_cpu_seconds, read_response, tree_cpu_seconds
+from tests.bench.common import read_response, tree_cpu_seconds
 from tests.bench.steady_bench import free_port, percentile
 
 SECRET = "floor-secret"
@@ -127,7 +127,7 @@ def worker_main(config: str) -> None:
 def run(args: argparse.Namespace) -> None:
     import httpx
 
-    from switchboard.embedded import EmbeddedNats, EmbeddedPostgres
+    from switchboard.cli.embedded import EmbeddedNats, EmbeddedPostgres
 
     scratch = Path(tempfile.mkdtemp(prefix="sb-floor-"))
     nats_server = EmbeddedNats(scratch / "nats")

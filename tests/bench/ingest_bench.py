@@ -16,7 +16,7 @@ import hmac
 import json
 import os
 
-from switchboard.embedded import free_port
+from switchboard.cli.embedded import free_port
 from switchboard.protojson import struct
 from switchboard.v1 import ingest_pb2, ingest_pb2_grpc
 from tests.bench.bare_app import ESSENTIAL_SECRET, UVICORN_ARGS

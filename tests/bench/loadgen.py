@@ -8,7 +8,7 @@ only the status line, headers and Content-Length body.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from tests.bench.common import read_response

@@ -14,7 +14,7 @@ import os
 
 
 from plugins.manager import load_registry
-from switchboard.embedded import free_port
+from switchboard.cli.embedded import free_port
 from switchboard.protojson import struct
 from switchboard.v1 import ingest_pb2, ingest_pb2_grpc
 from tests.bench.common import bench_env, grpc_channel, infrastructure, run_wrk, spawn, stop, wait_http

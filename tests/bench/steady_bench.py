@@ -349,7 +349,7 @@ async def _backlog(nats_url: str) -> dict[str, int]:
 def backlog(nats_url: str) -> dict[str, int]:
     try:
         return asyncio.run(_backlog(nats_url))
-    except Exception as exc:  # noqa: BLE001 - a figure we can do without
+    except Exception as exc:
         print(f"  (consumer backlog unavailable: {exc!r})", flush=True)
         return {}
 

@@ -15,7 +15,7 @@ import re
 import subprocess
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -28,13 +28,14 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 import nats
 import psycopg
 from nats.js import JetStreamContext, api
 
-from switchboard.supervisor import pid_files
+from switchboard.cli.supervisor import pid_files
 from tests.chaos.harness import ChaosReceiver
 
 __all__ = ["Fault", "FaultNotInEffect", "FaultTiming", "FreezePostgres", "KillNats", "KillPostgres",

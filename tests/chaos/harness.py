@@ -78,7 +78,7 @@ class ChaosReceiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 status = receiver._record(self.headers.get("webhook-id", ""),
                                           self.headers.get("x-switchboard-event-id", ""), body)
@@ -101,7 +101,7 @@ class ChaosReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
-    def __enter__(self) -> "ChaosReceiver":
+    def __enter__(self) -> ChaosReceiver:
         self._thread.start()
         return self
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 from tests.chaos.faults import Fault
 from tests.chaos.harness import ID_HEADER, ChaosReceiver, Sender

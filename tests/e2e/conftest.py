@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from switchboard.embedded import EmbeddedNats
+from switchboard.cli.embedded import EmbeddedNats
 from tests.platform_runner import Platform, base_env
 
 

@@ -7,7 +7,8 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import httpx
 

@@ -8,13 +8,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
-from switchboard.embedded import EmbeddedNats
+from switchboard.cli.embedded import EmbeddedNats
 from tests.e2e.slice import create_slice, send, wait_for
 from tests.platform_runner import Platform, base_env
 from tests.receivers import Receiver

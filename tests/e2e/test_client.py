@@ -13,7 +13,7 @@ import pytest
 from switchboard.client import AsyncClient, Client
 from switchboard.errors import InvalidRequest, NotFound, PermissionDenied
 from switchboard.protojson import plain
-from switchboard.supervisor import listening_ports
+from switchboard.cli.supervisor import listening_ports
 from tests.e2e.test_grpc_access import tenant_with_keys
 from tests.platform_runner import Platform
 from tests.receivers import Receiver

@@ -13,7 +13,7 @@ import struct
 import time
 import zlib
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

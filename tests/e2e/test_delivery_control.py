@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-import grpc
 import pytest
 
 from switchboard.v1 import auth_pb2, auth_pb2_grpc

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from switchboard.embedded import EmbeddedNats
+from switchboard.cli.embedded import EmbeddedNats
 from tests.e2e.slice import create_slice, signed
 from tests.e2e.test_slice import wait_for_delivery
 from tests.platform_runner import Platform, base_env

@@ -4,7 +4,7 @@ scope works in its own tenant only; the services' token works; health and reflec
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest

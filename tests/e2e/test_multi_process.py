@@ -13,7 +13,7 @@ import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,7 +22,7 @@ import pytest
 from tests.e2e.slice import create_slice, signed, wait_for
 from tests.platform_runner import Platform, base_env
 from tests.receivers import Receiver
-from switchboard.supervisor import listening_ports
+from switchboard.cli.supervisor import listening_ports
 
 pytestmark = pytest.mark.e2e
 

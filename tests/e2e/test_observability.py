@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from switchboard.settings import SERVICE_NAMES
-from switchboard.supervisor import listening_ports
+from switchboard.cli.supervisor import listening_ports
 from tests.e2e.slice import create_slice, signed
 from tests.e2e.test_slice import wait_for_delivery
 from tests.platform_runner import Platform
@@ -86,7 +86,7 @@ class Collector:
             time.sleep(0.1)
         raise AssertionError(f"spans never matched; got {[(s.service, s.name) for s in self.spans]}")
 
-    def __enter__(self) -> "Collector":
+    def __enter__(self) -> Collector:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 
@@ -29,7 +29,7 @@ def wait_finished(api, replay_id: str, timeout: float = 30) -> dict:
 
 
 def test_replays_redeliver_a_time_range_through_routes_or_to_one_endpoint(platform: Platform) -> None:
-    since = (datetime.now(timezone.utc) - timedelta(seconds=5)).isoformat()
+    since = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     with Receiver() as receiver, Receiver() as archive, platform.client() as api:
         s = create_slice(api, receiver.url)
         events = [send(platform, s.source_id, s.source_secret, {"type": t, "n": n})
@@ -66,7 +66,7 @@ def test_replays_redeliver_a_time_range_through_routes_or_to_one_endpoint(platfo
 
 
 def test_the_cli_starts_a_replay_and_draws_its_progress(platform: Platform) -> None:
-    since = (datetime.now(timezone.utc) - timedelta(seconds=5)).isoformat()
+    since = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     with Receiver() as receiver, platform.client() as api:
         s = create_slice(api, receiver.url)
         for n in range(4):
@@ -99,7 +99,7 @@ def test_bad_replays_are_refused(platform: Platform, body: dict, status: int, co
 
 def test_another_tenants_replays_are_404(platform: Platform) -> None:
     with platform.client() as api:
-        since = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()
+        since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
         mine = api.post("/v1/replays", json={"since": since}).json()["id"]
         _, other_key = tenant_with_key(platform, "other", "admin")
         with platform.client(other_key) as other:

@@ -47,7 +47,7 @@ class EchoingSlack:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 sent = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
                 ts = f"1700000000.{next(slack._ts):06d}"
                 slack.posts.append(sent)
@@ -87,7 +87,7 @@ class EchoingSlack:
         assert reply.status_code == 202, reply.text
         self.echoes.append(reply.json()["event_id"])
 
-    def __enter__(self) -> "EchoingSlack":
+    def __enter__(self) -> EchoingSlack:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from standardwebhooks.webhooks import Webhook
 
-from switchboard.embedded import postgres_bin_dir
+from switchboard.cli.embedded import postgres_bin_dir
 from tests.e2e.slice import create_slice, send
 from tests.e2e.test_slice import wait_for_delivery
 from tests.platform_runner import Platform

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 import pytest
@@ -143,7 +143,7 @@ def test_every_rest_binding_answers_as_its_rpc_does(platform: Platform) -> None:
         same("retry_failed_deliveries", endpoint_id=endpoints[0])
 
         # Replays.
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         window = {"since": now - timedelta(minutes=5), "until": now, "endpoint_id": endpoints[0]}
         g, r = alike("create_replay", window)
         for replay in (g.id, r.id):  # read once settled: a running replay changes between two reads

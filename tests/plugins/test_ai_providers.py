@@ -13,7 +13,8 @@ import json
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 

@@ -13,9 +13,9 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 import pytest
@@ -86,7 +86,7 @@ def twilio_sign(body: bytes, secret: str, ts: int) -> dict[str, str]:
 
 
 def standard_sign(body: bytes, secret: str, ts: int) -> dict[str, str]:
-    signature = Webhook(secret).sign("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", datetime.fromtimestamp(ts, timezone.utc),
+    signature = Webhook(secret).sign("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", datetime.fromtimestamp(ts, UTC),
                                      body.decode())
     return {"webhook-id": "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", "webhook-timestamp": str(ts),
             "webhook-signature": signature}

@@ -37,7 +37,7 @@ def test_send_sample_takes_a_secret_that_starts_with_a_dash(secret_args: tuple[s
 
 
 def test_receive_takes_a_secret_that_starts_with_a_dash() -> None:
-    from switchboard.cli import parse_args
+    from switchboard.cli.main import parse_args
 
     args = parse_args(["receive", "--secret", "-abc", "--port", "9001"])
     assert (args.secret, args.port) == ("-abc", 9001)

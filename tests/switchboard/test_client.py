@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import grpc
 import pytest
@@ -47,7 +47,7 @@ class FlakyServer:
             return b""
         return answer
 
-    def __enter__(self) -> "FlakyServer":
+    def __enter__(self) -> FlakyServer:
         self.server.start()
         return self
 
@@ -111,9 +111,9 @@ def test_requests_are_built_from_fields_in_their_json_form() -> None:
         options={"timeout_seconds": 5, "retry": {"max_attempts": 3, "retry_statuses": [503]}}))
     assert request.options.retry.max_attempts == 3 and request.config["headers"]["X-Team"] == "ops"
     assert list(request.event_types) == ["order.*"]
-    since = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    since = datetime(2026, 12, 1, tzinfo=UTC)
     assert build_request(delivery_pb2.ListDeliveriesRequest, None, {"since": since}).since.ToDatetime(
-        tzinfo=timezone.utc) == since
+        tzinfo=UTC) == since
     spec = build_request(router_pb2.RouteSpecRequest, None, {"spec": {"name": "x"}, "update_mask": "name,enabled"})
     assert list(spec.update_mask.paths) == ["name", "enabled"]
     with pytest.raises(TypeError, match="no field 'colour'"):

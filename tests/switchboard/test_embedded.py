@@ -6,7 +6,7 @@ import nats.js.errors
 import psycopg
 import pytest
 
-from switchboard.embedded import EmbeddedNats, EmbeddedPostgres, process_state
+from switchboard.cli.embedded import EmbeddedNats, EmbeddedPostgres, process_state
 from switchboard.messaging import connect_nats
 
 

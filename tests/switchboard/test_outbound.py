@@ -29,7 +29,7 @@ class Scripted:
         self.connections = 0
         self.requests: list[bytes] = []
 
-    async def __aenter__(self) -> "Scripted":
+    async def __aenter__(self) -> Scripted:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
         return self

@@ -6,7 +6,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from switchboard.cli_replay import _api_key
+from switchboard.cli.replay import _api_key
 from switchboard.settings import Settings, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from switchboard.settings import SERVICE_NAMES, Settings
-from switchboard.supervisor import Supervisor, reap_orphans, restart_delay
+from switchboard.cli.supervisor import Supervisor, reap_orphans, restart_delay
 
 
 def chosen_ports(env: dict[str, str]) -> dict[str, str]:

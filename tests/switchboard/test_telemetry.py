@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest

@@ -3,7 +3,7 @@ running platform: names, nulls, inline messages, exact JSON, masks, and answers 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -15,7 +15,7 @@ from switchboard.rpc import timestamp
 from switchboard.transcoding import binding_for, bindings, from_rest, from_rest_answer, rest_request, to_rest
 from switchboard.v1 import ai_pb2, analytics_pb2, delivery_pb2, ingest_pb2, router_pb2
 
-NOW = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 
 def test_every_route_is_one_rpc_and_names_its_path_fields_as_rest_does() -> None:

@@ -26,7 +26,7 @@ the category names. See docs/ai.md for measured accuracy.
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from plugins.ai.local.classification import DEFAULT_CATEGORIES, classify
 from plugins.ai.local.extraction import extract

@@ -17,7 +17,8 @@ the host asks the next provider.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from plugins.ai.local.reading import MAX_LEAF, MAX_TEXT, clean, walk
 from plugins.ai.spec import EventInput, ProviderError

@@ -15,7 +15,8 @@ import html
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 from plugins.ai.local.lexicon import Term, hits
 from plugins.ai.spec import EventInput

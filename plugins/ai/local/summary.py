@@ -10,7 +10,7 @@ characters, one line.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from plugins.ai.local.reading import MAX_LEAF, OPAQUE_RE, SECRET_KEY_RE, SPACE_RE, Reading, clean, walk
 from plugins.ai.spec import EventInput

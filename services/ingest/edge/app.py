@@ -42,7 +42,7 @@ __all__ = ["build_edge", "EdgeApp", "EdgeServer", "EdgeTelemetry", "bind_http"]
 _tracer = trace.get_tracer(__name__)
 
 
-def build_edge(edge: EdgeContext) -> "EdgeApp":
+def build_edge(edge: EdgeContext) -> EdgeApp:
     document = openapi_document()
 
     async def openapi(request: Request) -> JSONResponse:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -147,7 +148,7 @@ class RouteContract:
     body: Draft202012Validator | None
 
     @classmethod
-    def of(cls, binding: Binding) -> "RouteContract":
+    def of(cls, binding: Binding) -> RouteContract:
         path = {ref.name: Param(ref.name, parameter_schema(ref, in_path=True)) for ref in binding.path_fields}
         query = {ref.name: Param(ref.name, parameter_schema(ref), rules(ref.field).description,
                                  rules(ref.field).required) for ref in binding.query_fields()}

@@ -12,7 +12,7 @@ framing, no form submission), ``nosniff``, no referrer. See docs/dashboard.md.
 from __future__ import annotations
 
 from importlib.resources import files
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response

@@ -12,7 +12,8 @@ the hot path.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 import grpc
 import orjson

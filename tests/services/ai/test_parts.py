@@ -1,7 +1,7 @@
 """The AI service's parts that need no provider: answers, prompts, the gate, the cache, conversation turns."""
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -132,7 +132,7 @@ async def test_conversation_context_keeps_recent_turns_within_size_and_age(pool)
     await store.add_turn("t2", "conv-1", "customer", "another tenant")
     turns = await store.turns("t1", "conv-1")
     assert [t.text for t in turns] == [f"turn {n}" for n in range(5, 25)]  # the last 20, oldest first
-    later = datetime.now(timezone.utc) + timedelta(days=8)
+    later = datetime.now(UTC) + timedelta(days=8)
     assert await store.turns("t1", "conv-1", now=later) == ()
     await store.add_turn("t1", "conv-3", "customer", "a" * 4000)
     for _ in range(4):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ from switchboard.events import AttemptRecord, DeliveryNotice, RoutingOutcome
 
 MIGRATIONS = Path(__file__).parents[3] / "services/analytics/migrations"
 # A fixed "now" for the readers: 2026-03-10 12:30 UTC.
-NOW = datetime(2026, 3, 10, 12, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
 
 
 def attempt(delivery: str, number: int, outcome: str = "succeeded", *, at: datetime, latency_ms: float = 10.0,

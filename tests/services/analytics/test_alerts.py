@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 
@@ -292,7 +292,7 @@ def test_alert_settings_come_from_the_environment() -> None:
 
 async def test_the_evaluator_runs_every_interval_until_stopped(ledger, published) -> None:
     await ledger.record_batch([attempt(f"bad{n}", 1, "failed", endpoint="ep_bad",
-                                       at=datetime.now(timezone.utc) - timedelta(seconds=10)) for n in range(20)])
+                                       at=datetime.now(UTC) - timedelta(seconds=10)) for n in range(20)])
     stopping = asyncio.Event()
     task = asyncio.create_task(AlertEvaluator(ledger.pool, POLICY, published).run(0.05, stopping))
     for _ in range(100):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 
@@ -14,7 +14,7 @@ from services.analytics.stats import StatsReader
 from switchboard.events import AttemptRecord
 from tests.services.analytics.conftest import NOW, attempt, notice, routed
 
-T0 = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
 async def rollup(ledger: AttemptLedger, dim: str, grain: str, key: str = "") -> list[dict]:

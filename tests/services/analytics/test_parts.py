@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 
@@ -11,7 +11,7 @@ from services.analytics.histogram import LATENCY_BOUNDS_MS, SLOTS, empty_histogr
 from services.analytics.ranges import MAX_POINTS, Span, TimeRange, buckets, cover, resolve_range
 from switchboard.errors import InvalidRequest
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_slots_have_fixed_bounds_ten_per_decade() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 
@@ -12,7 +12,7 @@ from services.analytics.stats import StatsReader
 from switchboard.errors import InvalidRequest, NotFound
 from tests.services.analytics.conftest import NOW, attempt, notice, routed
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def at(hour: int, minute: int, second: int = 0, day: int = 10) -> datetime:

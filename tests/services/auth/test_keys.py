@@ -1,12 +1,12 @@
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
 
 from services.auth.keys import KeyStore, parse_key
 from switchboard.database import apply_migrations
-from switchboard.embedded import postgres_bin_dir
+from switchboard.cli.embedded import postgres_bin_dir
 from switchboard.errors import InvalidRequest, NotFound, Unauthenticated
 
 MIGRATIONS = Path(__file__).parents[3] / "services/auth/migrations"
@@ -44,7 +44,7 @@ async def test_unknown_tampered_revoked_and_expired_keys_are_refused(keys: KeySt
         await keys.verify(f"sb_live_{'0' * 12}_{'0' * 40}")
     async with pool.connection() as conn:
         await conn.execute("UPDATE auth.api_keys SET expires_at = %s WHERE id = %s",
-                           (datetime.now(timezone.utc) - timedelta(seconds=1), key_id))
+                           (datetime.now(UTC) - timedelta(seconds=1), key_id))
     with pytest.raises(Unauthenticated, match="expired"):
         await keys.verify(issued.secret)
     async with pool.connection() as conn:

@@ -2,7 +2,7 @@
 go with their attempts, in bounded batches, for every tenant; pending ones never go."""
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ from services.delivery.retention import DeliveryPruner
 from switchboard.database import apply_migrations
 
 MIGRATIONS = Path(__file__).parents[3] / "services/delivery/migrations"
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 @pytest.fixture

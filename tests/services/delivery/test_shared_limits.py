@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 

@@ -22,6 +22,7 @@ from switchboard.settings import Settings
 from switchboard.signatures import generate_webhook_secret
 from tests.receivers import Receiver
 from switchboard.bus import Bus
+from datetime import UTC
 
 MIGRATIONS = Path(__file__).parents[3] / "services/delivery/migrations"
 
@@ -90,7 +91,7 @@ async def test_a_message_for_another_tenants_endpoint_is_dropped(setup) -> None:
 
 
 async def test_a_late_duplicate_attempt_never_turns_a_success_back_into_pending(setup) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from services.delivery.delivery_log import Attempt
 
@@ -100,7 +101,7 @@ async def test_a_late_duplicate_attempt_never_turns_a_success_back_into_pending(
     assert await store.log.state(msg.delivery_id) is None  # not stored before its first attempt settles
 
     def attempt(outcome: str) -> Attempt:
-        return Attempt(1, datetime.now(timezone.utc), outcome, 200, 1.0, "", None)
+        return Attempt(1, datetime.now(UTC), outcome, 200, 1.0, "", None)
 
     assert await store.log.record_attempt(msg.delivery_id, attempt("succeeded"), new=msg) is True
     assert await store.log.record_attempt(msg.delivery_id, attempt("retrying")) is False
@@ -333,12 +334,12 @@ async def test_concurrent_reads_and_records_share_statements_with_the_same_outco
     """Group commit keeps each call's answer: new and known deliveries, a delivery twice in one
     batch, and an attempt number recorded twice (only the first counts)."""
     import asyncio
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from services.delivery.delivery_log import Attempt
 
     def attempt(number: int, outcome: str) -> Attempt:
-        return Attempt(number, datetime.now(timezone.utc), outcome, 200, 1.0, "", None)
+        return Attempt(number, datetime.now(UTC), outcome, 200, 1.0, "", None)
 
     store, _, _ = setup
     endpoint = await store.endpoints.create("t1", "http://127.0.0.1:9/x", "", "webhook", generate_webhook_secret())
@@ -384,7 +385,7 @@ async def test_an_answer_postgresql_cannot_store_never_holds_up_the_deliveries_b
     """A receiver answering NUL bytes (binary bodies do) is recorded cleaned, and ten deliveries
     sharing its batch are recorded too; an attempt that still could not be stored fails alone."""
     import asyncio
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from services.delivery.delivery_log import Attempt
 
@@ -411,7 +412,7 @@ async def test_an_answer_postgresql_cannot_store_never_holds_up_the_deliveries_b
         assert (await deliveries_of(store, "t1", f"evt_{n}"))[0].status == "succeeded"
     # Past the cleaning, the store's own fallback: the bad row fails its caller only.
     unstorable, fine = message(good.id, "evt_bad"), message(good.id, "evt_fine")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     results = await asyncio.gather(
         store.log.record_attempt(unstorable.delivery_id, Attempt(1, now, "succeeded", 200, 1.0, "a\x00b", None),
                              new=unstorable),

@@ -8,7 +8,7 @@ import asyncio
 import socket
 import time
 from pathlib import Path
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest

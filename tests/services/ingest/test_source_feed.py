@@ -11,9 +11,9 @@ import hmac
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -29,7 +29,7 @@ from services.ingest.publisher import JetStreamPublisher
 from services.ingest.source_feed import SourceFeed, SourceReconciler, SourceWatcher, decode_record, encode_record
 from services.ingest.sources import LOOKUP_TIMEOUT_S, Source, SourceMirror, SourceStore
 from switchboard.database import apply_migrations
-from switchboard.embedded import EmbeddedNats, free_port
+from switchboard.cli.embedded import EmbeddedNats, free_port
 from switchboard.errors import Unavailable
 from switchboard.messaging import SOURCES_BUCKET, connect_nats, ensure_streams
 from switchboard.ratelimit import RateLimit, TokenBuckets
@@ -106,7 +106,7 @@ async def bucket(edge: Edge):
 
 
 def test_a_mirror_keeps_the_newest_revision_and_forgets_what_a_new_read_lacks() -> None:
-    created_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    created_at = datetime(2026, 1, 1, tzinfo=UTC)
     first = Source("src_" + "1" * 32, "t1", "a", "generic", {}, "s" * 32, created_at, revision=1)
     second = dataclasses.replace(first, secret="n" * 32, revision=2)
     other = dataclasses.replace(first, id="src_" + "2" * 32)

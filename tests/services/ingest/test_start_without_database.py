@@ -8,7 +8,7 @@ import hmac
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import httpx
@@ -17,8 +17,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from services.ingest.source_feed import SourceFeed
 from services.ingest.sources import Source
-from switchboard.embedded import free_port
-from switchboard.messaging import connect_nats, ensure_streams
+from switchboard.cli.embedded import free_port
+from switchboard.messaging import ensure_streams
 from switchboard.settings import Settings
 from tests.platform_runner import base_env
 from tests.sealing import BOX, MASTER_KEY
@@ -48,7 +48,7 @@ async def test_ingest_starts_takes_webhooks_and_migrates_once_postgresql_is_back
         tmp_path: Path, nats_server, nc, js, database_url: str, postgres_server: str) -> None:
     await ensure_streams(js, Settings.from_env({}))
     source = Source(id="src_" + "a" * 32, tenant_id="ten_1", name="shop", type="generic", config={},
-                    secret=SECRET, created_at=datetime.now(timezone.utc), revision=1)
+                    secret=SECRET, created_at=datetime.now(UTC), revision=1)
     await SourceFeed(nc, BOX).publish(source)
     database = conninfo_to_dict(database_url)["dbname"]
     _reachable(postgres_server, database, False)

@@ -1,7 +1,7 @@
 """Endpoint filters for routing tests that run without DeliveryService (the platform tests use the
 real one, services/router/endpoint_types.py)."""
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 
 class StaticEndpointTypes:

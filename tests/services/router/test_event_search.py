@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from switchboard.events import Event
 from switchboard.patterns import matches_any
 
 MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 ROUTED = {"routes": [], "ai": None, "dropped_by": None,
           "deliveries": [{"route_id": "rt_1", "endpoint_id": "ep_1", "action": "deliver"}]}

@@ -1,6 +1,6 @@
 """Publishing an event's deliveries together, against a real JetStream."""
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import nats.js.errors
 import pytest
@@ -14,7 +14,7 @@ from switchboard.settings import Settings
 from switchboard.bus import Bus
 
 ROUTE = Route(id="rt_1", tenant_id="t1", name="all", source_id=None, event_types=(), endpoint_ids=(), enabled=True,
-              created_at=datetime.fromtimestamp(0, timezone.utc))
+              created_at=datetime.fromtimestamp(0, UTC))
 EVENT = Event(id="evt_1", tenant_id="t1", source_id="src_1", type="a.b", received_at=1.0, payload={"n": 1})
 
 

@@ -2,7 +2,7 @@
 run that dies mid-way and is resumed by another runner without a duplicate delivery."""
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from tests.services.router.endpoint_types import NO_FILTERS
 from switchboard.bus import Bus
 
 MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 @pytest.fixture

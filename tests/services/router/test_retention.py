@@ -2,7 +2,7 @@
 except those a queued or running replay still needs."""
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from switchboard.ids import derived_id
 from switchboard.settings import Settings
 
 MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from services.router.event_store import EventStore
 from services.router.route_store import RouteStore
@@ -6,7 +6,7 @@ from services.router.routing import Route, decide, parse_route_spec
 from switchboard.events import Event
 from switchboard.ids import new_id
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def route(id_: str, endpoints: tuple[str, ...], source: str | None = None, types: tuple[str, ...] = (),

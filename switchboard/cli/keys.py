@@ -14,7 +14,7 @@ from switchboard.client import Client
 from switchboard.errors import SwitchboardError
 from switchboard.masterkey import rotate_master_key, service_token
 from switchboard.settings import Settings, SettingsError
-from switchboard.supervisor import running_port
+from switchboard.cli.supervisor import running_port
 from switchboard.v1 import auth_pb2 as pb
 
 __all__ = ["add_commands"]

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import httpx
 
 from switchboard.settings import Settings
-from switchboard.supervisor import ADMIN_KEY_FILE, edge_url
+from switchboard.cli.supervisor import ADMIN_KEY_FILE, edge_url
 
 __all__ = ["add_commands", "progress_bar"]
 

@@ -12,12 +12,12 @@ import httpx
 from plugins.ai.spec import ProviderSettings
 from plugins.manager import BUILTIN_PLUGINS, get_plugin_manager, load_registry
 from switchboard.settings import Settings
-from switchboard.supervisor import edge_url
+from switchboard.cli.supervisor import edge_url
 
 __all__ = ["add_commands", "SAMPLES"]
 
 # Realistic sample bodies per source type (shared with the tests).
-SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "sources"
+SAMPLES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "sources"
 _HOOKS = {"register_sources": "source", "register_destinations": "destination",
           "register_ai_providers": "ai-provider"}
 

@@ -6,9 +6,9 @@ import argparse
 import runpy
 import sys
 
-from switchboard.cli_keys import add_commands as add_key_commands
-from switchboard.cli_plugins import add_commands as add_plugin_commands
-from switchboard.cli_replay import add_commands as add_replay_commands
+from switchboard.cli.keys import add_commands as add_key_commands
+from switchboard.cli.plugins import add_commands as add_plugin_commands
+from switchboard.cli.replay import add_commands as add_replay_commands
 from switchboard.logs import configure_logging
 from switchboard.settings import SERVICE_NAMES, Settings, SettingsError
 
@@ -20,7 +20,7 @@ _DASHED_VALUE_OPTIONS = frozenset({"--secret"})
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from switchboard.supervisor import Supervisor
+    from switchboard.cli.supervisor import Supervisor
 
     configure_logging("supervisor", settings.log_level, settings.log_format)
     return Supervisor(settings).run()
@@ -34,7 +34,7 @@ def _service(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _receive(args: argparse.Namespace, settings: Settings) -> int:
-    from switchboard.receiver import serve_receiver
+    from switchboard.cli.receiver import serve_receiver
 
     serve_receiver(args.host, args.port, args.secret, args.status)
     return 0
@@ -83,7 +83,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2
     return args.func(args, settings)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,7 +17,7 @@ __all__ = ["serve_receiver"]
 
 def serve_receiver(host: str, port: int, secret: str | None, status: int = 200) -> None:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}
             if secret is None:

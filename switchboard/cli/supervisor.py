@@ -33,7 +33,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switchboard.client import Client
-from switchboard.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, free_port
+from switchboard.cli.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, free_port
 from switchboard.errors import SwitchboardError
 from switchboard.masterkey import load_or_create_master_key, service_token
 from switchboard.service import EXIT_CONFIG
@@ -41,7 +41,7 @@ from switchboard.settings import SERVICE_NAMES, Settings
 
 __all__ = ["Supervisor", "StartupError"]
 
-logger = logging.getLogger("switchboard.supervisor")
+logger = logging.getLogger("switchboard.cli.supervisor")
 
 ADMIN_KEY_FILE = "admin.key"
 

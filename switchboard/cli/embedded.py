@@ -16,7 +16,6 @@ unprivileged system user (``nobody`` by default) that owns the data folder.
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import json
 import logging
@@ -34,11 +33,12 @@ from pathlib import Path
 
 import psycopg
 
-__all__ = ["EmbeddedNats", "EmbeddedPostgres", "EmbeddedError", "free_port", "die_with_parent", "process_state"]
+from switchboard.service import die_with_parent
+
+__all__ = ["EmbeddedNats", "EmbeddedPostgres", "EmbeddedError", "free_port", "process_state"]
 
 logger = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 
 
 class EmbeddedError(RuntimeError):
@@ -72,15 +72,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded machine: any free port
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def die_with_parent() -> None:
-    """Have the kernel send SIGTERM to this process when its parent dies (call in the child)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: best effort only
-        pass
 
 
 def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float) -> bool:
