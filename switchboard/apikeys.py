@@ -21,7 +21,8 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from collections.abc import Awaitable, Callable
+from typing import Protocol, TypedDict, Unpack
+from collections.abc import Awaitable, Callable, Iterable
 
 from switchboard.errors import PermissionDenied, Unauthenticated, Unavailable
 from switchboard.outages import platform_error
@@ -83,7 +84,18 @@ async def record_audit(clients: ServiceClients, tenant_id: str, actor: str, acti
                                                             resource=resource), timeout=clients.timeout))
 
 
-def local_keys(verify: Callable[[str], Awaitable[object]]) -> KeyResolver:
+class VerifiedKey(Protocol):
+    """What a key store's ``verify`` answers for a key it accepts."""
+
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def scopes(self) -> Iterable[str]: ...
+
+
+def local_keys(verify: Callable[[str], Awaitable[VerifiedKey]]) -> KeyResolver:
     """Resolves keys in-process (AuthService's own server): ``verify`` is the key store's."""
 
     async def resolve(key: str) -> Principal:
@@ -97,6 +109,14 @@ def local_keys(verify: Callable[[str], Awaitable[object]]) -> KeyResolver:
         return Principal(found.tenant_id, found.key_id, frozenset(found.scopes))
 
     return resolve
+
+
+class AuthenticatorOptions(TypedDict, total=False):
+    """The options of :class:`Authenticator` beside its resolver."""
+
+    ttl_s: float
+    max_entries: int
+    stale_s: float
 
 
 class Authenticator:
@@ -114,7 +134,7 @@ class Authenticator:
         self._unavailable_until = 0.0
 
     @classmethod
-    def over_grpc(cls, clients: ServiceClients, **options: float) -> Authenticator:
+    def over_grpc(cls, clients: ServiceClients, **options: Unpack[AuthenticatorOptions]) -> Authenticator:
         return cls(AuthServiceKeys(clients), **options)
 
     async def bearer(self, header: str | None) -> Principal:
@@ -127,22 +147,23 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and now - cached[0] < self.ttl_s:
             return cached[1]
-        usable_stale = cached is not None and now - cached[0] < self.stale_s
-        if usable_stale and now < self._unavailable_until:
+        # The principal of an entry still within the stale bound (None: there is none).
+        usable_stale = cached[1] if cached is not None and now - cached[0] < self.stale_s else None
+        if usable_stale is not None and now < self._unavailable_until:
             # AuthService just failed to answer: do not make every request wait for it again.
-            return cached[1]
+            return usable_stale
         try:
             principal = await self.resolve(key)
         except Unavailable:
             self._unavailable_until = time.monotonic() + UNAVAILABLE_RECHECK_S
             # Only an answer AuthService could not give falls back on the stale entry; a refusal
             # (Unauthenticated, PermissionDenied) is never overridden.
-            if usable_stale:
+            if usable_stale is not None:
                 if not self._serving_stale:
                     logger.warning("AuthService unavailable; accepting keys it verified within the stale bound",
                                    extra={"stale_s": self.stale_s})
                     self._serving_stale = True
-                return cached[1]
+                return usable_stale
             raise
         except Exception:
             self._cache.pop(digest, None)

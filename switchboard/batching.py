@@ -13,14 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from collections.abc import Hashable
 
 __all__ = ["Batcher", "distinct_rounds"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-K = TypeVar("K", bound=Hashable)
+
+
+class _Key(Hashable, Protocol):
+    """A key :func:`distinct_rounds` can put in a dict and sort."""
+
+    def __lt__(self, other: Any, /) -> bool: ...
+
+
+K = TypeVar("K", bound=_Key)
 
 
 class Batcher(Generic[T, R]):
@@ -35,7 +43,7 @@ class Batcher(Generic[T, R]):
     to analytics, where no caller is in a hurry).
     """
 
-    def __init__(self, run: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_batch: int = 256,
+    def __init__(self, run: Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]], *, max_batch: int = 256,
                  max_concurrent: int = 2, linger_s: float = 0.0) -> None:
         self._run = run
         self._max_batch = max_batch

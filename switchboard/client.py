@@ -40,11 +40,12 @@ import asyncio
 import random
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, cast
 from collections.abc import AsyncIterator, Iterator, Mapping
 
 import grpc
 import httpx
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -78,10 +79,12 @@ def build_request(request_type: type[Message], request: Message | None, fields: 
             raise TypeError("give the request message or its fields, not both")
         return request
     message = request_type()
+    # Typed Descriptor or upb's Descriptor, which at runtime is a Descriptor (isinstance holds).
+    descriptor = cast(Descriptor, request_type.DESCRIPTOR)
     for name, value in fields.items():
-        field = request_type.DESCRIPTOR.fields_by_name.get(name)
+        field = descriptor.fields_by_name.get(name)
         if field is None:
-            raise TypeError(f"{request_type.DESCRIPTOR.name} has no field {name!r}")
+            raise TypeError(f"{descriptor.name} has no field {name!r}")
         kind = field.message_type
         if kind is None:
             if field.is_repeated:
@@ -148,6 +151,17 @@ def _targets(host: str, targets: Mapping[str, str] | None) -> dict[str, str]:
     return {service: (targets or {}).get(service) or f"{host}:{port}" for service, port in DEFAULT_GRPC_PORTS.items()}
 
 
+class _Client(Protocol):
+    """What the methods of :class:`_Base` take from Client and AsyncClient (and their generated methods)."""
+
+    def _channel(self, service: str) -> Any: ...
+    def _pages(self, method: Any, items: str, after: str, filters: dict[str, Any]) -> Any: ...
+    def list_deliveries(self, request: Any = None, /, **fields: Any) -> Any: ...
+    def list_events(self, request: Any = None, /, **fields: Any) -> Any: ...
+    def list_replies(self, request: Any = None, /, **fields: Any) -> Any: ...
+    def list_audit(self, request: Any = None, /, **fields: Any) -> Any: ...
+
+
 class _Base:
     def __init__(self, api_key: str, host: str, targets: Mapping[str, str] | None, timeout_s: float, retries: int,
                  backoff_s: float, credentials: grpc.ChannelCredentials | None) -> None:
@@ -163,25 +177,25 @@ class _Base:
         self._credentials = credentials
         self._channels: dict[str, Any] = {}
 
-    def _rpc(self, service: str, path: str, request_type: Any, response_type: Any) -> Any:
+    def _rpc(self: _Client, service: str, path: str, request_type: Any, response_type: Any) -> Any:
         """The call's method on its service's channel."""
         return self._channel(service).unary_unary(path, request_serializer=request_type.SerializeToString,
                                                   response_deserializer=response_type.FromString)
 
     # Pages, followed (an iterator, or an async one for AsyncClient).
-    def iter_deliveries(self, **filters: Any) -> Any:
+    def iter_deliveries(self: _Client, **filters: Any) -> Any:
         """Every delivery the filters select, newest first, page after page."""
         return self._pages(self.list_deliveries, "deliveries", "cursor", filters)
 
-    def iter_events(self, **filters: Any) -> Any:
+    def iter_events(self: _Client, **filters: Any) -> Any:
         """Every event summary the filters select, newest first, page after page."""
         return self._pages(self.list_events, "events", "cursor", filters)
 
-    def iter_replies(self, **filters: Any) -> Any:
+    def iter_replies(self: _Client, **filters: Any) -> Any:
         """Every AI-drafted reply the filters select, newest first."""
         return self._pages(self.list_replies, "replies", "before", filters)
 
-    def iter_audit(self, **filters: Any) -> Any:
+    def iter_audit(self: _Client, **filters: Any) -> Any:
         """The audit log, newest first."""
         return self._pages(self.list_audit, "entries", "before_id", filters)
 

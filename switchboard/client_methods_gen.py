@@ -32,7 +32,8 @@ def _type(message) -> str:
 
 def generate() -> str:
     pool = descriptor_pool.Default()
-    sync, async_, seen = [], [], {}
+    sync, async_ = [], []
+    seen: dict[str, str] = {}  # client method name -> the RPC it calls
     for process, service in SERVICES.items():
         for method in pool.FindServiceByName(f"switchboard.v1.{service}").methods:
             name = snake(method.name)

@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import orjson
 import psycopg
@@ -55,6 +55,12 @@ class DatabaseUnavailable(Unavailable):
     code = "database_unavailable"
 
 
+@overload
+def storable_text(value: str) -> str: ...
+@overload
+def storable_text(value: None) -> None: ...
+@overload
+def storable_text(value: str | None) -> str | None: ...
 def storable_text(value: str | None) -> str | None:
     """``value`` without NUL characters, which PostgreSQL's text and jsonb cannot hold.
 
@@ -213,7 +219,7 @@ def load_migrations(directory: Path) -> list[Migration]:
     return [migrations[v] for v in sorted(migrations)]
 
 
-async def apply_migrations(pool: AsyncConnectionPool, schema: str, directory: Path) -> list[int]:
+async def apply_migrations(pool: AsyncConnectionPool[Any], schema: str, directory: Path) -> list[int]:
     """Apply the missing migrations of ``schema``; returns the versions applied now."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
         raise ValueError(f"bad schema name {schema!r}")

@@ -132,7 +132,7 @@ HTTP_STATUS: dict[type[SwitchboardError], int] = {
 def http_status(error: SwitchboardError) -> int:
     for cls in type(error).__mro__:
         if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]  # type: ignore[index]
+            return HTTP_STATUS[cls]
     return 500
 
 

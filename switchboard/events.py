@@ -175,7 +175,8 @@ class DeliveryMessage:
     def from_message(cls, data: dict[str, Any]) -> DeliveryMessage:
         _require(data, "event_id", "tenant_id", "endpoint_id", "route_id", "event_type", "source_id",
                  "received_at", "payload")
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,8 @@ class AttemptRecord:
     def from_message(cls, data: dict[str, Any]) -> AttemptRecord:
         _require(data, "delivery_id", "number", "tenant_id", "endpoint_id", "event_type", "outcome",
                  "status_code", "latency_ms", "at")
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**values)
 
 
 #: What became of an event at the router.
@@ -290,7 +292,7 @@ class RoutingOutcome:
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> RoutingOutcome:
         _require(data, "event_id", "tenant_id", "source_id", "event_type", "received_at", "routed_at", "outcome")
-        values = {k: data.get(k) for k in cls.__dataclass_fields__}
+        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
         if not isinstance(values["endpoint_ids"], (list, tuple)):
             raise ValueError("endpoint_ids must be a list")
         values["endpoint_ids"] = tuple(values["endpoint_ids"])
@@ -332,7 +334,8 @@ class DeliveryNotice:
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> DeliveryNotice:
         _require(data, "delivery_id", "tenant_id", "endpoint_id", "event_type", "state", "at")
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**values)
 
 
 #: What analytics is told, on the ATTEMPTS stream.

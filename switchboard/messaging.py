@@ -3,12 +3,14 @@
 All streams and durable consumers are declared here, idempotently and with
 explicit limits, so the whole message topology reads in one place.
 
-| stream       | subjects           | written by | read by   | retention |
-| ------------ | ------------------ | ---------- | --------- | --------- |
-| EVENTS       | events.<t>.<src>   | ingest, analytics (alerts) | router | work queue (router stores events in PostgreSQL) |
-| DELIVERIES   | deliveries.<t>.<e> | router     | delivery  | work queue |
-| DEAD_LETTERS | dead.<t>.<e>       | delivery   | operators | limits (age/bytes) |
-| ATTEMPTS     | attempts.<t>[.kind] | delivery, router | analytics | limits (age/bytes) |
+| stream       | subjects            | written by                 | read by   | retention          |
+| ------------ | ------------------- | -------------------------- | --------- | ------------------ |
+| EVENTS       | events.<t>.<src>    | ingest, analytics (alerts) | router    | work queue         |
+| DELIVERIES   | deliveries.<t>.<e>  | router                     | delivery  | work queue         |
+| DEAD_LETTERS | dead.<t>.<e>        | delivery                   | operators | limits (age/bytes) |
+| ATTEMPTS     | attempts.<t>[.kind] | delivery, router           | analytics | limits (age/bytes) |
+
+EVENTS is a work queue: the router stores the events in PostgreSQL.
 
 ATTEMPTS carries every report to analytics: ``attempts.<t>`` an attempt,
 ``attempts.<t>.routing`` what the router did with an event,
@@ -364,6 +366,7 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
     """Create or update every stream, and the KV buckets, to its declared configuration."""
     buckets = [dedup_bucket_config(settings), sources_bucket_config(settings), circuits_bucket_config(settings)]
     for config in [spec.config() for spec in stream_specs(settings)] + buckets:
+        assert config.name is not None  # every stream and bucket here is declared with its name
         try:
             await js.stream_info(config.name)
         except NotFoundError:
@@ -441,6 +444,7 @@ class StreamPublisher:
         future: asyncio.Future[Msg] = loop.create_future()
         self._pending[token] = future
         expire = loop.call_later(timeout, _time_out, future)
+        assert self._prefix is not None  # set by _start, awaited above
         try:
             await self.nc.publish(subject, payload, reply=self._prefix + token.decode(), headers=headers)
             answer = await future

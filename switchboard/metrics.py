@@ -167,8 +167,11 @@ def record_message(consumer: str, decision: str, seconds: float) -> None:
 
 
 class _ConsumerSpec(Protocol):
-    stream: str
-    durable: str
+    # Read-only: a messaging.ConsumerSpec is frozen.
+    @property
+    def stream(self) -> str: ...
+    @property
+    def durable(self) -> str: ...
 
 
 async def watch_consumer_lag(js, consumers: Sequence[_ConsumerSpec], interval_s: float,

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 
-__all__ = ["DestinationRefused", "HostUnresolvable", "Networks", "parse_networks", "check_url_shape", "checked_addresses",
-           "ensure_public_destination"]
+__all__ = ["DestinationRefused", "HostUnresolvable", "Networks", "parse_networks", "check_url_shape",
+           "checked_addresses", "ensure_public_destination"]
 
 Networks = tuple["ipaddress.IPv4Network | ipaddress.IPv6Network", ...]
 

@@ -16,10 +16,10 @@ a webhook may carry (ids above 2**53), so they stay their exact JSON text.
 from __future__ import annotations
 
 from datetime import datetime, UTC
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 from collections.abc import Iterable, Mapping
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import field_mask_pb2, json_format, struct_pb2
 from google.protobuf.message import Message
 
 from switchboard.errors import InvalidRequest
@@ -29,6 +29,13 @@ __all__ = ["plain", "whole", "struct", "to_message", "from_message", "parse_time
 M = TypeVar("M", bound=Message)
 
 _EXACT = 2 ** 53
+
+
+class _UpdateRequest(Protocol):
+    """What an update request (AIP-134) has beyond :class:`Message`."""
+
+    @property
+    def update_mask(self) -> field_mask_pb2.FieldMask: ...
 
 
 def whole(value: Any) -> Any:
@@ -91,7 +98,8 @@ def changed_fields(request: Message, updatable: Iterable[str]) -> list[str]:
     """The fields an update changes (AIP-134): those its ``update_mask`` names (a field named but unset is
     cleared), or without a mask those set. InvalidRequest for a mask naming a field it cannot change."""
     names = list(updatable)
-    mask = list(request.update_mask.paths)
+    # Each update request's class declares update_mask; Message, their common type, does not.
+    mask = list(cast(_UpdateRequest, request).update_mask.paths)
     if mask:
         unknown = sorted(set(mask) - set(names))
         if unknown:

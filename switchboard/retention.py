@@ -114,7 +114,7 @@ class TenantPruner(Pruner):
         return deleted
 
 
-async def distinct_tenants(pool: AsyncConnectionPool, table: str) -> list[str]:
+async def distinct_tenants(pool: AsyncConnectionPool[Any], table: str) -> list[str]:
     """The tenants that have rows in ``table`` (a trusted, schema-qualified name with an index
     leading on ``tenant_id``), read as a loose index scan: one index probe per tenant, never a
     scan of the table."""

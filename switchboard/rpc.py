@@ -146,7 +146,7 @@ _FROM_GRPC[grpc.StatusCode.DEADLINE_EXCEEDED] = Unavailable
 def grpc_status(error: SwitchboardError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in GRPC_STATUS:
-            return GRPC_STATUS[cls]  # type: ignore[index]
+            return GRPC_STATUS[cls]
     return grpc.StatusCode.INTERNAL
 
 

@@ -144,7 +144,8 @@ async def reseal_columns(pool, box: SecretBox, table: str, *, with_config: bool 
             if box.is_current(row["secret"]) and box.is_current(row["previous_secret"]) and (
                     config is None or box.config_is_current(config)):
                 continue
-            new = [box.seal(box.open(row["secret"])), box.seal_optional(box.open_optional(row["previous_secret"]))]
+            new: list[str | Jsonb | None] = [box.seal(box.open(row["secret"])),
+                                             box.seal_optional(box.open_optional(row["previous_secret"]))]
             old = [row["secret"], row["previous_secret"]]
             if with_config:
                 new.append(Jsonb(box.seal_config(box.open_config(config))))

@@ -150,7 +150,7 @@ class ServiceApp:
 
 async def serve(app: ServiceApp, settings: Settings) -> None:
     nats_url, database_url = settings.require_infrastructure()
-    pool_options = dict(max_size=20, application_name=f"switchboard-{app.name}")
+    pool_options: dict[str, Any] = dict(max_size=20, application_name=f"switchboard-{app.name}")
     try:
         pool = await open_pool(database_url, **pool_options)
         database_up = True

@@ -514,8 +514,12 @@ class Settings:
                                         for name, count in self.processes.items()})
 
 
-def _default(declared: Field) -> Any:
-    return declared.default_factory() if declared.default is MISSING else declared.default
+def _default(declared: Field[Any]) -> Any:
+    if declared.default is not MISSING:
+        return declared.default
+    if declared.default_factory is MISSING:  # setting() always gives one or the other
+        raise TypeError(f"setting {declared.name} has no default")
+    return declared.default_factory()
 
 
 def _variables(declared: Field) -> list[str]:

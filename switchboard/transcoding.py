@@ -23,7 +23,7 @@ import functools
 import re
 from urllib.parse import quote
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from collections.abc import Iterator, Mapping
 
 import orjson
@@ -90,8 +90,16 @@ def rest_name(field: FieldDescriptor) -> str:
     return field.json_name if field.json_name != _camel(field.name) else field.name
 
 
-def _is_inline(field: FieldDescriptor) -> bool:
-    return field.message_type is not None and not field.is_repeated and rules(field).inline
+def _inline(field: FieldDescriptor) -> Descriptor | None:
+    """The message type of a field shown inline, its fields beside its message's own (None: not inline)."""
+    message = field.message_type
+    return message if message is not None and not field.is_repeated and rules(field).inline else None
+
+
+def _descriptor(message: Message) -> Descriptor:
+    """The message's descriptor. The stubs type ``Message.DESCRIPTOR`` as Descriptor or upb's Descriptor class;
+    at runtime it is a Descriptor (``isinstance`` holds), as ``GetMessageClass`` and this module take it."""
+    return cast(Descriptor, message.DESCRIPTOR)
 
 
 # -- messages to REST JSON --------------------------------------------------------------
@@ -102,20 +110,21 @@ def to_rest(message: Message, every_field: bool = True) -> dict[str, Any]:
     shown = json_format.MessageToDict(message, preserving_proto_field_name=True,
                                       always_print_fields_with_no_presence=every_field,
                                       unquote_int64_if_possible=True)
-    return _shaped(shown, message.DESCRIPTOR, every_field)
+    return _shaped(shown, _descriptor(message), every_field)
 
 
 def _shaped(shown: dict[str, Any], descriptor: Descriptor, every_field: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in descriptor.fields:
         value = shown.get(field.name)
-        if _is_inline(field):
-            if field.message_type.full_name in FREE_FORM:
+        inline = _inline(field)
+        if inline is not None:
+            if inline.full_name in FREE_FORM:
                 out.update(whole(value or {}))
             elif value is not None or every_field:
                 # Unset, its fields are still shown (with their defaults), as every field is.
-                out.update(to_rest(message_factory.GetMessageClass(field.message_type)(), every_field)
-                           if value is None else _shaped(value, field.message_type, every_field))
+                out.update(to_rest(message_factory.GetMessageClass(inline)(), every_field)
+                           if value is None else _shaped(value, inline, every_field))
             continue
         nullable = rules(field).nullable and every_field
         if value is None or (nullable and value in ("", 0, False) and not field.is_repeated):
@@ -164,8 +173,9 @@ def input_fields(descriptor: Descriptor, skip: frozenset[str] = frozenset(), pre
         if not answer and (field.name in _FROM_KEY or rules(field).output_only or (
                 field.message_type is not None and field.message_type.full_name == FIELD_MASK)):
             continue
-        if _is_inline(field) and field.message_type.full_name not in FREE_FORM:
-            yield from input_fields(field.message_type, frozenset(), (*prefix, field.name), answer)
+        inline = _inline(field)
+        if inline is not None and inline.full_name not in FREE_FORM:
+            yield from input_fields(inline, frozenset(), (*prefix, field.name), answer)
         else:
             yield FieldRef(rest_name(field), (*prefix, field.name), field)
 
@@ -207,8 +217,8 @@ def _proto_object(descriptor: Descriptor, value: Any, answer: bool = False) -> A
         return value  # json_format refuses it, naming the field
     by_name = _by_name(descriptor, answer)
     # An inline free-form field (a simulation's decision) holds the answer's other keys.
-    rest_of = next((f.name for f in descriptor.fields if _is_inline(f) and f.message_type.full_name in FREE_FORM
-                    and answer), None)
+    rest_of = next((f.name for f in descriptor.fields
+                    if (inline := _inline(f)) is not None and inline.full_name in FREE_FORM and answer), None)
     out: dict[str, Any] = {}
     for key, given in value.items():
         ref = by_name.get(key)
@@ -231,7 +241,7 @@ def _proto_object(descriptor: Descriptor, value: Any, answer: bool = False) -> A
 def from_rest(value: Mapping[str, Any], message: Message, where: str = "") -> Message:
     """Fill ``message`` from a REST JSON object; InvalidRequest naming the field when a value does not fit."""
     try:
-        json_format.ParseDict(_proto_object(message.DESCRIPTOR, dict(value)), message)
+        json_format.ParseDict(_proto_object(_descriptor(message), dict(value)), message)
     except (json_format.ParseError, TypeError, ValueError) as exc:
         raise InvalidRequest(f"{where or 'body'}: {_parse_problem(exc)}", field=where or None) from None
     return message
@@ -239,7 +249,7 @@ def from_rest(value: Mapping[str, Any], message: Message, where: str = "") -> Me
 
 def from_rest_answer(value: Mapping[str, Any], message: Message) -> Message:
     """Fill ``message`` from a REST answer (the inverse of :func:`to_rest`), as the REST client reads one."""
-    json_format.ParseDict(_proto_object(message.DESCRIPTOR, dict(value), answer=True), message)
+    json_format.ParseDict(_proto_object(_descriptor(message), dict(value), answer=True), message)
     return message
 
 
@@ -259,12 +269,12 @@ def rest_request(binding: Binding, message: Message) -> tuple[str, dict[str, str
     holder = message if binding.body == "*" else getattr(message, binding.body)
     body = to_rest(holder, every_field=False)
     taken = {ref.name for ref in (binding.body_fields() if binding.body == "*" else
-                                  input_fields(holder.DESCRIPTOR))}
+                                  input_fields(_descriptor(holder)))}
     body = {name: value for name, value in body.items() if name in taken}
     mask = binding.update_mask()
     if mask is not None and getattr(message, mask).paths:
         # The mask's fields, a cleared one as null (AIP-134 over REST: the body's keys are the mask).
-        names = {".".join(ref.path): ref.name for ref in input_fields(holder.DESCRIPTOR)}
+        names = {".".join(ref.path): ref.name for ref in input_fields(_descriptor(holder))}
         body = {names[p]: body.get(names[p]) for p in getattr(message, mask).paths if p in names}
     return path, query, body
 
@@ -316,9 +326,11 @@ class Binding:
         if self.body == "*":
             return tuple(input_fields(self.method.input_type, taken))
         if self.body:
-            inner = self.method.input_type.fields_by_name[self.body]
+            inner = self.method.input_type.fields_by_name[self.body].message_type
+            if inner is None:
+                raise TypeError(f"{self.method.full_name}: the body field {self.body} is not a message")
             return tuple(FieldRef(ref.name, (self.body, *ref.path), ref.field)
-                         for ref in input_fields(inner.message_type))
+                         for ref in input_fields(inner))
         return ()
 
     def query_fields(self) -> tuple[FieldRef, ...]:

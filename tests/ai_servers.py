@@ -78,8 +78,7 @@ class FakeAIServer:
     @property
     def url(self) -> str:
         """The server's root, e.g. ``http://127.0.0.1:PORT``."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     def reply(self, *replies: Reply) -> None:
         """Queue answers for the next requests, in order."""

@@ -65,7 +65,9 @@ class Platform:
         while time.monotonic() < deadline:
             text = "\n".join(self.output)
             if "Press Ctrl-C to stop." in text:
-                self.edge_url = _EDGE.search(text).group(1)
+                edge = _EDGE.search(text)
+                assert edge is not None, text
+                self.edge_url = edge.group(1)
                 found = _KEY.search(text)
                 self.admin_key = found.group(1) if found else None
                 return self

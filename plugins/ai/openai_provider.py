@@ -142,10 +142,11 @@ class OpenAIProvider:
     def _response(self, completion: Any, request: AIRequest, model: str) -> AIResponse:
         # Read defensively: the SDK does not check the body's shape.
         choices = getattr(completion, "choices", None)
-        message = getattr(choices[0], "message", None) if isinstance(choices, list) and choices else None
+        first = choices[0] if isinstance(choices, list) and choices else None
+        message = getattr(first, "message", None)
         if message is None:
             raise ProviderError("openai: the API's answer is not a chat completion")
-        finish_reason = getattr(choices[0], "finish_reason", None)
+        finish_reason = getattr(first, "finish_reason", None)
         if getattr(message, "refusal", None) or finish_reason == "content_filter":
             raise ProviderError("openai: the model refused to answer", retryable=False)
         if finish_reason == "length":

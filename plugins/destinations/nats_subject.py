@@ -69,7 +69,8 @@ def subject_of(url: str) -> str:
         raise InvalidEndpointConfig("subject must not contain the wildcards * or >: a message goes to one subject")
     tokens = subject.split(".")
     if "" in tokens:
-        raise InvalidEndpointConfig("subject must be dot-separated non-empty tokens (no leading, trailing or double dots)")
+        raise InvalidEndpointConfig(
+            "subject must be dot-separated non-empty tokens (no leading, trailing or double dots)")
     if tokens[0] in RESERVED_FIRST_TOKENS or tokens[0][0] in "$_":
         raise InvalidEndpointConfig(f"subjects starting {tokens[0]}. are reserved for the platform")
     return subject

@@ -67,7 +67,8 @@ def check_webhook_config(config: Mapping[str, object]) -> None:
                                         field="config.headers")
         if not isinstance(value, str) or len(value) > 1000 or not (value.isascii() and value.isprintable()):
             raise InvalidEndpointConfig(
-                f"header {name} needs a printable ASCII string value of at most 1000 characters", field="config.headers")
+                f"header {name} needs a printable ASCII string value of at most 1000 characters",
+                field="config.headers")
 
 
 class WebhookDestination:

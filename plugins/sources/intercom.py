@@ -43,9 +43,11 @@ def _author(topic: str, item: Mapping[str, Any]) -> str:
     parts = item.get("conversation_parts")
     parts = parts.get("conversation_parts") if isinstance(parts, dict) else None
     newest = parts[-1] if isinstance(parts, list) and parts and isinstance(parts[-1], dict) else {}
-    by = newest.get("author") if isinstance(newest.get("author"), dict) else {}
+    by = newest.get("author")
+    by = by if isinstance(by, dict) else {}
     # Only ever away from customer: a part the provider says a person wrote cannot make an admin topic theirs.
-    part_author = _PART_AUTHORS.get(by.get("type"))
+    part_type = by.get("type")
+    part_author = _PART_AUTHORS.get(part_type) if isinstance(part_type, str) else None
     return part_author if part_author and part_author != "customer" else author
 
 
@@ -66,8 +68,10 @@ class IntercomSource:
     def normalize(self, request: InboundRequest, config: Mapping[str, Any]) -> NormalizedEvent:
         require_content_type(request, *JSON_TYPES)
         payload = json_object(request)
-        data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
-        item = data.get("item") if isinstance(data.get("item"), dict) else {}
+        data = payload.get("data")
+        data = data if isinstance(data, dict) else {}
+        item = data.get("item")
+        item = item if isinstance(item, dict) else {}
         topic = str(payload.get("topic") or "intercom")
         return NormalizedEvent(
             type=topic[:200],

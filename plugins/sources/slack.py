@@ -82,7 +82,8 @@ class SlackSource:
     def normalize(self, request: InboundRequest, config: Mapping[str, Any]) -> NormalizedEvent:
         require_content_type(request, *JSON_TYPES)
         payload = json_object(request)
-        inner = payload.get("event") if isinstance(payload.get("event"), dict) else {}
+        event = payload.get("event")
+        inner = event if isinstance(event, dict) else {}
         event_type = str(inner.get("type") or payload.get("type") or "slack")
         if inner.get("subtype"):
             event_type += f".{inner['subtype']}"

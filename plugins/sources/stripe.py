@@ -44,7 +44,7 @@ class StripeSource:
                 parts.setdefault(key, []).append(value)
         if not parts.get("v1"):
             raise SignatureInvalid("Stripe-Signature has no v1 signature")
-        timestamp = check_timestamp((parts.get("t") or [None])[0], request.received_at or time.time(),
+        timestamp = check_timestamp(parts["t"][0] if parts.get("t") else None, request.received_at or time.time(),
                                     config.get("tolerance_seconds", 300), "Stripe-Signature t")
         expected = hmac_digest(secret.encode(), f"{timestamp}.".encode() + request.body).hex()
         if not matches_any(expected, parts["v1"]):

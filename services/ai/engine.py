@@ -282,7 +282,7 @@ class AIEngine:
                                        time.perf_counter() - started)
                 problem = f"timed out after {self.timeout_s:g}s" if timed_out else str(exc).removeprefix(f"{name}: ")
                 self.circuits.record(circuit, False)
-                if getattr(exc, "retry_after_s", None):
+                if isinstance(exc, ProviderError) and exc.retry_after_s:
                     # The provider said when to come back: nobody asks it before then.
                     self._held_until[circuit] = self.circuits.clock() + exc.retry_after_s
                 await self._usage(tenant_id, provider, None, failed=True)

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from collections.abc import Mapping
+from typing import Any
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -44,7 +45,7 @@ class UsageRow:
 
 
 class AIStore:
-    def __init__(self, pool: AsyncConnectionPool, box: SecretBox, cache_ttl_s: float = 2.0) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], box: SecretBox, cache_ttl_s: float = 2.0) -> None:
         """``box`` seals the tenants' provider keys at rest."""
         self.pool = pool
         self.box = box
@@ -188,7 +189,8 @@ class AIStore:
                    ORDER BY at DESC, id DESC LIMIT %s""",
                 (tenant_id, conversation_key, now, TURN_MAX_AGE, MAX_TURNS))
             rows = await cur.fetchall()
-        kept, size = [], 0
+        kept: list[Turn] = []
+        size = 0
         for row in rows:  # newest first: the most recent turns are the ones kept
             size += len(row["text"])
             if size > MAX_CONTEXT_CHARS and kept:

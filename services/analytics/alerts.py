@@ -158,9 +158,8 @@ def decide(current: AlertState | None, observed: Observation | None, now: dateti
             return None
         return AlertState(observed.tenant_id, observed.rule, observed.subject, "firing", now, None,
                           observed.value, observed.threshold, observed.details)
-    if not firing or (observed is None and current.rule in _STICKY):
+    if current is None or not firing or (observed is None and current.rule in _STICKY):
         return None
-    assert current is not None
     return AlertState(current.tenant_id, current.rule, current.subject, "resolved", current.started_at, now,
                       observed.value if observed else None,
                       observed.threshold if observed else current.threshold,
@@ -322,7 +321,7 @@ ON CONFLICT (tenant_id, rule, subject) DO UPDATE SET
 class AlertEvaluator:
     """Measures the rules, records the transitions, publishes their events; see the module docstring."""
 
-    def __init__(self, pool: AsyncConnectionPool, policy: AlertPolicy, publish: Callable[[Event], Awaitable[Any]],
+    def __init__(self, pool: AsyncConnectionPool[Any], policy: AlertPolicy, publish: Callable[[Event], Awaitable[Any]],
                  now: Callable[[], datetime] | None = None) -> None:
         self.pool = pool
         self.policy = policy

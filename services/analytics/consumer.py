@@ -32,7 +32,7 @@ RETRY_DELAY_S = 2.0
 
 # The report a subject carries: attempts.<tenant> an attempt, attempts.<tenant>.<kind> the others
 # (switchboard/messaging.py).
-_KINDS = {"routing": RoutingOutcome, "notice": DeliveryNotice}
+_KINDS: dict[str, type[RoutingOutcome] | type[DeliveryNotice]] = {"routing": RoutingOutcome, "notice": DeliveryNotice}
 
 
 def read_report(msg: Msg) -> Report:

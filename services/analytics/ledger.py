@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, UTC
 from collections.abc import Iterable
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -328,7 +329,7 @@ def _utc(seconds: float) -> datetime:
 class AttemptLedger:
     """Writes the reports sent to analytics (attempts, routing outcomes, notices); see the module docstring."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
 
     async def record_batch(self, reports: Iterable[Report]) -> BatchResult:

@@ -105,5 +105,6 @@ def buckets(window: TimeRange, grain: str, now: datetime) -> list[datetime]:
     start, stop = floor(window.since, grain), min(window.until, now)
     count = 0 if stop <= start else -(-(stop - start) // STEP[grain])
     if count > MAX_POINTS:
-        raise InvalidRequest(f"{count} {grain} buckets is more than {MAX_POINTS}: use a larger bucket or a shorter range")
+        raise InvalidRequest(f"{count} {grain} buckets is more than {MAX_POINTS}: "
+                             "use a larger bucket or a shorter range")
     return [start + STEP[grain] * n for n in range(count)]

@@ -47,7 +47,8 @@ _PRUNES = (
                             AND bucket < %(cutoff)s - interval '1 hour'
                             LIMIT %(batch)s))""", "rollups"),
     ("day rollups", """DELETE FROM analytics.rollups WHERE ctid = ANY(ARRAY(
-                           SELECT ctid FROM analytics.rollups WHERE grain = 'day' AND bucket < %(cutoff)s - interval '1 day'
+                           SELECT ctid FROM analytics.rollups WHERE grain = 'day'
+                           AND bucket < %(cutoff)s - interval '1 day'
                            LIMIT %(batch)s))""", "rollups"),
     # An alert whose resolution was published long ago is only history.
     ("resolved alerts", """DELETE FROM analytics.alerts WHERE ctid = ANY(ARRAY(

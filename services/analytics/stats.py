@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, UTC
-from typing import Any
+from typing import Any, overload
 from collections.abc import Callable, Sequence
 
 from psycopg_pool import AsyncConnectionPool
@@ -156,6 +156,10 @@ def _limit(value: int, default: int) -> int:
     return value
 
 
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: datetime | None) -> datetime | None: ...
 def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
@@ -163,7 +167,7 @@ def _utc(value: datetime | None) -> datetime | None:
 class StatsReader:
     """Answers AnalyticsService's questions for one tenant at a time."""
 
-    def __init__(self, pool: AsyncConnectionPool, now: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], now: Callable[[], datetime] | None = None) -> None:
         self.pool = pool
         self.now = now or (lambda: datetime.now(UTC))
 

@@ -20,6 +20,7 @@ import secrets
 from dataclasses import dataclass
 from collections.abc import Sequence
 from datetime import datetime, timedelta, UTC
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -108,7 +109,7 @@ class Principal:
 
 
 class KeyStore:
-    def __init__(self, pool: AsyncConnectionPool, pepper: bytes, previous_peppers: Sequence[bytes] = ()) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], pepper: bytes, previous_peppers: Sequence[bytes] = ()) -> None:
         """``previous_peppers``: those of previous master keys. A key hashed with one still verifies,
         and is hashed again with the current pepper as it does (keys are never stored to re-hash)."""
         self.pool = pool

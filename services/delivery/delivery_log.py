@@ -10,6 +10,7 @@ import base64
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from psycopg_pool import AsyncConnectionPool
@@ -80,12 +81,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class DeliveryLog:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
         # The two statements of every delivery attempt (read its state, record the attempt),
         # shared by concurrent sends. Several batches at once: a commit waits for the disk,
-        # and concurrent commits share that wait.
-        self._states: Batcher[str, tuple[str, int, int] | None] = Batcher(self._state_all, max_concurrent=4)
+        # and concurrent commits share that wait. (Batcher raises an Exception result to its item's
+        # caller, which its type for run leaves out.)
+        self._states: Batcher[str, tuple[str, int, int] | None] = Batcher(
+            self._state_all, max_concurrent=4)
         self._attempts: Batcher[tuple[str, Attempt, DeliveryMessage | None], bool] = Batcher(
             self._record_all, max_concurrent=4)
     async def state(self, delivery_id: str) -> tuple[str, int, int] | None:
@@ -173,7 +176,8 @@ class DeliveryLog:
                            RETURNING id),
                        recorded AS (
                            INSERT INTO delivery.attempts (delivery_id, number, started_at, outcome, status_code,
-                                                          latency_ms, response_excerpt, error, response_headers, sent_to)
+                                                          latency_ms, response_excerpt, error, response_headers,
+                                                          sent_to)
                            SELECT delivery_id, number, started_at, outcome, status_code, latency_ms, response_excerpt,
                                   error, response_headers, sent_to FROM given g
                            -- A new delivery's attempt only with the row this statement created; a known
@@ -201,7 +205,8 @@ class DeliveryLog:
         if filters.status and filters.status not in ("pending", "succeeded", "failed"):
             raise InvalidRequest("status is pending, succeeded or failed")
         limit = max(1, min(filters.limit or 50, 1000))
-        clauses, params = ["tenant_id = %s"], [tenant_id]
+        clauses = ["tenant_id = %s"]
+        params: list[Any] = [tenant_id]
         for column in ("event_id", "endpoint_id", "status"):
             value = getattr(filters, column)
             if value:

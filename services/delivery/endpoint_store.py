@@ -84,7 +84,7 @@ RETURNING last_lease AS granted, greatest(0, 1 - tokens) / %(rate)s::float8 AS w
 
 
 class EndpointStore:
-    def __init__(self, pool: AsyncConnectionPool, ttl_s: float = 5.0, *, box: SecretBox) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], ttl_s: float = 5.0, *, box: SecretBox) -> None:
         self.pool = pool
         # Seals the signing secrets PostgreSQL keeps, opens them as they are read.
         self.box = box
@@ -223,7 +223,8 @@ class EndpointStore:
     async def for_tenant(self, tenant_id: str) -> list[Endpoint]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT * FROM delivery.endpoints WHERE tenant_id = %s AND deleted_at IS NULL ORDER BY id", (tenant_id,))
+                "SELECT * FROM delivery.endpoints WHERE tenant_id = %s AND deleted_at IS NULL ORDER BY id",
+                (tenant_id,))
             return [_endpoint(row, self.box) for row in await cur.fetchall()]
 
     async def set_disabled(self, tenant_id: str, endpoint_id: str, reason: str | None) -> Endpoint:

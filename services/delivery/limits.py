@@ -34,6 +34,7 @@ import logging
 import time
 from dataclasses import dataclass
 from collections.abc import Callable
+from typing import cast
 
 import orjson
 from nats.aio.client import Client as NATS
@@ -249,7 +250,7 @@ class CircuitSync:
             self.circuits.apply_closed(endpoint_id, self.circuits.wall_clock())
             return
         try:
-            record = orjson.loads(entry.value)
+            record = orjson.loads(cast(bytes, entry.value))  # a put (neither of the above) has a value
             if record.get("v") != RECORD_VERSION:
                 raise ValueError(f"unknown record version {record.get('v')!r}")
             if record["state"] == "open":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, UTC
 
+import grpc
+
 from services.delivery.endpoints import EndpointManager, masked_config
 from services.delivery.delivery_log import Delivery, DeliveryFilter, DeliveryLog
 from services.delivery.endpoint_store import Endpoint, EndpointStore
@@ -73,7 +75,7 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
     async def GetEndpoint(self, request, context):
         return _endpoint(await self.store.get(request.tenant_id, request.id))
 
-    async def UpdateEndpoint(self, request, context):
+    async def UpdateEndpoint(self, request: pb.UpdateEndpointRequest, context: grpc.aio.ServicerContext) -> pb.Endpoint:
         changes: dict = {}
         for name in changed_fields(request, _UPDATABLE):
             if name in ("config", "options"):
@@ -96,7 +98,8 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         return pb.CreateEndpointResponse(endpoint=_endpoint(endpoint), secret=endpoint.secret)
 
     async def ListEndpoints(self, request, context):
-        return pb.ListEndpointsResponse(endpoints=[_endpoint(e) for e in await self.store.for_tenant(request.tenant_id)])
+        return pb.ListEndpointsResponse(
+            endpoints=[_endpoint(e) for e in await self.store.for_tenant(request.tenant_id)])
 
     async def ListDeliveries(self, request, context):
         deliveries, cursor = await self.log.page(request.tenant_id, DeliveryFilter(

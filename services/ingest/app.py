@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from typing import cast
 import uvicorn
 
 from plugins.manager import load_registry
@@ -72,7 +73,7 @@ class IngestApp(ServiceApp):
             settings=s,
             intake=self.intake,
             sources=self.sources,
-            authenticator=runtime.api_keys,
+            authenticator=cast(Authenticator, runtime.api_keys),  # serve() sets it before start()
             clients=runtime.clients,
             nc=runtime.nc,
             key_buckets=TokenBuckets(),

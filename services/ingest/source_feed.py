@@ -34,7 +34,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast, overload
 from collections.abc import Iterable
 
 import orjson
@@ -71,6 +71,10 @@ def _when(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+@overload
+def _parsed_when(value: str) -> datetime: ...
+@overload
+def _parsed_when(value: str | None) -> datetime | None: ...
 def _parsed_when(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value is not None else None
 
@@ -115,6 +119,16 @@ def decode_record(data: bytes, box: SecretBox) -> Source:
     # orjson's decode error is a ValueError; a secret sealed with a master key this process lacks is unreadable too.
     except (KeyError, TypeError, AttributeError, ValueError, SealedWithUnknownKey) as exc:
         raise ValueError(f"not a source record: {type(exc).__name__}: {exc}") from None
+
+
+# nats-py types an entry's value and revision Optional, but every entry it reads or watches has both.
+def _sequence(entry: KeyValue.Entry) -> int:
+    """The key's sequence in the stream."""
+    return cast(int, entry.revision)
+
+
+def _value(entry: KeyValue.Entry) -> bytes:
+    return cast(bytes, entry.value)
 
 
 def _wrong_last_sequence(exc: APIError) -> bool:
@@ -195,11 +209,11 @@ class SourceFeed:
             entry = await kv.get(key)
         except KeyNotFoundError as exc:
             # A deleted key keeps a marker, whose sequence a write must name.
-            return None, exc.entry.revision if exc.entry is not None else 0
+            return None, _sequence(exc.entry) if exc.entry is not None else 0
         try:
-            return decode_record(entry.value, self.box).revision, entry.revision
+            return decode_record(_value(entry), self.box).revision, _sequence(entry)
         except ValueError:
-            return None, entry.revision
+            return None, _sequence(entry)
 
 
 @dataclass(frozen=True)
@@ -272,20 +286,20 @@ class SourceWatcher:
     def _note(self, entry: KeyValue.Entry, held: dict[str, Held]) -> Source | None:
         """Record what the bucket holds for the entry's key; the source in it, if any."""
         if entry.operation in (KV_DEL, KV_PURGE):
-            held[entry.key] = Held(entry.revision, None, deleted=True)
+            held[entry.key] = Held(_sequence(entry), None, deleted=True)
             return None
         try:
-            source = decode_record(entry.value, self.box)
+            source = decode_record(_value(entry), self.box)
         except ValueError as exc:
             # Left to reconciliation to overwrite; the edges ask PostgreSQL for it meanwhile.
             logger.warning("unreadable source record", extra={"source_id": entry.key, "error": str(exc)})
-            held[entry.key] = Held(entry.revision, None, deleted=False)
+            held[entry.key] = Held(_sequence(entry), None, deleted=False)
             return None
         if source.id != entry.key:
             logger.warning("source record under another id", extra={"source_id": entry.key})
-            held[entry.key] = Held(entry.revision, None, deleted=False)
+            held[entry.key] = Held(_sequence(entry), None, deleted=False)
             return None
-        held[entry.key] = Held(entry.revision, source.revision, deleted=False)
+        held[entry.key] = Held(_sequence(entry), source.revision, deleted=False)
         return source
 
 

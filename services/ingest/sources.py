@@ -9,6 +9,7 @@ without PostgreSQL: a webhook is accepted while PostgreSQL is down.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import ipaddress
 import logging
@@ -16,10 +17,11 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from collections.abc import AsyncIterator, Awaitable, Iterable
 
 import psycopg
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -174,7 +176,7 @@ class SourceStore:
     that could not be checked.
     """
 
-    def __init__(self, pool: AsyncConnectionPool, registry: PluginRegistry, ttl_s: float = 5.0,
+    def __init__(self, pool: AsyncConnectionPool[Any], registry: PluginRegistry, ttl_s: float = 5.0,
                  mirror: SourceMirror | None = None, feed: ChangeFeed | None = None, *, box: SecretBox) -> None:
         self.pool = pool
         self.registry = registry
@@ -186,7 +188,7 @@ class SourceStore:
         self._cache: dict[str, tuple[float, Source | None]] = {}
 
     @contextlib.asynccontextmanager
-    async def _connection(self, timeout_s: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def _connection(self, timeout_s: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
         try:
             async with self.pool.connection(timeout=timeout_s) as conn:
                 yield conn
@@ -243,7 +245,7 @@ class SourceStore:
                 (new_id("src"), tenant_id, name, plugin.name, Jsonb(clean), self.box.seal(secret), networks,
                  rate_limit.rate_per_s if rate_limit else None, rate_limit.burst if rate_limit else None),
             )
-            source = _source(await cur.fetchone(), self.box)
+            source = _source(cast(DictRow, await cur.fetchone()), self.box)  # INSERT ... RETURNING: always a row
         return await self._committed(source)
 
     @staticmethod
@@ -395,7 +397,7 @@ class SourceStore:
             cur = await conn.execute("SELECT id, revision FROM ingest.sources")
             return {row["id"]: row["revision"] for row in await cur.fetchall()}
 
-    async def read(self, source_ids: Iterable[str]) -> list[Source]:
+    async def read(self, source_ids: Iterable[str]) -> builtins.list[Source]:  # "list" is the method above
         """These sources as PostgreSQL has them now (those that exist), read past the cache."""
         async with self._connection() as conn:
             cur = await conn.execute("SELECT * FROM ingest.sources WHERE id = ANY(%s) ORDER BY id",

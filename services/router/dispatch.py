@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, UTC
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from collections.abc import Mapping, Sequence
 
 from services.router.route_store import RouteStore
@@ -184,7 +184,8 @@ class Dispatcher:
     async def _transformed(self, event: Event, route: Route, endpoint_id: str,
                            labels: Mapping[str, Any] | None) -> tuple[Outgoing, dict[str, Any]]:
         try:
-            template = await self.templates.cached(event.tenant_id, route.template_id)
+            # Only a route with a template is transformed (see dispatch).
+            template = await self.templates.cached(event.tenant_id, cast(str, route.template_id))
         except NotFound:
             error = f"template {route.template_id} no longer exists"
             return (Outgoing(route, endpoint_id, event.payload, None, error),

@@ -26,7 +26,8 @@ from psycopg_pool import AsyncConnectionPool
 from switchboard.errors import InvalidRequest
 from switchboard.patterns import check_type_patterns, compiled_patterns
 
-__all__ = ["STATUSES", "MAX_LIMIT", "DEFAULT_LIMIT", "EventQuery", "EventSummary", "EventPage", "EventSearch", "glob_to_regex"]
+__all__ = ["STATUSES", "MAX_LIMIT", "DEFAULT_LIMIT", "EventQuery", "EventSummary", "EventPage", "EventSearch",
+           "glob_to_regex"]
 
 STATUSES = ("routed", "unrouted", "dropped")
 MAX_LIMIT = 1000
@@ -216,7 +217,7 @@ _COLUMNS = """id, tenant_id, source_id, source_type, type, provider_event_id, co
 
 
 class EventSearch:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
 
     async def page(self, tenant_id: str, query: EventQuery) -> EventPage:
@@ -235,7 +236,8 @@ class EventSearch:
     def statement(self, tenant_id: str, query: EventQuery) -> tuple[str, list[Any]]:
         """The query of :meth:`page` (one row more than the page, to know whether another follows)."""
         query.check()
-        clauses, params = ["tenant_id = %s"], [tenant_id]
+        clauses = ["tenant_id = %s"]
+        params: list[Any] = [tenant_id]
         for column in ("source_id", "status", "category"):
             value = getattr(query, column)
             if value is not None:

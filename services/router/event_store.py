@@ -54,9 +54,10 @@ class EventStore:
     """``duplicate_window_s``: the streams' duplicate window; an event stored longer ago
     than that keeps its decision (see :meth:`insert`). None: always replaced."""
 
-    def __init__(self, pool: AsyncConnectionPool, duplicate_window_s: int | None = None) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], duplicate_window_s: int | None = None) -> None:
         self.pool = pool
         # The events routed at once are stored in one statement and one commit (see Batcher).
+        # (Batcher raises an Exception result to its item's caller, which its type for run leaves out.)
         self._stores: Batcher[tuple[Event, dict[str, Any] | None, int | None], Stored] = Batcher(
             self._store_all, max_concurrent=4)
         self._recent = ("true" if duplicate_window_s is None

@@ -17,6 +17,7 @@ because every delivery's id is its JetStream message id.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, UTC
@@ -80,7 +81,7 @@ def _filters(tenant_id: str, since: datetime, until: datetime, source_id: str | 
 
 
 class ReplayStore:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
 
     async def create(self, tenant_id: str, request: ReplayRequest) -> Replay:
@@ -147,7 +148,7 @@ class ReplayStore:
                    RETURNING *""", (lease,))
             return await cur.fetchone()
 
-    async def batch(self, job: dict[str, Any], size: int) -> list[Event]:
+    async def batch(self, job: dict[str, Any], size: int) -> builtins.list[Event]:  # "list" is the method above
         """The next events after the job's cursor, oldest first."""
         where, params = _filters(job["tenant_id"], job["since"], job["until"], job["source_id"])
         if job["cursor_received_at"] is not None:

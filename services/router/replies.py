@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -30,7 +31,8 @@ from switchboard.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from switchboard.events import Event
 from switchboard.ids import derived_id, is_id
 
-__all__ = ["DraftUnderWay", "ReplyDraft", "ReplyStore", "REPLY_STATUSES", "MAX_REPLY_CHARS", "reply_id", "why_not_answered"]
+__all__ = ["DraftUnderWay", "ReplyDraft", "ReplyStore", "REPLY_STATUSES", "MAX_REPLY_CHARS", "reply_id",
+           "why_not_answered"]
 
 REPLY_STATUSES = ("drafting", "sent", "held", "approved", "rejected", "failed")
 # Chat APIs take a few thousand characters; an edited reply is held to the same.
@@ -78,7 +80,7 @@ class DraftUnderWay(Unavailable):
 
 
 class ReplyStore:
-    def __init__(self, pool: AsyncConnectionPool, budget: int = 10, window: timedelta = timedelta(hours=1),
+    def __init__(self, pool: AsyncConnectionPool[Any], budget: int = 10, window: timedelta = timedelta(hours=1),
                  draft_lease: timedelta = DRAFT_LEASE) -> None:
         self.pool = pool
         self.budget = budget

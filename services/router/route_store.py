@@ -42,7 +42,7 @@ def _columns(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class RouteStore:
-    def __init__(self, pool: AsyncConnectionPool, cache_ttl_s: float = 1.0) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], cache_ttl_s: float = 1.0) -> None:
         self.pool = pool
         # Every event reads its tenant's enabled routes: a short cache keeps
         # that off the database (a change shows within the TTL in every
@@ -80,8 +80,9 @@ class RouteStore:
 
     async def update(self, tenant_id: str, route_id: str, changes: Mapping[str, Any]) -> Route:
         current = await self.get(tenant_id, route_id)
-        check_route(replace(current, **{k: tuple(v) if k in ("event_types", "endpoint_ids") else v
-                                        for k, v in changes.items()}))
+        changed: dict[str, Any] = {k: tuple(v) if k in ("event_types", "endpoint_ids") else v
+                                   for k, v in changes.items()}
+        check_route(replace(current, **changed))
         if not changes:
             return current
         self._enabled.pop(tenant_id, None)

@@ -35,8 +35,8 @@ from switchboard.errors import InvalidRequest
 from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.patterns import check_type_patterns, compiled_patterns, matches_any
 
-__all__ = ["ACTIONS", "Route", "RouteSet", "RouteVerdict", "Plan", "decide", "endpoint_takes", "needs_classification", "parse_route_spec",
-           "route_from_spec", "check_route"]
+__all__ = ["ACTIONS", "Route", "RouteSet", "RouteVerdict", "Plan", "decide", "endpoint_takes", "needs_classification",
+           "parse_route_spec", "route_from_spec", "check_route"]
 
 MAX_ENDPOINTS = 50
 ACTIONS = ("deliver", "reply", "drop")
@@ -139,7 +139,8 @@ class Plan:
     def within(self, event_type: str, endpoint_types: Mapping[str, Sequence[str]]) -> Plan:
         """The plan without the deliveries whose endpoint does not take ``event_type`` (its
         ``event_types`` patterns; an endpoint not in ``endpoint_types`` keeps its delivery)."""
-        kept, left_out = [], []
+        kept: list[tuple[Route, str]] = []
+        left_out: list[tuple[Route, str]] = []
         for route, endpoint_id in self.deliveries:
             (kept if endpoint_takes(event_type, endpoint_types.get(endpoint_id)) else left_out).append(
                 (route, endpoint_id))

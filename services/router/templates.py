@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -37,7 +38,7 @@ class Template:
 
 
 class TemplateStore:
-    def __init__(self, pool: AsyncConnectionPool, cache_ttl_s: float = 2.0) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], cache_ttl_s: float = 2.0) -> None:
         self.pool = pool
         # Read for every routed event that uses one; a change shows within the TTL.
         self.cache_ttl_s = cache_ttl_s

@@ -77,7 +77,7 @@ def text_length(value: Any, limit: int, *, pretty: bool = False) -> int:
                 else:
                     stack.append((entry, indent + 1))
         elif isinstance(item, (Mapping, Namespace)):
-            entries = item._Namespace__attrs if isinstance(item, Namespace) else item  # type: ignore[union-attr]
+            entries = item._Namespace__attrs if isinstance(item, Namespace) else item
             total += 2 + 4 * len(entries) + (12 if isinstance(item, Namespace) else 0)  # ": ", ", ", <Namespace >
             for key, entry in entries.items():
                 key_length = text_length(key, limit) + 2
@@ -141,7 +141,8 @@ def printf_length(template: Any, values: Any, limit: int) -> int:
         if conversion in "eEfFgG":
             total += _FLOAT_CHARS
         if isinstance(values, Mapping):  # each %(key)s its value; a bare %s the mapping itself
-            total += text_length(values.get(key) if key is not None else values, limit) * (10 if conversion == "a" else 1)
+            total += (text_length(values.get(key) if key is not None else values, limit)
+                      * (10 if conversion == "a" else 1))
         if total > limit:
             return total
     total += sum(text_length(a, limit) for a in arguments) * (10 if "%a" in template else 1)

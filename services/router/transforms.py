@@ -54,7 +54,7 @@ from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass
 from collections import abc
-from typing import Any
+from typing import Any, cast
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import jinja2
@@ -96,7 +96,8 @@ _ITEM_BYTES = 16
 
 
 class TransformError(Exception):
-    """Rendering failed (undefined attribute used in a strict way, a sandbox violation, output not JSON, too large...)."""
+    """Rendering failed (undefined attribute used in a strict way, a sandbox violation, output not JSON,
+    too large...)."""
 
 
 @dataclass(frozen=True)
@@ -221,29 +222,30 @@ class _BudgetChecks(Extension):
 class _ThroughBudgetChecks(NodeTransformer):
     """Rewrites a parsed template so every for loop, ``~`` and literal goes through :class:`_BudgetChecks`."""
 
+    # generic_visit returns the node it was given (its children replaced), so the node keeps its class.
     def visit_For(self, node: nodes.For) -> nodes.Node:
-        node = self.generic_visit(node)
+        node = cast(nodes.For, self.generic_visit(node))
         node.iter = self._call("counted", node.iter, node.iter.lineno)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        node = self.generic_visit(node)
+        node = cast(nodes.Concat, self.generic_visit(node))
         return self._call("concat", nodes.List(node.nodes), node.lineno)
 
     def _literal(self, node: nodes.Expr) -> nodes.Node:
-        node = self.generic_visit(node)
+        node = cast(nodes.Expr, self.generic_visit(node))
         # A literal in a loop is a new object each time round: counted, so a loop cannot pile them up unseen.
         return self._call("built", node, node.lineno) if getattr(node, "ctx", "load") == "load" else node
 
     visit_List = visit_Tuple = visit_Dict = _literal
 
     def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
-        node = self.generic_visit(node)
+        node = cast(nodes.Getitem, self.generic_visit(node))
         # Jinja slices directly, not through the environment's getitem: a slice is a copy, so counted here.
         return self._call("built", node, node.lineno) if isinstance(node.arg, nodes.Slice) else node
 
     def visit_EvalContextModifier(self, node: nodes.EvalContextModifier) -> nodes.Node:
-        node = self.generic_visit(node)
+        node = cast(nodes.EvalContextModifier, self.generic_visit(node))
         for option in node.options:
             # Jinja evaluates a constant-looking option while compiling; through a call it waits for the render.
             if not isinstance(option.value, nodes.Const):
@@ -253,9 +255,11 @@ class _ThroughBudgetChecks(NodeTransformer):
     visit_ScopedEvalContextModifier = visit_EvalContextModifier
 
     @staticmethod
-    def _call(method: str, argument: nodes.Expr, lineno: int) -> nodes.Expr:
+    def _call(method: str, argument: nodes.Node, lineno: int) -> nodes.Expr:
         function = nodes.ExtensionAttribute(_BudgetChecks.identifier, method)
-        return nodes.Call(function, [argument], [], None, None).set_lineno(lineno)
+        call = nodes.Call(function, [argument], [], None, None)
+        call.set_lineno(lineno)
+        return call
 
 
 def _too_big(operator: str, left: Any, right: Any) -> str | None:
@@ -296,7 +300,7 @@ class _Environment(ImmutableSandboxedEnvironment):
     intercepted_unops = frozenset({"-", "+"})
 
     @staticmethod
-    def concat(parts: Iterable[str]) -> str:  # type: ignore[override]
+    def concat(parts: Iterable[str]) -> str:
         """The text of a block, a macro or a filter section, joined (the output itself is streamed)."""
         parts = list(parts)
         _refuse_over("a block or macro", sum(map(len, parts)))
@@ -455,7 +459,8 @@ def _sum(environment: jinja2.Environment, iterable: Iterable[Any], attribute: st
     values = list(_counting(iterable, _ITEM_BYTES))
     if isinstance(start, (list, tuple)) and all(isinstance(v, type(start)) for v in values):
         _refuse_over("the sum filter", len(start) + sum(map(len, values)))
-        return start + type(start)(itertools.chain.from_iterable(values))
+        # Both sides are start's own type (list or tuple), which mypy cannot tell from the union.
+        return start + type(start)(itertools.chain.from_iterable(values))  # type: ignore[operator]
     return sum(values, start)
 
 
@@ -584,6 +589,7 @@ class Transform:
         # Written as it comes: a million small pieces would take far more memory as objects than as text.
         text = io.StringIO()
         size = 0
+        failure: str | None
         try:
             # Streamed, so a runaway template stops at the limit instead of filling memory.
             for chunk in self._template.generate(dict(context)):

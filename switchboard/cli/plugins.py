@@ -76,7 +76,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sample = commands.add_parser("send-sample", help="sign and send a provider's sample webhook to a source")
     sample.add_argument("type", help="the source type: stripe, github, slack, intercom, twilio, ...")
     sample.add_argument("--source", required=True, help="the source id")
-    sample.add_argument("--secret", required=True, help="the source's secret (shown when it was created); may start with -")
+    sample.add_argument("--secret", required=True,
+                        help="the source's secret (shown when it was created); may start with -")
     sample.add_argument("--config", default="{}", help="the source's config, if it has one (JSON)")
     sample.add_argument("--edge", help="the edge URL (default: the running `switchboard up`)")
     sample.set_defaults(func=_send_sample)

@@ -87,7 +87,7 @@ def reap_orphans(known: set[int]) -> list[int]:
     ``waitid(WNOWAIT)`` looks without reaping, so a service or server that died
     is left for its ``Popen.poll()``, which reads its exit status.
     """
-    reaped = []
+    reaped: list[int] = []
     while True:
         try:
             found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)

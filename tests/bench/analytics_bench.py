@@ -24,10 +24,12 @@ import time
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import nats
 import psycopg
 from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool
 
 from services.analytics.app import CONCURRENCY, MAX_BATCH
 from services.analytics.consumer import AttemptIntake, read_report
@@ -98,7 +100,7 @@ async def load(pool, count: int, end: datetime) -> float:
 
 
 async def through_nats(database_url: str, nats_url: str, count: int, end: datetime) -> float:
-    pool = await open_pool(database_url, max_size=5)
+    pool: AsyncConnectionPool[Any] = await open_pool(database_url, max_size=5)  # dict rows
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     try:
@@ -116,8 +118,8 @@ async def through_nats(database_url: str, nats_url: str, count: int, end: dateti
         intake = AttemptIntake(AttemptLedger(pool), max_batch=MAX_BATCH)
         stopping = asyncio.Event()
         started = time.perf_counter()
-        task = asyncio.create_task(consume(nc, CONSUMERS["analytics"], intake.handle, read=read_report, concurrency=CONCURRENCY,
-                                           batch=250, stopping=stopping))
+        task = asyncio.create_task(consume(nc, CONSUMERS["analytics"], intake.handle, read=read_report,
+                                           concurrency=CONCURRENCY, batch=250, stopping=stopping))
         while True:
             info = await js.consumer_info("ATTEMPTS", "analytics")
             if info.num_pending == 0 and info.num_ack_pending == 0:
@@ -176,7 +178,7 @@ async def queries(pool, end: datetime) -> list[tuple[str, float, float, str]]:
 
 async def main_async(database_url: str, nats_url: str) -> None:
     end = datetime.now(UTC).replace(second=0, microsecond=0)
-    pool = await open_pool(database_url, max_size=5)
+    pool: AsyncConnectionPool[Any] = await open_pool(database_url, max_size=5)  # dict rows
     try:
         await apply_migrations(pool, "analytics", MIGRATIONS)
         rate = await load(pool, ATTEMPTS, end)

@@ -24,7 +24,7 @@ from nats.js import api
 
 from switchboard.messaging import StreamPublisher
 
-_js = None
+_js: StreamPublisher | None = None  # set by the lifespan
 
 # How the floors are served: as the edge is (services/ingest/app.py), on uvloop with httptools,
 # without proxy-header handling or a server header.
@@ -40,6 +40,7 @@ async def app(scope, receive, send) -> None:
         return
     body = await read_body(receive)
     msg_id = os.urandom(16).hex()
+    assert _js is not None
     await _js.publish("bare.events", body, headers={"Nats-Msg-Id": msg_id}, timeout=5)
     body = orjson.dumps({"event_id": msg_id})
     await send({"type": "http.response.start", "status": 202,
@@ -80,6 +81,7 @@ async def essential_app(scope, receive, send) -> None:
     event_id = f"evt_{os.urandom(16).hex()}"
     event = {"id": event_id, "tenant_id": tenant_id, "source_id": source_id, "type": payload.get("type", "webhook"),
              "received_at": received_at, "payload": payload, "body": body.decode(), "headers": headers}
+    assert _js is not None
     await _js.publish("bare.events", orjson.dumps(event), headers={"Nats-Msg-Id": event_id}, timeout=5)
     answer = orjson.dumps({"event_id": event_id, "duplicate": False})
     await send({"type": "http.response.start", "status": 202,

@@ -218,10 +218,16 @@ def run_wrk(url: str, body: bytes, headers: dict[str, str], seconds: int, connec
         capture_output=True, text=True, check=True,
     ).stdout
     script.unlink()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
-    non2xx = int(re.search(r"non2xx (\d+)", out).group(1))
+
+    def found(pattern: str) -> str:
+        match = re.search(pattern, out)
+        assert match is not None, f"no {pattern!r} in wrk's output:\n{out}"
+        return match.group(1)
+
+    rps = float(found(r"Requests/sec:\s+([\d.]+)"))
+    p50 = _ms(found(r"\s50%\s+(\S+)"))
+    p99 = _ms(found(r"\s99%\s+(\S+)"))
+    non2xx = int(found(r"non2xx (\d+)"))
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non2xx": non2xx}
 
 

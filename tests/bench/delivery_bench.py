@@ -116,8 +116,9 @@ def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int, na
     postgres_us = {name: (used - postgres_before.get(name, 0.0)) / expected * 1e6
                    for name, used in postgres_cpu_by_application(database_url).items()}
     mode = "drain" if drain else f"paced {rate}/s" if rate else "end to end"
-    return {"endpoints": endpoints, "mode": mode, "events": events, "deliveries": len(latencies), "unique": stats["unique"],
-            "per_s": len(latencies) / (stats["last"] - start), "accepted_per_s": events / (sent - start),
+    return {"endpoints": endpoints, "mode": mode, "events": events, "deliveries": len(latencies),
+            "unique": stats["unique"], "per_s": len(latencies) / (stats["last"] - start),
+            "accepted_per_s": events / (sent - start),
             "p50": percentile(latencies, 0.5), "p90": percentile(latencies, 0.9),
             "p99": percentile(latencies, 0.99), "cpu_us": cpu_us, "postgres_us": postgres_us}
 
@@ -151,11 +152,11 @@ def main() -> None:
 
     print(f"\ndelivery benchmark: {DELIVERIES} deliveries per run, one loopback receiver, every service in its "
           "own process (2 cores shared with NATS, PostgreSQL, the receiver and the sender)")
-    print(f"{'mode':>14} {'endpoints':>9} {'events':>7} {'deliveries/s':>13} {'unique ids':>10} {'p50 ms':>8} {'p90 ms':>8} "
-          f"{'p99 ms':>8}")
+    print(f"{'mode':>14} {'endpoints':>9} {'events':>7} {'deliveries/s':>13} {'unique ids':>10} {'p50 ms':>8} "
+          f"{'p90 ms':>8} {'p99 ms':>8}")
     for r in results:
-        print(f"{r['mode']:>14} {r['endpoints']:>9} {r['events']:>7} {r['per_s']:>13.0f} {r['unique']:>10} {r['p50']:>8.0f} "
-              f"{r['p90']:>8.0f} {r['p99']:>8.0f}")
+        print(f"{r['mode']:>14} {r['endpoints']:>9} {r['events']:>7} {r['per_s']:>13.0f} {r['unique']:>10} "
+              f"{r['p50']:>8.0f} {r['p90']:>8.0f} {r['p99']:>8.0f}")
         assert r["unique"] == r["events"] * r["endpoints"], "every delivery arrives (once per webhook-id)"
     print("\nCPU µs per delivery (machine: every process, the sender, NATS and PostgreSQL included)")
     names = ["ingest", "router", "delivery", "analytics", "auth", "ai", "nats", "postgres", "receiver", "sender",

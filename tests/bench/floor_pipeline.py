@@ -58,6 +58,7 @@ async def edge_app(scope, receive, send) -> None:
         await _answer(send, 401, b'{"error":"bad signature"}')
         return
     event_id = os.urandom(12).hex()
+    assert bare_app._js is not None
     await bare_app._js.publish(SUBJECT, body, headers={"Nats-Msg-Id": event_id}, timeout=5)
     await _answer(send, 202, b'{"event_id":"%s"}' % event_id.encode())
 
@@ -156,6 +157,7 @@ def run(args: argparse.Namespace) -> None:
         worker = subprocess.Popen([python, "-m", "tests.bench.floor_pipeline", "_worker", json.dumps(
             {"nats_url": nats_url, "dsn": dsn, "receiver_port": receiver_port})])
         processes.append(worker)
+        assert nats_server.process is not None and postgres.process is not None
         roots = {edge.pid: "edge", worker.pid: "worker", nats_server.process.pid: "nats",
                  postgres.process.pid: "postgres", receiver.pid: "receiver"}
         time.sleep(2)
@@ -166,14 +168,16 @@ def run(args: argparse.Namespace) -> None:
         rows = []
         for rate in args.rates:
             rows.append(_one_rate(rate, args, roots, idle, edge_port, receiver_port, scratch))
-            print(f"  {rate}/s: {rows[-1]['total']:.2f} ms/event, p50/p99 {rows[-1]['p50']:.0f}/{rows[-1]['p99']:.0f} ms"
+            print(f"  {rate}/s: {rows[-1]['total']:.2f} ms/event,"
+                  f" p50/p99 {rows[-1]['p50']:.0f}/{rows[-1]['p99']:.0f} ms"
                   f", delivered {rows[-1]['delivered']}/{rows[-1]['accepted']}", flush=True)
         print("\n| steady rate | machine CPU per event | per process (ms/event) | 202 → receiver p50 / p90 / p99 "
               "| delivered / accepted |")
         print("| ---: | ---: | --- | ---: | ---: |")
         for r in rows:
             per = ", ".join(f"{n} {v:.2f}" for n, v in sorted(r["per"].items(), key=lambda i: -i[1]))
-            print(f"| {r['rate']:,}/s | {r['total']:.2f} ms | {per} | {r['p50']:.0f} / {r['p90']:.0f} / {r['p99']:.0f} ms"
+            print(f"| {r['rate']:,}/s | {r['total']:.2f} ms | {per}"
+                  f" | {r['p50']:.0f} / {r['p90']:.0f} / {r['p99']:.0f} ms"
                   f" | {r['delivered']:,} / {r['accepted']:,} |")
         print("\nidle cost, ms of CPU per second: " + ", ".join(f"{n} {v * 1000:.1f}" for n, v in idle.items()))
     finally:

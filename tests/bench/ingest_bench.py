@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+from typing import Any
 
 from switchboard.cli.embedded import free_port
 from switchboard.protojson import struct
@@ -31,7 +32,7 @@ EDGE = "POST /in/{source_id}"
 
 
 def one_kb_body() -> bytes:
-    payload = {"type": "order.created", "data": {"id": "ord_123", "note": ""}}
+    payload: dict[str, Any] = {"type": "order.created", "data": {"id": "ord_123", "note": ""}}
     payload["data"]["note"] = "x" * (1024 - len(json.dumps(payload)))
     body = json.dumps(payload).encode()
     assert len(body) == 1024

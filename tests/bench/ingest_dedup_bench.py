@@ -21,7 +21,16 @@ import time
 from switchboard.cli.embedded import free_port
 from switchboard.protojson import struct
 from switchboard.v1 import ingest_pb2, ingest_pb2_grpc
-from tests.bench.common import bench_env, command_cpu_seconds, cpu_seconds, grpc_channel, infrastructure, spawn, stop, wait_http
+from tests.bench.common import (
+    bench_env,
+    command_cpu_seconds,
+    cpu_seconds,
+    grpc_channel,
+    infrastructure,
+    spawn,
+    stop,
+    wait_http,
+)
 from tests.bench.ingest_bench import one_kb_body
 from tests.bench.loadgen import post_many
 

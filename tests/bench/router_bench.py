@@ -39,6 +39,7 @@ from switchboard.ids import new_id
 from switchboard.messaging import ensure_streams
 from switchboard.settings import Settings
 from tests.services.router.endpoint_types import NO_FILTERS
+from tests.services.router.no_ai import NO_AI
 from tests.ai_servers import FakeAIServer, Reply, anthropic_message
 from tests.bench.common import infrastructure
 from tests.sealing import BOX
@@ -90,8 +91,9 @@ async def router_rate(database_url: str, nats_url: str, count: int) -> float:
         routes = RouteStore(pool)
         for spec in specs(count):
             await routes.create("t1", parse_route_spec(spec))
-        router = EventRouter(Bus(js, 5.0), EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=None,
-                                                                    replies=ReplyStore(pool), endpoint_types=NO_FILTERS))
+        dispatcher = Dispatcher(routes, TemplateStore(pool), ai=NO_AI, replies=ReplyStore(pool),
+                                endpoint_types=NO_FILTERS)
+        router = EventRouter(Bus(js, 5.0), EventStore(pool), dispatcher)
         events = [event(n) for n in range(EVENTS)]
         limit = asyncio.Semaphore(64)
 

@@ -257,7 +257,9 @@ class Up:
         while time.monotonic() < deadline:
             text = self.log_path.read_text(errors="replace")
             if "Press Ctrl-C to stop." in text:
-                self.edge_url = re.search(r"edge:\s+(http://\S+)", text).group(1)
+                edge = re.search(r"edge:\s+(http://\S+)", text)
+                assert edge is not None, text
+                self.edge_url = edge.group(1)
                 return
             if self.process.poll() is not None:
                 raise SystemExit(f"switchboard up exited {self.process.returncode}:\n{text[-4000:]}")

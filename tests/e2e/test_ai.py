@@ -15,7 +15,8 @@ from tests.receivers import Receiver
 pytestmark = pytest.mark.e2e
 
 TICKET = {"type": "conversation.user.replied", "source_type": "intercom",
-          "payload": {"data": {"item": {"id": "conv_1", "source": {"body": "My invoice is wrong and I was charged twice!"}}}}}
+          "payload": {"data": {"item": {"id": "conv_1",
+                                        "source": {"body": "My invoice is wrong and I was charged twice!"}}}}}
 
 
 def test_settings_prompts_and_the_three_tasks_with_the_local_provider(platform: Platform) -> None:
@@ -119,8 +120,8 @@ def test_a_tenant_brings_its_own_anthropic_key(platform_factory) -> None:
     """The deployment has no Anthropic key; a tenant that sets its own is answered by Anthropic with it,
     shown only masked; removed, local answers again."""
     with FakeAIServer() as anthropic:
-        platform = platform_factory(SWITCHBOARD_AI_PROVIDER="anthropic", SWITCHBOARD_AI_ANTHROPIC_BASE_URL=anthropic.url,
-                                    SWITCHBOARD_AI_CACHE_TTL="0")
+        platform = platform_factory(SWITCHBOARD_AI_PROVIDER="anthropic",
+                                    SWITCHBOARD_AI_ANTHROPIC_BASE_URL=anthropic.url, SWITCHBOARD_AI_CACHE_TTL="0")
         own = "sk-ant-tenant-" + "t" * 20 + "9876"
         labels = {"category": "billing", "priority": "urgent", "sentiment": "negative", "confidence": 0.97,
                   "summary": "Customer charged twice"}

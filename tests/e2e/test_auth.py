@@ -192,6 +192,7 @@ def test_published_events_are_idempotent_and_mutations_are_audited(platform: Pla
         assert ("source.create", s.source_id) in actions and ("endpoint.create", s.endpoint_id) in actions
         assert any(a == "route.create" for a, _ in actions)
         assert ("key.create", publisher["id"]) in actions
+        assert platform.admin_key is not None
         admin_key_id = platform.admin_key.split("_")[2]
         assert {e["actor"] for e in entries
                 if e["action"] in ("source.create", "endpoint.create", "route.create")} == {admin_key_id}

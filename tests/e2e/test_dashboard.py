@@ -153,6 +153,7 @@ def test_the_dashboard_shows_what_the_api_says_retries_and_draws_an_event_timeli
         trends = api.get("/v1/analytics/trends", params={"bucket": "hour"}).json()
         wait_for(lambda: len(api.get("/v1/deliveries", params={"status": "failed"}).json()["data"]) == 3)
 
+        assert platform.admin_key is not None
         sign_in(page, platform.edge_url, platform.admin_key)
         # The key is in this tab's sessionStorage only: not in the URL, not in a cookie.
         assert page.evaluate("sessionStorage.getItem('switchboard.apiKey')") == platform.admin_key
@@ -281,6 +282,7 @@ def test_the_page_has_strict_headers_and_shows_attacker_data_as_text(platform: P
                         {"type": XSS, "html": XSS, "script": "<script>window.__pwned = 2</script>"})
         wait_for(lambda: api.get("/v1/analytics/overview").json()["dead"] == 1)
 
+        assert platform.admin_key is not None
         sign_in(page, platform.edge_url, platform.admin_key)
         page.select_option("#breakdown-by", "event_type")
         page.locator("#breakdown-svg text", has_text="<img src=x").wait_for()
@@ -338,6 +340,7 @@ def test_the_events_view_lists_filters_pages_and_opens_a_timeline(platform: Plat
             page.click("#events-form button[type=submit]")
             page.locator('body[data-events="ready"], body[data-events="refused"]').wait_for(state="attached")
 
+        assert platform.admin_key is not None
         sign_in(page, platform.edge_url, platform.admin_key)
         page.locator('body[data-events="ready"]').wait_for(state="attached")
         # Newest first, a page of 20, then the rest through the cursor.
@@ -434,6 +437,7 @@ def test_the_replies_view_approves_an_edited_draft_and_rejects_another(platform:
         page.click("#sign-out")
 
         # An admin approves the first with an edited text and rejects the second.
+        assert platform.admin_key is not None
         sign_in(page, platform.edge_url, platform.admin_key)
         page.locator('body[data-replies="ready"]').wait_for(state="attached")
         row(first).locator("textarea").fill(edited)

@@ -185,6 +185,7 @@ async def test_slack_and_nats_destinations_deliver_through_the_platform(platform
             wait_for_delivery(api, event_id)
             published = await subscription.next_msg(timeout=10)
             assert json.loads(published.data)["text"] == "New order 42"
+            assert published.headers is not None
             assert Webhook(bus.json()["secret"]).verify(published.data, dict(published.headers))
             posted = [json.loads(r.body) for r in slack.requests if "webhook-id" not in r.headers]
             assert posted == [{"text": "New order 42"}]

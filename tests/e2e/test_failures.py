@@ -70,7 +70,8 @@ def test_a_killed_service_is_restarted_and_accepted_events_are_still_delivered(p
         assert "killed by SIGKILL" in "\n".join(platform.output)
 
 
-def test_postgres_unreachable_at_start_names_the_host_not_the_password(tmp_path: Path, nats_server: EmbeddedNats) -> None:
+def test_postgres_unreachable_at_start_names_the_host_not_the_password(
+        tmp_path: Path, nats_server: EmbeddedNats) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead_port = sock.getsockname()[1]  # bound, never listening: connection refused

@@ -71,7 +71,8 @@ class Collector:
             resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
-                    attributes = {a.key: a.value.string_value or a.value.int_value for a in span.attributes}
+                    attributes: dict[str, object] = {a.key: a.value.string_value or a.value.int_value
+                                                     for a in span.attributes}
                     with self.lock:
                         self.spans.append(ReceivedSpan(resource.get("service.name", ""), span.name,
                                                        span.trace_id.hex(), attributes))
@@ -130,9 +131,12 @@ def test_one_event_is_one_trace_across_the_processes_with_metrics_and_logs(
         return next((x for x in spans if x.service == "switchboard-ingest"
                      and x.attributes.get("switchboard.event_id") == event_id), None)
 
-    spans = collector.wait_for(lambda spans: edge_span(spans) is not None and {
-        "switchboard-router", "switchboard-delivery"} <= {x.service for x in spans
-                                                          if x.trace_id == edge_span(spans).trace_id})
+    def traced_through(spans: list[ReceivedSpan]) -> bool:
+        edge = edge_span(spans)
+        return edge is not None and {"switchboard-router", "switchboard-delivery"} <= {
+            x.service for x in spans if x.trace_id == edge.trace_id}
+
+    spans = collector.wait_for(traced_through)
     edge = edge_span(spans)
     assert edge is not None and edge.name == "POST /in/{source_id}"
     in_trace = {(x.service, x.name) for x in spans if x.trace_id == edge.trace_id}

@@ -80,9 +80,10 @@ class EchoingSlack:
                            "authorizations": [{"team_id": "T123ABC456", "user_id": "U222222222", "is_bot": True}]}
                           ).encode()
         timestamp = str(int(time.time()))
+        signature = SignatureVerifier(SLACK_SECRET).generate_signature(timestamp=timestamp, body=body)
+        assert signature is not None  # None only without a timestamp or body
         headers = {"content-type": "application/json", "x-slack-request-timestamp": timestamp,
-                   "x-slack-signature": SignatureVerifier(SLACK_SECRET).generate_signature(timestamp=timestamp,
-                                                                                           body=body)}
+                   "x-slack-signature": signature}
         reply = httpx.post(self.ingest_url, content=body, headers=headers, timeout=30)
         assert reply.status_code == 202, reply.text
         self.echoes.append(reply.json()["event_id"])

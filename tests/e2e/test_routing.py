@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -15,10 +16,11 @@ from tests.receivers import Receiver
 
 pytestmark = pytest.mark.e2e
 
-INVOICE = {"type": "invoice.payment_failed", "payload": {
+INVOICE: dict[str, Any] = {"type": "invoice.payment_failed", "payload": {
     "data": {"object": {"id": "in_42", "amount_due": 4900, "currency": "usd", "customer_email": "ada@example.com"}},
     "text": "Payment failed for invoice in_42"}}
-SLACK_TEMPLATE = '{"text": {{ ("Invoice " ~ payload.data.object.id ~ " failed: " ~ (ai.summary if ai else "")) | tojson }}}'
+SLACK_TEMPLATE = ('{"text": {{ ("Invoice " ~ payload.data.object.id ~ " failed: " ~ (ai.summary if ai else ""))'
+                  ' | tojson }}}')
 
 
 def publish(api, event: dict) -> str:

@@ -105,7 +105,8 @@ def test_bad_input_is_rejected_with_json_errors_and_nothing_is_published(platfor
         tampered = httpx.post(url, content=body + b" ", headers=headers)
         oversized_body = b"{" + b" " * (1024 * 1024) + b"}"
         oversized = httpx.post(url, content=oversized_body, headers=signed(s.source_secret, {})[1])
-        not_json = httpx.post(url, content=b"{not json", headers={"x-signature": sign_raw(s.source_secret, b"{not json")})
+        not_json = httpx.post(url, content=b"{not json",
+                              headers={"x-signature": sign_raw(s.source_secret, b"{not json")})
         unknown_source = httpx.post(f"{platform.edge_url}/in/src_doesnotexist", content=body, headers=headers)
 
         for reply, status, code in [

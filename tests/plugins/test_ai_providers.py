@@ -175,7 +175,8 @@ async def test_anthropic_model_setting_is_the_default_model(server: FakeAIServer
 @pytest.mark.parametrize("content", [
     pytest.param([{"type": "text", "text": '{"category": "billing"}'}], id="text instead of the tool"),
     pytest.param([{"type": "tool_use", "id": "toolu_01", "name": "other_tool", "input": ANSWER}], id="another tool"),
-    pytest.param([{"type": "tool_use", "id": "toolu_01", "name": "answer", "input": "billing"}], id="input not an object"),
+    pytest.param([{"type": "tool_use", "id": "toolu_01", "name": "answer", "input": "billing"}],
+                 id="input not an object"),
     pytest.param([], id="no content"),
 ])
 async def test_anthropic_without_a_structured_answer_is_retryable(anthropic, server: FakeAIServer,
@@ -189,7 +190,8 @@ async def test_anthropic_without_a_structured_answer_is_retryable(anthropic, ser
 
 
 async def test_anthropic_cut_off_answer_is_retryable(anthropic, server: FakeAIServer) -> None:
-    server.reply(Reply(body=anthropic_message([{"type": "text", "text": "Hi Ada, your ref"}], stop_reason="max_tokens")))
+    server.reply(Reply(body=anthropic_message([{"type": "text", "text": "Hi Ada, your ref"}],
+                                              stop_reason="max_tokens")))
 
     with pytest.raises(ProviderError, match="cut off") as caught:
         await anthropic.complete(reply_request())

@@ -33,7 +33,8 @@ ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 REPLY = {"text": "Thanks for writing: your refund is on its way."}
 
 
-def message(payload=REPLY, conversation_key: str | None = None, event_type: str = "message.received") -> OutboundMessage:
+def message(payload=REPLY, conversation_key: str | None = None,
+            event_type: str = "message.received") -> OutboundMessage:
     return OutboundMessage(delivery_id="evt_1:ep_1", event_id="evt_1", tenant_id="ten_1", event_type=event_type,
                            payload=payload, attempt=1,
                            conversation_key=conversation_key)
@@ -444,6 +445,7 @@ async def test_a_slow_provider_is_cut_off_at_the_deadline() -> None:
                                   DestinationContext(http=http, timeout_s=0.5, allow_private_networks=True))
     server.close()
     assert time.monotonic() - started < 1.5
+    assert result.error is not None
     assert not result.ok and result.retryable and "timed out" in result.error
 
 

@@ -121,7 +121,8 @@ def test_summaries_name_the_facts() -> None:
     answer = classify(EventInput("t", "stripe", "invoice.paid", stripe, ""))
     assert answer["summary"] == "Stripe invoice.paid: customer jenny.rosen@example.com, 20.00 USD"
     github = json.loads((FIXTURES / "sources" / "github.json").read_text())
-    answer = classify(EventInput("t", "github", "issues.opened", github, "I'm having a problem with this. | Found a bug"))
+    answer = classify(EventInput("t", "github", "issues.opened", github,
+                                 "I'm having a problem with this. | Found a bug"))
     assert answer["summary"] == "GitHub issues.opened in octocat/Hello-World: Found a bug"
     slack = json.loads((FIXTURES / "sources" / "slack.json").read_text())
     answer = classify(EventInput("t", "slack", "message", slack, slack["event"]["text"]))
@@ -221,7 +222,8 @@ def test_a_huge_payload_is_capped_not_walked() -> None:
     elapsed = time.perf_counter() - started
     print(f"\n1 MB payload classified in {elapsed * 1000:.1f} ms")  # reported, not asserted
     assert answer["category"] in DEFAULT_CATEGORIES
-    extract(EventInput("t", "api", "bulk.import", big, ""), {"type": "object", "properties": {"note": {"type": "string"}}})
+    extract(EventInput("t", "api", "bulk.import", big, ""),
+            {"type": "object", "properties": {"note": {"type": "string"}}})
 
 
 # ----------------------------------------------------------------- extract

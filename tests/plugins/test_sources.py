@@ -68,7 +68,8 @@ class Case:
                               received_at=received_at, url=URL)
 
     def signed(self, body: bytes, timestamp: int | None = None, secret: str | None = None) -> InboundRequest:
-        return self.request(body, self.sign(body, secret or self.secret, int(now()) if timestamp is None else timestamp))
+        return self.request(body, self.sign(body, secret or self.secret,
+                                            int(now()) if timestamp is None else timestamp))
 
 
 def stripe_sign(body: bytes, secret: str, ts: int) -> dict[str, str]:
@@ -77,6 +78,7 @@ def stripe_sign(body: bytes, secret: str, ts: int) -> dict[str, str]:
 
 def slack_sign(body: bytes, secret: str, ts: int) -> dict[str, str]:
     signature = SignatureVerifier(secret).generate_signature(timestamp=str(ts), body=body)
+    assert signature is not None  # None only without a timestamp or body
     return {"x-slack-signature": signature, "x-slack-request-timestamp": str(ts)}
 
 
@@ -262,7 +264,8 @@ def test_github_ping_is_answered_and_types_include_the_action() -> None:
 def test_slack_answers_url_verification_and_keys_the_conversation() -> None:
     case = BY_TYPE["slack"]
     source, config = plugin(case)
-    challenge = b'{"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}'
+    challenge = (b'{"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",'
+                 b' "type": "url_verification"}')
     request = case.signed(challenge)
     source.verify(request, case.secret, config)
     reply = source.handshake(request, config)

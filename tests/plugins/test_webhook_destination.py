@@ -119,6 +119,7 @@ async def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_deadline() -> 
                                         DestinationContext(http, 1.0, True))
     server.close()
     assert time.monotonic() - started < 2.5
+    assert result.error is not None
     assert not result.ok and result.retryable and "timed out" in result.error
 
 

@@ -23,7 +23,7 @@ async def test_concurrent_calls_share_batches_and_each_gets_its_own_result() -> 
 
 
 async def test_a_lone_call_is_not_held_back() -> None:
-    batcher = Batcher(lambda items: asyncio.sleep(0, [len(items)]))
+    batcher: Batcher[str, int] = Batcher(lambda items: asyncio.sleep(0, [len(items)]))
     assert await asyncio.wait_for(batcher.submit("x"), 0.5) == 1
 
 
@@ -44,7 +44,7 @@ async def test_a_failed_batch_fails_its_callers_and_the_next_batch_still_runs() 
 
 
 async def test_a_run_that_answers_for_the_wrong_number_of_items_is_an_error() -> None:
-    batcher = Batcher(lambda items: asyncio.sleep(0, []))
+    batcher: Batcher[int, int] = Batcher(lambda items: asyncio.sleep(0, []))
     with pytest.raises(RuntimeError, match="gave 0 results"):
         await batcher.submit(1)
 

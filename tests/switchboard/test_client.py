@@ -10,9 +10,10 @@ from datetime import datetime, UTC
 
 import grpc
 import pytest
+from google.protobuf.struct_pb2 import Struct
 
 from switchboard.client import AsyncClient, Client, build_request
-from switchboard.errors import InvalidRequest, RateLimited, Unavailable
+from switchboard.errors import InvalidRequest, RateLimited, SwitchboardError, Unavailable
 from switchboard.rpc import error_status
 from switchboard.v1 import delivery_pb2, ingest_pb2, router_pb2
 from tests.receivers import Receiver
@@ -22,7 +23,7 @@ class FlakyServer:
     """Answers IngestService methods: ``failures`` errors first (a status code, or a platform error with its
     details), then an empty response."""
 
-    def __init__(self, failures: list[Exception | grpc.StatusCode]) -> None:
+    def __init__(self, failures: list[SwitchboardError | grpc.StatusCode]) -> None:
         self.failures = list(failures)
         self.calls: list[str] = []
         self.seen_metadata: list[dict[str, str]] = []
@@ -109,12 +110,15 @@ def test_requests_are_built_from_fields_in_their_json_form() -> None:
     request = build_request(delivery_pb2.CreateEndpointRequest, None, dict(
         url="https://example.com/hook", config={"headers": {"X-Team": "ops"}}, event_types=["order.*"],
         options={"timeout_seconds": 5, "retry": {"max_attempts": 3, "retry_statuses": [503]}}))
-    assert request.options.retry.max_attempts == 3 and request.config["headers"]["X-Team"] == "ops"
+    assert isinstance(request, delivery_pb2.CreateEndpointRequest)
+    headers = request.config["headers"]
+    assert request.options.retry.max_attempts == 3 and isinstance(headers, Struct) and headers["X-Team"] == "ops"
     assert list(request.event_types) == ["order.*"]
     since = datetime(2026, 12, 1, tzinfo=UTC)
-    assert build_request(delivery_pb2.ListDeliveriesRequest, None, {"since": since}).since.ToDatetime(
-        tzinfo=UTC) == since
+    listing = build_request(delivery_pb2.ListDeliveriesRequest, None, {"since": since})
+    assert isinstance(listing, delivery_pb2.ListDeliveriesRequest) and listing.since.ToDatetime(tzinfo=UTC) == since
     spec = build_request(router_pb2.RouteSpecRequest, None, {"spec": {"name": "x"}, "update_mask": "name,enabled"})
+    assert isinstance(spec, router_pb2.RouteSpecRequest)
     assert list(spec.update_mask.paths) == ["name", "enabled"]
     with pytest.raises(TypeError, match="no field 'colour'"):
         build_request(delivery_pb2.CreateEndpointRequest, None, {"colour": "red"})

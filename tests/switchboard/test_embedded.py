@@ -45,6 +45,14 @@ async def test_embedded_nats_keeps_jetstream_data_across_restarts(tmp_path) -> N
         server.stop()
 
 
+def _crash(server: EmbeddedPostgres | EmbeddedNats) -> None:
+    """Kill the server's process, as a crash would, and forget it."""
+    assert server.process is not None
+    server.process.kill()
+    server.process.wait()
+    server.process = None
+
+
 def _lock_naming(data_dir, pid: int) -> None:
     lock = data_dir / "postmaster.pid"
     lines = lock.read_text().splitlines() if lock.exists() else []
@@ -57,9 +65,7 @@ def test_embedded_postgres_starts_over_a_lock_naming_a_zombie_or_another_program
     server = EmbeddedPostgres(tmp_path / "pg")
     server.start()
     port = server.port
-    server.process.kill()
-    server.process.wait()
-    server.process = None
+    _crash(server)
     zombie = subprocess.Popen(["true"])  # exits at once; not waited for: a zombie
     other = subprocess.Popen(["sleep", "60"])
     try:
@@ -72,9 +78,7 @@ def test_embedded_postgres_starts_over_a_lock_naming_a_zombie_or_another_program
             assert server.port == port  # the same port: clients' URLs stay valid
             with psycopg.connect(server.dsn(), connect_timeout=5) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
-            server.process.kill()
-            server.process.wait()
-            server.process = None
+            _crash(server)
         assert other.poll() is None  # never stopped: it is not ours
     finally:
         other.kill()
@@ -90,9 +94,7 @@ async def test_embedded_nats_restarts_on_its_port_and_clients_reconnect(tmp_path
     try:
         js = nc.jetstream()
         await js.add_stream(name="KEEP", subjects=["keep.>"])
-        server.process.kill()
-        server.process.wait()
-        server.process = None
+        _crash(server)
         assert server.start() == url
         # The client notices the lost connection a moment later; a publish sent meanwhile times out.
         deadline = time.monotonic() + 10

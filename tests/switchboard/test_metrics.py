@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import httpx
@@ -30,7 +31,7 @@ class NoKeys:
         raise Unauthenticated("no key")
 
 
-def edge_client(**settings: object) -> TestClient:
+def edge_client(**settings: Any) -> TestClient:
     # The routes used here need only the settings and an authenticator that refuses
     # (and a pool for /readyz's probe, which they never call).
     edge = SimpleNamespace(settings=Settings(**settings), authenticator=NoKeys(), sources=SimpleNamespace(pool=None))

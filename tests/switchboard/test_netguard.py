@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from plugins.destinations.http_result import exchange
-from plugins.destinations.spec import DestinationContext
+from plugins.destinations.spec import DestinationContext, SendResult
 from switchboard.netguard import ensure_public_destination, parse_networks
 from tests.outbound_fixture import outbound_client
 from tests.receivers import Receiver
@@ -20,6 +20,7 @@ async def test_a_guarded_client_refuses_private_addresses_unless_allowed() -> No
     with Receiver() as receiver:
         async with outbound_client(allow_private=False) as http:
             result = await exchange(guarded_context(http), "POST", receiver.url, body=b"{}")
+            assert isinstance(result, SendResult) and result.error is not None
             assert not result.ok and not result.retryable and "private" in result.error
         async with outbound_client(allow_private=False, allowed=parse_networks(["127.0.0.0/8"])) as http:
             # "localhost" is resolved by the guard and the connection made to the checked address.
@@ -27,6 +28,7 @@ async def test_a_guarded_client_refuses_private_addresses_unless_allowed() -> No
                                     body=b"{}")
             assert answer.status_code == 200
             refused = await exchange(guarded_context(http), "POST", "http://[::1]:9/x", body=b"{}")
+            assert isinstance(refused, SendResult) and refused.error is not None
             assert not refused.ok and not refused.retryable and "private" in refused.error
     assert len(receiver.requests) == 1
 
@@ -47,6 +49,7 @@ async def test_a_dns_answer_that_changes_after_the_check_is_not_followed(monkeyp
         await ensure_public_destination(url, allow_private=False)  # the check at creation passes
         async with outbound_client(allow_private=False) as http:
             result = await exchange(guarded_context(http), "POST", url, body=b"{}")
+    assert isinstance(result, SendResult) and result.error is not None
     assert not result.ok and not result.retryable and "private" in result.error
     assert receiver.requests == []
 
@@ -60,6 +63,7 @@ async def test_without_a_guarded_client_the_host_is_checked_per_request() -> Non
     with Receiver() as receiver:
         async with outbound_client() as http:
             result = await exchange(guarded_context(http, guarded=False), "POST", receiver.url, body=b"{}")
+    assert isinstance(result, SendResult) and result.error is not None
     assert not result.ok and not result.retryable and "private" in result.error
     assert receiver.requests == []
 

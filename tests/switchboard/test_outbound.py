@@ -85,7 +85,8 @@ async def test_the_request_is_what_was_asked_for(client) -> None:
 
 
 async def test_chunked_and_connection_closing_answers_are_read(client) -> None:
-    chunked = b"HTTP/1.1 500 Oops\r\ntransfer-encoding: chunked\r\nretry-after: 3\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    chunked = (b"HTTP/1.1 500 Oops\r\ntransfer-encoding: chunked\r\nretry-after: 3\r\n\r\n"
+               b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
     until_close = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it"
     async with Scripted(chunked, until_close, close_after_each=False) as server:
         first = await client.request("POST", server.url, body=b"")
@@ -248,6 +249,7 @@ async def test_an_address_that_never_answers_does_not_hold_up_the_next_one(black
     started = time.monotonic()
     connection = await connect_first(["127.0.0.3", "127.0.0.4"], blackhole, attempt_s=0.3)
     assert time.monotonic() - started < 2.0
+    assert connection.transport is not None
     assert connection.transport.get_extra_info("peername")[0] == "127.0.0.4"
     connection.close()
     server.close()

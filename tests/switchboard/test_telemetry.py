@@ -127,6 +127,7 @@ async def test_a_grpc_call_continues_the_callers_trace(spans: InMemorySpanExport
     trace_id = parent.get_span_context().trace_id
     served = [s for s in spans.get_finished_spans() if s.kind == trace.SpanKind.SERVER][-1]
     client = [s for s in spans.get_finished_spans() if s.kind == trace.SpanKind.CLIENT][-1]
+    assert client.parent is not None and served.parent is not None and served.attributes is not None
     assert client.parent.span_id == parent.get_span_context().span_id
     assert served.parent.span_id == client.context.span_id and served.parent.is_remote
     assert {client.context.trace_id, served.context.trace_id} == {trace_id}
@@ -248,8 +249,8 @@ def test_the_traceparent_written_directly_is_the_w3c_propagators(flags: TraceFla
 ])
 def test_a_traceparent_read_directly_is_what_the_w3c_propagator_reads(traceparent: str) -> None:
     ours = trace.get_current_span(telemetry.extract_trace_context({"traceparent": traceparent})).get_span_context()
-    theirs = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
-    theirs = theirs.get_span_context()
+    their_span = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+    theirs = their_span.get_span_context()
     assert (ours.trace_id, ours.span_id, ours.trace_flags, ours.is_remote, ours.is_valid) == \
         (theirs.trace_id, theirs.span_id, theirs.trace_flags, theirs.is_remote, theirs.is_valid)
 

@@ -55,8 +55,10 @@ def test_requests_refuse_unknown_fields_take_lenient_times_and_null_as_not_given
         from_rest({"colour": "red"}, delivery_pb2.CreateEndpointRequest())
     assert unknown.value.field == "colour"
     replay = from_rest({"since": "2026-12-04T12:00:00", "source_id": None}, router_pb2.CreateReplayRequest())
+    assert isinstance(replay, router_pb2.CreateReplayRequest)
     assert replay.since == timestamp(NOW) and replay.source_id == ""
     keys = from_rest({"provider_keys": {"anthropic": None}}, ai_pb2.UpdateAISettingsRequest())
+    assert isinstance(keys, ai_pb2.UpdateAISettingsRequest)
     assert dict(keys.provider_keys) == {"anthropic": ""}  # null: remove it
     with pytest.raises(InvalidRequest):
         from_rest({"url": 5}, delivery_pb2.CreateEndpointRequest())
@@ -64,12 +66,14 @@ def test_requests_refuse_unknown_fields_take_lenient_times_and_null_as_not_given
 
 def test_the_client_sends_a_patch_as_its_mask_says_and_reads_answers_back_whole() -> None:
     binding = binding_for("/switchboard.v1.DeliveryService/UpdateEndpoint")
+    assert binding is not None
     request = delivery_pb2.UpdateEndpointRequest(id="ep/1", description="x")
     request.update_mask.paths.extend(["description", "event_types"])
     path, query, body = rest_request(binding, request)
     # event_types named in the mask but unset: sent as null, which clears it.
     assert path == "/v1/endpoints/ep%2F1" and query == {} and body == {"description": "x", "event_types": None}
     listing = binding_for("/switchboard.v1.DeliveryService/ListDeliveries")
+    assert listing is not None
     _, query, body = rest_request(listing, delivery_pb2.ListDeliveriesRequest(limit=5, since=timestamp(NOW)))
     assert query == {"limit": "5", "since": "2026-12-04T12:00:00Z"} and body is None
     for message in (ingest_pb2.CreateSourceResponse(source=ingest_pb2.Source(id="src_1", config=struct({"a": 1}),

@@ -76,7 +76,9 @@ def _fallback(name: str) -> re.Pattern[str] | None:
 
 def _types(schema: Mapping[str, Any]) -> list[str]:
     kind = schema.get("type")
-    kinds = [kind] if isinstance(kind, str) else [k for k in kind if isinstance(k, str)] if isinstance(kind, list) else []
+    kinds = ([kind] if isinstance(kind, str)
+             else [k for k in kind if isinstance(k, str)] if isinstance(kind, list)
+             else [])
     for option in schema.get("anyOf", ()) or schema.get("oneOf", ()) or ():
         if isinstance(option, Mapping):
             kinds.extend(_types(option))
@@ -141,8 +143,8 @@ def _coerce(value: Any, schema: Mapping[str, Any]) -> Any:
         elif kind in ("any", "enum") and isinstance(value, (str, int, float, bool)):
             result = value
         if result is not _MISSING and isinstance(enum, list) and result not in enum:
-            lowered = {str(e).lower(): e for e in enum}
-            result = lowered.get(str(result).lower(), _MISSING)
+            by_lowered = {str(e).lower(): e for e in enum}
+            result = by_lowered.get(str(result).lower(), _MISSING)
         if result is not _MISSING:
             return result
     return _MISSING
@@ -178,7 +180,8 @@ def _fill(payload: Any, schema: Mapping[str, Any], text: str, strict: bool = Tru
     ``prefix`` names the object property being filled from the whole event: its ``id`` is then looked
     for as ``customer_id``, never as any ``id``.
     """
-    properties = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, Mapping) else {}
     required = [r for r in schema.get("required", ()) if isinstance(r, str)]
     result: dict[str, Any] = {}
     for name, subschema in properties.items():
@@ -204,7 +207,8 @@ def _fill(payload: Any, schema: Mapping[str, Any], text: str, strict: bool = Tru
     for name in required:
         if name in result:
             continue
-        subschema = properties.get(name) if isinstance(properties.get(name), Mapping) else {}
+        subschema = properties.get(name)
+        subschema = subschema if isinstance(subschema, Mapping) else {}
         if _allows_null(subschema):
             result[name] = None
         elif strict:

@@ -97,7 +97,7 @@ def summary(event: EventInput, reading: Reading) -> str:
     head = f"{_SOURCE_NAMES.get(source, source or 'event')} {event.event_type}".strip()
     if reading.human_raw:
         return one_line(f"{head}: {first_sentence(reading.human_raw)}")
-    fields = []
+    fields: list[str] = []
     for path, value in walk(event.payload, 100):
         if not path or SECRET_KEY_RE.search(path[-1]):
             continue

@@ -79,7 +79,7 @@ def _problem(error: ValidationError) -> str:
     """What is wrong, in words a caller can act on."""
     validator, expected = error.validator, error.validator_value
     if validator == "type":
-        kinds = expected if isinstance(expected, list) else [expected]
+        kinds: list[str] = expected if isinstance(expected, list) else [expected]
         names = {"object": "a JSON object", "array": "a list", "string": "a string", "integer": "an integer",
                  "number": "a number", "boolean": "true or false", "null": "null"}
         return "must be " + " or ".join(names.get(k, k) for k in kinds)

@@ -9,10 +9,10 @@ the same schemas it publishes (contract.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, cast
 
 import orjson
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from switchboard.transcoding import (
     FIELD_MASK,
@@ -38,6 +38,11 @@ _INTEGER_BOUNDS = {_F.TYPE_INT32: (-2**31, 2**31 - 1), _F.TYPE_SINT32: (-2**31, 
                    _F.TYPE_SINT64: (-2**63, 2**63 - 1), _F.TYPE_SFIXED64: (-2**63, 2**63 - 1),
                    _F.TYPE_UINT64: (0, 2**64 - 1), _F.TYPE_FIXED64: (0, 2**64 - 1)}
 _NUMBER = (_F.TYPE_DOUBLE, _F.TYPE_FLOAT)
+# The bounds a (switchboard.v1.field) option can declare, with their JSON Schema keywords.
+_Bound = Literal["min_length", "max_length", "minimum", "maximum", "max_items", "max_properties"]
+_BOUNDS: tuple[tuple[_Bound, str], ...] = (
+    ("min_length", "minLength"), ("max_length", "maxLength"), ("minimum", "minimum"),
+    ("maximum", "maximum"), ("max_items", "maxItems"), ("max_properties", "maxProperties"))
 
 
 def _ref(descriptor: Descriptor) -> dict[str, str]:
@@ -46,8 +51,7 @@ def _ref(descriptor: Descriptor) -> dict[str, str]:
 
 def _bounds(schema: dict[str, Any], declared: rest_pb2.Field, inbound: bool) -> dict[str, Any]:
     """``schema`` with the declared bounds, default, example and description."""
-    for name, key in (("min_length", "minLength"), ("max_length", "maxLength"), ("minimum", "minimum"),
-                      ("maximum", "maximum"), ("max_items", "maxItems"), ("max_properties", "maxProperties")):
+    for name, key in _BOUNDS:
         if declared.HasField(name):
             value = getattr(declared, name)
             schema[key] = int(value) if float(value).is_integer() else value
@@ -103,8 +107,8 @@ def _single(field: FieldDescriptor, declared: rest_pb2.Field, inbound: bool) -> 
         return {"type": "integer", **({"minimum": low, "maximum": high} if inbound else {})}
     if field.type in _NUMBER:
         return {"type": "number"}
-    if field.type == _F.TYPE_ENUM:
-        return {"type": "string", "enum": [v.name for v in field.enum_type.values]}
+    if field.type == _F.TYPE_ENUM:  # an enum field always has its enum_type
+        return {"type": "string", "enum": [v.name for v in cast(EnumDescriptor, field.enum_type).values]}
     return {"type": "string"}
 
 
@@ -117,7 +121,7 @@ def field_schema(field: FieldDescriptor, inbound: bool) -> dict[str, Any]:
         values = _bounds(_single(item_field, declared.items, inbound), declared.items, inbound)
         if declared.items.nullable:
             values = _nullable(values)
-        schema = {"type": "object", "additionalProperties": values}
+        schema: dict[str, Any] = {"type": "object", "additionalProperties": values}
     elif field.is_repeated:
         item = _bounds(_single(field, declared.items, inbound), declared.items, inbound)
         schema = {"type": "array", "items": item}
@@ -156,7 +160,8 @@ def body_schema(binding: Binding) -> dict[str, Any] | None:
         return None
     if binding.body == "*":
         return _input_object(binding.method.input_type, binding.body_fields())
-    return _input_object(binding.method.input_type.fields_by_name[binding.body].message_type)
+    # A binding's body field (when not "*") is a message, as body_fields() takes it too.
+    return _input_object(cast(Descriptor, binding.method.input_type.fields_by_name[binding.body].message_type))
 
 
 def parameter_schema(ref: FieldRef, in_path: bool = False) -> dict[str, Any]:

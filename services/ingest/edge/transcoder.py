@@ -12,11 +12,12 @@ the hot path.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from collections.abc import Awaitable, Callable
 
 import grpc
 import orjson
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -39,7 +40,8 @@ async def publish_event(edge: EdgeContext, principal: Principal, request: Messag
     accepted = await edge.intake.publish_api_event(
         principal.tenant_id, principal.key_id, request.type, orjson.loads(request.payload_json),
         request.idempotency_key or None)
-    return ingest_pb2.PublishEventResponse(event_id=accepted.event_id, duplicate=accepted.duplicate)
+    # A published event always has its id (only a webhook's handshake has none).
+    return ingest_pb2.PublishEventResponse(event_id=cast(str, accepted.event_id), duplicate=accepted.duplicate)
 
 
 # Routes the edge serves without a hop, by their RPC.
@@ -67,8 +69,8 @@ class Transcoder:
         if mask is not None and binding.verb == "PATCH" and body is not None:
             # AIP-134: a PATCH changes the fields its body names (null: cleared).
             fields = binding.method.input_type
-            if binding.body not in ("", "*"):
-                fields = fields.fields_by_name[binding.body].message_type
+            if binding.body not in ("", "*"):  # a body field is a message
+                fields = cast(Descriptor, fields.fields_by_name[binding.body].message_type)
             paths = {ref.name: ".".join(ref.path) for ref in input_fields(fields)}
             getattr(message, mask).paths.extend(paths[name] for name in body)
         return message

@@ -172,7 +172,8 @@ async def test_extraction_is_valid_against_the_tenants_schema(make_engine, serve
     anthropic, _ = servers
     schema = {"type": "object", "properties": {"invoice": {"type": "string"}, "amount": {"type": "integer"}},
               "required": ["invoice", "amount"]}
-    anthropic.reply(tool_answer({"invoice": "in_1", "amount": "lots"}), tool_answer({"invoice": "in_1", "amount": 4900}))
+    anthropic.reply(tool_answer({"invoice": "in_1", "amount": "lots"}),
+                    tool_answer({"invoice": "in_1", "amount": 4900}))
     answer = await make().extract(EVENT, schema)
     assert answer.value == {"invoice": "in_1", "amount": 4900} and len(anthropic.received) == 2
     assert anthropic.received[0].json["tools"][0]["input_schema"] == schema
@@ -188,8 +189,8 @@ async def test_a_reply_is_drafted_from_the_conversation_and_joins_it(make_engine
     answer = await make().draft_reply(event, "conv_9")
     assert answer.value == "Thanks! A teammate will refund it."
     prompt = anthropic.received[0].json["messages"][0]["content"]
-    assert "customer: Hi, I was charged twice.\nagent: Sorry about that! Which invoice?\ncustomer: It is invoice in_1." \
-        in prompt
+    assert ("customer: Hi, I was charged twice.\nagent: Sorry about that! Which invoice?\n"
+            "customer: It is invoice in_1.") in prompt
     assert [t.role for t in await store.turns("t1", "conv_9")] == ["customer", "agent", "customer", "agent"]
 
 

@@ -43,6 +43,7 @@ def test_extraction_schemas_are_checked_and_answers_validated_against_them() -> 
     assert parse_extraction('{"email": "a@b.c"}', schema) == {"email": "a@b.c"}
     with pytest.raises(InvalidAnswer, match="email"):
         parse_extraction('{"email": 5}', schema)
+    bad: object
     for bad in ({"type": "array"}, {"type": "object"}, {"type": "object", "properties": {"a": {"type": "nope"}}}, []):
         with pytest.raises(InvalidRequest):
             check_extraction_schema(bad)
@@ -112,12 +113,14 @@ def test_the_cache_answers_the_same_question_within_its_ttl() -> None:
     chain = ("anthropic", "local")
     key = ResponseCache.key("t1", "anthropic", chain, 0, request)
     assert key != ResponseCache.key("t1", "openai", chain, 0, request)
-    assert key != ResponseCache.key("t1", "anthropic", chain, 0, AIRequest("classify", "sys", "other", {"type": "object"}))
+    other = AIRequest("classify", "sys", "other", {"type": "object"})
+    assert key != ResponseCache.key("t1", "anthropic", chain, 0, other)
     assert key != ResponseCache.key("t2", "anthropic", chain, 0, request)
     assert key != ResponseCache.key("t1", "anthropic", chain, 1, request)
     assert key != ResponseCache.key("t1", "anthropic", ("anthropic", "openai", "local"), 0, request)
     cache.put(key, AIResponse("{}", "m"))
-    assert cache.get(key).text == "{}"
+    cached = cache.get(key)
+    assert cached is not None and cached.text == "{}"
     now[0] += 61
     assert cache.get(key) is None
     assert (cache.hits, cache.misses) == (1, 1)

@@ -261,14 +261,17 @@ def test_decide_is_a_state_machine() -> None:
     firing = AlertState("t1", FAILURE_RATE, "ep", "firing", now - timedelta(minutes=5), None, 0.9, 0.5)
     resolved = AlertState("t1", FAILURE_RATE, "ep", "resolved", now - timedelta(minutes=20),
                           now - timedelta(minutes=5), 0.1, 0.5)
-    assert decide(None, holds, now, 600).state == "firing"
+    fired = decide(None, holds, now, 600)
+    assert fired is not None and fired.state == "firing"
     assert decide(firing, holds, now, 600) is None
     assert decide(None, clear, now, 600) is None and decide(None, None, now, 600) is None
-    assert (decide(firing, clear, now, 600).state, decide(firing, clear, now, 600).started_at) == (
-        "resolved", firing.started_at)
-    assert decide(firing, None, now, 600).state == "resolved"  # nothing observed: not failing any more
+    cleared = decide(firing, clear, now, 600)
+    assert cleared is not None and (cleared.state, cleared.started_at) == ("resolved", firing.started_at)
+    unobserved = decide(firing, None, now, 600)
+    assert unobserved is not None and unobserved.state == "resolved"  # nothing observed: not failing any more
     assert decide(resolved, holds, now, 600) is None  # within the cooldown
-    assert decide(resolved, holds, now, 300).state == "firing"
+    refired = decide(resolved, holds, now, 300)
+    assert refired is not None and refired.state == "firing"
     sticky = AlertState("t1", ENDPOINT_DISABLED, "ep", "firing", now, None, 1.0, None)
     assert decide(sticky, None, now, 600) is None
 

@@ -38,9 +38,9 @@ async def test_reports_are_recorded_in_batches_and_acked_once_committed(nc, js, 
     outcomes = [routed(f"evt{n}", "ep_a", at=NOW - timedelta(minutes=1)) for n in range(1300)]
     outcomes += [routed(f"lost{n}", at=NOW - timedelta(minutes=1)) for n in range(300)]
     holds = [notice(f"evt{n}", "circuit_open", at=NOW) for n in range(1200, 1300)]
-    for o in outcomes:
-        await js.publish(routing_outcome_subject("t1"), encode(o.to_message()),
-                         headers={"Nats-Msg-Id": f"routing:{o.event_id}"})
+    for outcome in outcomes:
+        await js.publish(routing_outcome_subject("t1"), encode(outcome.to_message()),
+                         headers={"Nats-Msg-Id": f"routing:{outcome.event_id}"})
     for h in holds:
         await js.publish(delivery_notice_subject("t1"), encode(h.to_message()))
     # A redelivered report (a publish retried after its ack was lost, past the
@@ -51,8 +51,8 @@ async def test_reports_are_recorded_in_batches_and_acked_once_committed(nc, js, 
 
     intake = AttemptIntake(ledger, max_batch=200, max_wait_s=0.05)
     stopping = asyncio.Event()
-    task = asyncio.create_task(consume(nc, CONSUMERS["analytics"], intake.handle, read=read_report, concurrency=400, batch=100,
-                                       stopping=stopping))
+    task = asyncio.create_task(consume(nc, CONSUMERS["analytics"], intake.handle, read=read_report, concurrency=400,
+                                       batch=100, stopping=stopping))
     reader = StatsReader(ledger.pool, now=lambda: NOW + timedelta(minutes=1))
 
     async def all_settled() -> bool:
@@ -78,6 +78,7 @@ async def test_a_lone_report_waits_only_briefly_and_a_failed_write_is_retried(po
     assert await intake.submit(attempt("evt1", 1, at=NOW)) == ACK
     assert time.monotonic() - started < 1.0
 
+    assert isinstance(ledger.pool.conninfo, str)
     closed = await open_pool(ledger.pool.conninfo, max_size=1, timeout=1.0)
     await closed.close()
     broken = AttemptIntake(AttemptLedger(closed), max_batch=2, max_wait_s=0.05)

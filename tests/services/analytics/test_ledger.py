@@ -11,7 +11,7 @@ import pytest
 from services.analytics.histogram import SLOTS, slot_of
 from services.analytics.ledger import AttemptLedger, check_attempt, check_report, event_id_of
 from services.analytics.stats import StatsReader
-from switchboard.events import AttemptRecord
+from switchboard.events import AttemptRecord, Report
 from tests.services.analytics.conftest import NOW, attempt, notice, routed
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -26,7 +26,7 @@ async def rollup(ledger: AttemptLedger, dim: str, grain: str, key: str = "") -> 
 
 
 async def test_a_redelivered_attempt_is_never_counted_twice(ledger: AttemptLedger) -> None:
-    batch = [routed("evt1", "ep_a", at=T0),
+    batch: list[Report] = [routed("evt1", "ep_a", at=T0),
              attempt("evt1", 1, "retrying", at=T0, latency_ms=40, error="HTTP 500"),
              attempt("evt1", 2, at=T0 + timedelta(seconds=30), latency_ms=12)]
     assert (await ledger.record_batch(batch)).inserted == 3
@@ -66,6 +66,7 @@ async def test_a_later_attempt_arriving_first_still_decides_the_deliverys_state(
 
 
 async def test_rollups_add_up_across_many_batches_and_tenants(ledger: AttemptLedger) -> None:
+    batches: list[list[Report]]  # attempts, then the router's reports too
     batches = [[attempt(f"evt{b}_{n}", 1, "succeeded" if n % 4 else "failed", at=T0 + timedelta(seconds=b * 7 + n),
                         latency_ms=n + 1, tenant=f"t{n % 2}", endpoint=f"ep_{n % 3}") for n in range(40)]
                for b in range(10)]
@@ -211,10 +212,12 @@ async def test_events_received_count_each_event_once_with_what_became_of_it(ledg
 def test_reports_no_batch_could_store_are_refused() -> None:
     good_routing, good_notice = routed("evt1", "ep_a", at=T0), notice("evt1", "circuit_open", at=T0)
     for broken in (replace(good_routing, outcome="lost"), replace(good_routing, endpoint_ids=("",)),
-                   replace(good_routing, received_at="now"), replace(good_routing, event_id=""),
+                   replace(good_routing, received_at="now"),  # type: ignore[arg-type]  # not a number, on purpose
+                   replace(good_routing, event_id=""),
                    replace(good_notice, state="sleeping"), replace(good_notice, at=-1),
-                   replace(good_notice, endpoint_id=None), "not a report"):
+                   replace(good_notice, endpoint_id=None),  # type: ignore[arg-type]  # no endpoint, on purpose
+                   "not a report"):
         with pytest.raises(ValueError):
-            check_report(broken)
+            check_report(broken)  # type: ignore[arg-type]  # "not a report" is a str, on purpose
     check_report(good_routing)
     check_report(good_notice)

@@ -33,7 +33,8 @@ async def test_attempts_and_minutes_go_after_their_retention_and_hours_and_days_
     assert await counts(ledger) == {"attempts": 60, "events": 60, "deliveries": 60, "minute": 60, "hour": 60,
                                     "day": 60}
 
-    pruner = AnalyticsPruner(ledger.pool, RetentionPolicy(attempts_days=10, rollups_days=40, batch_size=7), now=lambda: NOW)
+    policy = RetentionPolicy(attempts_days=10, rollups_days=40, batch_size=7)
+    pruner = AnalyticsPruner(ledger.pool, policy, now=lambda: NOW)
     deleted = await pruner.prune()
     # Kept: days 0..9 of attempts and minutes (06:00 on day 10 is 10.27 days old), days 0..39
     # of hours; and day 40's day bucket, since a bucket goes only once all of it is past the cut-off.

@@ -10,6 +10,7 @@ from services.analytics.histogram import slot_of, slot_range
 from services.analytics.ledger import AttemptLedger
 from services.analytics.stats import StatsReader
 from switchboard.errors import InvalidRequest, NotFound
+from switchboard.events import Report
 from tests.services.analytics.conftest import NOW, attempt, notice, routed
 
 UTC = UTC
@@ -28,7 +29,7 @@ def at(hour: int, minute: int, second: int = 0, day: int = 10) -> datetime:
 #   evt5: no route; evt6: dropped; evt7 -> ep_b: held by the open circuit, never attempted;
 #   evt8 -> ep_a: queued, not attempted yet
 # Tenant t2: evt9 -> ep_z, succeeded.
-SCENARIO = [
+SCENARIO: list[Report] = [
     routed("evt1", "ep_a", "ep_b", at=at(12, 0, 5), category="billing"),
     routed("evt2", "ep_a", at=at(11, 9), event_type="order.paid"),
     routed("evt3", "ep_b", at=at(12, 19)),

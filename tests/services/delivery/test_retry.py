@@ -45,6 +45,7 @@ def test_endpoint_options_are_checked_and_fall_back_to_defaults() -> None:
                               "retry": {"max_attempts": 3, "initial_delay_seconds": 0.5}})
     options = parse_options(given, defaults)
     assert (options.max_in_flight, options.timeout_s) == (2, 3)
+    assert options.rate_limit is not None
     assert (options.rate_limit.rate_per_s, options.rate_limit.burst) == (5, 5)
     assert (options.retry.max_attempts, options.retry.base_delay_s, options.retry.max_delay_s) == (3, 0.5, 3600.0)
     assert parse_options({}, defaults) == defaults

@@ -92,8 +92,9 @@ async def test_two_processes_together_keep_an_endpoints_rate_limit(store, js, na
         stopping = asyncio.Event()
         async with delivery_process(nats_server.url, database_url) as (nc_a, a), \
                 delivery_process(nats_server.url, database_url) as (nc_b, b):
-            consumers = [asyncio.create_task(consume(nc, CONSUMERS["delivery"], worker.handle, read=reader(DeliveryMessage), concurrency=32,
-                                                     stopping=stopping)) for nc, worker in ((nc_a, a), (nc_b, b))]
+            consumers = [asyncio.create_task(consume(nc, CONSUMERS["delivery"], worker.handle,
+                                                     read=reader(DeliveryMessage), concurrency=32, stopping=stopping))
+                         for nc, worker in ((nc_a, a), (nc_b, b))]
             try:
                 # Measured after the burst, over 3 s while both processes have more than enough to send.
                 assert await eventually(lambda: len(receiver.requests) >= 10, 10)

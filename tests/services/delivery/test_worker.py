@@ -1,5 +1,6 @@
 """The delivery worker against real PostgreSQL, real JetStream and a loopback receiver."""
 
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -7,6 +8,7 @@ from tests.outbound_fixture import outbound_client
 import asyncio
 import time
 import pytest
+from nats.js import JetStreamContext
 
 from plugins.destinations.spec import DestinationContext
 from plugins.manager import load_registry
@@ -25,10 +27,11 @@ from switchboard.bus import Bus
 from datetime import UTC
 
 MIGRATIONS = Path(__file__).parents[3] / "services/delivery/migrations"
+Setup = tuple[Stores, DeliveryWorker, JetStreamContext]
 
 
 @pytest.fixture
-async def setup(pool, js):
+async def setup(pool, js) -> AsyncIterator[Setup]:
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
     store = delivery_stores(pool)
@@ -140,7 +143,8 @@ async def test_an_open_circuit_holds_deliveries_without_spending_attempts(pool, 
     clock = type("Clock", (), {"now": 0.0, "__call__": lambda self: self.now})()
     async with outbound_client() as http:
         worker = DeliveryWorker(Bus(js, 5.0), *store, load_registry(), DestinationContext(http, 5.0, True),
-                                EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0)), CircuitBreakers(threshold=2, cooldown_s=30, clock=clock))
+                                EndpointOptions(16, None, 5.0, RetryPolicy(max_attempts=5, base_delay_s=1, jitter=0)),
+                                CircuitBreakers(threshold=2, cooldown_s=30, clock=clock))
         with Receiver(status=503) as receiver:
             endpoint = await store.endpoints.create("t1", receiver.url, "", "webhook", generate_webhook_secret())
             for n in range(2):
@@ -230,7 +234,7 @@ async def test_an_endpoint_failing_for_the_configured_period_is_disabled_with_it
             assert (await store.endpoints.get("t1", endpoint.id)).disabled_at is None
             await worker.deliver(message(endpoint.id, "evt_3"))
             disabled = await store.endpoints.get("t1", endpoint.id)
-            assert disabled.disabled_at is not None
+            assert disabled.disabled_at is not None and disabled.disabled_reason is not None
             assert disabled.disabled_reason.startswith("failing since ") and "receiver answered 500" in \
                 disabled.disabled_reason
             # Re-enabled, it starts afresh.
@@ -497,13 +501,14 @@ async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js
     (64, 2, 16, 0.0),  # shared out among the processes: the rest goes back for the other to take
 ])
 async def test_deliveries_over_the_cap_wait_in_the_process_for_a_slot_instead_of_circling(
-        setup, concurrency, processes, waiting, delay_s) -> None:
+        setup: Setup, concurrency, processes, waiting, delay_s) -> None:
     """A busy endpoint's deliveries over its in-flight cap take the slots as they free up, in
     order, without going back to the stream; only those beyond the waiting room do."""
     store, _, js = setup
     async with outbound_client() as http:
         capped = DeliveryWorker(Bus(js, 5.0), *store, load_registry(), DestinationContext(http, 5.0, True),
-                                EndpointOptions(2, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)), concurrency=concurrency, processes=processes)
+                                EndpointOptions(2, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
+                                concurrency=concurrency, processes=processes)
         with Receiver(delay_s=delay_s) as receiver:
             endpoint = await store.endpoints.create("t1", receiver.url, "", "webhook",
                                                    generate_webhook_secret(), options={"max_in_flight": 2 * processes})
@@ -516,7 +521,8 @@ async def test_deliveries_over_the_cap_wait_in_the_process_for_a_slot_instead_of
         assert not capped.in_flight and not capped._slot_waiters
 
 
-async def test_an_endpoints_slot_is_given_back_as_the_send_ends_not_after_the_record(setup, database_url) -> None:
+async def test_an_endpoints_slot_is_given_back_as_the_send_ends_not_after_the_record(
+        setup: Setup, database_url) -> None:
     """max_in_flight bounds requests at the receiver: while PostgreSQL is slow to record the
     attempts, the next deliveries of a one-slot endpoint are sent, one at a time."""
     import psycopg

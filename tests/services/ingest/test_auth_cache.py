@@ -16,7 +16,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from services.auth.keys import KeyStore
 from services.auth.servicer import AuthServicer
-from switchboard.apikeys import Authenticator, Principal
+from switchboard.apikeys import Authenticator, AuthServiceKeys, Principal
 from switchboard.database import apply_migrations, open_pool
 from switchboard.errors import Unauthenticated, Unavailable
 from switchboard.rpc import GrpcServer, ServiceClients
@@ -154,6 +154,7 @@ async def test_a_hung_auth_service_costs_one_timeout_not_one_per_request(auth, c
     silent.listen(16)
     hung = ServiceClients(Settings(service_token=SERVICE_TOKEN, rpc_timeout_s=1.0,
                                    grpc_targets={"auth": f"127.0.0.1:{silent.getsockname()[1]}"}))
+    assert isinstance(authenticator.resolve, AuthServiceKeys)
     authenticator.resolve.clients = hung
     try:
         assert await authenticator.verify(key) == principal  # after the deadline

@@ -51,6 +51,7 @@ async def test_ingest_starts_takes_webhooks_and_migrates_once_postgresql_is_back
                     secret=SECRET, created_at=datetime.now(UTC), revision=1)
     await SourceFeed(nc, BOX).publish(source)
     database = conninfo_to_dict(database_url)["dbname"]
+    assert isinstance(database, str)
     _reachable(postgres_server, database, False)
     http_port = free_port()
     env = base_env(tmp_path / "state", SWITCHBOARD_NATS_URL=nats_server.url, SWITCHBOARD_DATABASE_URL=database_url,
@@ -73,7 +74,9 @@ async def test_ingest_starts_takes_webhooks_and_migrates_once_postgresql_is_back
 
         def migrated() -> bool:
             with psycopg.connect(database_url) as conn:
-                return conn.execute("SELECT to_regclass('ingest.schema_migrations') IS NOT NULL").fetchone()[0]
+                row = conn.execute("SELECT to_regclass('ingest.schema_migrations') IS NOT NULL").fetchone()
+                assert row is not None
+                return row[0]
 
         _until(migrated)
         assert process.poll() is None  # never restarted

@@ -73,9 +73,12 @@ def test_bad_filters_are_refused_with_a_clear_message(condition: dict, message: 
 def test_all_and_any() -> None:
     big = {"path": "$.data.object.amount_due", "op": "gte", "value": 1000}
     eur = {"path": "$.data.object.currency", "op": "eq", "value": "eur"}
-    assert Filters.parse({"all": [big, eur]}).evaluate(PAYLOAD)[0] is False
-    assert Filters.parse({"any": [big, eur]}).evaluate(PAYLOAD)[0] is True
+    both, either = Filters.parse({"all": [big, eur]}), Filters.parse({"any": [big, eur]})
+    assert both is not None and either is not None
+    assert both.evaluate(PAYLOAD)[0] is False
+    assert either.evaluate(PAYLOAD)[0] is True
     assert Filters.parse(None) is None
+    bad: object
     for bad in ({"some": [big]}, {"all": []}, {"all": [big], "any": [eur]}):
         with pytest.raises(InvalidRequest):
             Filters.parse(bad)
@@ -83,6 +86,7 @@ def test_all_and_any() -> None:
 
 def test_ai_conditions() -> None:
     conditions = AIConditions.parse({"category": ["billing"], "priority": ["high", "urgent"], "min_confidence": 0.7})
+    assert conditions is not None
     labels = {"category": "billing", "priority": "high", "sentiment": "negative", "confidence": 0.91}
     met, reasons = conditions.evaluate(labels)
     assert met and "ai confidence 0.91 >= 0.7" in reasons
@@ -127,7 +131,7 @@ def test_a_drop_route_stops_every_delivery_and_routes_are_checked_as_a_whole() -
         {"action": "drop", "filters": {"any": [{"path": "$.data.object.tags", "op": "contains", "value": "vip"}]}}),
         "drop-vip")]
     plan = decide(event(), routes)
-    assert plan.deliveries == [] and plan.dropped_by.id == "drop-vip"
+    assert plan.deliveries == [] and plan.dropped_by is not None and plan.dropped_by.id == "drop-vip"
     for spec, message in (({"action": "deliver"}, "needs at least one endpoint_id"),
                           ({"action": "drop", "endpoint_ids": ["ep_1"]}, "no endpoint_ids"),
                           ({"action": "reply", "endpoint_ids": ["ep_1"], "template_id": "tpl_1"}, "no template_id"),

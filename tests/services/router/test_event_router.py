@@ -17,6 +17,7 @@ from switchboard.ids import new_id
 from switchboard.messaging import decode, ensure_streams
 from switchboard.settings import Settings
 from tests.services.router.endpoint_types import NO_FILTERS, StaticEndpointTypes
+from tests.services.router.no_ai import NO_AI
 from switchboard.bus import Bus
 
 MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
@@ -37,8 +38,8 @@ async def test_concurrent_events_are_stored_together_and_a_bad_one_fails_alone(p
     await routes.create("t1", parse_route_spec({"name": "all", "endpoint_ids": ["ep_1", "ep_2"]}))
     store = EventStore(pool)
     # No route needs the AI, so the dispatcher never calls it.
-    router = EventRouter(Bus(js, 5.0), store, Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool),
-                                               endpoint_types=NO_FILTERS))
+    router = EventRouter(Bus(js, 5.0), store, Dispatcher(routes, TemplateStore(pool), ai=NO_AI,
+                                                         replies=ReplyStore(pool), endpoint_types=NO_FILTERS))
 
     good = [event(n) for n in range(40)]
     unstorable = event(99, body="nul \x00 inside")  # PostgreSQL text cannot hold NUL
@@ -76,7 +77,7 @@ async def test_each_event_is_reported_to_analytics_once_with_what_became_of_it(p
     await routes.create("t1", parse_route_spec({"name": "orders", "event_types": ["order.*"],
                                                 "endpoint_ids": ["ep_1", "ep_2"]}))
     await routes.create("t1", parse_route_spec({"name": "no noise", "event_types": ["noise.*"], "action": "drop"}))
-    router = EventRouter(Bus(js, 5.0), EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=None,
+    router = EventRouter(Bus(js, 5.0), EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=NO_AI,
                                                           replies=ReplyStore(pool), endpoint_types=NO_FILTERS))
     kinds = {"order.created": "routed", "noise.ping": "dropped", "user.created": "unrouted"}
     events = {t: Event(id=new_id("evt"), tenant_id="t1", source_id="src_1", type=t, received_at=1.7e9,
@@ -101,8 +102,8 @@ async def test_an_endpoint_that_leaves_the_type_out_gets_no_delivery_and_the_exp
     route = await routes.create("t1", parse_route_spec({"name": "all", "endpoint_ids": ["ep_orders", "ep_invoices"]}))
     store = EventStore(pool)
     filters = StaticEndpointTypes({"ep_orders": ["order.*"], "ep_invoices": ["invoice.*"]})
-    router = EventRouter(Bus(js, 5.0), store, Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool),
-                                               endpoint_types=filters))
+    router = EventRouter(Bus(js, 5.0), store, Dispatcher(routes, TemplateStore(pool), ai=NO_AI,
+                                                         replies=ReplyStore(pool), endpoint_types=filters))
 
     assert (await router.route(event(0))).action == "ack"
 
@@ -111,6 +112,7 @@ async def test_an_endpoint_that_leaves_the_type_out_gets_no_delivery_and_the_exp
     assert queued.endpoint_id == "ep_orders"
     assert (await js.stream_info("DELIVERIES")).state.messages == 1
     routing = (await store.get("t1", IDS[0])).routing
+    assert routing is not None
     assert routing["deliveries"] == [{"route_id": route.id, "endpoint_id": "ep_orders", "action": "deliver"}]
     assert routing["filtered_out"] == [{"route_id": route.id, "endpoint_id": "ep_invoices",
                                         "reason": "the endpoint's event_types leave it out"}]

@@ -24,8 +24,8 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 ROUTED = {"routes": [], "ai": None, "dropped_by": None,
           "deliveries": [{"route_id": "rt_1", "endpoint_id": "ep_1", "action": "deliver"}]}
-UNROUTED = {"routes": [], "ai": None, "dropped_by": None, "deliveries": []}
-DROPPED = {"routes": [], "ai": None, "dropped_by": "rt_drop", "deliveries": []}
+UNROUTED: dict = {"routes": [], "ai": None, "dropped_by": None, "deliveries": []}
+DROPPED: dict = {"routes": [], "ai": None, "dropped_by": "rt_drop", "deliveries": []}
 
 
 def classified(decision: dict, category: str) -> dict:

@@ -21,6 +21,7 @@ from switchboard.events import Event
 from switchboard.messaging import decode, ensure_streams
 from switchboard.settings import Settings
 from tests.services.router.endpoint_types import NO_FILTERS
+from tests.services.router.no_ai import NO_AI
 from switchboard.bus import Bus
 
 MIGRATIONS = Path(__file__).parents[3] / "services/router/migrations"
@@ -72,7 +73,8 @@ async def test_a_run_that_dies_is_resumed_after_its_cursor_and_delivers_each_eve
     async def flaky(event, endpoint_id, replay_id):
         if len(published) == 3:
             raise ConnectionError("NATS went away")
-        await publish_deliveries(Bus(js, 5.0), event, [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None)], replay_id)
+        await publish_deliveries(Bus(js, 5.0), event, [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None)],
+                                 replay_id)
         published.append(event.id)
         return 1
 
@@ -86,7 +88,8 @@ async def test_a_run_that_dies_is_resumed_after_its_cursor_and_delivers_each_eve
     await asyncio.sleep(0.3)  # the lease lapses; another runner takes over
 
     async def steady(event, endpoint_id, replay_id):
-        await publish_deliveries(Bus(js, 5.0), event, [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None)], replay_id)
+        await publish_deliveries(Bus(js, 5.0), event, [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None)],
+                                 replay_id)
         published.append(event.id)
         return 1
 
@@ -109,7 +112,9 @@ async def test_a_replay_through_routes_follows_the_current_routes_and_can_be_can
     await routes.create("t1", parse_route_spec({"name": "orders", "event_types": ["order.*"],
                                                 "endpoint_ids": ["ep_a", "ep_b"]}))
     sent: list[tuple[str, str]] = []
-    dispatcher = Dispatcher(routes, TemplateStore(routes.pool), ai=None, replies=ReplyStore(routes.pool), endpoint_types=NO_FILTERS)  # no route needs the AI
+    # no route needs the AI
+    dispatcher = Dispatcher(routes, TemplateStore(routes.pool), ai=NO_AI, replies=ReplyStore(routes.pool),
+                            endpoint_types=NO_FILTERS)
 
     async def record(event, endpoint_id, replay_id):
         outgoing = (await dispatcher.dispatch(event)).outgoing

@@ -22,6 +22,7 @@ from switchboard.ids import derived_id
 from switchboard.messaging import encode, ensure_streams, reader
 from switchboard.settings import Settings
 from tests.services.router.endpoint_types import NO_FILTERS
+from tests.services.router.no_ai import NO_AI
 from tests.duplicate_window import wait_out_duplicate_window
 from switchboard.bus import Bus
 
@@ -39,7 +40,7 @@ async def start_router(pool, js, settings: Settings):
     routes = RouteStore(pool)
     await routes.create("t1", parse_route_spec({"name": "all", "endpoint_ids": ["ep_1", "ep_2"]}))
     store = EventStore(pool, settings.stream_duplicate_window_s)
-    dispatcher = Dispatcher(routes, TemplateStore(pool), ai=None, replies=ReplyStore(pool), endpoint_types=NO_FILTERS)
+    dispatcher = Dispatcher(routes, TemplateStore(pool), ai=NO_AI, replies=ReplyStore(pool), endpoint_types=NO_FILTERS)
     events = await js.pull_subscribe("events.t1.>", "router-test")
     return EventRouter(Bus(js, 5.0), store, dispatcher), store, events
 

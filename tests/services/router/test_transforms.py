@@ -42,7 +42,8 @@ def test_outputs() -> None:
 
 
 def test_json_output_is_parsed_and_reserialised_compactly() -> None:
-    rendered = render('{\n  "id": {{ payload.data.object.id | tojson }},\n  "amount": {{ payload.data.object.amount_due }}\n}')
+    rendered = render('{\n  "id": {{ payload.data.object.id | tojson }},\n'
+                      '  "amount": {{ payload.data.object.amount_due }}\n}')
     assert rendered == Rendered({"id": "in_123", "amount": 4200}, '{"id":"in_123","amount":4200}')
 
 
@@ -70,7 +71,8 @@ def test_tojson_quotes_escapes_and_keeps_unicode() -> None:
 
 def test_missing_fields_are_empty_or_null_not_errors() -> None:
     rendered = render('{"a": {{ payload.nope.deeper.still | tojson }}, "b": {{ ai.summary | tojson }},'
-                      ' "c": {{ [payload.x, 1] | tojson }}, "d": "{{ payload.nope.x }}", "e": "{{ payload.data.object.discount }}",'
+                      ' "c": {{ [payload.x, 1] | tojson }}, "d": "{{ payload.nope.x }}",'
+                      ' "e": "{{ payload.data.object.discount }}",'
                       ' "f": {{ payload.x | default("none") | tojson }}}', ai=None)
     assert rendered.payload == {"a": None, "b": None, "c": [None, 1], "d": "", "e": "", "f": "none"}
     text = render("[{{ payload.a.b.c }}|{{ ai.category }}|{{ 'x' ~ payload.nope ~ payload.data.object.discount }}]",
@@ -176,7 +178,8 @@ def test_the_event_cannot_be_changed() -> None:
 
 
 @pytest.mark.parametrize("source, message", [
-    ("{{ payload.data }}", "did not produce JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+    ("{{ payload.data }}",
+     "did not produce JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
     ('{"a": {{ payload.nope }}}', "did not produce JSON: Expecting value at line 1 column 7"),
     ('{"a": "{{ ai.summary }}"}', "did not produce JSON"),  # an unescaped quote
     ("[NaN]", "did not produce JSON: NaN is not JSON"),
