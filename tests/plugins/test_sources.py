@@ -282,6 +282,16 @@ def test_intercom_topic_and_conversation() -> None:
     assert (event.type, event.conversation_key) == ("conversation.user.created", "147")
 
 
+def test_an_intercom_part_author_of_an_odd_type_is_read_as_the_topic_says_not_refused() -> None:
+    case = BY_TYPE["intercom"]
+    source, config = plugin(case)
+    payload = json.loads(sample("intercom"))
+    payload["data"]["item"]["conversation_parts"] = {"conversation_parts": [{"author": {"type": ["bot"]}}]}
+    # A signed webhook whose part author type is not a string once failed normalization (unhashable).
+    event = source.normalize(case.signed(json.dumps(payload).encode()), config)
+    assert event.type == "conversation.user.created" and event.author == "customer"
+
+
 def test_twilio_behind_a_proxy_uses_the_public_base_url_and_answers_twiml() -> None:
     case = BY_TYPE["twilio"]
     source = REGISTRY.source("twilio")
