@@ -16,7 +16,6 @@ from typing import Any, cast
 from collections.abc import Awaitable, Callable
 
 import grpc
-import orjson
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from starlette.requests import Request
@@ -27,21 +26,22 @@ from services.ingest.edge.contract import RouteContract
 from switchboard.apikeys import Principal
 from switchboard.rpc import call
 from switchboard.transcoding import Binding, from_rest, input_fields, to_rest
-from switchboard.v1 import ingest_pb2
 
 __all__ = ["Transcoder", "LOCAL_HANDLERS"]
 
-LocalHandler = Callable[[EdgeContext, Principal, Message], Awaitable[Message]]
+# A route the edge answers itself: given the checked REST values (contract.py), it answers in REST names,
+# with no protobuf message either way (the hot path: each would cost a parse and a print, and the payload
+# a JSON round trip through ``payload_json``).
+LocalHandler = Callable[[EdgeContext, Principal, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-async def publish_event(edge: EdgeContext, principal: Principal, request: Message) -> Message:
-    """The edge's own intake: durable in JetStream once answered, as a webhook is."""
-    assert isinstance(request, ingest_pb2.PublishEventRequest)
+async def publish_event(edge: EdgeContext, principal: Principal, given: dict[str, Any]) -> dict[str, Any]:
+    """The edge's own intake, durable in JetStream once answered as a webhook is: ``PublishEventRequest``
+    in, ``PublishEventResponse`` out, in their REST names."""
+    body = given["body"]
     accepted = await edge.intake.publish_api_event(
-        principal.tenant_id, principal.key_id, request.type, orjson.loads(request.payload_json),
-        request.idempotency_key or None)
-    # A published event always has its id (only a webhook's handshake has none).
-    return ingest_pb2.PublishEventResponse(event_id=cast(str, accepted.event_id), duplicate=accepted.duplicate)
+        principal.tenant_id, principal.key_id, body["type"], body["payload"], body.get("idempotency_key") or None)
+    return {"event_id": accepted.event_id, "duplicate": accepted.duplicate}
 
 
 # Routes the edge serves without a hop, by their RPC.
@@ -85,16 +85,16 @@ class Transcoder:
 
     async def answer(self, binding: Binding, contract: RouteContract, request: Request,
                      principal: Principal, credential: str) -> JSONResponse:
-        message = self.request(binding, await contract.check(request, self.edge.settings.max_body_bytes))
+        given = await contract.check(request, self.edge.settings.max_body_bytes)
         local = LOCAL_HANDLERS.get(binding.grpc_path)
         if local is not None:
-            reply = await local(self.edge, principal, message)
-        else:
-            reply = await call(self._method(binding)(message, timeout=self._deadline(binding), metadata=(
-                ("authorization", f"Bearer {credential}"),
-                # As grpc-gateway does: where the caller reached us (a source's ingest_url).
-                ("x-forwarded-host", request.headers.get("host", "")),
-                ("x-forwarded-proto", request.url.scheme))))
+            return JSONResponse(await local(self.edge, principal, given), status_code=binding.status)
+        metadata = (("authorization", f"Bearer {credential}"),
+                    # As grpc-gateway does: where the caller reached us (a source's ingest_url).
+                    ("x-forwarded-host", request.headers.get("host", "")),
+                    ("x-forwarded-proto", request.url.scheme))
+        reply = await call(self._method(binding)(self.request(binding, given), timeout=self._deadline(binding),
+                                                 metadata=metadata))
         return JSONResponse(to_rest(reply), status_code=binding.status)
 
     def _method(self, binding: Binding) -> grpc.aio.UnaryUnaryMultiCallable:
