@@ -93,12 +93,12 @@ def _collector(table: dict[str, Any], kind: str):
 
 def load_registry(pm: pluggy.PluginManager | None = None, env: Mapping[str, str] | None = None) -> PluginRegistry:
     """Every plugin's registrations; AI providers read their ``SWITCHBOARD_AI_<PROVIDER>_*`` settings from ``env``
-    (default: :attr:`Settings.ai_provider_variables` of the environment)."""
+    (default: :attr:`AISettings.provider_variables` of the environment)."""
     pm = pm or get_plugin_manager()
     registry = PluginRegistry()
     pm.hook.register_sources(register=_collector(registry.sources, "source type"))
     pm.hook.register_destinations(register=_collector(registry.destinations, "destination"))
     pm.hook.register_ai_providers(register=_collector(registry.ai_providers, "AI provider"),
                                   settings=ai_spec.ProviderSettings(
-                                      Settings.from_env().ai_provider_variables if env is None else env))
+                                      Settings.from_env().ai.provider_variables if env is None else env))
     return registry

@@ -128,16 +128,16 @@ class StreamSpec:
 
 def duplicate_window_s(settings: Settings) -> int:
     """The streams' duplicate window: the configured one, never beyond their max age."""
-    return min(settings.stream_duplicate_window_s, settings.stream_max_age_s)
+    return min(settings.bus.duplicate_window_s, settings.bus.max_age_s)
 
 
 def stream_specs(settings: Settings) -> list[StreamSpec]:
     common = dict(
-        max_bytes=settings.stream_max_bytes,
-        max_age_s=settings.stream_max_age_s,
+        max_bytes=settings.bus.max_bytes,
+        max_age_s=settings.bus.max_age_s,
         duplicate_window_s=duplicate_window_s(settings),
         max_msg_size=settings.max_message_bytes,
-        replicas=settings.stream_replicas,
+        replicas=settings.bus.replicas,
     )
     return [
         StreamSpec("EVENTS", ("events.>",), api.RetentionPolicy.WORK_QUEUE, api.DiscardPolicy.NEW, **common),
@@ -155,7 +155,7 @@ def _kv_bucket_config(bucket: str, settings: Settings, **limits: Any) -> api.Str
         retention=api.RetentionPolicy.LIMITS,
         max_msgs_per_subject=1,
         storage=api.StorageType.FILE,
-        num_replicas=settings.stream_replicas,
+        num_replicas=settings.bus.replicas,
         # What makes a stream a KV bucket (as nats-py's create_key_value declares it).
         allow_direct=True,
         allow_rollup_hdrs=True,
@@ -174,10 +174,10 @@ def dedup_bucket_config(settings: Settings) -> api.StreamConfig:
     return _kv_bucket_config(
         DEDUP_BUCKET, settings,
         discard=api.DiscardPolicy.OLD,
-        max_bytes=settings.dedup_max_bytes,
-        max_age=float(settings.dedup_window_s),
+        max_bytes=settings.bus.dedup_max_bytes,
+        max_age=float(settings.bus.dedup_window_s),
         max_msg_size=1024,
-        duplicate_window=min(120.0, float(settings.dedup_window_s)),
+        duplicate_window=min(120.0, float(settings.bus.dedup_window_s)),
     )
 
 
@@ -191,7 +191,7 @@ def sources_bucket_config(settings: Settings) -> api.StreamConfig:
     return _kv_bucket_config(
         SOURCES_BUCKET, settings,
         discard=api.DiscardPolicy.NEW,
-        max_bytes=settings.stream_max_bytes,
+        max_bytes=settings.bus.max_bytes,
         # A record holds at most what the API accepts for one source.
         max_msg_size=settings.max_message_bytes,
         duplicate_window=120.0,

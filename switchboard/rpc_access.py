@@ -112,8 +112,8 @@ class AccessControl(grpc.aio.ServerInterceptor):
                     audit: AuditRecorder | None = None) -> AccessControl:
         """The access control of a service process: its API-key cache, the service tokens it accepts, the
         keys' rate limit and where audited calls are recorded."""
-        return cls(api_keys, accepted_service_tokens(settings), key_rate=RateLimit(settings.key_rate_per_s,
-                                                                                   settings.key_burst),
+        return cls(api_keys, accepted_service_tokens(settings), key_rate=RateLimit(settings.access.key_rate_per_s,
+                                                                                   settings.access.key_burst),
                    audit=audit)
 
     def serve(self, full_service_names: Iterable[str]) -> None:

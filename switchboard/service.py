@@ -131,8 +131,9 @@ class ServiceApp:
 
     def api_keys(self, runtime: Runtime) -> Authenticator:
         """How this process verifies API keys (its gRPC port, and the edge's REST API): AuthService, cached."""
-        s = runtime.settings
-        return Authenticator.over_grpc(runtime.clients, ttl_s=s.auth_cache_ttl_s, stale_s=s.auth_cache_stale_s)
+        access = runtime.settings.access
+        return Authenticator.over_grpc(runtime.clients, ttl_s=access.auth_cache_ttl_s,
+                                       stale_s=access.auth_cache_stale_s)
 
     async def start(self, runtime: Runtime) -> None:
         """Start background work (consumers, the HTTP edge). Called after gRPC is up."""
@@ -181,12 +182,13 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
         else:
             runtime.background(migrate_when_back(pool, app, runtime), "migrations")
         await server.start(settings.grpc_host, settings.grpc_ports[app.name])
-        if settings.metrics_enabled:
+        if settings.telemetry.metrics:
             metrics_server = start_metrics(app.name, settings)
         await app.start(runtime)
         owned = [spec for owner, spec in CONSUMERS.items() if owner == app.name]
-        if owned and settings.metrics_enabled:
-            runtime.background(watch_consumer_lag(js, owned, settings.consumer_lag_interval_s, runtime.stopping),
+        if owned and settings.telemetry.metrics:
+            lag_interval_s = settings.telemetry.consumer_lag_interval_s
+            runtime.background(watch_consumer_lag(js, owned, lag_interval_s, runtime.stopping),
                                "consumer lag metrics")
         # Everything loaded so far lives as long as the process: keep it out of
         # the collector's scans, which otherwise grow with every import.
@@ -232,7 +234,7 @@ async def migrate_when_back(pool: AsyncConnectionPool, app: ServiceApp, runtime:
 
 
 def start_metrics(name: str, settings: Settings) -> MetricsServer:
-    host, port = settings.metrics_host, settings.metrics_ports[name]
+    host, port = settings.telemetry.metrics_host, settings.telemetry.metrics_ports[name]
     try:
         metrics_server = MetricsServer(host, port)
     except OSError as exc:
@@ -255,8 +257,8 @@ def run(app: ServiceApp) -> None:
         die_with_parent()
         if os.getppid() != settings.supervisor_pid:
             sys.exit(EXIT_UNAVAILABLE)
-    configure_logging(app.name, settings.log_level, settings.log_format)
-    setup_tracing(app.name, settings.otel_exporter, settings.otlp_endpoint)
+    configure_logging(app.name, settings.telemetry.log_level, settings.telemetry.log_format)
+    setup_tracing(app.name, settings.telemetry.otel_exporter, settings.telemetry.otlp_endpoint)
     try:
         # uvloop: the event loop is most of a busy service's CPU; libuv's is about twice as lean.
         uvloop.run(serve(app, settings))

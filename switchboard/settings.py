@@ -24,10 +24,12 @@ import sys
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["Settings", "SettingsError", "SERVICE_NAMES", "SCALABLE_SERVICES", "DEFAULT_GRPC_PORTS",
-           "DEFAULT_METRICS_PORTS", "markdown_table"]
+__all__ = ["Settings", "SettingsError", "AccessSettings", "EdgeSettings", "RouterSettings", "AISettings",
+           "DeliverySettings", "AnalyticsSettings", "BusSettings", "TelemetrySettings", "declarations",
+           "declared_values", "SERVICE_NAMES", "SCALABLE_SERVICES", "DEFAULT_GRPC_PORTS", "DEFAULT_METRICS_PORTS",
+           "markdown_table"]
 
 SERVICE_NAMES = ("auth", "ingest", "router", "ai", "delivery", "analytics")
 # The services whose work several processes of one machine can share
@@ -170,6 +172,11 @@ def setting(default: Any, env: str, doc: str, parse: Parse = text, *, shown: str
     return field(default=default, metadata=metadata)
 
 
+def group(cls: type) -> Any:
+    """A field of :class:`Settings` holding the settings of one service or concern, declared in ``cls``."""
+    return field(default_factory=cls, metadata={"group": cls})
+
+
 def _exporter_by_endpoint(env: Mapping[str, str], chosen: dict[str, Any]) -> str:
     # A collector named anywhere means spans should go there; the older switch means console.
     standard = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -187,47 +194,13 @@ def machine_processes(cores: int) -> int:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything configurable, with the defaults a fresh machine needs."""
+class AccessSettings:
+    """How callers are admitted: API-key rates and the cache of verified keys, in every service that takes calls."""
 
-    state_dir: Path = setting(
-        lambda: Path(".switchboard").absolute(), "SWITCHBOARD_STATE_DIR", parse=path, shown="`.switchboard`",
-        doc="embedded NATS and PostgreSQL data, the master key, the bootstrap admin key, pid files")
-    nats_url: str | None = setting(
-        None, "SWITCHBOARD_NATS_URL", shown="unset: embedded (`switchboard up`)",
-        doc="NATS server with JetStream")
-    database_url: str | None = setting(
-        None, "SWITCHBOARD_DATABASE_URL", shown="unset: embedded (`switchboard up`)",
-        doc="PostgreSQL connection string")
-
-    http_host: str = setting("127.0.0.1", "SWITCHBOARD_HTTP_HOST", doc="where the edge listens")
-    http_port: int = setting(8080, "SWITCHBOARD_HTTP_PORT", parse=integer(),
-                             doc="the edge's HTTP port (0 = pick a free port)")
-    public_url: str = setting(
-        "", "SWITCHBOARD_PUBLIC_URL",
-        doc="where senders reach the edge, for a source's `ingest_url` (`<url>/in/<id>`); unset: the address "
-            "the REST caller used (the edge forwards it to IngestService as `x-forwarded-host`), or the edge's "
-            "own for a gRPC caller")
-    grpc_host: str = setting("127.0.0.1", "SWITCHBOARD_GRPC_HOST", doc="where gRPC servers bind")
-    grpc_ports: Mapping[str, int] = setting(
-        lambda: dict(DEFAULT_GRPC_PORTS), "SWITCHBOARD_<SERVICE>_GRPC_PORT", parse=integer(),
-        doc="each service's gRPC port (0 = pick a free port)")
-    grpc_targets: Mapping[str, str] = setting(
-        dict, "SWITCHBOARD_<SERVICE>_GRPC_TARGET", shown="`<grpc host>:<port>`",
-        doc="where clients reach a service (e.g. `auth:50055`)")
-
-    max_body_bytes: int = setting(1024 * 1024, "SWITCHBOARD_MAX_BODY_BYTES", parse=integer(1),
-                                  doc="webhook and API body limit in bytes (413 above)")
     key_rate_per_s: float = setting(50.0, "SWITCHBOARD_KEY_RATE", parse=number(),
                                     doc="requests per second per API key on `/v1`")
     key_burst: int = setting(100, "SWITCHBOARD_KEY_BURST", parse=integer(1),
                              doc="requests per API key on `/v1` allowed in a burst above the rate")
-    source_rate_per_s: float = setting(
-        500.0, "SWITCHBOARD_SOURCE_RATE", parse=number(),
-        doc="requests per second per source on `/in`, unless the source sets its own `rate_limit`")
-    source_burst: int = setting(
-        1000, "SWITCHBOARD_SOURCE_BURST", parse=integer(1),
-        doc="requests per source on `/in` allowed in a burst above the rate, unless the source sets its own")
     auth_cache_ttl_s: float = setting(
         30.0, "SWITCHBOARD_AUTH_CACHE_TTL", parse=number(),
         doc="seconds the edge trusts a verified key without asking AuthService again: a revoked key stops "
@@ -237,6 +210,28 @@ class Settings:
         doc="seconds after its last verification that a key is still accepted while AuthService (or its "
             "PostgreSQL) is unavailable; 0 turns this off "
             "([docs/operations.md](docs/operations.md#ingest-without-postgresql))")
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    """The HTTP edge: where it listens, what it accepts, whom it believes."""
+
+    host: str = setting("127.0.0.1", "SWITCHBOARD_HTTP_HOST", doc="where the edge listens")
+    port: int = setting(8080, "SWITCHBOARD_HTTP_PORT", parse=integer(),
+                             doc="the edge's HTTP port (0 = pick a free port)")
+    public_url: str = setting(
+        "", "SWITCHBOARD_PUBLIC_URL",
+        doc="where senders reach the edge, for a source's `ingest_url` (`<url>/in/<id>`); unset: the address "
+            "the REST caller used (the edge forwards it to IngestService as `x-forwarded-host`), or the edge's "
+            "own for a gRPC caller")
+    max_body_bytes: int = setting(1024 * 1024, "SWITCHBOARD_MAX_BODY_BYTES", parse=integer(1),
+                                  doc="webhook and API body limit in bytes (413 above)")
+    source_rate_per_s: float = setting(
+        500.0, "SWITCHBOARD_SOURCE_RATE", parse=number(),
+        doc="requests per second per source on `/in`, unless the source sets its own `rate_limit`")
+    source_burst: int = setting(
+        1000, "SWITCHBOARD_SOURCE_BURST", parse=integer(1),
+        doc="requests per source on `/in` allowed in a burst above the rate, unless the source sets its own")
     source_reconcile_interval_s: float = setting(
         30.0, "SWITCHBOARD_SOURCE_RECONCILE_INTERVAL", parse=number(),
         doc="seconds between each ingest process's comparison of the KV bucket `SOURCES` with PostgreSQL "
@@ -244,10 +239,79 @@ class Settings:
     trusted_proxies: tuple[str, ...] = setting(
         (), "SWITCHBOARD_TRUSTED_PROXIES", parse=networks,
         doc="comma-separated CIDRs of proxies whose `X-Forwarded-For` the edge believes")
-    publish_timeout_s: float = setting(5.0, "SWITCHBOARD_PUBLISH_TIMEOUT", parse=number(),
-                                       doc="seconds to wait for a JetStream ack before answering 503")
-    rpc_timeout_s: float = setting(5.0, "SWITCHBOARD_RPC_TIMEOUT", parse=number(),
-                                   doc="seconds: the deadline of every call between services")
+    metrics: bool = setting(
+        False, "SWITCHBOARD_EDGE_METRICS", parse=boolean,
+        doc="`/metrics` on the edge's public HTTP port too (the ingest process's metrics port has them anyway)")
+    metrics_token: str | None = setting(
+        None, "SWITCHBOARD_METRICS_TOKEN",
+        doc="turns the edge's `/metrics` on behind `Authorization: Bearer <token>`")
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """RouterService: routing concurrency, the reply budget, stored events."""
+
+    concurrency: int = setting(64, "SWITCHBOARD_ROUTER_CONCURRENCY", parse=integer(1),
+                                      doc="events handled at once per router process")
+    reply_budget: int = setting(
+        10, "SWITCHBOARD_REPLY_BUDGET", parse=integer(1),
+        doc="AI-drafted replies per conversation within the reply budget window: the reply loop guard's "
+            "last line ([docs/ai.md](docs/ai.md#replies-and-the-loop-guard))")
+    reply_budget_window_s: float = setting(3600.0, "SWITCHBOARD_REPLY_BUDGET_WINDOW", parse=number(),
+                                           doc="seconds: the window of the reply budget")
+    retention_days: int = setting(30, "SWITCHBOARD_RETENTION_EVENTS_DAYS", parse=integer(1),
+                                         doc="days the router keeps stored events")
+
+
+@dataclass(frozen=True)
+class AISettings:
+    """AIService: the default provider, deadlines, the answer cache, each provider's own variables."""
+
+    provider: str = setting(
+        "local", "SWITCHBOARD_AI_PROVIDER",
+        doc="the AI provider asked first when a tenant has no chain of its own (`local`, which needs no key "
+            "and no network, always ends every chain)")
+    timeout_s: float = setting(20.0, "SWITCHBOARD_AI_TIMEOUT", parse=number(),
+                                  doc="seconds: the deadline of one provider call")
+    max_wait_s: float = setting(
+        2.0, "SWITCHBOARD_AI_MAX_WAIT", parse=number(zero=True),
+        doc="seconds: the longest wait for a provider's rate budget before the next provider is asked")
+    cache_ttl_s: float = setting(3600.0, "SWITCHBOARD_AI_CACHE_TTL", parse=number(zero=True),
+                                    doc="seconds AI answers are cached")
+    # Each provider reads its own (plugins/ai/spec.py: ProviderSettings).
+    provider_variables: Mapping[str, str] = setting(
+        dict, "SWITCHBOARD_AI_<PROVIDER>_<NAME>", shown="none",
+        doc="a provider's own settings: `_API_KEY` (without one it is skipped), `_BASE_URL` (any "
+            "OpenAI-compatible server for `openai`), `_MODEL`, `_TIMEOUT`, and its rate budget "
+            "`_REQUESTS_PER_MINUTE` / `_TOKENS_PER_MINUTE` (unlimited unless set; over it, urgent events go first)")
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """DeliveryService: requests, retries, concurrency, per-endpoint limits, where deliveries may go."""
+
+    timeout_s: float = setting(10.0, "SWITCHBOARD_DELIVERY_TIMEOUT", parse=number(),
+                                        doc="seconds per delivery request")
+    max_attempts: int = setting(8, "SWITCHBOARD_DELIVERY_MAX_ATTEMPTS", parse=integer(1),
+                                         doc="attempts before a delivery is dead-lettered")
+    retry_base_s: float = setting(
+        5.0, "SWITCHBOARD_DELIVERY_RETRY_BASE", parse=number(),
+        doc="first retry delay in seconds; each next one doubles (capped at 1 h, ±20% jitter)")
+    # Many: a send mostly waits (for the receiver, for the group commit its
+    # attempt shares), and the more wait together, the more each statement and
+    # round trip is shared.
+    concurrency: int = setting(
+        256, "SWITCHBOARD_DELIVERY_CONCURRENCY", parse=integer(1),
+        doc="sends in flight per delivery process (64 gave about two thirds of 256's throughput, "
+            "[docs/benchmarks.md](docs/benchmarks.md#delivery-1-10-and-100-endpoints))")
+    endpoint_max_in_flight: int = setting(
+        16, "SWITCHBOARD_ENDPOINT_MAX_IN_FLIGHT", parse=integer(1),
+        doc="deliveries to one endpoint in flight at once on the machine, split between its delivery "
+            "processes (an endpoint may set its own): a slow receiver never holds the others' slots")
+    endpoint_auto_disable_s: float = setting(
+        5 * 24 * 3600, "SWITCHBOARD_ENDPOINT_AUTO_DISABLE_AFTER", parse=number(zero=True),
+        doc="seconds an endpoint may fail without a success before it is disabled, its reason kept "
+            "(an endpoint may set its own; 0: never)")
     # Outbound requests to private addresses are refused unless allowed: a
     # tenant's endpoint must not reach into the operator's network.
     allow_private_destinations: bool = setting(
@@ -257,100 +321,21 @@ class Settings:
         (), "SWITCHBOARD_DESTINATION_ALLOWLIST", parse=networks,
         doc="comma-separated CIDRs deliveries may reach although they are not public (e.g. an internal "
             "receiver's subnet); everything else private stays refused")
-    delivery_timeout_s: float = setting(10.0, "SWITCHBOARD_DELIVERY_TIMEOUT", parse=number(),
-                                        doc="seconds per delivery request")
-    delivery_max_attempts: int = setting(8, "SWITCHBOARD_DELIVERY_MAX_ATTEMPTS", parse=integer(1),
-                                         doc="attempts before a delivery is dead-lettered")
-    delivery_retry_base_s: float = setting(
-        5.0, "SWITCHBOARD_DELIVERY_RETRY_BASE", parse=number(),
-        doc="first retry delay in seconds; each next one doubles (capped at 1 h, ±20% jitter)")
-    # Many: a send mostly waits (for the receiver, for the group commit its
-    # attempt shares), and the more wait together, the more each statement and
-    # round trip is shared.
-    delivery_concurrency: int = setting(
-        256, "SWITCHBOARD_DELIVERY_CONCURRENCY", parse=integer(1),
-        doc="sends in flight per delivery process (64 gave about two thirds of 256's throughput, "
-            "[docs/benchmarks.md](docs/benchmarks.md#delivery-1-10-and-100-endpoints))")
-    endpoint_max_in_flight: int = setting(
-        16, "SWITCHBOARD_ENDPOINT_MAX_IN_FLIGHT", parse=integer(1),
-        doc="deliveries to one endpoint in flight at once on the machine, split between its delivery "
-            "processes (an endpoint may set its own): a slow receiver never holds the others' slots")
-    circuit_threshold: int = setting(
-        5, "SWITCHBOARD_CIRCUIT_THRESHOLD", parse=integer(1),
-        doc="consecutive failures (5xx, timeouts, connection errors) after which an endpoint's circuit "
-            "opens; shared by the delivery processes")
-    circuit_cooldown_s: float = setting(
-        10.0, "SWITCHBOARD_CIRCUIT_COOLDOWN", parse=number(),
-        doc="seconds an open circuit sends nothing before it lets one probe through: how long deliveries "
-            "wait after a receiver is back")
-    endpoint_auto_disable_s: float = setting(
-        5 * 24 * 3600, "SWITCHBOARD_ENDPOINT_AUTO_DISABLE_AFTER", parse=number(zero=True),
-        doc="seconds an endpoint may fail without a success before it is disabled, its reason kept "
-            "(an endpoint may set its own; 0: never)")
-    router_concurrency: int = setting(64, "SWITCHBOARD_ROUTER_CONCURRENCY", parse=integer(1),
-                                      doc="events handled at once per router process")
-    reply_budget: int = setting(
-        10, "SWITCHBOARD_REPLY_BUDGET", parse=integer(1),
-        doc="AI-drafted replies per conversation within the reply budget window: the reply loop guard's "
-            "last line ([docs/ai.md](docs/ai.md#replies-and-the-loop-guard))")
-    reply_budget_window_s: float = setting(3600.0, "SWITCHBOARD_REPLY_BUDGET_WINDOW", parse=number(),
-                                           doc="seconds: the window of the reply budget")
+    retention_days: int = setting(
+        30, "SWITCHBOARD_RETENTION_DELIVERIES_DAYS", parse=integer(1),
+        doc="days the delivery log keeps settled deliveries and their attempts (pending ones are never pruned)")
 
-    # Stream limits, explicit so a runaway sender cannot fill the disk.
-    stream_max_bytes: int = setting(1024**3, "SWITCHBOARD_STREAM_MAX_BYTES", parse=integer(1024 * 1024),
-                                    doc="bytes every JetStream stream may hold (oldest dropped first)")
-    stream_max_age_s: int = setting(7 * 24 * 3600, "SWITCHBOARD_STREAM_MAX_AGE", parse=integer(60),
-                                    doc="seconds every JetStream stream keeps a message")
-    stream_duplicate_window_s: int = setting(
-        2 * 3600, "SWITCHBOARD_STREAM_DUPLICATE_WINDOW", parse=integer(1),
-        doc="seconds within which JetStream drops a message whose id it has seen")
-    stream_replicas: int = setting(1, "SWITCHBOARD_STREAM_REPLICAS", parse=integer(1),
-                                   doc="stream replicas (3 on a NATS cluster)")
-    # Longer than the stream's duplicate window: Stripe retries for 3 days.
-    dedup_window_s: int = setting(
-        3 * 24 * 3600, "SWITCHBOARD_DEDUP_WINDOW", parse=integer(1),
-        doc="seconds (at least the stream duplicate window) a provider delivery id or API idempotency key "
-            "is answered `duplicate` and not published again (JetStream KV bucket `EVENT_DEDUP`) "
-            "([docs/operations.md](docs/operations.md#dedup))")
-    dedup_max_bytes: int = setting(
-        1024**3, "SWITCHBOARD_DEDUP_MAX_BYTES", parse=integer(1024 * 1024),
-        doc="bytes of the bucket `EVENT_DEDUP` (~82 an id: 1 GiB holds ~13 M, 3 days at ~50 ids/s; when "
-            "full the oldest go first)")
-    nats_max_file_store: int = setting(
-        0, "SWITCHBOARD_NATS_MAX_FILE_STORE", parse=integer(),
-        doc="the embedded nats-server's JetStream disk budget in bytes (0: nats-server's default); when it "
-            "is full the edge answers 503")
 
-    ai_provider: str = setting(
-        "local", "SWITCHBOARD_AI_PROVIDER",
-        doc="the AI provider asked first when a tenant has no chain of its own (`local`, which needs no key "
-            "and no network, always ends every chain)")
-    ai_timeout_s: float = setting(20.0, "SWITCHBOARD_AI_TIMEOUT", parse=number(),
-                                  doc="seconds: the deadline of one provider call")
-    ai_max_wait_s: float = setting(
-        2.0, "SWITCHBOARD_AI_MAX_WAIT", parse=number(zero=True),
-        doc="seconds: the longest wait for a provider's rate budget before the next provider is asked")
-    ai_cache_ttl_s: float = setting(3600.0, "SWITCHBOARD_AI_CACHE_TTL", parse=number(zero=True),
-                                    doc="seconds AI answers are cached")
-    # Each provider reads its own (plugins/ai/spec.py: ProviderSettings).
-    ai_provider_variables: Mapping[str, str] = setting(
-        dict, "SWITCHBOARD_AI_<PROVIDER>_<NAME>", shown="none",
-        doc="a provider's own settings: `_API_KEY` (without one it is skipped), `_BASE_URL` (any "
-            "OpenAI-compatible server for `openai`), `_MODEL`, `_TIMEOUT`, and its rate budget "
-            "`_REQUESTS_PER_MINUTE` / `_TOKENS_PER_MINUTE` (unlimited unless set; over it, urgent events go first)")
+@dataclass(frozen=True)
+class AnalyticsSettings:
+    """AnalyticsService: retention of attempts and rollups, and the alert rules."""
+
     retention_attempts_days: int = setting(
         30, "SWITCHBOARD_RETENTION_ATTEMPTS_DAYS", parse=integer(1),
         doc="days analytics keeps its raw attempts and minute rollups "
             "([docs/operations.md](docs/operations.md#retention))")
     retention_rollups_days: int = setting(400, "SWITCHBOARD_RETENTION_ROLLUPS_DAYS", parse=integer(1),
                                           doc="days analytics keeps its hour and day rollups")
-    retention_prune_interval_s: float = setting(3600.0, "SWITCHBOARD_RETENTION_PRUNE_INTERVAL", parse=number(),
-                                                doc="seconds between pruning rounds, in every service")
-    retention_events_days: int = setting(30, "SWITCHBOARD_RETENTION_EVENTS_DAYS", parse=integer(1),
-                                         doc="days the router keeps stored events")
-    retention_deliveries_days: int = setting(
-        30, "SWITCHBOARD_RETENTION_DELIVERIES_DAYS", parse=integer(1),
-        doc="days the delivery log keeps settled deliveries and their attempts (pending ones are never pruned)")
     alert_interval_s: float = setting(
         60.0, "SWITCHBOARD_ALERT_INTERVAL", parse=number(),
         doc="seconds between rounds of the alert rules ([docs/alerts.md](docs/alerts.md#settings))")
@@ -370,6 +355,104 @@ class Settings:
                                  doc="deliveries waiting for a retry above which a tenant alerts")
     alert_cooldown_s: float = setting(600.0, "SWITCHBOARD_ALERT_COOLDOWN", parse=number(zero=True),
                                       doc="seconds after resolving before the same alert fires again")
+
+
+@dataclass(frozen=True)
+class BusSettings:
+    """JetStream: stream limits and replicas, the dedup bucket, the embedded server's disk."""
+
+    # Stream limits, explicit so a runaway sender cannot fill the disk.
+    max_bytes: int = setting(1024**3, "SWITCHBOARD_STREAM_MAX_BYTES", parse=integer(1024 * 1024),
+                                    doc="bytes every JetStream stream may hold (oldest dropped first)")
+    max_age_s: int = setting(7 * 24 * 3600, "SWITCHBOARD_STREAM_MAX_AGE", parse=integer(60),
+                                    doc="seconds every JetStream stream keeps a message")
+    duplicate_window_s: int = setting(
+        2 * 3600, "SWITCHBOARD_STREAM_DUPLICATE_WINDOW", parse=integer(1),
+        doc="seconds within which JetStream drops a message whose id it has seen")
+    replicas: int = setting(1, "SWITCHBOARD_STREAM_REPLICAS", parse=integer(1),
+                                   doc="stream replicas (3 on a NATS cluster)")
+    # Longer than the stream's duplicate window: Stripe retries for 3 days.
+    dedup_window_s: int = setting(
+        3 * 24 * 3600, "SWITCHBOARD_DEDUP_WINDOW", parse=integer(1),
+        doc="seconds (at least the stream duplicate window) a provider delivery id or API idempotency key "
+            "is answered `duplicate` and not published again (JetStream KV bucket `EVENT_DEDUP`) "
+            "([docs/operations.md](docs/operations.md#dedup))")
+    dedup_max_bytes: int = setting(
+        1024**3, "SWITCHBOARD_DEDUP_MAX_BYTES", parse=integer(1024 * 1024),
+        doc="bytes of the bucket `EVENT_DEDUP` (~82 an id: 1 GiB holds ~13 M, 3 days at ~50 ids/s; when "
+            "full the oldest go first)")
+    nats_max_file_store: int = setting(
+        0, "SWITCHBOARD_NATS_MAX_FILE_STORE", parse=integer(),
+        doc="the embedded nats-server's JetStream disk budget in bytes (0: nats-server's default); when it "
+            "is full the edge answers 503")
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    """Logs, traces and metrics, in every process."""
+
+    log_level: str = setting("INFO", "SWITCHBOARD_LOG_LEVEL", parse=upper, doc="level of the logs on stderr")
+    log_format: str = setting("json", "SWITCHBOARD_LOG_FORMAT", parse=choice("json", "text"),
+                              doc="logs as `json`, or `text` for a terminal")
+    otel_console: bool = setting(False, "SWITCHBOARD_OTEL_CONSOLE", parse=boolean,
+                                 doc="the older switch for `SWITCHBOARD_OTEL_EXPORTER=console`")
+    otlp_endpoint: str | None = setting(
+        None, "SWITCHBOARD_OTLP_ENDPOINT",
+        doc="OTLP/HTTP collector base URL (chooses `otlp`; the standard `OTEL_EXPORTER_OTLP_*` variables "
+            "work too)")
+    otel_exporter: str = setting(
+        "none", "SWITCHBOARD_OTEL_EXPORTER", fallback=_exporter_by_endpoint,
+        parse=choice("none", "console", "otlp", normalise=lambda raw: raw.strip().lower()),
+        shown="`none`; `otlp` when a collector is set, `console` when `SWITCHBOARD_OTEL_CONSOLE` is",
+        doc="where spans go: `none`, `console` or `otlp` ([docs/observability.md](docs/observability.md))")
+    # Traffic figures are nobody's business but the operator's: the edge's
+    # public port serves /metrics only when asked, or behind a token.
+    metrics: bool = setting(True, "SWITCHBOARD_METRICS", parse=boolean,
+                                    doc="each service's Prometheus `/metrics` on its own port")
+    metrics_host: str = setting("127.0.0.1", "SWITCHBOARD_METRICS_HOST",
+                                doc="where the services' `/metrics` listen")
+    metrics_ports: Mapping[str, int] = setting(
+        lambda: dict(DEFAULT_METRICS_PORTS), "SWITCHBOARD_<SERVICE>_METRICS_PORT", parse=integer(),
+        doc="each service's `/metrics` port (0 = pick a free port)")
+    consumer_lag_interval_s: float = setting(15.0, "SWITCHBOARD_CONSUMER_LAG_INTERVAL", parse=number(),
+                                             doc="seconds between reads of JetStream consumer lag for the metrics")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults a fresh machine needs: what the whole platform
+    shares, then one group per service or concern (``settings.delivery.timeout_s``)."""
+
+    state_dir: Path = setting(
+        lambda: Path(".switchboard").absolute(), "SWITCHBOARD_STATE_DIR", parse=path, shown="`.switchboard`",
+        doc="embedded NATS and PostgreSQL data, the master key, the bootstrap admin key, pid files")
+    nats_url: str | None = setting(
+        None, "SWITCHBOARD_NATS_URL", shown="unset: embedded (`switchboard up`)",
+        doc="NATS server with JetStream")
+    database_url: str | None = setting(
+        None, "SWITCHBOARD_DATABASE_URL", shown="unset: embedded (`switchboard up`)",
+        doc="PostgreSQL connection string")
+    grpc_host: str = setting("127.0.0.1", "SWITCHBOARD_GRPC_HOST", doc="where gRPC servers bind")
+    grpc_ports: Mapping[str, int] = setting(
+        lambda: dict(DEFAULT_GRPC_PORTS), "SWITCHBOARD_<SERVICE>_GRPC_PORT", parse=integer(),
+        doc="each service's gRPC port (0 = pick a free port)")
+    grpc_targets: Mapping[str, str] = setting(
+        dict, "SWITCHBOARD_<SERVICE>_GRPC_TARGET", shown="`<grpc host>:<port>`",
+        doc="where clients reach a service (e.g. `auth:50055`)")
+    publish_timeout_s: float = setting(5.0, "SWITCHBOARD_PUBLISH_TIMEOUT", parse=number(),
+                                       doc="seconds to wait for a JetStream ack before answering 503")
+    rpc_timeout_s: float = setting(5.0, "SWITCHBOARD_RPC_TIMEOUT", parse=number(),
+                                   doc="seconds: the deadline of every call between services")
+    circuit_threshold: int = setting(
+        5, "SWITCHBOARD_CIRCUIT_THRESHOLD", parse=integer(1),
+        doc="consecutive failures (5xx, timeouts, connection errors) after which an endpoint's circuit "
+            "opens; shared by the delivery processes")
+    circuit_cooldown_s: float = setting(
+        10.0, "SWITCHBOARD_CIRCUIT_COOLDOWN", parse=number(),
+        doc="seconds an open circuit sends nothing before it lets one probe through: how long deliveries "
+            "wait after a receiver is back")
+    retention_prune_interval_s: float = setting(3600.0, "SWITCHBOARD_RETENTION_PRUNE_INTERVAL", parse=number(),
+                                                doc="seconds between pruning rounds, in every service")
     master_key: str | None = setting(
         None, "SWITCHBOARD_MASTER_KEY", shown="`master.key` in the state folder",
         doc="secret from which the API-key pepper and the key that seals source and endpoint secrets (and "
@@ -403,53 +486,28 @@ class Settings:
     process_index: int = setting(
         0, "SWITCHBOARD_PROCESS_INDEX", parse=integer(),
         doc="internal: which of its service's processes this one is, from 0 (set by `switchboard up`)")
-    log_level: str = setting("INFO", "SWITCHBOARD_LOG_LEVEL", parse=upper, doc="level of the logs on stderr")
-    log_format: str = setting("json", "SWITCHBOARD_LOG_FORMAT", parse=choice("json", "text"),
-                              doc="logs as `json`, or `text` for a terminal")
-    otel_console: bool = setting(False, "SWITCHBOARD_OTEL_CONSOLE", parse=boolean,
-                                 doc="the older switch for `SWITCHBOARD_OTEL_EXPORTER=console`")
-    otlp_endpoint: str | None = setting(
-        None, "SWITCHBOARD_OTLP_ENDPOINT",
-        doc="OTLP/HTTP collector base URL (chooses `otlp`; the standard `OTEL_EXPORTER_OTLP_*` variables "
-            "work too)")
-    otel_exporter: str = setting(
-        "none", "SWITCHBOARD_OTEL_EXPORTER", fallback=_exporter_by_endpoint,
-        parse=choice("none", "console", "otlp", normalise=lambda raw: raw.strip().lower()),
-        shown="`none`; `otlp` when a collector is set, `console` when `SWITCHBOARD_OTEL_CONSOLE` is",
-        doc="where spans go: `none`, `console` or `otlp` ([docs/observability.md](docs/observability.md))")
-    # Traffic figures are nobody's business but the operator's: the edge's
-    # public port serves /metrics only when asked, or behind a token.
-    metrics_enabled: bool = setting(True, "SWITCHBOARD_METRICS", parse=boolean,
-                                    doc="each service's Prometheus `/metrics` on its own port")
-    metrics_host: str = setting("127.0.0.1", "SWITCHBOARD_METRICS_HOST",
-                                doc="where the services' `/metrics` listen")
-    metrics_ports: Mapping[str, int] = setting(
-        lambda: dict(DEFAULT_METRICS_PORTS), "SWITCHBOARD_<SERVICE>_METRICS_PORT", parse=integer(),
-        doc="each service's `/metrics` port (0 = pick a free port)")
-    edge_metrics: bool = setting(
-        False, "SWITCHBOARD_EDGE_METRICS", parse=boolean,
-        doc="`/metrics` on the edge's public HTTP port too (the ingest process's metrics port has them anyway)")
-    metrics_token: str | None = setting(
-        None, "SWITCHBOARD_METRICS_TOKEN",
-        doc="turns the edge's `/metrics` on behind `Authorization: Bearer <token>`")
-    consumer_lag_interval_s: float = setting(15.0, "SWITCHBOARD_CONSUMER_LAG_INTERVAL", parse=number(),
-                                             doc="seconds between reads of JetStream consumer lag for the metrics")
+
+
+    access: AccessSettings = group(AccessSettings)
+    edge: EdgeSettings = group(EdgeSettings)
+    router: RouterSettings = group(RouterSettings)
+    ai: AISettings = group(AISettings)
+    delivery: DeliverySettings = group(DeliverySettings)
+    analytics: AnalyticsSettings = group(AnalyticsSettings)
+    bus: BusSettings = group(BusSettings)
+    telemetry: TelemetrySettings = group(TelemetrySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        chosen: dict[str, Any] = {}
-        for declared in fields(cls):
-            chosen[declared.name] = _read(declared, env, chosen)
-        settings = cls(**chosen)
+        settings = _read_group(cls, os.environ if env is None else env)
         settings._check_combinations()
         return settings
 
     def as_env(self) -> dict[str, str]:
         """The environment that reproduces these settings in a child process."""
         env: dict[str, str] = {}
-        for declared in fields(self):
-            name, value = declared.metadata["env"], getattr(self, declared.name)
+        for declared, value in declared_values(self):
+            name = declared.metadata["env"]
             if "<SERVICE>" in name:
                 env.update({name.replace("<SERVICE>", service.upper()): _env_text(each)
                             for service, each in value.items()})
@@ -465,9 +523,9 @@ class Settings:
             if count > 1 and name not in SCALABLE_SERVICES:
                 raise SettingsError(f"SWITCHBOARD_{name.upper()}_PROCESSES: {name} runs as one process "
                                     f"(several processes: {', '.join(SCALABLE_SERVICES)})")
-        if self.dedup_window_s < self.stream_duplicate_window_s:
-            raise SettingsError(f"SWITCHBOARD_DEDUP_WINDOW ({self.dedup_window_s}) must be at least "
-                                f"SWITCHBOARD_STREAM_DUPLICATE_WINDOW ({self.stream_duplicate_window_s})")
+        if self.bus.dedup_window_s < self.bus.duplicate_window_s:
+            raise SettingsError(f"SWITCHBOARD_DEDUP_WINDOW ({self.bus.dedup_window_s}) must be at least "
+                                f"SWITCHBOARD_STREAM_DUPLICATE_WINDOW ({self.bus.duplicate_window_s})")
 
     @property
     def max_message_bytes(self) -> int:
@@ -476,11 +534,15 @@ class Settings:
         NATS must accept it: the embedded server is configured for it, and an
         external one needs ``max_payload`` at least this large.
         """
-        return self.max_body_bytes * 2 + 64 * 1024
+        return self.edge.max_body_bytes * 2 + 64 * 1024
 
     def grpc_target(self, service: str) -> str:
         """The address clients dial for ``service``."""
         return self.grpc_targets.get(service) or f"{self.grpc_host}:{self.grpc_ports[service]}"
+
+    def with_group(self, name: str, **changes: Any) -> Settings:
+        """These settings with some of one group's changed (``with_group("edge", port=0)``)."""
+        return replace(self, **{name: replace(getattr(self, name), **changes)})
 
     def with_infrastructure(self, nats_url: str, database_url: str) -> Settings:
         return replace(self, nats_url=nats_url, database_url=database_url)
@@ -530,8 +592,37 @@ def _variables(declared: Field) -> list[str]:
     return [] if "<" in name else [name]
 
 
+def declarations(cls: type = Settings) -> Iterator[Field[Any]]:
+    """Every setting of ``cls``, its groups' in their turn."""
+    for declared in fields(cls):
+        if "group" in declared.metadata:
+            yield from declarations(declared.metadata["group"])
+        else:
+            yield declared
+
+
+def declared_values(settings: Any) -> Iterator[tuple[Field[Any], Any]]:
+    """Each setting's declaration with its value in ``settings``, its groups' in their turn."""
+    for declared in fields(settings):
+        value = getattr(settings, declared.name)
+        if "group" in declared.metadata:
+            yield from declared_values(value)
+        else:
+            yield declared, value
+
+
+def _read_group(cls: type, env: Mapping[str, str]) -> Any:
+    chosen: dict[str, Any] = {}
+    for declared in fields(cls):
+        if "group" in declared.metadata:
+            chosen[declared.name] = _read_group(declared.metadata["group"], env)
+        else:
+            chosen[declared.name] = _read(declared, env, chosen)
+    return cls(**chosen)
+
+
 # Every variable some setting reads by name: a variable family (``<PROVIDER>``) leaves these out.
-_DECLARED = frozenset(variable for declared in fields(Settings) for variable in _variables(declared))
+_DECLARED = frozenset(variable for declared in declarations() for variable in _variables(declared))
 
 
 def _read(declared: Field, env: Mapping[str, str], chosen: dict[str, Any]) -> Any:
@@ -579,13 +670,22 @@ def _shown(value: Any) -> str:
 
 
 def markdown_table() -> str:
-    """The configuration table of README.md, from the declarations."""
-    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    """The configuration tables of README.md, from the declarations: the platform's, then each group's."""
+    def table(cls: type) -> str:
+        rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+        for declared in fields(cls):
+            meta = declared.metadata
+            if "group" not in meta:
+                shown = meta["shown"] or _shown(_default(declared))
+                rows.append(f"| `{meta['env']}` | {shown} | {meta['doc']} |")
+        return "\n".join(rows) + "\n"
+
+    sections = ["**Platform** (`settings`): what every process shares.\n\n" + table(Settings)]
     for declared in fields(Settings):
-        meta = declared.metadata
-        shown = meta["shown"] or _shown(_default(declared))
-        rows.append(f"| `{meta['env']}` | {shown} | {meta['doc']} |")
-    return "\n".join(rows) + "\n"
+        if "group" in declared.metadata:
+            cls = declared.metadata["group"]
+            sections.append(f"**{declared.name}** (`settings.{declared.name}`): {cls.__doc__}\n\n{table(cls)}")
+    return "\n".join(sections)
 
 
 if __name__ == "__main__":

@@ -43,15 +43,16 @@ class AIApp(ServiceApp):
 
     def register(self, server, runtime: Runtime) -> None:
         s = runtime.settings
-        registry = load_registry(env=s.ai_provider_variables)
-        registry.ai_provider(s.ai_provider)  # an unknown SWITCHBOARD_AI_PROVIDER stops the start, clearly
+        ai = s.ai
+        registry = load_registry(env=ai.provider_variables)
+        registry.ai_provider(ai.provider)  # an unknown SWITCHBOARD_AI_PROVIDER stops the start, clearly
         # Tenants' own provider keys are sealed at rest with the master key.
         self.store = store = AIStore(runtime.pool, secret_box(s))
         engine = AIEngine(
-            registry, store, default_chain=(s.ai_provider,),
-            gate=ProviderGate(provider_limits(list(registry.ai_providers), ProviderSettings(s.ai_provider_variables))),
+            registry, store, default_chain=(ai.provider,),
+            gate=ProviderGate(provider_limits(list(registry.ai_providers), ProviderSettings(ai.provider_variables))),
             circuits=CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s),
-            cache=ResponseCache(s.ai_cache_ttl_s), timeout_s=s.ai_timeout_s, max_wait_s=s.ai_max_wait_s,
+            cache=ResponseCache(ai.cache_ttl_s), timeout_s=ai.timeout_s, max_wait_s=ai.max_wait_s,
         )
         rpc.add_AIServiceServicer_to_server(AIServicer(engine, store), server)
 

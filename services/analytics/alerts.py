@@ -55,6 +55,7 @@ from services.analytics.histogram import percentile
 from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.ids import derived_id
 from switchboard.retention import periodic
+from switchboard.settings import AnalyticsSettings
 
 __all__ = ["ALERT_TYPE_PREFIX", "PLATFORM_SOURCE", "FAILURE_RATE", "LATENCY", "BACKLOG", "ENDPOINT_DISABLED",
            "RULES", "AlertPolicy", "Observation", "AlertState", "decide", "alert_event", "AlertEvaluator"]
@@ -92,7 +93,7 @@ class AlertPolicy:
     backlog_horizon_s: float = 86400.0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> AlertPolicy:
+    def from_settings(cls, settings: AnalyticsSettings) -> AlertPolicy:
         return cls(window_s=settings.alert_window_s, failure_rate=settings.alert_failure_rate,
                    min_attempts=settings.alert_min_attempts, latency_factor=settings.alert_latency_factor,
                    latency_floor_ms=settings.alert_latency_floor_ms, backlog=settings.alert_backlog,

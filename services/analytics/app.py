@@ -37,10 +37,11 @@ class AnalyticsApp(ServiceApp):
             stopping=runtime.stopping,
         ), "attempts consumer")
         settings = runtime.settings
-        pruner = AnalyticsPruner(runtime.pool, RetentionPolicy(settings.retention_attempts_days,
-                                                      settings.retention_rollups_days))
+        analytics = settings.analytics
+        pruner = AnalyticsPruner(runtime.pool, RetentionPolicy(analytics.retention_attempts_days,
+                                                               analytics.retention_rollups_days))
         runtime.background(pruner.run(settings.retention_prune_interval_s, runtime.stopping), "retention pruning")
-        alerts = AlertEvaluator(runtime.pool, AlertPolicy.from_settings(settings),
+        alerts = AlertEvaluator(runtime.pool, AlertPolicy.from_settings(analytics),
                                 # An alert is an event of the tenant, published to EVENTS as ingest does.
                                 Bus(runtime.js, settings.publish_timeout_s).publish)
-        runtime.background(alerts.run(settings.alert_interval_s, runtime.stopping), "alert rules")
+        runtime.background(alerts.run(analytics.alert_interval_s, runtime.stopping), "alert rules")

@@ -21,7 +21,9 @@ class AuthApp(ServiceApp):
         pepper = derive_key(require_master_key(s), "api-key-pepper")
         previous = [derive_key(key, "api-key-pepper") for key in previous_master_keys(s)]
         self.keys = KeyStore(runtime.pool, pepper, previous)
-        return Authenticator(local_keys(self.keys.verify), ttl_s=s.auth_cache_ttl_s, stale_s=s.auth_cache_stale_s)
+        access = s.access
+        return Authenticator(local_keys(self.keys.verify), ttl_s=access.auth_cache_ttl_s,
+                             stale_s=access.auth_cache_stale_s)
 
     async def record_audit(self, runtime: Runtime, tenant_id: str, actor: str, action: str, resource: str) -> None:
         await self.keys.record_audit(tenant_id, actor, action, resource)

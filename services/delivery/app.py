@@ -33,9 +33,9 @@ class DeliveryApp(ServiceApp):
         # Signing secrets are sealed at rest.
         self.endpoints = EndpointStore(runtime.pool, box=secret_box(runtime.settings))
         self.log = DeliveryLog(runtime.pool)
-        self.allowed = parse_networks(runtime.settings.destination_allowlist)
-        endpoints = EndpointManager(self.endpoints, self.registry, runtime.settings.allow_private_destinations,
-                                    self.allowed)
+        delivery = runtime.settings.delivery
+        self.allowed = parse_networks(delivery.destination_allowlist)
+        endpoints = EndpointManager(self.endpoints, self.registry, delivery.allow_private_destinations, self.allowed)
         rpc.add_DeliveryServiceServicer_to_server(
             DeliveryServicer(self.endpoints, endpoints, self.log, Bus(runtime.js, runtime.settings.publish_timeout_s)),
             server)
@@ -45,9 +45,10 @@ class DeliveryApp(ServiceApp):
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings
+        delivery = s.delivery
         # Every connection goes to an address the SSRF guard has just checked.
-        self.http = OutboundClient(allow_private=s.allow_private_destinations, allowed=self.allowed,
-                                   max_idle_per_origin=s.delivery_concurrency)
+        self.http = OutboundClient(allow_private=delivery.allow_private_destinations, allowed=self.allowed,
+                                   max_idle_per_origin=delivery.concurrency)
         # Every delivery process takes from one consumer: each endpoint's rate limit (in PostgreSQL)
         # and circuit (in the DELIVERY_CIRCUITS bucket) are shared by all of them (limits.py).
         circuits = CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s)
@@ -58,28 +59,28 @@ class DeliveryApp(ServiceApp):
             self.endpoints,
             self.log,
             self.registry,
-            DestinationContext(http=self.http, timeout_s=s.delivery_timeout_s,
-                               allow_private_networks=s.allow_private_destinations,
+            DestinationContext(http=self.http, timeout_s=delivery.timeout_s,
+                               allow_private_networks=delivery.allow_private_destinations,
                                allowed_networks=self.allowed, connections_guarded=True, nats=runtime.nc),
             EndpointOptions(
-                max_in_flight=s.endpoint_max_in_flight,
+                max_in_flight=delivery.endpoint_max_in_flight,
                 rate_limit=None,
-                timeout_s=s.delivery_timeout_s,
-                retry=RetryPolicy(max_attempts=s.delivery_max_attempts, base_delay_s=s.delivery_retry_base_s),
-                auto_disable_after_s=s.endpoint_auto_disable_s,
+                timeout_s=delivery.timeout_s,
+                retry=RetryPolicy(max_attempts=delivery.max_attempts, base_delay_s=delivery.retry_base_s),
+                auto_disable_after_s=delivery.endpoint_auto_disable_s,
             ),
             circuits,
             rate_limits=SharedRateLimits(self.endpoints),
             circuit_sync=circuit_sync,
             processes=s.process_count("delivery"),
-            concurrency=s.delivery_concurrency,
+            concurrency=delivery.concurrency,
         )
         runtime.background(circuit_sync.run(runtime.stopping), "circuits watch")
         runtime.background(consume(
             runtime.nc, CONSUMERS["delivery"], worker.handle, read=reader(DeliveryMessage),
-            concurrency=s.delivery_concurrency, stopping=runtime.stopping,
+            concurrency=delivery.concurrency, stopping=runtime.stopping,
         ), "deliveries consumer")
-        runtime.background(DeliveryPruner(runtime.pool, s.retention_deliveries_days).run(
+        runtime.background(DeliveryPruner(runtime.pool, delivery.retention_days).run(
             s.retention_prune_interval_s, runtime.stopping), "retention pruning")
 
     async def close(self) -> None:

@@ -49,8 +49,8 @@ class IngestApp(ServiceApp):
                                        SeenEventIds(runtime.nc))
         # One intake for webhooks and published events, over HTTP and gRPC alike.
         self.intake = WebhookIntake(self.sources, self.registry, publisher,
-                                    RateLimit(s.source_rate_per_s, s.source_burst))
-        self.servicer = IngestServicer(self.sources, self.intake, s.public_url)
+                                    RateLimit(s.edge.source_rate_per_s, s.edge.source_burst))
+        self.servicer = IngestServicer(self.sources, self.intake, s.edge.public_url)
         rpc.add_IngestServiceServicer_to_server(self.servicer, server)
 
     async def migrated(self, runtime: Runtime) -> None:
@@ -58,16 +58,16 @@ class IngestApp(ServiceApp):
 
     def api_keys(self, runtime: Runtime) -> Authenticator:
         if self.authenticator_factory is not None:
-            return self.authenticator_factory(runtime.clients, ttl_s=runtime.settings.auth_cache_ttl_s)
+            return self.authenticator_factory(runtime.clients, ttl_s=runtime.settings.access.auth_cache_ttl_s)
         return super().api_keys(runtime)
 
     async def start(self, runtime: Runtime) -> None:
         s = runtime.settings
-        sock = bind_http(s.http_host, s.http_port, shared=s.process_count("ingest") > 1)
+        sock = bind_http(s.edge.host, s.edge.port, shared=s.process_count("ingest") > 1)
         # Until the watch has read the bucket (moments), webhooks find their source in PostgreSQL.
         watcher = SourceWatcher(runtime.nc, self.mirror, self.box)
         runtime.background(watcher.run(runtime.stopping), "sources watch")
-        reconciler = SourceReconciler(self.sources, self.feed, watcher, s.source_reconcile_interval_s)
+        reconciler = SourceReconciler(self.sources, self.feed, watcher, s.edge.source_reconcile_interval_s)
         runtime.background(reconciler.run(runtime.stopping), "sources reconciliation")
         edge = EdgeContext(
             settings=s,
@@ -77,8 +77,8 @@ class IngestApp(ServiceApp):
             clients=runtime.clients,
             nc=runtime.nc,
             key_buckets=TokenBuckets(),
-            key_rate=RateLimit(s.key_rate_per_s, s.key_burst),
-            trusted_proxies=tuple(ipaddress.ip_network(n) for n in s.trusted_proxies),
+            key_rate=RateLimit(s.access.key_rate_per_s, s.access.key_burst),
+            trusted_proxies=tuple(ipaddress.ip_network(n) for n in s.edge.trusted_proxies),
         )
         config = uvicorn.Config(
             build_edge(edge), log_config=None, access_log=False, lifespan="off",
@@ -86,7 +86,7 @@ class IngestApp(ServiceApp):
         )
         self.server = EdgeServer(config)
         runtime.background(self.server.serve(sockets=[sock]), "http edge")
-        host = "localhost" if s.http_host in ("", "0.0.0.0", "::") else s.http_host
+        host = "localhost" if s.edge.host in ("", "0.0.0.0", "::") else s.edge.host
         self.servicer.edge_url = f"http://{host}:{sock.getsockname()[1]}"
         logger.info("http edge listening", extra={"url": self.servicer.edge_url})
 

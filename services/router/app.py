@@ -34,8 +34,8 @@ class RouterApp(ServiceApp):
         self.replays = ReplayStore(runtime.pool)
         templates = TemplateStore(runtime.pool)
         # A classification may walk the whole provider chain, each with its own deadline.
-        ai = GrpcAIClient(runtime.clients, timeout_s=s.ai_timeout_s * 3 + s.rpc_timeout_s)
-        replies = ReplyStore(runtime.pool, s.reply_budget, timedelta(seconds=s.reply_budget_window_s))
+        ai = GrpcAIClient(runtime.clients, timeout_s=s.ai.timeout_s * 3 + s.rpc_timeout_s)
+        replies = ReplyStore(runtime.pool, s.router.reply_budget, timedelta(seconds=s.router.reply_budget_window_s))
         self.dispatcher = Dispatcher(self.routes, templates, ai, replies, GrpcEndpointTypes(runtime.clients))
         approvals = Approvals(replies, self.events, Bus(runtime.js, s.publish_timeout_s), ai)
         rpc.add_RouterServiceServicer_to_server(
@@ -49,11 +49,11 @@ class RouterApp(ServiceApp):
         router = EventRouter(bus, self.events, self.dispatcher)
         runtime.background(consume(
             runtime.nc, CONSUMERS["router"], router.handle, read=reader(Event),
-            concurrency=runtime.settings.router_concurrency, stopping=runtime.stopping,
+            concurrency=runtime.settings.router.concurrency, stopping=runtime.stopping,
         ), "events consumer")
         runner = ReplayRunner(self.replays, replay_delivery(bus, self.dispatcher))
         runtime.background(runner.run(runtime.stopping), "replay runner")
-        for pruner in (EventPruner(runtime.pool, runtime.settings.retention_events_days),
-                       ReplyPruner(runtime.pool, runtime.settings.retention_events_days)):
+        for pruner in (EventPruner(runtime.pool, runtime.settings.router.retention_days),
+                       ReplyPruner(runtime.pool, runtime.settings.router.retention_days)):
             runtime.background(pruner.run(runtime.settings.retention_prune_interval_s, runtime.stopping),
                                f"{pruner.what} pruning")

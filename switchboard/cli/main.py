@@ -22,7 +22,7 @@ _DASHED_VALUE_OPTIONS = frozenset({"--secret"})
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from switchboard.cli.supervisor import Supervisor
 
-    configure_logging("supervisor", settings.log_level, settings.log_format)
+    configure_logging("supervisor", settings.telemetry.log_level, settings.telemetry.log_format)
     return Supervisor(settings).run()
 
 

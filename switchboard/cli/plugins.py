@@ -38,7 +38,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     for hook, kind in _HOOKS.items():
         for impl in getattr(pm.hook, hook).get_hookimpls():
             registered: list = []
-            offered = {"register": registered.append, "settings": ProviderSettings(settings.ai_provider_variables)}
+            offered = {"register": registered.append, "settings": ProviderSettings(settings.ai.provider_variables)}
             impl.function(**{name: offered[name] for name in impl.argnames})
             for item in registered:
                 rows.append({"kind": kind, "name": item.name, "from": _origin(pm, impl.plugin)})

@@ -155,17 +155,17 @@ class Supervisor:
     def _assign_ports(self) -> None:
         """Check every configured port is free; choose free ones where 0 is configured."""
         s = self.settings
-        wanted = {"HTTP edge": ("SWITCHBOARD_HTTP_PORT", s.http_host, s.http_port)}
+        wanted = {"HTTP edge": ("SWITCHBOARD_HTTP_PORT", s.edge.host, s.edge.port)}
         for name in self.services:
             wanted[f"{name} gRPC"] = (f"SWITCHBOARD_{name.upper()}_GRPC_PORT", s.grpc_host, s.grpc_ports[name])
-            if s.metrics_enabled:
-                wanted[f"{name} metrics"] = (f"SWITCHBOARD_{name.upper()}_METRICS_PORT", s.metrics_host,
-                                             s.metrics_ports[name])
+            if s.telemetry.metrics:
+                wanted[f"{name} metrics"] = (f"SWITCHBOARD_{name.upper()}_METRICS_PORT", s.telemetry.metrics_host,
+                                             s.telemetry.metrics_ports[name])
         for label, (variable, host, port) in wanted.items():
             if port and not _port_free(host, port):
                 raise StartupError(f"port {port} on {host} ({label}) is already in use; "
                                    f"stop what holds it or set {variable}")
-        taken = {s.http_port, *s.grpc_ports.values(), *s.metrics_ports.values()}
+        taken = {s.edge.port, *s.grpc_ports.values(), *s.telemetry.metrics_ports.values()}
 
         def choose(host: str) -> int:
             # Free now and distinct from every other port chosen or configured here.
@@ -178,16 +178,19 @@ class Supervisor:
         self.infrastructure_ports = {name: choose("127.0.0.1") for name, url in
                                      (("nats", s.nats_url), ("postgres", s.database_url)) if not url}
         grpc_ports = {name: port or choose(s.grpc_host) for name, port in s.grpc_ports.items()}
-        metrics_ports = {name: port or choose(s.metrics_host) for name, port in s.metrics_ports.items()} \
-            if s.metrics_enabled else dict(s.metrics_ports)
-        self.settings = replace(s, http_port=s.http_port or choose(s.http_host), grpc_ports=grpc_ports,
-                                metrics_ports=metrics_ports)
+        telemetry = s.telemetry
+        metrics_ports = {name: port or choose(telemetry.metrics_host)
+                         for name, port in telemetry.metrics_ports.items()} if telemetry.metrics \
+            else dict(telemetry.metrics_ports)
+        self.settings = replace(s, grpc_ports=grpc_ports).with_group("edge", port=s.edge.port or choose(s.edge.host)) \
+            .with_group("telemetry", metrics_ports=metrics_ports)
         # Where everything listens, for operators and tools (ports may have been chosen here):
         # "http", "<service>" (gRPC, shared by a service's processes) and "<process>_metrics".
-        ports = {"http": self.settings.http_port, **grpc_ports}
-        if s.metrics_enabled:
+        ports = {"http": self.settings.edge.port, **grpc_ports}
+        if telemetry.metrics:
             for child in self.children.values():
-                child.metrics_port = metrics_ports[child.service] if child.index == 0 else choose(s.metrics_host)
+                first = child.index == 0
+                child.metrics_port = metrics_ports[child.service] if first else choose(telemetry.metrics_host)
                 ports[f"{child.name}_metrics"] = child.metrics_port
         (self.run_dir / "ports.json").write_text(json.dumps(ports))
 
@@ -197,7 +200,7 @@ class Supervisor:
         try:
             if not nats_url:
                 self.nats = EmbeddedNats(s.state_dir / "nats", max_payload=max(8 * 1024 * 1024, s.max_message_bytes),
-                                         max_file_store=s.nats_max_file_store)
+                                         max_file_store=s.bus.nats_max_file_store)
                 self.nats.port = self.infrastructure_ports["nats"]
                 nats_url = self.nats.start()
                 self.infrastructure.append(Infrastructure(self.nats, started_at=time.monotonic()))
@@ -216,7 +219,8 @@ class Supervisor:
         env = dict(os.environ)
         settings = replace(self.settings, supervisor_pid=os.getpid(), process_index=child.index)
         if child.metrics_port is not None:
-            settings = replace(settings, metrics_ports={**settings.metrics_ports, child.service: child.metrics_port})
+            settings = settings.with_group(
+                "telemetry", metrics_ports={**settings.telemetry.metrics_ports, child.service: child.metrics_port})
         env.update(settings.as_env())
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -256,7 +260,7 @@ class Supervisor:
         if child.index and child.metrics_port:
             # A service's processes share its gRPC port, so a check there may reach another of them;
             # a process's own metrics port opens once it serves (after its gRPC server started).
-            with contextlib.suppress(OSError), socket.create_connection((self.settings.metrics_host,
+            with contextlib.suppress(OSError), socket.create_connection((self.settings.telemetry.metrics_host,
                                                                          child.metrics_port), timeout=1):
                 return True
             return False
@@ -277,7 +281,7 @@ class Supervisor:
 
     @property
     def edge_url(self) -> str:
-        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+        return f"http://{self.settings.edge.host}:{self.settings.edge.port}"
 
     def _bootstrap_admin_key(self) -> str | None:
         """On first start, a tenant and an admin key; returns the key only then."""
@@ -427,7 +431,7 @@ class Supervisor:
             f"  edge:       {self.edge_url}   (webhooks: POST {self.edge_url}/in/<source_id>)",
             f"  api docs:   {self.edge_url}/openapi.json",
         ]
-        if self.settings.metrics_enabled:
+        if self.settings.telemetry.metrics:
             # Each service's /metrics port is in ports.json (chosen at start when configured as 0).
             lines.append(f"  metrics:    ports in {self.run_dir / 'ports.json'}")
         lines.append(f"  state:      {self.settings.state_dir}")
@@ -455,8 +459,8 @@ def running_port(state_dir: Path, name: str) -> int | None:
 
 def edge_url(settings: Settings) -> str:
     """The HTTP edge of the running `switchboard up` (or the configured one)."""
-    port = running_port(settings.state_dir, "http") or settings.http_port
-    return f"http://{settings.http_host}:{port}"
+    port = running_port(settings.state_dir, "http") or settings.edge.port
+    return f"http://{settings.edge.host}:{port}"
 
 
 def pid_files(state_dir: Path) -> dict[str, int]:

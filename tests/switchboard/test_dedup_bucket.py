@@ -1,6 +1,5 @@
 """The edge's dedup period: its settings and the KV bucket declared with the streams."""
 
-from dataclasses import replace
 
 import pytest
 from nats.js import api
@@ -10,9 +9,9 @@ from switchboard.settings import Settings, SettingsError
 
 
 def test_the_dedup_window_defaults_to_three_days_and_is_configurable() -> None:
-    assert Settings.from_env({}).dedup_window_s == 3 * 24 * 3600
+    assert Settings.from_env({}).bus.dedup_window_s == 3 * 24 * 3600
     settings = Settings.from_env({"SWITCHBOARD_DEDUP_WINDOW": "604800", "SWITCHBOARD_DEDUP_MAX_BYTES": "2097152"})
-    assert (settings.dedup_window_s, settings.dedup_max_bytes) == (604800, 2097152)
+    assert (settings.bus.dedup_window_s, settings.bus.dedup_max_bytes) == (604800, 2097152)
     assert Settings.from_env(settings.as_env()) == settings  # what a child process is started with
 
 
@@ -34,13 +33,14 @@ async def test_the_bucket_is_declared_with_the_streams_and_follows_the_settings(
     await ensure_streams(js, settings)
     bucket = await js.key_value(DEDUP_BUCKET)
     status = await bucket.status()
-    assert status.ttl == settings.dedup_window_s
+    assert status.ttl == settings.bus.dedup_window_s
     config = (await js.stream_info(f"KV_{DEDUP_BUCKET}")).config
     assert config.storage == api.StorageType.FILE
     assert (config.max_bytes, config.num_replicas, config.max_msgs_per_subject) == (
-        settings.dedup_max_bytes, settings.stream_replicas, 1)
+        settings.bus.dedup_max_bytes, settings.bus.replicas, 1)
 
     await bucket.put("evt_1", b"")
-    await ensure_streams(js, replace(settings, dedup_window_s=7 * 24 * 3600))  # a restart with a longer period
+    # A restart with a longer period:
+    await ensure_streams(js, settings.with_group("bus", dedup_window_s=7 * 24 * 3600))
     assert (await js.stream_info(f"KV_{DEDUP_BUCKET}")).config.max_age == 7 * 24 * 3600
     assert (await bucket.get("evt_1")).key == "evt_1"

@@ -1,6 +1,5 @@
 import asyncio
 import time
-from dataclasses import replace
 
 import psycopg
 import pytest
@@ -30,9 +29,9 @@ async def test_streams_are_created_with_explicit_limits_and_file_storage(js) -> 
     for name in ("EVENTS", "DELIVERIES", "DEAD_LETTERS", "ATTEMPTS"):
         config = (await js.stream_info(name)).config
         assert config.storage == api.StorageType.FILE
-        assert config.max_bytes == settings.stream_max_bytes
-        assert config.max_age == settings.stream_max_age_s
-        assert config.duplicate_window == settings.stream_duplicate_window_s
+        assert config.max_bytes == settings.bus.max_bytes
+        assert config.max_age == settings.bus.max_age_s
+        assert config.duplicate_window == settings.bus.duplicate_window_s
     assert (await js.stream_info("EVENTS")).config.retention == api.RetentionPolicy.WORK_QUEUE
     assert (await js.stream_info("EVENTS")).config.discard == api.DiscardPolicy.NEW
 
@@ -41,7 +40,7 @@ async def test_ensuring_twice_is_harmless_and_applies_changed_limits(js) -> None
     settings = Settings.from_env({})
     await ensure_streams(js, settings)
     ack = await js.publish("events.t.s", b"{}", headers={"Nats-Msg-Id": "e1"})
-    await ensure_streams(js, replace(settings, stream_max_bytes=2 * 1024**3))
+    await ensure_streams(js, settings.with_group("bus", max_bytes=2 * 1024**3))
     info = await js.stream_info("EVENTS")
     assert info.config.max_bytes == 2 * 1024**3
     assert info.state.messages == 1 and ack.seq == 1
@@ -89,7 +88,7 @@ async def test_the_lean_publisher_raises_what_jetstream_publish_raises(nc, js) -
 
 
 def test_duplicate_window_never_exceeds_max_age() -> None:
-    s = replace(Settings.from_env({}), stream_max_age_s=60, stream_duplicate_window_s=3600)
+    s = Settings.from_env({}).with_group("bus", max_age_s=60, duplicate_window_s=3600)
     assert all(spec.duplicate_window_s == 60 for spec in stream_specs(s))
 
 

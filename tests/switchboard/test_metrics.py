@@ -18,7 +18,7 @@ from switchboard.circuit import CircuitBreakers
 from switchboard.errors import Unauthenticated
 from switchboard.messaging import ConsumerSpec, ensure_consumer, ensure_streams
 from switchboard.rpc import GrpcServer, ServiceClients, call
-from switchboard.settings import Settings
+from switchboard.settings import EdgeSettings, Settings
 from tests.credentials import SERVICE_TOKEN, service_only
 
 
@@ -34,7 +34,8 @@ class NoKeys:
 def edge_client(**settings: Any) -> TestClient:
     # The routes used here need only the settings and an authenticator that refuses
     # (and a pool for /readyz's probe, which they never call).
-    edge = SimpleNamespace(settings=Settings(**settings), authenticator=NoKeys(), sources=SimpleNamespace(pool=None))
+    edge = SimpleNamespace(settings=Settings(edge=EdgeSettings(**settings)),
+                           authenticator=NoKeys(), sources=SimpleNamespace(pool=None))
     return TestClient(build_edge(edge), raise_server_exceptions=False)  # type: ignore[arg-type]
 
 
@@ -56,7 +57,7 @@ def test_edge_requests_are_counted_by_route_template_not_path() -> None:
 def test_the_edge_serves_metrics_only_when_asked_and_behind_a_token_when_set() -> None:
     with edge_client() as client:
         assert client.get("/metrics").status_code == 404
-    with edge_client(edge_metrics=True) as client:
+    with edge_client(metrics=True) as client:
         reply = client.get("/metrics")
         assert reply.status_code == 200
         assert reply.headers["content-type"].startswith("text/plain")

@@ -9,9 +9,9 @@ from switchboard.settings import DEFAULT_GRPC_PORTS, Settings, SettingsError, ma
 def test_defaults_need_no_environment() -> None:
     s = Settings.from_env({})
     assert s.nats_url is None and s.database_url is None
-    assert s.http_port == 8080 and s.grpc_ports == DEFAULT_GRPC_PORTS
-    assert s.max_body_bytes == 1024 * 1024
-    assert s.allow_private_destinations is False
+    assert s.edge.port == 8080 and s.grpc_ports == DEFAULT_GRPC_PORTS
+    assert s.edge.max_body_bytes == 1024 * 1024
+    assert s.delivery.allow_private_destinations is False
     assert s.state_dir == Path(".switchboard").absolute()
     assert s.grpc_target("router") == "127.0.0.1:50052"
 
@@ -28,10 +28,10 @@ def test_environment_overrides_every_kind_of_value() -> None:
         "SWITCHBOARD_LOG_LEVEL": "debug",
     })
     assert s.require_infrastructure() == ("nats://n:4222", "postgresql://db/x")
-    assert s.http_port == 9000 and s.grpc_ports["router"] == 6000
+    assert s.edge.port == 9000 and s.grpc_ports["router"] == 6000
     assert s.grpc_target("delivery") == "delivery.internal:443"
-    assert s.allow_private_destinations is True
-    assert s.publish_timeout_s == 0.5 and s.log_level == "DEBUG"
+    assert s.delivery.allow_private_destinations is True
+    assert s.publish_timeout_s == 0.5 and s.telemetry.log_level == "DEBUG"
 
 
 def test_as_env_round_trips() -> None:
@@ -60,7 +60,7 @@ def test_a_single_service_needs_both_urls() -> None:
 
 def test_trusted_proxies_are_parsed_as_networks() -> None:
     s = Settings.from_env({"SWITCHBOARD_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16,::1"})
-    assert s.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16", "::1/128")
+    assert s.edge.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16", "::1/128")
     with pytest.raises(SettingsError, match="comma-separated CIDRs"):
         Settings.from_env({"SWITCHBOARD_TRUSTED_PROXIES": "proxy.internal"})
 

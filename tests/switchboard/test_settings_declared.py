@@ -3,11 +3,10 @@
 import argparse
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from switchboard.cli.replay import _api_key
-from switchboard.settings import Settings, markdown_table
+from switchboard.settings import Settings, declared_values, declarations, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,17 +106,17 @@ def test_the_table_is_printed_by_the_module() -> None:
 
 
 def test_every_setting_has_its_own_variable_and_a_line_of_docs() -> None:
-    names = [declared.metadata["env"] for declared in fields(Settings)]
+    names = [declared.metadata["env"] for declared in declarations()]
     assert len(names) == len(set(names))
-    for declared in fields(Settings):
+    for declared in declarations():
         assert declared.metadata["env"].startswith("SWITCHBOARD_") and declared.metadata["doc"], declared.name
 
 
 def test_every_variable_is_read_and_written_for_children() -> None:
     settings = Settings.from_env(EVERY_VARIABLE)
     defaults = Settings.from_env({})
-    unread = [declared.name for declared in fields(Settings)
-              if getattr(settings, declared.name) == getattr(defaults, declared.name)]
+    unread = [declared.name for (declared, value), (_, default)
+              in zip(declared_values(settings), declared_values(defaults)) if value == default]
     assert unread == []
     assert Settings.from_env(settings.as_env()) == settings
 
@@ -126,8 +125,8 @@ def test_provider_variables_are_the_ai_variables_no_other_setting_declares() -> 
     settings = Settings.from_env({"SWITCHBOARD_AI_OPENAI_API_KEY": "sk-test", "SWITCHBOARD_AI_OPENAI_MODEL": "",
                                   "SWITCHBOARD_AI_TIMEOUT": "5", "SWITCHBOARD_AI_GRPC_PORT": "6053",
                                   "SWITCHBOARD_AI_PROCESSES": "1", "SWITCHBOARD_HTTP_PORT": "9000"})
-    assert settings.ai_provider_variables == {"SWITCHBOARD_AI_OPENAI_API_KEY": "sk-test"}
-    assert settings.ai_timeout_s == 5.0 and settings.grpc_ports["ai"] == 6053
+    assert settings.ai.provider_variables == {"SWITCHBOARD_AI_OPENAI_API_KEY": "sk-test"}
+    assert settings.ai.timeout_s == 5.0 and settings.grpc_ports["ai"] == 6053
 
 
 def test_replay_takes_its_key_from_the_option_then_the_settings_then_the_state_folder(tmp_path: Path) -> None:

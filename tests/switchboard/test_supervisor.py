@@ -26,7 +26,7 @@ def test_every_port_it_chooses_is_distinct_embedded_servers_included(tmp_path) -
         supervisor.run_dir.mkdir(parents=True, exist_ok=True)
         supervisor._assign_ports()
         s = supervisor.settings
-        ports = [s.http_port, *s.grpc_ports.values(), *s.metrics_ports.values(),
+        ports = [s.edge.port, *s.grpc_ports.values(), *s.telemetry.metrics_ports.values(),
                  *supervisor.infrastructure_ports.values()]
         assert set(supervisor.infrastructure_ports) == {"nats", "postgres"}
         assert len(set(ports)) == len(ports), ports

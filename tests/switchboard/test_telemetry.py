@@ -78,8 +78,8 @@ def named(spans: InMemorySpanExporter, name: str):
 ])
 def test_the_exporter_is_chosen_from_the_environment(env: dict[str, str], exporter: str) -> None:
     settings = Settings.from_env(env)
-    assert settings.otel_exporter == exporter
-    assert Settings.from_env(settings.as_env()).otel_exporter == exporter  # children see the same
+    assert settings.telemetry.otel_exporter == exporter
+    assert Settings.from_env(settings.as_env()).telemetry.otel_exporter == exporter  # children see the same
 
 
 def test_an_unknown_exporter_is_a_settings_error() -> None:

@@ -49,8 +49,8 @@ def build_edge(edge: EdgeContext) -> EdgeApp:
         return JSONResponse(document)
 
     routes = starlette_routes(openapi)
-    if edge.settings.edge_metrics or edge.settings.metrics_token:
-        routes.append(Route("/metrics", metrics_endpoint(edge.settings.metrics_token), methods=["GET"]))
+    if edge.settings.edge.metrics or edge.settings.edge.metrics_token:
+        routes.append(Route("/metrics", metrics_endpoint(edge.settings.edge.metrics_token), methods=["GET"]))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(EdgeTelemetry)])
     app.state.edge = edge
     app.state.transcoder = Transcoder(edge)

@@ -78,14 +78,14 @@ class Transcoder:
     def _deadline(self, binding: Binding) -> float:
         timeout = self.edge.clients.timeout
         if binding.deadline == "ai":  # a task may walk the whole provider chain, each with its own deadline
-            return self.edge.settings.ai_timeout_s * 3 + timeout
+            return self.edge.settings.ai.timeout_s * 3 + timeout
         if binding.deadline == "bulk":
             return timeout * 6
         return timeout
 
     async def answer(self, binding: Binding, contract: RouteContract, request: Request,
                      principal: Principal, credential: str) -> JSONResponse:
-        given = await contract.check(request, self.edge.settings.max_body_bytes)
+        given = await contract.check(request, self.edge.settings.edge.max_body_bytes)
         local = LOCAL_HANDLERS.get(binding.grpc_path)
         if local is not None:
             return JSONResponse(await local(self.edge, principal, given), status_code=binding.status)

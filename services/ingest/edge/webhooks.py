@@ -75,7 +75,7 @@ async def receive_webhook(edge: EdgeContext, source_id: str, scope: Scope, recei
 
 async def _receive(edge: EdgeContext, source_id: str, scope: Scope, receive: Receive, send: Send) -> int:
     received_at = time.time()
-    body = await read_asgi_body(scope, receive, edge.settings.max_body_bytes)
+    body = await read_asgi_body(scope, receive, edge.settings.edge.max_body_bytes)
     query_string = scope["query_string"].decode("latin-1")
     inbound = InboundRequest(
         method=scope["method"],

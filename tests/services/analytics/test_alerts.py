@@ -278,16 +278,17 @@ def test_decide_is_a_state_machine() -> None:
 
 def test_alert_settings_come_from_the_environment() -> None:
     defaults = Settings.from_env({})
-    assert AlertPolicy.from_settings(defaults) == AlertPolicy()
-    assert (defaults.alert_interval_s, defaults.alert_window_s, defaults.alert_failure_rate,
-            defaults.alert_min_attempts, defaults.alert_latency_factor, defaults.alert_latency_floor_ms,
-            defaults.alert_backlog) == (60.0, 300.0, 0.5, 20, 3.0, 500.0, 1000)
+    assert AlertPolicy.from_settings(defaults.analytics) == AlertPolicy()
+    analytics = defaults.analytics
+    assert (analytics.alert_interval_s, analytics.alert_window_s, analytics.alert_failure_rate,
+            analytics.alert_min_attempts, analytics.alert_latency_factor, analytics.alert_latency_floor_ms,
+            analytics.alert_backlog) == (60.0, 300.0, 0.5, 20, 3.0, 500.0, 1000)
     settings = Settings.from_env({"SWITCHBOARD_ALERT_INTERVAL": "5", "SWITCHBOARD_ALERT_FAILURE_RATE": "0.2",
                                   "SWITCHBOARD_ALERT_MIN_ATTEMPTS": "3", "SWITCHBOARD_ALERT_BACKLOG": "10",
                                   "SWITCHBOARD_ALERT_WINDOW": "30", "SWITCHBOARD_ALERT_COOLDOWN": "0"})
     again = Settings.from_env(settings.as_env())
-    assert (AlertPolicy.from_settings(again), again.alert_interval_s) == (AlertPolicy.from_settings(settings), 5.0)
-    assert AlertPolicy.from_settings(settings) == AlertPolicy(window_s=30, failure_rate=0.2, min_attempts=3,
+    assert again.analytics == settings.analytics and again.analytics.alert_interval_s == 5.0
+    assert AlertPolicy.from_settings(settings.analytics) == AlertPolicy(window_s=30, failure_rate=0.2, min_attempts=3,
                                                               backlog=10, cooldown_s=0)
     with pytest.raises(SettingsError, match="ALERT_FAILURE_RATE"):
         Settings.from_env({"SWITCHBOARD_ALERT_FAILURE_RATE": "1.5"})

@@ -66,8 +66,8 @@ def test_retention_is_configured_from_the_environment() -> None:
     settings = Settings.from_env({"SWITCHBOARD_RETENTION_ATTEMPTS_DAYS": "7",
                                   "SWITCHBOARD_RETENTION_ROLLUPS_DAYS": "90",
                                   "SWITCHBOARD_RETENTION_PRUNE_INTERVAL": "60"})
-    assert (settings.retention_attempts_days, settings.retention_rollups_days,
+    assert (settings.analytics.retention_attempts_days, settings.analytics.retention_rollups_days,
             settings.retention_prune_interval_s) == (7, 90, 60.0)
-    assert Settings.from_env(settings.as_env()).retention_rollups_days == 90
+    assert Settings.from_env(settings.as_env()).analytics.retention_rollups_days == 90
     defaults = Settings.from_env({})
-    assert (defaults.retention_attempts_days, defaults.retention_rollups_days) == (30, 400)
+    assert (defaults.analytics.retention_attempts_days, defaults.analytics.retention_rollups_days) == (30, 400)

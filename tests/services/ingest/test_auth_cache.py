@@ -135,10 +135,10 @@ async def test_a_key_auth_service_refused_is_never_served_stale(auth, clients) -
 
 
 def test_the_stale_bound_is_a_setting() -> None:
-    assert Settings.from_env({}).auth_cache_stale_s == 600.0
+    assert Settings.from_env({}).access.auth_cache_stale_s == 600.0
     settings = Settings.from_env({"SWITCHBOARD_AUTH_CACHE_STALE": "120"})
-    assert settings.auth_cache_stale_s == 120.0
-    assert Settings.from_env(settings.as_env()).auth_cache_stale_s == 120.0
+    assert settings.access.auth_cache_stale_s == 120.0
+    assert Settings.from_env(settings.as_env()).access.auth_cache_stale_s == 120.0
 
 
 async def test_a_hung_auth_service_costs_one_timeout_not_one_per_request(auth, clients) -> None:

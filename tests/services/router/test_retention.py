@@ -86,11 +86,11 @@ async def test_the_pruning_job_runs_until_stopped(events: EventStore) -> None:
 
 def test_retention_of_events_and_deliveries_is_configured_from_the_environment() -> None:
     defaults = Settings.from_env({})
-    assert (defaults.retention_events_days, defaults.retention_deliveries_days) == (30, 30)
+    assert (defaults.router.retention_days, defaults.delivery.retention_days) == (30, 30)
     settings = Settings.from_env({"SWITCHBOARD_RETENTION_EVENTS_DAYS": "7",
                                   "SWITCHBOARD_RETENTION_DELIVERIES_DAYS": "14"})
     again = Settings.from_env(settings.as_env())
-    assert (again.retention_events_days, again.retention_deliveries_days) == (7, 14)
+    assert (again.router.retention_days, again.delivery.retention_days) == (7, 14)
 
 
 async def test_drafted_replies_past_retention_go_but_held_ones_wait_for_a_person(events: EventStore) -> None:

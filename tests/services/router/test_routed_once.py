@@ -39,7 +39,7 @@ async def start_router(pool, js, settings: Settings):
     await ensure_streams(js, settings)
     routes = RouteStore(pool)
     await routes.create("t1", parse_route_spec({"name": "all", "endpoint_ids": ["ep_1", "ep_2"]}))
-    store = EventStore(pool, settings.stream_duplicate_window_s)
+    store = EventStore(pool, settings.bus.duplicate_window_s)
     dispatcher = Dispatcher(routes, TemplateStore(pool), ai=NO_AI, replies=ReplyStore(pool), endpoint_types=NO_FILTERS)
     events = await js.pull_subscribe("events.t1.>", "router-test")
     return EventRouter(Bus(js, 5.0), store, dispatcher), store, events
