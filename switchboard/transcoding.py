@@ -5,7 +5,7 @@ The ``.proto`` files are the one place the API is declared. A method's
 ``(switchboard.v1.access)`` the scope; ``(switchboard.v1.http_rest)`` the
 success status; field options (``(switchboard.v1.field)``, ``json_name``)
 how a field is shown and the bounds it takes (``protos/switchboard/v1/rest.proto``
-states the rules). The edge serves every binding (``services/ingest/edge``),
+states the rules). The edge serves every binding (``gateway``),
 ``/openapi.json`` is generated from the same descriptors, and the Python
 client's REST transport calls them, so a field added to a message appears in
 gRPC, REST and OpenAPI at once.

@@ -8,9 +8,9 @@ from typing import cast
 import uvicorn
 
 from plugins.manager import load_registry
-from services.ingest.edge.app import EdgeServer, bind_http, build_edge
+from gateway.app import EdgeServer, bind_http, build_edge
 from switchboard.apikeys import Authenticator
-from services.ingest.edge.context import EdgeContext
+from gateway.context import EdgeContext
 from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher, SeenEventIds
 from switchboard.masterkey import secret_box
@@ -72,7 +72,7 @@ class IngestApp(ServiceApp):
         edge = EdgeContext(
             settings=s,
             intake=self.intake,
-            sources=self.sources,
+            database=runtime.pool,
             authenticator=cast(Authenticator, runtime.api_keys),  # serve() sets it before start()
             clients=runtime.clients,
             nc=runtime.nc,

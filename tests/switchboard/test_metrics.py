@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
-from services.ingest.edge.app import build_edge
+from gateway.app import build_edge
 from switchboard import metrics
 from switchboard.circuit import CircuitBreakers
 from switchboard.errors import Unauthenticated
@@ -35,7 +35,7 @@ def edge_client(**settings: Any) -> TestClient:
     # The routes used here need only the settings and an authenticator that refuses
     # (and a pool for /readyz's probe, which they never call).
     edge = SimpleNamespace(settings=Settings(edge=EdgeSettings(**settings)),
-                           authenticator=NoKeys(), sources=SimpleNamespace(pool=None))
+                           authenticator=NoKeys(), database=None)
     return TestClient(build_edge(edge), raise_server_exceptions=False)  # type: ignore[arg-type]
 
 

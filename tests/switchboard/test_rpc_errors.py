@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from plugins.destinations.spec import InvalidEndpointConfig
-from services.ingest.edge.responses import error_parts
+from gateway.responses import error_parts
 from switchboard.errors import (
     Conflict,
     Gone,

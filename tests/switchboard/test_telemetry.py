@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from services.delivery.worker import DeliveryWorker
-from services.ingest.edge.app import EdgeTelemetry
+from gateway.app import EdgeTelemetry
 from services.ingest.publisher import JetStreamPublisher
 from services.router.consumer import REPLAY_ROUTE, EventRouter
 from services.router.dispatch import Outgoing

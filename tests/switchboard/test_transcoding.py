@@ -8,7 +8,7 @@ from datetime import datetime, UTC
 import pytest
 from jsonschema import Draft202012Validator
 
-from services.ingest.edge.openapi import openapi_document
+from gateway.openapi import openapi_document
 from switchboard.errors import InvalidRequest
 from switchboard.protojson import struct
 from switchboard.rpc import timestamp

@@ -22,9 +22,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from plugins.manager import load_registry
-from services.ingest.edge.app import build_edge
+from gateway.app import build_edge
 from switchboard.apikeys import Authenticator
-from services.ingest.edge.context import EdgeContext
+from gateway.context import EdgeContext
 from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher
 from services.ingest.source_feed import SourceFeed, SourceReconciler, SourceWatcher, decode_record, encode_record
@@ -325,7 +325,7 @@ async def test_a_webhook_is_accepted_with_postgresql_unreachable(edges, nats_ser
     edge = EdgeContext(
         settings=settings,
         intake=WebhookIntake(there.store, REGISTRY, publisher, RateLimit(100.0, 100)),
-        sources=there.store, authenticator=Authenticator.over_grpc(clients), clients=clients, nc=there.nc,
+        database=there.store.pool, authenticator=Authenticator.over_grpc(clients), clients=clients, nc=there.nc,
         key_buckets=TokenBuckets(), key_rate=RateLimit(10.0, 10), trusted_proxies=(),
     )
     body = b'{"type": "order.created"}'

@@ -22,8 +22,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from starlette.requests import Request
 
-from services.ingest.edge.requests import read_json_object
-from services.ingest.edge.schemas import body_schema, parameter_schema
+from gateway.requests import read_json_object
+from gateway.schemas import body_schema, parameter_schema
 from switchboard.errors import InvalidRequest
 from switchboard.protojson import parse_time
 from switchboard.transcoding import Binding, rules

@@ -16,9 +16,9 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from plugins.sources.spec import InboundRequest
-from services.ingest.edge.context import EdgeContext
-from services.ingest.edge.requests import client_ip, read_asgi_body
-from services.ingest.edge.responses import error_parts, unexpected_error
+from gateway.context import EdgeContext
+from gateway.requests import client_ip, read_asgi_body
+from gateway.responses import error_parts, unexpected_error
 from switchboard.errors import SwitchboardError
 
 __all__ = ["EVENT_ID_HEADER", "WEBHOOK_ROUTE", "webhook_source_id", "receive_webhook"]

@@ -51,7 +51,7 @@ _ASSETS: dict[str, tuple[str, str]] = {
 
 
 def _asset(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:
-    body = files("services.ingest.edge").joinpath("static", name).read_bytes()
+    body = files("gateway").joinpath("static", name).read_bytes()
 
     async def serve(request: Request) -> Response:
         return Response(body, headers=DASHBOARD_HEADERS, media_type=media_type)

@@ -21,8 +21,8 @@ from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from services.ingest.edge.context import EdgeContext
-from services.ingest.edge.contract import RouteContract
+from gateway.context import EdgeContext
+from gateway.contract import RouteContract
 from switchboard.apikeys import Principal
 from switchboard.rpc import call
 from switchboard.transcoding import Binding, from_rest, input_fields, to_rest

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.ingest.edge.schemas import body_schema, output_schemas, parameter_schema
+from gateway.schemas import body_schema, output_schemas, parameter_schema
 from switchboard.transcoding import bindings, rules
 from switchboard.v1 import ingest_pb2
 

@@ -16,11 +16,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from services.ingest.edge.context import EdgeContext
-from services.ingest.edge.contract import RouteContract, contracts
-from services.ingest.edge.dashboard import dashboard_routes
-from services.ingest.edge.transcoder import Transcoder
-from services.ingest.edge.webhooks import WEBHOOK_ROUTE, receive_webhook
+from gateway.context import EdgeContext
+from gateway.contract import RouteContract, contracts
+from gateway.dashboard import dashboard_routes
+from gateway.transcoder import Transcoder
+from gateway.webhooks import WEBHOOK_ROUTE, receive_webhook
 from switchboard.apikeys import bearer_credential
 from switchboard.errors import RateLimited, Unavailable
 from switchboard.outages import dependency_states

@@ -26,12 +26,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.ingest.edge.context import EdgeContext
-from services.ingest.edge.openapi import openapi_document
-from services.ingest.edge.responses import EXCEPTION_HANDLERS
-from services.ingest.edge.routing import starlette_routes
-from services.ingest.edge.transcoder import Transcoder
-from services.ingest.edge.webhooks import WEBHOOK_ROUTE, receive_webhook, webhook_source_id
+from gateway.context import EdgeContext
+from gateway.openapi import openapi_document
+from gateway.responses import EXCEPTION_HANDLERS
+from gateway.routing import starlette_routes
+from gateway.transcoder import Transcoder
+from gateway.webhooks import WEBHOOK_ROUTE, receive_webhook, webhook_source_id
 from switchboard import metrics
 from switchboard.outages import PostgresProbe
 from switchboard.rpc import PortUnavailable
@@ -54,7 +54,7 @@ def build_edge(edge: EdgeContext) -> EdgeApp:
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=[Middleware(EdgeTelemetry)])
     app.state.edge = edge
     app.state.transcoder = Transcoder(edge)
-    app.state.postgres = PostgresProbe(edge.sources.pool)
+    app.state.postgres = PostgresProbe(edge.database)
     return EdgeApp(app, edge)
 
 
