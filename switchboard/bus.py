@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 
 from nats.aio.client import Client as NATS
 from nats.js import api
@@ -57,9 +57,12 @@ class Bus:
     async def publish(self, message: Published, *, data: bytes | None = None,
                       headers: Mapping[str, str] | None = None, timeout_s: float | None = None) -> api.PubAck:
         """Publish one message (``data``: its encoding, when the caller has it already)."""
-        return await self.js.publish(message.subject, data if data is not None else encode(message.to_message()),
-                                     timeout=self.timeout_s if timeout_s is None else timeout_s,
-                                     headers=headers_for(message, extra=headers))
+        return await self._publish(message, headers_for(message, extra=headers), data, timeout_s)
+
+    def _publish(self, message: Published, headers: dict[str, str], data: bytes | None = None,
+                 timeout_s: float | None = None) -> Awaitable[api.PubAck]:
+        return self.js.publish(message.subject, data if data is not None else encode(message.to_message()),
+                               timeout=self.timeout_s if timeout_s is None else timeout_s, headers=headers)
 
     async def publish_all(self, messages: Sequence[tuple[Published, Mapping[str, str] | None]]) -> None:
         """Publish ``(message, extra headers)`` together and await their acks together (one wait, not one
@@ -69,10 +72,8 @@ class Bus:
         full) never gives back that call's permit, and enough of them would stop the publisher for good.
         """
         trace = inject_trace_headers({})  # one trace context for all of them
-        answers = await asyncio.gather(*(
-            self.js.publish(message.subject, encode(message.to_message()), timeout=self.timeout_s,
-                            headers=headers_for(message, trace, extra))
-            for message, extra in messages), return_exceptions=True)
+        answers = await asyncio.gather(*(self._publish(message, headers_for(message, trace, extra))
+                                         for message, extra in messages), return_exceptions=True)
         failed = next((a for a in answers if isinstance(a, BaseException)), None)
         if failed is not None:
             raise failed

@@ -150,8 +150,8 @@ class DeliveryMessage:
     # The AI category the router classified the event as, when a route asked
     # for one; carried on so analytics can break deliveries down by it.
     category: str | None = None
-    # A manual retry's cycle of attempts (the attempts before it); 0 (or None) for the first cycle.
-    cycle: int | None = 0
+    # A manual retry's cycle of attempts (the attempts before it); 0 for the first cycle.
+    cycle: int = 0
 
     @property
     def delivery_id(self) -> str:
@@ -176,6 +176,7 @@ class DeliveryMessage:
         _require(data, "event_id", "tenant_id", "endpoint_id", "route_id", "event_type", "source_id",
                  "received_at", "payload")
         values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        values["cycle"] = int(values["cycle"] or 0)  # absent from messages written before retries had cycles
         return cls(**values)
 
 

@@ -227,6 +227,21 @@ class EndpointStore:
                 (tenant_id,))
             return [_endpoint(row, self.box) for row in await cur.fetchall()]
 
+    async def disable_enabled(self, tenant_id: str, endpoint_id: str, reason: str) -> bool:
+        """Disable the endpoint if it is enabled; False if it was disabled already (its reason is kept).
+
+        Attempts in flight when an endpoint crosses its limit each see it enabled (and other processes'
+        copies are up to ``ttl_s`` old): the first to arrive disables it, the rest find it done."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """UPDATE delivery.endpoints SET disabled_at = now(), disabled_reason = %s, updated_at = now()
+                   WHERE tenant_id = %s AND id = %s AND deleted_at IS NULL AND disabled_at IS NULL RETURNING id""",
+                (reason, tenant_id, endpoint_id),
+            )
+            disabled = await cur.fetchone() is not None
+        self._cache.pop((tenant_id, endpoint_id), None)
+        return disabled
+
     async def set_disabled(self, tenant_id: str, endpoint_id: str, reason: str | None) -> Endpoint:
         """Disable (with a reason) or, with None, re-enable an endpoint."""
         async with self.pool.connection() as conn:

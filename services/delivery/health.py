@@ -71,5 +71,5 @@ class EndpointHealth:
             await self._disable(endpoint, result.disable_endpoint, "endpoint disabled by its receiver")
 
     async def _disable(self, endpoint: Endpoint, reason: str, why: str) -> None:
-        await self.endpoints.set_disabled(endpoint.tenant_id, endpoint.id, reason)
-        logger.warning(why, extra={"endpoint_id": endpoint.id, "reason": reason})
+        if await self.endpoints.disable_enabled(endpoint.tenant_id, endpoint.id, reason):
+            logger.warning(why, extra={"endpoint_id": endpoint.id, "reason": reason})

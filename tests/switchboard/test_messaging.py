@@ -5,6 +5,7 @@ import psycopg
 import pytest
 from nats.js import api
 
+from switchboard.events import DeliveryMessage
 from switchboard.messaging import (
     ACK,
     ACK_WAIT_S,
@@ -97,6 +98,16 @@ def test_encoding_round_trips_and_rejects_non_objects() -> None:
     with pytest.raises(ValueError):
         decode(b"[1]")
     assert retry_in(3).delay_s == 3 and ACK.action == "ack"
+
+
+def test_a_delivery_message_without_a_cycle_is_of_the_first_and_a_retrys_id_names_its_cycle() -> None:
+    written = {"event_id": "evt_1", "tenant_id": "ten_1", "endpoint_id": "ep_1", "route_id": "rt_1",
+               "event_type": "order.created", "source_id": "src_1", "received_at": 1.0, "payload": {}}
+    for older in (written, {**written, "cycle": None}):  # before manual retries had cycles
+        first = DeliveryMessage.from_message(older)
+        assert first.cycle == 0 and first.message_id == "evt_1:ep_1"
+    retry = DeliveryMessage.from_message(decode(encode({**written, "cycle": 3})))
+    assert retry.cycle == 3 and retry.message_id == "evt_1:ep_1@3"
 
 
 # -- consumers: crash recovery, heartbeats, outages ----------------------------------------------
