@@ -147,7 +147,7 @@ def stream_specs(settings: Settings) -> list[StreamSpec]:
     ]
 
 
-def _kv_bucket_config(bucket: str, settings: Settings, **limits: Any) -> api.StreamConfig:
+def kv_bucket_config(bucket: str, settings: Settings, **limits: Any) -> api.StreamConfig:
     """The stream behind a KV bucket with one entry per key, file storage and the platform's replicas."""
     return api.StreamConfig(
         name=f"KV_{bucket}",
@@ -171,7 +171,7 @@ def dedup_bucket_config(settings: Settings) -> api.StreamConfig:
     """The stream behind the KV bucket EVENT_DEDUP: one entry per key, each expiring
     after the dedup window. When full the oldest ids go first (the period
     shortens; the router still refuses to route a stored event twice)."""
-    return _kv_bucket_config(
+    return kv_bucket_config(
         DEDUP_BUCKET, settings,
         discard=api.DiscardPolicy.OLD,
         max_bytes=settings.bus.dedup_max_bytes,
@@ -188,7 +188,7 @@ def sources_bucket_config(settings: Settings) -> api.StreamConfig:
     """The stream behind the KV bucket SOURCES: the latest record of each source (history 1),
     kept until the source is deleted. When full a write is refused (the edges then ask
     PostgreSQL for that source) rather than an older source dropped."""
-    return _kv_bucket_config(
+    return kv_bucket_config(
         SOURCES_BUCKET, settings,
         discard=api.DiscardPolicy.NEW,
         max_bytes=settings.bus.max_bytes,
@@ -206,7 +206,7 @@ def circuits_bucket_config(settings: Settings) -> api.StreamConfig:
     process last opened or closed it, watched by every delivery process
     (services/delivery/limits.py). A record is gone after a day (an open circuit is written
     again at each failed probe); when full the oldest go first."""
-    return _kv_bucket_config(
+    return kv_bucket_config(
         CIRCUITS_BUCKET, settings,
         discard=api.DiscardPolicy.OLD,
         # A record is ~100 bytes: room for hundreds of thousands of endpoints.
@@ -215,6 +215,18 @@ def circuits_bucket_config(settings: Settings) -> api.StreamConfig:
         max_msg_size=1024,
         duplicate_window=120.0,
     )
+
+
+LEASES_BUCKET = "LEASES"
+# How long leased work (switchboard/leases.py) goes without its holder before another process takes it over.
+LEASE_TTL_S = 10.0
+
+
+def leases_bucket_config(settings: Settings, ttl_s: float = LEASE_TTL_S) -> api.StreamConfig:
+    """The stream behind the KV bucket LEASES: one entry per leased work (switchboard/leases.py),
+    forgotten ``ttl_s`` after its holder last wrote it."""
+    return kv_bucket_config(LEASES_BUCKET, settings, discard=api.DiscardPolicy.OLD, max_bytes=8 * 1024 * 1024,
+                            max_age=ttl_s, max_msg_size=1024, duplicate_window=min(1.0, ttl_s))
 
 
 # A message not acked (nor marked in progress) within this is redelivered: the
@@ -252,7 +264,9 @@ CONSUMERS = {
 
 
 async def connect_nats(url: str, name: str) -> NATS:
-    """Connect, failing fast at start-up, reconnecting for ever afterwards."""
+    """Connect, failing fast at start-up, reconnecting for ever afterwards. ``url`` may name several
+    servers of a cluster, comma-separated: any of them will do, and the client fails over to the others
+    (and to those the cluster tells it of)."""
 
     async def on_error(exc: Exception) -> None:
         logger.warning("nats error", extra={"error": str(exc)})
@@ -265,7 +279,7 @@ async def connect_nats(url: str, name: str) -> NATS:
 
     try:
         return await nats.connect(
-            servers=[url],
+            servers=[server.strip() for server in url.split(",") if server.strip()],
             name=name,
             connect_timeout=3,
             allow_reconnect=True,
@@ -362,18 +376,33 @@ async def _follow_once(nc: NATS, bucket: str, follower: BucketFollower, stopping
             await watch.stop()
 
 
+# Creating a stream of 3 replicas waits for its own election on a cluster: longer than a publish.
+MANAGE_TIMEOUT_S = 30.0
+
+
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
-    """Create or update every stream, and the KV buckets, to its declared configuration."""
-    buckets = [dedup_bucket_config(settings), sources_bucket_config(settings), circuits_bucket_config(settings)]
+    """Create every stream, and the KV buckets, or update it where its configuration differs from the
+    declared one (every process of every service does this as it starts: on a cluster each update is a
+    round of the meta leader's, so one that changes nothing is not made)."""
+    buckets = [dedup_bucket_config(settings), sources_bucket_config(settings), circuits_bucket_config(settings),
+               leases_bucket_config(settings)]
     for config in [spec.config() for spec in stream_specs(settings)] + buckets:
         assert config.name is not None  # every stream and bucket here is declared with its name
         try:
-            await js.stream_info(config.name)
+            info = await js.stream_info(config.name)
         except NotFoundError:
             await js.add_stream(config)
             logger.info("stream created", extra={"stream": config.name})
         else:
-            await js.update_stream(config)
+            if _differs(info.config, config):
+                await js.update_stream(config)
+                logger.info("stream updated", extra={"stream": config.name})
+
+
+def _differs(current: api.StreamConfig, declared: api.StreamConfig) -> bool:
+    """Whether the server's configuration of a stream differs from the declared one in what it declares."""
+    now = current.as_dict()
+    return any(now.get(key) != value for key, value in declared.as_dict().items())
 
 
 async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
@@ -627,8 +656,7 @@ async def consume(
     handler that raises gets its message redelivered after a short delay; one
     that fails because NATS or PostgreSQL is down pauses the consumer (Outage).
     """
-    js = nc.jetstream()
-    await ensure_consumer(js, spec)
+    await ensure_consumer(nc.jetstream(timeout=MANAGE_TIMEOUT_S), spec)
     next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}"
     inbox = nc.new_inbox()
     credit = PullCredit()

@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 
 import grpc
 import uvloop
@@ -35,8 +35,9 @@ from psycopg_pool import AsyncConnectionPool
 from switchboard.apikeys import Authenticator, record_audit
 from switchboard.database import DatabaseUnavailable, apply_migrations, open_pool
 from switchboard.errors import Unavailable
+from switchboard.leases import Leases
 from switchboard.logs import configure_logging
-from switchboard.messaging import CONSUMERS, connect_nats, ensure_streams
+from switchboard.messaging import CONSUMERS, MANAGE_TIMEOUT_S, connect_nats, ensure_streams
 from switchboard.metrics import MetricsServer, watch_consumer_lag
 from switchboard.outages import platform_error
 from switchboard.rpc import GrpcServer, PortUnavailable, ServiceClients
@@ -93,6 +94,12 @@ class Runtime:
         task.add_done_callback(done)
         self.tasks.append(task)
         return task
+
+    def singleton(self, name: str, work: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> asyncio.Task:
+        """Run ``work(lost)`` in one process of the platform at a time, however many replicas run: the one
+        holding the lease ``name`` (switchboard/leases.py); ``lost`` is set once this process loses the
+        lease or stops, and the work then ends."""
+        return self.background(Leases(self.js).run(name, work, self.stopping), f"leased {name}")
 
     async def join(self) -> None:
         """Wait for all background work to finish (after ``stopping`` is set)."""
@@ -170,7 +177,7 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
             await apply_migrations(pool, app.schema, app.migrations)
         nc = await connect_nats(nats_url, f"switchboard-{app.name}")
         js = nc.jetstream()
-        await ensure_streams(js, settings)
+        await ensure_streams(nc.jetstream(timeout=MANAGE_TIMEOUT_S), settings)
         runtime = Runtime(settings, pool, nc, js, clients)
         runtime.api_keys = app.api_keys(runtime)
         access = AccessControl.for_process(runtime.api_keys, settings,

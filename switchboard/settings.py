@@ -32,11 +32,11 @@ __all__ = ["Settings", "SettingsError", "AccessSettings", "EdgeSettings", "Route
            "markdown_table"]
 
 SERVICE_NAMES = ("auth", "ingest", "router", "ai", "delivery", "analytics")
-# The services whose work several processes of one machine can share
-# (SWITCHBOARD_<SERVICE>_PROCESSES): the edge (one listening port, the kernel
-# spreads connections), and the consumers of EVENTS and DELIVERIES (one
-# durable consumer, each message to one of them). The others hold
-# per-process schedules (alerts, retention sweeps) and stay single.
+# The services that carry every event, which `switchboard up` runs as several processes on a machine
+# of several cores: the edge (one listening port, the kernel spreads connections), and the consumers of
+# EVENTS and DELIVERIES (one durable consumer, each message to one of them). Any service may run several
+# (SWITCHBOARD_<SERVICE>_PROCESSES; replicas on a cluster): their schedules (alerts, retention sweeps)
+# run once under a lease (switchboard/leases.py).
 SCALABLE_SERVICES = ("ingest", "router", "delivery")
 # Processes per scalable service when none is configured: one per two cores, at most this.
 MAX_AUTO_PROCESSES = 4
@@ -150,6 +150,15 @@ def networks(name: str, raw: str) -> tuple[str, ...]:
         except ValueError:
             raise SettingsError(f"{name} must be comma-separated CIDRs, got {item!r}") from None
     return tuple(found)
+
+
+def cluster_nodes(name: str, raw: str) -> int:
+    """1, or an odd number of nodes: a JetStream cluster needs a majority of its nodes up."""
+    value = integer(1)(name, raw)
+    if value > 1 and value % 2 == 0:
+        raise SettingsError(f"{name} must be 1 or an odd number of nodes (a JetStream cluster needs a "
+                            f"majority), got {value}")
+    return value
 
 
 def pid(name: str, raw: str) -> int | None:
@@ -381,6 +390,12 @@ class BusSettings:
         1024**3, "SWITCHBOARD_DEDUP_MAX_BYTES", parse=integer(1024 * 1024),
         doc="bytes of the bucket `EVENT_DEDUP` (~82 an id: 1 GiB holds ~13 M, 3 days at ~50 ids/s; when "
             "full the oldest go first)")
+    nats_cluster: int = setting(
+        1, "SWITCHBOARD_NATS_CLUSTER", parse=cluster_nodes,
+        doc="nodes of the embedded NATS `switchboard up` starts when `SWITCHBOARD_NATS_URL` is unset: 1, or "
+            "3 (`switchboard up --cluster 3`) for a JetStream cluster on loopback, each node with its own "
+            "store; streams then have 3 replicas and every service runs 2 processes where not set "
+            "([docs/operations.md](docs/operations.md#a-cluster))")
     nats_max_file_store: int = setting(
         0, "SWITCHBOARD_NATS_MAX_FILE_STORE", parse=integer(),
         doc="the embedded nats-server's JetStream disk budget in bytes (0: nats-server's default); when it "
@@ -479,10 +494,10 @@ class Settings:
         shown="`switchboard up`: one per two cores (at least 1, at most 4) for `INGEST`, `ROUTER` and "
               "`DELIVERY`; 1 otherwise",
         doc="processes of a service on this machine: the edge's processes share its HTTP port and each "
-            "service's its gRPC port (`SO_REUSEPORT`, the kernel spreads connections), the router's and "
-            "delivery's share their durable consumer; per-endpoint rate limits and circuits are shared "
-            "between delivery processes (see [Delivery](#delivery)); auth, ai and analytics run once (alerts "
-            "and sweeps are scheduled per process)")
+            "service's its gRPC port (`SO_REUSEPORT`, the kernel spreads connections), consumers share their "
+            "durable consumer; per-endpoint rate limits and circuits are shared between delivery processes "
+            "(see [Delivery](#delivery)); alert and retention rounds run in one process under a lease "
+            "([docs/operations.md](docs/operations.md#a-cluster))")
     process_index: int = setting(
         0, "SWITCHBOARD_PROCESS_INDEX", parse=integer(),
         doc="internal: which of its service's processes this one is, from 0 (set by `switchboard up`)")
@@ -519,10 +534,6 @@ class Settings:
 
     def _check_combinations(self) -> None:
         """What no single variable can be checked for alone."""
-        for name, count in self.processes.items():
-            if count > 1 and name not in SCALABLE_SERVICES:
-                raise SettingsError(f"SWITCHBOARD_{name.upper()}_PROCESSES: {name} runs as one process "
-                                    f"(several processes: {', '.join(SCALABLE_SERVICES)})")
         if self.bus.dedup_window_s < self.bus.duplicate_window_s:
             raise SettingsError(f"SWITCHBOARD_DEDUP_WINDOW ({self.bus.dedup_window_s}) must be at least "
                                 f"SWITCHBOARD_STREAM_DUPLICATE_WINDOW ({self.bus.duplicate_window_s})")
@@ -568,6 +579,17 @@ class Settings:
     def process_count(self, service: str) -> int:
         """How many processes of ``service`` run (unset: one)."""
         return self.processes.get(service) or 1
+
+    def with_cluster(self) -> Settings:
+        """What `switchboard up` runs on an embedded NATS cluster (``bus.nats_cluster`` nodes): streams
+        with a replica on each of up to 3 nodes where the replicas were left at 1, and 2 processes of
+        every service where none are set, so any one node or process can die."""
+        nodes = self.bus.nats_cluster
+        if nodes < 2:
+            return self
+        replicas = self.bus.replicas if self.bus.replicas > 1 else min(3, nodes)
+        return replace(self, processes={name: count or 2 for name, count in self.processes.items()}) \
+            .with_group("bus", replicas=replicas)
 
     def with_machine_processes(self) -> Settings:
         """What `switchboard up` runs: where unset, :func:`machine_processes` for each scalable service."""

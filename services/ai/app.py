@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 
 from plugins.ai.spec import ProviderSettings
@@ -13,6 +13,7 @@ from services.ai.servicer import AIServicer
 from services.ai.store import AIStore
 from switchboard.circuit import CircuitBreakers
 from switchboard.masterkey import secret_box
+from switchboard.retention import periodic
 from switchboard.service import Runtime, ServiceApp
 from switchboard.settings import SettingsError
 from switchboard.v1 import ai_pb2_grpc as rpc
@@ -20,15 +21,17 @@ from switchboard.v1 import ai_pb2_grpc as rpc
 logger = logging.getLogger(__name__)
 
 
-def provider_limits(names: list[str], settings: ProviderSettings) -> dict[str, ProviderLimits]:
-    """``SWITCHBOARD_AI_<PROVIDER>_REQUESTS_PER_MINUTE`` / ``_TOKENS_PER_MINUTE``, where set."""
+def provider_limits(names: list[str], settings: ProviderSettings, processes: int = 1) -> dict[str, ProviderLimits]:
+    """``SWITCHBOARD_AI_<PROVIDER>_REQUESTS_PER_MINUTE`` / ``_TOKENS_PER_MINUTE``, where set: the budget of the
+    whole platform, of which each of the AI service's ``processes`` takes its share (the router's calls are
+    spread over them by the shared port)."""
     limits = {}
     for name in names:
         rpm = settings.get(name, "requests_per_minute")
         tpm = settings.get(name, "tokens_per_minute")
         if rpm or tpm:
             try:
-                limits[name] = ProviderLimits(float(rpm or 1e9), float(tpm or 1e12))
+                limits[name] = ProviderLimits(float(rpm or 1e9) / processes, float(tpm or 1e12) / processes)
             except ValueError:
                 raise SettingsError(f"SWITCHBOARD_AI_{name.upper()}_REQUESTS_PER_MINUTE and _TOKENS_PER_MINUTE "
                                     f"must be numbers, got {rpm!r} and {tpm!r}") from None
@@ -50,7 +53,8 @@ class AIApp(ServiceApp):
         self.store = store = AIStore(runtime.pool, secret_box(s))
         engine = AIEngine(
             registry, store, default_chain=(ai.provider,),
-            gate=ProviderGate(provider_limits(list(registry.ai_providers), ProviderSettings(ai.provider_variables))),
+            gate=ProviderGate(provider_limits(list(registry.ai_providers), ProviderSettings(ai.provider_variables),
+                                              s.process_count("ai"))),
             circuits=CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s),
             cache=ResponseCache(ai.cache_ttl_s), timeout_s=ai.timeout_s, max_wait_s=ai.max_wait_s,
         )
@@ -60,16 +64,5 @@ class AIApp(ServiceApp):
         await self.store.reseal()
 
     async def start(self, runtime: Runtime) -> None:
-        runtime.background(self._prune(runtime), "conversation pruning")
-
-    async def _prune(self, runtime: Runtime) -> None:
-        """Forget conversation turns past their age, hourly."""
-        while not runtime.stopping.is_set():
-            try:
-                await self.store.prune_turns()
-            except Exception as exc:  # the database is away: next hour
-                logger.warning("conversation pruning failed", extra={"error": str(exc)})
-            try:
-                await asyncio.wait_for(runtime.stopping.wait(), 3600)
-            except TimeoutError:
-                pass
+        runtime.singleton("ai.conversation-pruning",
+                          functools.partial(periodic, 3600, self.store.prune_turns, name="conversation pruning"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from services.analytics.alerts import AlertEvaluator, AlertPolicy
 from services.analytics.consumer import AttemptIntake, read_report
 from services.analytics.ledger import AttemptLedger
@@ -40,8 +42,8 @@ class AnalyticsApp(ServiceApp):
         analytics = settings.analytics
         pruner = AnalyticsPruner(runtime.pool, RetentionPolicy(analytics.retention_attempts_days,
                                                                analytics.retention_rollups_days))
-        runtime.background(pruner.run(settings.retention_prune_interval_s, runtime.stopping), "retention pruning")
+        runtime.singleton("analytics.retention", functools.partial(pruner.run, settings.retention_prune_interval_s))
         alerts = AlertEvaluator(runtime.pool, AlertPolicy.from_settings(analytics),
                                 # An alert is an event of the tenant, published to EVENTS as ingest does.
                                 Bus(runtime.js, settings.publish_timeout_s).publish)
-        runtime.background(alerts.run(analytics.alert_interval_s, runtime.stopping), "alert rules")
+        runtime.singleton("analytics.alerts", functools.partial(alerts.run, analytics.alert_interval_s))

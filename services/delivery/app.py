@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from plugins.destinations.spec import DestinationContext
 from plugins.manager import load_registry
 from switchboard.circuit import CircuitBreakers
@@ -80,8 +82,8 @@ class DeliveryApp(ServiceApp):
             runtime.nc, CONSUMERS["delivery"], worker.handle, read=reader(DeliveryMessage),
             concurrency=delivery.concurrency, stopping=runtime.stopping,
         ), "deliveries consumer")
-        runtime.background(DeliveryPruner(runtime.pool, delivery.retention_days).run(
-            s.retention_prune_interval_s, runtime.stopping), "retention pruning")
+        pruner = DeliveryPruner(runtime.pool, delivery.retention_days)
+        runtime.singleton("delivery.retention", functools.partial(pruner.run, s.retention_prune_interval_s))
 
     async def close(self) -> None:
         await self.http.aclose()

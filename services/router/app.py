@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from datetime import timedelta
 
 from services.router.ai_client import GrpcAIClient
@@ -53,7 +55,7 @@ class RouterApp(ServiceApp):
         ), "events consumer")
         runner = ReplayRunner(self.replays, replay_delivery(bus, self.dispatcher))
         runtime.background(runner.run(runtime.stopping), "replay runner")
-        for pruner in (EventPruner(runtime.pool, runtime.settings.router.retention_days),
-                       ReplyPruner(runtime.pool, runtime.settings.router.retention_days)):
-            runtime.background(pruner.run(runtime.settings.retention_prune_interval_s, runtime.stopping),
-                               f"{pruner.what} pruning")
+        # Once per platform however many router processes run: each under its lease.
+        days, interval_s = runtime.settings.router.retention_days, runtime.settings.retention_prune_interval_s
+        for pruner in (EventPruner(runtime.pool, days), ReplyPruner(runtime.pool, days)):
+            runtime.singleton(f"{pruner.what.replace(' ', '.')}-retention", functools.partial(pruner.run, interval_s))

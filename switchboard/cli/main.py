@@ -10,7 +10,7 @@ from switchboard.cli.keys import add_commands as add_key_commands
 from switchboard.cli.plugins import add_commands as add_plugin_commands
 from switchboard.cli.replay import add_commands as add_replay_commands
 from switchboard.logs import configure_logging
-from switchboard.settings import SERVICE_NAMES, Settings, SettingsError
+from switchboard.settings import SERVICE_NAMES, Settings, SettingsError, cluster_nodes
 
 __all__ = ["main", "parse_args"]
 
@@ -23,6 +23,13 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     from switchboard.cli.supervisor import Supervisor
 
     configure_logging("supervisor", settings.telemetry.log_level, settings.telemetry.log_format)
+    if args.cluster is not None:
+        if settings.nats_url:
+            print("switchboard: --cluster starts an embedded NATS cluster: unset SWITCHBOARD_NATS_URL "
+                  "(against a cluster of your own, set SWITCHBOARD_STREAM_REPLICAS=3 and list its servers "
+                  "in SWITCHBOARD_NATS_URL)", file=sys.stderr)
+            return 2
+        settings = settings.with_group("bus", nats_cluster=args.cluster)
     return Supervisor(settings).run()
 
 
@@ -40,10 +47,20 @@ def _receive(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cluster_nodes(raw: str) -> int:
+    try:
+        return cluster_nodes("--cluster", raw)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description="Switchboard, the AI webhook gateway.")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the infrastructure (embedded when no URLs are set) and every service")
+    up.add_argument("--cluster", type=_cluster_nodes, metavar="N",
+                    help="an embedded JetStream cluster of N nodes (3) on loopback, streams with 3 replicas and "
+                         "2 processes of every service (SWITCHBOARD_NATS_CLUSTER)")
     up.set_defaults(func=_up)
     service = commands.add_parser("service", help="run one service against SWITCHBOARD_NATS_URL/DATABASE_URL")
     service.add_argument("name", choices=SERVICE_NAMES)

@@ -15,6 +15,7 @@ Ctrl-C or SIGTERM stops the services first, then the embedded servers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import json
@@ -33,8 +34,9 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switchboard.client import Client
-from switchboard.cli.embedded import EmbeddedError, EmbeddedNats, EmbeddedPostgres, free_port
+from switchboard.cli.embedded import EmbeddedError, EmbeddedNats, EmbeddedNatsCluster, EmbeddedPostgres, free_port
 from switchboard.errors import SwitchboardError
+from switchboard.messaging import MANAGE_TIMEOUT_S, connect_nats, ensure_streams
 from switchboard.masterkey import load_or_create_master_key, service_token
 from switchboard.service import EXIT_CONFIG
 from switchboard.settings import SERVICE_NAMES, Settings
@@ -139,14 +141,16 @@ class Infrastructure:
 
 class Supervisor:
     def __init__(self, settings: Settings, services: tuple[str, ...] = SERVICE_NAMES) -> None:
-        self.settings = settings.with_machine_processes()
+        self.settings = settings.with_cluster().with_machine_processes()
         self.services = services
-        self.nats: EmbeddedNats | None = None
+        self.nats: EmbeddedNats | EmbeddedNatsCluster | None = None
         self.postgres: EmbeddedPostgres | None = None
         instances = [Child(name, index) for name in services for index in range(self.settings.process_count(name))]
         self.children = {child.name: child for child in instances}
         self.infrastructure: list[Infrastructure] = []
         self.infrastructure_ports: dict[str, int] = {}
+        # An embedded NATS cluster's nodes: each one's (client, cluster, monitoring) port.
+        self.nats_cluster_ports: list[tuple[int, int, int]] = []
         self._stop = False
         self.run_dir = settings.state_dir / "run"
 
@@ -177,6 +181,9 @@ class Supervisor:
         # The embedded servers' ports are chosen here too, so they can never be one given to a service.
         self.infrastructure_ports = {name: choose("127.0.0.1") for name, url in
                                      (("nats", s.nats_url), ("postgres", s.database_url)) if not url}
+        if not s.nats_url and s.bus.nats_cluster > 1:
+            self.nats_cluster_ports = [(choose("127.0.0.1"), choose("127.0.0.1"), choose("127.0.0.1"))
+                                       for _ in range(s.bus.nats_cluster)]
         grpc_ports = {name: port or choose(s.grpc_host) for name, port in s.grpc_ports.items()}
         telemetry = s.telemetry
         metrics_ports = {name: port or choose(telemetry.metrics_host)
@@ -199,12 +206,20 @@ class Supervisor:
         nats_url, database_url = s.nats_url, s.database_url
         try:
             if not nats_url:
-                self.nats = EmbeddedNats(s.state_dir / "nats", max_payload=max(8 * 1024 * 1024, s.max_message_bytes),
-                                         max_file_store=s.bus.nats_max_file_store)
-                self.nats.port = self.infrastructure_ports["nats"]
+                options = dict(max_payload=max(8 * 1024 * 1024, s.max_message_bytes),
+                               max_file_store=s.bus.nats_max_file_store)
+                if s.bus.nats_cluster > 1:
+                    self.nats = EmbeddedNatsCluster(s.state_dir, s.bus.nats_cluster, self.nats_cluster_ports,
+                                                    **options)
+                    servers = self.nats.nodes
+                else:
+                    self.nats = EmbeddedNats(s.state_dir / "nats", **options)  # type: ignore[arg-type]
+                    self.nats.port = self.infrastructure_ports["nats"]
+                    servers = [self.nats]
                 nats_url = self.nats.start()
-                self.infrastructure.append(Infrastructure(self.nats, started_at=time.monotonic()))
-                logger.info("embedded NATS started", extra={"url": nats_url})
+                # Each node is watched, and restarted, as a server of its own.
+                self.infrastructure += [Infrastructure(server, started_at=time.monotonic()) for server in servers]
+                logger.info("embedded NATS started", extra={"url": nats_url, "nodes": len(servers)})
             if not database_url:
                 self.postgres = EmbeddedPostgres(s.state_dir / "postgres")
                 self.postgres.port = self.infrastructure_ports["postgres"]
@@ -214,6 +229,21 @@ class Supervisor:
         except EmbeddedError as exc:
             raise StartupError(str(exc)) from None
         self.settings = s.with_infrastructure(nats_url, database_url)
+
+    def _ensure_streams(self) -> None:
+        """Declare the streams once before the services start: on a cluster, a dozen processes creating
+        the same streams of 3 replicas at once would each wait on the others' elections."""
+        async def declare() -> None:
+            nc = await connect_nats(self.settings.nats_url or "", "switchboard-supervisor")
+            try:
+                await ensure_streams(nc.jetstream(timeout=MANAGE_TIMEOUT_S), self.settings)
+            finally:
+                await nc.close()
+
+        try:
+            asyncio.run(declare())
+        except Exception as exc:  # NATS refused the declarations: nothing would run
+            raise StartupError(f"could not declare the JetStream streams: {exc}") from None
 
     def _child_env(self, child: Child) -> dict[str, str]:
         env = dict(os.environ)
@@ -405,6 +435,7 @@ class Supervisor:
             if not self.settings.master_key:
                 self.settings = replace(self.settings, master_key=load_or_create_master_key(self.settings.state_dir))
             self._start_infrastructure()
+            self._ensure_streams()
             for child in self.children.values():
                 self._spawn(child)
             self._wait_healthy()

@@ -44,3 +44,17 @@ def test_receive_takes_a_secret_that_starts_with_a_dash() -> None:
     assert parse_args(["receive", "--secret=--abc"]).secret == "--abc"
     with pytest.raises(SystemExit):  # a missing value is still an error
         parse_args(["receive", "--secret"])
+
+
+def test_up_takes_an_odd_cluster_size_and_refuses_it_beside_an_external_nats(capsys) -> None:
+    from switchboard.cli.main import parse_args
+    from switchboard.settings import Settings
+
+    assert parse_args(["up", "--cluster", "3"]).cluster == 3
+    assert parse_args(["up"]).cluster is None
+    with pytest.raises(SystemExit):
+        parse_args(["up", "--cluster", "2"])
+    assert "odd number of nodes" in capsys.readouterr().err
+    args = parse_args(["up", "--cluster", "3"])
+    assert args.func(args, Settings(nats_url="nats://nats:4222")) == 2
+    assert "unset SWITCHBOARD_NATS_URL" in capsys.readouterr().err

@@ -78,6 +78,20 @@ def test_processes_per_service_default_to_one_alone_and_to_the_cores_under_up() 
     assert under_up.process_count("delivery") == under_up.process_count("ingest") == auto
     assert under_up.process_count("auth") == under_up.process_count("analytics") == 1
     assert Settings.from_env(under_up.as_env()).processes == under_up.processes
-    # Services with schedules of their own (alerts, sweeps) run once.
-    with pytest.raises(SettingsError, match="ANALYTICS_PROCESSES"):
-        Settings.from_env({"SWITCHBOARD_ANALYTICS_PROCESSES": "2"})
+    # Every service may run several: their schedules (alerts, sweeps) run under a lease, once.
+    assert Settings.from_env({"SWITCHBOARD_ANALYTICS_PROCESSES": "2"}).process_count("analytics") == 2
+
+
+def test_a_cluster_gives_streams_three_replicas_and_every_service_two_processes_where_unset() -> None:
+    clustered = Settings.from_env({"SWITCHBOARD_NATS_CLUSTER": "3",
+                                   "SWITCHBOARD_DELIVERY_PROCESSES": "3"}).with_cluster()
+    assert clustered.bus.replicas == 3
+    assert clustered.process_count("delivery") == 3  # as set
+    assert all(clustered.process_count(name) == 2 for name in ("auth", "ingest", "router", "ai", "analytics"))
+    chosen = Settings.from_env({"SWITCHBOARD_NATS_CLUSTER": "5", "SWITCHBOARD_STREAM_REPLICAS": "5"}).with_cluster()
+    assert chosen.bus.replicas == 5
+    single = Settings.from_env({})
+    assert single.with_cluster() == single
+    for even in ("2", "4"):
+        with pytest.raises(SettingsError, match="odd number of nodes"):
+            Settings.from_env({"SWITCHBOARD_NATS_CLUSTER": even})

@@ -152,6 +152,9 @@ def test_provider_limits_come_from_settings_and_bad_values_stop_the_start() -> N
     limits = provider_limits(["anthropic", "openai", "local"], ProviderSettings(env))
     assert limits["anthropic"].requests_per_minute == 50 and limits["openai"].tokens_per_minute == 9000
     assert "local" not in limits
+    # Two AI processes: each takes half of the platform's budget.
+    halves = provider_limits(["anthropic", "openai"], ProviderSettings(env), processes=2)
+    assert halves["anthropic"].requests_per_minute == 25 and halves["openai"].tokens_per_minute == 4500
     for bad in ("lots", "-5"):
         with pytest.raises(SettingsError):
             provider_limits(["anthropic"], ProviderSettings({"SWITCHBOARD_AI_ANTHROPIC_REQUESTS_PER_MINUTE": bad}))
