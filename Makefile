@@ -10,7 +10,7 @@ PROTOS := $(wildcard protos/switchboard/v1/*.proto)
 STUBS  := switchboard/v1/.generated-stamp
 GOOGLE_API_PROTOS = $(BIN)/python -c 'import google.api, pathlib; print(pathlib.Path(google.api.__path__[0]).parents[1])'
 
-.PHONY: run test fuzz protos bench lint clean setup browser chaos
+.PHONY: run test fuzz protos bench lint clean setup browser chaos cluster deploy-venv deploy-check
 
 setup: $(STAMP) $(STUBS)
 
@@ -58,6 +58,32 @@ fuzz: setup
 chaos: setup
 	SWITCHBOARD_CHAOS=full $(BIN)/python -m pytest tests/chaos -m chaos -p no:cacheprovider -s $(PYTEST_ARGS)
 
+# The Kubernetes manifests (deploy/kubernetes): every overlay rendered with kustomize, validated against
+# the Kubernetes schemas (kubernetes-validate) and checked by checkov, then the rules tests/deploy asserts.
+# `make test` runs the same tests; their tools live in a virtual environment of their own (checkov's
+# dependencies would clash with the project's), made by `make deploy-venv` from deploy/requirements.txt.
+DEPLOY_VENV  ?= .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-stamp
+
+deploy-venv: $(DEPLOY_STAMP)
+
+$(DEPLOY_STAMP): deploy/requirements.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	# Nothing in it is the project's: git ignores the whole folder.
+	echo '*' > $(DEPLOY_VENV)/.gitignore
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet -r deploy/requirements.txt
+	touch $@
+
+deploy-check: setup deploy-venv
+	$(BIN)/python -m pytest tests/deploy -p no:cacheprovider $(PYTEST_ARGS)
+
+# The platform on a 3-node JetStream cluster with 2 processes of every service (tests/cluster): the node leading
+# EVENTS killed, then one process of every service, then the node restarted, under traffic, with the ledger.
+# `make test` runs its short form (the node, an edge and a delivery process).
+cluster: setup
+	SWITCHBOARD_CLUSTER=full $(BIN)/python -m pytest tests/cluster -m cluster -p no:cacheprovider -s $(PYTEST_ARGS)
+
 # Debian's chromium for the dashboard's browser test (tests/e2e/test_dashboard.py).
 # Nothing to do when it is there; installed when apt-get is at hand as root;
 # otherwise that test skips, saying why.
@@ -81,4 +107,4 @@ bench: setup
 	$(BIN)/python -m tests.bench.steady_bench
 
 clean:
-	rm -rf $(VENV) switchboard/v1 .pytest_cache
+	rm -rf $(VENV) $(DEPLOY_VENV) switchboard/v1 .pytest_cache

@@ -16,7 +16,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from plugins.sources.spec import InboundRequest, Reply
 from switchboard.apikeys import Authenticator
-from switchboard.ratelimit import RateLimit, TokenBuckets
+from switchboard.ratelimit import RateLimit
+from switchboard.shared_buckets import SharedTokenBuckets
 from switchboard.rpc import ServiceClients
 from switchboard.settings import Settings
 
@@ -52,6 +53,7 @@ class EdgeContext:
     authenticator: Authenticator
     clients: ServiceClients
     nc: NATS
-    key_buckets: TokenBuckets
+    # Each API key's on /v1, shared by every edge process.
+    key_buckets: SharedTokenBuckets
     key_rate: RateLimit
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...]

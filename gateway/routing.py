@@ -34,7 +34,7 @@ def _guarded(binding: Binding, contract: RouteContract) -> Callable[[Request], A
         edge: EdgeContext = request.app.state.edge
         credential = bearer_credential(request.headers.get("authorization"))
         principal = await edge.authenticator.verify(credential)
-        verdict = edge.key_buckets.take(principal.key_id, edge.key_rate)
+        verdict = await edge.key_buckets.take(principal.key_id, edge.key_rate)
         if not verdict.allowed:
             raise RateLimited("this API key is over its rate limit", retry_after_s=verdict.retry_after_s,
                               headers=verdict.headers())

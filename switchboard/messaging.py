@@ -229,6 +229,16 @@ def leases_bucket_config(settings: Settings, ttl_s: float = LEASE_TTL_S) -> api.
                             max_age=ttl_s, max_msg_size=1024, duplicate_window=min(1.0, ttl_s))
 
 
+RATE_LIMITS_BUCKET = "RATE_LIMITS"
+
+
+def rate_limits_bucket_config(settings: Settings) -> api.StreamConfig:
+    """The stream behind the KV bucket RATE_LIMITS: one entry per shared token bucket in use
+    (switchboard/shared_buckets.py), forgotten an hour after its last write (by then full again)."""
+    return kv_bucket_config(RATE_LIMITS_BUCKET, settings, discard=api.DiscardPolicy.OLD,
+                            max_bytes=256 * 1024 * 1024, max_age=3600.0, max_msg_size=1024, duplicate_window=1.0)
+
+
 # A message not acked (nor marked in progress) within this is redelivered: the
 # in-flight messages of a process that died come back this soon. Work that
 # lasts longer (a slow receiver, an AI call) is kept by in-progress
@@ -385,7 +395,7 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
     declared one (every process of every service does this as it starts: on a cluster each update is a
     round of the meta leader's, so one that changes nothing is not made)."""
     buckets = [dedup_bucket_config(settings), sources_bucket_config(settings), circuits_bucket_config(settings),
-               leases_bucket_config(settings)]
+               leases_bucket_config(settings), rate_limits_bucket_config(settings)]
     for config in [spec.config() for spec in stream_specs(settings)] + buckets:
         assert config.name is not None  # every stream and bucket here is declared with its name
         try:

@@ -30,13 +30,15 @@ from typing import Any
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
+from nats.js import JetStreamContext
 from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 
 from switchboard.apikeys import Authenticator, Principal, bearer_credential
 from switchboard.errors import PermissionDenied, RateLimited, SwitchboardError, Unauthenticated
 from switchboard.masterkey import accepted_service_tokens
-from switchboard.ratelimit import RateLimit, TokenBuckets
+from switchboard.ratelimit import RateLimit
+from switchboard.shared_buckets import SharedTokenBuckets
 from switchboard.rpc import abort_with
 from switchboard.settings import Settings
 
@@ -95,26 +97,27 @@ class AccessControl(grpc.aio.ServerInterceptor):
 
     def __init__(self, api_keys: Authenticator | None, service_tokens: Sequence[str],
                  methods: dict[str, MethodAccess] | None = None, key_rate: RateLimit | None = None,
-                 audit: AuditRecorder | None = None) -> None:
-        """``key_rate``: each API key's rate on this server (SWITCHBOARD_KEY_RATE and _BURST, as on REST);
-        ``audit``: records the audited calls API keys make."""
+                 audit: AuditRecorder | None = None, js: JetStreamContext | None = None) -> None:
+        """``key_rate``: each API key's rate over gRPC (SWITCHBOARD_KEY_RATE and _BURST, as on REST), in a
+        bucket shared through ``js`` by every service process (None: this process's own); ``audit``:
+        records the audited calls API keys make."""
         if not service_tokens:
             raise ValueError("a server needs the service token it accepts")
         self.api_keys = api_keys
         self._service_tokens = tuple(t.encode() for t in service_tokens)
         self.methods: dict[str, MethodAccess] = dict(methods or {})
         self.key_rate = key_rate
-        self._buckets = TokenBuckets()
+        self._buckets = SharedTokenBuckets(js, "grpc-key")
         self.audit = audit
 
     @classmethod
     def for_process(cls, api_keys: Authenticator | None, settings: Settings,
-                    audit: AuditRecorder | None = None) -> AccessControl:
+                    audit: AuditRecorder | None = None, js: JetStreamContext | None = None) -> AccessControl:
         """The access control of a service process: its API-key cache, the service tokens it accepts, the
         keys' rate limit and where audited calls are recorded."""
         return cls(api_keys, accepted_service_tokens(settings), key_rate=RateLimit(settings.access.key_rate_per_s,
                                                                                    settings.access.key_burst),
-                   audit=audit)
+                   audit=audit, js=js)
 
     def serve(self, full_service_names: Iterable[str]) -> None:
         """Read the access rules of the services this server serves."""
@@ -165,7 +168,7 @@ class AccessControl(grpc.aio.ServerInterceptor):
             raise Unauthenticated("this server takes the service token only")
         principal = await self.api_keys.verify(credential)
         if self.key_rate is not None:
-            verdict = self._buckets.take(principal.key_id, self.key_rate)
+            verdict = await self._buckets.take(principal.key_id, self.key_rate)
             if not verdict.allowed:
                 raise RateLimited("this API key is over its rate limit", retry_after_s=verdict.retry_after_s,
                                   headers=verdict.headers())

@@ -181,7 +181,7 @@ async def serve(app: ServiceApp, settings: Settings) -> None:
         runtime = Runtime(settings, pool, nc, js, clients)
         runtime.api_keys = app.api_keys(runtime)
         access = AccessControl.for_process(runtime.api_keys, settings,
-                                           audit=functools.partial(app.record_audit, runtime))
+                                           audit=functools.partial(app.record_audit, runtime), js=js)
         server = GrpcServer(app.name, app.grpc_services, access, shared_port=settings.process_count(app.name) > 1)
         app.register(server.server, runtime)
         if database_up:

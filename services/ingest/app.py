@@ -14,7 +14,8 @@ from gateway.context import EdgeContext
 from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher, SeenEventIds
 from switchboard.masterkey import secret_box
-from switchboard.ratelimit import RateLimit, TokenBuckets
+from switchboard.ratelimit import RateLimit
+from switchboard.shared_buckets import SharedTokenBuckets
 from services.ingest.servicer import IngestServicer
 from services.ingest.source_feed import SourceFeed, SourceReconciler, SourceWatcher
 from services.ingest.sources import SourceMirror, SourceStore
@@ -49,7 +50,8 @@ class IngestApp(ServiceApp):
                                        SeenEventIds(runtime.nc))
         # One intake for webhooks and published events, over HTTP and gRPC alike.
         self.intake = WebhookIntake(self.sources, self.registry, publisher,
-                                    RateLimit(s.edge.source_rate_per_s, s.edge.source_burst))
+                                    RateLimit(s.edge.source_rate_per_s, s.edge.source_burst),
+                                    SharedTokenBuckets(runtime.js, "source"))
         self.servicer = IngestServicer(self.sources, self.intake, s.edge.public_url)
         rpc.add_IngestServiceServicer_to_server(self.servicer, server)
 
@@ -76,7 +78,7 @@ class IngestApp(ServiceApp):
             authenticator=cast(Authenticator, runtime.api_keys),  # serve() sets it before start()
             clients=runtime.clients,
             nc=runtime.nc,
-            key_buckets=TokenBuckets(),
+            key_buckets=SharedTokenBuckets(runtime.js, "key"),
             key_rate=RateLimit(s.access.key_rate_per_s, s.access.key_burst),
             trusted_proxies=tuple(ipaddress.ip_network(n) for n in s.edge.trusted_proxies),
         )

@@ -18,7 +18,8 @@ from switchboard.database import contains_nul
 from switchboard.errors import Gone, InvalidRequest, NotFound, PermissionDenied, RateLimited
 from switchboard.events import Event
 from switchboard.ids import derived_id, new_id
-from switchboard.ratelimit import RateLimit, TokenBuckets
+from switchboard.ratelimit import RateLimit
+from switchboard.shared_buckets import SharedTokenBuckets
 
 __all__ = ["Publisher", "Accepted", "WebhookIntake", "KEPT_HEADERS_EXCLUDED", "API_SOURCE"]
 
@@ -82,13 +83,14 @@ class WebhookIntake:
         registry: PluginRegistry,
         publish: Publisher,
         default_rate: RateLimit,
-        buckets: TokenBuckets | None = None,
+        buckets: SharedTokenBuckets | None = None,
     ) -> None:
+        """``buckets``: each source's, shared by every edge process (None: this process's own)."""
         self.sources = sources
         self.registry = registry
         self.publish = publish
         self.default_rate = default_rate
-        self.buckets = buckets or TokenBuckets()
+        self.buckets = buckets or SharedTokenBuckets(None, "source")
 
     async def accept(self, source_id: str, request: InboundRequest) -> Accepted:
         source = await self.sources.find(source_id)
@@ -99,7 +101,7 @@ class WebhookIntake:
         # Policy before cryptography: refused senders cost no HMAC.
         if not source.admits(request.client_ip):
             raise PermissionDenied(f"{request.client_ip} may not send to this source", code="ip_not_allowed")
-        verdict = self.buckets.take(source.id, source.rate_limit or self.default_rate)
+        verdict = await self.buckets.take(source.id, source.rate_limit or self.default_rate)
         if not verdict.allowed:
             raise RateLimited("this source is over its rate limit", retry_after_s=verdict.retry_after_s,
                               headers=verdict.headers())

@@ -18,7 +18,7 @@ from typing import Protocol
 from collections.abc import Callable
 
 from tests.chaos.faults import Fault
-from tests.chaos.harness import ID_HEADER, ChaosReceiver, Sender
+from tests.chaos.harness import ID_HEADER, ChaosReceiver, Sender, SentEvent
 from tests.chaos.ledger import Report, build_report
 from tests.e2e.slice import Slice, create_slice
 from tests.platform_runner import Platform
@@ -61,7 +61,9 @@ def chaos_slice(platform: Platform, receiver: ChaosReceiver) -> Slice:
         return create_slice(api, receiver.url, config={"event_type_field": "type", "id_header": ID_HEADER})
 
 
-async def run_scenario(platform: Platform, receiver: ChaosReceiver, source: Slice, fault: Fault, plan: Plan) -> Report:
+async def run_scenario(platform: Platform, receiver: ChaosReceiver, source: Slice, fault: Fault, plan: Plan,
+                       sent: list[SentEvent] | None = None) -> Report:
+    """The scenario's ledger; ``sent`` (when given) receives the sender's account of every webhook."""
     sender = Sender(platform.edge_url, source.source_id, source.source_secret, rate=plan.rate, count=plan.count,
                     give_up_s=plan.give_up_s)
     sending = asyncio.create_task(sender.run())
@@ -83,6 +85,8 @@ async def run_scenario(platform: Platform, receiver: ChaosReceiver, source: Slic
             break
         await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)  # late copies (duplicates) still count
+    if sent is not None:
+        sent.extend(sender.events)
     report = build_report(plan.name, fault.label, plan.rate, sender.events, receiver.snapshot(), timing,
                           sender.finished_sending, drained_at)
     REPORTS.append(report)

@@ -33,7 +33,8 @@ from switchboard.database import apply_migrations
 from switchboard.cli.embedded import EmbeddedNats, free_port
 from switchboard.errors import Unavailable
 from switchboard.messaging import SOURCES_BUCKET, connect_nats, ensure_streams
-from switchboard.ratelimit import RateLimit, TokenBuckets
+from switchboard.ratelimit import RateLimit
+from switchboard.shared_buckets import SharedTokenBuckets
 from switchboard.rpc import ServiceClients
 from switchboard.settings import Settings
 from tests.sealing import BOX
@@ -326,7 +327,7 @@ async def test_a_webhook_is_accepted_with_postgresql_unreachable(edges, nats_ser
         settings=settings,
         intake=WebhookIntake(there.store, REGISTRY, publisher, RateLimit(100.0, 100)),
         database=there.store.pool, authenticator=Authenticator.over_grpc(clients), clients=clients, nc=there.nc,
-        key_buckets=TokenBuckets(), key_rate=RateLimit(10.0, 10), trusted_proxies=(),
+        key_buckets=SharedTokenBuckets(None, "key"), key_rate=RateLimit(10.0, 10), trusted_proxies=(),
     )
     body = b'{"type": "order.created"}'
     signature = hmac.new(b"s" * 32, body, hashlib.sha256).hexdigest()

@@ -1,0 +1,81 @@
+"""Limits that hold across replicas, on the clustered platform with 2 processes of every service:
+an endpoint's rate limit measured at its receiver with 2 delivery processes sending, and a source's
+rate limit at 2 edge processes sharing the port."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from switchboard.cli.supervisor import listening_ports
+from tests.chaos.harness import ChaosReceiver
+from tests.e2e.slice import signed, wait_for
+from tests.e2e.test_multi_process import counter_total
+from tests.platform_runner import Platform
+
+pytestmark = pytest.mark.cluster
+
+ENDPOINT_RATE = 20.0
+
+
+def post_all(url: str, secret: str, bodies: list[dict], connections: int = 16) -> list[int]:
+    """Each body signed and posted, over ``connections`` connections at once (spread over the edge's
+    processes by the kernel); the statuses."""
+    def post(payload: dict) -> int:
+        body, headers = signed(secret, payload)
+        with httpx.Client(timeout=30) as client:  # a connection each: the kernel picks a process for each
+            return client.post(url, content=body, headers=headers).status_code
+
+    with ThreadPoolExecutor(connections) as pool:
+        return list(pool.map(post, bodies))
+
+
+def test_an_endpoint_limit_holds_at_its_receiver_with_two_delivery_processes(cluster_platform: Platform) -> None:
+    ports = listening_ports(cluster_platform.state_dir)
+    attempts_before = {name: counter_total(ports[f"{name}_metrics"], "switchboard_delivery_attempts")
+                       for name in ("delivery", "delivery-2")}
+    with ChaosReceiver() as receiver, cluster_platform.client() as api:
+        source = api.post("/v1/sources", json={"name": "limited", "config": {"event_type_field": "type"}}).json()
+        # The burst left to its default: a second's worth.
+        endpoint = api.post("/v1/endpoints", json={
+            "url": receiver.url, "options": {"rate_limit": {"per_second": ENDPOINT_RATE}}}).json()
+        assert api.post("/v1/routes", json={"name": "all", "endpoint_ids": [endpoint["id"]]}).status_code == 201
+        count = 300
+        statuses = post_all(f"{cluster_platform.edge_url}/in/{source['id']}", source["secret"],
+                            [{"type": "limited.event", "id": f"l-{n}"} for n in range(count)])
+        assert statuses.count(202) == count, statuses
+        def all_delivered() -> list | None:
+            delivered = [r for r in receiver.snapshot() if r.ok]
+            return delivered if len(delivered) >= count else None
+
+        receipts = wait_for(all_delivered, timeout=count / ENDPOINT_RATE * 2 + 30)
+    times = sorted(r.at for r in receipts)
+    # The steady rate, past the first two seconds (the burst, and the queue filling up).
+    steady = [t for t in times if t >= times[0] + 2.0]
+    measured = (len(steady) - 1) / (steady[-1] - steady[0])
+    attempts = {name: counter_total(ports[f"{name}_metrics"], "switchboard_delivery_attempts") - before
+                for name, before in attempts_before.items()}
+    print(f"\nendpoint limit {ENDPOINT_RATE:.0f}/s, 2 delivery processes: measured {measured:.2f}/s at the "
+          f"receiver over {steady[-1] - steady[0]:.1f} s; attempts per process {attempts}", flush=True)
+    assert abs(measured - ENDPOINT_RATE) <= 0.1 * ENDPOINT_RATE
+    assert min(attempts.values()) > 0.2 * count, attempts  # both processes sent: the limit was shared
+
+
+def test_a_source_limit_holds_across_two_edge_processes(cluster_platform: Platform) -> None:
+    with cluster_platform.client() as api:
+        source = api.post("/v1/sources", json={"name": "flooded", "config": {"event_type_field": "type"},
+                                               "rate_limit": {"per_second": 10, "burst": 10}}).json()
+    started = time.monotonic()
+    statuses = post_all(f"{cluster_platform.edge_url}/in/{source['id']}", source["secret"],
+                        [{"type": "flood", "id": f"f-{n}"} for n in range(400)], connections=24)
+    seconds = time.monotonic() - started
+    accepted = statuses.count(202)
+    allowed = 10 * seconds + 10
+    print(f"\nsource limit 10/s burst 10, 2 edge processes: {accepted} of {len(statuses)} accepted in "
+          f"{seconds:.1f} s (the limit allows {allowed:.0f}); the rest {set(statuses) - {202}}", flush=True)
+    assert set(statuses) <= {202, 429}
+    # Each process's own bucket would admit up to twice as many; one lease per process is the margin.
+    assert allowed * 0.5 <= accepted <= allowed + 2
