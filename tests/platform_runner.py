@@ -47,8 +47,10 @@ def base_env(state_dir: Path, **extra: str) -> dict[str, str]:
 class Platform:
     """``switchboard up`` in a subprocess; its output is collected in ``self.output``."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
+        """``args``: options of `switchboard up` (``("--cluster", "3")``)."""
         self.env = env
+        self.args = args
         self.state_dir = Path(env["SWITCHBOARD_STATE_DIR"])
         self.output: list[str] = []
         self.process: subprocess.Popen | None = None
@@ -57,7 +59,7 @@ class Platform:
 
     def start(self, timeout: float = 90.0) -> Platform:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "switchboard.cli", "up"],
+            [sys.executable, "-m", "switchboard.cli", "up", *self.args],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
         )
         threading.Thread(target=self._pump, daemon=True).start()

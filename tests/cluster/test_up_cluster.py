@@ -1,0 +1,77 @@
+"""`switchboard up --cluster 3` on a fresh state folder: three embedded nats-server nodes forming one
+JetStream cluster, every stream and KV bucket on all three, 2 processes of every service, and a webhook
+through it delivered; a node killed is restarted by the supervisor on its ports and rejoins."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.slice import create_slice, send, wait_for
+from tests.platform_runner import Platform, base_env
+from tests.receivers import Receiver
+
+pytestmark = pytest.mark.cluster
+
+SERVICES = ("auth", "ingest", "router", "ai", "delivery", "analytics")
+
+
+def monitor_port(node_dir: Path) -> int:
+    for line in (node_dir / "nats-server.conf").read_text().splitlines():
+        if line.startswith("http:"):
+            return int(json.loads(line.split(":", 1)[1].strip()).rsplit(":", 1)[1])
+    raise AssertionError(f"no monitoring port in {node_dir}")
+
+
+def streams(node_dir: Path) -> dict[str, tuple[int, list[str]]]:
+    """Each stream's replicas and the nodes holding it, as a node's /jsz tells (the node itself, which
+    holds every stream here, and the others it names: the leader and the other replicas)."""
+    url = f"http://127.0.0.1:{monitor_port(node_dir)}/jsz?streams=true&config=true"
+    with urllib.request.urlopen(url, timeout=2) as reply:
+        details = json.load(reply)["account_details"]
+    itself = f"n{node_dir.name.rsplit('-', 1)[1]}"
+    found = {}
+    for stream in details[0]["stream_detail"]:
+        cluster = stream["cluster"]
+        nodes = {itself, cluster.get("leader")} | {r["name"] for r in cluster.get("replicas") or []}
+        found[stream["name"]] = (stream["config"]["num_replicas"], sorted(n for n in nodes if n))
+    return found
+
+
+def test_up_cluster_runs_three_nodes_replicated_streams_and_two_of_every_service(tmp_path: Path) -> None:
+    env = base_env(tmp_path / "state")
+    for service in SERVICES:
+        del env[f"SWITCHBOARD_{service.upper()}_PROCESSES"]  # left to --cluster: 2 of each
+    platform = Platform(env, args=("--cluster", "3"))
+    try:
+        platform.start(timeout=180)
+        state = platform.state_dir
+        assert set(platform.pids()) >= {f"{s}{suffix}" for s in SERVICES for suffix in ("", "-2")}
+        nodes = sorted(state.glob("nats-*"))
+        assert [n.name for n in nodes] == ["nats-1", "nats-2", "nats-3"]
+        held = streams(nodes[0])
+        assert {"EVENTS", "DELIVERIES", "KV_LEASES", "KV_RATE_LIMITS"} <= set(held)
+        assert all(replicas == 3 and members == ["n1", "n2", "n3"] for replicas, members in held.values()), held
+        with Receiver() as receiver, platform.client() as api:
+            s = create_slice(api, receiver.url)
+            send(platform, s.source_id, s.source_secret, {"type": "order.created", "id": "c-1"})
+            receiver.wait_for(lambda got: len(got) == 1, timeout=30)
+            # A node killed: the supervisor starts it again on its ports, and the cluster has it back.
+            pid = int((nodes[1] / "nats-server.pid").read_text())
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            wait_for(lambda: (nodes[1] / "nats-server.pid").exists()
+                     and int((nodes[1] / "nats-server.pid").read_text()) != pid, timeout=30)
+            wait_for(lambda: all(m == ["n1", "n2", "n3"] for _, m in streams(nodes[1]).values()),
+                     timeout=30)
+            print(f"\nnode n2 killed: back in the cluster {time.monotonic() - killed_at:.1f} s later", flush=True)
+            send(platform, s.source_id, s.source_secret, {"type": "order.created", "id": "c-2"})
+            receiver.wait_for(lambda got: len(got) == 2, timeout=30)
+    finally:
+        assert platform.stop(timeout=60) == 0, platform.log_tail()
