@@ -1,9 +1,10 @@
 """Token buckets: a steady rate with room for a burst.
 
 Each bucket holds up to ``burst`` tokens and refills at ``rate`` per second; a
-request (or a delivery) takes one. Buckets live in the process that applies
-them, so with N replicas the effective limit is N times the configured one
-(documented in the README).
+request (or a delivery) takes one. These buckets live in the process that
+applies them (an AI provider's budget share, a fallback while NATS is away);
+the limits that must hold across replicas lease from shared ones
+(switchboard/shared_buckets.py).
 """
 
 from __future__ import annotations
