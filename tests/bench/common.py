@@ -228,7 +228,8 @@ def run_wrk(url: str, body: bytes, headers: dict[str, str], seconds: int, connec
     p50 = _ms(found(r"\s50%\s+(\S+)"))
     p99 = _ms(found(r"\s99%\s+(\S+)"))
     non2xx = int(found(r"non2xx (\d+)"))
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non2xx": non2xx}
+    requests = int(found(r"(\d+) requests in"))
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non2xx": non2xx, "requests": requests}
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:

@@ -4,6 +4,7 @@ through it delivered; a node killed is restarted by the supervisor on its ports 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,7 +12,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nats
 import pytest
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 from tests.e2e.slice import create_slice, send, wait_for
 from tests.platform_runner import Platform, base_env
@@ -27,6 +30,23 @@ def monitor_port(node_dir: Path) -> int:
         if line.startswith("http:"):
             return int(json.loads(line.split(":", 1)[1].strip()).rsplit(":", 1)[1])
     raise AssertionError(f"no monitoring port in {node_dir}")
+
+
+def client_port(node_dir: Path) -> int:
+    args = Path(f"/proc/{int((node_dir / 'nats-server.pid').read_text())}/cmdline").read_bytes().split(b"\0")
+    return int(args[args.index(b"--port") + 1])
+
+
+async def lease_holder(url: str, name: str) -> str | None:
+    """Who holds the lease ``name`` (``host:pid``), from the KV bucket LEASES."""
+    nc = await nats.connect(url)
+    try:
+        entry = await (await nc.jetstream().key_value("LEASES")).get(name)
+        return entry.value.decode() if entry.value else None
+    except (KeyNotFoundError, KeyDeletedError):
+        return None
+    finally:
+        await nc.close()
 
 
 def streams(node_dir: Path) -> dict[str, tuple[int, list[str]]]:
@@ -73,5 +93,16 @@ def test_up_cluster_runs_three_nodes_replicated_streams_and_two_of_every_service
             print(f"\nnode n2 killed: back in the cluster {time.monotonic() - killed_at:.1f} s later", flush=True)
             send(platform, s.source_id, s.source_secret, {"type": "order.created", "id": "c-2"})
             receiver.wait_for(lambda got: len(got) == 2, timeout=30)
+        # The alert rounds run in one analytics process, under its lease; killed, the other takes them over.
+        url = f"nats://127.0.0.1:{client_port(nodes[0])}"
+        holder = wait_for(lambda: asyncio.run(lease_holder(url, "analytics.alerts")), timeout=30)
+        pids = platform.pids()
+        assert int(holder.rsplit(":", 1)[1]) in (pids["analytics"], pids["analytics-2"]), (holder, pids)
+        os.kill(int(holder.rsplit(":", 1)[1]), signal.SIGKILL)
+        killed_at = time.monotonic()
+        successor = wait_for(lambda: (h := asyncio.run(lease_holder(url, "analytics.alerts"))) not in (None, holder)
+                             and h, timeout=30)
+        print(f"alert rounds moved from {holder} to {successor} {time.monotonic() - killed_at:.1f} s after "
+              "their holder was killed", flush=True)
     finally:
         assert platform.stop(timeout=60) == 0, platform.log_tail()
