@@ -1,6 +1,6 @@
 """The clustered platform: a 3-node JetStream cluster on loopback, and `switchboard up` against it as
 against a cluster of one's own (its URLs in SWITCHBOARD_NATS_URL, 3 stream replicas), with 2 processes
-of every service. One for the package: it takes ~15 s to start on 2 cores."""
+of every service. One per test module (a module's faults are its own): ~15 s to start on 2 cores."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: the platform on a 3-node NATS cluster (tests/cluster; `make cluster`)")
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNatsCluster]:
     cluster = EmbeddedNatsCluster(tmp_path_factory.mktemp("nats-cluster"), 3,
                                   [(free_port(), free_port(), free_port()) for _ in range(3)])
@@ -31,7 +31,7 @@ def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedN
         cluster.stop()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def cluster_platform(nats_cluster: EmbeddedNatsCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     state = Path(tmp_path_factory.mktemp("cluster-platform")) / "state"
     env = base_env(state, SWITCHBOARD_NATS_URL=nats_cluster.url, SWITCHBOARD_STREAM_REPLICAS="3",

@@ -43,7 +43,7 @@ async def lease_holder(url: str, name: str) -> str | None:
     try:
         entry = await (await nc.jetstream().key_value("LEASES")).get(name)
         return entry.value.decode() if entry.value else None
-    except (KeyNotFoundError, KeyDeletedError):
+    except (KeyNotFoundError, KeyDeletedError, nats.errors.TimeoutError):  # none yet, or a busy moment: ask again
         return None
     finally:
         await nc.close()
