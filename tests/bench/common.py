@@ -21,6 +21,7 @@ import psycopg
 from switchboard.cli.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from switchboard.settings import Settings
 from tests.credentials import service_channel
+from tests.sealing import MASTER_KEY
 
 
 @contextmanager
@@ -51,7 +52,8 @@ def bench_env(nats_url: str, database_url: str, state_dir: Path, **extra: str) -
         "SWITCHBOARD_KEY_RATE": "1000000",
         "SWITCHBOARD_KEY_BURST": "1000000",
         "SWITCHBOARD_LOG_LEVEL": "WARNING",
-        "SWITCHBOARD_MASTER_KEY": "bench-master-key-" + "x" * 32,
+        # The tests' key: benchmarks that create endpoints themselves seal them with its box (tests/sealing.py).
+        "SWITCHBOARD_MASTER_KEY": MASTER_KEY,
         "PYTHONUNBUFFERED": "1",
     })
     for name in ("INGEST", "ROUTER", "AI", "DELIVERY", "AUTH", "ANALYTICS"):

@@ -49,7 +49,7 @@ async def create_endpoints(database_url: str, receiver: str, count: int, run: in
 
 
 async def fill(nats_url: str, endpoints: list[str], total: int, run: int) -> None:
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url.split(","))
     js = nc.jetstream()
     try:
         for n in range(total):
@@ -70,7 +70,7 @@ async def fill(nats_url: str, endpoints: list[str], total: int, run: int) -> Non
 
 async def consumer_ready(nats_url: str, timeout_s: float = 120.0) -> None:
     """Wait until the delivery process has declared its consumer (it is then up)."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url.split(","))
     try:
         deadline = time.monotonic() + timeout_s
         while True:
