@@ -32,7 +32,7 @@ from nats.js.kv import KeyValue
 from switchboard.messaging import RATE_LIMITS_BUCKET
 from switchboard.ratelimit import RateLimit, TokenBuckets, Verdict
 
-__all__ = ["SharedTokenBuckets", "lease_size"]
+__all__ = ["LEASE_S", "LEASE_TTL_S", "SharedTokenBuckets", "lease_size"]
 
 logger = logging.getLogger(__name__)
 

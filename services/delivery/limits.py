@@ -46,23 +46,15 @@ from switchboard.circuit import CircuitBreakers
 from switchboard.errors import Unavailable
 from switchboard.messaging import CIRCUITS_BUCKET, follow_bucket
 from switchboard.ratelimit import RateLimit
+# Leases as the edge's shared buckets take them: 50 ms of the rate, dropped after a second unspent.
+from switchboard.shared_buckets import LEASE_S, LEASE_TTL_S, lease_size
 
 __all__ = ["LEASE_S", "LEASE_TTL_S", "lease_size", "SharedRateLimits", "CircuitSync"]
 
 logger = logging.getLogger(__name__)
 
-# A lease is this long's worth of an endpoint's rate (at least one token, at most its burst).
-LEASE_S = 0.05
-# Tokens of a lease not spent within this are dropped: a process that stopped
-# delivering to an endpoint does not keep a part of its rate for later.
-LEASE_TTL_S = 1.0
 # Endpoints whose leases are remembered; beyond it they are forgotten (a new lease is asked).
 MAX_LEASES = 100_000
-
-
-def lease_size(limit: RateLimit) -> int:
-    """How many tokens a process takes from an endpoint's shared bucket at once."""
-    return max(1, min(limit.burst, int(limit.rate_per_s * LEASE_S)))
 
 
 @dataclass(slots=True)
