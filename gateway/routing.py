@@ -19,10 +19,11 @@ from starlette.types import Receive, Scope, Send
 from gateway.context import EdgeContext
 from gateway.contract import RouteContract, contracts
 from gateway.dashboard import dashboard_routes
+from gateway.guard import admit
+from gateway.listen import listen_routes
 from gateway.transcoder import Transcoder
 from gateway.webhooks import WEBHOOK_ROUTE, receive_webhook
-from switchboard.apikeys import bearer_credential
-from switchboard.errors import RateLimited, Unavailable
+from switchboard.errors import Unavailable
 from switchboard.outages import dependency_states
 from switchboard.transcoding import Binding, bindings
 
@@ -32,22 +33,17 @@ __all__ = ["starlette_routes"]
 def _guarded(binding: Binding, contract: RouteContract) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         edge: EdgeContext = request.app.state.edge
-        credential = bearer_credential(request.headers.get("authorization"))
-        principal = await edge.authenticator.verify(credential)
-        verdict = await edge.key_buckets.take(principal.key_id, edge.key_rate)
-        if not verdict.allowed:
-            raise RateLimited("this API key is over its rate limit", retry_after_s=verdict.retry_after_s,
-                              headers=verdict.headers())
-        principal.require(binding.scope or "admin")
+        admitted = await admit(request, binding.scope or "admin")
         transcoder: Transcoder = request.app.state.transcoder
         try:
             # A hung dependency (a stopped database answers nothing, and gRPC calls
             # have their own deadline) must not hold the caller for ever.
             async with asyncio.timeout(edge.settings.rpc_timeout_s * 3):
-                response = await transcoder.answer(binding, contract, request, principal, credential)
+                response = await transcoder.answer(binding, contract, request, admitted.principal,
+                                                   admitted.credential)
         except TimeoutError:
             raise Unavailable("a dependency did not answer in time; retry later") from None
-        response.headers.update(verdict.headers())
+        response.headers.update(admitted.verdict.headers())
         return response
 
     endpoint.__name__ = binding.operation_id
@@ -94,6 +90,8 @@ def starlette_routes(openapi: Callable[[Request], Awaitable[Response]]) -> list[
         Route("/openapi.json", openapi, methods=["GET"]),
         # The dashboard page and its assets: static, not API routes (no key; not in OpenAPI).
         *dashboard_routes(),
+        # A stream of events, guarded as the API is (gateway/listen.py).
+        *listen_routes(),
     ]
     checks = contracts(bindings())
     # Routes sharing a path share one Starlette route, so a wrong method is 405, not 404.

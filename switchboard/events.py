@@ -274,6 +274,8 @@ class RoutingOutcome:
     # The endpoints it queued a delivery to (each delivery's id is ``<event_id>:<endpoint_id>``).
     endpoint_ids: tuple[str, ...] = ()
     category: str | None = None
+    # The routes that matched it (``switchboard listen --route`` follows one).
+    route_ids: tuple[str, ...] = ()
 
     @property
     def delivery_ids(self) -> list[str]:
@@ -297,6 +299,8 @@ class RoutingOutcome:
         if not isinstance(values["endpoint_ids"], (list, tuple)):
             raise ValueError("endpoint_ids must be a list")
         values["endpoint_ids"] = tuple(values["endpoint_ids"])
+        # Absent from outcomes published before routes were named in them.
+        values["route_ids"] = tuple(values["route_ids"] or ())
         return cls(**values)
 
 

@@ -52,7 +52,8 @@ def routing_outcome(event: Event, dispatch: Dispatch) -> RoutingOutcome:
     return RoutingOutcome(
         event_id=event.id, tenant_id=event.tenant_id, source_id=event.source_id, event_type=event.type,
         received_at=event.received_at, routed_at=time.time(), outcome=outcome,
-        endpoint_ids=tuple(dict.fromkeys(o.endpoint_id for o in dispatch.outgoing)), category=dispatch.category)
+        endpoint_ids=tuple(dict.fromkeys(o.endpoint_id for o in dispatch.outgoing)), category=dispatch.category,
+        route_ids=tuple(v.route.id for v in dispatch.plan.verdicts if v.matched))
 
 
 async def publish_deliveries(bus: Bus, event: Event, outgoing: Sequence[Outgoing], replay_id: str | None = None,

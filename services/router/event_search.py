@@ -4,8 +4,8 @@ Events come newest first, by ``(received_at, id)``, a page at a time: the
 cursor names the last event of a page, and the next page starts strictly
 after it (keyset pagination), so events stored meanwhile never shift a page
 (no gaps, no repeats). Filters: source, a type glob (the globs of routes'
-``event_types``), a ``received_at`` range, the routing outcome (``status``)
-and the AI category of the explained decision. An event's status is decided
+``event_types``), a ``received_at`` range, the routing outcome (``status``),
+the AI category of the explained decision and a route that matched. An event's status is decided
 by the router when it stores the event (see migration 0005): ``routed``,
 ``unrouted`` or ``dropped``.
 """
@@ -48,10 +48,12 @@ class EventQuery:
     category: str | None = None
     cursor: str | None = None
     limit: int = DEFAULT_LIMIT
+    # Only events this route matched.
+    route_id: str | None = None
 
     def check(self) -> None:
         """InvalidRequest naming the first bad field."""
-        for name in ("source_id", "category"):
+        for name in ("source_id", "category", "route_id"):
             value = getattr(self, name)
             if value is not None and (not value or len(value) > 200 or not value.isprintable()):
                 raise InvalidRequest(f"{name}: must be 1 to 200 printable characters")
@@ -72,7 +74,7 @@ class EventQuery:
     def _binding(self, tenant_id: str) -> bytes:
         """What a cursor is bound to: the tenant and the filters (not the page size)."""
         return orjson.dumps([tenant_id, self.source_id, self.type, _micros(self.since), _micros(self.until),
-                             self.status, self.category])
+                             self.status, self.category, self.route_id])
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,10 @@ class EventSearch:
             if value is not None:
                 clauses.append(f"{column} = %s")
                 params.append(value)
+        if query.route_id is not None:
+            # The explained decision names every route that matched (Plan.explain).
+            clauses.append("routing->'routes' @> %s::jsonb")
+            params.append(orjson.dumps([{"route_id": query.route_id, "matched": True}]).decode())
         if query.type is not None:
             clauses.append("type ~ %s")
             params.append(glob_to_regex(query.type))

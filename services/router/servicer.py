@@ -237,7 +237,7 @@ class RouterServicer(rpc.RouterServiceServicer):
             since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
             until=request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None,
             status=request.status or None, category=request.category or None, cursor=request.cursor or None,
-            limit=request.limit if request.HasField("limit") else DEFAULT_LIMIT,
+            limit=request.limit if request.HasField("limit") else DEFAULT_LIMIT, route_id=request.route_id or None,
         ))
         return pb.ListEventsResponse(events=[_event_summary(e) for e in page.events], next_cursor=page.next_cursor)
 

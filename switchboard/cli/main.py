@@ -7,6 +7,7 @@ import runpy
 import sys
 
 from switchboard.cli.keys import add_commands as add_key_commands
+from switchboard.cli.listen import add_commands as add_listen_commands
 from switchboard.cli.plugins import add_commands as add_plugin_commands
 from switchboard.cli.replay import add_commands as add_replay_commands
 from switchboard.logs import configure_logging
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_key_commands(commands)
     add_plugin_commands(commands)
     add_replay_commands(commands)
+    add_listen_commands(commands)
     return parser
 
 

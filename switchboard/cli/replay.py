@@ -18,7 +18,7 @@ import httpx
 from switchboard.settings import Settings
 from switchboard.cli.supervisor import ADMIN_KEY_FILE, edge_url
 
-__all__ = ["add_commands", "progress_bar"]
+__all__ = ["add_commands", "api_key", "progress_bar"]
 
 _FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -30,7 +30,7 @@ def progress_bar(done: int, total: int, width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}  {done}/{total}"
 
 
-def _api_key(args: argparse.Namespace, settings: Settings) -> str | None:
+def api_key(args: argparse.Namespace, settings: Settings) -> str | None:
     key = args.key or settings.api_key
     if key:
         return key
@@ -63,7 +63,7 @@ def _follow(api: httpx.Client, replay: dict[str, Any], interval_s: float, out: T
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    key = _api_key(args, settings)
+    key = api_key(args, settings)
     if not key:
         print("switchboard: no API key: pass --key or set SWITCHBOARD_API_KEY", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from switchboard.cli.replay import _api_key
+from switchboard.cli.replay import api_key
 from switchboard.settings import Settings, declared_values, declarations, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,7 +133,7 @@ def test_provider_variables_are_the_ai_variables_no_other_setting_declares() -> 
 def test_replay_takes_its_key_from_the_option_then_the_settings_then_the_state_folder(tmp_path: Path) -> None:
     (tmp_path / "admin.key").write_text("sbk_admin\n")
     from_env = Settings.from_env({"SWITCHBOARD_STATE_DIR": str(tmp_path), "SWITCHBOARD_API_KEY": "sbk_env"})
-    assert _api_key(argparse.Namespace(key="sbk_option"), from_env) == "sbk_option"
-    assert _api_key(argparse.Namespace(key=None), from_env) == "sbk_env"
-    assert _api_key(argparse.Namespace(key=None), Settings.from_env({"SWITCHBOARD_STATE_DIR": str(tmp_path)})) \
+    assert api_key(argparse.Namespace(key="sbk_option"), from_env) == "sbk_option"
+    assert api_key(argparse.Namespace(key=None), from_env) == "sbk_env"
+    assert api_key(argparse.Namespace(key=None), Settings.from_env({"SWITCHBOARD_STATE_DIR": str(tmp_path)})) \
         == "sbk_admin"
