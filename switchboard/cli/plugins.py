@@ -1,4 +1,4 @@
-"""``switchboard plugins list`` and ``switchboard send-sample``."""
+"""``switchboard plugins list``, ``switchboard plugins new`` and ``switchboard send-sample``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx
 
 from plugins.ai.spec import ProviderSettings
 from plugins.manager import BUILTIN_PLUGINS, get_plugin_manager, load_registry
+from switchboard.cli.scaffold import KINDS, ScaffoldError, plugin_names, scaffold
 from switchboard.settings import Settings
 from switchboard.cli.supervisor import edge_url
 
@@ -48,6 +49,26 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _new(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        names = plugin_names(args.kind, args.name)
+        builtin = load_registry(get_plugin_manager(load_entrypoints=False), env={})
+        taken = {"source": builtin.sources, "destination": builtin.destinations,
+                 "ai-provider": builtin.ai_providers}[args.kind]
+        if names.name in taken:
+            # Two plugins registering one name stop every service at start-up.
+            raise ScaffoldError(f"a built-in {names.kind_text} is already named {names.name!r}")
+        directory = Path(args.directory) if args.directory else Path.cwd() / names.distribution
+        written = scaffold(names, directory)
+    except ScaffoldError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"created {path}")
+    print(f"\nNext: cd {directory} && pip install -e . && pytest  (the contract tests, docs/plugins.md)")
+    return 0
+
+
 def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
     source_type = load_registry().source(args.type)
     if not hasattr(source_type, "sign"):
@@ -72,6 +93,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=_list)
+    new = actions.add_parser("new", help="an installable plugin package to start from, with its contract tests")
+    new.add_argument("kind", choices=list(KINDS))
+    new.add_argument("name", help="what the plugin registers, e.g. acme (lower-case letters, digits, hyphens)")
+    new.add_argument("--directory", help="where to write it (default: ./switchboard-<name>); must be empty")
+    new.set_defaults(func=_new)
 
     sample = commands.add_parser("send-sample", help="sign and send a provider's sample webhook to a source")
     sample.add_argument("type", help="the source type: stripe, github, slack, intercom, twilio, ...")
