@@ -2,7 +2,8 @@
 
 The endpoint ``url`` names the subject: ``nats:<subject>``, e.g.
 ``nats:orders.created``. The URL is the only place the subject lives (so
-endpoint listings show where deliveries go); ``config`` takes no keys.
+endpoint listings show where deliveries go); ``config`` takes only
+``header_names`` (``standard`` or ``svix``, as for ``webhook``).
 A subject is dot-separated non-empty tokens of printable ASCII, without
 spaces or the wildcards ``*`` and ``>``. Subjects the platform itself uses
 (``events.``, ``deliveries.``, ``dead.``, ``attempts.``, see
@@ -17,9 +18,11 @@ subject de-duplicates retries by ``Nats-Msg-Id``. The data is the event's
 original body when the source kept it, else the payload as JSON. Headers:
 
 - ``webhook-id`` and ``Nats-Msg-Id``: the delivery id, stable across retries;
-- ``webhook-timestamp`` and ``webhook-signature``: Standard Webhooks, keyed
-  by the endpoint's ``whsec_`` secret (and the previous one too during a
-  secret rotation), so consumers verify with any Standard Webhooks library;
+- ``webhook-timestamp`` and ``webhook-signature``: Standard Webhooks, ``v1``
+  keyed by the endpoint's ``whsec_`` secret or ``v1a`` by its ``whsk_`` key
+  (and by the previous one too during a secret rotation), so consumers verify
+  with any Standard Webhooks library (the three named ``svix-`` instead with
+  ``header_names: svix``);
 - ``x-switchboard-event-id``, ``x-switchboard-event-type`` (percent-encoded
   unless printable ASCII) and ``x-switchboard-attempt``.
 
@@ -35,7 +38,7 @@ import asyncio
 import nats.errors
 
 from plugins.destinations.config_checks import config_of
-from plugins.destinations.signing import body_of, signed_headers
+from plugins.destinations.signing import body_of, check_header_names, check_secret, signed_headers
 from plugins.destinations.spec import (
     DestinationContext,
     EndpointTarget,
@@ -44,7 +47,6 @@ from plugins.destinations.spec import (
     SendResult,
 )
 from plugins.markers import hookimpl
-from switchboard.signatures import decode_webhook_secret
 
 __all__ = ["NatsSubjectDestination", "RESERVED_FIRST_TOKENS", "subject_of"]
 
@@ -81,11 +83,8 @@ class NatsSubjectDestination:
 
     def validate(self, target: EndpointTarget) -> None:
         subject_of(target.url)
-        config_of(target.config, "nats", ())
-        try:
-            decode_webhook_secret(target.secret)
-        except ValueError as exc:
-            raise InvalidEndpointConfig(str(exc)) from None
+        check_header_names(config_of(target.config, "nats", ("header_names",)))
+        check_secret(target.secret)
 
     async def send(self, message: OutboundMessage, target: EndpointTarget, context: DestinationContext) -> SendResult:
         try:

@@ -2,18 +2,20 @@
 
 Headers: ``webhook-id`` (the delivery id, stable across retries so receivers
 can de-duplicate), ``webhook-timestamp`` (Unix seconds) and
-``webhook-signature: v1,<base64 HMAC-SHA256>`` keyed by the endpoint's
-``whsec_`` secret; during a secret rotation's grace period a second ``v1,``
-signature made with the previous secret follows, space-separated, as the
-specification allows. Any 2xx is success; 408, 425, 429 and 5xx are retried
-(honouring ``Retry-After``), or the endpoint's own ``retry_statuses``; other
-4xx are final. Receivers steer retries: a ``webhook-delivery: abort-message``
+``webhook-signature``: ``v1,<base64 HMAC-SHA256>`` keyed by the endpoint's
+``whsec_`` secret, or ``v1a,<base64 Ed25519>`` by its ``whsk_`` key (receivers
+verify with the ``whpk_`` public key); during a secret rotation's grace period
+a second signature made with the previous secret follows, space-separated, as
+the specification allows (docs/signatures.md). Any 2xx is success; 408, 425,
+429 and 5xx are retried (honouring ``Retry-After``), or the endpoint's own
+``retry_statuses``; other 4xx are final. Receivers steer retries: a ``webhook-delivery: abort-message``
 response header stops them for this delivery (as Svix does), and 410 Gone
 disables the endpoint.
 
-Config: ``method`` (POST, PUT or PATCH; POST by default) and ``headers``
+Config: ``method`` (POST, PUT or PATCH; POST by default), ``headers``
 (extra request headers; the signature headers and hop-by-hop headers cannot
-be overridden).
+be overridden) and ``header_names`` (``standard``, or ``svix`` for
+``svix-id``, ``svix-timestamp`` and ``svix-signature`` with the same values).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import re
 from collections.abc import Mapping
 
 from plugins.destinations.http_result import exchange
-from plugins.destinations.signing import body_of, signed_headers
+from plugins.destinations.signing import SIGNATURE_HEADERS, body_of, check_header_names, check_secret, signed_headers
 from plugins.destinations.spec import (
     DestinationContext,
     EndpointTarget,
@@ -32,13 +34,12 @@ from plugins.destinations.spec import (
 )
 from plugins.markers import hookimpl
 from switchboard.netguard import DestinationRefused, check_url_shape
-from switchboard.signatures import decode_webhook_secret
 
 _METHODS = ("POST", "PUT", "PATCH")
 _MAX_HEADERS = 20
 # Set by us on every request: a tenant's header must not replace them.
-_RESERVED_HEADERS = frozenset({
-    "webhook-id", "webhook-timestamp", "webhook-signature", "content-length", "content-type", "host",
+_RESERVED_HEADERS = SIGNATURE_HEADERS | frozenset({
+    "content-length", "content-type", "host",
     "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive", "proxy-authorization",
     "x-switchboard-event-id", "x-switchboard-event-type", "x-switchboard-attempt",
 })
@@ -47,10 +48,12 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 
 def check_webhook_config(config: Mapping[str, object]) -> None:
     """InvalidEndpointConfig unless ``config`` is a valid webhook config."""
-    unknown = set(config) - {"method", "headers"}
+    unknown = set(config) - {"method", "headers", "header_names"}
     if unknown:
-        raise InvalidEndpointConfig(f"unknown webhook config: {', '.join(sorted(unknown))}; it takes method, headers",
-                                    field="config")
+        raise InvalidEndpointConfig(
+            f"unknown webhook config: {', '.join(sorted(unknown))}; it takes method, headers, header_names",
+            field="config")
+    check_header_names(config)
     method = config.get("method", "POST")
     if method not in _METHODS:
         raise InvalidEndpointConfig(f"method is one of {', '.join(_METHODS)}", field="config.method")
@@ -79,10 +82,7 @@ class WebhookDestination:
             check_url_shape(target.url)
         except (DestinationRefused, ValueError) as exc:
             raise InvalidEndpointConfig(str(exc), field="url") from None
-        try:
-            decode_webhook_secret(target.secret)
-        except ValueError as exc:
-            raise InvalidEndpointConfig(str(exc), field="secret") from None
+        check_secret(target.secret)
         check_webhook_config(target.config)
 
     async def send(self, message: OutboundMessage, target: EndpointTarget, context: DestinationContext) -> SendResult:

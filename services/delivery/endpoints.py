@@ -4,6 +4,10 @@ Every change is validated as a whole (the endpoint as it would be after the
 change): the destination checks its URL and config, delivery options are
 checked, event-type patterns are checked, a failover must be another live
 endpoint of the same tenant, and an HTTP URL must not reach a private network.
+
+The signature scheme is the secret's: a ``whsec_`` secret signs ``v1``, a
+``whsk_`` key ``v1a`` (switchboard/signatures.py), so it is stored nowhere else
+and can never disagree with the key that signs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from datetime import datetime, timedelta, UTC
 from typing import Any
 from collections.abc import Mapping
 
-from plugins.destinations.spec import EndpointTarget
+from plugins.destinations.spec import EndpointTarget, InvalidEndpointConfig
 from plugins.manager import PluginRegistry, UnknownPlugin
 from services.delivery.options import validate_options
 from services.delivery.endpoint_store import Endpoint, EndpointStore
@@ -21,7 +25,13 @@ from switchboard.secretbox import map_secrets
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.netguard import DestinationRefused, HostUnresolvable, Networks, ensure_public_destination
 from switchboard.patterns import check_type_patterns
-from switchboard.signatures import generate_webhook_secret
+from switchboard.signatures import (
+    SIGNATURE_SCHEMES,
+    SIGNING_KEY_PREFIX,
+    check_signing_secret,
+    generate_signing_secret,
+    signature_scheme_of,
+)
 
 __all__ = ["EndpointManager", "masked_config", "MAX_GRACE"]
 
@@ -31,6 +41,18 @@ MAX_GRACE = timedelta(days=30)
 def masked_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The config as shown through the API: credentials reduced to their last four characters."""
     return map_secrets(config, lambda value: "…" + value[-4:] if len(value) > 8 else "…")
+
+
+def _secret_for(secret: str, signature_scheme: str, default_scheme: str) -> str:
+    """The secret given (which must be of ``signature_scheme`` when both are given), else a new one."""
+    if signature_scheme and signature_scheme not in SIGNATURE_SCHEMES:
+        raise InvalidRequest(f"signature_scheme is one of {', '.join(SIGNATURE_SCHEMES)}", field="signature_scheme")
+    if not secret:
+        return generate_signing_secret(signature_scheme or default_scheme)
+    if signature_scheme and signature_scheme_of(secret) != signature_scheme:
+        kind = "a whsk_ key" if signature_scheme == "v1a" else "a whsec_ secret"
+        raise InvalidRequest(f"a {signature_scheme} endpoint's secret is {kind}", field="secret")
+    return secret
 
 
 class EndpointManager:
@@ -44,9 +66,9 @@ class EndpointManager:
     async def create(
         self, tenant_id: str, url: str, description: str, destination: str, secret: str,
         config: Mapping[str, Any], options: Mapping[str, Any], event_types: list[str],
-        failover_endpoint_id: str | None,
+        failover_endpoint_id: str | None, signature_scheme: str = "",
     ) -> Endpoint:
-        secret = secret or generate_webhook_secret()
+        secret = _secret_for(secret, signature_scheme, default_scheme="v1")
         draft = Endpoint(
             id="", tenant_id=tenant_id, url=url, description=description, destination=destination or "webhook",
             secret=secret, config=dict(config), created_at=datetime.now(UTC), options=dict(options),
@@ -73,12 +95,14 @@ class EndpointManager:
                 tenant_id, endpoint_id, None if enabled else "disabled by an operator")
         return endpoint
 
-    async def rotate_secret(self, tenant_id: str, endpoint_id: str, secret: str, grace: timedelta) -> Endpoint:
+    async def rotate_secret(self, tenant_id: str, endpoint_id: str, secret: str, grace: timedelta,
+                            signature_scheme: str = "") -> Endpoint:
+        """A new secret (of ``signature_scheme``, else of the current one's); the old one signs beside it."""
         if not timedelta(0) <= grace <= MAX_GRACE:
             raise InvalidRequest(f"grace_seconds is between 0 and {int(MAX_GRACE.total_seconds())}",
                                  field="grace_seconds")
         current = await self.store.get(tenant_id, endpoint_id)
-        new = secret or generate_webhook_secret()
+        new = _secret_for(secret, signature_scheme, default_scheme=signature_scheme_of(current.secret))
         if new == current.secret:
             raise InvalidRequest("the new secret must differ from the current one", field="secret")
         await self._checked(replace(current, secret=new))
@@ -92,6 +116,12 @@ class EndpointManager:
             raise InvalidRequest(str(exc), field="destination") from None
         if not isinstance(endpoint.config, Mapping):
             raise InvalidRequest("config must be a JSON object", field="config")
+        if endpoint.secret.startswith(SIGNING_KEY_PREFIX):
+            # Whatever the destination: its public key is derived for every listing.
+            try:
+                check_signing_secret(endpoint.secret)
+            except ValueError as exc:
+                raise InvalidEndpointConfig(str(exc), field="secret") from None
         destination.validate(EndpointTarget(url=endpoint.url, secret=endpoint.secret, config=endpoint.config))
         endpoint = replace(endpoint, options=validate_options(endpoint.options),
                            event_types=check_type_patterns(endpoint.event_types))

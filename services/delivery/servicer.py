@@ -16,6 +16,7 @@ from switchboard.ids import new_id
 from switchboard.bus import Bus
 from switchboard.protojson import changed_fields, from_message, struct, to_message
 from switchboard.rpc import servicer, timestamp
+from switchboard.signatures import public_key_of, signature_scheme_of
 from switchboard.v1 import delivery_pb2 as pb, delivery_pb2_grpc as rpc
 
 
@@ -29,7 +30,24 @@ def _endpoint(e: Endpoint) -> pb.Endpoint:
         previous_secret_expires_at=timestamp(
             e.previous_secret_expires_at if e.signing_secrets(datetime.now(UTC))[1] else None),
         updated_at=timestamp(e.updated_at), enabled=e.disabled_at is None,
+        signature_scheme=signature_scheme_of(e.secret), public_key=_public_key(e.secret),
     )
+
+
+def _public_key(secret: str) -> str:
+    """A v1a endpoint's whpk_ public key; "" for v1 (and for a whsk_ key stored before keys were checked)."""
+    if signature_scheme_of(secret) != "v1a":
+        return ""
+    try:
+        return public_key_of(secret)
+    except ValueError:
+        return ""
+
+
+def _created(e: Endpoint) -> pb.CreateEndpointResponse:
+    """The endpoint with its whsec_ secret, shown once; a whsk_ private key never is (its public key is)."""
+    shown = e.secret if signature_scheme_of(e.secret) == "v1" else ""
+    return pb.CreateEndpointResponse(endpoint=_endpoint(e), secret=shown)
 
 
 def _time(value) -> datetime | None:
@@ -68,9 +86,9 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
         endpoint = await self.endpoints.create(
             request.tenant_id, request.url, request.description, request.destination, request.secret,
             from_message(request, "config") or {}, from_message(request, "options") or {},
-            list(request.event_types), request.failover_endpoint_id,
+            list(request.event_types), request.failover_endpoint_id, request.signature_scheme,
         )
-        return pb.CreateEndpointResponse(endpoint=_endpoint(endpoint), secret=endpoint.secret)
+        return _created(endpoint)
 
     async def GetEndpoint(self, request, context):
         return _endpoint(await self.store.get(request.tenant_id, request.id))
@@ -94,8 +112,9 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
     async def RotateEndpointSecret(self, request, context):
         endpoint = await self.endpoints.rotate_secret(
             request.tenant_id, request.id, request.secret,
-            timedelta(seconds=request.grace_seconds if request.HasField("grace_seconds") else DEFAULT_GRACE_S))
-        return pb.CreateEndpointResponse(endpoint=_endpoint(endpoint), secret=endpoint.secret)
+            timedelta(seconds=request.grace_seconds if request.HasField("grace_seconds") else DEFAULT_GRACE_S),
+            request.signature_scheme)
+        return _created(endpoint)
 
     async def ListEndpoints(self, request, context):
         return pb.ListEndpointsResponse(

@@ -192,3 +192,104 @@ async def test_slack_and_nats_destinations_deliver_through_the_platform(platform
             assert api.post("/v1/endpoints", json={"url": "nats:events.t.x", "destination": "nats"}).status_code == 400
     finally:
         await nc.close()
+
+
+def test_v1a_and_svix_named_endpoints_deliver_what_receivers_verify(platform: Platform) -> None:
+    from svix.webhooks import Webhook as SvixWebhook
+
+    from tests.plugins.test_webhook_destination import v1a_verifies
+
+    with Receiver() as signed, Receiver() as migrating, platform.client() as api:
+        source = api.post("/v1/sources", json={"name": "orders", "config": {"event_type_field": "type"}}).json()
+        v1a = api.post("/v1/endpoints", json={"url": signed.url, "signature_scheme": "v1a"})
+        assert v1a.status_code == 201, v1a.text
+        created = v1a.json()
+        # Receivers need only the public key: the private key is never shown.
+        assert created["signature_scheme"] == "v1a" and created["public_key"].startswith("whpk_")
+        assert created["secret"] is None and "whsk_" not in v1a.text
+        shown = api.get(f"/v1/endpoints/{created['id']}")
+        assert shown.json()["public_key"] == created["public_key"] and "whsk_" not in shown.text
+        assert "whsk_" not in api.get("/v1/endpoints").text
+
+        svix = api.post("/v1/endpoints", json={"url": migrating.url, "config": {"header_names": "svix"}})
+        assert svix.status_code == 201, svix.text
+        assert svix.json()["signature_scheme"] == "v1" and svix.json()["public_key"] is None
+        assert svix.json()["config"] == {"header_names": "svix"} and svix.json()["secret"].startswith("whsec_")
+        route = api.post("/v1/routes", json={"endpoint_ids": [created["id"], svix.json()["id"]]})
+        assert route.status_code == 201, route.text
+
+        wait_for_delivery(api, send(platform, source["id"], source["secret"], {"type": "order.created", "n": 1}))
+        [got] = signed.requests
+        assert v1a_verifies(created["public_key"], got.headers, got.body) == [True]
+        [old] = migrating.requests
+        assert "webhook-signature" not in old.headers
+        SvixWebhook(svix.json()["secret"]).verify(old.body, old.headers)  # raises unless a signature matches
+        assert json.loads(old.body)["n"] == 1 and old.headers["svix-id"].endswith(":" + svix.json()["id"])
+
+
+def test_a_v1a_rotation_sends_two_v1a_signatures_and_a_v1_endpoint_can_move_to_v1a(platform: Platform,
+                                                                                    database_url: str) -> None:
+    import psycopg
+    from standardwebhooks.webhooks import Webhook as Reference
+
+    from switchboard.signatures import generate_signing_key, public_key_of
+    from tests.plugins.test_webhook_destination import v1a_verifies
+
+    with Receiver() as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+        # A v1 endpoint moves to v1a by a rotation: both schemes sign during the grace period.
+        moved = api.post(f"/v1/endpoints/{s.endpoint_id}/rotate-secret",
+                         json={"signature_scheme": "v1a", "grace_seconds": 3600})
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["secret"] is None and moved.json()["signature_scheme"] == "v1a"
+        first_public = moved.json()["public_key"]
+        wait_for_delivery(api, send(platform, s.source_id, s.source_secret, {"type": "t", "n": 1}))
+        [during_move] = receiver.requests
+        v1a_part, v1_part = during_move.headers["webhook-signature"].split(" ")
+        assert Reference(s.endpoint_secret).verify(during_move.body, during_move.headers)["n"] == 1
+        assert v1a_verifies(first_public, {**during_move.headers, "webhook-signature": v1a_part},
+                            during_move.body) == [True]
+
+        # A key the client brings: accepted, its public key shown, itself never.
+        key = generate_signing_key()
+        rotated = api.post(f"/v1/endpoints/{s.endpoint_id}/rotate-secret", json={"secret": key, "grace_seconds": 600})
+        assert rotated.status_code == 200, rotated.text
+        assert rotated.json()["public_key"] == public_key_of(key) and rotated.json()["secret"] is None
+        assert key not in rotated.text
+        # Sealed at rest exactly as a whsec_ secret is.
+        with psycopg.connect(database_url) as conn:
+            stored = conn.execute("SELECT secret, previous_secret FROM delivery.endpoints WHERE id = %s",
+                                  (s.endpoint_id,)).fetchone()
+        assert stored is not None and all(value.startswith("sb1:") and "whsk_" not in value for value in stored)
+        assert key.removeprefix("whsk_") not in "".join(stored)
+        receiver.requests.clear()
+        wait_for_delivery(api, send(platform, s.source_id, s.source_secret, {"type": "t", "n": 2}))
+        [during] = receiver.requests
+        assert v1a_verifies(public_key_of(key), during.headers, during.body) == [True, False]
+        assert v1a_verifies(first_public, during.headers, during.body) == [False, True]
+
+        # Without a secret a rotation keeps the scheme: a new generated key.
+        again = api.post(f"/v1/endpoints/{s.endpoint_id}/rotate-secret", json={"grace_seconds": 0}).json()
+        assert again["signature_scheme"] == "v1a" and again["public_key"] not in (first_public, public_key_of(key))
+        assert api.get(f"/v1/endpoints/{s.endpoint_id}").json()["public_key"] == again["public_key"]
+
+
+@pytest.mark.parametrize("body,code,field", [
+    ({"signature_scheme": "v2"}, INVALID, "signature_scheme"),
+    ({"secret": "whsk_" + "A" * 86 + "=="}, BAD_CONFIG, "secret"),
+    ({"secret": "whsk_short"}, BAD_CONFIG, "secret"),
+    ({"signature_scheme": "v1", "secret": "whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRq"
+                                          "SKJp4AJ6p9lMicMFs6Kvg=="}, INVALID, "secret"),
+    ({"config": {"header_names": "stripe"}}, BAD_CONFIG, "config.header_names"),
+])
+def test_unknown_schemes_and_malformed_keys_are_400s_naming_the_field(platform: Platform, body: dict, code: str,
+                                                                      field: str) -> None:
+    with platform.client() as api:
+        reply = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/hook", **body})
+        assert reply.status_code == 400, reply.text
+        assert (reply.json()["error"]["code"], reply.json()["error"].get("field")) == (code, field), reply.text
+        endpoint = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/hook"}).json()
+        if "config" not in body:
+            rotated = api.post(f"/v1/endpoints/{endpoint['id']}/rotate-secret", json=body)
+            assert rotated.status_code == 400, rotated.text
+            assert rotated.json()["error"].get("field") == field, rotated.text

@@ -144,3 +144,34 @@ def test_every_platform_stream_subject_is_reserved() -> None:
 @pytest.mark.parametrize("url", ["nats:orders.created", "nats:team-a.billing_v2.Invoice=paid", "nats:x"])
 def test_valid_subjects_are_accepted(url: str) -> None:
     destination.validate(EndpointTarget(url, generate_webhook_secret()))
+
+
+async def test_a_v1a_endpoint_with_svix_header_names_publishes_ed25519_signatures(nats_server) -> None:
+    from tests.plugins.test_webhook_destination import v1a_verifies
+    from switchboard.signatures import generate_signing_key, public_key_of
+
+    old, new = generate_signing_key(), generate_signing_key()
+    nc = await nats.connect(nats_server.url)
+    try:
+        subscription = await nc.subscribe("team.signed")
+        target = EndpointTarget("nats:team.signed", new, {"header_names": "svix"}, previous_secret=old)
+        result = await publish(nc, target)
+        got = await subscription.next_msg(timeout=5)
+    finally:
+        await nc.close()
+    assert result.ok and got.headers is not None
+    assert got.headers["svix-id"] == got.headers["Nats-Msg-Id"] == MESSAGE.delivery_id
+    assert "webhook-signature" not in got.headers
+    assert v1a_verifies(public_key_of(new), dict(got.headers), got.data, prefix="svix") == [True, False]
+    assert v1a_verifies(public_key_of(old), dict(got.headers), got.data, prefix="svix") == [False, True]
+
+
+@pytest.mark.parametrize("config,secret,field", [
+    ({"header_names": "stripe"}, None, "config.header_names"),
+    ({}, "whsk_short", "secret"),
+])
+def test_bad_header_names_and_keys_are_refused_naming_the_field(config: dict, secret: str | None,
+                                                                 field: str) -> None:
+    with pytest.raises(InvalidEndpointConfig) as refused:
+        destination.validate(EndpointTarget("nats:orders.created", secret or generate_webhook_secret(), config))
+    assert refused.value.field == field

@@ -132,3 +132,86 @@ async def test_non_ascii_event_types_are_sent_percent_encoded() -> None:
                                             DestinationContext(http, 5.0, True))
     assert result.ok
     assert receiver.requests[0].headers["x-switchboard-event-type"] == "commande.cr%C3%A9%C3%A9e"
+
+
+def v1a_verifies(public_key: str, headers: dict[str, str], body: bytes, prefix: str = "webhook") -> list[bool]:
+    """Each v1a signature checked as the specification describes, with cryptography's Ed25519 alone."""
+    import base64
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key.removeprefix("whpk_")))
+    signed = f"{headers[f'{prefix}-id']}.{headers[f'{prefix}-timestamp']}.".encode() + body
+    verdicts = []
+    for entry in headers[f"{prefix}-signature"].split(" "):
+        version, _, signature = entry.partition(",")
+        assert version == "v1a", headers
+        try:
+            public.verify(base64.b64decode(signature), signed)
+            verdicts.append(True)
+        except InvalidSignature:
+            verdicts.append(False)
+    return verdicts
+
+
+async def test_a_v1a_endpoint_signs_with_ed25519_that_the_public_key_verifies() -> None:
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    from switchboard.signatures import generate_signing_key, public_key_of
+
+    key = generate_signing_key()
+    with Receiver() as receiver:
+        result = await send(EndpointTarget(receiver.url, key))
+    assert result.ok
+    [got] = receiver.requests
+    assert got.headers["webhook-signature"].startswith("v1a,")
+    assert v1a_verifies(public_key_of(key), got.headers, got.body) == [True]
+    assert v1a_verifies(public_key_of(generate_signing_key()), got.headers, got.body) == [False]
+    assert v1a_verifies(public_key_of(key), got.headers, got.body + b" ") == [False]
+    # The reference library (v1 only) finds no signature of its kind: a v1a endpoint sends no HMAC.
+    with pytest.raises(WebhookVerificationError):
+        Webhook(generate_webhook_secret()).verify(got.body, got.headers)
+
+
+async def test_during_a_v1a_rotation_both_keys_sign_and_each_public_key_verifies_one() -> None:
+    from switchboard.signatures import generate_signing_key, public_key_of
+
+    old, new = generate_signing_key(), generate_signing_key()
+    with Receiver() as receiver:
+        assert (await send(EndpointTarget(receiver.url, new, previous_secret=old))).ok
+    [got] = receiver.requests
+    assert v1a_verifies(public_key_of(new), got.headers, got.body) == [True, False]
+    assert v1a_verifies(public_key_of(old), got.headers, got.body) == [False, True]
+
+
+async def test_svix_header_names_carry_the_same_values_and_the_svix_library_verifies() -> None:
+    from svix.webhooks import Webhook as SvixWebhook, WebhookVerificationError
+
+    secret = generate_webhook_secret()
+    with Receiver() as receiver, Receiver() as standard:
+        assert (await send(EndpointTarget(receiver.url, secret, {"header_names": "svix"}))).ok
+        assert (await send(EndpointTarget(standard.url, secret, {"header_names": "standard"}))).ok
+    [got], [plain] = receiver.requests, standard.requests
+    assert {"svix-id", "svix-timestamp", "svix-signature"} <= set(got.headers)
+    assert not any(name.startswith("webhook-") for name in got.headers)
+    assert got.headers["svix-id"] == MESSAGE.delivery_id and got.headers["svix-signature"].startswith("v1,")
+    SvixWebhook(secret).verify(got.body, got.headers)  # raises unless a signature matches
+    with pytest.raises(WebhookVerificationError):
+        SvixWebhook(generate_webhook_secret()).verify(got.body, got.headers)
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(plain.headers)
+    assert not any(name.startswith("svix-") for name in plain.headers)
+
+
+@pytest.mark.parametrize("config,secret,field", [
+    ({"header_names": "stripe"}, None, "config.header_names"),
+    ({"header_names": 1}, None, "config.header_names"),
+    ({"headers": {"svix-signature": "v1,forged"}}, None, "config.headers"),
+    ({}, "whsk_" + "A" * 86 + "==", "secret"),
+    ({}, "whsk_short", "secret"),
+])
+def test_bad_header_names_and_malformed_keys_are_refused_naming_the_field(config: dict, secret: str | None,
+                                                                          field: str) -> None:
+    with pytest.raises(InvalidEndpointConfig) as refused:
+        destination.validate(EndpointTarget("https://ok.example/x", secret or generate_webhook_secret(), config))
+    assert refused.value.field == field
