@@ -10,6 +10,7 @@ from switchboard.circuit import CircuitBreakers
 from services.delivery.endpoints import EndpointManager
 from services.delivery.limits import CircuitSync, SharedRateLimits
 from services.delivery.options import EndpointOptions
+from services.delivery.ordering import Sequencer, Upstream
 from services.delivery.retention import DeliveryPruner
 from services.delivery.retry import RetryPolicy
 from services.delivery.servicer import DeliveryServicer
@@ -77,6 +78,11 @@ class DeliveryApp(ServiceApp):
             processes=s.process_count("delivery"),
             concurrency=delivery.concurrency,
         )
+        # Deliveries to endpoints ordered per key wait in PostgreSQL; every process sends their heads.
+        sequencer = Sequencer(worker.ordered, Upstream(runtime.nc), functools.partial(worker.deliver, parked=True),
+                              worker.ordering_path, capacity=delivery.concurrency)
+        worker.parked = sequencer.wake
+        runtime.background(sequencer.run(runtime.stopping), "ordered deliveries")
         runtime.background(circuit_sync.run(runtime.stopping), "circuits watch")
         runtime.background(consume(
             runtime.nc, CONSUMERS["delivery"], worker.handle, read=reader(DeliveryMessage),

@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Mapping
 
+from services.delivery.ordering import KeyPath, parse_key_path
 from services.delivery.retry import RetryPolicy
 from switchboard.errors import InvalidRequest
 from switchboard.ratelimit import RateLimit
 
 __all__ = ["EndpointOptions", "parse_options", "validate_options"]
 
-_KEYS = {"max_in_flight", "rate_limit", "timeout_seconds", "retry", "auto_disable_after_seconds"}
+_KEYS = {"max_in_flight", "rate_limit", "timeout_seconds", "retry", "auto_disable_after_seconds", "ordering",
+         "ordering_key"}
+ORDERINGS = ("none", "per_key")
 _RETRY_KEYS = {"max_attempts", "initial_delay_seconds", "max_delay_seconds", "multiplier", "jitter",
                "retry_statuses"}
 
@@ -34,6 +37,8 @@ class EndpointOptions:
     auto_disable_after_s: float = 0.0
     # HTTP statuses retried; None: the destination's own choice.
     retry_statuses: frozenset[int] | None = None
+    # ordering "per_key": where each delivery's key is read (services/delivery/ordering.py); None: unordered.
+    ordering_key: KeyPath | None = None
 
 
 def _number(config: Mapping[str, Any], key: str, low: float, high: float, integer: bool = False,
@@ -81,6 +86,22 @@ def validate_options(config: Mapping[str, Any]) -> dict[str, Any]:
         ):
             raise InvalidRequest("retry_statuses is a list of HTTP statuses from 400 to 599",
                                  field="options.retry.retry_statuses")
+    ordering = config.get("ordering")
+    if ordering is not None and ordering not in ORDERINGS:
+        raise InvalidRequest(f"ordering is one of {', '.join(ORDERINGS)}", field="options.ordering")
+    key_path = config.get("ordering_key")
+    if ordering == "per_key" and not key_path:
+        raise InvalidRequest('ordering "per_key" needs ordering_key, a JSON path such as $.data.object.customer',
+                             field="options.ordering_key")
+    if key_path is not None and key_path != "":
+        if ordering != "per_key":
+            raise InvalidRequest('ordering_key is used with ordering "per_key"', field="options.ordering_key")
+        if not isinstance(key_path, str):
+            raise InvalidRequest("ordering_key must be a string", field="options.ordering_key")
+        try:
+            parse_key_path(key_path)
+        except ValueError as exc:
+            raise InvalidRequest(f"ordering_key: {exc}", field="options.ordering_key") from None
     return dict(config)
 
 
@@ -100,4 +121,5 @@ def parse_options(config: Mapping[str, Any], defaults: EndpointOptions) -> Endpo
         ),
         auto_disable_after_s=config.get("auto_disable_after_seconds", defaults.auto_disable_after_s),
         retry_statuses=frozenset(retry["retry_statuses"]) if "retry_statuses" in retry else defaults.retry_statuses,
+        ordering_key=parse_key_path(config["ordering_key"]) if config.get("ordering") == "per_key" else None,
     )

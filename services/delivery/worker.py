@@ -39,6 +39,7 @@ from services.delivery.endpoint_store import Endpoint, EndpointStore
 from services.delivery.health import EndpointHealth
 from services.delivery.limits import CircuitSync, SharedRateLimits
 from services.delivery.options import EndpointOptions, parse_options
+from services.delivery.ordering import KeyPath, KeyQueue, ordering_key
 from services.delivery.settle import Dead, Retry, Verdict, settle
 from switchboard.database import describe_error, storable_text
 from switchboard.errors import NotFound, Unavailable
@@ -133,6 +134,7 @@ class DeliveryWorker:
         circuit_sync: CircuitSync | None = None,
         processes: int = 1,
         concurrency: int = 0,
+        ordered: KeyQueue | None = None,
     ) -> None:
         """``processes``: how many delivery processes share the work (and each endpoint's limits);
         ``circuit_sync`` shares ``circuits`` with them (None: this process's circuits are its own)."""
@@ -158,6 +160,10 @@ class DeliveryWorker:
         # Delivery id -> (hold reason, since (monotonic), reported to analytics yet).
         self._holds: dict[str, tuple[str, float, bool]] = {}
         self._parsed: dict[str, _Prepared] = {}
+        # Where deliveries to ordered endpoints wait their turn (services/delivery/ordering.py), and
+        # what to tell when one is parked (the process's Sequencer, which sends them).
+        self.ordered = ordered or KeyQueue(log.pool)
+        self.parked: Callable[[], None] = lambda: None
 
     async def handle(self, message: DeliveryMessage, msg: Msg) -> Decision:
         """One DELIVERIES message (``consume(..., decode=...)`` has read it)."""
@@ -170,9 +176,13 @@ class DeliveryWorker:
                                extra={"delivery_id": message.delivery_id, "error": describe_error(exc)})
                 return retry_after(exc, 2.0)
 
-    async def deliver(self, message: DeliveryMessage, *, new: bool = False) -> Decision:
+    async def deliver(self, message: DeliveryMessage, *, new: bool = False, parked: bool = False) -> Decision:
         """Attempt ``message`` (or hold or drop it). ``new``: no row of it can be stored yet (see
-        _never_stored), so its first attempt skips the state read; otherwise the state decides."""
+        _never_stored), so its first attempt skips the state read; otherwise the state decides.
+
+        A delivery to an endpoint ordered per key is parked in its key's queue and acknowledged; the
+        Sequencer hands it back here (``parked``) when its turn comes.
+        """
         try:
             endpoint = await self.endpoints.cached(message.tenant_id, message.endpoint_id)
         except NotFound:
@@ -180,6 +190,10 @@ class DeliveryWorker:
             await self._notify(message, message.endpoint_id, SKIPPED)
             return TERM
         _, options, _, in_flight_cap = self._prepared(endpoint)
+        if options.ordering_key is not None and not parked:
+            await self.ordered.park(message, ordering_key(options.ordering_key, message))
+            self.parked()
+            return ACK
         # Isolation: an endpoint over its share waits (no attempt is spent) and
         # leaves this process's other slots to other endpoints.
         if not await self._take_slot(endpoint.id, in_flight_cap):
@@ -254,6 +268,13 @@ class DeliveryWorker:
             return await self._attempt(message, endpoint, options, target, slot, new)
         finally:
             self.health.release(target.id)
+
+    async def ordering_path(self, tenant_id: str, endpoint_id: str) -> KeyPath | None:
+        """Where the endpoint's deliveries find their key; None: it is not ordered (or is gone)."""
+        try:
+            return self._prepared(await self.endpoints.cached(tenant_id, endpoint_id)).options.ordering_key
+        except NotFound:
+            return None
 
     def _options(self, endpoint: Endpoint) -> EndpointOptions:
         """The endpoint's parsed options, parsed once per cached copy of the endpoint."""
