@@ -14,8 +14,10 @@ from typing import Any, Protocol
 from nats.aio.client import Client as NATS
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.event_schemas import EventSchemas
 from plugins.sources.spec import InboundRequest, Reply
 from switchboard.apikeys import Authenticator
+from switchboard.portal_tokens import PortalSigner
 from switchboard.ratelimit import RateLimit
 from switchboard.shared_buckets import SharedTokenBuckets
 from switchboard.rpc import ServiceClients
@@ -57,3 +59,7 @@ class EdgeContext:
     key_buckets: SharedTokenBuckets
     key_rate: RateLimit
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
+    # The tenants' validating event types, which POST /v1/events checks payloads against.
+    event_schemas: EventSchemas
+    # Verifies the consumer portal's session tokens and frame grants (gateway/portal.py).
+    portal: PortalSigner

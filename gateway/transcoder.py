@@ -37,8 +37,10 @@ LocalHandler = Callable[[EdgeContext, Principal, dict[str, Any]], Awaitable[dict
 
 async def publish_event(edge: EdgeContext, principal: Principal, given: dict[str, Any]) -> dict[str, Any]:
     """The edge's own intake, durable in JetStream once answered as a webhook is: ``PublishEventRequest``
-    in, ``PublishEventResponse`` out, in their REST names."""
+    in, ``PublishEventResponse`` out, in their REST names. A payload its type's schema refuses is a 400
+    when the tenant's catalogue says the type validates (gateway/event_schemas.py)."""
     body = given["body"]
+    await edge.event_schemas.check(principal.tenant_id, body["type"], body["payload"])
     accepted = await edge.intake.publish_api_event(
         principal.tenant_id, principal.key_id, body["type"], body["payload"], body.get("idempotency_key") or None)
     return {"event_id": accepted.event_id, "duplicate": accepted.duplicate}

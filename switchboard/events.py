@@ -152,6 +152,11 @@ class DeliveryMessage:
     category: str | None = None
     # A manual retry's cycle of attempts (the attempts before it); 0 for the first cycle.
     cycle: int = 0
+    # The event type's retry schedule from the tenant's catalogue (docs/event-types.md), over the
+    # endpoint's: max_attempts, initial_delay_seconds, max_delay_seconds, multiplier, and
+    # retry_for_seconds (None: no time bound beyond max_attempts). None: the endpoint's own; absent from
+    # messages written before event types had schedules.
+    retry: dict[str, Any] | None = None
 
     @property
     def delivery_id(self) -> str:

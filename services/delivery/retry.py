@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 # The longest wait a receiver's Retry-After can ask for, whatever the endpoint's max_delay_s.
 from plugins.destinations.http_result import MAX_RETRY_AFTER_S
@@ -24,6 +26,15 @@ class RetryPolicy:
     max_delay_s: float = 3600.0
     jitter: float = 0.2
     multiplier: float = 2.0
+
+    def over(self, schedule: Mapping[str, Any] | None) -> RetryPolicy:
+        """This policy under an event type's retry schedule (``DeliveryMessage.retry``, stamped by the router
+        with every value resolved): the schedule decides attempts and backoff; jitter stays the endpoint's."""
+        if not schedule:
+            return self
+        return replace(self, max_attempts=int(schedule["max_attempts"]),
+                       base_delay_s=float(schedule["initial_delay_seconds"]),
+                       max_delay_s=float(schedule["max_delay_seconds"]), multiplier=float(schedule["multiplier"]))
 
     def should_retry(self, attempt: int, retryable: bool) -> bool:
         return retryable and attempt < self.max_attempts

@@ -325,7 +325,7 @@ class DeliveryWorker:
         if not isinstance(admitted, str):
             target_options = options if target is endpoint else self._options(target)
             await self.health.observe(target, result, target_options.auto_disable_after_s)
-        verdict = settle(result, number - cycle_start, options.retry)
+        verdict = settle(result, number - cycle_start, options.retry.over(message.retry))
         attempt = Attempt(number=number, started_at=started, outcome=verdict.outcome, status_code=result.status_code,
                           latency_ms=latency_ms, response_excerpt=storable_text(result.response_excerpt),
                           error=storable_text(result.error), response_headers=_bounded(result.response_headers),

@@ -11,9 +11,11 @@ from plugins.manager import load_registry
 from gateway.app import EdgeServer, bind_http, build_edge
 from switchboard.apikeys import Authenticator
 from gateway.context import EdgeContext
+from gateway.event_schemas import EventSchemas
 from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher, SeenEventIds
-from switchboard.masterkey import secret_box
+from switchboard.masterkey import previous_master_keys, require_master_key, secret_box
+from switchboard.portal_tokens import PortalSigner
 from switchboard.ratelimit import RateLimit
 from switchboard.shared_buckets import SharedTokenBuckets
 from services.ingest.servicer import IngestServicer
@@ -81,6 +83,8 @@ class IngestApp(ServiceApp):
             key_buckets=SharedTokenBuckets(runtime.js, "key"),
             key_rate=RateLimit(s.access.key_rate_per_s, s.access.key_burst),
             trusted_proxies=tuple(ipaddress.ip_network(n) for n in s.edge.trusted_proxies),
+            event_schemas=EventSchemas(runtime.clients),
+            portal=PortalSigner(require_master_key(s), previous_master_keys(s)),
         )
         config = uvicorn.Config(
             build_edge(edge), log_config=None, access_log=False, lifespan="off",

@@ -10,6 +10,7 @@ from services.router.ai_client import GrpcAIClient
 from services.router.endpoint_types import GrpcEndpointTypes
 from services.router.approvals import Approvals
 from services.router.consumer import EventRouter, replay_delivery
+from services.router.event_catalogue import EventCatalogue
 from services.router.dispatch import Dispatcher
 from services.router.replay import ReplayRunner, ReplayStore
 from services.router.replies import ReplyStore
@@ -35,14 +36,16 @@ class RouterApp(ServiceApp):
         self.events = EventStore(runtime.pool, duplicate_window_s(s))
         self.replays = ReplayStore(runtime.pool)
         templates = TemplateStore(runtime.pool)
+        catalogue = EventCatalogue(runtime.pool)
         # A classification may walk the whole provider chain, each with its own deadline.
         ai = GrpcAIClient(runtime.clients, timeout_s=s.ai.timeout_s * 3 + s.rpc_timeout_s)
         replies = ReplyStore(runtime.pool, s.router.reply_budget, timedelta(seconds=s.router.reply_budget_window_s))
-        self.dispatcher = Dispatcher(self.routes, templates, ai, replies, GrpcEndpointTypes(runtime.clients))
+        self.dispatcher = Dispatcher(self.routes, templates, ai, replies, GrpcEndpointTypes(runtime.clients),
+                                     catalogue)
         approvals = Approvals(replies, self.events, Bus(runtime.js, s.publish_timeout_s), ai)
         rpc.add_RouterServiceServicer_to_server(
             RouterServicer(self.routes, self.events, self.replays, templates, self.dispatcher, runtime.clients,
-                           approvals),
+                           approvals, catalogue=catalogue),
             server)
 
     async def start(self, runtime: Runtime) -> None:

@@ -54,5 +54,7 @@ class Approvals:
                       event_types=(), endpoint_ids=draft.endpoint_ids, enabled=True, created_at=draft.created_at,
                       action="reply")
         category = ((stored.routing or {}).get("ai") or {}).get("category")
+        # The retry schedule the event's type had when it was routed, as its other deliveries carry it.
+        retry = {k: v for k, v in ((stored.routing or {}).get("retry") or {}).items() if k != "event_type"} or None
         outgoing = [reply_outgoing(route, endpoint_id, draft.text, None) for endpoint_id in draft.endpoint_ids]
-        await publish_deliveries(self.bus, stored.event, outgoing, category=category)
+        await publish_deliveries(self.bus, stored.event, outgoing, category=category, retry=retry)

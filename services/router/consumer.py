@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime, UTC
+from typing import Any
 
 import psycopg
 from nats.aio.msg import Msg
@@ -24,8 +25,8 @@ _tracer = tracer(__name__)
 
 
 def delivery_message(event: Event, outgoing: Outgoing, replay_id: str | None = None,
-                     category: str | None = None) -> DeliveryMessage:
-    """The delivery of ``event`` the dispatcher planned in ``outgoing``."""
+                     category: str | None = None, retry: dict[str, Any] | None = None) -> DeliveryMessage:
+    """The delivery of ``event`` the dispatcher planned in ``outgoing``, with its type's retry schedule."""
     return DeliveryMessage(
         event_id=event.id,
         tenant_id=event.tenant_id,
@@ -40,6 +41,7 @@ def delivery_message(event: Event, outgoing: Outgoing, replay_id: str | None = N
         replay_id=replay_id,
         transform_error=outgoing.error,
         category=category,
+        retry=retry,
     )
 
 
@@ -57,15 +59,16 @@ def routing_outcome(event: Event, dispatch: Dispatch) -> RoutingOutcome:
 
 
 async def publish_deliveries(bus: Bus, event: Event, outgoing: Sequence[Outgoing], replay_id: str | None = None,
-                             category: str | None = None, outcome: RoutingOutcome | None = None) -> None:
+                             category: str | None = None, outcome: RoutingOutcome | None = None,
+                             retry: dict[str, Any] | None = None) -> None:
     """Queue the deliveries of ``event`` as the dispatcher planned them; returns once JetStream has them all
     (an event fanned out to 100 endpoints costs one wait, not 100). Publishing a delivery again (a
     redelivered event, a resumed replay, a retry after one of them failed) is a no-op: see
     switchboard/events.py for each message's id.
 
-    ``outcome``, when given, goes to analytics in the same round.
+    ``outcome``, when given, goes to analytics in the same round; ``retry`` is the event type's schedule.
     """
-    messages: list = [(delivery_message(event, one, replay_id, category), {NEW_DELIVERY_HEADER: "1"})
+    messages: list = [(delivery_message(event, one, replay_id, category, retry), {NEW_DELIVERY_HEADER: "1"})
                       for one in outgoing]
     if outcome is not None:
         messages.append((outcome, None))
@@ -85,10 +88,11 @@ def replay_delivery(bus: Bus, dispatcher: Dispatcher):
             # As it was received, if the endpoint takes its type.
             takes = await dispatcher.takes(event, endpoint_id)
             outgoing = [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, event.body)] if takes else []
+            retry = await dispatcher.retry_schedule(event) if takes else None
         else:
             dispatch = await dispatcher.dispatch(event, replay=True)
-            outgoing, category = dispatch.outgoing, dispatch.category
-        await publish_deliveries(bus, event, outgoing, replay_id, category)
+            outgoing, category, retry = dispatch.outgoing, dispatch.category, dispatch.retry
+        await publish_deliveries(bus, event, outgoing, replay_id, category, retry=retry)
         return len(outgoing)
 
     return deliver
@@ -121,7 +125,7 @@ class EventRouter:
                 logger.info("event already routed; not routed again", extra={"event_id": event.id})
                 return ACK
             await publish_deliveries(self.bus, event, dispatch.outgoing, category=dispatch.category,
-                                     outcome=routing_outcome(event, dispatch))
+                                     outcome=routing_outcome(event, dispatch), retry=dispatch.retry)
         except psycopg.DataError as exc:
             # This event can never be stored; keep it in DEAD_LETTERS rather than retry for ever.
             logger.error("event cannot be stored; dead-lettered",

@@ -13,6 +13,7 @@ from datetime import datetime, UTC
 from typing import Any, Protocol, cast
 from collections.abc import Mapping, Sequence
 
+from services.router.event_catalogue import EventCatalogue
 from services.router.route_store import RouteStore
 from services.router.routing import (
     Plan,
@@ -67,6 +68,8 @@ class Dispatch:
     outgoing: list[Outgoing]
     # The explained decision, as kept with the event.
     explanation: dict[str, Any]
+    # The event type's retry schedule, stamped on each delivery (None: the endpoints' own).
+    retry: dict[str, Any] | None = None
 
     @property
     def category(self) -> str | None:
@@ -97,12 +100,14 @@ def reply_outgoing(route: Route, endpoint_id: str, text: str | None, error: str 
 
 class Dispatcher:
     def __init__(self, routes: RouteStore, templates: TemplateStore, ai: AIClient, replies: ReplyStore,
-                 endpoint_types: EndpointTypes) -> None:
+                 endpoint_types: EndpointTypes, catalogue: EventCatalogue | None = None) -> None:
         self.routes = routes
         self.templates = templates
         self.ai = ai
         self.replies = replies
         self.endpoint_types = endpoint_types
+        # The tenants' event types, for their retry schedules (None: no schedules).
+        self.catalogue = catalogue
 
     async def dispatch(self, event: Event, routes: list[Route] | None = None, simulate: bool = False,
                        replay: bool = False) -> Dispatch:
@@ -135,7 +140,17 @@ class Dispatcher:
         explanation["transforms"] = transforms
         if reply_explained is not None:
             explanation["reply"] = reply_explained
-        return Dispatch(plan, outgoing, explanation)
+        retry = await self.retry_schedule(event) if outgoing else None
+        if retry is not None:
+            explanation["retry"] = {"event_type": event.type, **retry}
+        return Dispatch(plan, outgoing, explanation, retry)
+
+    async def retry_schedule(self, event: Event) -> dict[str, Any] | None:
+        """The retry schedule the catalogue gives the event's type (None: its deliveries follow their
+        endpoints' retry options)."""
+        if self.catalogue is None:
+            return None
+        return (await self.catalogue.schedules(event.tenant_id)).get(event.type)
 
     async def _reply(self, event: Event, replying: list[tuple[Route, str]], simulate: bool,
                      replay: bool) -> tuple[tuple[str | None, str | None] | None, dict[str, Any]]:

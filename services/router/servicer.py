@@ -8,11 +8,14 @@ from datetime import datetime, UTC
 from typing import Any
 from collections.abc import Iterable
 
+from google.protobuf import struct_pb2
+
 from plugins.sources.spec import AUTHORS
 from services.router.approvals import Approvals
 from services.router.replay import Replay, ReplayRequest, ReplayStore
 from services.router.replies import ReplyDraft
 from services.router.dispatch import Dispatcher, template_context
+from services.router.event_catalogue import DEFAULT_LIMIT as TYPES_PAGE, EventCatalogue, EventType
 from services.router.event_search import DEFAULT_LIMIT, EventQuery, EventSearch, EventSummary
 from services.router.event_store import EventStore
 from services.router.route_store import RouteStore
@@ -21,7 +24,7 @@ from services.router.templates import Template, TemplateStore
 from services.router.transforms import TransformError
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.events import PLATFORM_SOURCE, Event
-from switchboard.protojson import from_message, plain, struct, to_message
+from switchboard.protojson import changed_fields, from_message, plain, struct, to_message
 from switchboard.rpc import ServiceClients, call, servicer, timestamp
 from switchboard.v1 import delivery_pb2, delivery_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from switchboard.v1 import router_pb2 as pb, router_pb2_grpc as rpc
@@ -107,12 +110,44 @@ def _event_summary(e: EventSummary) -> pb.EventSummary:
     )
 
 
+def _event_type(t: EventType) -> pb.EventType:
+    return pb.EventType(
+        id=t.name, tenant_id=t.tenant_id, description=t.description,
+        schema=struct(t.schema) if t.schema is not None else None,
+        example=to_message(t.example, struct_pb2.Value) if t.example is not None else None,
+        deprecated=t.deprecated, validate=t.validate,
+        retry=to_message(t.retry.to_json(), pb.EventTypeRetry) if t.retry else None,
+        effective_retry=to_message({k: v for k, v in t.retry.effective().items() if v is not None},
+                                   pb.EventTypeRetry) if t.retry else None,
+        revision=t.revision, created_at=timestamp(t.created_at), updated_at=timestamp(t.updated_at))
+
+
+# The fields of an event type an update may change, as UpdateEventTypeRequest names them.
+_TYPE_FIELDS = ("description", "schema", "example", "deprecated", "validate", "retry")
+
+
+def _type_fields(request: pb.CreateEventTypeRequest | pb.UpdateEventTypeRequest,
+                 names: Iterable[str]) -> dict[str, Any]:
+    """The named fields of a request in the catalogue's terms: JSON values, None for one unset."""
+    message: Any = request  # HasField by a name only known at run time
+    fields: dict[str, Any] = {}
+    for name in names:
+        if name in ("schema", "example", "retry"):
+            fields[name] = from_message(message, name)
+        elif message.DESCRIPTOR.fields_by_name[name].has_presence and not message.HasField(name):
+            fields[name] = None
+        else:
+            fields[name] = getattr(message, name)
+    return fields
+
+
 @servicer
 class RouterServicer(rpc.RouterServiceServicer):
     def __init__(self, routes: RouteStore, events: EventStore, replays: ReplayStore, templates: TemplateStore,
                  dispatcher: Dispatcher, clients: ServiceClients, approvals: Approvals,
-                 search: EventSearch | None = None) -> None:
+                 search: EventSearch | None = None, catalogue: EventCatalogue | None = None) -> None:
         self.routes = routes
+        self.catalogue = catalogue or EventCatalogue(events.pool)
         self.events = events
         self.search = search or EventSearch(events.pool)
         self.replays = replays
@@ -278,3 +313,25 @@ class RouterServicer(rpc.RouterServiceServicer):
 
     async def RejectReply(self, request, context):
         return _reply(await self.approvals.reject(request.tenant_id, request.id, request.actor))
+
+    async def CreateEventType(self, request, context):
+        fields = _type_fields(request, _TYPE_FIELDS)
+        return _event_type(await self.catalogue.create(request.tenant_id, {"name": request.id, **fields}))
+
+    async def GetEventType(self, request, context):
+        return _event_type(await self.catalogue.get(request.tenant_id, request.id))
+
+    async def UpdateEventType(self, request, context):
+        changes = _type_fields(request, changed_fields(request, _TYPE_FIELDS))
+        return _event_type(await self.catalogue.update(request.tenant_id, request.id, changes))
+
+    async def DeleteEventType(self, request, context):
+        await self.catalogue.delete(request.tenant_id, request.id)
+        return pb.Deleted(id=request.id, deleted=True)
+
+    async def ListEventTypes(self, request, context):
+        types, next_cursor = await self.catalogue.page(
+            request.tenant_id, request.deprecated or "include",
+            {"true": True, "false": False}.get(request.validate), request.cursor or None,
+            request.limit if request.HasField("limit") else TYPES_PAGE)
+        return pb.ListEventTypesResponse(event_types=[_event_type(t) for t in types], next_cursor=next_cursor or "")

@@ -24,7 +24,7 @@ from tests.receivers import Receiver
 pytestmark = pytest.mark.e2e
 
 # What differs between two resources made alike: their ids, times, secrets and what is derived from them.
-_OWN = ("id", "secret", "ingest_url", "version", "cached", "endpoint_ids", "event_id", "delivery_id")
+_OWN = ("id", "secret", "ingest_url", "version", "cached", "endpoint_ids", "event_id", "delivery_id", "token", "url")
 
 
 def _normal(value: Any, own: bool = False) -> Any:
@@ -92,6 +92,7 @@ def test_every_rest_binding_answers_as_its_rpc_does(platform: Platform) -> None:
         endpoints = (g.endpoint.id, r.endpoint.id)
         same("get_endpoint", id=endpoints[0])
         same("list_endpoints")
+        same("get_endpoint_secret", id=endpoints[0])
         alike("update_endpoint", {"id": endpoints[0], "description": "orders", "event_types": ["order.*", "x"]},
               {"id": endpoints[1], "description": "orders", "event_types": ["order.*", "x"]})
         alike("rotate_endpoint_secret", {"id": endpoints[0], "grace_seconds": 30},
@@ -158,6 +159,24 @@ def test_every_rest_binding_answers_as_its_rpc_does(platform: Platform) -> None:
         same("list_replies", status="held")
         for name in ("get_reply", "approve_reply", "reject_reply"):
             refused(name, id="rpl_" + "0" * 32)
+
+        # The event-type catalogue: a type's id is its name, so each transport makes its own.
+        schema = {"type": "object", "required": ["amount"], "properties": {"amount": {"type": "integer"}}}
+        typed = {"schema": schema, "example": {"amount": 5}, "validate": True, "retry": {"retry_for_seconds": 3600}}
+        alike("create_event_type", {"id": "invoice.paid", **typed}, {"id": "invoice.paid.rest", **typed})
+        same("get_event_type", id="invoice.paid")
+        alike("update_event_type", {"id": "invoice.paid", "deprecated": True, "example": None,
+                                    "update_mask": "deprecated,example"},
+              {"id": "invoice.paid.rest", "deprecated": True, "example": None, "update_mask": "deprecated,example"})
+        same("list_event_types", deprecated="only", limit=1)
+        refused("create_event_type", id="invoice.paid")
+        alike("delete_event_type", {"id": "invoice.paid"}, {"id": "invoice.paid.rest"})
+        refused("get_event_type", id="invoice.paid")
+
+        # Consumer-portal sessions: each a new token.
+        alike("create_portal_session", {"application_id": "acme", "ttl_seconds": 600,
+                                        "allowed_origins": ["https://app.example.com"]})
+        refused("create_portal_session", application_id="a b")
 
         # AI.
         same("get_settings")

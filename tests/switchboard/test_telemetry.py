@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from services.delivery.ordering import KeyQueue
 from services.delivery.worker import DeliveryWorker
 from gateway.app import EdgeTelemetry
 from services.ingest.publisher import JetStreamPublisher
@@ -155,8 +156,9 @@ class Store:
 class OneEndpoint:
     async def dispatch(self, event: Event):
         outgoing = [Outgoing(REPLAY_ROUTE, "ep_1", event.payload, None)]
-        return SimpleNamespace(outgoing=outgoing, explanation={}, category=None,
-                               plan=SimpleNamespace(dropped_by=None, deliveries=[(REPLAY_ROUTE, "ep_1")]))
+        return SimpleNamespace(outgoing=outgoing, explanation={}, category=None, retry=None,
+                               plan=SimpleNamespace(dropped_by=None, deliveries=[(REPLAY_ROUTE, "ep_1")],
+                                                    verdicts=[]))
 
 
 async def next_message(js, stream: str, durable: str):
@@ -193,7 +195,9 @@ async def route_a_traced_webhook(js) -> tuple:
     assert (await router.handle(reader(Event)(event_msg), event_msg)).action == "ack"
 
     delivery_msg = await next_message(js, "DELIVERIES", "trace_delivery")
-    worker = DeliveryWorker(Bus(js, 5.0), NoEndpoints(), None, None, None, None)  # type: ignore[arg-type]
+    # No endpoint, so no delivery log, registry or ordered queue is ever reached.
+    worker = DeliveryWorker(Bus(js, 5.0), NoEndpoints(), None, None, None, None,  # type: ignore[arg-type]
+                            ordered=KeyQueue(None))  # type: ignore[arg-type]
     assert (await worker.handle(reader(DeliveryMessage)(delivery_msg), delivery_msg)).action == "term"
     return event_msg.headers["traceparent"], delivery_msg.headers["traceparent"]
 

@@ -25,6 +25,8 @@ from plugins.manager import load_registry
 from gateway.app import build_edge
 from switchboard.apikeys import Authenticator
 from gateway.context import EdgeContext
+from gateway.event_schemas import EventSchemas
+from switchboard.portal_tokens import PortalSigner
 from services.ingest.intake import WebhookIntake
 from services.ingest.publisher import JetStreamPublisher
 from services.ingest.source_feed import SourceFeed, SourceReconciler, SourceWatcher, decode_record, encode_record
@@ -328,6 +330,8 @@ async def test_a_webhook_is_accepted_with_postgresql_unreachable(edges, nats_ser
         intake=WebhookIntake(there.store, REGISTRY, publisher, RateLimit(100.0, 100)),
         database=there.store.pool, authenticator=Authenticator.over_grpc(clients), clients=clients, nc=there.nc,
         key_buckets=SharedTokenBuckets(None, "key"), key_rate=RateLimit(10.0, 10), trusted_proxies=(),
+        event_schemas=EventSchemas(clients),
+        portal=PortalSigner("test-master-key"),
     )
     body = b'{"type": "order.created"}'
     signature = hmac.new(b"s" * 32, body, hashlib.sha256).hexdigest()
