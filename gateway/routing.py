@@ -21,6 +21,7 @@ from gateway.contract import RouteContract, contracts
 from gateway.dashboard import dashboard_routes
 from gateway.guard import admit
 from gateway.listen import listen_routes
+from gateway.portal import portal_routes
 from gateway.transcoder import Transcoder
 from gateway.webhooks import WEBHOOK_ROUTE, receive_webhook
 from switchboard.errors import Unavailable
@@ -92,6 +93,8 @@ def starlette_routes(openapi: Callable[[Request], Awaitable[Response]]) -> list[
         *dashboard_routes(),
         # A stream of events, guarded as the API is (gateway/listen.py).
         *listen_routes(),
+        # The consumer portal: its page, and its API behind a portal session's token (gateway/portal.py).
+        *portal_routes(),
     ]
     checks = contracts(bindings())
     # Routes sharing a path share one Starlette route, so a wrong method is 405, not 404.

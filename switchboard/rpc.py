@@ -72,6 +72,7 @@ __all__ = [
     "error_from_status",
     "abort_with",
     "timestamp",
+    "forwarded_url",
     "ServerTelemetry",
     "ClientTelemetry",
 ]
@@ -392,6 +393,13 @@ class ServiceClients:
             await channel.close()
         self._channels.clear()
 
+
+
+def forwarded_url(context) -> str:
+    """The address a REST caller reached the edge at: the edge forwards it, as grpc-gateway does."""
+    metadata = dict(context.invocation_metadata() or ())
+    host = metadata.get("x-forwarded-host")
+    return f"{metadata.get('x-forwarded-proto', 'http')}://{host}" if host else ""
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:

@@ -6,6 +6,7 @@ from services.auth.keys import KeyStore
 from services.auth.servicer import AuthServicer
 from switchboard.apikeys import Authenticator, local_keys
 from switchboard.masterkey import derive_key, previous_master_keys, require_master_key
+from switchboard.portal_tokens import PortalSigner
 from switchboard.service import Runtime, ServiceApp
 from switchboard.v1 import auth_pb2_grpc as rpc
 
@@ -29,4 +30,6 @@ class AuthApp(ServiceApp):
         await self.keys.record_audit(tenant_id, actor, action, resource)
 
     def register(self, server, runtime: Runtime) -> None:
-        rpc.add_AuthServiceServicer_to_server(AuthServicer(self.keys), server)
+        s = runtime.settings
+        portal = PortalSigner(require_master_key(s), previous_master_keys(s))
+        rpc.add_AuthServiceServicer_to_server(AuthServicer(self.keys, portal, s.edge.public_url), server)

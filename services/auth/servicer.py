@@ -6,10 +6,12 @@ Every mutation through this API is written to the audit log, with the
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta, UTC
 
 from services.auth.keys import ApiKey, AuditEntry, IssuedKey, KeyStore, Tenant
-from switchboard.rpc import servicer, timestamp
+from switchboard.portal_tokens import DEFAULT_TTL_S, PortalSession, PortalSigner, check_application_id, check_origins
+from switchboard.rpc import forwarded_url, servicer, timestamp
 from switchboard.v1 import auth_pb2 as pb, auth_pb2_grpc as rpc
 
 
@@ -40,8 +42,12 @@ def _seconds(value: int) -> timedelta | None:
 
 @servicer
 class AuthServicer(rpc.AuthServiceServicer):
-    def __init__(self, keys: KeyStore) -> None:
+    def __init__(self, keys: KeyStore, portal: PortalSigner, public_url: str = "") -> None:
+        """``public_url``: where users reach the edge (SWITCHBOARD_PUBLIC_URL); unset: where the REST caller
+        did."""
         self.keys = keys
+        self.portal = portal
+        self.public_url = public_url.rstrip("/")
 
     async def _audit(self, tenant_id: str, actor: str, action: str, resource: str) -> None:
         await self.keys.record_audit(tenant_id, actor or "grpc", action, resource)
@@ -75,6 +81,18 @@ class AuthServicer(rpc.AuthServiceServicer):
         issued = await self.keys.rotate_key(request.tenant_id, request.key_id, _seconds(request.grace_seconds))
         await self._audit(request.tenant_id, request.actor, "key.rotate", f"{request.key_id}->{issued.key.id}")
         return _issued(issued)
+
+    async def CreatePortalSession(self, request, context):
+        ttl = request.ttl_seconds if request.HasField("ttl_seconds") else DEFAULT_TTL_S
+        session = PortalSession(request.tenant_id, check_application_id(request.application_id),
+                                time.time() + ttl, check_origins(list(request.allowed_origins)))
+        token = self.portal.issue(session)
+        base = self.public_url or forwarded_url(context)
+        return pb.PortalSession(
+            application_id=session.application_id, token=token,
+            url=f"{base}/portal?frame={self.portal.frame_grant(session)}#{token}",
+            expires_at=timestamp(datetime.fromtimestamp(session.expires_at, UTC)),
+            allowed_origins=session.allowed_origins)
 
     async def VerifyApiKey(self, request, context):
         principal = await self.keys.verify(request.key)

@@ -48,12 +48,16 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
     history: list[Attempt] = field(default_factory=list)
+    event_type: str = ""
+    # What was sent (the message's exact body, or its payload as JSON); read by get() alone.
+    request_body: str | None = None
 
 
 #: A delivery's status after an attempt with this outcome ("retrying" keeps it pending).
 _STATUS_AFTER = {"succeeded": "succeeded", "failed": "failed"}
 
-_DELIVERY_COLUMNS = "id, tenant_id, event_id, endpoint_id, status, attempts, created_at, updated_at"
+_DELIVERY_COLUMNS = ("id, tenant_id, event_id, endpoint_id, status, attempts, created_at, updated_at,"
+                     " COALESCE(event_type, '') AS event_type")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise InvalidRequest("invalid cursor") from None
 
+
+
+def _sent_body(message: dict[str, Any] | None) -> str | None:
+    """The body a stored message is sent with (its exact body, else its payload as JSON)."""
+    if message is None:
+        return None
+    sent = DeliveryMessage.from_message(message)
+    return sent.body if sent.body is not None else orjson.dumps(sent.payload).decode()
 
 
 class DeliveryLog:
@@ -237,13 +249,14 @@ class DeliveryLog:
     async def get(self, tenant_id: str, delivery_id: str) -> Delivery:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT {_DELIVERY_COLUMNS} FROM delivery.deliveries WHERE tenant_id = %s AND id = %s",
+                f"SELECT {_DELIVERY_COLUMNS}, message FROM delivery.deliveries WHERE tenant_id = %s AND id = %s",
                 (tenant_id, delivery_id),
             )
             row = await cur.fetchone()
         if row is None:
             raise NotFound(f"delivery {delivery_id} not found")
-        delivery = Delivery(**row)
+        message = row.pop("message")
+        delivery = Delivery(**row, request_body=_sent_body(message))
         await self._attach_attempts([delivery])
         return delivery
 

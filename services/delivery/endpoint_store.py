@@ -41,6 +41,8 @@ class Endpoint:
     failing_since: datetime | None = None
     deleted_at: datetime | None = None
     updated_at: datetime | None = None
+    # The tenant's customer this endpoint is for (its consumer portal shows it); None: the tenant's own.
+    application_id: str | None = None
 
     def signing_secrets(self, now: datetime) -> tuple[str, str | None]:
         """The secret and, during a rotation's grace period, the one it replaced."""
@@ -95,16 +97,17 @@ class EndpointStore:
         self, tenant_id: str, url: str, description: str, destination: str, secret: str,
         config: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
         event_types: list[str] | None = None, failover_endpoint_id: str | None = None,
+        application_id: str | None = None,
     ) -> Endpoint:
         _check_lengths(url, description)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """INSERT INTO delivery.endpoints (id, tenant_id, url, description, destination, secret, config,
-                                                   options, event_types, failover_endpoint_id)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+                                                   options, event_types, failover_endpoint_id, application_id)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
                 (new_id("ep"), tenant_id, url, description, destination, self.box.seal(secret),
                  Jsonb(self.box.seal_config(config or {})), Jsonb(options or {}), event_types or [],
-                 failover_endpoint_id),
+                 failover_endpoint_id, application_id),
             )
             return _endpoint(await cur.fetchone(), self.box)
 
@@ -220,11 +223,13 @@ class EndpointStore:
             raise NotFound(f"endpoint {endpoint_id} not found")
         return _endpoint(row, self.box)
 
-    async def for_tenant(self, tenant_id: str) -> list[Endpoint]:
+    async def for_tenant(self, tenant_id: str, application_id: str | None = None) -> list[Endpoint]:
+        """The tenant's endpoints; with ``application_id``, only that application's."""
+        mine = " AND application_id = %s" if application_id is not None else ""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT * FROM delivery.endpoints WHERE tenant_id = %s AND deleted_at IS NULL ORDER BY id",
-                (tenant_id,))
+                f"SELECT * FROM delivery.endpoints WHERE tenant_id = %s AND deleted_at IS NULL{mine} ORDER BY id",
+                (tenant_id, application_id) if application_id is not None else (tenant_id,))
             return [_endpoint(row, self.box) for row in await cur.fetchall()]
 
     async def disable_enabled(self, tenant_id: str, endpoint_id: str, reason: str) -> bool:

@@ -25,6 +25,7 @@ from switchboard.secretbox import map_secrets
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.netguard import DestinationRefused, HostUnresolvable, Networks, ensure_public_destination
 from switchboard.patterns import check_type_patterns
+from switchboard.portal_tokens import check_application_id
 from switchboard.signatures import (
     SIGNATURE_SCHEMES,
     SIGNING_KEY_PREFIX,
@@ -66,9 +67,11 @@ class EndpointManager:
     async def create(
         self, tenant_id: str, url: str, description: str, destination: str, secret: str,
         config: Mapping[str, Any], options: Mapping[str, Any], event_types: list[str],
-        failover_endpoint_id: str | None, signature_scheme: str = "",
+        failover_endpoint_id: str | None, signature_scheme: str = "", application_id: str | None = None,
     ) -> Endpoint:
         secret = _secret_for(secret, signature_scheme, default_scheme="v1")
+        if application_id is not None:
+            check_application_id(application_id)
         draft = Endpoint(
             id="", tenant_id=tenant_id, url=url, description=description, destination=destination or "webhook",
             secret=secret, config=dict(config), created_at=datetime.now(UTC), options=dict(options),
@@ -77,7 +80,7 @@ class EndpointManager:
         checked = await self._checked(draft)
         return await self.store.create(
             tenant_id, checked.url, checked.description, checked.destination, checked.secret, checked.config,
-            checked.options, checked.event_types, checked.failover_endpoint_id,
+            checked.options, checked.event_types, checked.failover_endpoint_id, application_id,
         )
 
     async def update(self, tenant_id: str, endpoint_id: str, changes: dict[str, Any],

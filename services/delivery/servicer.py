@@ -31,6 +31,7 @@ def _endpoint(e: Endpoint) -> pb.Endpoint:
             e.previous_secret_expires_at if e.signing_secrets(datetime.now(UTC))[1] else None),
         updated_at=timestamp(e.updated_at), enabled=e.disabled_at is None,
         signature_scheme=signature_scheme_of(e.secret), public_key=_public_key(e.secret),
+        application_id=e.application_id or "",
     )
 
 
@@ -57,7 +58,8 @@ def _time(value) -> datetime | None:
 def _delivery(d: Delivery) -> pb.Delivery:
     return pb.Delivery(
         id=d.id, tenant_id=d.tenant_id, event_id=d.event_id, endpoint_id=d.endpoint_id, status=d.status,
-        created_at=timestamp(d.created_at), updated_at=timestamp(d.updated_at),
+        created_at=timestamp(d.created_at), updated_at=timestamp(d.updated_at), event_type=d.event_type,
+        request_body=d.request_body or "",
         attempts=[
             pb.Attempt(number=a.number, started_at=timestamp(a.started_at), outcome=a.outcome,
                        status_code=a.status_code or 0, latency_ms=round(a.latency_ms, 1),
@@ -87,6 +89,7 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
             request.tenant_id, request.url, request.description, request.destination, request.secret,
             from_message(request, "config") or {}, from_message(request, "options") or {},
             list(request.event_types), request.failover_endpoint_id, request.signature_scheme,
+            request.application_id or None,
         )
         return _created(endpoint)
 
@@ -116,9 +119,15 @@ class DeliveryServicer(rpc.DeliveryServiceServicer):
             request.signature_scheme)
         return _created(endpoint)
 
+    async def GetEndpointSecret(self, request, context):
+        secret = (await self.store.get(request.tenant_id, request.id)).secret
+        scheme = signature_scheme_of(secret)
+        return pb.EndpointSecret(secret=secret if scheme == "v1" else "", public_key=_public_key(secret),
+                                 signature_scheme=scheme)
+
     async def ListEndpoints(self, request, context):
-        return pb.ListEndpointsResponse(
-            endpoints=[_endpoint(e) for e in await self.store.for_tenant(request.tenant_id)])
+        return pb.ListEndpointsResponse(endpoints=[
+            _endpoint(e) for e in await self.store.for_tenant(request.tenant_id, request.application_id or None)])
 
     async def ListDeliveries(self, request, context):
         deliveries, cursor = await self.log.page(request.tenant_id, DeliveryFilter(

@@ -11,7 +11,7 @@ from switchboard.database import contains_nul
 from switchboard.errors import InvalidRequest
 from switchboard.protojson import changed_fields, from_message, struct
 from switchboard.ratelimit import RateLimit
-from switchboard.rpc import servicer, timestamp
+from switchboard.rpc import forwarded_url, servicer, timestamp
 from switchboard.v1 import ingest_pb2 as pb, ingest_pb2_grpc as rpc
 
 # A rotated secret's default grace, as over REST.
@@ -35,13 +35,6 @@ def _given_limit(request) -> RateLimit | None:
         "rate_limit") else None
 
 
-def _forwarded_url(context) -> str:
-    """The address a REST caller reached the edge at: the edge forwards it, as grpc-gateway does."""
-    metadata = dict(context.invocation_metadata() or ())
-    host = metadata.get("x-forwarded-host")
-    return f"{metadata.get('x-forwarded-proto', 'http')}://{host}" if host else ""
-
-
 _UPDATABLE = ("name", "config", "allowed_ips", "rate_limit")
 
 
@@ -56,7 +49,7 @@ class IngestServicer(rpc.IngestServiceServicer):
         self.edge_url = ""
 
     def _source(self, source: Source, context) -> pb.Source:
-        return source_message(source, self.public_url or _forwarded_url(context) or self.edge_url)
+        return source_message(source, self.public_url or forwarded_url(context) or self.edge_url)
 
     def _created(self, source: Source, context) -> pb.CreateSourceResponse:
         return pb.CreateSourceResponse(source=self._source(source, context), secret=source.secret)

@@ -22,6 +22,7 @@ from switchboard.errors import Unauthenticated, Unavailable
 from switchboard.rpc import GrpcServer, ServiceClients
 from switchboard.settings import Settings
 from switchboard.v1 import auth_pb2_grpc
+from switchboard.portal_tokens import PortalSigner
 from tests.credentials import SERVICE_TOKEN, service_only
 
 MIGRATIONS = Path(__file__).parents[3] / "services/auth/migrations"
@@ -34,7 +35,7 @@ class AuthService:
         self.keys = keys
         self.database_url = database_url
         self.server = GrpcServer("auth", ["switchboard.v1.AuthService"], service_only())
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(keys), self.server.server)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(keys, PortalSigner("test")), self.server.server)
 
     def kill_database(self) -> None:
         """PostgreSQL gone for AuthService: its sessions are ended and no new one is allowed."""
