@@ -83,6 +83,9 @@ def test_a_customer_manages_its_endpoints_in_the_portal(platform: Platform, page
         assert (other_app.status_code, tenant_wide.status_code) == (201, 201), other_app.text
         assert (other_app.json()["application_id"], tenant_wide.json()["application_id"]) == ("globex", None)
         other_app, tenant_wide = other_app.json(), tenant_wide.json()
+        # The tenant's catalogue, which the portal offers its customers.
+        assert api.post("/v1/event-types", json={"name": "order.created", "description": "An order was placed.",
+                                                 "example": {"order": 42}}).status_code == 201
         acme = session(api, "acme")
         assert acme["url"].startswith(f"{platform.edge_url}/portal?frame=")
         assert acme["url"].endswith("#" + acme["token"])
@@ -94,16 +97,18 @@ def test_a_customer_manages_its_endpoints_in_the_portal(platform: Platform, page
         assert page.locator("#endpoints tr").count() == 0  # neither globex's nor the tenant's own
 
         # Add an endpoint: it is the application's, a webhook, with the types chosen.
+        assert "An order was placed." in page.text_content("#catalogue")
         page.fill("#new-url", receiver.url)
         page.fill("#new-description", "orders")
-        page.fill("#new-globs", "order.*, switchboard.test")
+        page.check('#new-types input[value="order.created"]')
+        page.fill("#new-globs", "order.paid, switchboard.test")
         page.click("#add-form button[type=submit]")
         wait_row(page, "#endpoints tr", receiver.url)
         page.locator("#detail").wait_for()
         endpoint_id = page.text_content("#detail-id")
         created = api.get(f"/v1/endpoints/{endpoint_id}").json()
         assert (created["application_id"], created["destination"], created["event_types"]) == (
-            "acme", "webhook", ["order.*", "switchboard.test"])
+            "acme", "webhook", ["order.created", "order.paid", "switchboard.test"])
 
         # Edit it.
         page.fill("#edit-description", "orders, v2")
