@@ -58,3 +58,18 @@ def test_up_takes_an_odd_cluster_size_and_refuses_it_beside_an_external_nats(cap
     args = parse_args(["up", "--cluster", "3"])
     assert args.func(args, Settings(nats_url="nats://nats:4222")) == 2
     assert "unset SWITCHBOARD_NATS_URL" in capsys.readouterr().err
+
+
+async def test_the_listen_commands_sse_reader_takes_frames_as_the_spec_writes_them() -> None:
+    from switchboard.cli.listen import sse_events
+
+    async def lines(*given: str):
+        for line in given:
+            yield line
+
+    frames = [frame async for frame in sse_events(lines(
+        "retry: 2000", ": listening", "",  # a comment and a field it ignores
+        "id: evt_1", "event: event", 'data: {"a":', "data: 1}", "",  # data over two lines
+        "data:no space", "",  # the default event name; the space after the colon is optional
+        "event: dropped", "", "event: event", "data: last"))]  # no data: nothing; no blank line: not ended
+    assert frames == [("event", '{"a":\n1}'), ("message", "no space")]
