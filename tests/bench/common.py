@@ -21,6 +21,7 @@ import psycopg
 from switchboard.cli.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from switchboard.settings import Settings
 from tests.credentials import service_channel
+from tests.platform_runner import Platform
 from tests.sealing import MASTER_KEY
 
 
@@ -36,6 +37,26 @@ def infrastructure() -> Iterator[tuple[str, str, Path]]:
         postgres.stop()
         nats.stop()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def platform_and_receiver(nats_url: str, database_url: str, scratch: Path,
+                          **extra: str) -> Iterator[tuple[Platform, str, int]]:
+    """(the running platform, the receiver's URL, its pid): every service in its own process, and one fast
+    loopback receiver (tests/bench/fast_receiver.py). Endpoints are not held to the per-endpoint in-flight
+    default (16): a run may send everything to one endpoint."""
+    port = free_port()
+    env = bench_env(nats_url, database_url, scratch / "state", SWITCHBOARD_HTTP_PORT="0",
+                    SWITCHBOARD_LOG_FORMAT="text", SWITCHBOARD_ENDPOINT_MAX_IN_FLIGHT="64", **extra)
+    receiver = spawn(["-m", "tests.bench.fast_receiver", str(port)], env)
+    platform = Platform(env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/stats")
+        platform.start()
+        yield platform, f"http://127.0.0.1:{port}", receiver.pid
+    finally:
+        platform.stop()
+        stop(receiver)
 
 
 def bench_env(nats_url: str, database_url: str, state_dir: Path, **extra: str) -> dict[str, str]:

@@ -30,9 +30,8 @@ import time
 import httpx
 import nats
 
-from switchboard.cli.embedded import free_port
-from tests.bench.common import (bench_env, command_cpu_seconds, cpu_seconds, infrastructure, machine_cpu_seconds,
-                                postgres_cpu_by_application, spawn, stop, wait_http)
+from tests.bench.common import (command_cpu_seconds, cpu_seconds, infrastructure, machine_cpu_seconds,
+                                platform_and_receiver, postgres_cpu_by_application)
 from tests.bench.end_to_end_bench import percentile, send_all
 from tests.platform_runner import Platform
 
@@ -124,31 +123,17 @@ def run(api: httpx.Client, platform: Platform, receiver: str, endpoints: int, na
 
 
 def main() -> None:
-    with infrastructure() as (nats_url, database_url, scratch):
-        port = free_port()
-        env = bench_env(nats_url, database_url, scratch / "state", SWITCHBOARD_HTTP_PORT="0",
-                        SWITCHBOARD_LOG_LEVEL="WARNING", SWITCHBOARD_LOG_FORMAT="text",
-                        # A run may send everything to one endpoint: not held to the per-endpoint default (16).
-                        SWITCHBOARD_ENDPOINT_MAX_IN_FLIGHT="64")
-        receiver = spawn(["-m", "tests.bench.fast_receiver", str(port)], env)
-        platform = Platform(env)
-        results = []
-        try:
-            wait_http(f"http://127.0.0.1:{port}/stats")
-            platform.start()
-            with platform.client() as api:
-                for endpoints in FAN_OUTS:
-                    results.append(run(api, platform, f"http://127.0.0.1:{port}", endpoints,
-                                       receiver_pid=receiver.pid))
-                for rate in PACED_RATES:
-                    results.append(run(api, platform, f"http://127.0.0.1:{port}", PACED_ENDPOINTS,
-                                       receiver_pid=receiver.pid, rate=rate))
-                for endpoints in (FAN_OUTS[0], FAN_OUTS[-1]):
-                    results.append(run(api, platform, f"http://127.0.0.1:{port}", endpoints, nats_url, drain=True,
-                                       receiver_pid=receiver.pid))
-        finally:
-            platform.stop()
-            stop(receiver)
+    results = []
+    with infrastructure() as (nats_url, database_url, scratch), \
+            platform_and_receiver(nats_url, database_url, scratch, SWITCHBOARD_LOG_LEVEL="WARNING") as (
+                platform, receiver, receiver_pid), \
+            platform.client() as api:
+        for endpoints in FAN_OUTS:
+            results.append(run(api, platform, receiver, endpoints, receiver_pid=receiver_pid))
+        for rate in PACED_RATES:
+            results.append(run(api, platform, receiver, PACED_ENDPOINTS, receiver_pid=receiver_pid, rate=rate))
+        for endpoints in (FAN_OUTS[0], FAN_OUTS[-1]):
+            results.append(run(api, platform, receiver, endpoints, nats_url, drain=True, receiver_pid=receiver_pid))
 
     print(f"\ndelivery benchmark: {DELIVERIES} deliveries per run, one loopback receiver, every service in its "
           "own process (2 cores shared with NATS, PostgreSQL, the receiver and the sender)")

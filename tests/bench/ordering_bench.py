@@ -22,8 +22,7 @@ import time
 import httpx
 import orjson
 
-from switchboard.cli.embedded import free_port
-from tests.bench.common import bench_env, infrastructure, machine_cpu_seconds, spawn, stop, wait_http
+from tests.bench.common import infrastructure, machine_cpu_seconds, platform_and_receiver
 from tests.bench.delivery_bench import process_cpu
 from tests.bench.loadgen import post_many
 from tests.platform_runner import Platform
@@ -72,22 +71,12 @@ def run(api: httpx.Client, platform: Platform, receiver: str, receiver_pid: int,
 
 
 def main() -> None:
-    with infrastructure() as (nats_url, database_url, scratch):
-        port = free_port()
-        env = bench_env(nats_url, database_url, scratch / "state", SWITCHBOARD_HTTP_PORT="0",
-                        SWITCHBOARD_LOG_FORMAT="text", SWITCHBOARD_ENDPOINT_MAX_IN_FLIGHT="64")
-        receiver = spawn(["-m", "tests.bench.fast_receiver", str(port)], env)
-        platform = Platform(env)
-        results = []
-        try:
-            wait_http(f"http://127.0.0.1:{port}/stats")
-            platform.start()
-            with platform.client() as api:
-                for options in ({}, {"ordering": "per_key", "ordering_key": "$.data.object.customer"}):
-                    results.append(run(api, platform, f"http://127.0.0.1:{port}", receiver.pid, options))
-        finally:
-            platform.stop()
-            stop(receiver)
+    results = []
+    with infrastructure() as (nats_url, database_url, scratch), \
+            platform_and_receiver(nats_url, database_url, scratch) as (platform, receiver, receiver_pid), \
+            platform.client() as api:
+        for options in ({}, {"ordering": "per_key", "ordering_key": "$.data.object.customer"}):
+            results.append(run(api, platform, receiver, receiver_pid, options))
 
     print(f"\nordering benchmark: {EVENTS} events over {KEYS} keys to one endpoint, one loopback receiver, "
           "every service in its own process")
