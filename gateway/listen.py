@@ -252,21 +252,28 @@ async def listen(request: Request) -> Response:
         await listener.close()
         raise
     _listeners += 1
-    started = time.monotonic()
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **admitted.verdict.headers()}
+    return _Stream(listener, replayed, headers)
 
-    async def stream() -> AsyncIterator[bytes]:
+
+class _Stream(StreamingResponse):
+    """The listener's frames; its subscription closed however the response ends (a client gone before the
+    first frame included: a generator that never started would never run its ``finally``)."""
+
+    def __init__(self, listener: _Listener, replayed: list[dict[str, Any]], headers: dict[str, str]) -> None:
+        super().__init__(listener.frames(replayed), media_type="text/event-stream", headers=headers)
+        self.listener = listener
+
+    async def __call__(self, scope, receive, send) -> None:
         global _listeners
+        started = time.monotonic()
         try:
-            async for frame in listener.frames(replayed):
-                yield frame
+            await super().__call__(scope, receive, send)
         finally:
             _listeners -= 1
-            await listener.close()
-            logger.info("listener left", extra={"tenant_id": listener.tenant_id,
+            await self.listener.close()
+            logger.info("listener left", extra={"tenant_id": self.listener.tenant_id,
                                                 "seconds": round(time.monotonic() - started, 1)})
-
-    headers = {"cache-control": "no-cache", "x-accel-buffering": "no", **admitted.verdict.headers()}
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
 def listen_routes() -> list[Route]:

@@ -176,3 +176,19 @@ def test_listen_refuses_what_it_cannot_serve_with_json_errors(platform: Platform
                            "--source", s.source_id, "--once", "--no-commands"],
                           env=platform.env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 1 and "404" in done.stderr, done.stderr
+
+
+def test_listeners_that_leave_free_their_place(platform: Platform) -> None:
+    """Each edge process serves at most MAX_LISTENERS at once; more than that many, one after another, each
+    leaving at once (before or after its first frame), are all served: none keeps its place."""
+    from gateway.listen import MAX_LISTENERS
+
+    with Receiver() as receiver, platform.client() as api:
+        s = create_slice(api, receiver.url)
+    headers = {"authorization": f"Bearer {platform_key(platform)}"}
+    with httpx.Client(base_url=platform.edge_url, headers=headers, timeout=10) as client:
+        for n in range(MAX_LISTENERS + 5):
+            with client.stream("GET", "/v1/listen", params={"source_id": s.source_id}) as reply:
+                assert reply.status_code == 200, (n, reply.read())
+                if n % 2:
+                    next(reply.iter_lines())  # read the first frame, then leave
