@@ -18,7 +18,9 @@ platform never waits for a laptop.
 
 Each event is one ``event: event`` frame whose ``id`` is the event id and whose
 ``data`` is JSON: ``id``, ``type``, ``source_id``, ``received_at`` (Unix
-seconds), ``body`` (the body as received) and ``replayed``.
+seconds), ``body`` (the body as received, as text), ``content_type`` (the
+Content-Type it came with), and ``replayed``. A body that is not text (binary,
+not UTF-8) comes as ``body_base64`` instead, ``body`` then null.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from starlette.routing import Route
 
 from gateway.context import EdgeContext
 from gateway.guard import Admitted, admit
+from switchboard.bodies import JSON_MEDIA, body_fields
 from switchboard.errors import InvalidRequest, RateLimited
 from switchboard.events import Event, RoutingOutcome, event_subject, routing_outcome_subject
 from switchboard.messaging import decode
@@ -104,15 +107,23 @@ def _frame(event: dict[str, Any]) -> bytes:
 
 
 def _listened(event: Event, replayed: bool = False) -> dict[str, Any]:
-    body = event.body if event.body is not None else orjson.dumps(event.payload).decode()
+    kept = event.body is not None
     return {"id": event.id, "type": event.type, "source_id": event.source_id, "received_at": event.received_at,
-            "body": body, "replayed": replayed}
+            **body_fields(event.body if kept else orjson.dumps(event.payload)),
+            "content_type": event.content_type if kept and event.content_type else JSON_MEDIA, "replayed": replayed}
 
 
 def _stored(event: router_pb2.Event, replayed: bool) -> dict[str, Any]:
+    """A stored event: a body that is not JSON as GetEvent shows it, else the payload's JSON."""
+    body: dict[str, Any] = {"body": event.payload_json}
+    if event.body_base64:
+        body = {"body": None, "body_base64": event.body_base64}
+    elif event.body_text:
+        body = {"body": event.body_text}
     return {"id": event.id, "type": event.type, "source_id": event.source_id,
-            "received_at": event.received_at.ToDatetime(tzinfo=UTC).timestamp(),
-            "body": event.payload_json, "replayed": replayed}
+            "received_at": event.received_at.ToDatetime(tzinfo=UTC).timestamp(), **body,
+            "content_type": event.content_type if event.body_base64 or event.body_text else JSON_MEDIA,
+            "replayed": replayed}
 
 
 class _Listener:

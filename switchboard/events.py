@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchboard.bodies import body_fields, body_from_fields, is_json_media
+
 __all__ = ["PLATFORM_SOURCE", "Event", "DeliveryMessage", "DeadLetter", "UnstorableEvent", "AttemptRecord",
            "RoutingOutcome", "DeliveryNotice", "ROUTING_OUTCOMES", "HOLD_REASONS", "SKIPPED", "event_subject",
            "delivery_subject", "dead_letter_subject", "attempt_subject", "routing_outcome_subject",
@@ -73,8 +75,9 @@ class Event:
     payload: Any
     headers: dict[str, str] = field(default_factory=dict)
     provider_event_id: str | None = None
-    # The body as received (UTF-8 JSON text), delivered as is when no transform applies.
-    body: str | None = None
+    # The body as received, byte for byte, delivered as is when no transform applies (None: deliver the
+    # payload as JSON); see switchboard/bodies.py for how messages carry it.
+    body: bytes | None = None
     occurred_at: float | None = None
     conversation_key: str | None = None
     # The source's type ("stripe", "slack", ...; "api" for events published through the API).
@@ -82,12 +85,21 @@ class Event:
     # Conversational sources: who wrote it (customer, agent, bot, system; see
     # plugins.sources.spec.AUTHORS); None when the source does not say.
     author: str | None = None
+    # The Content-Type the body came with ("": none, or no body kept: the payload is JSON).
+    content_type: str = ""
+
+    @property
+    def has_payload(self) -> bool:
+        """Whether the payload says what the body does: JSON, a form's fields, a plugin's parse. Not so for a
+        generic source's XML, text or binary body (payload None): filters, AI and transforms need one."""
+        return self.payload is not None or is_json_media(self.content_type)
 
     def to_message(self) -> dict[str, Any]:
         # Not dataclasses.asdict: that deep-copies the payload, on the hot path.
         return {
             "source_type": self.source_type,
-            "body": self.body,
+            **body_fields(self.body),
+            "content_type": self.content_type,
             "occurred_at": self.occurred_at,
             "conversation_key": self.conversation_key,
             "id": self.id,
@@ -121,11 +133,12 @@ class Event:
             payload=data["payload"],
             headers=dict(data.get("headers") or {}),
             provider_event_id=data.get("provider_event_id"),
-            body=data.get("body"),
+            body=body_from_fields(data),
             occurred_at=data.get("occurred_at"),
             conversation_key=data.get("conversation_key"),
             source_type=data.get("source_type") or "",
             author=data.get("author"),
+            content_type=data.get("content_type") or "",
         )
 
 
@@ -139,7 +152,8 @@ class DeliveryMessage:
     source_id: str
     received_at: float
     payload: Any
-    body: str | None = None
+    # The exact bytes to send (None: the payload as JSON), carried as Event.body is.
+    body: bytes | None = None
     conversation_key: str | None = None
     # Set on a replay's deliveries: a replay is a new delivery (a new
     # ``webhook-id``), or receivers that de-duplicate would drop it.
@@ -157,6 +171,14 @@ class DeliveryMessage:
     # retry_for_seconds (None: no time bound beyond max_attempts). None: the endpoint's own; absent from
     # messages written before event types had schedules.
     retry: dict[str, Any] | None = None
+    # The Content-Type ``body`` is sent with; None: application/json (absent from messages written before
+    # bodies could be other than JSON).
+    content_type: str | None = None
+
+    @property
+    def has_payload(self) -> bool:
+        """As :attr:`Event.has_payload`: False for a body that is neither JSON nor parsed into a payload."""
+        return self.payload is not None or is_json_media(self.content_type)
 
     @property
     def delivery_id(self) -> str:
@@ -174,13 +196,15 @@ class DeliveryMessage:
         return f"{self.delivery_id}@{self.cycle}" if self.cycle else self.delivery_id
 
     def to_message(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {**{name: getattr(self, name) for name in self.__dataclass_fields__ if name != "body"},
+                **body_fields(self.body)}
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> DeliveryMessage:
         _require(data, "event_id", "tenant_id", "endpoint_id", "route_id", "event_type", "source_id",
                  "received_at", "payload")
         values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        values["body"] = body_from_fields(data)
         values["cycle"] = int(values["cycle"] or 0)  # absent from messages written before retries had cycles
         return cls(**values)
 

@@ -159,7 +159,10 @@
     $("delivery-id").textContent = delivery.id;
     $("retry").hidden = delivery.status !== "failed";
     // The request's headers are the signature's, made anew for each attempt: the body is what was sent.
-    $("delivery-request").textContent = `${delivery.event_type}\n\n${delivery.request_body ?? ""}`;
+    // A body that is not text (a binary one) comes in base64, said as such.
+    const body = delivery.request_body ?? (delivery.request_body_base64
+      ? `(${delivery.request_content_type}, not text; in base64)\n${delivery.request_body_base64}` : "");
+    $("delivery-request").textContent = `${delivery.event_type}\n\n${body}`;
     const attempts = $("attempts");
     attempts.replaceChildren();
     for (const attempt of delivery.attempts) {

@@ -24,7 +24,9 @@ original body when the source kept it, else the payload as JSON. Headers:
   with any Standard Webhooks library (the three named ``svix-`` instead with
   ``header_names: svix``);
 - ``x-switchboard-event-id``, ``x-switchboard-event-type`` (percent-encoded
-  unless printable ASCII) and ``x-switchboard-attempt``.
+  unless printable ASCII) and ``x-switchboard-attempt``;
+- ``Content-Type``: the one the body came with (``application/json`` for a
+  payload sent as JSON).
 
 No connection lent (``context.nats`` is None) and a message over the server's
 size limit are final failures; any other publish error or a timeout is
@@ -38,7 +40,7 @@ import asyncio
 import nats.errors
 
 from plugins.destinations.config_checks import config_of
-from plugins.destinations.signing import body_of, check_header_names, check_secret, signed_headers
+from plugins.destinations.signing import body_of, check_header_names, check_secret, content_type_of, signed_headers
 from plugins.destinations.spec import (
     DestinationContext,
     EndpointTarget,
@@ -80,6 +82,7 @@ def subject_of(url: str) -> str:
 
 class NatsSubjectDestination:
     name = "nats"
+    sends_any_body = True
 
     def validate(self, target: EndpointTarget) -> None:
         subject_of(target.url)
@@ -96,7 +99,8 @@ class NatsSubjectDestination:
         if nc is None:
             return SendResult(ok=False, error="NATS not available to destinations", retryable=False)
         body = body_of(message)
-        headers = {"Nats-Msg-Id": message.delivery_id, **signed_headers(message, target, body)}
+        headers = {"Nats-Msg-Id": message.delivery_id, "Content-Type": content_type_of(message),
+                   **signed_headers(message, target, body)}
         try:
             async with asyncio.timeout(context.timeout_s):
                 await nc.publish(subject, body, headers=headers)

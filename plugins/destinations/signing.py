@@ -20,7 +20,8 @@ import orjson
 from plugins.destinations.spec import EndpointTarget, InvalidEndpointConfig, OutboundMessage
 from switchboard.signatures import check_signing_secret, sign_webhook
 
-__all__ = ["HEADER_NAMES", "SIGNATURE_HEADERS", "body_of", "check_header_names", "check_secret", "signed_headers"]
+__all__ = ["HEADER_NAMES", "SIGNATURE_HEADERS", "body_of", "content_type_of", "check_header_names", "check_secret",
+           "signed_headers"]
 
 #: The id, timestamp and signature headers' names, by ``config.header_names``.
 HEADER_NAMES = {
@@ -50,6 +51,11 @@ def check_secret(secret: str) -> None:
 def body_of(message: OutboundMessage) -> bytes:
     """The exact bytes to send: as the source received them, else the payload as JSON."""
     return message.body if message.body is not None else orjson.dumps(message.payload)
+
+
+def content_type_of(message: OutboundMessage) -> str:
+    """The Content-Type of :func:`body_of`: the one the body came with, else JSON's."""
+    return message.content_type if message.body is not None and message.content_type else "application/json"
 
 
 def _header_value(text: str) -> str:

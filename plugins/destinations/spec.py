@@ -51,6 +51,10 @@ class OutboundMessage:
     # The conversation the event belongs to (Intercom conversation id, Slack
     # channel and thread, Twilio phone number): where a reply goes.
     conversation_key: str | None = None
+    # The Content-Type ``body`` came with (a generic source's form, XML, text
+    # or binary body); None: application/json. A destination that sends the
+    # body sends it with this (signing.content_type_of).
+    content_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,9 @@ class SendResult:
 class Destination(Protocol):
     #: The ``destination`` of an endpoint, e.g. "webhook".
     name: str
+    # Optional, looked up with getattr: ``sends_any_body = True`` says it sends the body's exact bytes,
+    # whatever they are (webhook, nats). Others read the payload, so an event without one (a generic
+    # source's XML, text or binary body: payload None) fails at once, the error saying it needs JSON.
 
     def validate(self, target: EndpointTarget) -> None:
         """Raise InvalidEndpointConfig unless this endpoint can be sent to."""

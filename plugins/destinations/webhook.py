@@ -1,5 +1,7 @@
 """The ``webhook`` destination: an HTTP request signed per Standard Webhooks.
 
+The body is the event's exact bytes (or a transform's output) with the
+Content-Type they came with (``application/json`` for a payload sent as JSON).
 Headers: ``webhook-id`` (the delivery id, stable across retries so receivers
 can de-duplicate), ``webhook-timestamp`` (Unix seconds) and
 ``webhook-signature``: ``v1,<base64 HMAC-SHA256>`` keyed by the endpoint's
@@ -24,7 +26,14 @@ import re
 from collections.abc import Mapping
 
 from plugins.destinations.http_result import exchange
-from plugins.destinations.signing import SIGNATURE_HEADERS, body_of, check_header_names, check_secret, signed_headers
+from plugins.destinations.signing import (
+    SIGNATURE_HEADERS,
+    body_of,
+    check_header_names,
+    check_secret,
+    content_type_of,
+    signed_headers,
+)
 from plugins.destinations.spec import (
     DestinationContext,
     EndpointTarget,
@@ -76,6 +85,7 @@ def check_webhook_config(config: Mapping[str, object]) -> None:
 
 class WebhookDestination:
     name = "webhook"
+    sends_any_body = True
 
     def validate(self, target: EndpointTarget) -> None:
         try:
@@ -89,7 +99,7 @@ class WebhookDestination:
         body = body_of(message)
         headers = {
             **target.config.get("headers", {}),
-            "content-type": "application/json",
+            "content-type": content_type_of(message),
             "user-agent": "Switchboard-Webhooks/0.1",
             **signed_headers(message, target, body),
         }

@@ -49,8 +49,9 @@ class Delivery:
     updated_at: datetime
     history: list[Attempt] = field(default_factory=list)
     event_type: str = ""
-    # What was sent (the message's exact body, or its payload as JSON); read by get() alone.
-    request_body: str | None = None
+    # What was sent (the message's exact body, or its payload as JSON) and its Content-Type; read by get() alone.
+    request_body: bytes | None = None
+    request_content_type: str | None = None
 
 
 #: A delivery's status after an attempt with this outcome ("retrying" keeps it pending).
@@ -84,12 +85,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 
-def _sent_body(message: dict[str, Any] | None) -> str | None:
-    """The body a stored message is sent with (its exact body, else its payload as JSON)."""
+def _sent_body(message: dict[str, Any] | None) -> tuple[bytes | None, str | None]:
+    """The body a stored message is sent with (its exact body, else its payload as JSON), and its Content-Type."""
     if message is None:
-        return None
+        return None, None
     sent = DeliveryMessage.from_message(message)
-    return sent.body if sent.body is not None else orjson.dumps(sent.payload).decode()
+    if sent.body is None:
+        return orjson.dumps(sent.payload), "application/json"
+    return sent.body, sent.content_type or "application/json"
 
 
 class DeliveryLog:
@@ -256,7 +259,8 @@ class DeliveryLog:
         if row is None:
             raise NotFound(f"delivery {delivery_id} not found")
         message = row.pop("message")
-        delivery = Delivery(**row, request_body=_sent_body(message))
+        body, content_type = _sent_body(message)
+        delivery = Delivery(**row, request_body=body, request_content_type=content_type)
         await self._attach_attempts([delivery])
         return delivery
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from datetime import datetime, timedelta, UTC
 
@@ -10,6 +11,7 @@ import grpc
 from services.delivery.endpoints import EndpointManager, masked_config
 from services.delivery.delivery_log import Delivery, DeliveryFilter, DeliveryLog
 from services.delivery.endpoint_store import Endpoint, EndpointStore
+from switchboard.bodies import body_text
 from switchboard.errors import Unavailable
 from switchboard.events import DeliveryMessage
 from switchboard.ids import new_id
@@ -55,11 +57,19 @@ def _time(value) -> datetime | None:
     return value.ToDatetime(tzinfo=UTC) if value.seconds or value.nanos else None
 
 
+def _request_body(body: bytes | None) -> dict[str, str]:
+    """The body sent, as text, or in base64 when it is not text (a binary body)."""
+    if body is None:
+        return {}
+    text = body_text(body)
+    return {"request_body": text} if text is not None else {"request_body_base64": base64.b64encode(body).decode()}
+
+
 def _delivery(d: Delivery) -> pb.Delivery:
     return pb.Delivery(
         id=d.id, tenant_id=d.tenant_id, event_id=d.event_id, endpoint_id=d.endpoint_id, status=d.status,
         created_at=timestamp(d.created_at), updated_at=timestamp(d.updated_at), event_type=d.event_type,
-        request_body=d.request_body or "",
+        request_content_type=d.request_content_type or "", **_request_body(d.request_body),
         attempts=[
             pb.Attempt(number=a.number, started_at=timestamp(a.started_at), outcome=a.outcome,
                        status_code=a.status_code or 0, latency_ms=round(a.latency_ms, 1),

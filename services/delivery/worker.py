@@ -41,6 +41,7 @@ from services.delivery.limits import CircuitSync, SharedRateLimits
 from services.delivery.options import EndpointOptions, parse_options
 from services.delivery.ordering import KeyPath, KeyQueue, ordering_key
 from services.delivery.settle import Dead, Retry, Verdict, settle
+from switchboard.bodies import needs_json
 from switchboard.database import describe_error, storable_text
 from switchboard.errors import NotFound, Unavailable
 from switchboard.outages import platform_error
@@ -343,9 +344,12 @@ class DeliveryWorker:
         if endpoint.disabled_at is not None:
             return f"endpoint disabled: {endpoint.disabled_reason or 'by an operator'}"
         try:
-            return self.registry.destination(target.destination)
+            destination = self.registry.destination(target.destination)
         except UnknownPlugin as exc:
             return str(exc)
+        if not message.has_payload and not getattr(destination, "sends_any_body", False):
+            return needs_json(f"the {target.destination} destination needs", message.content_type)
+        return destination
 
     async def _send(self, destination: Destination, message: DeliveryMessage, target: Endpoint, number: int,
                     started: datetime) -> tuple[SendResult, float]:
@@ -361,9 +365,10 @@ class DeliveryWorker:
                     event_type=message.event_type,
                     payload=message.payload,
                     attempt=number,
-                    body=message.body.encode() if message.body is not None else None,
+                    body=message.body,
                     source_id=message.source_id,
                     conversation_key=message.conversation_key,
+                    content_type=message.content_type,
                 ),
                 EndpointTarget(url=target.url, secret=secret, config=target.config, previous_secret=previous_secret),
                 self._context(target),

@@ -28,14 +28,27 @@ API_SOURCE = "api"
 
 # Credentials a sender may have attached; an event must not carry them onwards.
 KEPT_HEADERS_EXCLUDED = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+# A Content-Type longer than this is kept cut (its media type and first parameters are what matter).
+_MAX_CONTENT_TYPE = 200
 
 
 def _ensure_storable(event: NormalizedEvent, raw: bytes) -> None:
-    """PostgreSQL's text and jsonb cannot hold NUL: refuse now, not after a 202."""
-    # The raw check keeps the walk off the hot path: NUL can only come from an escape or a raw byte.
-    suspicious = b"\\u0000" in raw or b"\x00" in raw
-    if "\x00" in event.type or (suspicious and (contains_nul(event.payload) or b"\x00" in (event.body or b""))):
+    """PostgreSQL's text and jsonb cannot hold NUL: refuse a payload with one now, not after a 202. (The body
+    is kept as bytes, NUL and all: see switchboard/bodies.py.)"""
+    # The raw check keeps the walk off the hot path: NUL can only come from an escape, a form's %00 or a raw byte.
+    suspicious = b"\\u0000" in raw or b"\x00" in raw or b"%00" in raw
+    if "\x00" in event.type or (suspicious and contains_nul(event.payload)):
         raise MalformedRequest("the payload contains NUL characters, which cannot be stored")
+
+
+def _kept_content_type(request: InboundRequest) -> str:
+    """The Content-Type deliveries send the body with: as received when it is a sane header value."""
+    value = request.headers.get("content-type", "").strip()
+    if len(value) <= _MAX_CONTENT_TYPE and value.isascii() and value.isprintable():
+        return value
+    media = request.content_type
+    return media if len(media) <= _MAX_CONTENT_TYPE and media.isascii() and media.isprintable() else \
+        "application/octet-stream"
 
 
 def _verify_with_any(plugin: Any, request: InboundRequest, secrets: list[str], config: dict) -> None:
@@ -47,15 +60,6 @@ def _verify_with_any(plugin: Any, request: InboundRequest, secrets: list[str], c
         except SignatureInvalid:
             continue
     plugin.verify(request, secrets[-1], config)
-
-
-def _text(body: bytes | None) -> str | None:
-    if body is None:
-        return None
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None  # deliver the payload re-encoded instead
 
 
 class Publisher(Protocol):
@@ -127,12 +131,14 @@ class WebhookIntake:
             payload=normalized.payload,
             headers={k: v for k, v in request.headers.items() if k not in KEPT_HEADERS_EXCLUDED},
             provider_event_id=normalized.provider_event_id,
-            body=_text(normalized.body),
+            body=normalized.body,
             occurred_at=normalized.occurred_at,
             conversation_key=normalized.conversation_key,
             source_type=source.type,
             # A plugin's unknown author is no author: never taken for a customer to answer.
             author=normalized.author if normalized.author in AUTHORS else None,
+            # What the kept body is; without one, deliveries send the payload as JSON.
+            content_type=_kept_content_type(request) if normalized.body is not None else "",
         )
         duplicate = await self.publish(event)
         acknowledgement = getattr(plugin, "acknowledgement", None)

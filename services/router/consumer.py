@@ -37,6 +37,7 @@ def delivery_message(event: Event, outgoing: Outgoing, replay_id: str | None = N
         received_at=event.received_at,
         payload=outgoing.payload,
         body=outgoing.body,
+        content_type=outgoing.content_type,
         conversation_key=event.conversation_key,
         replay_id=replay_id,
         transform_error=outgoing.error,
@@ -87,7 +88,7 @@ def replay_delivery(bus: Bus, dispatcher: Dispatcher):
         if endpoint_id:
             # As it was received, if the endpoint takes its type.
             takes = await dispatcher.takes(event, endpoint_id)
-            outgoing = [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, event.body)] if takes else []
+            outgoing = [Outgoing.as_received(REPLAY_ROUTE, endpoint_id, event)] if takes else []
             retry = await dispatcher.retry_schedule(event) if takes else None
         else:
             dispatch = await dispatcher.dispatch(event, replay=True)

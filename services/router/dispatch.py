@@ -27,6 +27,7 @@ from services.router.routing import (
 from services.router.replies import ReplyStore, why_not_answered
 from services.router.templates import TemplateStore
 from services.router.transforms import TransformError
+from switchboard.bodies import needs_json
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.events import Event
 
@@ -56,10 +57,17 @@ class Outgoing:
     route: Route
     endpoint_id: str
     payload: Any
-    # The exact text to send; None: the payload, as JSON.
-    body: str | None
+    # The exact bytes to send; None: the payload, as JSON.
+    body: bytes | None
     # Set when the transform or the reply failed: recorded on the delivery, nothing sent.
     error: str | None = None
+    # The Content-Type of ``body``; None: application/json.
+    content_type: str | None = None
+
+    @classmethod
+    def as_received(cls, route: Route, endpoint_id: str, event: Event) -> Outgoing:
+        """The event as it came: its exact bytes, with their Content-Type."""
+        return cls(route, endpoint_id, event.payload, event.body, content_type=event.content_type or None)
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,8 @@ class Dispatcher:
         labels, note = None, None
         if needs_classification(event, routes):
             labels, note = await self.ai.classify(event)
+        elif not event.has_payload and any(r.needs_ai for r in routes if r.tenant_id == event.tenant_id):
+            note = needs_json("AI classification needs", event.content_type)
         plan = decide(event, routes, labels, explain_all=simulate)
         if plan.deliveries:
             # Decided here, so that the explanation kept with the event names only deliveries made.
@@ -135,7 +145,7 @@ class Dispatcher:
                 outgoing.append(sent)
                 transforms.append(used)
             else:
-                outgoing.append(Outgoing(route, endpoint_id, event.payload, event.body))
+                outgoing.append(Outgoing.as_received(route, endpoint_id, event))
         explanation = plan.explain(labels, note)
         explanation["transforms"] = transforms
         if reply_explained is not None:
@@ -160,7 +170,8 @@ class Dispatcher:
         draft is held for review (or was rejected).
         """
         held = any(route.review for route, _ in replying)
-        refused = why_not_answered(event) or ("a replay never answers a conversation again" if replay else None)
+        refused = (why_not_answered(event) or ("a replay never answers a conversation again" if replay else None)
+                   or (None if event.has_payload else needs_json("a reply needs", event.content_type)))
         if refused:
             return None, {"skipped": refused}
         if simulate:
@@ -207,8 +218,10 @@ class Dispatcher:
                     {"route_id": route.id, "template_id": route.template_id, "error": error})
         used = {"route_id": route.id, "template_id": template.id, "version": template.version}
         try:
+            if not event.has_payload:
+                raise TransformError(needs_json("transforms need", event.content_type))
             rendered = template.transform.render(template_context(event, labels))
         except TransformError as exc:
             error = f"transform {template.id} v{template.version} failed: {exc}"
             return Outgoing(route, endpoint_id, event.payload, None, error), {**used, "error": str(exc)}
-        return Outgoing(route, endpoint_id, rendered.payload, rendered.body), used
+        return Outgoing(route, endpoint_id, rendered.payload, rendered.body.encode()), used

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from psycopg_pool import AsyncConnectionPool
 
 from switchboard.batching import Batcher, distinct_rounds
+from switchboard.bodies import body_fields
 from switchboard.database import atomically, each_alone_on_bad_data, jsonb
 from switchboard.errors import NotFound
 from switchboard.events import Event
@@ -22,13 +23,22 @@ __all__ = ["EventStore", "Stored", "StoredEvent", "event_from_row"]
 
 
 def event_from_row(row: dict[str, Any]) -> Event:
+    raw, text = row["raw_body"], row["body"]
     return Event(
         id=row["id"], tenant_id=row["tenant_id"], source_id=row["source_id"], type=row["type"],
         received_at=row["received_at"].timestamp(), payload=row["payload"], headers=row["headers"],
-        provider_event_id=row["provider_event_id"], body=row["body"],
+        provider_event_id=row["provider_event_id"],
+        body=bytes(raw) if raw is not None else text.encode() if text is not None else None,
         occurred_at=row["occurred_at"].timestamp() if row["occurred_at"] else None,
         conversation_key=row["conversation_key"], source_type=row["source_type"], author=row["author"],
+        content_type=row["content_type"],
     )
+
+
+def _body_columns(body: bytes | None) -> dict[str, str | None]:
+    """``body`` text, or ``raw_body`` (base64 here, bytea in the table) for bytes text cannot hold."""
+    fields = body_fields(body)
+    return {"body": fields["body"], "raw_body": fields.get("body_base64")}
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,8 @@ class EventStore:
                 given = [{"id": e.id, "tenant_id": e.tenant_id, "source_id": e.source_id, "type": e.type,
                           "provider_event_id": e.provider_event_id,
                           "received_at": datetime.fromtimestamp(e.received_at, UTC),
-                          "headers": e.headers, "payload": e.payload, "body": e.body,
+                          "headers": e.headers, "payload": e.payload, **_body_columns(e.body),
+                          "content_type": e.content_type,
                           "occurred_at": datetime.fromtimestamp(e.occurred_at, UTC) if e.occurred_at else None,
                           "conversation_key": e.conversation_key, "source_type": e.source_type, "routing": routing,
                           "author": e.author, "stream_seq": seq}
@@ -104,16 +115,18 @@ class EventStore:
                 cur = await conn.execute(
                     f"""INSERT INTO router.events
                            (id, tenant_id, source_id, type, provider_event_id, received_at, headers, payload, body,
-                            occurred_at, conversation_key, source_type, routing, author, stream_seq)
+                            raw_body, content_type, occurred_at, conversation_key, source_type, routing, author,
+                            stream_seq)
                        -- A JSON null in the records is SQL NULL: a payload of null is kept as jsonb null.
                        SELECT id, tenant_id, source_id, type, provider_event_id, received_at, headers,
-                              coalesce(payload, 'null'::jsonb), body, occurred_at, conversation_key, source_type,
-                              routing, author, stream_seq
+                              coalesce(payload, 'null'::jsonb), body, decode(raw_body, 'base64'),
+                              coalesce(content_type, ''), occurred_at, conversation_key, source_type, routing,
+                              author, stream_seq
                        FROM jsonb_to_recordset(%s::jsonb)
                            AS g(id text, tenant_id text, source_id text, type text, provider_event_id text,
-                                received_at timestamptz, headers jsonb, payload jsonb, body text,
-                                occurred_at timestamptz, conversation_key text, source_type text, routing jsonb,
-                                author text, stream_seq int8)
+                                received_at timestamptz, headers jsonb, payload jsonb, body text, raw_body text,
+                                content_type text, occurred_at timestamptz, conversation_key text,
+                                source_type text, routing jsonb, author text, stream_seq int8)
                        ON CONFLICT (id) DO UPDATE
                            SET routing = CASE WHEN {self._recent} THEN EXCLUDED.routing ELSE router.events.routing END
                            WHERE EXCLUDED.routing IS NOT NULL

@@ -7,7 +7,9 @@ A route matches an event when every condition it has holds: its source (if
 set), one of its event-type globs (if any), its payload filters (if any) and,
 last, its AI conditions on the event's classification (if any; the event is
 classified only when a route that needs it has matched everything else).
-Routes are evaluated in ``position`` order. Actions:
+An event without a payload (a generic source's XML, text or binary body)
+matches no route with filters or AI conditions, and such a route is
+explained, saying so. Routes are evaluated in ``position`` order. Actions:
 
 - ``deliver``: to each of the route's endpoints, through the route's
   transform (template) when it has one;
@@ -31,6 +33,7 @@ from typing import Any
 from collections.abc import Mapping, Sequence
 
 from services.router.conditions import AIConditions, Filters
+from switchboard.bodies import needs_json
 from switchboard.errors import InvalidRequest
 from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.patterns import check_type_patterns, compiled_patterns, matches_any
@@ -67,6 +70,12 @@ class Route:
     def needs_ai(self) -> bool:
         return self.ai is not None
 
+    def payload_refusal(self, event: Event) -> str | None:
+        """Why its conditions on the payload (filters, AI) cannot hold for an event without one (None: they can)."""
+        if event.has_payload or (self.filters is None and self.ai is None):
+            return None
+        return needs_json("filters need" if self.filters is not None else "ai conditions need", event.content_type)
+
     @cached_property
     def _types(self) -> re.Pattern[str] | None:
         return compiled_patterns(self.event_types) if self.event_types else None
@@ -79,13 +88,23 @@ class Route:
         """
         return self.source_id == PLATFORM_SOURCE or any(p.startswith("switchboard.") for p in self.event_types)
 
+    def matches_before_payload(self, event: Event) -> bool:
+        """Source and type (and enabled): what holds before any condition on the payload is looked at."""
+        if event.source_id == PLATFORM_SOURCE and not self.takes_platform_events:
+            return False
+        return (self.enabled and (not self.source_id or self.source_id == event.source_id)
+                and (self._types is None or self._types.match(event.type) is not None))
+
     def matches_before_ai(self, event: Event) -> bool:
-        """Every condition but the AI ones (no explanation: this runs for every route and event)."""
+        """Every condition but the AI ones (no explanation: this runs for every route and event, so
+        :meth:`matches_before_payload` is inlined); an event without a payload matches no route with
+        conditions on it."""
         if event.source_id == PLATFORM_SOURCE and not self.takes_platform_events:
             return False
         return (self.enabled and (not self.source_id or self.source_id == event.source_id)
                 and (self._types is None or self._types.match(event.type) is not None)
-                and (self.filters is None or self.filters.holds(event.payload)))
+                and ((self.filters is None and self.ai is None)
+                     or (event.has_payload and (self.filters is None or self.filters.holds(event.payload)))))
 
     def why_before_ai(self, event: Event) -> list[str]:
         """The reasons for :meth:`matches_before_ai`'s answer."""
@@ -102,6 +121,9 @@ class Route:
             if not matches_any(event.type, self.event_types):
                 return [f"type {event.type} matches none of {list(self.event_types)}"]
             reasons.append(f"type {event.type} matches {list(self.event_types)}")
+        refused = self.payload_refusal(event)
+        if refused is not None:
+            return [*reasons, refused]
         if self.filters is not None:
             reasons += self.filters.evaluate(event.payload)[1]
         return reasons or ["matches every event"]
@@ -211,11 +233,14 @@ def decide(event: Event, routes: list[Route], labels: Mapping[str, Any] | None =
     verdicts: list[RouteVerdict] = []
     checked = routes.candidates(event.type) if isinstance(routes, RouteSet) and not explain_all else routes
     skipped = len(routes) - len(checked)
+    payloadless = not event.has_payload
     for route in checked:
         if route.tenant_id != event.tenant_id:
             continue
         matched = route.matches_before_ai(event)
-        if not matched and not explain_all:
+        # A route refused only for the event's lack of a payload is explained: its author would wonder why.
+        if not matched and not explain_all and not (payloadless and (route.filters or route.ai)
+                                                      and route.matches_before_payload(event)):
             skipped += 1
             continue
         reasons = route.why_before_ai(event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import datetime, UTC
@@ -22,6 +23,7 @@ from services.router.route_store import RouteStore
 from services.router.routing import Route, parse_route_spec
 from services.router.templates import Template, TemplateStore
 from services.router.transforms import TransformError
+from switchboard.bodies import body_text, is_json_media
 from switchboard.errors import InvalidRequest, NotFound
 from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.protojson import changed_fields, from_message, plain, struct, to_message
@@ -84,6 +86,21 @@ def _given_event(tenant_id: str, given: pb.GivenEvent) -> Event:
                  type=given.type or "simulated", received_at=time.time(), payload=payload,
                  source_type=given.source_type, conversation_key=given.conversation_key or None,
                  author=given.author or None)
+
+
+def _shown_body(event: Event) -> dict[str, str]:
+    """A body that is not JSON (payload_json shows that one), as text or, when it is not text, in base64."""
+    if event.body is None or is_json_media(event.content_type):
+        return {}
+    text = body_text(event.body)
+    return {"body_text": text} if text is not None else {"body_base64": base64.b64encode(event.body).decode()}
+
+
+def _simulated_body(body: bytes | None) -> dict[str, str]:
+    if body is None:
+        return {}
+    text = body_text(body)
+    return {"body": text} if text is not None else {"body_base64": base64.b64encode(body).decode()}
 
 
 def _replay(r: Replay) -> pb.Replay:
@@ -214,7 +231,7 @@ class RouterServicer(rpc.RouterServiceServicer):
         decision, deliveries = await self.dispatcher.simulate(event, proposed)
         return pb.Simulation(decision=struct(decision), deliveries=[
             pb.SimulatedDelivery(route_id=d.route.id, endpoint_id=d.endpoint_id, action=d.route.action,
-                                 payload_json=json.dumps(d.payload), body=d.body, error=d.error)
+                                 payload_json=json.dumps(d.payload), error=d.error, **_simulated_body(d.body))
             for d in deliveries])
 
     async def CreateTemplate(self, request, context):
@@ -264,6 +281,7 @@ class RouterServicer(rpc.RouterServiceServicer):
             conversation_key=e.conversation_key or "", source_type=e.source_type,
             routing=struct(stored.routing) if stored.routing is not None else None,
             routed_at=timestamp(stored.stored_at), author=e.author or "", deliveries=deliveries.deliveries,
+            content_type=e.content_type, **_shown_body(e),
         )
 
     async def ListEvents(self, request, context):

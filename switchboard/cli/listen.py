@@ -2,7 +2,8 @@
 
 It reads ``GET /v1/listen`` (Server-Sent Events, gateway/listen.py) with an
 API key, so the laptop needs no inbound port, and POSTs each event to
-``--forward-to`` re-signed per Standard Webhooks with a local secret (given,
+``--forward-to`` (its exact body, with the Content-Type it came with) re-signed
+per Standard Webhooks with a local secret (given,
 or generated and printed at start), printing one line per event: time, type,
 id, the local answer's status and its latency. It reconnects by itself,
 asking for what it missed since the last event it saw. While it runs, a line
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import sys
 import time
@@ -75,10 +77,10 @@ class Forwarder:
         if self.forward_to is None:
             self._print(label)
             return
-        body = event["body"].encode()
+        body = base64.b64decode(event["body_base64"]) if event.get("body_base64") else event["body"].encode()
         timestamp = int(time.time())
         headers = {
-            "content-type": "application/json",
+            "content-type": event.get("content_type") or "application/json",
             "webhook-id": event["id"],
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign_standard_webhook(self.secret, event["id"], timestamp, body),

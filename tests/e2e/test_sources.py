@@ -61,7 +61,7 @@ def test_every_source_type_accepts_its_provider_and_refuses_the_rest(platform: P
             assert "sandbox" in reply.headers["content-security-policy"]
             tampered = post(platform, source, body + b" ", good)
             assert tampered.status_code == 401 and tampered.json()["error"]["code"] == "invalid_signature", case.type
-            wrong_type = post(platform, source, body, {**good, "content-type": "text/plain"})
+            wrong_type = post(platform, source, body, {**good, "content-type": "multipart/form-data; boundary=b"})
             assert wrong_type.status_code in (401, 415), case.type  # twilio's signature covers the form
             if case.type != "twilio":
                 assert wrong_type.status_code == 415 and wrong_type.json()["error"]["code"] == "unsupported_media_type"

@@ -215,3 +215,25 @@ def test_bad_header_names_and_malformed_keys_are_refused_naming_the_field(config
     with pytest.raises(InvalidEndpointConfig) as refused:
         destination.validate(EndpointTarget("https://ok.example/x", secret or generate_webhook_secret(), config))
     assert refused.value.field == field
+
+
+async def test_a_body_goes_byte_for_byte_with_its_content_type_and_a_payload_as_json() -> None:
+    from dataclasses import replace
+
+    from switchboard.signatures import verify_standard_webhook
+
+    secret = generate_webhook_secret()
+    binary = b"\x00\xff raw \xfe"
+    raw = replace(MESSAGE, payload=None, body=binary, content_type="application/octet-stream")
+    # A content type without the body it described (a transform's output replaced it) is not used.
+    encoded = replace(MESSAGE, content_type="text/plain")
+    with Receiver() as receiver:
+        async with outbound_client() as http:
+            for message in (raw, encoded):
+                assert (await destination.send(message, EndpointTarget(receiver.url, secret),
+                                               DestinationContext(http, 5.0, True))).ok
+    sent_raw, sent_encoded = receiver.requests
+    assert sent_raw.body == binary and sent_raw.headers["content-type"] == "application/octet-stream"
+    assert verify_standard_webhook(secret, sent_raw.headers, sent_raw.body)
+    assert json.loads(sent_encoded.body) == MESSAGE.payload and sent_encoded.headers["content-type"] == \
+        "application/json"

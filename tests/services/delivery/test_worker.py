@@ -119,7 +119,8 @@ async def test_the_exact_bytes_received_are_delivered(setup) -> None:
     with Receiver() as receiver:
         endpoint = await store.endpoints.create("t1", receiver.url, "", "webhook", generate_webhook_secret())
         exact = DeliveryMessage(event_id="evt_2", tenant_id="t1", endpoint_id=endpoint.id, route_id="rt_1",
-                                event_type="a", source_id="s1", received_at=0.0, payload={"lossy": True}, body=raw)
+                                event_type="a", source_id="s1", received_at=0.0, payload={"lossy": True},
+                                body=raw.encode())
         assert (await worker.deliver(exact)).action == "ack"
     assert receiver.requests[0].body == raw.encode()
 

@@ -64,7 +64,7 @@ async def test_events_are_stored_once_and_only_read_by_their_tenant(pool) -> Non
     await apply_migrations(pool, "router", Path(__file__).parents[3] / "services/router/migrations")
     store = EventStore(pool)
     e = Event(id=new_id("evt"), tenant_id="t1", source_id="s1", type="a", received_at=1.5e9, payload={"k": [1]},
-              headers={"h": "v"}, provider_event_id="p1", body='{"k": [1]}')
+              headers={"h": "v"}, provider_event_id="p1", body=b'{"k": [1]}')
     assert await store.store(e) is True
     assert await store.store(e) is False
     assert (await store.get("t1", e.id)).event == e
@@ -90,12 +90,40 @@ async def test_json_scalars_nulls_and_text_survive_the_batched_insert(pool) -> N
     store = EventStore(pool)
     kept = [
         Event(id=new_id("evt"), tenant_id="t1", source_id="s1", type="a", received_at=1.5e9 + 0.123456,
-              payload=None, body="null"),
+              payload=None, body=b"null"),
         Event(id=new_id("evt"), tenant_id="t1", source_id="s1", type="b", received_at=1.7e9, payload="text",
               occurred_at=1.6e9, conversation_key="c'k", author="a\"b", provider_event_id=None),
         Event(id=new_id("evt"), tenant_id="t1", source_id="s1", type="c", received_at=1.7e9,
               payload=[1, 2.5, True, {"n": None, "big": 2**62}], headers={"x-é": "caf\u00e9"}),
+        # Bytes text cannot hold (NUL, not UTF-8), and text that is not JSON, each with its Content-Type.
+        Event(id=new_id("evt"), tenant_id="t1", source_id="s1", type="d", received_at=1.7e9, payload=None,
+              body=b"\x00\xff\xfe raw \x00", content_type="application/octet-stream"),
+        Event(id=new_id("evt"), tenant_id="t1", source_id="s1", type="e", received_at=1.7e9, payload=None,
+              body="<a>caf\u00e9</a>".encode(), content_type="application/xml; charset=utf-8"),
     ]
-    assert [await store.store(e) for e in kept] == [True, True, True]
+    assert [await store.store(e) for e in kept] == [True] * 5
     for e in kept:
         assert (await store.get("t1", e.id)).event == e
+
+
+def test_conditions_on_the_payload_refuse_an_event_without_one_and_say_why() -> None:
+    from services.router.conditions import AIConditions, Filters
+
+    text = Event(id="e1", tenant_id="t1", source_id="s1", type="note", received_at=0.0, payload=None,
+                 body=b"hello", content_type="text/plain; charset=utf-8")
+    filtered = Route("filtered", "t1", "f", None, (), ("ep1",), True, NOW,
+                     filters=Filters.parse({"all": [{"path": "$.a", "op": "exists", "value": False}]}))
+    by_ai = Route("ai", "t1", "a", None, (), ("ep2",), True, NOW, ai=AIConditions.parse({"category": ["x"]}))
+    other_type = Route("other", "t1", "o", None, ("invoice.*",), ("ep3",), True, NOW,
+                       filters=Filters.parse({"all": [{"path": "$.a", "op": "exists", "value": False}]}))
+    plan = decide(text, [filtered, by_ai, other_type, route("plain", ("ep4",))])
+    assert [e for _, e in plan.deliveries] == ["ep4"]
+    reasons = {v.route.id: (v.matched, v.reasons) for v in plan.verdicts}
+    assert reasons["filtered"] == (False, ["filters need a JSON payload (this event is text/plain)"])
+    assert reasons["ai"] == (False, ["ai conditions need a JSON payload (this event is text/plain)"])
+    assert "other" not in reasons and plan.not_shown == 1  # not of its type: only counted, as ever
+    # The same filter holds for a JSON event whose payload lacks the field, and for a form's fields.
+    assert [e for _, e in decide(event(), [filtered]).deliveries] == ["ep1"]
+    form = Event(id="e2", tenant_id="t1", source_id="s1", type="note", received_at=0.0, payload={"b": "1"},
+                 body=b"b=1", content_type="application/x-www-form-urlencoded")
+    assert [e for _, e in decide(form, [filtered]).deliveries] == ["ep1"]
