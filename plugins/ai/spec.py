@@ -72,8 +72,9 @@ class AIRequest:
     output_schema: Mapping[str, Any] | None
     max_output_tokens: int = 512
     event: EventInput | None = None
-    # For "classify": the tenant's categories.
+    # For "classify": the tenant's categories, and the one for events that fit none ("": the provider's default).
     categories: tuple[str, ...] = ()
+    fallback_category: str = ""
     # For "reply": the conversation so far, oldest first.
     turns: tuple[Turn, ...] = ()
     # The model to use; None means the provider's configured default.

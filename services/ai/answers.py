@@ -41,6 +41,8 @@ class Classification:
     sentiment: str
     confidence: float
     summary: str
+    # Why, when the provider says (the local provider names the features that decided).
+    reasons: tuple[str, ...] = ()
 
 
 def classification_schema(categories: tuple[str, ...]) -> dict[str, Any]:
@@ -52,6 +54,7 @@ def classification_schema(categories: tuple[str, ...]) -> dict[str, Any]:
             "sentiment": {"type": "string", "enum": list(SENTIMENTS)},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
             "summary": {"type": "string", "maxLength": 300},
+            "reasons": {"type": "array", "maxItems": 5, "items": {"type": "string", "maxLength": 200}},
         },
         "required": ["category", "priority", "sentiment", "confidence", "summary"],
         "additionalProperties": False,
@@ -79,7 +82,7 @@ def parse_classification(text: str, categories: tuple[str, ...]) -> Classificati
     value = _json_object(text)
     _validate(value, classification_schema(categories))
     return Classification(value["category"], value["priority"], value["sentiment"], float(value["confidence"]),
-                          " ".join(value["summary"].split())[:300])
+                          " ".join(value["summary"].split())[:300], tuple(value.get("reasons", ())))
 
 
 def check_categories(categories: list[str]) -> tuple[str, ...]:

@@ -139,8 +139,9 @@ class AIEngine:
         prompt = await self.store.prompt(event.tenant_id, "classify")
         schema = classification_schema(categories)
         system, text = render(prompt, event, categories=categories)
+        fallback = settings.fallback_category if settings.fallback_category in categories else ""
         request = AIRequest("classify", system, text, schema, _OUTPUT_TOKENS["classify"], event=event,
-                            categories=categories)
+                            categories=categories, fallback_category=fallback)
         if lane is None:
             # Lanes only order requests waiting for a rate budget: without one, none is needed.
             limited = any(name in self.gate.limits for name in self.chain(settings.providers))

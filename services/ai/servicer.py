@@ -43,6 +43,13 @@ def _meta(answer: Answer) -> pb.AIMeta:
                      output_tokens=answer.output_tokens, cached=answer.cached, passed_over=answer.passed_over)
 
 
+def _fallback(chosen: str, categories: tuple[str, ...]) -> str:
+    """The category events that fit none go to, as the local provider decides it."""
+    if chosen in categories:
+        return chosen
+    return "other" if "other" in categories else categories[-1]
+
+
 @servicer
 class AIServicer(rpc.AIServiceServicer):
     def __init__(self, engine: AIEngine, store: AIStore) -> None:
@@ -53,7 +60,7 @@ class AIServicer(rpc.AIServiceServicer):
         answer = await self.engine.classify(_event(request.event), _lane(request.lane, None))
         c = answer.value
         return pb.Classification(category=c.category, priority=c.priority, sentiment=c.sentiment, summary=c.summary,
-                                 confidence=c.confidence, meta=_meta(answer))
+                                 confidence=c.confidence, meta=_meta(answer), reasons=c.reasons)
 
     async def Extract(self, request, context):
         if not request.HasField("schema"):
@@ -75,9 +82,9 @@ class AIServicer(rpc.AIServiceServicer):
         return await self._settings(request.tenant_id)
 
     async def UpdateSettings(self, request, context):
-        providers = categories = None
+        providers = categories = fallback = None
         # provider_keys may be named too: its entries are merged into the tenant's keys whatever the mask says.
-        changed = changed_fields(request, ("providers", "categories", "provider_keys"))
+        changed = changed_fields(request, ("providers", "categories", "provider_keys", "fallback_category"))
         if "providers" in changed:
             providers = tuple(dict.fromkeys(request.providers))
             unknown = [p for p in providers if p not in self.engine.registry.ai_providers]
@@ -86,8 +93,16 @@ class AIServicer(rpc.AIServiceServicer):
                                      f"{', '.join(sorted(self.engine.registry.ai_providers))}")
         if "categories" in changed:
             categories = check_categories(list(request.categories)) if request.categories else ()
+        if "fallback_category" in changed:
+            fallback = request.fallback_category.strip()
+            current = categories
+            if current is None:
+                current = (await self.store.settings(request.tenant_id)).categories
+            if fallback and fallback not in (current or DEFAULT_CATEGORIES):
+                raise InvalidRequest(f"fallback_category {fallback!r} is not one of the tenant's categories",
+                                     field="fallback_category")
         keys = {name: self._checked_key(name, key) for name, key in request.provider_keys.items()}
-        await self.store.save_settings(request.tenant_id, providers, categories, keys)
+        await self.store.save_settings(request.tenant_id, providers, categories, keys, fallback)
         return await self._settings(request.tenant_id)
 
     def _checked_key(self, provider: str, key: str) -> str | None:
@@ -126,6 +141,7 @@ class AIServicer(rpc.AIServiceServicer):
         return pb.AISettings(
             tenant_id=tenant_id, providers=self.engine.chain(settings.providers),
             categories=settings.categories or DEFAULT_CATEGORIES,
+            fallback_category=_fallback(settings.fallback_category, settings.categories or DEFAULT_CATEGORIES),
             provider_keys={name: "…" + key[-4:] for name, key in settings.provider_keys.items()},
             prompts=[pb.Prompt(task=p.task, version=p.version, system=p.system, template=p.template)
                      for p in prompts])

