@@ -96,21 +96,26 @@ class Leases:
         """Renew until the work ends or ``stopping``; the last revision, or None once the lease is lost."""
         renewed_at = time.monotonic()
         while not stopping.is_set() and not task.done():
-            await _sleep(stopping, self.ttl_s / 4, task)
+            # The work stops three quarters of a TTL after the last renewal at the latest, whatever the
+            # tries in between: the bucket forgets the entry one TTL after the last write, and another
+            # process may then take the lease.
+            give_up_at = renewed_at + self.ttl_s * 0.75
+            await _sleep(stopping, min(self.ttl_s / 4, max(0.0, give_up_at - time.monotonic())), task)
             if stopping.is_set() or task.done():
                 break
             attempt_at = time.monotonic()
+            if attempt_at >= give_up_at:
+                logger.warning("lease not renewed in time", extra={"lease": name})
+                return None
             try:
                 revision = await asyncio.wait_for(
-                    (await self._bucket()).update(name, self.holder.encode(), last=revision), self.ttl_s / 4)
+                    (await self._bucket()).update(name, self.holder.encode(), last=revision),
+                    min(self.ttl_s / 4, give_up_at - attempt_at))
                 renewed_at = attempt_at
             except KeyWrongLastSequenceError:
                 return None  # forgotten and taken by another: it runs the work now
-            except Exception as exc:
-                # Give up before the bucket could forget the entry (ttl_s after the last write).
-                if time.monotonic() - renewed_at > self.ttl_s * 0.75:
-                    logger.warning("lease not renewed in time", extra={"lease": name, "error": str(exc)})
-                    return None
+            except Exception as exc:  # NATS away: try again while there is time
+                logger.debug("lease not renewed", extra={"lease": name, "error": str(exc)})
         return revision
 
     async def _release(self, name: str, revision: int) -> None:
