@@ -16,7 +16,9 @@ import nats
 import pytest
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
-from tests.e2e.slice import create_slice, send, wait_for
+import httpx
+
+from tests.e2e.slice import create_slice, signed, wait_for
 from tests.platform_runner import Platform, base_env
 from tests.receivers import Receiver
 
@@ -64,6 +66,20 @@ def streams(node_dir: Path) -> dict[str, tuple[int, list[str]]]:
     return found
 
 
+
+def send_as_a_sender_does(platform: Platform, source_id: str, secret: str, payload: dict, timeout: float = 20) -> None:
+    """POST a signed webhook until it is accepted, as senders do: a cluster electing a stream leader (just
+    started, or a node just back) answers 503 with Retry-After for a moment, which accepted nothing."""
+    body, headers = signed(secret, payload)
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = httpx.post(f"{platform.edge_url}/in/{source_id}", content=body, headers=headers)
+        if reply.status_code == 202:
+            return
+        assert reply.status_code == 503 and reply.headers.get("retry-after"), reply.text
+        assert time.monotonic() < deadline, f"still 503 after {timeout} s: {reply.text}"
+        time.sleep(0.5)
+
 def test_up_cluster_runs_three_nodes_replicated_streams_and_two_of_every_service(tmp_path: Path) -> None:
     env = base_env(tmp_path / "state")
     for service in SERVICES:
@@ -80,7 +96,7 @@ def test_up_cluster_runs_three_nodes_replicated_streams_and_two_of_every_service
         assert all(replicas == 3 and members == ["n1", "n2", "n3"] for replicas, members in held.values()), held
         with Receiver() as receiver, platform.client() as api:
             s = create_slice(api, receiver.url)
-            send(platform, s.source_id, s.source_secret, {"type": "order.created", "id": "c-1"})
+            send_as_a_sender_does(platform, s.source_id, s.source_secret, {"type": "order.created", "id": "c-1"})
             receiver.wait_for(lambda got: len(got) == 1, timeout=30)
             # A node killed: the supervisor starts it again on its ports, and the cluster has it back.
             pid = int((nodes[1] / "nats-server.pid").read_text())
@@ -91,7 +107,7 @@ def test_up_cluster_runs_three_nodes_replicated_streams_and_two_of_every_service
             wait_for(lambda: all(m == ["n1", "n2", "n3"] for _, m in streams(nodes[1]).values()),
                      timeout=30)
             print(f"\nnode n2 killed: back in the cluster {time.monotonic() - killed_at:.1f} s later", flush=True)
-            send(platform, s.source_id, s.source_secret, {"type": "order.created", "id": "c-2"})
+            send_as_a_sender_does(platform, s.source_id, s.source_secret, {"type": "order.created", "id": "c-2"})
             receiver.wait_for(lambda got: len(got) == 2, timeout=30)
         # The alert rounds run in one analytics process, under its lease; killed, the other takes them over.
         url = f"nats://127.0.0.1:{client_port(nodes[0])}"
