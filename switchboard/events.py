@@ -161,9 +161,11 @@ class DeliveryMessage:
     # The route's transform (or reply draft) failed: the delivery is recorded
     # as failed with this error and nothing is sent.
     transform_error: str | None = None
-    # The AI category the router classified the event as, when a route asked
-    # for one; carried on so analytics can break deliveries down by it.
+    # The AI category and priority the router classified the event as, when a route asked for them;
+    # carried on so analytics can break deliveries down by them. The priority is one of the tenant's
+    # own levels (AIService maps the built-in ones onto them); absent from messages written before it.
     category: str | None = None
+    priority: str | None = None
     # A manual retry's cycle of attempts (the attempts before it); 0 for the first cycle.
     cycle: int = 0
     # The event type's retry schedule from the tenant's catalogue (docs/event-types.md), over the
@@ -264,6 +266,7 @@ class AttemptRecord:
     at: float
     source_id: str | None = None
     category: str | None = None
+    priority: str | None = None  # the tenant's level, as on DeliveryMessage
     error: str | None = None
 
     @property
@@ -303,6 +306,7 @@ class RoutingOutcome:
     # The endpoints it queued a delivery to (each delivery's id is ``<event_id>:<endpoint_id>``).
     endpoint_ids: tuple[str, ...] = ()
     category: str | None = None
+    priority: str | None = None  # the tenant's level, as on DeliveryMessage
     # The routes that matched it (``switchboard listen --route`` follows one).
     route_ids: tuple[str, ...] = ()
 
@@ -353,6 +357,7 @@ class DeliveryNotice:
     at: float
     source_id: str | None = None
     category: str | None = None
+    priority: str | None = None  # the tenant's level, as on DeliveryMessage
 
     @property
     def subject(self) -> str:

@@ -266,9 +266,15 @@ class ConsumerSpec:
         )
 
 
+# Deliveries that wait in the stream (retrying after a failure, or held by their endpoint's circuit,
+# rate limit or in-flight cap) are messages delivered and not acknowledged: at 1,000, a down endpoint's
+# backlog was all the consumer could have out, and every other endpoint waited for it. NATS keeps a
+# few dozen bytes per such message; past this many, new deliveries wait (the ack_pending gauge shows it).
+DELIVERIES_MAX_ACK_PENDING = 100_000
+
 CONSUMERS = {
     "router": ConsumerSpec("EVENTS", "router"),
-    "delivery": ConsumerSpec("DELIVERIES", "delivery"),
+    "delivery": ConsumerSpec("DELIVERIES", "delivery", max_ack_pending=DELIVERIES_MAX_ACK_PENDING),
     "analytics": ConsumerSpec("ATTEMPTS", "analytics"),
 }
 

@@ -287,6 +287,11 @@ class AISettings:
         doc="seconds: the longest wait for a provider's rate budget before the next provider is asked")
     cache_ttl_s: float = setting(3600.0, "SWITCHBOARD_AI_CACHE_TTL", parse=number(zero=True),
                                     doc="seconds AI answers are cached")
+    training_data: str = setting(
+        "", "SWITCHBOARD_AI_TRAINING_DATA",
+        doc="the directory of the local model's training rows (`corpus_train.jsonl`, `corpus_dev.jsonl`, "
+            "`corpus_holdout.jsonl`), which tenants' own models are trained on; empty: the source tree's "
+            "`tests/fixtures/ai` (the container image sets its copy)")
     # Each provider reads its own (plugins/ai/spec.py: ProviderSettings).
     provider_variables: Mapping[str, str] = setting(
         dict, "SWITCHBOARD_AI_<PROVIDER>_<NAME>", shown="none",

@@ -9,13 +9,20 @@ reads back every request the server received (:class:`Received`).
 The body builders make what the APIs answer: :func:`anthropic_message` a
 Messages API ``message``, :func:`openai_completion` a ``chat.completion``,
 and :func:`anthropic_error` / :func:`openai_error` their error bodies.
+
+A server may also answer from what it was asked (``FakeAIServer(responder)``,
+once its queue is empty): :func:`keyword_greedy` is a caricature of a weak
+model, answering a classification with the category of the first word
+naming one in the user message, for tests of prompts that bias the answer.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,6 +35,8 @@ __all__ = [
     "anthropic_error",
     "openai_completion",
     "openai_error",
+    "keyword_greedy",
+    "user_message",
 ]
 
 
@@ -59,11 +68,13 @@ class Received:
 class FakeAIServer:
     """A threaded loopback HTTP server answering from a queue of :class:`Reply`.
 
-    With the queue empty it answers 500, so a test that sends more requests
-    than it planned for fails loudly. Use it as a context manager.
+    With the queue empty it answers from ``responder``, or without one 500, so
+    a test that sends more requests than it planned for fails loudly. Use it
+    as a context manager.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, responder: Callable[[Received], Reply] | None = None) -> None:
+        self.responder = responder
         self.received: list[Received] = []
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -106,6 +117,8 @@ class FakeAIServer:
             self.received.append(request)
             if self._replies:
                 return self._replies.popleft()
+        if self.responder is not None:
+            return self.responder(request)
         return Reply(500, {"error": {"type": "api_error", "message": "the test queued no reply for this request"}})
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -190,3 +203,36 @@ def openai_completion(content: str | None, *, model: str = "gpt-6-luna-2026-09-2
 def openai_error(message: str, error_type: str, code: str | None = None) -> dict[str, Any]:
     """An OpenAI API error body."""
     return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+
+
+def user_message(request: Received) -> str:
+    """The text of the last user message of a Messages API or Chat Completions request."""
+    messages = [m for m in request.json["messages"] if m["role"] == "user"]
+    content = messages[-1]["content"] if messages else ""
+    if isinstance(content, list):  # content blocks
+        content = "".join(block.get("text", "") for block in content)
+    return content
+
+
+def keyword_greedy(words: Mapping[str, Sequence[str]], model: str = "greedy-1") -> Callable[[Received], Reply]:
+    """A responder playing a weak model that latches onto the first category it reads.
+
+    It answers a classification (an Anthropic ``answer`` tool call, or an OpenAI JSON message, by the request's
+    path) with the category of the first word of ``words`` (category -> the words that name it, its own name
+    among them; whole words, any case) in the user message, read from its start: whatever comes first wins,
+    the event's words or a list of categories. With no such word, the first category of ``words``.
+    """
+    pattern = re.compile(r"\b(" + "|".join(re.escape(w) for ws in words.values() for w in ws) + r")\b", re.I)
+    category_of = {w.lower(): category for category, ws in words.items() for w in ws}
+
+    def answer(request: Received) -> Reply:
+        found = pattern.search(user_message(request))
+        category = category_of[found.group(1).lower()] if found else next(iter(words))
+        labels = {"category": category, "priority": "normal", "sentiment": "neutral", "confidence": 0.9,
+                  "summary": f"read {found.group(1) if found else 'nothing'} first"}
+        if request.path.endswith("/messages"):
+            return Reply(body=anthropic_message([{"type": "tool_use", "id": "toolu_01", "name": "answer",
+                                                  "input": labels}], model=model, stop_reason="tool_use"))
+        return Reply(body=openai_completion(json.dumps(labels), model=model))
+
+    return answer

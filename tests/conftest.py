@@ -8,6 +8,7 @@ JetStream get a NATS server of their own (it starts in well under a second).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -37,15 +38,22 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@contextlib.contextmanager
+def fresh_database(server: str) -> Iterator[str]:
+    """A new, empty database on ``server``, dropped afterwards."""
+    name = f"sbtest_{secrets.token_hex(6)}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield make_conninfo(server, dbname=name)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def database_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty database for one test, dropped afterwards."""
-    name = f"sbtest_{secrets.token_hex(6)}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(postgres_server, dbname=name)
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture
@@ -57,15 +65,22 @@ async def pool(database_url: str) -> AsyncIterator:
         await pool.close()
 
 
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    """A NATS server with JetStream of this test's own."""
-    server = EmbeddedNats(tmp_path / "nats")
+@contextlib.contextmanager
+def running_nats(folder: Path) -> Iterator[EmbeddedNats]:
+    """A NATS server with JetStream keeping its data in ``folder``, stopped afterwards."""
+    server = EmbeddedNats(folder)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A NATS server with JetStream of this test's own."""
+    with running_nats(tmp_path / "nats") as server:
+        yield server
 
 
 @pytest.fixture

@@ -27,13 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
-
-import anthropic
 
 from plugins.ai.spec import AIRequest, AIResponse, ProviderError, ProviderSettings
 from plugins.markers import hookimpl
+
+# The SDK is imported where it is used: importing it takes over a second of CPU (its pydantic types), which
+# every process that loads the plugins for others (delivery for destinations, ingest for sources) would
+# pay at start for a provider it never calls. A provider with a key imports it when made.
+if TYPE_CHECKING:
+    import anthropic
 
 __all__ = ["AnthropicProvider", "DEFAULT_MODEL", "DEFAULT_TIMEOUT_S"]
 
@@ -61,6 +65,8 @@ class AnthropicProvider:
         self.base_url = base_url
         self.model = model
         self.timeout_s = timeout_s
+        if api_key:  # imported now rather than in the first call's time
+            import anthropic  # noqa: F401
         # Made on first use, so that an unavailable provider costs nothing.
         self._client: anthropic.AsyncAnthropic | None = None
 
@@ -80,6 +86,8 @@ class AnthropicProvider:
         if not self.available:
             raise ProviderError("anthropic: no API key configured (SWITCHBOARD_AI_ANTHROPIC_API_KEY)",
                                 retryable=False)
+        import anthropic
+
         params: dict[str, Any] = {
             "model": request.model or self.model,
             "max_tokens": request.max_output_tokens,
@@ -115,6 +123,8 @@ class AnthropicProvider:
             self._client = None
 
     def _get_client(self) -> anthropic.AsyncAnthropic:
+        import anthropic
+
         if self._client is None:
             self._client = anthropic.AsyncAnthropic(
                 api_key=self._api_key,

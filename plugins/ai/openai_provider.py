@@ -37,14 +37,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-import openai
-
 from plugins.ai.spec import AIRequest, AIResponse, ProviderError, ProviderSettings
 from plugins.markers import hookimpl
+
+# The SDK is imported where it is used: importing it takes over a second of CPU (its pydantic types), which
+# every process that loads the plugins for others (delivery for destinations, ingest for sources) would
+# pay at start for a provider it never calls. A provider with a key imports it when made.
+if TYPE_CHECKING:
+    import openai
 
 __all__ = ["OpenAIProvider", "DEFAULT_MODEL", "DEFAULT_TIMEOUT_S", "schema_instruction"]
 
@@ -77,6 +81,8 @@ class OpenAIProvider:
         self.timeout_s = timeout_s
         self.reasoning_effort = reasoning_effort
         self._official_api = not base_url or urlsplit(base_url).hostname == "api.openai.com"
+        if api_key:  # imported now rather than in the first call's time
+            import openai  # noqa: F401
         # Made on first use, so that an unavailable provider costs nothing.
         self._client: openai.AsyncOpenAI | None = None
 
@@ -96,6 +102,8 @@ class OpenAIProvider:
     async def complete(self, request: AIRequest) -> AIResponse:
         if not self.available:
             raise ProviderError("openai: no API key configured (SWITCHBOARD_AI_OPENAI_API_KEY)", retryable=False)
+        import openai
+
         system = request.system
         if request.output_schema is not None:
             system = "\n\n".join(part for part in (system, schema_instruction(request.output_schema)) if part)
@@ -130,6 +138,8 @@ class OpenAIProvider:
             self._client = None
 
     def _get_client(self) -> openai.AsyncOpenAI:
+        import openai
+
         if self._client is None:
             self._client = openai.AsyncOpenAI(
                 api_key=self._api_key,

@@ -79,6 +79,9 @@ class AIRequest:
     turns: tuple[Turn, ...] = ()
     # The model to use; None means the provider's configured default.
     model: str | None = None
+    # A model the host trained for the tenant from its corrections, for the provider it was trained for
+    # (local: a ``plugins.ai.local.model.Weights``); None, or another provider's: the provider's own.
+    tuned_model: Any = None
 
 
 @dataclass(frozen=True)

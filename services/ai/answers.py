@@ -43,6 +43,9 @@ class Classification:
     summary: str
     # Why, when the provider says (the local provider names the features that decided).
     reasons: tuple[str, ...] = ()
+    # The priority on the built-in scale (PRIORITIES), which every provider answers on; ``priority`` is on the
+    # tenant's scale (services/ai/priority_scale.py).
+    priority_builtin: str = ""
 
 
 def classification_schema(categories: tuple[str, ...]) -> dict[str, Any]:
@@ -82,7 +85,8 @@ def parse_classification(text: str, categories: tuple[str, ...]) -> Classificati
     value = _json_object(text)
     _validate(value, classification_schema(categories))
     return Classification(value["category"], value["priority"], value["sentiment"], float(value["confidence"]),
-                          " ".join(value["summary"].split())[:300], tuple(value.get("reasons", ())))
+                          " ".join(value["summary"].split())[:300], tuple(value.get("reasons", ())),
+                          priority_builtin=value["priority"])
 
 
 def check_categories(categories: list[str]) -> tuple[str, ...]:

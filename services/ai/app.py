@@ -10,7 +10,9 @@ from plugins.manager import load_registry
 from services.ai.engine import AIEngine, ResponseCache
 from services.ai.gate import ProviderGate, ProviderLimits
 from services.ai.servicer import AIServicer
+from services.ai.router_client import GrpcCorrections
 from services.ai.store import AIStore
+from services.ai.tenant_models import TenantModels, train_in_subprocess
 from switchboard.circuit import CircuitBreakers
 from switchboard.masterkey import secret_box
 from switchboard.retention import periodic
@@ -51,14 +53,18 @@ class AIApp(ServiceApp):
         registry.ai_provider(ai.provider)  # an unknown SWITCHBOARD_AI_PROVIDER stops the start, clearly
         # Tenants' own provider keys are sealed at rest with the master key.
         self.store = store = AIStore(runtime.pool, secret_box(s))
+        # Tenants' own local models, trained from their corrections in a process of their own.
+        self.models = TenantModels(runtime.pool, GrpcCorrections(runtime.clients),
+                                   train_in_subprocess(ai.training_data))
         engine = AIEngine(
             registry, store, default_chain=(ai.provider,),
             gate=ProviderGate(provider_limits(list(registry.ai_providers), ProviderSettings(ai.provider_variables),
                                               s.process_count("ai"))),
             circuits=CircuitBreakers(threshold=s.circuit_threshold, cooldown_s=s.circuit_cooldown_s),
             cache=ResponseCache(ai.cache_ttl_s), timeout_s=ai.timeout_s, max_wait_s=ai.max_wait_s,
+            local_models=self.models,
         )
-        rpc.add_AIServiceServicer_to_server(AIServicer(engine, store), server)
+        rpc.add_AIServiceServicer_to_server(AIServicer(engine, store, self.models), server)
 
     async def migrated(self, runtime: Runtime) -> None:
         await self.store.reseal()
@@ -66,3 +72,9 @@ class AIApp(ServiceApp):
     async def start(self, runtime: Runtime) -> None:
         runtime.singleton("ai.conversation-pruning",
                           functools.partial(periodic, 3600, self.store.prune_turns, name="conversation pruning"))
+        # Once a day, however many AI processes run: tenants with corrections newer than their model.
+        runtime.singleton("ai.model-retraining",
+                          functools.partial(periodic, 86400, self.models.retrain_due, name="tenant model retraining"))
+
+    async def close(self) -> None:
+        await self.models.close()

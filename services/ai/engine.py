@@ -27,7 +27,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from collections.abc import Callable, Mapping
 
 from plugins.ai.spec import AIRequest, AIResponse, EventInput, ProviderError
@@ -42,13 +42,13 @@ from services.ai.answers import (
     parse_reply,
 )
 from services.ai.gate import ProviderGate
-from services.ai.prompts import render
+from services.ai.prompts import LabelledExample, render, with_examples
 from services.ai.store import AIStore, TenantAISettings
 from switchboard import metrics
 from switchboard.circuit import CircuitBreakers
 from switchboard.errors import InvalidRequest, Unavailable
 
-__all__ = ["Answer", "AIEngine", "ResponseCache", "LOCAL"]
+__all__ = ["Answer", "AIEngine", "LocalModels", "ResponseCache", "LOCAL"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,11 @@ class ResponseCache:
             self._entries.popitem(last=False)
 
 
+class LocalModels(Protocol):
+    async def current(self, tenant_id: str) -> Any | None:
+        """The local provider's model trained for the tenant (None: the shipped one)."""
+
+
 def _estimated_tokens(request: AIRequest) -> int:
     # About four characters a token, plus the room the answer may take.
     return (len(request.system) + len(request.prompt)) // 4 + request.max_output_tokens
@@ -116,8 +121,10 @@ def _estimated_tokens(request: AIRequest) -> int:
 class AIEngine:
     def __init__(self, registry: PluginRegistry, store: AIStore, default_chain: tuple[str, ...],
                  gate: ProviderGate, circuits: CircuitBreakers, cache: ResponseCache,
-                 timeout_s: float = 20.0, max_wait_s: float = 2.0) -> None:
+                 timeout_s: float = 20.0, max_wait_s: float = 2.0, local_models: LocalModels | None = None) -> None:
+        """``local_models``: the tenants' own local models (None: the shipped one for everyone)."""
         self.registry = registry
+        self.local_models = local_models
         self.store = store
         self.default_chain = default_chain
         self.gate = gate
@@ -133,20 +140,27 @@ class AIEngine:
 
     # -- the three tasks -------------------------------------------------------------
 
-    async def classify(self, event: EventInput, lane: str | None = None) -> Answer:
+    async def classify(self, event: EventInput, lane: str | None = None,
+                       examples: tuple[LabelledExample, ...] = ()) -> Answer:
+        """``examples``: the tenant's labelled events to show model providers (the local provider answers
+        with the tenant's own model instead, when it has one)."""
         settings = await self.store.settings(event.tenant_id)
         categories = settings.categories or DEFAULT_CATEGORIES
         prompt = await self.store.prompt(event.tenant_id, "classify")
         schema = classification_schema(categories)
-        system, text = render(prompt, event, categories=categories)
         fallback = settings.fallback_category if settings.fallback_category in categories else ""
-        request = AIRequest("classify", system, text, schema, _OUTPUT_TOKENS["classify"], event=event,
-                            categories=categories, fallback_category=fallback)
+        system, text = render(prompt, event, categories=categories, fallback=fallback)
+        tuned = await self.local_models.current(event.tenant_id) if self.local_models is not None else None
+        request = AIRequest("classify", with_examples(system, examples), text, schema, _OUTPUT_TOKENS["classify"],
+                            event=event, categories=categories, fallback_category=fallback, tuned_model=tuned)
         if lane is None:
             # Lanes only order requests waiting for a rate budget: without one, none is needed.
             limited = any(name in self.gate.limits for name in self.chain(settings.providers))
             lane = await self._lane(request, categories) if limited else "normal"
-        return await self._ask(event.tenant_id, request, lambda answer: parse_classification(answer, categories),
+        # Every provider answers on the built-in priority scale; the answer is given on the tenant's.
+        scale = settings.priority_scale
+        return await self._ask(event.tenant_id, request,
+                               lambda answer: scale.applied(parse_classification(answer, categories)),
                                lane, settings, prompt.version)
 
     async def extract(self, event: EventInput, schema: Mapping[str, Any], lane: str = "normal") -> Answer:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta, UTC
 
+from plugins.ai.local import MODEL
 from plugins.ai.spec import TASKS, EventInput
 from services.ai.answers import DEFAULT_CATEGORIES, check_categories
 from services.ai.engine import AIEngine, Answer
-from services.ai.event_text import event_text
+from switchboard.event_text import event_text
 from services.ai.gate import LANES
-from services.ai.prompts import check_template
+from services.ai.priority_scale import checked_scale
+from services.ai.prompts import LabelledExample, PromptTemplate, check_template
 from services.ai.store import AIStore
-from switchboard.errors import InvalidRequest
+from services.ai.tenant_models import ModelState, TenantModels
+from switchboard.errors import InvalidRequest, Unavailable
 from switchboard.protojson import changed_fields, plain, struct
-from switchboard.rpc import servicer
+from switchboard.rpc import servicer, timestamp
 from switchboard.v1 import ai_pb2 as pb, ai_pb2_grpc as rpc
 
 
@@ -43,6 +46,23 @@ def _meta(answer: Answer) -> pb.AIMeta:
                      output_tokens=answer.output_tokens, cached=answer.cached, passed_over=answer.passed_over)
 
 
+def _prompt(prompt: PromptTemplate) -> pb.Prompt:
+    return pb.Prompt(task=prompt.task, version=prompt.version, system=prompt.system, template=prompt.template,
+                     builtin_revision=prompt.builtin_revision)
+
+
+def _examples(request: pb.ClassifyRequest) -> tuple[LabelledExample, ...]:
+    return tuple(LabelledExample(e.source_type or "api", e.event_type, e.text, e.category, e.priority, e.sentiment)
+                 for e in request.examples if e.category)
+
+
+def _local_model(state: ModelState) -> pb.LocalModel:
+    return pb.LocalModel(tenant_id=state.tenant_id, model=state.model, status=state.status,
+                         corrections=state.corrections, trained_at=timestamp(state.trained_at),
+                         training_started_at=timestamp(state.training_since), error=state.error or "",
+                         categories=state.categories)
+
+
 def _fallback(chosen: str, categories: tuple[str, ...]) -> str:
     """The category events that fit none go to, as the local provider decides it."""
     if chosen in categories:
@@ -52,15 +72,18 @@ def _fallback(chosen: str, categories: tuple[str, ...]) -> str:
 
 @servicer
 class AIServicer(rpc.AIServiceServicer):
-    def __init__(self, engine: AIEngine, store: AIStore) -> None:
+    def __init__(self, engine: AIEngine, store: AIStore, models: TenantModels | None = None) -> None:
+        """``models``: the tenants' own local models (None: every tenant has the shipped one)."""
         self.engine = engine
         self.store = store
+        self.models = models
 
     async def Classify(self, request, context):
-        answer = await self.engine.classify(_event(request.event), _lane(request.lane, None))
+        answer = await self.engine.classify(_event(request.event), _lane(request.lane, None), _examples(request))
         c = answer.value
         return pb.Classification(category=c.category, priority=c.priority, sentiment=c.sentiment, summary=c.summary,
-                                 confidence=c.confidence, meta=_meta(answer), reasons=c.reasons)
+                                 confidence=c.confidence, meta=_meta(answer), reasons=c.reasons,
+                                 priority_builtin=c.priority_builtin)
 
     async def Extract(self, request, context):
         if not request.HasField("schema"):
@@ -84,7 +107,8 @@ class AIServicer(rpc.AIServiceServicer):
     async def UpdateSettings(self, request, context):
         providers = categories = fallback = None
         # provider_keys may be named too: its entries are merged into the tenant's keys whatever the mask says.
-        changed = changed_fields(request, ("providers", "categories", "provider_keys", "fallback_category"))
+        changed = changed_fields(request, ("providers", "categories", "provider_keys", "fallback_category",
+                                           "priority_levels", "priority_mapping"))
         if "providers" in changed:
             providers = tuple(dict.fromkeys(request.providers))
             unknown = [p for p in providers if p not in self.engine.registry.ai_providers]
@@ -101,8 +125,14 @@ class AIServicer(rpc.AIServiceServicer):
             if fallback and fallback not in (current or DEFAULT_CATEGORIES):
                 raise InvalidRequest(f"fallback_category {fallback!r} is not one of the tenant's categories",
                                      field="fallback_category")
+        levels = mapping = None
+        if "priority_levels" in changed or "priority_mapping" in changed:
+            levels, mapping = checked_scale(
+                list(request.priority_levels) if "priority_levels" in changed else None,
+                dict(request.priority_mapping) if "priority_mapping" in changed else None,
+                (await self.store.settings(request.tenant_id)).priority_levels)
         keys = {name: self._checked_key(name, key) for name, key in request.provider_keys.items()}
-        await self.store.save_settings(request.tenant_id, providers, categories, keys, fallback)
+        await self.store.save_settings(request.tenant_id, providers, categories, keys, fallback, levels, mapping)
         return await self._settings(request.tenant_id)
 
     def _checked_key(self, provider: str, key: str) -> str | None:
@@ -124,7 +154,17 @@ class AIServicer(rpc.AIServiceServicer):
             raise InvalidRequest(f"task is one of {', '.join(TASKS)}")
         check_template(request.system, request.template)
         prompt = await self.store.save_prompt(request.tenant_id, request.task, request.system, request.template)
-        return pb.Prompt(task=prompt.task, version=prompt.version, system=prompt.system, template=prompt.template)
+        return _prompt(prompt)
+
+    async def RetrainModel(self, request, context):
+        if self.models is None:
+            raise Unavailable("this AI service keeps no tenant models")
+        return _local_model(await self.models.retrain(request.tenant_id))
+
+    async def GetLocalModel(self, request, context):
+        if self.models is None:
+            return _local_model(ModelState(request.tenant_id, MODEL, "builtin"))
+        return _local_model(await self.models.state(request.tenant_id))
 
     async def GetUsage(self, request, context):
         since = (request.since.ToDatetime(tzinfo=UTC).date() if request.since.seconds
@@ -143,5 +183,5 @@ class AIServicer(rpc.AIServiceServicer):
             categories=settings.categories or DEFAULT_CATEGORIES,
             fallback_category=_fallback(settings.fallback_category, settings.categories or DEFAULT_CATEGORIES),
             provider_keys={name: "…" + key[-4:] for name, key in settings.provider_keys.items()},
-            prompts=[pb.Prompt(task=p.task, version=p.version, system=p.system, template=p.template)
-                     for p in prompts])
+            priority_levels=settings.priority_scale.levels, priority_mapping=settings.priority_scale.mapping,
+            prompts=[_prompt(p) for p in prompts])

@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from plugins.ai.spec import Turn
+from services.ai.priority_scale import PriorityScale
 from services.ai.prompts import BUILTIN, PromptTemplate
 from switchboard.secretbox import SecretBox
 
@@ -32,6 +33,14 @@ class TenantAISettings:
     provider_keys: Mapping[str, str] = field(default_factory=dict)
     # The category for events that fit none ("": "other", else the last category).
     fallback_category: str = ""
+    # The tenant's priority levels, most urgent first (none: the built-in ones), and the level each built-in
+    # one becomes (empty: the default fold).
+    priority_levels: tuple[str, ...] = ()
+    priority_mapping: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def priority_scale(self) -> PriorityScale:
+        return PriorityScale.stored(self.priority_levels, self.priority_mapping)
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,8 @@ class AIStore:
     async def _load_settings(self, tenant_id: str) -> TenantAISettings:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT providers, categories, provider_keys, fallback_category FROM ai.tenant_settings "
-                "WHERE tenant_id = %s",
+                "SELECT providers, categories, provider_keys, fallback_category, priority_levels, priority_mapping "
+                "FROM ai.tenant_settings WHERE tenant_id = %s",
                 (tenant_id,))
             row = await cur.fetchone()
         if row is None:
@@ -85,12 +94,14 @@ class AIStore:
 
     def _settings(self, row: Mapping) -> TenantAISettings:
         keys = {name: self.box.open(sealed) for name, sealed in row["provider_keys"].items()}
-        return TenantAISettings(tuple(row["providers"]), tuple(row["categories"]), keys, row["fallback_category"])
+        return TenantAISettings(tuple(row["providers"]), tuple(row["categories"]), keys, row["fallback_category"],
+                                tuple(row["priority_levels"]), dict(row["priority_mapping"]))
 
     async def save_settings(self, tenant_id: str, providers: tuple[str, ...] | None,
                             categories: tuple[str, ...] | None,
                             provider_keys: Mapping[str, str | None] | None = None,
-                            fallback_category: str | None = None) -> TenantAISettings:
+                            fallback_category: str | None = None, priority_levels: tuple[str, ...] | None = None,
+                            priority_mapping: Mapping[str, str] | None = None) -> TenantAISettings:
         """Change the fields given (None keeps one as it is); ``provider_keys`` sets the keys it names
         (None removes one) and keeps the others."""
         self._forget(tenant_id)
@@ -98,19 +109,26 @@ class AIStore:
         removed = [name for name, key in (provider_keys or {}).items() if not key]
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                """INSERT INTO ai.tenant_settings (tenant_id, providers, categories, provider_keys, fallback_category)
+                """INSERT INTO ai.tenant_settings (tenant_id, providers, categories, provider_keys, fallback_category,
+                                                  priority_levels, priority_mapping)
                    VALUES (%(tenant)s, coalesce(%(providers)s::text[], '{}'), coalesce(%(categories)s::text[], '{}'),
-                           %(sealed)s, coalesce(%(fallback)s, ''))
+                           %(sealed)s, coalesce(%(fallback)s, ''), coalesce(%(levels)s::text[], '{}'),
+                           coalesce(%(mapping)s::jsonb, '{}'))
                    ON CONFLICT (tenant_id) DO UPDATE
                    SET providers = coalesce(%(providers)s::text[], tenant_settings.providers),
                        categories = coalesce(%(categories)s::text[], tenant_settings.categories),
                        provider_keys = (tenant_settings.provider_keys - %(removed)s::text[]) || %(sealed)s,
                        fallback_category = coalesce(%(fallback)s, tenant_settings.fallback_category),
+                       priority_levels = coalesce(%(levels)s::text[], tenant_settings.priority_levels),
+                       priority_mapping = coalesce(%(mapping)s::jsonb, tenant_settings.priority_mapping),
                        updated_at = now()
-                   RETURNING providers, categories, provider_keys, fallback_category""",
+                   RETURNING providers, categories, provider_keys, fallback_category, priority_levels,
+                             priority_mapping""",
                 {"tenant": tenant_id, "providers": list(providers) if providers is not None else None,
                  "categories": list(categories) if categories is not None else None, "sealed": Jsonb(sealed),
-                 "removed": removed, "fallback": fallback_category},
+                 "removed": removed, "fallback": fallback_category,
+                 "levels": list(priority_levels) if priority_levels is not None else None,
+                 "mapping": Jsonb(dict(priority_mapping)) if priority_mapping is not None else None},
             )
             row = await cur.fetchone()
         return self._settings(row)

@@ -57,7 +57,7 @@ def check_attempt(attempt: AttemptRecord) -> None:
     for name in ("delivery_id", "tenant_id", "endpoint_id", "event_type"):
         if not isinstance(getattr(attempt, name), str) or not getattr(attempt, name):
             raise ValueError(f"{name} must be a non-empty string")
-    for name in ("source_id", "category", "error"):
+    for name in ("source_id", "category", "priority", "error"):
         if getattr(attempt, name) is not None and not isinstance(getattr(attempt, name), str):
             raise ValueError(f"{name} must be a string")
     if attempt.outcome not in OUTCOMES:
@@ -95,14 +95,15 @@ def check_report(report: Report) -> None:
     if isinstance(report, AttemptRecord):
         check_attempt(report)
     elif isinstance(report, RoutingOutcome):
-        _check_text(report, ("event_id", "tenant_id", "source_id", "event_type"), ("category",))
+        _check_text(report, ("event_id", "tenant_id", "source_id", "event_type"), ("category", "priority"))
         _check_time(report, "received_at", "routed_at")
         if report.outcome not in ROUTING_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(ROUTING_OUTCOMES)}")
         if not all(isinstance(e, str) and e for e in report.endpoint_ids):
             raise ValueError("endpoint_ids must be non-empty strings")
     elif isinstance(report, DeliveryNotice):
-        _check_text(report, ("delivery_id", "tenant_id", "endpoint_id", "event_type"), ("source_id", "category"))
+        _check_text(report, ("delivery_id", "tenant_id", "endpoint_id", "event_type"),
+                    ("source_id", "category", "priority"))
         _check_time(report, "at")
         if report.state not in (*HOLD_REASONS, SKIPPED):
             raise ValueError(f"state must be one of {', '.join((*HOLD_REASONS, SKIPPED))}")
@@ -151,14 +152,14 @@ WITH input AS (
     SELECT * FROM unnest(%(delivery_id)b::text[], %(number)b::int[], %(tenant_id)b::text[], %(endpoint_id)b::text[],
                          %(event_type)b::text[], %(outcome)b::text[], %(status_code)b::int[],
                          %(latency_ms)b::float8[], %(at)b::timestamptz[], %(source_id)b::text[],
-                         %(category)b::text[], %(error)b::text[])
+                         %(category)b::text[], %(priority)b::text[], %(error)b::text[])
         AS t(delivery_id, number, tenant_id, endpoint_id, event_type, outcome, status_code, latency_ms, at,
-             source_id, category, error)
+             source_id, category, priority, error)
 ), new_attempts AS (
     INSERT INTO analytics.attempts (delivery_id, number, tenant_id, endpoint_id, event_type, outcome, status_code,
-                                    latency_ms, at, source_id, category, error)
+                                    latency_ms, at, source_id, category, priority, error)
     SELECT delivery_id, number, tenant_id, endpoint_id, event_type, outcome, status_code, latency_ms, at,
-           source_id, category, error
+           source_id, category, priority, error
     FROM input ORDER BY delivery_id, number
     ON CONFLICT DO NOTHING
     RETURNING delivery_id, number
@@ -251,10 +252,18 @@ ON CONFLICT (tenant_id, dim, grain, key, bucket) DO UPDATE SET
 _GRAIN_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 _TARGETS = (("all", "minute"), ("all", "hour"), ("all", "day"),
             ("endpoint", "hour"), ("endpoint", "day"), ("event_type", "hour"), ("event_type", "day"),
-            ("source", "hour"), ("source", "day"), ("category", "hour"), ("category", "day"))
+            ("source", "hour"), ("source", "day"), ("category", "hour"), ("category", "day"),
+            ("priority", "hour"), ("priority", "day"))
 _EVENT_TARGETS = tuple(t for t in _TARGETS if t[0] != "endpoint")
 
 RollupKey = tuple[str, str, str, str, float]  # tenant, dim, grain, key, bucket start (Unix seconds)
+
+
+def _keys(report: Report, endpoint_id: str = "") -> dict[str, str]:
+    """The key of each dimension a report counts in; '' for none (no source, not classified): keys are never
+    NULL. The priority is the tenant's own level, as the router was given it."""
+    return {"all": "", "endpoint": endpoint_id, "event_type": report.event_type, "source": report.source_id or "",
+            "category": report.category or "", "priority": report.priority or ""}
 
 
 class RollupDelta:
@@ -286,17 +295,14 @@ class RollupDeltas(dict[RollupKey, RollupDelta]):
 
     def event(self, o: RoutingOutcome) -> None:
         """A new event received, in the minute it was received."""
-        keys = {"all": "", "event_type": o.event_type, "source": o.source_id, "category": o.category or ""}
-        for _, d in self._rows(o.tenant_id, keys, o.received_at, _EVENT_TARGETS):
+        for _, d in self._rows(o.tenant_id, _keys(o), o.received_at, _EVENT_TARGETS):
             d.events += 1
             setattr(d, o.outcome, getattr(d, o.outcome) + 1)
 
-    def delivery(self, tenant_id: str, endpoint_id: str, event_type: str, source_id: str | None,
-                 category: str | None, at: float, count: int = 1) -> None:
-        """A delivery first heard of at ``at`` (``count`` -1: one taken off again)."""
-        keys = {"all": "", "endpoint": endpoint_id, "event_type": event_type, "source": source_id or "",
-                "category": category or ""}
-        for dim, d in self._rows(tenant_id, keys, at):
+    def delivery(self, report: Report, endpoint_id: str, at: float, count: int = 1) -> None:
+        """A delivery to ``endpoint_id`` first heard of at ``at``, from ``report`` (``count`` -1: one taken off
+        again)."""
+        for dim, d in self._rows(report.tenant_id, _keys(report, endpoint_id), at):
             d.deliveries += count
             if dim == "endpoint":
                 # Per endpoint, the events received are the events delivered to it.
@@ -305,11 +311,9 @@ class RollupDeltas(dict[RollupKey, RollupDelta]):
     def attempt(self, a: AttemptRecord, new_delivery: bool) -> None:
         """A new attempt, with whether it is its delivery's first sight."""
         if new_delivery:
-            self.delivery(a.tenant_id, a.endpoint_id, a.event_type, a.source_id, a.category, a.at)
-        keys = {"all": "", "endpoint": a.endpoint_id, "event_type": a.event_type, "source": a.source_id or "",
-                "category": a.category or ""}
+            self.delivery(a, a.endpoint_id, a.at)
         slot, failed = slot_of(a.latency_ms), a.outcome != "succeeded"
-        for _, d in self._rows(a.tenant_id, keys, a.at):
+        for _, d in self._rows(a.tenant_id, _keys(a, a.endpoint_id), a.at):
             d.attempts += 1
             d.latency_sum_ms += a.latency_ms
             d.latency_hist[slot] += 1
@@ -390,7 +394,7 @@ class AttemptLedger:
             else:
                 event_id, endpoint_id = row["id"].split(":", 1)
                 o = by_delivery[(event_id, endpoint_id)]
-                deltas.delivery(o.tenant_id, endpoint_id, o.event_type, o.source_id, o.category, o.routed_at)
+                deltas.delivery(o, endpoint_id, o.routed_at)
         return new_events
 
     async def _attempts(self, conn, unique: dict[tuple[str, int], AttemptRecord], deltas: RollupDeltas) -> int:
@@ -407,6 +411,7 @@ class AttemptLedger:
             "at": [_utc(a.at) for a in rows],
             "source_id": [a.source_id or "" for a in rows],
             "category": [a.category or "" for a in rows],
+            "priority": [a.priority or "" for a in rows],
             "error": [a.error for a in rows],
             "holds": list(HOLD_REASONS),
         })
@@ -426,7 +431,7 @@ class AttemptLedger:
         for row in moved:
             if row["inserted"]:
                 n = by_id[row["delivery_id"]]
-                deltas.delivery(n.tenant_id, n.endpoint_id, n.event_type, n.source_id, n.category, n.at)
+                deltas.delivery(n, n.endpoint_id, n.at)
         return len(moved)
 
     async def _skips(self, conn, skips: list[DeliveryNotice], deltas: RollupDeltas) -> int:
@@ -440,8 +445,7 @@ class AttemptLedger:
         for row in moved:
             if row["first_at"] is not None:  # counted when first heard of: taken off where it was counted
                 n = by_id[row["delivery_id"]]
-                deltas.delivery(n.tenant_id, n.endpoint_id, n.event_type, n.source_id, n.category,
-                                row["first_at"].timestamp(), count=-1)
+                deltas.delivery(n, n.endpoint_id, row["first_at"].timestamp(), count=-1)
         return len(moved)
 
 
@@ -450,21 +454,22 @@ def _cleaned(a: AttemptRecord) -> AttemptRecord:
         delivery_id=storable_text(a.delivery_id), number=int(a.number), tenant_id=storable_text(a.tenant_id),
         endpoint_id=storable_text(a.endpoint_id), event_type=storable_text(a.event_type), outcome=a.outcome,
         status_code=a.status_code, latency_ms=float(a.latency_ms), at=float(a.at), source_id=storable_text(a.source_id),
-        category=storable_text(a.category), error=storable_text(a.error))
+        category=storable_text(a.category), priority=storable_text(a.priority), error=storable_text(a.error))
 
 
 def _cleaned_outcome(o: RoutingOutcome) -> RoutingOutcome:
     return replace(o, event_id=storable_text(o.event_id), tenant_id=storable_text(o.tenant_id),
                    source_id=storable_text(o.source_id), event_type=storable_text(o.event_type),
-                   category=storable_text(o.category), received_at=float(o.received_at),
-                   routed_at=float(o.routed_at),
+                   category=storable_text(o.category), priority=storable_text(o.priority),
+                   received_at=float(o.received_at), routed_at=float(o.routed_at),
                    endpoint_ids=tuple(dict.fromkeys(storable_text(e) for e in o.endpoint_ids)))
 
 
 def _cleaned_notice(n: DeliveryNotice) -> DeliveryNotice:
     return replace(n, delivery_id=storable_text(n.delivery_id), tenant_id=storable_text(n.tenant_id),
                    endpoint_id=storable_text(n.endpoint_id), event_type=storable_text(n.event_type),
-                   source_id=storable_text(n.source_id), category=storable_text(n.category), at=float(n.at))
+                   source_id=storable_text(n.source_id), category=storable_text(n.category),
+                   priority=storable_text(n.priority), at=float(n.at))
 
 
 def _rollup_params(deltas: dict[RollupKey, RollupDelta]) -> dict[str, list]:

@@ -23,7 +23,7 @@ __all__ = ["DIMENSIONS", "Latency", "Stats", "Overview", "TrendPoint", "Trends",
            "EndpointStats", "FailingEndpoint", "StatsReader"]
 
 # What a breakdown can be by, and the rollup dimension it reads.
-DIMENSIONS = ("endpoint", "event_type", "source", "category")
+DIMENSIONS = ("endpoint", "event_type", "source", "category", "priority")
 DEFAULT_BREAKDOWN_LIMIT = 100
 DEFAULT_FAILING_LIMIT = 20
 MAX_LIMIT = 1000

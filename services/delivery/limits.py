@@ -11,8 +11,12 @@ deliver to any endpoint: what limits an endpoint must be shared.
   worth, at most the burst) and spends it itself; a lease not spent within
   LEASE_TTL_S is dropped. The total over all processes stays within the
   bucket's rate (plus its burst); a process that found the bucket empty does
-  not ask again before the next token is due. Endpoints without a rate limit
-  never come here.
+  not ask again before the next token is due. A delivery the limit holds is
+  sent back to the stream until about its turn (:meth:`SharedRateLimits.turn_in`,
+  services/delivery/turns.py): the deliveries this process held before it are
+  spaced at the endpoint's rate, so a backlog waits in the stream rather than
+  circling through every process each time a token might be due. Endpoints
+  without a rate limit never come here.
 - **Circuits** (:class:`CircuitSync`): the JetStream KV bucket
   DELIVERY_CIRCUITS holds, under each endpoint id, its circuit as a process
   last opened (``{"state": "open", "opened_at", "cooldown_s"}``, wall-clock
@@ -42,6 +46,7 @@ from nats.js.errors import APIError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from services.delivery.endpoint_store import EndpointStore
+from services.delivery.turns import HeldTurns
 from switchboard.circuit import CircuitBreakers
 from switchboard.errors import Unavailable
 from switchboard.messaging import CIRCUITS_BUCKET, follow_bucket
@@ -74,6 +79,8 @@ class SharedRateLimits:
         self._leases: dict[str, _Lease] = {}
         # One lease asked at a time per endpoint: concurrent deliveries share its answer.
         self._asking: dict[str, asyncio.Future[None]] = {}
+        # When the last delivery this process held for each endpoint is due back.
+        self._turns = HeldTurns(clock)
 
     async def take(self, endpoint_id: str, limit: RateLimit) -> float:
         """Take a token for one delivery: 0 when it may go now, else seconds until one is due.
@@ -97,6 +104,16 @@ class SharedRateLimits:
             await asyncio.shield(asking)
             # Tokens came (or the bucket is empty until a known time): look again. Other deliveries
             # waiting on the same lease may have spent it; then the next lease is asked.
+
+    def turn_in(self, endpoint_id: str, limit: RateLimit, wait_s: float) -> float:
+        """Seconds a delivery :meth:`take` held (``wait_s`` until the next token) should stay away: a
+        token's time after the one held before it, or until the next token if that is later.
+
+        Each process spaces its own held deliveries at the endpoint's whole rate: with several
+        processes some come back to an empty bucket and queue again, once or twice each, where
+        holding each for the next token's ``wait_s`` had all of them back every few milliseconds.
+        """
+        return self._turns.next(endpoint_id, 1.0 / limit.rate_per_s, wait_s)
 
     def _asked(self, endpoint_id: str, done: asyncio.Future[None]) -> None:
         if self._asking.get(endpoint_id) is done:

@@ -41,6 +41,7 @@ from services.delivery.limits import CircuitSync, SharedRateLimits
 from services.delivery.options import EndpointOptions, parse_options
 from services.delivery.ordering import KeyPath, KeyQueue, ordering_key
 from services.delivery.settle import Dead, Retry, Verdict, settle
+from services.delivery.turns import SlotTurns
 from switchboard.bodies import needs_json
 from switchboard.database import describe_error, storable_text
 from switchboard.errors import NotFound, Unavailable
@@ -156,6 +157,8 @@ class DeliveryWorker:
         self.slot_waiting_room = concurrency // (2 * self.processes)
         metrics.watch_circuits("delivery", self.circuits)
         self.in_flight: Counter[str] = Counter()
+        # When deliveries over an endpoint's cap, with no room to wait here, come back (services/delivery/turns.py).
+        self.slot_turns = SlotTurns()
         # Endpoint id -> deliveries waiting for one of its slots, oldest first (_take_slot).
         self._slot_waiters: dict[str, collections.deque[asyncio.Future[None]]] = {}
         # Delivery id -> (hold reason, since (monotonic), reported to analytics yet).
@@ -198,7 +201,9 @@ class DeliveryWorker:
         # Isolation: an endpoint over its share waits (no attempt is spent) and
         # leaves this process's other slots to other endpoints.
         if not await self._take_slot(endpoint.id, in_flight_cap):
-            return await self._hold(message, endpoint.id, "in_flight_cap", 0.2)
+            waiting = len(self._slot_waiters.get(endpoint.id, ()))
+            return await self._hold(message, endpoint.id, "in_flight_cap",
+                                    self.slot_turns.turn_in(endpoint.id, in_flight_cap, waiting))
         slot = _Slot(functools.partial(self._free_slot, endpoint.id))
         try:
             return await self._deliver_in_slot(message, endpoint, options, slot, new)
@@ -208,8 +213,9 @@ class DeliveryWorker:
     async def _take_slot(self, endpoint_id: str, cap: int) -> bool:
         """One of the endpoint's ``cap`` slots in this process, waiting up to SLOT_WAIT_S for one to
         be handed on when some of its deliveries wait here already (SLOT_WAITERS_PER_SLOT per slot,
-        or half the consumer's concurrency over the processes if more); False when there is none:
-        the message goes back to the stream for a while.
+        and never more than half the consumer's concurrency over the processes: the rest is for the
+        other endpoints); False when there is none: the message goes back to the stream until about
+        its turn (SlotTurns).
 
         Waiting here, rather than giving every message over the cap back at once, keeps a busy
         endpoint's deliveries from circling through the stream (a redelivery costs NATS and this
@@ -219,7 +225,10 @@ class DeliveryWorker:
             self.in_flight[endpoint_id] += 1
             return True
         waiting = self._slot_waiters.setdefault(endpoint_id, collections.deque())
-        if len(waiting) >= max(cap * SLOT_WAITERS_PER_SLOT, self.slot_waiting_room):
+        room = cap * SLOT_WAITERS_PER_SLOT
+        if self.slot_waiting_room:
+            room = min(room, self.slot_waiting_room)
+        if len(waiting) >= room:
             return False
         handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiting.append(handed)
@@ -253,7 +262,8 @@ class DeliveryWorker:
         if options.rate_limit is not None:
             wait = await self.rate_limits.take(endpoint.id, options.rate_limit)
             if wait > 0:
-                return await self._hold(message, endpoint.id, "rate_limited", max(0.05, wait))
+                turn = self.rate_limits.turn_in(endpoint.id, options.rate_limit, max(0.05, wait))
+                return await self._hold(message, endpoint.id, "rate_limited", turn)
         # An endpoint that keeps failing is left alone for a while (the circuit
         # is open); its messages go to its failover meanwhile, if it has one,
         # or wait without spending attempts.
@@ -320,7 +330,12 @@ class DeliveryWorker:
         if isinstance(admitted, str):
             result, latency_ms = SendResult(ok=False, error=admitted, retryable=False), 0.0
         else:
-            result, latency_ms = await self._send(admitted, message, target, number, started)
+            # Timed for the endpoint whose slot it takes (a failover's send included).
+            sending = self.slot_turns.begin(endpoint.id)
+            try:
+                result, latency_ms = await self._send(admitted, message, target, number, started)
+            finally:
+                self.slot_turns.end(endpoint.id, sending)
         # The receiver is done with it: recording the attempt does not keep the endpoint's slot.
         slot.release()
         if not isinstance(admitted, str):
@@ -450,7 +465,7 @@ class DeliveryWorker:
         await self.bus.report(DeliveryNotice(
             delivery_id=message.delivery_id, tenant_id=message.tenant_id, endpoint_id=endpoint_id,
             event_type=message.event_type, state=state, at=time.time(), source_id=message.source_id,
-            category=message.category))
+            category=message.category, priority=message.priority))
 
     async def _report(self, message: DeliveryMessage, sent_to: str, attempt: Attempt) -> None:
         """Tell analytics; a lost report never fails a delivery.
@@ -461,6 +476,6 @@ class DeliveryWorker:
             delivery_id=message.delivery_id, number=attempt.number, tenant_id=message.tenant_id,
             endpoint_id=sent_to, event_type=message.event_type, outcome=attempt.outcome,
             status_code=attempt.status_code, latency_ms=attempt.latency_ms, at=time.time(),
-            source_id=message.source_id, category=message.category,
+            source_id=message.source_id, category=message.category, priority=message.priority,
             error=attempt.error[:200] if attempt.error else None,
         ))

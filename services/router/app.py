@@ -16,6 +16,7 @@ from services.router.replay import ReplayRunner, ReplayStore
 from services.router.replies import ReplyStore
 from services.router.retention import EventPruner, ReplyPruner
 from services.router.event_store import EventStore
+from services.router.labels import LabelStore
 from services.router.route_store import RouteStore
 from services.router.servicer import RouterServicer
 from services.router.templates import TemplateStore
@@ -37,15 +38,17 @@ class RouterApp(ServiceApp):
         self.replays = ReplayStore(runtime.pool)
         templates = TemplateStore(runtime.pool)
         catalogue = EventCatalogue(runtime.pool)
-        # A classification may walk the whole provider chain, each with its own deadline.
-        ai = GrpcAIClient(runtime.clients, timeout_s=s.ai.timeout_s * 3 + s.rpc_timeout_s)
+        labels = LabelStore(runtime.pool)
+        # A classification may walk the whole provider chain, each with its own deadline; it shows the
+        # models the tenant's corrections as examples.
+        ai = GrpcAIClient(runtime.clients, timeout_s=s.ai.timeout_s * 3 + s.rpc_timeout_s, examples=labels.examples)
         replies = ReplyStore(runtime.pool, s.router.reply_budget, timedelta(seconds=s.router.reply_budget_window_s))
         self.dispatcher = Dispatcher(self.routes, templates, ai, replies, GrpcEndpointTypes(runtime.clients),
                                      catalogue)
         approvals = Approvals(replies, self.events, Bus(runtime.js, s.publish_timeout_s), ai)
         rpc.add_RouterServiceServicer_to_server(
             RouterServicer(self.routes, self.events, self.replays, templates, self.dispatcher, runtime.clients,
-                           approvals, catalogue=catalogue),
+                           approvals, catalogue=catalogue, labels=labels),
             server)
 
     async def start(self, runtime: Runtime) -> None:

@@ -10,7 +10,7 @@ from services.router.consumer import publish_deliveries
 from services.router.dispatch import reply_outgoing
 from services.router.replies import ReplyDraft, ReplyStore
 from services.router.event_store import EventStore, StoredEvent
-from services.router.routing import Route
+from services.router.routing import Route, decision_labels
 from switchboard.bus import Bus
 
 __all__ = ["ConversationLog", "Approvals"]
@@ -53,8 +53,8 @@ class Approvals:
         route = Route(id=draft.route_id, tenant_id=draft.tenant_id, name="approved reply", source_id=None,
                       event_types=(), endpoint_ids=draft.endpoint_ids, enabled=True, created_at=draft.created_at,
                       action="reply")
-        category = ((stored.routing or {}).get("ai") or {}).get("category")
         # The retry schedule the event's type had when it was routed, as its other deliveries carry it.
         retry = {k: v for k, v in ((stored.routing or {}).get("retry") or {}).items() if k != "event_type"} or None
         outgoing = [reply_outgoing(route, endpoint_id, draft.text, None) for endpoint_id in draft.endpoint_ids]
-        await publish_deliveries(self.bus, stored.event, outgoing, category=category, retry=retry)
+        await publish_deliveries(self.bus, stored.event, outgoing, labels=decision_labels(stored.routing),
+                                 retry=retry)

@@ -11,7 +11,10 @@ missing field). Filters combine with ``all`` (every one) or ``any``.
 
 AI conditions name the labels a classification must have: ``category``,
 ``priority``, ``sentiment`` (each a list of accepted values) and
-``min_confidence``.
+``min_confidence``. Priorities are levels of the tenant's own scale (its AI
+settings' ``priority_levels``; by default urgent, high, normal, low): a route
+is checked against them when saved (:meth:`AIConditions.check_priorities`),
+and a level the tenant no longer has simply never matches.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = ["PayloadFilter", "Filters", "AIConditions", "parse_path", "MISSING"]
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "exists", "regex")
 MAX_FILTERS = 20
+MAX_PRIORITY_LEVELS = 5
 _REGEX_INPUT = 10_000  # a regex never scans more of a value than this
 _STEP = re.compile(r'\.([A-Za-z_$][\w$-]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
 
@@ -207,7 +211,8 @@ class AIConditions:
         if not isinstance(raw, Mapping) or set(raw) - keys:
             raise InvalidRequest(f"ai conditions take {', '.join(sorted(keys))}")
         lists = {}
-        for name, allowed in (("category", None), ("priority", ("low", "normal", "high", "urgent")),
+        # Priorities are the tenant's level names: checked against its scale when the route is saved.
+        for name, allowed in (("category", None), ("priority", None),
                               ("sentiment", ("negative", "neutral", "positive"))):
             value = raw.get(name, [])
             if isinstance(value, str):
@@ -217,10 +222,20 @@ class AIConditions:
             if allowed and set(value) - set(allowed):
                 raise InvalidRequest(f"ai {name} values are {', '.join(allowed)}")
             lists[name] = tuple(value)
+        if len(lists["priority"]) > MAX_PRIORITY_LEVELS or any(len(v) > 20 for v in lists["priority"]):
+            raise InvalidRequest(f"ai priority values are at most {MAX_PRIORITY_LEVELS} level names of at most "
+                                 "20 characters")
         confidence = raw.get("min_confidence", 0.0)
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
             raise InvalidRequest("ai min_confidence is a number from 0 to 1")
         return cls(**lists, min_confidence=float(confidence))
+
+    def check_priorities(self, levels: tuple[str, ...]) -> None:
+        """InvalidRequest unless every priority named is one of ``levels``, the tenant's scale."""
+        unknown = [p for p in self.priority if p not in levels]
+        if unknown:
+            raise InvalidRequest(f"ai priority values are the tenant's priority levels ({', '.join(levels)}), "
+                                 f"not {', '.join(repr(p) for p in unknown)}", field="ai.priority")
 
     def evaluate(self, labels: Mapping[str, Any] | None) -> tuple[bool, list[str]]:
         if labels is None:

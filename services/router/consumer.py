@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, UTC
 from typing import Any
 
@@ -25,8 +25,10 @@ _tracer = tracer(__name__)
 
 
 def delivery_message(event: Event, outgoing: Outgoing, replay_id: str | None = None,
-                     category: str | None = None, retry: dict[str, Any] | None = None) -> DeliveryMessage:
-    """The delivery of ``event`` the dispatcher planned in ``outgoing``, with its type's retry schedule."""
+                     labels: Mapping[str, Any] | None = None, retry: dict[str, Any] | None = None) -> DeliveryMessage:
+    """The delivery of ``event`` the dispatcher planned in ``outgoing``, with its type's retry schedule and the
+    AI category and priority of its ``labels`` (the decision's, :attr:`Dispatch.labels`)."""
+    labels = labels or {}
     return DeliveryMessage(
         event_id=event.id,
         tenant_id=event.tenant_id,
@@ -41,7 +43,8 @@ def delivery_message(event: Event, outgoing: Outgoing, replay_id: str | None = N
         conversation_key=event.conversation_key,
         replay_id=replay_id,
         transform_error=outgoing.error,
-        category=category,
+        category=labels.get("category"),
+        priority=labels.get("priority"),
         retry=retry,
     )
 
@@ -55,21 +58,23 @@ def routing_outcome(event: Event, dispatch: Dispatch) -> RoutingOutcome:
     return RoutingOutcome(
         event_id=event.id, tenant_id=event.tenant_id, source_id=event.source_id, event_type=event.type,
         received_at=event.received_at, routed_at=time.time(), outcome=outcome,
-        endpoint_ids=tuple(dict.fromkeys(o.endpoint_id for o in dispatch.outgoing)), category=dispatch.category,
+        endpoint_ids=tuple(dict.fromkeys(o.endpoint_id for o in dispatch.outgoing)),
+        category=dispatch.labels.get("category"), priority=dispatch.labels.get("priority"),
         route_ids=tuple(v.route.id for v in dispatch.plan.verdicts if v.matched))
 
 
 async def publish_deliveries(bus: Bus, event: Event, outgoing: Sequence[Outgoing], replay_id: str | None = None,
-                             category: str | None = None, outcome: RoutingOutcome | None = None,
+                             labels: Mapping[str, Any] | None = None, outcome: RoutingOutcome | None = None,
                              retry: dict[str, Any] | None = None) -> None:
     """Queue the deliveries of ``event`` as the dispatcher planned them; returns once JetStream has them all
     (an event fanned out to 100 endpoints costs one wait, not 100). Publishing a delivery again (a
     redelivered event, a resumed replay, a retry after one of them failed) is a no-op: see
     switchboard/events.py for each message's id.
 
-    ``outcome``, when given, goes to analytics in the same round; ``retry`` is the event type's schedule.
+    ``labels``: the decision's AI labels; ``outcome``, when given, goes to analytics in the same round;
+    ``retry`` is the event type's schedule.
     """
-    messages: list = [(delivery_message(event, one, replay_id, category, retry), {NEW_DELIVERY_HEADER: "1"})
+    messages: list = [(delivery_message(event, one, replay_id, labels, retry), {NEW_DELIVERY_HEADER: "1"})
                       for one in outgoing]
     if outcome is not None:
         messages.append((outcome, None))
@@ -84,7 +89,7 @@ def replay_delivery(bus: Bus, dispatcher: Dispatcher):
     """What a replay does with each event: to one endpoint as it was received, or through the routes."""
 
     async def deliver(event: Event, endpoint_id: str | None, replay_id: str) -> int:
-        category = None
+        labels: Mapping[str, Any] | None = None
         if endpoint_id:
             # As it was received, if the endpoint takes its type.
             takes = await dispatcher.takes(event, endpoint_id)
@@ -92,8 +97,8 @@ def replay_delivery(bus: Bus, dispatcher: Dispatcher):
             retry = await dispatcher.retry_schedule(event) if takes else None
         else:
             dispatch = await dispatcher.dispatch(event, replay=True)
-            outgoing, category, retry = dispatch.outgoing, dispatch.category, dispatch.retry
-        await publish_deliveries(bus, event, outgoing, replay_id, category, retry=retry)
+            outgoing, labels, retry = dispatch.outgoing, dispatch.labels, dispatch.retry
+        await publish_deliveries(bus, event, outgoing, replay_id, labels, retry=retry)
         return len(outgoing)
 
     return deliver
@@ -125,7 +130,7 @@ class EventRouter:
                 # stopped between store and publish), still publishes.
                 logger.info("event already routed; not routed again", extra={"event_id": event.id})
                 return ACK
-            await publish_deliveries(self.bus, event, dispatch.outgoing, category=dispatch.category,
+            await publish_deliveries(self.bus, event, dispatch.outgoing, labels=dispatch.labels,
                                      outcome=routing_outcome(event, dispatch), retry=dispatch.retry)
         except psycopg.DataError as exc:
             # This event can never be stored; keep it in DEAD_LETTERS rather than retry for ever.

@@ -19,6 +19,7 @@ from services.router.routing import (
     Plan,
     Route,
     decide,
+    decision_labels,
     endpoint_takes,
     needs_classification,
     parse_route_spec,
@@ -80,9 +81,9 @@ class Dispatch:
     retry: dict[str, Any] | None = None
 
     @property
-    def category(self) -> str | None:
-        """The AI category, when the event was classified."""
-        return (self.explanation.get("ai") or {}).get("category")
+    def labels(self) -> Mapping[str, Any]:
+        """The AI's labels, when the event was classified (empty otherwise)."""
+        return decision_labels(self.explanation)
 
 
 def template_context(event: Event, labels: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -38,8 +38,8 @@ from switchboard.errors import InvalidRequest
 from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.patterns import check_type_patterns, compiled_patterns, matches_any
 
-__all__ = ["ACTIONS", "Route", "RouteSet", "RouteVerdict", "Plan", "decide", "endpoint_takes", "needs_classification",
-           "parse_route_spec", "route_from_spec", "check_route"]
+__all__ = ["ACTIONS", "Route", "RouteSet", "RouteVerdict", "Plan", "decide", "decision_labels", "endpoint_takes",
+           "needs_classification", "parse_route_spec", "route_from_spec", "check_route"]
 
 MAX_ENDPOINTS = 50
 ACTIONS = ("deliver", "reply", "drop")
@@ -186,6 +186,12 @@ class Plan:
             "filtered_out": [{"route_id": r.id, "endpoint_id": e, "reason": "the endpoint's event_types leave it out"}
                              for r, e in self.filtered_out],
         }
+
+
+def decision_labels(explanation: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The AI's labels in an explained decision (:meth:`Plan.explain`): category, priority (one of the
+    tenant's levels), ...; empty when the event was not classified."""
+    return (explanation or {}).get("ai") or {}
 
 
 class RouteSet(list):

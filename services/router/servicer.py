@@ -19,6 +19,7 @@ from services.router.dispatch import Dispatcher, template_context
 from services.router.event_catalogue import DEFAULT_LIMIT as TYPES_PAGE, EventCatalogue, EventType
 from services.router.event_search import DEFAULT_LIMIT, EventQuery, EventSearch, EventSummary
 from services.router.event_store import EventStore
+from services.router.labels import BUILTIN_PRIORITIES, Accuracy, EventLabels, LabelStore, corrected_labels
 from services.router.route_store import RouteStore
 from services.router.routing import Route, parse_route_spec
 from services.router.templates import Template, TemplateStore
@@ -28,7 +29,7 @@ from switchboard.errors import InvalidRequest, NotFound
 from switchboard.events import PLATFORM_SOURCE, Event
 from switchboard.protojson import changed_fields, from_message, plain, struct, to_message
 from switchboard.rpc import ServiceClients, call, servicer, timestamp
-from switchboard.v1 import delivery_pb2, delivery_pb2_grpc, ingest_pb2, ingest_pb2_grpc
+from switchboard.v1 import ai_pb2, ai_pb2_grpc, delivery_pb2, delivery_pb2_grpc, ingest_pb2, ingest_pb2_grpc
 from switchboard.v1 import router_pb2 as pb, router_pb2_grpc as rpc
 
 
@@ -139,6 +140,20 @@ def _event_type(t: EventType) -> pb.EventType:
         revision=t.revision, created_at=timestamp(t.created_at), updated_at=timestamp(t.updated_at))
 
 
+def _event_labels(labels: EventLabels) -> pb.EventLabels:
+    return pb.EventLabels(id=labels.event_id, category=labels.category, priority=labels.priority or "",
+                          sentiment=labels.sentiment or "", ai=pb.AILabels(**labels.ai) if labels.ai else None,
+                          labelled_by=labels.labelled_by, labelled_at=timestamp(labels.labelled_at))
+
+
+def _provider_accuracy(a: Accuracy) -> pb.ProviderAccuracy:
+    return pb.ProviderAccuracy(
+        provider=a.provider, model=a.model, corrected=a.corrected, category_right=a.category_right,
+        priority_right=a.priority_right, sentiment_right=a.sentiment_right,
+        accuracy=round(a.category_right / a.corrected, 4), priority_accuracy=round(a.priority_right / a.corrected, 4),
+        sentiment_accuracy=round(a.sentiment_right / a.corrected, 4))
+
+
 # The fields of an event type an update may change, as UpdateEventTypeRequest names them.
 _TYPE_FIELDS = ("description", "schema", "example", "deprecated", "validate", "retry")
 
@@ -162,11 +177,13 @@ def _type_fields(request: pb.CreateEventTypeRequest | pb.UpdateEventTypeRequest,
 class RouterServicer(rpc.RouterServiceServicer):
     def __init__(self, routes: RouteStore, events: EventStore, replays: ReplayStore, templates: TemplateStore,
                  dispatcher: Dispatcher, clients: ServiceClients, approvals: Approvals,
-                 search: EventSearch | None = None, catalogue: EventCatalogue | None = None) -> None:
+                 search: EventSearch | None = None, catalogue: EventCatalogue | None = None,
+                 labels: LabelStore | None = None) -> None:
         self.routes = routes
         self.catalogue = catalogue or EventCatalogue(events.pool)
         self.events = events
         self.search = search or EventSearch(events.pool)
+        self.labels = labels or LabelStore(events.pool)
         self.replays = replays
         self.templates = templates
         self.dispatcher = dispatcher
@@ -193,6 +210,12 @@ class RouterServicer(rpc.RouterServiceServicer):
         spec = parse_route_spec(fields, partial=partial)
         await self._require_source(tenant_id, spec.get("source_id"))
         await self._require_endpoints(tenant_id, spec.get("endpoint_ids", ()))
+        if spec.get("ai") is not None and spec["ai"].priority:
+            # Priorities are the tenant's own levels, which its AI settings hold.
+            ai = self.clients.stub("ai", ai_pb2_grpc.AIServiceStub)
+            settings = await call(ai.GetSettings(ai_pb2.GetAISettingsRequest(tenant_id=tenant_id),
+                                                 timeout=self.clients.timeout))
+            spec["ai"].check_priorities(tuple(settings.priority_levels))
         if spec.get("template_id"):
             try:
                 await self.templates.get(tenant_id, spec["template_id"])
@@ -272,6 +295,7 @@ class RouterServicer(rpc.RouterServiceServicer):
             # The store's page limit: an event fans out to at most that many endpoints here.
             delivery_pb2.ListDeliveriesRequest(tenant_id=request.tenant_id, event_id=e.id, limit=1000),
             timeout=self.clients.timeout))
+        labels = await self.labels.get(request.tenant_id, e.id)
         return pb.Event(
             id=e.id, tenant_id=e.tenant_id, source_id=e.source_id, type=e.type,
             provider_event_id=e.provider_event_id or "",
@@ -281,8 +305,42 @@ class RouterServicer(rpc.RouterServiceServicer):
             conversation_key=e.conversation_key or "", source_type=e.source_type,
             routing=struct(stored.routing) if stored.routing is not None else None,
             routed_at=timestamp(stored.stored_at), author=e.author or "", deliveries=deliveries.deliveries,
-            content_type=e.content_type, **_shown_body(e),
+            content_type=e.content_type, labels=_event_labels(labels) if labels else None, **_shown_body(e),
         )
+
+    async def _label_choices(self, tenant_id: str) -> tuple[list[str], list[str]]:
+        """The tenant's categories and priority levels, as AIService has them."""
+        settings = await call(self.clients.stub("ai", ai_pb2_grpc.AIServiceStub).GetSettings(
+            ai_pb2.GetAISettingsRequest(tenant_id=tenant_id), timeout=self.clients.timeout))
+        return list(settings.categories), list(settings.priority_levels) or list(BUILTIN_PRIORITIES)
+
+    async def LabelEvent(self, request, context):
+        stored = await self.events.get(request.tenant_id, request.id)
+        given = {name: getattr(request, name) if request.HasField(name) else None
+                 for name in ("category", "priority", "sentiment")}
+        categories, priorities = await self._label_choices(request.tenant_id)
+        labels = corrected_labels(given, (stored.routing or {}).get("ai"), categories, priorities)
+        return _event_labels(await self.labels.label(stored, labels, request.actor))
+
+    async def GetLabelAccuracy(self, request, context):
+        days = request.days if request.HasField("days") else 30
+        if not 1 <= days <= 365:
+            raise InvalidRequest("days is 1 to 365", field="days")
+        rows = await self.labels.accuracy(request.tenant_id, days)
+        corrected = sum(a.corrected for a in rows)
+        right = sum(a.category_right for a in rows)
+        return pb.LabelAccuracy(days=days, providers=[_provider_accuracy(a) for a in rows], corrected=corrected,
+                                accuracy=round(right / corrected, 4) if corrected else 0.0)
+
+    async def ListCorrections(self, request, context):
+        if not request.tenant_id:
+            raise InvalidRequest("tenant_id is required", field="tenant_id")
+        corrections, cursor = await self.labels.page(request.tenant_id, request.cursor or None,
+                                                     min(max(request.limit or 100, 1), 500))
+        return pb.ListCorrectionsResponse(next_cursor=cursor or "", corrections=[pb.Correction(
+            event_id=c.event_id, source_type=c.source_type, event_type=c.event_type,
+            payload_json=json.dumps(c.payload), category=c.category, priority=c.priority, sentiment=c.sentiment,
+            labelled_at=timestamp(c.labelled_at)) for c in corrections])
 
     async def ListEvents(self, request, context):
         page = await self.search.page(request.tenant_id, EventQuery(

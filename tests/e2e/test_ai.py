@@ -3,12 +3,15 @@ Anthropic's SDK talking to a loopback stand-in for its API."""
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 
 from switchboard.v1 import ai_pb2, ai_pb2_grpc
 from tests.ai_servers import FakeAIServer, Reply, anthropic_error, anthropic_message
 from tests.e2e.test_auth import tenant_with_key
+from tests.e2e.test_routing import wait_routed
 from tests.platform_runner import Platform
 from tests.receivers import Receiver
 
@@ -70,8 +73,9 @@ def test_settings_prompts_and_the_three_tasks_with_the_local_provider(platform: 
     ("/v1/ai/extract", {**TICKET, "schema": {"type": "array"}}, "schema must be a JSON schema of an object"),
     ("/v1/ai/reply", TICKET, "conversation_key: is required"),
 ])
-def test_bad_ai_requests_are_400_with_a_clear_message(platform: Platform, path: str, body: dict, message: str) -> None:
-    with platform.client() as api:
+def test_bad_ai_requests_are_400_with_a_clear_message(refusing_platform: Platform, path: str, body: dict,
+                                                      message: str) -> None:
+    with refusing_platform.client() as api:
         reply = api.patch(path, json=body) if path.endswith("settings") else api.post(path, json=body)
         assert reply.status_code == 400 and message in reply.json()["error"]["message"], reply.text
 
@@ -107,6 +111,9 @@ def test_anthropic_answers_and_when_it_fails_local_does(platform_factory) -> Non
                 receiver.wait_for(lambda r: len(r) == 1)
                 routing = api.get(f"/v1/events/{event_id}").json()["routing"]
                 assert routing["ai"]["provider"] == "local" and routing["ai"]["passed_over"][0].startswith("anthropic")
+                # The routing explanation says why the local provider chose billing, on both priority scales.
+                assert routing["ai"]["category"] == "billing" and routing["ai"]["reasons"], routing["ai"]
+                assert routing["ai"]["priority_builtin"] in ("urgent", "high", "normal", "low")
 
         with platform.service_channel("ai") as channel:
             stub = ai_pb2_grpc.AIServiceStub(channel)
@@ -141,3 +148,66 @@ def test_a_tenant_brings_its_own_anthropic_key(platform_factory) -> None:
             assert removed["provider_keys"] == {}  # every field is shown, an empty map too
             assert api.post("/v1/ai/classify", json=TICKET).json()["meta"]["provider"] == "local"
             assert len(anthropic.received) == 1
+
+
+OUTAGE = {"type": "incident.triggered",
+          "payload": {"incident": {"title": "Production database is down", "status": "triggered"}}}
+CI_FAILED = {"type": "workflow_run.completed",
+             "payload": {"workflow_run": {"name": "CI", "conclusion": "failure", "head_branch": "main"}}}
+THANKS = {"type": "message.received", "payload": {"Body": "thanks!", "From": "+15550100"}}
+
+
+@pytest.mark.parametrize("body,field,message", [
+    ({"priority_levels": ["urgent"]}, "priority_levels", "2 to 5 levels"),
+    ({"priority_levels": ["p1", "p2", "p3", "p4", "p5", "p6"]}, "priority_levels", "2 to 5 levels"),
+    ({"priority_levels": ["urgent", "urgent"]}, "priority_levels[1]", "names 'urgent' twice"),
+    ({"priority_levels": ["urgent", "normal"],
+      "priority_mapping": {"critical": "urgent", "high": "urgent", "normal": "normal", "low": "normal"}},
+     "priority_mapping.critical", "'critical', which is not a built-in level"),
+    ({"priority_levels": ["urgent", "normal"], "priority_mapping": {"urgent": "urgent", "high": "urgent"}},
+     "priority_mapping", "misses normal, low"),
+    ({"priority_levels": ["urgent", "normal"],
+      "priority_mapping": {"urgent": "urgent", "high": "soon", "normal": "normal", "low": "normal"}},
+     "priority_mapping.high", "'soon' is not one of priority_levels (urgent, normal)"),
+])
+def test_bad_priority_scales_are_400_naming_the_field(refusing_platform: Platform, body: dict, field: str,
+                                                      message: str) -> None:
+    with refusing_platform.client() as api:
+        reply = api.patch("/v1/ai/settings", json=body)
+        assert reply.status_code == 400, reply.text
+        assert message in reply.json()["error"]["message"] and reply.json()["error"]["field"] == field, reply.text
+        assert api.get("/v1/ai/settings").json()["priority_levels"] == ["urgent", "high", "normal", "low"]
+
+
+def test_a_tenant_with_two_priority_levels_classifies_and_routes_on_them(platform: Platform) -> None:
+    """Levels "urgent" and "normal": the built-in urgent and high fold onto "urgent", normal and low onto
+    "normal"; routes name the tenant's levels, and are refused a level it does not have."""
+    with platform.client() as api, Receiver() as receiver:
+        settings = api.patch("/v1/ai/settings", json={"priority_levels": ["urgent", "normal"]}).json()
+        assert settings["priority_levels"] == ["urgent", "normal"]
+        assert settings["priority_mapping"] == {"urgent": "urgent", "high": "urgent", "normal": "normal",
+                                                "low": "normal"}
+        answers = {name: api.post("/v1/ai/classify", json=event).json()
+                   for name, event in (("outage", OUTAGE), ("ci", CI_FAILED), ("thanks", THANKS))}
+        assert {name: (a["priority"], a["priority_builtin"]) for name, a in answers.items()} == {
+            "outage": ("urgent", "urgent"), "ci": ("urgent", "high"), "thanks": ("normal", "low")}
+        assert answers["outage"]["category"] == "alert"
+
+        endpoint = api.post("/v1/endpoints", json={"url": receiver.url}).json()["id"]
+        refused = api.post("/v1/routes", json={"ai": {"priority": ["high"]}, "endpoint_ids": [endpoint]})
+        assert refused.status_code == 400, refused.text
+        assert "priority levels (urgent, normal), not 'high'" in refused.json()["error"]["message"]
+        route = api.post("/v1/routes", json={"name": "pages", "ai": {"priority": ["urgent"]},
+                                             "endpoint_ids": [endpoint]})
+        assert route.status_code == 201, route.text
+
+        thanks = api.post("/v1/events", json=THANKS).json()["event_id"]
+        outage = api.post("/v1/events", json=OUTAGE).json()["event_id"]
+        receiver.wait_for(lambda r: len(r) == 1)
+        assert json.loads(receiver.requests[0].body) == OUTAGE["payload"]
+        routing = wait_routed(api, outage)["routing"]
+        assert (routing["ai"]["priority"], routing["routes"][0]["matched"]) == ("urgent", True)
+        skipped = wait_routed(api, thanks)
+        assert skipped["routing"]["ai"]["priority"] == "normal" and skipped["deliveries"] == []
+        assert "ai priority 'normal' not in ['urgent']" in skipped["routing"]["routes"][0]["reasons"]
+        assert len(receiver.requests) == 1

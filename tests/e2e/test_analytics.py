@@ -9,6 +9,8 @@ import pytest
 
 from switchboard.v1 import auth_pb2, auth_pb2_grpc
 from tests.e2e.slice import send, wait_for
+from tests.e2e.test_ai import CI_FAILED, OUTAGE, THANKS
+from tests.e2e.test_auth import tenant_with_key
 from tests.platform_runner import Platform
 from tests.receivers import Receiver
 
@@ -196,3 +198,41 @@ def test_the_overview_counts_every_event_and_every_unsettled_delivery(platform_f
         assert (by_source[unrouted["id"]]["events_received"], by_source[unrouted["id"]]["unrouted"]) == (60, 60)
         assert (by_source[dropped["id"]]["events_received"], by_source[dropped["id"]]["dropped"]) == (10, 10)
         assert (by_source[routed["id"]]["routed"], by_source[routed["id"]]["deliveries"]) == (60, 120)
+
+
+def test_analytics_break_down_by_ai_priority_on_each_tenants_own_levels(platform: Platform) -> None:
+    """Events the AI classified, counted by their priority as routes saw it: the built-in levels for a tenant
+    that keeps them, its own for a tenant with two (where the built-in high folds onto "urgent")."""
+    _, two_levels_key = tenant_with_key(platform, "two levels", "admin")
+    with Receiver() as receiver, platform.client() as builtin, platform.client(two_levels_key) as two_levels:
+        scale = two_levels.patch("/v1/ai/settings", json={"priority_levels": ["urgent", "normal"]})
+        assert scale.status_code == 200, scale.text
+        for api in (builtin, two_levels):
+            levels = api.get("/v1/ai/settings").json()["priority_levels"]
+            endpoint = api.post("/v1/endpoints", json={"url": receiver.url}).json()["id"]
+            # A route on every level: each event is classified, and delivered.
+            api.post("/v1/routes", json={"name": "classified", "ai": {"priority": levels},
+                                         "endpoint_ids": [endpoint]}).raise_for_status()
+            for event in (OUTAGE, CI_FAILED, CI_FAILED, THANKS):
+                api.post("/v1/events", json=event).raise_for_status()
+
+        # The local provider's rules: the outage is urgent, a failed CI run high, a thank-you low.
+        expected = {"builtin": (builtin, {"urgent": 1, "high": 2, "low": 1}),
+                    "two levels": (two_levels, {"urgent": 3, "normal": 1})}
+        for name, (api, counts) in expected.items():
+            def by_priority() -> list[dict] | None:
+                reply = api.get("/v1/analytics/breakdown", params={"by": "priority"})
+                assert reply.status_code == 200, reply.text
+                rows = reply.json()["data"]
+                return rows if sum(r["succeeded"] for r in rows) == 4 else None
+
+            rows = wait_for(by_priority)
+            assert {r["key"]: r["events_received"] for r in rows} == counts, name
+            assert {r["key"]: (r["deliveries"], r["attempts"]) for r in rows} == {
+                key: (n, n) for key, n in counts.items()}, name
+            # The first row has the most attempts.
+            assert rows[0]["key"] == max(counts, key=counts.__getitem__), name
+
+        refused = builtin.get("/v1/analytics/breakdown", params={"by": "unknown"})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_request", refused.text
+        assert "priority" in refused.json()["error"]["message"]

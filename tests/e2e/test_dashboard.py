@@ -190,6 +190,16 @@ def test_the_dashboard_shows_what_the_api_says_retries_and_draws_an_event_timeli
         assert page.locator("#breakdown-svg text", has_text="3 ok · 0 dead · 100.0%").count() == 1
         page.select_option("#breakdown-by", "event_type")
         page.locator("#breakdown-svg text", has_text="invoice.payment_failed").wait_for()
+        # By the AI's labels: every event here was classified (the AI route), each bar one the API counts.
+        for by in ("category", "priority"):
+            rows_by = api.get("/v1/analytics/breakdown", params={"by": by}).json()["data"]
+            assert rows_by and all(r["key"] for r in rows_by), (by, rows_by)
+            page.select_option("#breakdown-by", by)
+            page.locator('body[data-state="ready"]').wait_for(state="attached")
+            for r in rows_by:
+                page.locator("#breakdown-svg text", has_text=r["key"]).first.wait_for()
+            assert page.get_attribute("#breakdown-svg", "aria-label") == f"deliveries by {by}"
+            assert page.locator("#breakdown-svg text", has_text="invoice.payment_failed").count() == 0
 
         # The failing endpoint with its last error and when.
         failing = page.locator(f'#failing tr[data-endpoint="{bad}"]')

@@ -97,9 +97,9 @@ INVALID, BAD_CONFIG = "invalid_request", "invalid_endpoint_config"
     ({"enabled": "yes"}, "enabled: must be true or false", INVALID, "enabled"),
     ({"failover_endpoint_id": "ep_0000000000000000000000000"}, "not found", INVALID, "failover_endpoint_id"),
 ])
-def test_bad_changes_are_400_with_a_clear_message(platform: Platform, change: dict, message: str, code: str,
+def test_bad_changes_are_400_with_a_clear_message(refusing_platform: Platform, change: dict, message: str, code: str,
                                                   field: str) -> None:
-    with platform.client() as api:
+    with refusing_platform.client() as api:
         endpoint = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/hook"}).json()
         reply = api.patch(f"/v1/endpoints/{endpoint['id']}", json=change)
         assert reply.status_code == 400, reply.text
@@ -282,9 +282,9 @@ def test_a_v1a_rotation_sends_two_v1a_signatures_and_a_v1_endpoint_can_move_to_v
                                           "SKJp4AJ6p9lMicMFs6Kvg=="}, INVALID, "secret"),
     ({"config": {"header_names": "stripe"}}, BAD_CONFIG, "config.header_names"),
 ])
-def test_unknown_schemes_and_malformed_keys_are_400s_naming_the_field(platform: Platform, body: dict, code: str,
-                                                                      field: str) -> None:
-    with platform.client() as api:
+def test_unknown_schemes_and_malformed_keys_are_400s_naming_the_field(refusing_platform: Platform, body: dict,
+                                                                      code: str, field: str) -> None:
+    with refusing_platform.client() as api:
         reply = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/hook", **body})
         assert reply.status_code == 400, reply.text
         assert (reply.json()["error"]["code"], reply.json()["error"].get("field")) == (code, field), reply.text

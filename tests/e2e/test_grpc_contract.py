@@ -33,7 +33,9 @@ pytestmark = pytest.mark.e2e
 # Event bodies travel as their JSON text: a Struct would hold numbers as doubles (ids above 2**53 rounded).
 EXACT_BODIES = {"switchboard.v1.AIEvent.payload_json", "switchboard.v1.PublishEventRequest.payload_json",
                 "switchboard.v1.GivenEvent.payload_json", "switchboard.v1.Rendered.payload_json",
-                "switchboard.v1.Event.payload_json", "switchboard.v1.SimulatedDelivery.payload_json"}
+                "switchboard.v1.Event.payload_json", "switchboard.v1.SimulatedDelivery.payload_json",
+                # A corrected event as a training row (RouterService.ListCorrections, internal).
+                "switchboard.v1.Correction.payload_json"}
 
 
 def test_no_json_is_packed_into_strings_but_exact_event_bodies() -> None:

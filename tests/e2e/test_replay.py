@@ -91,8 +91,8 @@ def test_the_cli_starts_a_replay_and_draws_its_progress(platform: Platform) -> N
     ({"since": "2026-01-01T00:00:00Z", "source_id": "src_nope"}, 404, "not_found"),
     ({"since": "2026-01-01T00:00:00Z", "event_types": [""]}, 400, "invalid_request"),
 ])
-def test_bad_replays_are_refused(platform: Platform, body: dict, status: int, code: str) -> None:
-    with platform.client() as api:
+def test_bad_replays_are_refused(refusing_platform: Platform, body: dict, status: int, code: str) -> None:
+    with refusing_platform.client() as api:
         reply = api.post("/v1/replays", json=body)
         assert (reply.status_code, reply.json()["error"]["code"]) == (status, code), reply.text
 

@@ -137,6 +137,11 @@ def test_every_rest_binding_answers_as_its_rpc_does(platform: Platform) -> None:
             time.sleep(0.2)
         event = same("get_event", id=g.event_id)
         assert json.loads(event.payload_json) == {"n": 2 ** 60 + 1} and event.deliveries
+        refused("retrain_model")  # no corrections yet: nothing to learn from
+        # A correction of its labels: the same event both ways (the second replaces the first).
+        alike("label_event", {"id": g.event_id, "category": "billing", "priority": "low"})
+        same("get_label_accuracy", days=7)
+        refused("label_event", id=g.event_id, category="no-such-category")
         same("list_events", type="order.*")
         same("list_deliveries", endpoint_id=endpoints[0], limit=10)
         same("get_delivery", id=event.deliveries[0].id)
@@ -189,6 +194,7 @@ def test_every_rest_binding_answers_as_its_rpc_does(platform: Platform) -> None:
             "amount": {"type": "number"}}}})
         alike("draft_reply", {"event": {**ai_event, "text": "Hello, my invoice failed"}, "conversation_key": "c-1"},
               {"event": {**ai_event, "text": "Hello, my invoice failed"}, "conversation_key": "c-2"})
+        same("get_local_model")
 
         # Analytics and the audit log.
         same("get_overview")

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from plugins import hookimpl
@@ -54,3 +58,15 @@ def test_a_misspelled_hook_fails_at_start_up() -> None:
     pm.register(Typo())
     with pytest.raises(Exception, match="unknown hook 'register_source'"):
         pm.check_pending()
+
+
+def test_loading_the_plugins_imports_no_ai_sdk_until_a_provider_has_a_key() -> None:
+    """The anthropic and openai SDKs take over a second of CPU to import: every process that loads the
+    plugins (delivery, ingest, the edge) paid it at start for providers only AIService calls."""
+    probe = ("import sys; from plugins.manager import load_registry; sdks = {'anthropic', 'openai'}; "
+             "load_registry(env={}); print(sorted(sdks & set(sys.modules))); "
+             "load_registry(env={'SWITCHBOARD_AI_ANTHROPIC_API_KEY': 'sk-ant-x'}); "
+             "print(sorted(sdks & set(sys.modules)))")
+    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).parents[2]).stdout.splitlines()
+    assert lines == ["[]", "['anthropic']"], lines

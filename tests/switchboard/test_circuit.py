@@ -1,15 +1,9 @@
 from switchboard.circuit import CircuitBreakers
-
-
-class Clock:
-    now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import Clock
 
 
 def test_opens_after_consecutive_failures_then_probes_once_and_closes_on_success() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     breakers = CircuitBreakers(threshold=3, cooldown_s=10, clock=clock)
     for _ in range(2):
         assert breakers.wait_s("ep") == 0
@@ -27,7 +21,7 @@ def test_opens_after_consecutive_failures_then_probes_once_and_closes_on_success
 
 
 def test_a_failed_probe_opens_the_circuit_again_and_endpoints_are_independent() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     breakers = CircuitBreakers(threshold=1, cooldown_s=5, clock=clock)
     breakers.record("bad", ok=False)
     clock.now += 5

@@ -1,14 +1,7 @@
 import pytest
 
 from switchboard.ratelimit import RateLimit, TokenBuckets
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import Clock
 
 
 def test_a_burst_then_the_steady_rate() -> None:

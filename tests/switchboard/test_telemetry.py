@@ -156,7 +156,7 @@ class Store:
 class OneEndpoint:
     async def dispatch(self, event: Event):
         outgoing = [Outgoing(REPLAY_ROUTE, "ep_1", event.payload, None)]
-        return SimpleNamespace(outgoing=outgoing, explanation={}, category=None, retry=None,
+        return SimpleNamespace(outgoing=outgoing, explanation={}, labels={}, retry=None,
                                plan=SimpleNamespace(dropped_by=None, deliveries=[(REPLAY_ROUTE, "ep_1")],
                                                     verdicts=[]))
 

@@ -20,7 +20,7 @@ NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 def test_every_route_is_one_rpc_and_names_its_path_fields_as_rest_does() -> None:
     routes = [(b.verb, b.path) for b in bindings()]
-    assert len(routes) == len(set(routes)) == 64
+    assert len(routes) == len(set(routes)) == 68
     get_endpoint = binding_for("/switchboard.v1.DeliveryService/GetEndpoint")
     assert get_endpoint is not None and get_endpoint.path == "/v1/endpoints/{endpoint_id}"
     assert [ref.path for ref in get_endpoint.path_fields] == [("id",)]

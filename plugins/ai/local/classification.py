@@ -36,7 +36,9 @@ category matched by name: ``0.15 + 0.8 × (1 − e^(−score/4))``.
 *Reasons*: the model's features that pushed the answer most above the other
 categories (``word "invoice" (+1.9)``), or why the fallback answered.
 
-Sentiment, priority and summary have their own modules.
+*Priority*: the priority model's (``model.py``), which reads the level the
+priority rules give (``priority.py``) among its features. Sentiment and
+summary have their own modules.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from plugins.ai.local.model import LABELS, describe, features, shipped
+from plugins.ai.local.model import LABELS, Weights, describe, features, priority_features, shipped, shipped_priority
 from plugins.ai.local.priority import priority
 from plugins.ai.local.reading import SPLIT_WORD_RE, WORD_RE, Reading, read
 from plugins.ai.local.sentiment import sentiment_label, sentiment_score
@@ -145,19 +147,19 @@ def fallback_of(categories: tuple[str, ...], fallback: str = "") -> str:
 
 
 def _choose(reading: Reading, found: dict[str, float], categories: tuple[str, ...],
-            fallback: str) -> tuple[str, float, list[str]]:
+            fallback: str, weights: Weights) -> tuple[str, float, list[str]]:
     """The category, its confidence and the reasons: see the module docstring."""
-    unknown = [c for c in categories if c not in LABELS]
+    known = weights.labels
+    unknown = [c for c in categories if c not in known]
     if unknown:
         named = _category_scores(reading, tuple(unknown))
         best = max(unknown, key=lambda c: named[c])  # ties: the tenant's order
         if named[best] >= _NAMED:
             confidence = 0.15 + 0.8 * (1.0 - math.exp(-named[best] / 4.0))
             return best, round(confidence, 2), [f"the category's name is in the event ({best})"]
-    weights = shipped()
     probabilities = weights.probabilities(found)
-    top = max(LABELS, key=lambda c: probabilities[c])
-    kept = [c for c in categories if c in LABELS and c != "other"]
+    top = max(known, key=lambda c: probabilities[c])
+    kept = [c for c in categories if c in known and c != "other"]
     choice = max(kept, key=lambda c: probabilities[c]) if kept else ""
     reasons = [f"{describe(name)} ({push:+.1f})" for name, push in weights.explain(found, top)]
     if top == "other" or not choice or probabilities[choice] < _MIN_PROBABILITY:
@@ -173,19 +175,38 @@ def _choose(reading: Reading, found: dict[str, float], categories: tuple[str, ..
     return choice, round(probabilities[choice], 2), reasons
 
 
+def _answers(event: EventInput, categories: tuple[str, ...], fallback: str,
+             weights: Weights) -> tuple[Reading, str, float, list[str], str, dict[str, float]]:
+    """What classify answers before the priority model: the reading, category, confidence, reasons and
+    sentiment, and the priority model's features."""
+    reading, found = event_features(event)
+    category, confidence, reasons = _choose(reading, found, categories, fallback, weights)
+    sentiment = sentiment_score(reading.human or reading.prose, reading.is_person and bool(reading.human))
+    feeling = sentiment_label(sentiment.score)
+    return reading, category, confidence, reasons, feeling, \
+        priority_features(found, category, priority(reading, category, sentiment), feeling)
+
+
+def priority_inputs(event: EventInput, weights: Weights) -> dict[str, float]:
+    """The priority model's features of ``event``, the category answered by ``weights`` among the six:
+    what the priority model is trained on (``training.py``)."""
+    return _answers(event, DEFAULT_CATEGORIES, "", weights)[-1]
+
+
 def classify(event: EventInput, categories: tuple[str, ...] = DEFAULT_CATEGORIES,
-             fallback: str = "") -> dict[str, Any]:
+             fallback: str = "", weights: Weights | None = None) -> dict[str, Any]:
     """``{"category", "priority", "sentiment", "confidence", "summary", "reasons"}`` for ``event``.
 
-    ``fallback``: the tenant's category for events that fit none (default: ``other``, if it has it)."""
+    ``fallback``: the tenant's category for events that fit none (default: ``other``, if it has it);
+    ``weights``: a model trained for the tenant, which may know categories of its own (default: the shipped
+    one). The priority is the shipped priority model's, whatever the category model."""
     categories = tuple(c for c in categories if isinstance(c, str) and c) or DEFAULT_CATEGORIES
-    reading, found = event_features(event)
-    category, confidence, reasons = _choose(reading, found, categories, fallback)
-    sentiment = sentiment_score(reading.human or reading.prose, reading.is_person and bool(reading.human))
+    reading, category, confidence, reasons, feeling, inputs = _answers(event, categories, fallback,
+                                                                       weights or shipped())
     return {
         "category": category,
-        "priority": priority(reading, category, sentiment),
-        "sentiment": sentiment_label(sentiment.score),
+        "priority": shipped_priority().best(inputs),
+        "sentiment": feeling,
         "confidence": confidence,
         "summary": summary(event, reading),
         "reasons": reasons,

@@ -3,7 +3,9 @@
 *Features* (``features``), all 0/1 except the rules': the source
 (``src:slack``); each event-type token (``et:payment_failed``); the human
 text's words (``w:invoice``, common words left out) and word pairs
-(``b:review my``); the words of other payload strings (``l:failure``), one-word status values
+(``b:review my``), and the shape of numbers that name a kind of trouble
+(``num:http_5xx`` for "503s", ``num:percentile`` for "p95"); the words of
+other payload strings (``l:failure``), one-word status values
 (``st:failure``) and key names (``k:bot_id``); the text's shape (``shape:``
 no text, 1-3 words, a question, emoji only...); and the rules' own score
 for each of the six categories (``rule:billing``, see ``classification.py``),
@@ -16,6 +18,11 @@ rounded to three decimals, features whose weights are all small dropped).
 A prediction is a sum of weights and a softmax: a few hundred dictionary
 look-ups, no dependency. *Explanation*: the features that pushed the chosen
 category most above the others (``explain``).
+
+*Priority* is a second model of the same kind (``priority.json``), over the
+same features and three more: the level the priority rules give
+(``prule:high``, see ``priority.py``), the category answered
+(``pcat:alert``) and the sentiment (``psent:negative``).
 """
 
 from __future__ import annotations
@@ -24,13 +31,16 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 from plugins.ai.local.reading import Reading
 
 LABELS = ("billing", "code", "support", "sales", "alert", "other")
 WEIGHTS_PATH = Path(__file__).with_name("model.json")
+# The priority model: the built-in levels, most urgent first, and its weights.
+PRIORITY_LABELS = ("urgent", "high", "normal", "low")
+PRIORITY_WEIGHTS_PATH = Path(__file__).with_name("priority.json")
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _LEAF_WORD_RE = re.compile(r"[a-z]{3,}")
@@ -47,6 +57,11 @@ _STOPWORDS = frozenset((
     "do", "does", "did", "have", "has", "had", "can", "could", "would", "will", "should", "there", "here", "what",
     "when", "where", "who", "how", "why", "which", "all", "any", "some", "about", "into", "than", "then", "also",
     "very", "really", "up", "out", "now", "get", "got", "one", "am"))
+
+
+# Numbers that say what kind of trouble it is, whatever the digits: "503s", "4xx", "p95".
+_NUMBER_SHAPES = ((re.compile(r"5\d\d(?:s)?|5xx"), "num:http_5xx"), (re.compile(r"4\d\d(?:s)?|4xx"), "num:http_4xx"),
+                  (re.compile(r"p(?:50|90|95|99)"), "num:percentile"))
 
 
 def _shape(reading: Reading, words: list[str]) -> str:
@@ -80,6 +95,9 @@ def features(reading: Reading, rule_scores: dict[str, float]) -> dict[str, float
         if word in _STOPWORDS:
             continue
         found[f"w:{word}"] = 1.0
+        for pattern, name in _NUMBER_SHAPES if word[0] in "45p" else ():
+            if pattern.fullmatch(word):
+                found[name] = 1.0
     for word in _LEAF_WORD_RE.findall(reading.leaves[:_MAX_LEAF_CHARS]):
         found[f"l:{word}"] = 1.0
     for status in reading.statuses:
@@ -100,6 +118,8 @@ class Weights:
     labels: tuple[str, ...]
     bias: tuple[float, ...]
     weights: dict[str, tuple[float, ...]]
+    # What answers say the model is ("": the shipped model's name); not part of the file.
+    name: str = ""
 
     @classmethod
     def from_json(cls, text: str) -> Weights:
@@ -115,14 +135,22 @@ class Weights:
                 f'"weights": {{\n' + ",\n".join(lines) + "\n}}\n")
 
     def scores(self, found: dict[str, float]) -> list[float]:
-        totals = list(self.bias)
+        # The rows of the features found, summed column by column by zip and sum (C loops: most features are 0/1,
+        # and a per-weight Python loop was most of a classification's time).
         weights = self.weights
+        rows = []
         for name, value in found.items():
             row = weights.get(name)
             if row is not None:
-                for i, weight in enumerate(row):
-                    totals[i] += weight * value
-        return totals
+                rows.append(row if value == 1.0 else tuple(w * value for w in row))
+        if not rows:
+            return list(self.bias)
+        return [b + sum(column) for b, column in zip(self.bias, zip(*rows, strict=True), strict=True)]
+
+    def best(self, found: dict[str, float]) -> str:
+        """The most likely label for these features (ties: the first in ``labels``)."""
+        scores = self.scores(found)
+        return self.labels[scores.index(max(scores))]
 
     def probabilities(self, found: dict[str, float]) -> dict[str, float]:
         """Each label's probability for these features (a softmax of the scores)."""
@@ -132,15 +160,21 @@ class Weights:
         total = sum(exps)
         return {label: e / total for label, e in zip(self.labels, exps, strict=True)}
 
+    @cached_property
+    def _pushes(self) -> dict[str, tuple[float, ...]]:
+        """Per feature, how far it pushes each label above the mean of the others (``explain``'s measure)."""
+        others = len(self.labels) - 1
+        return {name: tuple(w - (sum(row) - w) / others for w in row) for name, row in self.weights.items()}
+
     def explain(self, found: dict[str, float], label: str, count: int = 3) -> list[tuple[str, float]]:
         """The features that pushed ``label`` most above the mean of the other labels, strongest first."""
         index = self.labels.index(label)
-        others = len(self.labels) - 1
+        table = self._pushes
         pushes: list[tuple[float, str]] = []
         for name, value in found.items():
-            row = self.weights.get(name)
+            row = table.get(name)
             if row is not None:
-                push = value * (row[index] - (sum(row) - row[index]) / others)
+                push = value * row[index]
                 if push > 0.05:
                     pushes.append((push, name))
         pushes.sort(key=lambda p: (-p[0], p[1]))
@@ -153,8 +187,21 @@ def shipped() -> Weights:
     return Weights.from_json(WEIGHTS_PATH.read_text(encoding="utf-8"))
 
 
+@cache
+def shipped_priority() -> Weights:
+    """The priority model shipped with the package (priority.json), read once."""
+    return Weights.from_json(PRIORITY_WEIGHTS_PATH.read_text(encoding="utf-8"))
+
+
+def priority_features(found: dict[str, float], category: str, by_rules: str, sentiment: str) -> dict[str, float]:
+    """The priority model's features: the category model's, and what the other parts answered (the priority
+    rules' level, the category, the sentiment), so that it learns where to trust the rules."""
+    return {**found, f"prule:{by_rules}": 1.0, f"pcat:{category}": 1.0, f"psent:{sentiment}": 1.0}
+
+
 _KINDS = {"src": "source", "et": "event type", "w": "word", "b": "words", "l": "payload word",
-          "st": "status", "k": "payload key", "shape": "text shape", "rule": "the rules' score for"}
+          "st": "status", "k": "payload key", "shape": "text shape", "num": "number",
+          "rule": "the rules' score for"}
 
 
 def describe(feature: str) -> str:
@@ -163,6 +210,6 @@ def describe(feature: str) -> str:
     name = _KINDS.get(kind, kind)
     if kind == "rule":
         return f"{name} {value}"
-    if kind == "shape":
+    if kind in ("shape", "num"):
         return f"{name}: {value.replace('_', ' ')}"
     return f'{name} "{value.strip("<>")}"'

@@ -1,4 +1,5 @@
-"""An event's priority: the first of these rules that holds.
+"""The priority rules: the first of these that holds. Their level is one of the priority model's features
+(``model.py``), which gives the answer.
 
 1. ``low`` when the system reports a recovery ("resolved", "recovered",
    "back to normal", a closed issue — in the event type, a status, a

@@ -15,6 +15,7 @@ import html
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from collections.abc import Iterator
 
@@ -63,6 +64,17 @@ class Reading:
     hits_keys: dict[str, Term] = field(default_factory=dict)
 
 
+# Payload keys repeat from event to event (each provider has its own few hundred): what is read of one is kept.
+@lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    return SECRET_KEY_RE.search(key) is not None
+
+
+@lru_cache(maxsize=4096)
+def _key_words(key: str) -> str:
+    return SPLIT_WORD_RE.sub(" ", _CAMEL_RE.sub(" ", key)).lower()
+
+
 def clean(text: str) -> str:
     """``text`` without HTML tags and entities, on one line."""
     if "<" in text:
@@ -106,7 +118,7 @@ def read(event: EventInput) -> Reading:
     for path, value in walk(event.payload):
         if path:
             keys[path[-1]] = None
-            if SECRET_KEY_RE.search(path[-1]):
+            if _secret_key(path[-1]):
                 continue
         if isinstance(value, str) and size < MAX_TEXT:
             value = value[:MAX_LEAF].strip()
@@ -122,10 +134,11 @@ def read(event: EventInput) -> Reading:
                 prose.append(value)
     is_person = (source in ("slack", "intercom") or (source == "twilio" and event_type.startswith("message.received"))
                  or any(t in _HUMAN_EVENT_WORDS for t in tokens))
-    key_words = " ".join(SPLIT_WORD_RE.sub(" ", _CAMEL_RE.sub(" ", k)).lower() for k in list(keys)[:200])
+    key_words = " ".join(_key_words(k) for k in list(keys)[:200])
     reading = Reading(source, event_type, tuple(tokens), human, human_raw, " | ".join(leaves)[:MAX_TEXT],
                       key_words, frozenset(statuses), " . ".join(prose)[:MAX_HUMAN], is_person)
     reading.hits_human = hits(reading.human)
     reading.hits_leaves = {t: v for t, v in hits(reading.leaves).items() if t not in reading.hits_human}
-    reading.hits_keys = hits(reading.keys)
+    # Key names count only for an event without human text (classification's key factor): not looked up otherwise.
+    reading.hits_keys = hits(reading.keys) if not reading.human else {}
     return reading

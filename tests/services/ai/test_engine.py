@@ -68,7 +68,9 @@ async def test_the_first_provider_answers_and_its_usage_is_recorded(make_engine,
     assert answer.provider == "anthropic" and answer.value.category == "billing" and answer.value.confidence == 0.9
     assert (answer.input_tokens, answer.output_tokens, answer.passed_over) == (120, 30, ())
     sent = anthropic.received[0].json
-    assert "billing, code, support, sales, alert, other" in sent["messages"][0]["content"]
+    asked = sent["messages"][0]["content"]
+    assert asked.startswith("Event type: invoice.payment_failed\n") and "\n- alert: " in asked \
+        and asked.index("- alert: ") < asked.index("- billing: ") < asked.index("- support: ")
     assert sent["tool_choice"] == {"type": "tool", "name": "answer"}
     [usage] = await store.usage("t1", since=__import__("datetime").date.today())
     assert (usage.provider, usage.requests, usage.input_tokens, usage.output_tokens) == ("anthropic", 1, 120, 30)
@@ -163,7 +165,7 @@ async def test_a_tenants_chain_and_categories_are_its_own(make_engine, servers) 
     openai.reply(json_answer({**LABELS, "category": "payments"}))
     answer = await make().classify(EVENT, lane="normal")
     assert answer.provider == "openai" and answer.value.category == "payments"
-    assert "payments, tickets" in openai.received[0].json["messages"][1]["content"]
+    assert "\n- payments\n- tickets\n" in openai.received[0].json["messages"][1]["content"]
     assert anthropic.received == []
 
 

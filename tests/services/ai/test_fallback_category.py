@@ -7,7 +7,6 @@ fallback (``other`` by default) at a low confidence, so a route's
 
 from pathlib import Path
 
-import grpc
 import pytest
 
 from plugins.ai.spec import EventInput
@@ -21,21 +20,11 @@ from switchboard.circuit import CircuitBreakers
 from switchboard.database import apply_migrations
 from switchboard.v1 import ai_pb2 as pb
 from tests.sealing import BOX
+from tests.servicer_context import Aborted, Context
 
 MIGRATIONS = Path(__file__).parents[3] / "services/ai/migrations"
 SMALL_TALK = EventInput("t1", "slack", "message", {"event": {"type": "message", "text": "haha ok, thanks!"}},
                         "haha ok, thanks!")
-
-
-class Aborted(Exception):
-    pass
-
-
-class Context:
-    """Enough of a gRPC servicer context: an abort raises, with its status."""
-
-    async def abort(self, code: grpc.StatusCode, details: str, trailing_metadata: object = None) -> None:
-        raise Aborted(code, details)
 
 
 @pytest.fixture

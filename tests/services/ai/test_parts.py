@@ -15,9 +15,9 @@ from services.ai.answers import (
     parse_reply,
 )
 from services.ai.engine import ResponseCache
-from services.ai.event_text import event_text
+from switchboard.event_text import event_text
 from services.ai.gate import ProviderGate, ProviderLimits
-from services.ai.prompts import BUILTIN, check_template, render
+from services.ai.prompts import BUILTIN, PromptTemplate, check_template, render
 from services.ai.store import AIStore
 from switchboard.database import apply_migrations
 from switchboard.errors import InvalidRequest
@@ -63,7 +63,10 @@ def test_templates_take_only_known_placeholders_and_render_without_code() -> Non
             check_template("ok", bad)
     event = EventInput("t1", "stripe", "invoice.paid", {"a": "{__import__('os')}" * 2000}, "paid")
     system, prompt = render(BUILTIN["classify"], event, categories=CATEGORIES)
-    assert "billing, support, other" in prompt and "invoice.paid" in prompt and prompt.endswith("…")
+    assert prompt.startswith("Event type: invoice.paid\n") and "…\n\nThe categories" in prompt  # the payload, cut
+    assert "- billing: money owed" in prompt and "- support: a customer" in prompt
+    assert render(PromptTemplate("classify", 1, "s", "$categories"), event, categories=CATEGORIES)[1] == \
+        "billing, support, other"  # a tenant's template: the tenant's order
     reply = render(BUILTIN["reply"], event, turns=(Turn("customer", "Help!"), Turn("agent", "On it.")))[1]
     assert "customer: Help!\nagent: On it." in reply
 

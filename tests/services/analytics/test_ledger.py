@@ -100,10 +100,15 @@ async def test_text_postgresql_cannot_hold_is_cleaned_and_impossible_reports_are
                    AttemptRecord(**{**good.__dict__, "number": 0}),
                    AttemptRecord(**{**good.__dict__, "tenant_id": None}),
                    AttemptRecord(**{**good.__dict__, "latency_ms": "fast"}),
+                   AttemptRecord(**{**good.__dict__, "priority": 1}),
                    AttemptRecord(**{**good.__dict__, "at": 1e300})):
         with pytest.raises(ValueError):
             check_attempt(broken)
     check_attempt(good)
+    for report in (routed("evt1", at=T0, priority=["urgent"]),  # type: ignore[arg-type]
+                   notice("evt1", "skipped", at=T0, priority={"level": 1})):  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="priority"):
+            check_report(report)
 
 
 def test_the_event_of_a_delivery_is_the_first_part_of_its_id() -> None:

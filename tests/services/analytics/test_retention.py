@@ -40,7 +40,7 @@ async def test_attempts_and_minutes_go_after_their_retention_and_hours_and_days_
     # of hours; and day 40's day bucket, since a bucket goes only once all of it is past the cut-off.
     assert await counts(ledger) == {"attempts": 10, "events": 10, "deliveries": 10, "minute": 10, "hour": 40,
                                     "day": 41}
-    assert deleted["attempts"] == 50 and deleted["hour rollups"] == 20 * 5  # the tenant and 4 dimensions
+    assert deleted["attempts"] == 50 and deleted["hour rollups"] == 20 * 6  # the tenant and 5 dimensions
     assert await pruner.prune() == {k: 0 for k in deleted}
 
     # What is left still adds up: hours and days keep answering for older ranges.

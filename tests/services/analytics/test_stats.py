@@ -127,6 +127,38 @@ async def test_breakdowns_by_endpoint_event_type_source_and_category(reader: Sta
     assert [r.key for r in (await reader.breakdown("t1", "endpoint", limit=1)).rows] == ["ep_a"]
 
 
+async def test_a_breakdown_by_priority_counts_each_tenants_own_levels(ledger: AttemptLedger) -> None:
+    """The priority reports carry is on the tenant's scale: t1 keeps the built-in levels, t2 has two."""
+    reports: list[Report] = [
+        routed("evt1", "ep_a", at=at(12, 0), category="alert", priority="urgent"),
+        attempt("evt1", 1, at=at(12, 1), category="alert", priority="urgent"),
+        routed("evt2", "ep_a", "ep_b", at=at(12, 2), priority="high"),
+        attempt("evt2", 1, at=at(12, 3), priority="high"),
+        attempt("evt2", 1, "failed", at=at(12, 3), endpoint="ep_b", priority="high", status_code=410),
+        routed("evt3", "ep_a", at=at(12, 4)),  # not classified: no route asked the AI
+        attempt("evt3", 1, at=at(12, 5)),
+        routed("evt4", "ep_z", at=at(12, 0), tenant="t2", priority="P1"),
+        attempt("evt4", 1, at=at(12, 1), tenant="t2", endpoint="ep_z", priority="P1"),
+        routed("evt5", "ep_z", at=at(12, 2), tenant="t2", priority="P2"),
+        notice("evt5", "circuit_open", at=at(12, 3), tenant="t2", endpoint="ep_z", priority="P2"),
+    ]
+    assert (await ledger.record_batch(reports)).inserted == len(reports)
+    reader = StatsReader(ledger.pool, now=lambda: NOW)
+    t1 = await reader.breakdown("t1", "priority")
+    assert t1.by == "priority"
+    assert [(r.key, r.stats.events_received, r.stats.deliveries, r.stats.attempts, r.stats.succeeded, r.stats.dead)
+            for r in t1.rows] == [("high", 1, 2, 2, 1, 1), ("", 1, 1, 1, 1, 0), ("urgent", 1, 1, 1, 1, 0)]
+    t2 = await reader.breakdown("t2", "priority")
+    assert {r.key: (r.stats.events_received, r.stats.deliveries, r.stats.attempts) for r in t2.rows} == {
+        "P1": (1, 1, 1), "P2": (1, 1, 0)}
+    # Category and priority are dimensions of their own.
+    assert {r.key for r in (await reader.breakdown("t1", "category")).rows} == {"alert", ""}
+    async with ledger.pool.connection() as conn:  # each attempt keeps its priority ('' when none)
+        cur = await conn.execute("SELECT delivery_id, priority FROM analytics.attempts WHERE tenant_id = 't1'")
+        assert {(r["delivery_id"], r["priority"]) for r in await cur.fetchall()} == {
+            ("evt1:ep_a", "urgent"), ("evt2:ep_a", "high"), ("evt2:ep_b", "high"), ("evt3:ep_a", "")}
+
+
 async def test_an_endpoint_with_its_pending_deliveries_and_last_error(reader: StatsReader) -> None:
     e = await reader.endpoint("t1", "ep_b")
     assert (e.stats.attempts, e.stats.succeeded, e.stats.failed, e.pending) == (3, 1, 2, 2)

@@ -62,6 +62,20 @@ async def test_success_is_recorded_and_a_redelivery_sends_nothing_more(setup) ->
     assert delivery.status == "succeeded" and [a.outcome for a in delivery.history] == ["succeeded"]
 
 
+async def test_reports_to_analytics_carry_the_ai_category_and_priority(setup) -> None:
+    store, worker, js = setup
+    labelled = replace(message("ep_gone", "evt_labelled"), category="alert", priority="urgent")
+    with Receiver() as receiver:
+        endpoint = await store.endpoints.create("t1", receiver.url, "", "webhook", generate_webhook_secret())
+        assert (await worker.deliver(replace(labelled, endpoint_id=endpoint.id))).action == "ack"
+    assert (await worker.deliver(labelled)).action == "term"  # its endpoint is gone: skipped
+    attempts = await js.pull_subscribe("attempts.t1", "labels-attempts")
+    [sent] = [decode(m.data) for m in await attempts.fetch(1, timeout=5)]
+    [skipped] = await notices_of(js, "labels-notices", 1)
+    for report in (sent, skipped):
+        assert (report["category"], report["priority"]) == ("alert", "urgent"), report
+
+
 async def test_retryable_failures_back_off_then_dead_letter(setup) -> None:
     store, worker, js = setup
     with Receiver(status=500) as receiver:
@@ -487,22 +501,26 @@ async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js
                 await asyncio.sleep(0.01)
             holds = 0
             while not first.done():
-                assert (await capped.deliver(message(endpoint.id, "evt_waiting"))).delay_s == 0.2
+                held = await capped.deliver(message(endpoint.id, "evt_waiting"))
+                if held.action == "ack":
+                    break  # the slot came free while it waited for it
+                assert held.action == "nak" and held.delay_s
                 holds += 1
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(held.delay_s)
             assert (await first).action == "ack" and holds > 1
             # It was held for seconds: reported once, after it had lasted (held only for a moment, nothing).
             assert [n["state"] for n in await notices_of(js, "capped", 3)] == [
                 "circuit_open", "circuit_open", "in_flight_cap"]
 
 
-@pytest.mark.parametrize(("concurrency", "processes", "waiting", "delay_s"), [
-    (0, 1, 2 * SLOT_WAITERS_PER_SLOT, 0.1),  # SLOT_WAITERS_PER_SLOT per slot
-    (64, 1, 32, 0.0),  # half the consumer's concurrency, when that is more
-    (64, 2, 16, 0.0),  # shared out among the processes: the rest goes back for the other to take
+@pytest.mark.parametrize(("concurrency", "processes", "waiting"), [
+    (0, 1, 2 * SLOT_WAITERS_PER_SLOT),  # SLOT_WAITERS_PER_SLOT per slot
+    (64, 1, 2 * SLOT_WAITERS_PER_SLOT),  # as many when that is within half the consumer's concurrency
+    (8, 1, 4),  # half the consumer's concurrency, when that is fewer: the rest is for other endpoints
+    (8, 2, 2),  # shared out among the processes: the rest goes back for the other to take
 ])
 async def test_deliveries_over_the_cap_wait_in_the_process_for_a_slot_instead_of_circling(
-        setup: Setup, concurrency, processes, waiting, delay_s) -> None:
+        setup: Setup, concurrency, processes, waiting) -> None:
     """A busy endpoint's deliveries over its in-flight cap take the slots as they free up, in
     order, without going back to the stream; only those beyond the waiting room do."""
     store, _, js = setup
@@ -510,14 +528,22 @@ async def test_deliveries_over_the_cap_wait_in_the_process_for_a_slot_instead_of
         capped = DeliveryWorker(Bus(js, 5.0), *store, load_registry(), DestinationContext(http, 5.0, True),
                                 EndpointOptions(2, None, 5.0, RetryPolicy(max_attempts=3, base_delay_s=1, jitter=0)),
                                 concurrency=concurrency, processes=processes)
-        with Receiver(delay_s=delay_s) as receiver:
+        send_s = 0.1
+        with Receiver(delay_s=send_s) as receiver:
             endpoint = await store.endpoints.create("t1", receiver.url, "", "webhook",
                                                    generate_webhook_secret(), options={"max_in_flight": 2 * processes})
             room = 2 + waiting  # this process's two sending, the rest waiting
-            decisions = await asyncio.gather(*(capped.deliver(message(endpoint.id, f"evt_{n}"))
-                                               for n in range(room + 3)))
-        assert sorted((d.action, d.delay_s or 0) for d in decisions) == [("ack", 0)] * room + [("nak", 0.2)] * 3
-        assert len(receiver.requests) == room
+            for batch in ("first", "second"):
+                decisions = await asyncio.gather(*(capped.deliver(message(endpoint.id, f"evt_{batch}_{n}"))
+                                                   for n in range(room + 3)))
+                assert sorted(d.action for d in decisions) == ["ack"] * room + ["nak"] * 3
+        # Those beyond the room go back to the stream until about their turn: after the ones waiting, one
+        # after another, a slot's time apart (each send 0.1 s over two slots; timed by the first batch).
+        turns = sorted(d.delay_s or 0 for d in decisions if d.action == "nak")
+        slot_s = send_s / 2
+        assert 0.9 * (waiting + 1) * slot_s <= turns[0] <= (waiting + 1) * slot_s + 0.2, turns
+        assert turns[1] - turns[0] >= 0.9 * slot_s and turns[2] - turns[1] >= 0.9 * slot_s, turns
+        assert len(receiver.requests) == 2 * room
         # Every slot was given back: nothing in flight, nobody waiting.
         assert not capped.in_flight and not capped._slot_waiters
 

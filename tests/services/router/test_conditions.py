@@ -92,9 +92,23 @@ def test_ai_conditions() -> None:
     assert met and "ai confidence 0.91 >= 0.7" in reasons
     assert conditions.evaluate({**labels, "confidence": 0.5})[0] is False
     assert conditions.evaluate(None) == (False, ["no AI classification available"])
-    for bad in ({"priority": ["meh"]}, {"min_confidence": 2}, {"mood": "x"}):
+    for bad in ({"priority": ["x" * 21]}, {"priority": list("abcdef")}, {"min_confidence": 2}, {"mood": "x"}):
         with pytest.raises(InvalidRequest):
             AIConditions.parse(bad)
+
+
+def test_ai_priorities_are_the_tenants_levels() -> None:
+    """Any level names parse (a stored route outlives a change of scale); saving checks them against the scale."""
+    conditions = AIConditions.parse({"priority": ["urgent"]})
+    assert conditions is not None
+    conditions.check_priorities(("urgent", "normal"))
+    assert conditions.evaluate({"priority": "urgent"})[0] is True
+    assert conditions.evaluate({"priority": "normal"}) == (False, ["ai priority 'normal' not in ['urgent']"])
+    meh = AIConditions.parse({"priority": ["meh", "high"]})
+    assert meh is not None
+    with pytest.raises(InvalidRequest, match="priority values are the tenant's priority levels") as refused:
+        meh.check_priorities(("urgent", "high", "normal", "low"))
+    assert refused.value.field == "ai.priority" and "not 'meh'" in str(refused.value)
 
 
 def route(id_: str, **spec) -> Route:

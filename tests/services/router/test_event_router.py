@@ -118,3 +118,33 @@ async def test_an_endpoint_that_leaves_the_type_out_gets_no_delivery_and_the_exp
     assert routing["deliveries"] == [{"route_id": route.id, "endpoint_id": "ep_orders", "action": "deliver"}]
     assert routing["filtered_out"] == [{"route_id": route.id, "endpoint_id": "ep_invoices",
                                         "reason": "the endpoint's event_types leave it out"}]
+
+
+class LabellingAI:
+    """Classifies every event as an urgent alert (a tenant level, as AIService gives it)."""
+
+    async def classify(self, event: Event):
+        return {"category": "alert", "priority": "urgent", "sentiment": "negative", "confidence": 0.9}, None
+
+    async def draft_reply(self, event: Event, hold: bool = False):
+        return None, "not used"
+
+
+async def test_the_ai_category_and_priority_go_with_the_deliveries_and_to_analytics(pool, js) -> None:
+    from switchboard.events import RoutingOutcome
+
+    await apply_migrations(pool, "router", MIGRATIONS)
+    await ensure_streams(js, Settings.from_env({}))
+    routes = RouteStore(pool)
+    await routes.create("t1", parse_route_spec({"name": "pages", "ai": {"priority": ["urgent"]},
+                                                "endpoint_ids": ["ep_1"]}))
+    router = EventRouter(Bus(js, 5.0), EventStore(pool), Dispatcher(routes, TemplateStore(pool), ai=LabellingAI(),
+                                                          replies=ReplyStore(pool), endpoint_types=NO_FILTERS))
+    assert (await router.route(event(0))).action == "ack"
+
+    deliveries = await js.pull_subscribe("deliveries.t1.>", "labels-check")
+    [queued] = [DeliveryMessage.from_message(decode(m.data)) for m in await deliveries.fetch(1, timeout=5)]
+    assert (queued.category, queued.priority) == ("alert", "urgent")
+    outcomes = await js.pull_subscribe("attempts.t1.routing", "labels-outcome")
+    [outcome] = [RoutingOutcome.from_message(decode(m.data)) for m in await outcomes.fetch(1, timeout=5)]
+    assert (outcome.outcome, outcome.category, outcome.priority) == ("routed", "alert", "urgent")

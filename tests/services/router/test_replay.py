@@ -79,13 +79,16 @@ async def test_a_run_that_dies_is_resumed_after_its_cursor_and_delivers_each_eve
         return 1
 
     stopping = asyncio.Event()
-    first = ReplayRunner(replays, flaky, batch_size=2, lease=timedelta(milliseconds=200))
+    first = ReplayRunner(replays, flaky, batch_size=2, lease=timedelta(seconds=30))
     await first.run_one(await replays.claim(first.lease), stopping)
     half = await replays.get("t1", replay.id)
     assert half.status == "running" and half.done == 2  # the first batch; the second died part-way
     assert await replays.claim(first.lease) is None  # still leased
 
-    await asyncio.sleep(0.3)  # the lease lapses; another runner takes over
+    # The lease lapses (as 30 s after a crash); another runner takes over.
+    async with replays.pool.connection() as conn:
+        await conn.execute("UPDATE router.replays SET lease_until = now() - interval '1 second' WHERE id = %s",
+                           (replay.id,))
 
     async def steady(event, endpoint_id, replay_id):
         await publish_deliveries(Bus(js, 5.0), event, [Outgoing(REPLAY_ROUTE, endpoint_id, event.payload, None)],
