@@ -38,6 +38,7 @@ __all__ = [
     "MESSAGE_DURATION",
     "DELIVERY_ATTEMPTS",
     "DELIVERY_DURATION",
+    "DELIVERY_HOLDS",
     "AI_CALLS",
     "AI_DURATION",
     "AI_TOKENS",
@@ -49,6 +50,7 @@ __all__ = [
     "record_grpc_client",
     "record_message",
     "record_delivery_attempt",
+    "record_delivery_hold",
     "record_ai_call",
     "watch_circuits",
     "watch_consumer_lag",
@@ -208,11 +210,21 @@ DELIVERY_DURATION = Histogram(
     "switchboard_delivery_attempt_duration_seconds", "Time one delivery attempt took, sending included.",
     ["destination"], buckets=_SLOW)
 
+DELIVERY_HOLDS = Counter(
+    "switchboard_delivery_holds",
+    "Deliveries given back to the stream without an attempt, by why (rate_limited, in_flight_cap, circuit_open): "
+    "each comes back about its turn.", ["reason"])
+
 
 def record_delivery_attempt(destination: str, outcome: str, seconds: float) -> None:
     """One recorded attempt; ``destination`` is the plugin name (webhook, slack, ...)."""
     _labelled(DELIVERY_ATTEMPTS, destination, outcome).inc()
     _labelled(DELIVERY_DURATION, destination).observe(seconds)
+
+
+def record_delivery_hold(reason: str) -> None:
+    """A delivery held for ``reason`` (a hold reason), given back to the stream without an attempt."""
+    _labelled(DELIVERY_HOLDS, reason).inc()
 
 
 # -- AI -----------------------------------------------------------------------------

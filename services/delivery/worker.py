@@ -447,6 +447,7 @@ class DeliveryWorker:
         Not per hold (a held message comes back every fraction of a second), and
         not for a hold that clears at once (see HOLD_REPORT_AFTER_S).
         """
+        metrics.record_delivery_hold(reason)
         now = time.monotonic()
         held = self._holds.get(message.delivery_id)
         if held is None or held[0] != reason:

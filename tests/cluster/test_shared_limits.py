@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from switchboard.cli.supervisor import listening_ports
-from tests.chaos.harness import ChaosReceiver
-from tests.e2e.slice import signed, wait_for
+from tests.chaos.harness import ChaosReceiver, Receipt
+from tests.e2e.slice import signed
 from tests.e2e.test_multi_process import counter_total
 from tests.platform_runner import Platform
 
@@ -37,6 +38,29 @@ def post_all(url: str, secret: str, bodies: list[dict], connections: int = 16) -
         return list(pool.map(post, bodies))
 
 
+def delivered_while_arriving(receiver: ChaosReceiver, count: int, holds: Callable[[], dict[str, float]],
+                             within_s: float, stalled_s: float = 30.0) -> list[Receipt]:
+    """The receiver's successful receipts once ``count`` have come: waited for as long as deliveries keep
+    arriving, up to ``within_s`` (a loaded machine sends slower, which is not what `make test` checks
+    here). AssertionError, saying how the deliveries went, once none has come for ``stalled_s``."""
+    progress: list[str] = []
+    arrived, started = 0, time.monotonic()
+    last_arrival = started
+    while True:
+        delivered = [r for r in receiver.snapshot() if r.ok]
+        now = time.monotonic()
+        if len(delivered) >= count:
+            return delivered
+        if len(delivered) > arrived:
+            arrived, last_arrival = len(delivered), now
+            progress = [*progress[-20:], f"{arrived} delivered, holds per process {holds()}"]
+        assert now - last_arrival < stalled_s and now - started < within_s, (
+            f"{arrived} of {count} delivered in {now - started:.0f} s, the last {now - last_arrival:.0f} s ago; "
+            f"receipts failed {sum(not r.ok for r in receiver.snapshot())}, holds per process {holds()}; "
+            f"before: {progress}")
+        time.sleep(0.5)
+
+
 def test_an_endpoint_limit_holds_at_its_receiver_with_two_delivery_processes(cluster_platform: Platform) -> None:
     ports = listening_ports(cluster_platform.state_dir)
     attempts_before = {name: counter_total(ports[f"{name}_metrics"], "switchboard_delivery_attempts")
@@ -51,19 +75,19 @@ def test_an_endpoint_limit_holds_at_its_receiver_with_two_delivery_processes(clu
         statuses = post_all(f"{cluster_platform.edge_url}/in/{source['id']}", source["secret"],
                             [{"type": "limited.event", "id": f"l-{n}"} for n in range(count)])
         assert statuses.count(202) == count, statuses
-        def all_delivered() -> list | None:
-            delivered = [r for r in receiver.snapshot() if r.ok]
-            return delivered if len(delivered) >= count else None
-
-        receipts = wait_for(all_delivered, timeout=count / ENDPOINT_RATE * 2 + 30)
+        receipts = delivered_while_arriving(receiver, count, lambda: {
+            name: counter_total(ports[f"{name}_metrics"], "switchboard_delivery_holds") for name in attempts_before},
+            within_s=count / ENDPOINT_RATE * 10 + 60)
     times = sorted(r.at for r in receipts)
     # The steady rate, past the first two seconds (the burst, and the queue filling up).
     steady = [t for t in times if t >= times[0] + 2.0]
     measured = (len(steady) - 1) / (steady[-1] - steady[0])
     attempts = {name: counter_total(ports[f"{name}_metrics"], "switchboard_delivery_attempts") - before
                 for name, before in attempts_before.items()}
+    holds = {name: counter_total(ports[f"{name}_metrics"], "switchboard_delivery_holds") for name in attempts}
     print(f"\nendpoint limit {ENDPOINT_RATE:.0f}/s, 2 delivery processes: measured {measured:.2f}/s at the "
-          f"receiver over {steady[-1] - steady[0]:.1f} s; attempts per process {attempts}", flush=True)
+          f"receiver over {steady[-1] - steady[0]:.1f} s; attempts per process {attempts}; holds per process "
+          f"{holds}", flush=True)
     # Not above the limit, give or take the measurement's edges (22.1/s was seen for 20/s).
     assert measured <= 1.2 * ENDPOINT_RATE, measured
     if FULL:

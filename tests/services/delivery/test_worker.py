@@ -464,6 +464,12 @@ async def notices_of(js, durable: str, expected: int) -> list[dict]:
 async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js) -> None:
     import asyncio
 
+    from switchboard import metrics
+
+    def holds_counted(reason: str) -> float:
+        return metrics.DELIVERY_HOLDS.labels(reason)._value.get()
+
+    counted_before = {reason: holds_counted(reason) for reason in ("circuit_open", "in_flight_cap")}
     await apply_migrations(pool, "delivery", MIGRATIONS)
     await ensure_streams(js, Settings.from_env({}))
     store = delivery_stores(pool)
@@ -488,6 +494,8 @@ async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js
             assert (await worker.deliver(message(endpoint.id, "evt_held"))).action == "nak"  # the probe fails
             assert (await worker.deliver(message(endpoint.id, "evt_held"))).delay_s == 30
             assert [n["state"] for n in await notices_of(js, "circuit-again", 2)] == ["circuit_open"] * 2
+            # Every hold is counted, where analytics hears of each reason once.
+            assert holds_counted("circuit_open") - counted_before["circuit_open"] == 6
 
     # An in-flight cap that clears at once is not reported; one that lasts is, once. (Each delivery
     # over the cap first waits SLOT_WAIT_S for a slot; the receiver is slower than that.)
@@ -508,6 +516,7 @@ async def test_a_held_delivery_is_reported_once_per_reason_not_per_hold(pool, js
                 holds += 1
                 await asyncio.sleep(held.delay_s)
             assert (await first).action == "ack" and holds > 1
+            assert holds_counted("in_flight_cap") - counted_before["in_flight_cap"] == holds
             # It was held for seconds: reported once, after it had lasted (held only for a moment, nothing).
             assert [n["state"] for n in await notices_of(js, "capped", 3)] == [
                 "circuit_open", "circuit_open", "in_flight_cap"]
