@@ -29,6 +29,8 @@ from plugins.markers import hookspec
 
 __all__ = [
     "TASKS",
+    "PRIORITIES",
+    "SENTIMENTS",
     "EventInput",
     "Turn",
     "AIRequest",
@@ -41,6 +43,11 @@ __all__ = [
 
 #: What a provider may be asked to do.
 TASKS = ("classify", "extract", "reply")
+
+#: The labels a classification answers with: the built-in priority scale, most urgent first (the host maps
+#: it onto a tenant's own levels), and the sentiments.
+PRIORITIES = ("urgent", "high", "normal", "low")
+SENTIMENTS = ("negative", "neutral", "positive")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from plugins.ai.spec import PRIORITIES, SENTIMENTS
 from switchboard.errors import InvalidRequest
 
 __all__ = [
@@ -25,8 +26,6 @@ __all__ = [
 ]
 
 DEFAULT_CATEGORIES = ("billing", "code", "support", "sales", "alert", "other")
-PRIORITIES = ("low", "normal", "high", "urgent")
-SENTIMENTS = ("negative", "neutral", "positive")
 MAX_REPLY_CHARS = 2000
 
 
@@ -53,7 +52,8 @@ def classification_schema(categories: tuple[str, ...]) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "category": {"type": "string", "enum": list(categories)},
-            "priority": {"type": "string", "enum": list(PRIORITIES)},
+            # Least urgent first, as models have always been shown it.
+            "priority": {"type": "string", "enum": list(reversed(PRIORITIES))},
             "sentiment": {"type": "string", "enum": list(SENTIMENTS)},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
             "summary": {"type": "string", "maxLength": 300},

@@ -18,13 +18,12 @@ import re
 from dataclasses import dataclass, field, replace
 from collections.abc import Mapping, Sequence
 
+from plugins.ai.spec import PRIORITIES as BUILTIN_LEVELS  # most urgent first
 from services.ai.answers import Classification
 from switchboard.errors import InvalidRequest
 
 __all__ = ["BUILTIN_LEVELS", "PriorityScale", "default_mapping", "checked_scale"]
 
-# Most urgent first.
-BUILTIN_LEVELS = ("urgent", "high", "normal", "low")
 # The index of the tenant's level each built-in level (in BUILTIN_LEVELS' order) becomes, by how many it has.
 _DEFAULT_FOLDS = {2: (0, 0, 1, 1), 3: (0, 0, 1, 2), 4: (0, 1, 2, 3), 5: (0, 1, 2, 4)}
 MIN_LEVELS, MAX_LEVELS = 2, 5

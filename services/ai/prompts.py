@@ -28,7 +28,7 @@ from string import Template
 from typing import Any
 from collections.abc import Mapping
 
-from plugins.ai.spec import EventInput, Turn
+from plugins.ai.spec import PRIORITIES, EventInput, Turn
 from switchboard.errors import InvalidRequest
 
 __all__ = ["PromptTemplate", "BUILTIN", "CATEGORY_DESCRIPTIONS", "LabelledExample", "render", "category_guide",
@@ -159,7 +159,7 @@ class LabelledExample:
 
 
 # Priorities an example may show: the scale every provider answers on (a tenant's own levels would mislead it).
-_EXAMPLE_PRIORITIES = frozenset({"urgent", "high", "normal", "low"})
+_EXAMPLE_PRIORITIES = frozenset(PRIORITIES)
 
 
 def with_examples(system: str, examples: tuple[LabelledExample, ...]) -> str:

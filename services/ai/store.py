@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime, timedelta
 from collections.abc import Mapping
 from typing import Any
@@ -38,8 +39,9 @@ class TenantAISettings:
     priority_levels: tuple[str, ...] = ()
     priority_mapping: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def priority_scale(self) -> PriorityScale:
+        # Read for every classification, from settings cached per tenant: made once per copy.
         return PriorityScale.stored(self.priority_levels, self.priority_mapping)
 
 

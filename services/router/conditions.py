@@ -26,6 +26,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 from collections.abc import Mapping
 
+from plugins.ai.spec import SENTIMENTS
 from switchboard.errors import InvalidRequest
 
 __all__ = ["PayloadFilter", "Filters", "AIConditions", "parse_path", "MISSING"]
@@ -213,7 +214,7 @@ class AIConditions:
         lists = {}
         # Priorities are the tenant's level names: checked against its scale when the route is saved.
         for name, allowed in (("category", None), ("priority", None),
-                              ("sentiment", ("negative", "neutral", "positive"))):
+                              ("sentiment", SENTIMENTS)):
             value = raw.get(name, [])
             if isinstance(value, str):
                 value = [value]

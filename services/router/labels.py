@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from psycopg_pool import AsyncConnectionPool
 
+from plugins.ai.spec import PRIORITIES as BUILTIN_PRIORITIES, SENTIMENTS  # the scale every provider answers on
 from switchboard.event_text import event_text  # the same text AIService reads of an event
 from services.router.event_store import StoredEvent
 from services.router.routing import decision_labels
@@ -31,8 +32,6 @@ from switchboard.errors import InvalidRequest
 __all__ = ["BUILTIN_PRIORITIES", "SENTIMENTS", "EventLabels", "Example", "Accuracy", "Correction", "LabelStore",
            "corrected_labels"]
 
-BUILTIN_PRIORITIES = ("urgent", "high", "normal", "low")
-SENTIMENTS = ("negative", "neutral", "positive")
 # Examples sent with a classification, and the recent corrections of a tenant they are chosen from.
 EXAMPLES = 5
 _RECENT = 50

@@ -21,7 +21,7 @@ from services.router.event_search import DEFAULT_LIMIT, EventQuery, EventSearch,
 from services.router.event_store import EventStore
 from services.router.labels import BUILTIN_PRIORITIES, Accuracy, EventLabels, LabelStore, corrected_labels
 from services.router.route_store import RouteStore
-from services.router.routing import Route, parse_route_spec
+from services.router.routing import Route, decision_labels, parse_route_spec
 from services.router.templates import Template, TemplateStore
 from services.router.transforms import TransformError
 from switchboard.bodies import body_text, is_json_media
@@ -212,10 +212,8 @@ class RouterServicer(rpc.RouterServiceServicer):
         await self._require_endpoints(tenant_id, spec.get("endpoint_ids", ()))
         if spec.get("ai") is not None and spec["ai"].priority:
             # Priorities are the tenant's own levels, which its AI settings hold.
-            ai = self.clients.stub("ai", ai_pb2_grpc.AIServiceStub)
-            settings = await call(ai.GetSettings(ai_pb2.GetAISettingsRequest(tenant_id=tenant_id),
-                                                 timeout=self.clients.timeout))
-            spec["ai"].check_priorities(tuple(settings.priority_levels))
+            _, levels = await self._label_choices(tenant_id)
+            spec["ai"].check_priorities(tuple(levels))
         if spec.get("template_id"):
             try:
                 await self.templates.get(tenant_id, spec["template_id"])
@@ -319,7 +317,7 @@ class RouterServicer(rpc.RouterServiceServicer):
         given = {name: getattr(request, name) if request.HasField(name) else None
                  for name in ("category", "priority", "sentiment")}
         categories, priorities = await self._label_choices(request.tenant_id)
-        labels = corrected_labels(given, (stored.routing or {}).get("ai"), categories, priorities)
+        labels = corrected_labels(given, decision_labels(stored.routing), categories, priorities)
         return _event_labels(await self.labels.label(stored, labels, request.actor))
 
     async def GetLabelAccuracy(self, request, context):

@@ -35,11 +35,12 @@ from functools import cache, cached_property
 from pathlib import Path
 
 from plugins.ai.local.reading import Reading
+from plugins.ai.spec import PRIORITIES
 
 LABELS = ("billing", "code", "support", "sales", "alert", "other")
 WEIGHTS_PATH = Path(__file__).with_name("model.json")
 # The priority model: the built-in levels, most urgent first, and its weights.
-PRIORITY_LABELS = ("urgent", "high", "normal", "low")
+PRIORITY_LABELS = PRIORITIES
 PRIORITY_WEIGHTS_PATH = Path(__file__).with_name("priority.json")
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
