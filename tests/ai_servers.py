@@ -173,6 +173,13 @@ def anthropic_message(content: list[dict[str, Any]], *, model: str = "claude-hai
     }
 
 
+def anthropic_answer(labels: dict[str, Any], **message: Any) -> Reply:
+    """A Messages API reply answering through the ``answer`` tool with ``labels`` (``message``: the rest of
+    :func:`anthropic_message`'s arguments)."""
+    return Reply(body=anthropic_message([{"type": "tool_use", "id": "toolu_01", "name": "answer", "input": labels}],
+                                        **{"stop_reason": "tool_use", **message}))
+
+
 def anthropic_error(error_type: str, message: str) -> dict[str, Any]:
     """A Messages API error body, e.g. ``anthropic_error("overloaded_error", "Overloaded")``."""
     return {"type": "error", "error": {"type": error_type, "message": message}}
@@ -231,8 +238,7 @@ def keyword_greedy(words: Mapping[str, Sequence[str]], model: str = "greedy-1") 
         labels = {"category": category, "priority": "normal", "sentiment": "neutral", "confidence": 0.9,
                   "summary": f"read {found.group(1) if found else 'nothing'} first"}
         if request.path.endswith("/messages"):
-            return Reply(body=anthropic_message([{"type": "tool_use", "id": "toolu_01", "name": "answer",
-                                                  "input": labels}], model=model, stop_reason="tool_use"))
+            return anthropic_answer(labels, model=model)
         return Reply(body=openai_completion(json.dumps(labels), model=model))
 
     return answer

@@ -82,10 +82,14 @@ class SlotTurns:
             self._send_s.clear()
         self._send_s[endpoint_id] = seconds if before is None else before + SEND_TIME_WEIGHT * (seconds - before)
 
+    def send_time(self, endpoint_id: str) -> float:
+        """The running average of this process's sends to the endpoint (FIRST_SEND_S before the first)."""
+        return self._send_s.get(endpoint_id, FIRST_SEND_S)
+
     def turn_in(self, endpoint_id: str, cap: int, waiting: int) -> float:
         """Seconds a delivery over the endpoint's ``cap`` slots stays away, with ``waiting`` deliveries
         already waiting in the process for a slot: they go first, then those held before it, then it."""
-        send_s = self._send_s.get(endpoint_id, FIRST_SEND_S)
+        send_s = self.send_time(endpoint_id)
         sending = self._sending.get(endpoint_id)
         if sending:
             send_s = max(send_s, self.clock() - min(sending.values()))

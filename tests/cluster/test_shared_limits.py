@@ -65,6 +65,10 @@ def test_an_endpoint_limit_holds_at_its_receiver_with_two_delivery_processes(clu
     ports = listening_ports(cluster_platform.state_dir)
     attempts_before = {name: counter_total(ports[f"{name}_metrics"], "switchboard_delivery_attempts")
                        for name in ("delivery", "delivery-2")}
+
+    def holds_per_process() -> dict[str, float]:
+        return {name: counter_total(ports[f"{name}_metrics"], "switchboard_delivery_holds") for name in attempts_before}
+
     with ChaosReceiver() as receiver, cluster_platform.client() as api:
         source = api.post("/v1/sources", json={"name": "limited", "config": {"event_type_field": "type"}}).json()
         # The burst left to its default: a second's worth.
@@ -75,16 +79,15 @@ def test_an_endpoint_limit_holds_at_its_receiver_with_two_delivery_processes(clu
         statuses = post_all(f"{cluster_platform.edge_url}/in/{source['id']}", source["secret"],
                             [{"type": "limited.event", "id": f"l-{n}"} for n in range(count)])
         assert statuses.count(202) == count, statuses
-        receipts = delivered_while_arriving(receiver, count, lambda: {
-            name: counter_total(ports[f"{name}_metrics"], "switchboard_delivery_holds") for name in attempts_before},
-            within_s=count / ENDPOINT_RATE * 10 + 60)
+        receipts = delivered_while_arriving(receiver, count, holds_per_process,
+                                            within_s=count / ENDPOINT_RATE * 10 + 60)
     times = sorted(r.at for r in receipts)
     # The steady rate, past the first two seconds (the burst, and the queue filling up).
     steady = [t for t in times if t >= times[0] + 2.0]
     measured = (len(steady) - 1) / (steady[-1] - steady[0])
     attempts = {name: counter_total(ports[f"{name}_metrics"], "switchboard_delivery_attempts") - before
                 for name, before in attempts_before.items()}
-    holds = {name: counter_total(ports[f"{name}_metrics"], "switchboard_delivery_holds") for name in attempts}
+    holds = holds_per_process()
     print(f"\nendpoint limit {ENDPOINT_RATE:.0f}/s, 2 delivery processes: measured {measured:.2f}/s at the "
           f"receiver over {steady[-1] - steady[0]:.1f} s; attempts per process {attempts}; holds per process "
           f"{holds}", flush=True)

@@ -58,3 +58,19 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
             return value
         time.sleep(0.1)
     raise AssertionError("condition not met in time")
+
+
+def publish(api, event: dict) -> str:
+    reply = api.post("/v1/events", json=event)
+    assert reply.status_code == 202, reply.text
+    return reply.json()["event_id"]
+
+
+def wait_routed(api, event_id: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reply = api.get(f"/v1/events/{event_id}")
+        if reply.status_code == 200 and reply.json().get("routing"):
+            return reply.json()
+        time.sleep(0.1)
+    raise AssertionError(f"event {event_id} not routed")

@@ -11,7 +11,7 @@ import pytest
 from switchboard.v1 import ai_pb2, ai_pb2_grpc
 from tests.ai_servers import FakeAIServer, Reply, anthropic_error, anthropic_message
 from tests.e2e.test_auth import tenant_with_key
-from tests.e2e.test_routing import wait_routed
+from tests.e2e.slice import wait_routed
 from tests.platform_runner import Platform
 from tests.receivers import Receiver
 

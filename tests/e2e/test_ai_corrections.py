@@ -11,35 +11,22 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.ai_servers import FakeAIServer, Reply, anthropic_message
+from tests.ai_servers import FakeAIServer, Reply, anthropic_answer
+from services.ai.answers import DEFAULT_CATEGORIES as AI_DEFAULT_CATEGORIES
 from tests.e2e.test_auth import tenant_with_key
+from tests.e2e.slice import publish, wait_routed
 from tests.platform_runner import Platform
+# Parcels a person says are "logistics", a category of the tenant's own the built-in model does not know.
+from tests.services.ai.test_tenant_models import PARAPHRASE, PARCELS
 
 pytestmark = pytest.mark.e2e
 
-DEFAULT_CATEGORIES = ["billing", "code", "support", "sales", "alert", "other"]
+DEFAULT_CATEGORIES = list(AI_DEFAULT_CATEGORIES)  # a list: tests add categories of their own
 BILLING_TEXT = "My invoice is wrong and I was charged twice for March"
 BILLING: dict[str, Any] = {"type": "message.received", "payload": {"text": BILLING_TEXT}}
 OUTAGE: dict[str, Any] = {"type": "message.received",
                           "payload": {"text": "URGENT: production is down, every request returns 503"}}
 THANKS: dict[str, Any] = {"type": "message.received", "payload": {"text": "ok thanks"}}
-
-
-def _routed(api: httpx.Client, event_id: str, timeout: float = 30.0) -> dict[str, Any]:
-    """The stored event once the router decided (its AI labels in routing.ai)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = api.get(f"/v1/events/{event_id}")
-        if got.status_code == 200 and got.json()["routing"] is not None:
-            return got.json()
-        time.sleep(0.1)
-    raise AssertionError(f"event {event_id} was not routed")
-
-
-def _publish(api: httpx.Client, event: dict[str, Any]) -> str:
-    published = api.post("/v1/events", json=event)
-    assert published.status_code == 202, published.text
-    return published.json()["event_id"]
 
 
 def _classified_by_every_route(api: httpx.Client, categories: list[str] = DEFAULT_CATEGORIES) -> None:
@@ -50,8 +37,8 @@ def _classified_by_every_route(api: httpx.Client, categories: list[str] = DEFAUL
 def test_labels_are_kept_shown_and_reported_against(platform: Platform) -> None:
     with platform.client() as api:
         _classified_by_every_route(api)
-        ids = [_publish(api, event) for event in (BILLING, OUTAGE, THANKS)]
-        ai = [_routed(api, event_id)["routing"]["ai"] for event_id in ids]
+        ids = [publish(api, event) for event in (BILLING, OUTAGE, THANKS)]
+        ai = [wait_routed(api, event_id)["routing"]["ai"] for event_id in ids]
         assert [a["category"] for a in ai] == ["billing", "alert", "other"]
         assert {(a["provider"], a["model"]) for a in ai} == {("local", "local-linear-2")}
 
@@ -108,8 +95,8 @@ BAD_LABELS = [
 
 def test_bad_labels_are_400_and_an_unclassified_event_needs_its_category(platform: Platform) -> None:
     with platform.client() as api:
-        event_id = _publish(api, THANKS)
-        assert _routed(api, event_id)["routing"]["ai"] is None  # no route asked for the AI
+        event_id = publish(api, THANKS)
+        assert wait_routed(api, event_id)["routing"]["ai"] is None  # no route asked for the AI
         for body, message in BAD_LABELS:
             refused = api.post(f"/v1/events/{event_id}/labels", json=body)
             assert refused.status_code == 400 and message in refused.json()["error"]["message"], refused.text
@@ -124,8 +111,7 @@ def test_bad_labels_are_400_and_an_unclassified_event_needs_its_category(platfor
 
 
 def _answer(labels: dict[str, Any]) -> Reply:
-    return Reply(body=anthropic_message([{"type": "tool_use", "id": "toolu_1", "name": "answer", "input": labels}],
-                                        model="claude-test"))
+    return anthropic_answer(labels, model="claude-test")
 
 
 def test_model_providers_are_shown_the_tenants_corrections_as_examples(platform_factory) -> None:
@@ -140,16 +126,16 @@ def test_model_providers_are_shown_the_tenants_corrections_as_examples(platform_
             parcel_text = "Where is my parcel? Tracking has said in transit for 9 days"
             parcel = {"type": "message.received", "payload": {"text": parcel_text}}
             anthropic.reply(_answer(wrong))
-            first = _publish(api, parcel)
-            assert _routed(api, first)["routing"]["ai"]["provider"] == "anthropic"
+            first = publish(api, parcel)
+            assert wait_routed(api, first)["routing"]["ai"]["provider"] == "anthropic"
             assert "a person labelled" not in anthropic.received[0].json["system"]  # no corrections yet: no examples
 
             labelled = api.post(f"/v1/events/{first}/labels", json={"category": "shipping", "priority": "high"})
             assert labelled.status_code == 200 and labelled.json()["ai"]["model"] == "claude-test"
 
             anthropic.reply(_answer({**wrong, "category": "shipping"}))
-            second = _publish(api, {"type": "message.received", "payload": {"text": "My courier never came, again"}})
-            assert _routed(api, second)["routing"]["ai"]["category"] == "shipping"
+            second = publish(api, {"type": "message.received", "payload": {"text": "My courier never came, again"}})
+            assert wait_routed(api, second)["routing"]["ai"]["category"] == "shipping"
             asked = anthropic.received[1].json
             system = asked["system"] if isinstance(asked["system"], str) else \
                 "".join(block["text"] for block in asked["system"])
@@ -165,13 +151,6 @@ def test_model_providers_are_shown_the_tenants_corrections_as_examples(platform_
                 [("anthropic", "claude-test", 1, 0)]
 
 
-# Parcels a person says are "logistics", a category of the tenant's own the built-in model does not know.
-PARCELS = ["my parcel is stuck at the depot, tracking hasn't moved since monday",
-           "the courier left my parcel at the wrong address yesterday",
-           "parcel tracking says delivered but nothing arrived at my door"]
-PARAPHRASE = "tracking for my parcel still hasn't moved, it's stuck at the depot"
-
-
 def _classify(api: httpx.Client, text: str) -> dict[str, Any]:
     answer = api.post("/v1/ai/classify", json={"type": "message.received", "source_type": "api",
                                                "payload": {"text": text}})
@@ -185,6 +164,7 @@ def _model(api: httpx.Client, status: str, timeout: float = 180.0) -> dict[str, 
         model = api.get("/v1/ai/model").json()
         if model["status"] == status:
             return model
+        assert model["status"] != "failed", model  # no sense waiting on: the training says why
         time.sleep(0.5)
     raise AssertionError(f"the tenant's model did not become {status}: {model}")
 
@@ -201,9 +181,9 @@ def test_a_tenants_local_model_retrains_on_its_corrections(platform: Platform) -
         nothing = other.post("/v1/ai/retrain", json={})
         assert nothing.status_code == 400 and "no corrections" in nothing.text
 
-        ids = [_publish(api, {"type": "message.received", "payload": {"text": text}}) for text in PARCELS]
+        ids = [publish(api, {"type": "message.received", "payload": {"text": text}}) for text in PARCELS]
         for event_id in ids:
-            _routed(api, event_id)
+            wait_routed(api, event_id)
             api.post(f"/v1/events/{event_id}/labels", json={"category": "logistics"}).raise_for_status()
 
         started = api.post("/v1/ai/retrain", json={})

@@ -18,9 +18,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.slice import send, wait_for
+from tests.e2e.slice import send, wait_for, wait_routed
 from tests.e2e.test_auth import add_key, cli_json
-from tests.e2e.test_routing import wait_routed
 from tests.e2e.test_sources import make_source, post, sender_headers
 from tests.plugins.test_sources import sample
 from tests.platform_runner import Platform
@@ -195,7 +194,7 @@ def test_the_dashboard_shows_what_the_api_says_retries_and_draws_an_event_timeli
             rows_by = api.get("/v1/analytics/breakdown", params={"by": by}).json()["data"]
             assert rows_by and all(r["key"] for r in rows_by), (by, rows_by)
             page.select_option("#breakdown-by", by)
-            page.locator('body[data-state="ready"]').wait_for(state="attached")
+            page.locator(f'#breakdown-svg[aria-label="deliveries by {by}"]').wait_for()
             for r in rows_by:
                 page.locator("#breakdown-svg text", has_text=r["key"]).first.wait_for()
             assert page.get_attribute("#breakdown-svg", "aria-label") == f"deliveries by {by}"

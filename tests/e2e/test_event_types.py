@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_auth import add_key, tenant_with_key
-from tests.e2e.test_routing import publish, wait_routed
+from tests.e2e.slice import publish, wait_routed
 from tests.platform_runner import Platform
 from tests.receivers import Receiver
 

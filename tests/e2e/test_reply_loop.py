@@ -21,9 +21,8 @@ import httpx
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from tests.e2e.slice import wait_for
+from tests.e2e.slice import wait_for, wait_routed
 from tests.e2e.test_auth import tenant_with_key
-from tests.e2e.test_routing import wait_routed
 from tests.e2e.test_sources import make_source, post, sender_headers
 from tests.plugins.test_sources import sample
 from tests.platform_runner import Platform

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.slice import publish, wait_routed
 from tests.e2e.test_auth import tenant_with_key
 from tests.e2e.test_slice import wait_for_delivery
 from tests.platform_runner import Platform
@@ -21,22 +22,6 @@ INVOICE: dict[str, Any] = {"type": "invoice.payment_failed", "payload": {
     "text": "Payment failed for invoice in_42"}}
 SLACK_TEMPLATE = ('{"text": {{ ("Invoice " ~ payload.data.object.id ~ " failed: " ~ (ai.summary if ai else ""))'
                   ' | tojson }}}')
-
-
-def publish(api, event: dict) -> str:
-    reply = api.post("/v1/events", json=event)
-    assert reply.status_code == 202, reply.text
-    return reply.json()["event_id"]
-
-
-def wait_routed(api, event_id: str, timeout: float = 20) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        reply = api.get(f"/v1/events/{event_id}")
-        if reply.status_code == 200 and reply.json().get("routing"):
-            return reply.json()
-        time.sleep(0.1)
-    raise AssertionError(f"event {event_id} not routed")
 
 
 def test_routes_filter_classify_transform_drop_and_explain(platform: Platform) -> None:

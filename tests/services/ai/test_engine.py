@@ -16,7 +16,8 @@ from services.ai.store import AIStore
 from switchboard.circuit import CircuitBreakers
 from switchboard.database import apply_migrations
 from switchboard.secretbox import SecretBox
-from tests.ai_servers import FakeAIServer, Reply, anthropic_error, anthropic_message, openai_completion, openai_error
+from tests.ai_servers import (FakeAIServer, Reply, anthropic_answer, anthropic_error, anthropic_message,
+                              openai_completion, openai_error)
 from tests.sealing import BOX
 
 MIGRATIONS = Path(__file__).parents[3] / "services/ai/migrations"
@@ -27,8 +28,7 @@ LABELS = {"category": "billing", "priority": "high", "sentiment": "negative", "c
 
 
 def tool_answer(labels: dict) -> Reply:
-    return Reply(body=anthropic_message([{"type": "tool_use", "id": "toolu_01", "name": "answer", "input": labels}],
-                                        input_tokens=120, output_tokens=30))
+    return anthropic_answer(labels, input_tokens=120, output_tokens=30)
 
 
 def json_answer(labels: dict) -> Reply:

@@ -23,7 +23,7 @@ from switchboard.circuit import CircuitBreakers
 from switchboard.database import apply_migrations
 from switchboard.errors import InvalidRequest
 from switchboard.v1 import ai_pb2 as pb
-from tests.ai_servers import FakeAIServer, Reply, anthropic_message
+from tests.ai_servers import FakeAIServer, anthropic_answer
 from tests.sealing import BOX
 from tests.servicer_context import Aborted, Context
 
@@ -111,8 +111,7 @@ async def test_a_tenant_with_two_levels_gets_answers_and_settings_on_its_scale(s
     await store.save_settings("t1", ("anthropic",), None)
     labels = {"category": "alert", "priority": "high", "sentiment": "negative", "confidence": 0.9,
               "summary": "CI failed on main"}
-    anthropic.reply(Reply(body=anthropic_message([{"type": "tool_use", "id": "toolu_1", "name": "answer",
-                                                    "input": labels}], stop_reason="tool_use")))
+    anthropic.reply(anthropic_answer(labels))
     asked = await engine.classify(CI_FAILED, lane="normal")
     assert asked.provider == "anthropic"
     assert (asked.value.priority, asked.value.priority_builtin) == ("urgent", "high")

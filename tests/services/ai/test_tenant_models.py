@@ -14,7 +14,7 @@ import pytest
 
 from plugins.ai.local.classification import classify
 from plugins.ai.local.model import LABELS, Weights
-from plugins.ai.local.training import TRAIN, load, train
+from plugins.ai.local.training import CORRECTION_WEIGHT, TRAIN, load, train
 from plugins.ai.spec import AIRequest, AIResponse, EventInput
 from plugins.manager import load_registry
 from services.ai.engine import AIEngine, ResponseCache
@@ -49,7 +49,8 @@ SMALL_CORPUS = load(TRAIN)[::8]
 
 
 async def small_trainer(rows: list[dict[str, Any]]) -> str:
-    return (await asyncio.to_thread(train, SMALL_CORPUS + [row for row in rows for _ in range(5)])).to_json()
+    weighted = [row for row in rows for _ in range(CORRECTION_WEIGHT)]
+    return (await asyncio.to_thread(train, SMALL_CORPUS + weighted)).to_json()
 
 
 def test_examples_follow_the_system_prompt_one_line_each() -> None:
@@ -66,7 +67,7 @@ def test_examples_follow_the_system_prompt_one_line_each() -> None:
 
 def test_a_corrected_category_of_the_tenants_own_is_learnt() -> None:
     rows = [c.row() for c in corrections()]
-    weights = train(SMALL_CORPUS + rows * 5)
+    weights = train(SMALL_CORPUS + rows * CORRECTION_WEIGHT)
     assert weights.labels == CATEGORIES
     for text in (PARCELS[0], PARAPHRASE):
         assert classify(message(text), CATEGORIES, weights=weights)["category"] == "logistics", text

@@ -80,6 +80,16 @@ async def eventually(condition: Callable[[], bool], within_s: float) -> bool:
     return True
 
 
+async def all_handed_out(js, within_s: float) -> bool:
+    """Whether, within ``within_s``, the DELIVERIES consumer has handed out every message queued."""
+    deadline = time.monotonic() + within_s
+    while (await js.consumer_info("DELIVERIES", "delivery")).num_pending:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
 async def queue_deliveries(js, endpoint_id: str, numbers: range) -> None:
     """As the router queues them, 200 at a time."""
     for start in range(numbers.start, numbers.stop, 200):
@@ -249,7 +259,7 @@ async def test_a_down_endpoints_backlog_never_holds_up_another_endpoints_deliver
         async with consuming(nats_server.url, database_url, concurrency=64) as (a, _):
             # The down endpoint's deliveries are all out: failed and retrying, or held by its circuit.
             assert await eventually(lambda: a.circuits.circuit(dead.id).state == "open", 20)
-            await asyncio.sleep(2.0)
+            assert await all_handed_out(js, within_s=20)
             published = time.monotonic()
             await queue_deliveries(js, live.id, range(backlog, backlog + 20))
             delivered = await eventually(lambda: len(up.requests) == 20, 15)

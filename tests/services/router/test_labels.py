@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.router.event_store import EventStore
-from services.router.labels import BUILTIN_PRIORITIES, LabelStore, corrected_labels
+from services.router.labels import LabelStore, corrected_labels
 from switchboard.database import apply_migrations
 from switchboard.errors import InvalidRequest
 from switchboard.events import Event
@@ -110,4 +110,3 @@ async def test_examples_put_the_same_event_type_first_and_the_listing_pages(stor
     rest, last = await labels.page("t1", cursor, 3)
     assert [c.event_id for c in first + rest] == [f"evt_{n:032x}" for n in (4, 3, 2, 1)] and last is None
     assert first[0].payload["text"].startswith("text 4") and first[0].priority == "normal"
-    assert BUILTIN_PRIORITIES[0] == "urgent"
